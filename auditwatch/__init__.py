@@ -1,0 +1,1 @@
+"""The wiring: settings, CLI, server and worker composition. Nothing imports this package."""

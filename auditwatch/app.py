@@ -1,0 +1,88 @@
+"""The Flask application factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+
+from auditwatch import api, openapi
+from auditwatch.services import Services
+from auditwatch.settings import Settings
+from ingest import api as ingest_api
+from ingest.errors import IngestError
+from ingest.http import error_response, json_response
+from storage.errors import DatabaseUnavailable, InvalidCursor
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    init_app(app, settings, services)
+    return app
+
+
+def _key_from_request() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("X-API-Key")
+
+
+def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:
+    """Attach the pool and pipeline; nothing connects at import time."""
+    services = services or Services.open(settings)
+    app.extensions["auditwatch"] = services
+
+    @app.before_request
+    def authenticate():
+        g.principal = None
+        key = _key_from_request()
+        if key:
+            g.principal = services.authenticate(key)
+            if g.principal is None:
+                return json_response({"code": "invalid_key", "field": None,
+                                      "message": "the API key is unknown, malformed or revoked"}, 401)
+        return None
+
+    app.register_blueprint(ingest_api.create_blueprint(services.pipeline, max_batch=settings.max_batch))
+    app.register_blueprint(api.create_blueprint(services))
+    app.register_blueprint(openapi.create_blueprint())
+
+    @app.get("/healthz")
+    def healthz():
+        return json_response({"status": "ok"})
+
+    @app.errorhandler(IngestError)
+    def ingest_error(exc: IngestError):
+        return error_response(exc)
+
+    @app.errorhandler(InvalidCursor)
+    def invalid_cursor(exc: InvalidCursor):
+        return json_response({"code": "invalid_cursor", "message": str(exc), "field": "cursor"}, 400)
+
+    @app.errorhandler(DatabaseUnavailable)
+    def unavailable(exc: DatabaseUnavailable):
+        log.error("database unavailable: %s", exc)
+        return json_response({"code": "unavailable", "message": "the database is unavailable; retry later",
+                              "field": None}, 503, {"Retry-After": "5"})
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code, "http_error")
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"the request body is over {settings.max_body_bytes} bytes; split it into smaller batches"
+        return json_response({"code": code, "message": message, "field": None}, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # Never a bare 500 page: log with the traceback and answer JSON. A 503 tells clients to
+        # retry; events of a failed request were not acknowledged.
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return json_response({"code": "internal_error", "field": None,
+                              "message": "the server failed to handle this request; it was logged, retry later"},
+                             503, {"Retry-After": "5"})

@@ -1,0 +1,112 @@
+"""The long-lived objects one server or CLI process shares: pool, writer, pipeline."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from auditwatch.settings import Settings
+from ingest.enrich import geo_lookup
+from ingest.pipeline import IngestPipeline, IngestPolicy
+from ingest.redact import DEFAULT_SENSITIVE_KEYS, Redactor
+from ingest.validate import ValidationPolicy
+from storage.auth import ApiKey
+from storage.events import EventRecord, Outcome
+from storage.timescale import catalog, db
+from storage.timescale.cluster import LocalCluster
+from storage.timescale.writer import EventWriter, GroupCommitter
+
+
+def database_url(settings: Settings) -> str:
+    """The configured server, or the embedded cluster under the data directory."""
+    if settings.database_url:
+        return settings.database_url
+    return LocalCluster(settings.resolved_data_dir(), port=settings.db_port).url
+
+
+def ingest_policy(settings: Settings) -> IngestPolicy:
+    return IngestPolicy(
+        validation=ValidationPolicy(
+            clock_skew=timedelta(seconds=settings.clock_skew_seconds),
+            max_metadata_bytes=settings.max_metadata_bytes,
+        ),
+        unknown_users=settings.unknown_users,  # type: ignore[arg-type]
+        rate_limit_per_minute=settings.rate_limit_per_minute or None,
+    )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: ConnectionPool
+    writer: EventWriter
+    committer: GroupCommitter
+    pipeline: IngestPipeline
+    _key_cache: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, settings: Settings, *, url: str | None = None) -> Services:
+        pool = db.open_pool(url or database_url(settings), min_size=settings.pool_min, max_size=settings.pool_max)
+        writer = EventWriter(pool)
+        committer = GroupCommitter(writer, max_group_events=settings.group_commit_max_events,
+                                   threads=settings.group_commit_threads)
+        pipeline = IngestPipeline(
+            pool=pool,
+            committer=committer,
+            geo=geo_lookup(settings.geoip_mmdb or None, settings.geoip_asn_mmdb or None, enabled=settings.geoip),
+            redactor=Redactor(DEFAULT_SENSITIVE_KEYS + tuple(settings.redact_keys)),
+            policy=ingest_policy(settings),
+        )
+        return cls(settings, pool, writer, committer, pipeline)
+
+    def close(self) -> None:
+        self.committer.close()
+        self.pool.close()
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The key's record, cached briefly so each request does not cost a query.
+
+        A revocation takes effect within ``key_cache_seconds``.
+        """
+        now = time.monotonic()
+        cached = self._key_cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = catalog.authenticate(self.pool, key)
+        with self._lock:
+            if len(self._key_cache) > 10_000:
+                self._key_cache.clear()
+            self._key_cache[key] = (found, now + self.settings.key_cache_seconds)
+        return found
+
+    def forget_keys(self) -> None:
+        with self._lock:
+            self._key_cache.clear()
+
+    def audit(self, event_type: str, principal: str, *, metadata: dict[str, Any] | None = None,
+              outcome: Outcome = Outcome.SUCCESS, resource_id: str | None = None,
+              source_ip: str | None = None, user_agent: str | None = None) -> EventRecord:
+        """Record an action of the platform itself (reads, exports, key and config changes)."""
+        now = datetime.now(UTC)
+        record = EventRecord(
+            event_id=uuid.uuid4(),
+            timestamp=now,
+            event_type=event_type,
+            user_id=principal,
+            received_at=now,
+            outcome=outcome,
+            source="auditwatch",
+            source_ip=source_ip,
+            resource_id=resource_id,
+            user_agent=user_agent,
+            metadata=self.pipeline.redact(metadata or {}),
+        )
+        self.committer.write([record])
+        return record

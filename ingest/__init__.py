@@ -1,0 +1,1 @@
+"""Getting events in: parse → validate → redact → enrich → EventRecord → storage."""

@@ -1,0 +1,251 @@
+"""The ingest pipeline: validate → catalogue checks → rate limit → redact → enrich → write.
+
+Every event of a batch gets its own outcome; valid events are stored even when others
+are rejected, and a request is answered only after its events are committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from psycopg_pool import ConnectionPool
+
+from ingest.enrich import GeoLookup
+from ingest.errors import EventRejected, IngestError, RateLimited
+from ingest.redact import Redactor
+from ingest.validate import ValidationPolicy, ValidEvent, validate_event
+from storage.events import EventRecord
+from storage.timescale import catalog
+from storage.timescale.writer import GroupCommitter
+
+UnknownUsers = Literal["reject", "register"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
+    unknown_users: UnknownUsers = "reject"  # R4
+    rate_limit_per_minute: int | None = 1000  # R6; None disables
+    catalog_ttl: float = 10.0
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who sent the events and from where; fills gaps the events leave (source_ip, user_agent)."""
+
+    principal: str
+    backfill: bool = False
+    remote_addr: str | None = None
+    user_agent: str | None = None
+    source: str | None = None
+    rate_limited: bool = True
+    register_users: bool | None = None  # overrides the policy (the CLI's --register-users)
+
+
+@dataclass
+class EventResult:
+    index: int
+    event_id: str | None
+    status: Literal["created", "duplicate", "rejected"]
+    error: IngestError | None = None
+
+
+@dataclass
+class BatchResult:
+    results: list[EventResult]
+    retry_after: int | None = None  # set when events were refused by the rate limit
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for r in self.results if r.status == "created")
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for r in self.results if r.status == "duplicate")
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for r in self.results if r.status == "rejected")
+
+    def to_json(self, *, max_errors: int = 1000) -> dict[str, Any]:
+        errors = [
+            {"index": r.index, "event_id": r.event_id, **r.error.to_json()}
+            for r in self.results
+            if r.error is not None
+        ]
+        body: dict[str, Any] = {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": errors[:max_errors],
+        }
+        if len(errors) > max_errors:
+            body["errors_truncated"] = len(errors) - max_errors
+        return body
+
+
+class _TtlSet:
+    """A set refreshed from the database at most every ``ttl`` seconds, and on a miss."""
+
+    def __init__(self, load: Callable[[], set[str]], ttl: float) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._items: set[str] = set()
+        self._loaded = -1e9
+        self._lock = threading.Lock()
+
+    def __contains__(self, item: str) -> bool:
+        now = time.monotonic()
+        if now - self._loaded > self._ttl or (item not in self._items and now - self._loaded > 1.0):
+            with self._lock:
+                self._items = self._load()
+                self._loaded = now
+        return item in self._items
+
+
+class IngestPipeline:
+    def __init__(self, *, pool: ConnectionPool, committer: GroupCommitter, geo: GeoLookup,
+                 redactor: Redactor, policy: IngestPolicy, now: Callable[[], datetime] = utcnow) -> None:
+        self._pool = pool
+        self._committer = committer
+        self._geo = geo
+        self._redactor = redactor
+        self.policy = policy
+        self._now = now
+        self._event_types = _TtlSet(
+            lambda: {t.event_type for t in catalog.event_types(pool)}, policy.catalog_ttl
+        )
+        self._known_users: set[str] = set()
+        self._last_prune = 0.0
+
+    # -- public ----------------------------------------------------------------------------------
+
+    def ingest(self, items: Sequence[Any], ctx: RequestContext) -> BatchResult:
+        """Validate and store a batch. Items that are IngestError instances (lines that did not
+        parse) are reported as rejected in place."""
+        now = self._now()
+        results: list[EventResult] = []
+        valid: list[tuple[int, ValidEvent]] = []
+        for index, item in enumerate(items):
+            if isinstance(item, IngestError):
+                results.append(EventResult(index, None, "rejected", item))
+                continue
+            try:
+                event = validate_event(item, now=now, policy=self.policy.validation, backfill=ctx.backfill)
+            except EventRejected as exc:
+                results.append(EventResult(index, _event_id_of(item), "rejected", exc))
+                continue
+            if event.event_type not in self._event_types:
+                results.append(EventResult(index, str(event.event_id), "rejected", EventRejected(
+                    "unknown_event_type", f"event type `{event.event_type}` is not in the catalogue (R3); "
+                    "an admin can add it with POST /api/v1/event-types", "event_type")))
+                continue
+            valid.append((index, event))
+            results.append(None)  # type: ignore[arg-type]  # filled below
+
+        valid = self._check_users(valid, results, ctx)
+        retry_after = None
+        if ctx.rate_limited and self.policy.rate_limit_per_minute is not None:
+            valid, retry_after = self._rate_limit(valid, results, now)
+
+        records = [self._record(event, ctx, now) for _, event in valid]
+        statuses = self._committer.write(records) if records else []
+        for (index, event), inserted in zip(valid, statuses, strict=True):
+            results[index] = EventResult(index, str(event.event_id), "created" if inserted else "duplicate")
+        return BatchResult(results, retry_after)
+
+    def redact(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        return self._redactor.redact(metadata)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _check_users(self, valid, results, ctx: RequestContext):
+        """R4: the user must exist, or be registered when the policy (or the caller) says so."""
+        unknown = {e.user_id for _, e in valid} - self._known_users
+        if not unknown:
+            return valid
+        found = catalog.existing_users(self._pool, unknown)
+        missing = unknown - found
+        register = ctx.register_users if ctx.register_users is not None else self.policy.unknown_users == "register"
+        if missing and register:
+            catalog.register_users(self._pool, ({"user_id": u} for u in sorted(missing)),
+                                   registered_by=f"ingest:{ctx.principal}")
+            found |= missing
+            missing = set()
+        if len(self._known_users) > 200_000:
+            self._known_users.clear()
+        self._known_users |= found
+        if not missing:
+            return valid
+        kept = []
+        for index, event in valid:
+            if event.user_id in missing:
+                results[index] = EventResult(index, str(event.event_id), "rejected", EventRejected(
+                    "unknown_user", "the user is not registered (R4); register it with POST /api/v1/users "
+                    "or `auditwatch users add`", "user_id"))
+            else:
+                kept.append((index, event))
+        return kept
+
+    def _rate_limit(self, valid, results, now: datetime):
+        """R6: at most N events per user per minute, counted in the database across processes."""
+        limit = self.policy.rate_limit_per_minute
+        window = now.replace(second=0, microsecond=0)
+        wanted = Counter(e.user_id for _, e in valid)
+        granted = catalog.consume_rate(self._pool, dict(wanted), window, limit)
+        if time.monotonic() - self._last_prune > 60:
+            self._last_prune = time.monotonic()
+            catalog.prune_rate(self._pool, window - timedelta(minutes=2))
+        kept = []
+        refused = 0
+        retry_after = max(1, 60 - now.second)
+        for index, event in valid:
+            if granted.get(event.user_id, 0) > 0:
+                granted[event.user_id] -= 1
+                kept.append((index, event))
+            else:
+                refused += 1
+                results[index] = EventResult(index, str(event.event_id), "rejected", RateLimited(
+                    f"more than {limit} events this minute for this user (R6); retry after {retry_after} s",
+                    retry_after))
+        return kept, (retry_after if refused else None)
+
+    def _record(self, event: ValidEvent, ctx: RequestContext, now: datetime) -> EventRecord:
+        source_ip = event.source_ip or ctx.remote_addr
+        country = asn = None
+        if source_ip:
+            country, asn = self._geo.lookup(source_ip)
+        return EventRecord(
+            event_id=event.event_id,
+            timestamp=event.timestamp,
+            event_type=event.event_type,
+            user_id=event.user_id,
+            received_at=now,
+            outcome=event.outcome,
+            source=event.source or ctx.source,
+            source_ip=source_ip,
+            source_country=country,
+            source_asn=asn,
+            user_agent=event.user_agent or ctx.user_agent,
+            resource_id=event.resource_id,
+            metadata=self._redactor.redact(event.metadata) if event.metadata else event.metadata,
+        )
+
+
+def _event_id_of(item: Any) -> str | None:
+    """The event_id to report back for a rejected item, if it has a printable one."""
+    if isinstance(item, dict):
+        value = item.get("event_id")
+        if isinstance(value, str) and len(value) <= 45 and value.replace("-", "").isalnum():
+            return value
+    return None

@@ -1,0 +1,1 @@
+"""Stored types and the storage tiers every other package reads and writes through."""

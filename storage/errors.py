@@ -1,0 +1,23 @@
+"""Storage-layer errors, each saying what to do about it."""
+
+from __future__ import annotations
+
+
+class StorageError(RuntimeError):
+    """Base class for storage problems."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached or started."""
+
+
+class ExtensionMissing(StorageError):
+    """PostgreSQL is there but the timescaledb extension is not installed."""
+
+
+class MigrationError(StorageError):
+    """A schema migration failed; the database is left at the last good version."""
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this server did not issue, or that was altered."""

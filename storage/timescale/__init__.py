@@ -1,0 +1,1 @@
+"""Everything that speaks SQL to TimescaleDB lives in this package."""

@@ -1,0 +1,222 @@
+"""Users, event types, API keys and run-time settings: the small tables around the events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from storage.auth import ApiKey, Role, new_secret, secret_matches, split_key
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    display_name: str | None
+    email: str | None
+    department: str | None
+    kind: str
+    registered_by: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventType:
+    event_type: str
+    description: str
+    ocsf_class: str | None
+    builtin: bool
+
+
+# -- event types -----------------------------------------------------------------------------
+
+def event_types(pool: ConnectionPool) -> list[EventType]:
+    with pool.connection() as conn, conn.cursor(row_factory=class_row(EventType)) as cur:
+        return cur.execute(
+            "SELECT event_type, description, ocsf_class, builtin FROM event_types ORDER BY event_type"
+        ).fetchall()
+
+
+def add_event_type(pool: ConnectionPool, event_type: str, description: str, ocsf_class: str | None,
+                   created_by: str) -> bool:
+    """Add a type to the catalogue; False if it was already there."""
+    with pool.connection() as conn:
+        row = conn.execute(
+            "INSERT INTO event_types (event_type, description, ocsf_class, created_by) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            (event_type, description, ocsf_class, created_by),
+        ).fetchone()
+    return row is not None
+
+
+# -- users -------------------------------------------------------------------------------------
+
+def existing_users(pool: ConnectionPool, user_ids: Iterable[str]) -> set[str]:
+    ids = list(set(user_ids))
+    if not ids:
+        return set()
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT user_id FROM users WHERE user_id = ANY(%s)", (ids,)).fetchall()
+    return {r[0] for r in rows}
+
+
+def register_users(pool: ConnectionPool, users: Iterable[dict[str, Any]], registered_by: str) -> int:
+    """Insert users that are not there yet; returns how many were new."""
+    rows = [
+        (u["user_id"], u.get("display_name"), u.get("email"), u.get("department"), u.get("kind", "human"),
+         registered_by)
+        for u in users
+    ]
+    if not rows:
+        return 0
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO users (user_id, display_name, email, department, kind, registered_by) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING RETURNING 1",
+            rows,
+            returning=True,
+        )
+        new = 0
+        while True:
+            new += len(cur.fetchall())
+            if not cur.nextset():
+                break
+    return new
+
+
+def list_users(pool: ConnectionPool, *, limit: int = 1000, after: str | None = None) -> list[User]:
+    with pool.connection() as conn, conn.cursor(row_factory=class_row(User)) as cur:
+        return cur.execute(
+            "SELECT user_id, display_name, email, department, kind, registered_by, created_at, disabled_at "
+            "FROM users WHERE %(after)s::text IS NULL OR user_id > %(after)s ORDER BY user_id LIMIT %(limit)s",
+            {"after": after, "limit": limit},
+        ).fetchall()
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+_KEY_COLUMNS = "key_id, name, role, created_at, revoked_at"
+
+
+def _key(row: tuple) -> ApiKey:
+    return ApiKey(key_id=row[0], name=row[1], role=Role(row[2]), created_at=row[3], revoked_at=row[4])
+
+
+def create_key(pool: ConnectionPool, name: str, role: Role, created_by: str) -> tuple[ApiKey, str]:
+    """Create a key; returns it with the secret string, which is shown once and never stored."""
+    key_id = uuid.uuid4()
+    secret, secret_hash = new_secret(key_id)
+    with pool.connection() as conn:
+        row = conn.execute(
+            f"INSERT INTO api_keys (key_id, name, role, secret_hash, created_by) VALUES (%s, %s, %s, %s, %s) "
+            f"RETURNING {_KEY_COLUMNS}",
+            (key_id, name, str(role), secret_hash, created_by),
+        ).fetchone()
+        # The key acts under its own principal, which R4 must know about.
+        conn.execute(
+            "INSERT INTO users (user_id, kind, registered_by) VALUES (%s, 'apikey', %s) ON CONFLICT DO NOTHING",
+            (f"apikey:{name}", created_by),
+        )
+    return _key(row), secret
+
+
+def key_exists(pool: ConnectionPool, name: str) -> bool:
+    with pool.connection() as conn:
+        return conn.execute("SELECT 1 FROM api_keys WHERE name = %s", (name,)).fetchone() is not None
+
+
+def authenticate(pool: ConnectionPool, key: str) -> ApiKey | None:
+    """The live key behind a key string, or None if it is malformed, unknown, wrong or revoked."""
+    parts = split_key(key)
+    if parts is None:
+        return None
+    key_id, secret = parts
+    with pool.connection() as conn:
+        row = conn.execute(
+            f"SELECT {_KEY_COLUMNS}, secret_hash FROM api_keys WHERE key_id = %s", (key_id,)
+        ).fetchone()
+    if row is None or not secret_matches(secret, row[5]) or row[4] is not None:
+        return None
+    return _key(row[:5])
+
+
+def list_keys(pool: ConnectionPool) -> list[ApiKey]:
+    with pool.connection() as conn:
+        rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, name").fetchall()
+    return [_key(r) for r in rows]
+
+
+def revoke_key(pool: ConnectionPool, name_or_id: str, revoked_by: str) -> ApiKey | None:
+    """Revoke a live key by name or id; None if there is no such live key."""
+    try:
+        key_id = uuid.UUID(name_or_id)
+    except ValueError:
+        key_id = None
+    with pool.connection() as conn:
+        row = conn.execute(
+            f"UPDATE api_keys SET revoked_at = now(), revoked_by = %s "
+            f"WHERE (name = %s OR key_id = %s) AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}",
+            (revoked_by, name_or_id, key_id),
+        ).fetchone()
+    return _key(row) if row else None
+
+
+# -- run-time settings ------------------------------------------------------------------------------
+
+def get_setting(pool: ConnectionPool, key: str) -> Any | None:
+    with pool.connection() as conn:
+        row = conn.execute("SELECT value FROM settings WHERE key = %s", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str) -> Any | None:
+    """Store a setting; returns the previous value (for the config_change audit event)."""
+    with pool.connection() as conn:
+        previous = conn.execute("SELECT value FROM settings WHERE key = %s FOR UPDATE", (key,)).fetchone()
+        conn.execute(
+            "INSERT INTO settings (key, value, updated_by) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_by = EXCLUDED.updated_by, "
+            "updated_at = now()",
+            (key, Jsonb(value), updated_by),
+        )
+    return previous[0] if previous else None
+
+
+# -- R6: shared rate-limit counters --------------------------------------------------------------------
+
+def consume_rate(pool: ConnectionPool, counts: dict[str, int], window_start: datetime, limit: int) -> dict[str, int]:
+    """Take up to ``counts[user]`` from each user's budget for this window; returns how many each got.
+
+    One statement for all users of a request; the row lock on each counter makes concurrent
+    processes see each other's consumption, so the limit holds across any number of servers.
+    """
+    if not counts:
+        return {}
+    users = list(counts)
+    wanted = [counts[u] for u in users]
+    with pool.connection() as conn:
+        rows = conn.execute(
+            "INSERT INTO ingest_rate AS r (user_id, window_start, events) "
+            "SELECT u, %s, n FROM unnest(%s::text[], %s::int[]) AS t(u, n) ORDER BY u "
+            "ON CONFLICT (user_id, window_start) DO UPDATE SET events = r.events + EXCLUDED.events "
+            "RETURNING user_id, events",
+            (window_start, users, wanted),
+        ).fetchall()
+    granted = {}
+    for user_id, total in rows:
+        before = total - counts[user_id]
+        granted[user_id] = max(0, min(counts[user_id], limit - before))
+    return granted
+
+
+def prune_rate(pool: ConnectionPool, before: datetime) -> None:
+    """Forget counters of windows that ended before ``before``."""
+    with pool.connection() as conn:
+        conn.execute("DELETE FROM ingest_rate WHERE window_start < %s", (before,))

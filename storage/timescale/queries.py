@@ -1,0 +1,189 @@
+"""Reading events back: filters, keyset pagination, totals and streamed exports."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from storage.errors import InvalidCursor
+from storage.events import COLUMNS, EventRecord, Outcome
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """The filters of ``GET /api/v1/logs``; every field narrows the result."""
+
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    user_id: str | None = None
+    event_types: tuple[str, ...] = ()
+    outcome: Outcome | None = None
+    source_ip: str | None = None  # an address or a CIDR block
+    metadata: dict[str, Any] | None = None  # JSONB containment
+    limit: int = 100
+
+    def fingerprint(self) -> str:
+        """Identifies the filters (not the limit), so a cursor cannot be replayed on another query."""
+        parts = orjson.dumps(
+            [
+                self.start_time.isoformat() if self.start_time else None,
+                self.end_time.isoformat() if self.end_time else None,
+                self.user_id,
+                sorted(self.event_types),
+                str(self.outcome) if self.outcome else None,
+                self.source_ip,
+                self.metadata,
+            ],
+            option=orjson.OPT_SORT_KEYS,
+        )
+        return hashlib.sha256(parts).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ended: the last (timestamp, event_id) returned, newest-first order."""
+
+    timestamp: datetime
+    event_id: uuid.UUID
+
+
+@dataclass
+class Page:
+    events: list[EventRecord]
+    next: Position | None
+    total: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_cursor(position: Position, query: EventQuery) -> str:
+    raw = orjson.dumps({"t": position.timestamp.isoformat(), "i": str(position.event_id), "q": query.fingerprint()})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, query: EventQuery) -> Position:
+    if len(cursor) > 512:
+        raise InvalidCursor("the cursor is too long; pass back exactly the `next` value of the previous page")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+        position = Position(datetime.fromisoformat(data["t"]), uuid.UUID(data["i"]))
+        fingerprint = data["q"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidCursor(
+            "the cursor is not one this server issued; pass back exactly the `next` value of the previous page"
+        ) from exc
+    if position.timestamp.tzinfo is None:
+        raise InvalidCursor("the cursor is not one this server issued")
+    if fingerprint != query.fingerprint():
+        raise InvalidCursor("the cursor belongs to a query with other filters; start again without a cursor")
+    return position
+
+
+_SELECT = sql.SQL("SELECT {cols} FROM audit_events").format(
+    cols=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+)
+
+
+def _where(query: EventQuery, after: Position | None) -> tuple[sql.Composable, list[Any]]:
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    if query.start_time is not None:
+        clauses.append(sql.SQL('"timestamp" >= %s'))
+        params.append(query.start_time)
+    if query.end_time is not None:
+        clauses.append(sql.SQL('"timestamp" < %s'))
+        params.append(query.end_time)
+    if query.user_id is not None:
+        clauses.append(sql.SQL("user_id = %s"))
+        params.append(query.user_id)
+    if query.event_types:
+        clauses.append(sql.SQL("event_type = ANY(%s::text[])"))
+        params.append(list(query.event_types))
+    if query.outcome is not None:
+        clauses.append(sql.SQL("outcome = %s"))
+        params.append(str(query.outcome))
+    if query.source_ip is not None:
+        clauses.append(sql.SQL("source_ip <<= %s::inet"))
+        params.append(query.source_ip)
+    if query.metadata is not None:
+        clauses.append(sql.SQL("metadata @> %s"))
+        params.append(Jsonb(query.metadata))
+    if after is not None:
+        clauses.append(sql.SQL('("timestamp", event_id) < (%s, %s)'))
+        params.extend([after.timestamp, after.event_id])
+    if not clauses:
+        return sql.SQL(""), params
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses), params
+
+
+def record_of(row: tuple) -> EventRecord:
+    return EventRecord(
+        event_id=row[0],
+        timestamp=row[1],
+        event_type=row[2],
+        user_id=row[3],
+        outcome=Outcome(row[4]),
+        source=row[5],
+        source_ip=str(row[6]) if row[6] is not None else None,
+        source_country=row[7],
+        source_asn=row[8],
+        user_agent=row[9],
+        resource_id=row[10],
+        metadata=row[11],
+        received_at=row[12],
+    )
+
+
+_ORDER = sql.SQL(' ORDER BY "timestamp" DESC, event_id DESC')
+
+
+def search(pool: ConnectionPool, query: EventQuery, *, after: Position | None = None,
+           with_total: bool = False) -> Page:
+    """One page of matching events, newest first, with the position to continue from."""
+    where, params = _where(query, after)
+    statement = _SELECT + where + _ORDER + sql.SQL(" LIMIT %s")
+    with pool.connection() as conn:
+        rows = conn.execute(statement, [*params, query.limit + 1]).fetchall()
+        total = None
+        if with_total:
+            count_where, count_params = _where(query, None)
+            total = conn.execute(sql.SQL("SELECT count(*) FROM audit_events") + count_where,
+                                 count_params).fetchone()[0]
+    events = [record_of(r) for r in rows[: query.limit]]
+    following = None
+    if len(rows) > query.limit:
+        last = events[-1]
+        following = Position(last.timestamp, last.event_id)
+    return Page(events=events, next=following, total=total)
+
+
+def get(pool: ConnectionPool, event_id: uuid.UUID) -> EventRecord | None:
+    with pool.connection() as conn:
+        row = conn.execute(_SELECT + sql.SQL(" WHERE event_id = %s LIMIT 1"), (event_id,)).fetchone()
+    return record_of(row) if row else None
+
+
+def stream(pool: ConnectionPool, query: EventQuery, *, batch: int = 2000,
+           max_rows: int | None = None) -> Iterator[EventRecord]:
+    """Every matching event, newest first, through a server-side cursor (bounded memory)."""
+    where, params = _where(query, None)
+    statement = _SELECT + where + _ORDER
+    if max_rows is not None:
+        statement += sql.SQL(" LIMIT %s")
+        params.append(max_rows)
+    with pool.connection() as conn, conn.transaction():
+        with conn.cursor(name="aw_export") as cur:
+            cur.itersize = batch
+            cur.execute(statement, params)
+            for row in cur:
+                yield record_of(row)
