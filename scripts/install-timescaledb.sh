@@ -20,12 +20,16 @@ have_extension() {
 
 pg_config_for() { echo "/usr/lib/postgresql/$1/bin/pg_config"; }
 
+if [ -n "${AUDITWATCH_DATABASE_URL:-}" ] && [ -n "${AUDITWATCH_TEST_DATABASE_URL:-}" ]; then
+    log "external TimescaleDB configured (AUDITWATCH_DATABASE_URL, AUDITWATCH_TEST_DATABASE_URL): nothing to install"
+    exit 0
+fi
+
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 for v in 17 16 15; do
     if have_extension "$(pg_config_for "$v")"; then
-        log "TimescaleDB is already installed for PostgreSQL $v"
         exit 0
     fi
 done

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -102,7 +103,7 @@ def list_users(pool: ConnectionPool, *, limit: int = 1000, after: str | None = N
 
 # -- API keys ------------------------------------------------------------------------------------
 
-_KEY_COLUMNS = "key_id, name, role, created_at, revoked_at"
+_KEY_COLUMNS = sql.SQL("key_id, name, role, created_at, revoked_at")
 
 
 def _key(row: tuple) -> ApiKey:
@@ -115,8 +116,8 @@ def create_key(pool: ConnectionPool, name: str, role: Role, created_by: str) -> 
     secret, secret_hash = new_secret(key_id)
     with pool.connection() as conn:
         row = conn.execute(
-            f"INSERT INTO api_keys (key_id, name, role, secret_hash, created_by) VALUES (%s, %s, %s, %s, %s) "
-            f"RETURNING {_KEY_COLUMNS}",
+            sql.SQL("INSERT INTO api_keys (key_id, name, role, secret_hash, created_by) "
+                    "VALUES (%s, %s, %s, %s, %s) RETURNING {}").format(_KEY_COLUMNS),
             (key_id, name, str(role), secret_hash, created_by),
         ).fetchone()
         # The key acts under its own principal, which R4 must know about.
@@ -140,7 +141,7 @@ def authenticate(pool: ConnectionPool, key: str) -> ApiKey | None:
     key_id, secret = parts
     with pool.connection() as conn:
         row = conn.execute(
-            f"SELECT {_KEY_COLUMNS}, secret_hash FROM api_keys WHERE key_id = %s", (key_id,)
+            sql.SQL("SELECT {}, secret_hash FROM api_keys WHERE key_id = %s").format(_KEY_COLUMNS), (key_id,)
         ).fetchone()
     if row is None or not secret_matches(secret, row[5]) or row[4] is not None:
         return None
@@ -149,7 +150,9 @@ def authenticate(pool: ConnectionPool, key: str) -> ApiKey | None:
 
 def list_keys(pool: ConnectionPool) -> list[ApiKey]:
     with pool.connection() as conn:
-        rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, name").fetchall()
+        rows = conn.execute(
+            sql.SQL("SELECT {} FROM api_keys ORDER BY created_at, name").format(_KEY_COLUMNS)
+        ).fetchall()
     return [_key(r) for r in rows]
 
 
@@ -161,8 +164,8 @@ def revoke_key(pool: ConnectionPool, name_or_id: str, revoked_by: str) -> ApiKey
         key_id = None
     with pool.connection() as conn:
         row = conn.execute(
-            f"UPDATE api_keys SET revoked_at = now(), revoked_by = %s "
-            f"WHERE (name = %s OR key_id = %s) AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}",
+            sql.SQL("UPDATE api_keys SET revoked_at = now(), revoked_by = %s "
+                    "WHERE (name = %s OR key_id = %s) AND revoked_at IS NULL RETURNING {}").format(_KEY_COLUMNS),
             (revoked_by, name_or_id, key_id),
         ).fetchone()
     return _key(row) if row else None

@@ -18,7 +18,7 @@ from pathlib import Path
 from storage.errors import DatabaseUnavailable, ExtensionMissing
 
 SUPERUSER = "auditwatch"
-DATABASE = "auditwatch"
+DATABASE = "auditwatch"  # literal in _create_database too
 PG_VERSIONS = ("17", "16", "15")
 INSTALLER = Path(__file__).resolve().parents[2] / "scripts" / "install-timescaledb.sh"
 
@@ -219,7 +219,7 @@ class LocalCluster:
         psql = [str(bindir / "psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER]
         for _ in range(50):
             probe = subprocess.run(
-                [*psql, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+                [*psql, "-d", "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'auditwatch'"],
                 capture_output=True,
                 text=True,
             )
@@ -229,5 +229,5 @@ class LocalCluster:
         else:
             raise DatabaseUnavailable(f"the local server did not accept connections; see {self.log_file}")
         if probe.stdout.strip() != "1":
-            subprocess.run([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE}"], check=True,
+            subprocess.run([*psql, "-d", "postgres", "-c", "CREATE DATABASE auditwatch"], check=True,
                            capture_output=True)

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool
 
@@ -28,18 +29,17 @@ _COLUMN_TYPES = [
     "uuid", "timestamptz", "text", "text", "text", "text", "inet",
     "text", "text", "text", "text", "jsonb", "timestamptz",
 ]
-_STAGING = "aw_staging_events"
-_COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
-_CREATE_STAGING = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-)
-_COPY_STAGING = f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-_COPY_DIRECT = f"COPY audit_events ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-_INSERT = (
-    f'INSERT INTO audit_events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} '
+_STAGING = sql.Identifier("aw_staging_events")
+_COLUMN_LIST = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+_CREATE_STAGING = sql.SQL(
+    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+).format(_STAGING)
+_COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(_STAGING, _COLUMN_LIST)
+_COPY_DIRECT = sql.SQL("COPY audit_events ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
+_INSERT = sql.SQL(
+    'INSERT INTO audit_events ({cols}) SELECT {cols} FROM {staging} '
     'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp"'
-)
-
+).format(cols=_COLUMN_LIST, staging=_STAGING)
 
 def _dumps(obj) -> bytes:
     return orjson.dumps(obj)
@@ -66,7 +66,7 @@ def row_of(record: EventRecord) -> tuple:
     )
 
 
-def copy_rows(cursor: psycopg.Cursor, statement: str, rows) -> None:
+def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows) -> None:
     with cursor.copy(statement) as copy:
         copy.set_types(_COLUMN_TYPES)
         for row in rows:
@@ -136,6 +136,9 @@ class GroupCommitter:
             threading.Thread(target=self._run, name=f"group-commit-{i}", daemon=True) for i in range(threads)
         ]
         self._closed = False
+        self._stats_lock = threading.Lock()
+        self.commits = 0  # transactions committed
+        self.requests = 0  # submissions they carried; requests / commits is the grouping factor
         for thread in self._threads:
             thread.start()
 
@@ -193,6 +196,9 @@ class GroupCommitter:
                 return
             group[0].future.set_exception(exc)
             return
+        with self._stats_lock:
+            self.commits += 1
+            self.requests += len(group)
         start = 0
         for pending in group:
             end = start + len(pending.records)

@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make up    - the whole platform on the embedded, project-local TimescaleDB, with demo traffic
+#   make test  - the whole test suite against a real TimescaleDB (what .ci/run calls)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: up test lint bench install system-deps
+
+up: install
+	$(BIN)/auditwatch up
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+
+install: $(STAMP) system-deps
+
+# PostgreSQL + TimescaleDB (skipped when an external server is configured).
+system-deps:
+	@bash scripts/install-timescaledb.sh
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing Python dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)

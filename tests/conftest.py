@@ -1,0 +1,225 @@
+"""Test fixtures: one real TimescaleDB for the session, a fresh database per test.
+
+The server is the project-local cluster machinery itself (in a temporary directory, with
+fsync off for speed), unless AUDITWATCH_TEST_DATABASE_URL names an existing server on
+which the tests may create and drop databases.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from psycopg import sql
+
+from auditwatch import settings as settings_mod
+from auditwatch.app import create_app
+from auditwatch.services import Services
+from storage.auth import Role
+from storage.timescale import catalog, migrations
+from storage.timescale.cluster import LocalCluster
+
+ROOT = Path(__file__).resolve().parents[1]
+_counter = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _url_with_db(url: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A maintenance URL (database ``postgres``) on a server with TimescaleDB."""
+    external = os.environ.get("AUDITWATCH_TEST_DATABASE_URL")
+    if external:
+        yield _url_with_db(external, "postgres")
+        return
+    root = Path(tempfile.mkdtemp(prefix="auditwatch-test-"))
+    cluster = LocalCluster(root, port=free_port(), fast=True)
+    cluster.up()
+    try:
+        yield cluster.url_for("postgres")
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> str:
+    """A migrated database that each test's database is copied from."""
+    name = f"aw_template_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(_url_with_db(server_url, name)) as conn:
+        migrations.migrate(conn)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        # No session (TimescaleDB's background scheduler included) may hold the template open.
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    return name
+
+
+def _create_from_template(server_url: str, template: str) -> str:
+    name = f"aw_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for attempt in range(50):
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+                break
+            except psycopg.errors.ObjectInUse:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                             (template,))
+                time.sleep(0.05 * (attempt + 1))
+        else:
+            raise RuntimeError(f"could not copy {template}: it stays in use")
+    return name
+
+
+def _drop(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = _create_from_template(server_url, template_db)
+    try:
+        yield _url_with_db(server_url, name)
+    finally:
+        _drop(server_url, name)
+
+
+@pytest.fixture
+def empty_db_url(server_url: str) -> Iterator[str]:
+    """A fresh database with nothing in it (for migration tests)."""
+    name = f"aw_empty_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _url_with_db(server_url, name)
+    finally:
+        _drop(server_url, name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path):
+    """Test settings: defaults, then the test database; the environment is ignored."""
+    return settings_mod.load(config_file=None, environ={}, overrides={
+        "database_url": db_url, "data_dir": str(tmp_path / "data"), "pool_min": 1, "pool_max": 8,
+    })
+
+
+@pytest.fixture
+def services(settings) -> Iterator[Services]:
+    svc = Services.open(settings)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+@pytest.fixture
+def app(settings, services):
+    flask_app = create_app(settings, services=services)
+    flask_app.testing = True
+    return flask_app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_key(services):
+    """Create a key of a role; returns the Authorization header for it."""
+
+    def make(role: Role | str, name: str | None = None) -> dict[str, str]:
+        role = Role(role)
+        _, secret = catalog.create_key(services.pool, name or f"{role.value}-{next(_counter)}", role, "tests")
+        return {"Authorization": f"Bearer {secret}"}
+
+    return make
+
+
+@pytest.fixture
+def users(services):
+    """Register users (R4) and return their ids."""
+
+    def register(*user_ids: str) -> tuple[str, ...]:
+        catalog.register_users(services.pool, [{"user_id": u} for u in user_ids], "tests")
+        return user_ids
+
+    return register
+
+
+class LiveServer:
+    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
+        self.url = url
+        self.process = process
+        self.log = log
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_server(db_url: str, tmp_path: Path, **env_overrides: str) -> LiveServer:
+    """``auditwatch serve`` under gunicorn as a real subprocess on a free port."""
+    port = free_port()
+    env = {**os.environ, "AUDITWATCH_DATABASE_URL": db_url, "AUDITWATCH_PORT": str(port),
+           "AUDITWATCH_DATA_DIR": str(tmp_path / "data"), "AUDITWATCH_WORKERS": "2", **env_overrides}
+    env.pop("AUDITWATCH_CONFIG", None)
+    log = tmp_path / f"server-{port}.log"
+    process = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "serve"], env=env, cwd=tmp_path,
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return LiveServer(url, process, log)
+        except requests.RequestException:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()}")
+
+
+@pytest.fixture
+def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(db_url, tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
