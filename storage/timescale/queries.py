@@ -78,7 +78,7 @@ def decode_cursor(cursor: str, query: EventQuery) -> Position:
         data = orjson.loads(raw)
         position = Position(datetime.fromisoformat(data["t"]), uuid.UUID(data["i"]))
         fingerprint = data["q"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: uuid.UUID(hex=<non-str>)
         raise InvalidCursor(
             "the cursor is not one this server issued; pass back exactly the `next` value of the previous page"
         ) from exc
