@@ -182,7 +182,9 @@ def get_setting(pool: ConnectionPool, key: str) -> Any | None:
 def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str) -> Any | None:
     """Store a setting; returns the previous value (for the config_change audit event)."""
     with pool.connection() as conn:
-        previous = conn.execute("SELECT value FROM settings WHERE key = %s FOR UPDATE", (key,)).fetchone()
+        # Serialise writers of this key (a row lock cannot, before the row exists).
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('settings:' || %s))", (key,))
+        previous = conn.execute("SELECT value FROM settings WHERE key = %s", (key,)).fetchone()
         conn.execute(
             "INSERT INTO settings (key, value, updated_by) VALUES (%s, %s, %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_by = EXCLUDED.updated_by, "

@@ -43,6 +43,9 @@ def migrate(conn: psycopg.Connection, *, chunk_interval: str | None = None) -> l
     finds nothing left to do.
     """
     applied: list[Migration] = []
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    previous_autocommit = conn.autocommit
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
@@ -76,8 +79,16 @@ def migrate(conn: psycopg.Connection, *, chunk_interval: str | None = None) -> l
             conn.execute(
                 "SELECT set_chunk_time_interval('audit_events', %s::interval)", (chunk_interval,)
             )
+        newest = max((m.version for m in available()), default=0)
+        ahead = [v for v in done if v > newest]
+        if ahead:
+            raise MigrationError(
+                f"the database is at schema version {max(ahead)}, newer than this code knows ({newest}); "
+                "upgrade Auditwatch before running it against this database"
+            )
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        conn.autocommit = previous_autocommit
     return applied
 
 
