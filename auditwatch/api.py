@@ -14,7 +14,7 @@ import orjson
 from flask import Blueprint, Response, request, stream_with_context
 
 from auditwatch.services import Services
-from ingest.http import HttpError, current_key, json_response, require
+from ingest.http import HttpError, current_key, dumps, json_response, request_body, require
 from ingest.validate import EVENT_TYPE, parse_timestamp
 from storage.auth import Permission, Role
 from storage.events import COLUMNS, EventRecord, Outcome
@@ -27,6 +27,9 @@ QUERY_PARAMS = frozenset(
 )
 EXPORT_PARAMS = (QUERY_PARAMS - {"limit", "cursor", "include_total"}) | {"format"}
 DEFAULT_RETENTION = {"hot_days": 90, "cold_years": 7}
+MAX_FILTER_DEPTH = 16  # stored metadata is never deeper (ingest.validate), so a deeper filter cannot match
+# C0 controls and DEL, bar tab, CR and LF; PostgreSQL text and jsonb cannot hold NUL at all.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _one(name: str) -> str | None:
@@ -35,7 +38,29 @@ def _one(name: str) -> str | None:
         raise HttpError(400, "repeated_parameter", f"`{name}` may be given only once", name)
     if values and len(values[0]) > 4096:
         raise HttpError(400, "parameter_too_long", f"`{name}` is too long", name)
+    if values and _CONTROL.search(values[0]):
+        raise HttpError(400, "control_characters", f"`{name}` contains control characters", name)
     return values[0] if values else None
+
+
+def _whole_number(raw: str, name: str, high: int) -> int:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
+        raise HttpError(400, "invalid_limit", f"`{name}` must be a whole number from 1 to {high}", name)
+    return int(raw)
+
+
+def _check_filter_tree(node: Any, depth: int = 1) -> None:
+    """A metadata filter must be storable as jsonb: bounded depth, no control characters."""
+    if depth > MAX_FILTER_DEPTH:
+        raise HttpError(400, "too_deep", f"`metadata` is nested deeper than {MAX_FILTER_DEPTH} levels", "metadata")
+    children = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, child in children:
+        for text in (key, child):
+            if isinstance(text, str) and _CONTROL.search(text):
+                raise HttpError(400, "control_characters", "`metadata` contains control characters", "metadata")
+        if isinstance(child, dict | list):
+            _check_filter_tree(child, depth + 1)
 
 
 def _check_params(allowed: frozenset[str]) -> None:
@@ -43,8 +68,8 @@ def _check_params(allowed: frozenset[str]) -> None:
     if unknown:
         name = sorted(unknown)[0]
         shown = name if EVENT_TYPE.fullmatch(name) else "(unprintable)"
-        raise HttpError(400, "unknown_parameter",
-                        f"unknown query parameter `{shown}`; allowed: {', '.join(sorted(allowed))}", shown)
+        hint = f"allowed: {', '.join(sorted(allowed))}" if allowed else "this route takes no query parameters"
+        raise HttpError(400, "unknown_parameter", f"unknown query parameter `{shown}`; {hint}", shown)
 
 
 def _parse_query(max_limit: int, *, paged: bool = True) -> EventQuery:
@@ -66,6 +91,9 @@ def _parse_query(max_limit: int, *, paged: bool = True) -> EventQuery:
 
     source_ip = _one("source_ip")
     if source_ip is not None:
+        if "%" in source_ip:  # PostgreSQL's inet has no zone index (fe80::1%eth0)
+            raise HttpError(400, "invalid_ip", "`source_ip` must be an address or CIDR block without a zone index",
+                            "source_ip")
         try:
             source_ip = str(ipaddress.ip_network(source_ip, strict=False))
         except ValueError:
@@ -82,14 +110,13 @@ def _parse_query(max_limit: int, *, paged: bool = True) -> EventQuery:
                             "metadata") from None
         if not isinstance(metadata_filter, dict):
             raise HttpError(400, "invalid_metadata", "`metadata` must be a JSON object", "metadata")
+        _check_filter_tree(metadata_filter)
 
     user_id = _one("user_id")
     limit = 100
     raw_limit = _one("limit") if paged else None
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
-            raise HttpError(400, "invalid_limit", f"`limit` must be a whole number from 1 to {max_limit}", "limit")
-        limit = int(raw_limit)
+        limit = _whole_number(raw_limit, "limit", max_limit)
     return EventQuery(start_time=start_time, end_time=end_time, user_id=user_id, event_types=event_types,
                       outcome=Outcome(outcome) if outcome else None, source_ip=source_ip,
                       metadata=metadata_filter, limit=limit)
@@ -117,15 +144,22 @@ def _event_id(raw: str) -> uuid.UUID:
         raise HttpError(400, "invalid_uuid", "the event id is not a valid UUID", "event_id") from None
 
 
-def _body() -> dict[str, Any]:
+def _body(allowed: frozenset[str]) -> dict[str, Any]:
+    """The request's JSON object, holding no fields but ``allowed``."""
     if (request.mimetype or "").lower() != "application/json":
         raise HttpError(415, "unsupported_media_type", "send a JSON object with `Content-Type: application/json`")
     try:
-        body = orjson.loads(request.get_data(cache=False))
+        body = orjson.loads(request_body())
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise HttpError(400, "wrong_type", "the body must be a JSON object")
+    unknown = set(body) - allowed
+    if unknown:
+        name = sorted(unknown)[0]
+        shown = name if EVENT_TYPE.fullmatch(name) else "(unprintable)"
+        raise HttpError(400, "unknown_field", f"unknown field `{shown}`; allowed: {', '.join(sorted(allowed))}",
+                        shown)
     return body
 
 
@@ -136,6 +170,8 @@ def _string(body: dict[str, Any], name: str, *, required: bool = True, max_len: 
     if not isinstance(value, str) or not value.strip() or len(value) > max_len:
         raise HttpError(400, "invalid_field", f"`{name}` must be a non-empty string of at most {max_len} characters",
                         name)
+    if _CONTROL.search(value):
+        raise HttpError(400, "control_characters", f"`{name}` contains control characters", name)
     return value
 
 
@@ -173,6 +209,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/logs/<event_id>")
     @require(Permission.VIEW)
     def get_event(event_id: str):
+        _check_params(frozenset())
         found = queries.get(services.pool, _event_id(event_id))
         audit("query_executed", metadata={"route": "get_event", "event_id": event_id, "found": found is not None})
         if found is None:
@@ -189,7 +226,7 @@ def create_blueprint(services: Services) -> Blueprint:
         query = _parse_query(settings.max_query_limit, paged=False)
         audit("export_requested", metadata={"format": fmt, "filters": _filters_of(query)})
         rows = queries.stream(services.pool, query, max_rows=settings.max_export_rows)
-        body = _csv_lines(rows) if fmt == "csv" else (orjson.dumps(e.to_json()) + b"\n" for e in rows)
+        body = _csv_lines(rows) if fmt == "csv" else (dumps(e.to_json()) + b"\n" for e in rows)
         mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
         return Response(stream_with_context(body), mimetype=mimetype, headers={
             "Content-Disposition": f'attachment; filename="audit-events.{fmt}"'})
@@ -198,7 +235,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @require(Permission.DELETE)
     def erase(event_id: str):
         target = _event_id(event_id)
-        reason = _string(_body(), "reason", max_len=2000)
+        reason = _string(_body(frozenset({"reason"})), "reason", max_len=2000)
         erased = erasure.erase_event(services.pool, target)
         if not erased:
             raise HttpError(404, "not_found", "no stored event has this id", "event_id")
@@ -213,12 +250,13 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/keys")
     @require(Permission.MANAGE_KEYS)
     def list_keys():
+        _check_params(frozenset())
         return json_response({"keys": [_key_json(k) for k in catalog.list_keys(services.pool)]})
 
     @bp.post("/api/v1/keys")
     @require(Permission.MANAGE_KEYS)
     def create_key():
-        body = _body()
+        body = _body(frozenset({"name", "role"}))
         name = _string(body, "name", max_len=64)
         role = _string(body, "role", max_len=16)
         if role not in {r.value for r in Role}:
@@ -234,6 +272,8 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.delete("/api/v1/keys/<name>")
     @require(Permission.MANAGE_KEYS)
     def revoke_key(name: str):
+        if not catalog_name_ok(name):
+            raise HttpError(400, "invalid_name", "a key name holds letters, digits and _ . @ - (at most 64)", "name")
         key = catalog.revoke_key(services.pool, name, revoked_by=current_key().principal)
         if key is None:
             raise HttpError(404, "not_found", "no live key has this name or id", "name")
@@ -247,22 +287,20 @@ def create_blueprint(services: Services) -> Blueprint:
     @require(Permission.VIEW)
     def list_users():
         _check_params(frozenset({"after", "limit"}))
-        raw_limit = _one("limit") or "1000"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 10_000:
-            raise HttpError(400, "invalid_limit", "`limit` must be a whole number from 1 to 10000", "limit")
-        users = catalog.list_users(services.pool, limit=int(raw_limit), after=_one("after"))
+        limit = _whole_number(_one("limit") or "1000", "limit", 10_000)
+        users = catalog.list_users(services.pool, limit=limit, after=_one("after"))
         return json_response({"users": [_user_json(u) for u in users]})
 
     @bp.post("/api/v1/users")
     @require(Permission.MANAGE_CATALOG)
     def register_user():
-        body = _body()
+        body = _body(frozenset({"user_id", "kind", "display_name", "email", "department"}))
         user = {"user_id": _string(body, "user_id"), "kind": body.get("kind", "human")}
-        if user["kind"] not in {"human", "service"}:
+        if not isinstance(user["kind"], str) or user["kind"] not in {"human", "service"}:
             raise HttpError(400, "invalid_field", "`kind` must be human or service", "kind")
         for name in ("display_name", "email", "department"):
             user[name] = _string(body, name, required=False)
-        if any(ord(c) < 32 for c in user["user_id"]):
+        if any(ord(c) < 32 or ord(c) == 127 for c in user["user_id"]):
             raise HttpError(400, "control_characters", "`user_id` contains control characters", "user_id")
         new = catalog.register_users(services.pool, [user], registered_by=current_key().principal)
         if new:
@@ -272,6 +310,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/event-types")
     @require(Permission.VIEW)
     def list_event_types():
+        _check_params(frozenset())
         return json_response({"event_types": [
             {"event_type": t.event_type, "description": t.description, "ocsf_class": t.ocsf_class,
              "builtin": t.builtin} for t in catalog.event_types(services.pool)]})
@@ -279,7 +318,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.post("/api/v1/event-types")
     @require(Permission.MANAGE_CATALOG)
     def add_event_type():
-        body = _body()
+        body = _body(frozenset({"event_type", "description", "ocsf_class"}))
         name = _string(body, "event_type", max_len=64)
         if not EVENT_TYPE.fullmatch(name):
             raise HttpError(400, "invalid_event_type", "`event_type` must be lower-case letters, digits, `_` or "
@@ -296,16 +335,13 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/retention")
     @require(Permission.VIEW)
     def get_retention():
+        _check_params(frozenset())
         return json_response(catalog.get_setting(services.pool, "retention") or DEFAULT_RETENTION)
 
     @bp.put("/api/v1/retention")
     @require(Permission.CONFIGURE_RETENTION)
     def put_retention():
-        body = _body()
-        unknown = set(body) - set(DEFAULT_RETENTION)
-        if unknown:
-            raise HttpError(400, "unknown_field", f"retention takes only {', '.join(DEFAULT_RETENTION)}",
-                            sorted(unknown)[0] if EVENT_TYPE.fullmatch(sorted(unknown)[0]) else None)
+        body = _body(frozenset(DEFAULT_RETENTION))
         value = {**(catalog.get_setting(services.pool, "retention") or DEFAULT_RETENTION)}
         for name, (low, high) in {"hot_days": (1, 3650), "cold_years": (1, 100)}.items():
             if name in body:
@@ -344,7 +380,7 @@ def _csv_lines(rows: Iterator[EventRecord]) -> Iterator[str]:
     writer.writerow(COLUMNS)
     for event in rows:
         data = event.to_json()
-        data["metadata"] = orjson.dumps(event.metadata).decode()
+        data["metadata"] = dumps(event.metadata).decode()
         writer.writerow([_csv_safe(data[c]) for c in COLUMNS])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()

@@ -117,6 +117,7 @@ DOCUMENT: dict[str, Any] = {
             "delete": {"summary": "Lawful erasure of one event (itself audited)", "x-permission": "delete",
                        "parameters": [EVENT_ID],
                        "requestBody": _json_body({"type": "object", "required": ["reason"],
+                                                  "additionalProperties": False,
                                                   "properties": {"reason": {"type": "string"}}}),
                        "responses": {"200": _ok("erased"), "404": _ERROR, **_AUTH_ERRORS}},
         },
@@ -124,7 +125,8 @@ DOCUMENT: dict[str, Any] = {
             "get": {"summary": "List API keys", "x-permission": "manage_keys",
                     "responses": {"200": _ok("keys"), **_AUTH_ERRORS}},
             "post": {"summary": "Create an API key (the secret is shown once)", "x-permission": "manage_keys",
-                     "requestBody": _json_body({"type": "object", "required": ["name", "role"], "properties": {
+                     "requestBody": _json_body({"type": "object", "required": ["name", "role"],
+                                                "additionalProperties": False, "properties": {
                          "name": {"type": "string"}, "role": {"type": "string",
                                                               "enum": ["viewer", "auditor", "admin", "system"]}}}),
                      "responses": {"201": _ok("created"), "409": _ERROR, **_AUTH_ERRORS}},
@@ -140,21 +142,29 @@ DOCUMENT: dict[str, Any] = {
                                    {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
                     "responses": {"200": _ok("users"), **_AUTH_ERRORS}},
             "post": {"summary": "Register a user (R4)", "x-permission": "manage_catalog",
-                     "requestBody": _json_body({"type": "object", "required": ["user_id"]}),
+                     "requestBody": _json_body({"type": "object", "required": ["user_id"],
+                                                "additionalProperties": False, "properties": {
+                         "user_id": {"type": "string", "maxLength": 256},
+                         "kind": {"type": "string", "enum": ["human", "service"], "default": "human"},
+                         "display_name": {"type": "string"}, "email": {"type": "string"},
+                         "department": {"type": "string"}}}),
                      "responses": {"201": _ok("registered"), "200": _ok("already registered"), **_AUTH_ERRORS}},
         },
         "/api/v1/event-types": {
             "get": {"summary": "The event type catalogue (R3)", "x-permission": "view",
                     "responses": {"200": _ok("event types"), **_AUTH_ERRORS}},
             "post": {"summary": "Add an event type", "x-permission": "manage_catalog",
-                     "requestBody": _json_body({"type": "object", "required": ["event_type"]}),
+                     "requestBody": _json_body({"type": "object", "required": ["event_type"],
+                                                "additionalProperties": False, "properties": {
+                         "event_type": {"type": "string", "pattern": "^[a-z][a-z0-9_.]{0,63}$"},
+                         "description": {"type": "string"}, "ocsf_class": {"type": "string"}}}),
                      "responses": {"201": _ok("added"), "200": _ok("already there"), **_AUTH_ERRORS}},
         },
         "/api/v1/retention": {
             "get": {"summary": "Retention settings", "x-permission": "view",
                     "responses": {"200": _ok("retention"), **_AUTH_ERRORS}},
             "put": {"summary": "Change retention settings (audited)", "x-permission": "configure_retention",
-                    "requestBody": _json_body({"type": "object", "properties": {
+                    "requestBody": _json_body({"type": "object", "additionalProperties": False, "properties": {
                         "hot_days": {"type": "integer"}, "cold_years": {"type": "integer"}}}),
                     "responses": {"200": _ok("stored"), **_AUTH_ERRORS}},
         },

@@ -6,7 +6,7 @@ import orjson
 from flask import Blueprint, request
 
 from ingest.errors import EventRejected
-from ingest.http import HttpError, current_key, json_response, require
+from ingest.http import HttpError, current_key, json_response, request_body, require
 from ingest.pipeline import IngestPipeline, RequestContext
 from storage.auth import Permission
 
@@ -46,7 +46,8 @@ def _context(backfill_allowed: bool) -> RequestContext:
         principal=key.principal,
         backfill=backfill_allowed and key.can(Permission.BACKFILL),
         remote_addr=request.remote_addr,
-        user_agent=(request.user_agent.string or None) if request.user_agent else None,
+        # Not `if request.user_agent`: a UserAgent is falsy unless a parser recognised the browser.
+        user_agent=request.user_agent.string or None,
     )
 
 
@@ -58,7 +59,7 @@ def create_blueprint(pipeline: IngestPipeline, *, max_batch: int = 10_000) -> Bl
     def post_event():
         if _media_type() != JSON:
             raise HttpError(415, "unsupported_media_type", "send one event as `Content-Type: application/json`")
-        item = _decode_json(request.get_data(cache=False))
+        item = _decode_json(request_body())
         if isinstance(item, list):
             raise HttpError(400, "wrong_type", "this route takes one event object; send arrays to /api/v1/logs/batch")
         result = pipeline.ingest([item], _context(backfill_allowed=True)).results[0]
@@ -71,7 +72,7 @@ def create_blueprint(pipeline: IngestPipeline, *, max_batch: int = 10_000) -> Bl
     @require(Permission.INGEST)
     def post_batch():
         media = _media_type()
-        raw = request.get_data(cache=False)
+        raw = request_body()
         if media == NDJSON:
             items = _decode_ndjson(raw, max_batch)
         elif media == JSON:

@@ -8,9 +8,19 @@ replaces it when configured.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import threading
 from pathlib import Path
 from typing import Protocol
+
+
+def _unmapped(ip: str) -> str:
+    """A dual-stack server reports IPv4 clients as ::ffff:a.b.c.d; the databases file them under IPv4."""
+    try:
+        mapped = getattr(ipaddress.ip_address(ip), "ipv4_mapped", None)
+    except ValueError:
+        return ip
+    return str(mapped) if mapped else ip
 
 
 class GeoLookup(Protocol):
@@ -41,7 +51,7 @@ class Geoip2FastLookup:
         return self._db
 
     def _lookup(self, ip: str) -> tuple[str | None, str | None]:
-        result = (self._db or self._load()).lookup(ip)
+        result = (self._db or self._load()).lookup(_unmapped(ip))
         if result.is_private or not result.country_code or result.country_code.startswith("--"):
             return None, None
         return result.country_code, (result.asn_name or None)
@@ -58,6 +68,7 @@ class MaxMindLookup:
         self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)  # type: ignore[method-assign]
 
     def _lookup(self, ip: str) -> tuple[str | None, str | None]:
+        ip = _unmapped(ip)
         record = self._country.get(ip) or {}
         country = (record.get("country") or record.get("registered_country") or {}).get("iso_code")
         asn = None

@@ -7,11 +7,13 @@ The application authenticates each request and puts the caller's ApiKey on
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import Response, g
+from flask import Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ingest.errors import IngestError
 from storage.auth import ApiKey, Permission
@@ -27,8 +29,20 @@ class HttpError(IngestError):
         self.headers = headers or {}
 
 
+def dumps(body: Any) -> bytes:
+    """JSON bytes; falls back to the standard library for integers beyond 64 bits.
+
+    jsonb keeps any number, and a stored event's metadata read back may hold an integer orjson
+    refuses to write; one such event must not make every read of the log fail.
+    """
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
+    return Response(dumps(body), status=status, mimetype="application/json", headers=headers)
 
 
 def error_response(exc: IngestError) -> Response:
@@ -37,6 +51,21 @@ def error_response(exc: IngestError) -> Response:
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return json_response(exc.to_json(), exc.status, headers)
+
+
+def request_body() -> bytes:
+    """The whole request body; 413 when it is over the limit, even when sent chunked.
+
+    Without a Content-Length, Werkzeug stops reading at MAX_CONTENT_LENGTH and returns what it
+    read without an error. A truncated body must never be parsed as if it were whole: an NDJSON
+    batch would be stored up to the cut and lose its tail without a word to the client.
+    """
+    raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return raw
 
 
 def current_key() -> ApiKey:

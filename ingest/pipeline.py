@@ -6,6 +6,7 @@ are rejected, and a request is answered only after its events are committed.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import Counter
@@ -221,7 +222,7 @@ class IngestPipeline:
         return kept, (retry_after if refused else None)
 
     def _record(self, event: ValidEvent, ctx: RequestContext, now: datetime) -> EventRecord:
-        source_ip = event.source_ip or ctx.remote_addr
+        source_ip = event.source_ip or _remote_ip(ctx.remote_addr)
         country = asn = None
         if source_ip:
             country, asn = self._geo.lookup(source_ip)
@@ -240,6 +241,17 @@ class IngestPipeline:
             resource_id=event.resource_id,
             metadata=self._redactor.redact(event.metadata) if event.metadata else event.metadata,
         )
+
+
+def _remote_ip(addr: str | None) -> str | None:
+    """The request's peer as a storable address: a zone index dropped, and anything that is not an
+    IP (a proxy's or socket's name) left out, since it is not the sender's to fix and must not fail the batch."""
+    if not addr:
+        return None
+    try:
+        return str(ipaddress.ip_address(addr.split("%", 1)[0]))
+    except ValueError:
+        return None
 
 
 def _event_id_of(item: Any) -> str | None:

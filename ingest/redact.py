@@ -7,6 +7,7 @@ wherever they appear in metadata.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +19,9 @@ DEFAULT_SENSITIVE_KEYS = (
     "auth", "cookie", "session", "private_key", "credential", "card_number", "cvv",
 )
 
-_CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+# A run of digit groups joined by single spaces or dashes; cards are looked for group by group inside it.
+_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+_SEPARATOR = re.compile(r"([ -])")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -33,12 +36,36 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _mask_cards(text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        digits = re.sub(r"[ -]", "", match.group(0))
-        return REDACTED_CARD if 13 <= len(digits) <= 19 and luhn_ok(digits) else match.group(0)
+def _mask_run(run: str) -> str:
+    """Mask every span of whole groups that is a card, so digits beside it (a CVV, an order number)
+    cannot hide it."""
+    parts = _SEPARATOR.split(run)  # group, separator, group, ...
+    groups = parts[::2]
+    out: list[str] = []
+    i = 0
+    while i < len(groups):
+        card_end = None
+        digits = ""
+        for j in range(i, len(groups)):
+            digits += groups[j]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_ok(digits):
+                card_end = j  # keep the longest card starting here
+        if card_end is None:
+            out.append(groups[i])
+            end = i
+        else:
+            out.append(REDACTED_CARD)
+            end = card_end
+        if end < len(groups) - 1:
+            out.append(parts[2 * end + 1])
+        i = end + 1
+    return "".join(out)
 
-    return _CARD.sub(replace, text)
+
+def _mask_cards(text: str) -> str:
+    return _DIGIT_RUN.sub(lambda m: _mask_run(m.group(0)), text)
 
 
 class Redactor:
@@ -46,12 +73,14 @@ class Redactor:
 
     def __init__(self, sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS) -> None:
         self._needles = tuple(self._norm(k) for k in sensitive_keys)
+        # Metadata keys repeat across events: decide each key once.
+        self.is_sensitive = functools.lru_cache(maxsize=16384)(self._is_sensitive)  # type: ignore[method-assign]
 
     @staticmethod
     def _norm(key: str) -> str:
         return key.lower().replace("-", "").replace("_", "")
 
-    def is_sensitive(self, key: str) -> bool:
+    def _is_sensitive(self, key: str) -> bool:
         norm = self._norm(key)
         return any(needle in norm for needle in self._needles)
 

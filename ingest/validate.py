@@ -7,6 +7,7 @@ pattern, so errors can be logged and returned safely.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import uuid
@@ -25,8 +26,12 @@ ALLOWED = frozenset(REQUIRED + OPTIONAL)
 SERVER_SET = frozenset({"received_at", "source_country", "source_asn"})
 
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")  # safe to echo: says which field to fix
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _METADATA_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The characters an ISO 8601 date-time may hold: datetime.fromisoformat itself lets a NUL or any
+# other character through in places (as the date/time separator, before the offset).
+_TIMESTAMP_CHARS = re.compile(r"[0-9TWZ:.,+\- ]+")
 _OUTCOMES = {o.value: o for o in Outcome}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -83,6 +88,10 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> datetime:
         raise _reject("wrong_type", field, f"`{field}` must be an ISO 8601 string such as 2024-01-15T10:30:00Z")
     if len(value) > 40 or len(value) < 16:
         raise _reject("invalid_timestamp", field, f"`{field}` is not an ISO 8601 date-time with a time zone")
+    if not _TIMESTAMP_CHARS.fullmatch(value):
+        raise _reject(
+            "invalid_timestamp", field, f"`{field}` is not an ISO 8601 date-time such as 2024-01-15T10:30:00Z"
+        )
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -93,7 +102,10 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> datetime:
         raise _reject(
             "invalid_timestamp", field, f"`{field}` has no time zone: add `Z` or an offset such as +02:00"
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise _reject("invalid_timestamp", field, f"`{field}` is out of range once converted to UTC") from None
 
 
 def _metadata(value: Any, policy: ValidationPolicy) -> dict[str, Any]:
@@ -103,14 +115,20 @@ def _metadata(value: Any, policy: ValidationPolicy) -> dict[str, Any]:
         raise _reject("wrong_type", "metadata", "`metadata` must be a JSON object")
     if not value:
         return value
-    size = len(orjson.dumps(value))
+    # Depth first: it bounds the recursion below and orjson's own (which raises past 255 levels).
+    _check_tree(value, 1, policy.max_metadata_depth)
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        raise _reject(
+            "wrong_type", "metadata", "`metadata` holds a value JSON cannot carry (such as an integer over 64 bits)"
+        ) from None
     if size >= policy.max_metadata_bytes:
         raise _reject(
             "metadata_too_large",
             "metadata",
             f"`metadata` is {size} bytes of JSON; it must be under {policy.max_metadata_bytes} bytes (R7)",
         )
-    _check_tree(value, 1, policy.max_metadata_depth)
     return value
 
 
@@ -133,13 +151,22 @@ def _check_tree(node: Any, depth: int, max_depth: int) -> None:
                 raise _reject("control_characters", "metadata", "a `metadata` value contains control characters")
 
 
-def parse_ip(value: str, field: str = "source_ip") -> str:
-    if "%" in value:
-        raise _reject("invalid_ip", field, f"`{field}` must be an IP address without a zone index")
+@functools.lru_cache(maxsize=65536)
+def _normal_ip(value: str) -> str | None:
+    """The canonical text of an address (senders repeat addresses, so parse each once)."""
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise _reject("invalid_ip", field, f"`{field}` is not an IPv4 or IPv6 address") from None
+        return None
+
+
+def parse_ip(value: str, field: str = "source_ip") -> str:
+    if "%" in value:
+        raise _reject("invalid_ip", field, f"`{field}` must be an IP address without a zone index")
+    normal = _normal_ip(value)
+    if normal is None:
+        raise _reject("invalid_ip", field, f"`{field}` is not an IPv4 or IPv6 address")
+    return normal
 
 
 def validate_event(obj: Any, *, now: datetime, policy: ValidationPolicy, backfill: bool) -> ValidEvent:
@@ -152,7 +179,7 @@ def validate_event(obj: Any, *, now: datetime, policy: ValidationPolicy, backfil
     unknown = obj.keys() - ALLOWED
     if unknown:
         field = sorted(unknown)[0]
-        shown = field if EVENT_TYPE.fullmatch(field) else "(unprintable)"
+        shown = field if _FIELD_NAME.fullmatch(field) else "(unprintable)"
         if field in SERVER_SET:
             raise _reject("unknown_field", field, f"`{field}` is set by the server; leave it out")
         raise _reject(
@@ -160,7 +187,7 @@ def validate_event(obj: Any, *, now: datetime, policy: ValidationPolicy, backfil
         )
 
     raw_id = obj.get("event_id")
-    if raw_id is None:
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
         raise _reject("missing_field", "event_id", "`event_id` is required (R1)")
     if not isinstance(raw_id, str) or len(raw_id) > 45:
         raise _reject("invalid_uuid", "event_id", "`event_id` must be a UUID string")
@@ -169,7 +196,8 @@ def validate_event(obj: Any, *, now: datetime, policy: ValidationPolicy, backfil
     except ValueError:
         raise _reject("invalid_uuid", "event_id", "`event_id` is not a valid UUID") from None
 
-    if obj.get("timestamp") is None:
+    raw_timestamp = obj.get("timestamp")
+    if raw_timestamp is None or (isinstance(raw_timestamp, str) and not raw_timestamp.strip()):
         raise _reject("missing_field", "timestamp", "`timestamp` is required (R1)")
     timestamp = parse_timestamp(obj["timestamp"])
     if timestamp > now + policy.clock_skew:

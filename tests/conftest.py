@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
@@ -40,9 +41,14 @@ def free_port() -> int:
 
 
 def _url_with_db(url: str, dbname: str) -> str:
+    """The same server, another database, as a postgresql:// URL (the form settings take)."""
     info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info)
+    info.pop("dbname", None)
+    user = quote(str(info.pop("user", "")), safe="")
+    password = info.pop("password", None)
+    auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
+    query = urlencode({k: str(v) for k, v in info.items()})
+    return f"postgresql://{auth}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture(scope="session")

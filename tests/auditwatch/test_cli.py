@@ -176,7 +176,7 @@ def test_up_serves_the_api_and_streams_demo_traffic(db_url, tmp_path, conn):
         assert count > 1000, log.read_text()
         admin = json.loads(keys.read_text())["admin"]
         assert oct(keys.stat().st_mode & 0o777) == "0o600"
-        response = requests.get(f"http://127.0.0.1:{port}/api/v1/logs?event_type=user_login&outcome=failure&limit=5",
+        response = requests.get(f"http://127.0.0.1:{port}/api/v1/logs?limit=5&source_ip=10.0.0.0/8",
                                 headers={"Authorization": f"Bearer {admin}"}, timeout=10)
         assert response.status_code == 200
         assert len(response.json()["events"]) == 5

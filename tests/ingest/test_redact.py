@@ -1,0 +1,257 @@
+"""R9: sensitive keys and payment card numbers never leave the redactor."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.redact import DEFAULT_SENSITIVE_KEYS, REDACTED, REDACTED_CARD, Redactor, luhn_ok
+
+redactor = Redactor()
+
+def with_check_digit(body: str) -> str:
+    """``body`` followed by the digit that makes it pass Luhn."""
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+# Well-known test numbers of each scheme, all passing Luhn.
+CARDS = {
+    "visa16": "4111111111111111",
+    "visa13": "4222222222222",
+    "mastercard": "5555555555554444",
+    "amex15": "378282246310005",
+    "discover": "6011111111111117",
+    "diners14": "30569309025904",
+    "jcb": "3530111333300000",
+    "nineteen": with_check_digit("621234567890123200"),
+}
+
+
+def test_test_cards_pass_luhn_and_neighbours_do_not():
+    for number in CARDS.values():
+        assert luhn_ok(number), number
+        last = int(number[-1])
+        assert not luhn_ok(number[:-1] + str((last + 1) % 10))
+    assert len(CARDS["nineteen"]) == 19
+
+
+# -- sensitive keys -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [
+    "password", "Password", "PASSWORD", "new_password", "old-password", "passwordHash", "db_Password",
+    "passwd", "pwd", "secret", "client_secret", "Client-Secret", "SECRET_KEY", "token", "access_token",
+    "accessToken", "refresh-token", "X-Auth-Token", "api_key", "apiKey", "API-KEY", "Api_Key", "x-api-key",
+    "apikey", "authorization", "Authorization", "AUTHORIZATION", "proxy-authorization", "auth", "cookie",
+    "Set-Cookie", "session", "session_id", "private_key", "privateKey", "credential", "credentials",
+    "card_number", "cardNumber", "cvv", "p_a_s_s_w_o_r_d", "pass-word",
+])
+def test_sensitive_keys_are_redacted(key):
+    assert redactor.is_sensitive(key)
+    assert redactor.redact({key: "hunter2", "kept": "value"}) == {key: REDACTED, "kept": "value"}
+
+
+@pytest.mark.parametrize("key", ["user", "username", "email", "action", "count", "path", "status", "ip",
+                                 "pass", "key", "card", "bytes"])
+def test_ordinary_keys_are_kept(key):
+    assert not redactor.is_sensitive(key)
+    assert redactor.redact({key: "value"}) == {key: "value"}
+
+
+@pytest.mark.parametrize("value", ["hunter2", 12345, 1.5, True, None, ["a", "b"], {"nested": {"deep": 1}}, ""])
+def test_the_whole_value_under_a_sensitive_key_goes(value):
+    assert redactor.redact({"password": value}) == {"password": REDACTED}
+
+
+def test_sensitive_keys_at_any_depth():
+    metadata = {
+        "request": {
+            "headers": {"Authorization": "Bearer abc.def", "Accept": "text/html"},
+            "body": [{"username": "alice", "password": "hunter2"}, {"items": [{"api_key": "k-1"}]}],
+        },
+        "deep": {"a": {"b": {"c": {"d": {"e": {"client_secret": "s3cr3t", "f": 1}}}}}},
+    }
+    assert redactor.redact(metadata) == {
+        "request": {
+            "headers": {"Authorization": REDACTED, "Accept": "text/html"},
+            "body": [{"username": "alice", "password": REDACTED}, {"items": [{"api_key": REDACTED}]}],
+        },
+        "deep": {"a": {"b": {"c": {"d": {"e": {"client_secret": REDACTED, "f": 1}}}}}},
+    }
+
+
+def test_redaction_does_not_mutate_its_input():
+    metadata = {"password": "x", "list": [{"token": "y"}], "card": "4111111111111111"}
+    before = copy.deepcopy(metadata)
+    redactor.redact(metadata)
+    assert metadata == before
+
+
+def test_custom_keys_replace_the_defaults():
+    custom = Redactor(["ssn", "Mothers-Maiden_Name"])
+    assert custom.redact({"SSN": "123-45-6789", "user_ssn": "x", "mothersMaidenName": "Smith", "password": "p"}) == {
+        "SSN": REDACTED, "user_ssn": REDACTED, "mothersMaidenName": REDACTED, "password": "p",
+    }
+
+
+def test_defaults_plus_extra_keys():
+    extended = Redactor((*DEFAULT_SENSITIVE_KEYS, "ssn"))
+    assert extended.redact({"ssn": 1, "password": 2, "name": 3}) == {"ssn": REDACTED, "password": REDACTED, "name": 3}
+
+
+def test_scalars_and_empty_containers_pass_through():
+    for value in (None, True, False, 0, 7, 1.25, "", "plain text", [], {}):
+        assert redactor.redact(value) == value
+
+
+# -- payment cards --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", CARDS.values(), ids=CARDS.keys())
+def test_card_numbers_are_masked(number):
+    assert redactor.redact({"note": number}) == {"note": REDACTED_CARD}
+
+
+@pytest.mark.parametrize("text", [
+    "4111 1111 1111 1111", "4111-1111-1111-1111", "4111 1111-1111 1111", "3782 822463 10005",
+    "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+])
+def test_grouped_card_numbers_are_masked(text):
+    assert redactor.redact(text) == REDACTED_CARD
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("paid with 4111111111111111 yesterday", f"paid with {REDACTED_CARD} yesterday"),
+    ("card=4111-1111-1111-1111;exp=12/29", f"card={REDACTED_CARD};exp=12/29"),
+    ("x4111111111111111y", f"x{REDACTED_CARD}y"),
+    ("two: 4111111111111111, 5555 5555 5555 4444.", f"two: {REDACTED_CARD}, {REDACTED_CARD}."),
+    ("card 4111111111111111 cvv 123", f"card {REDACTED_CARD} cvv 123"),
+    # digits right beside the card must not hide it
+    ("4111111111111111 123", f"{REDACTED_CARD} 123"),
+    ("4111 1111 1111 1111 12", f"{REDACTED_CARD} 12"),
+    ("qty 1234 5678 4111 1111 1111 1111", f"qty 1234 5678 {REDACTED_CARD}"),
+])
+def test_cards_inside_longer_strings_are_masked(text, expected):
+    assert redactor.redact(text) == expected
+
+
+@pytest.mark.parametrize("number", [4111111111111111, 5555555555554444, 378282246310005, -4111111111111111,
+                                    int(CARDS["nineteen"])])
+def test_card_numbers_sent_as_integers_are_masked(number):
+    assert redactor.redact({"pan": number}) == {"pan": REDACTED_CARD}
+
+
+@pytest.mark.parametrize("value", [
+    "4111111111111112",  # fails Luhn
+    "4111 1111 1111 1112",
+    "123456789012",  # 12 digits
+    "12345678901234567890123",  # one run longer than any card
+    "order 2024-06-01 12:00:00 ref 98765",
+    "+1 (555) 123-4567",
+    "6f1c1f2e-8a4f-4c8e-9d55-1f2f3f4f5f6f",
+    "ids 1234567 7654321",
+])
+def test_non_card_digit_runs_are_kept(value):
+    assert redactor.redact({"v": value}) == {"v": value}
+
+
+@pytest.mark.parametrize("value", [4111111111111112, 123456789012, 10**19 + 7, 42, True, 1.5])
+def test_non_card_numbers_are_kept(value):
+    assert redactor.redact({"v": value}) == {"v": value}
+
+
+def test_luhn_valid_but_too_short_or_long_runs_are_kept():
+    short = with_check_digit("4" * 11)  # 12 digits
+    long = with_check_digit("4" * 19)  # 20 digits
+    assert redactor.redact([short, long]) == [short, long]
+    assert redactor.redact([int(short), int(long)]) == [int(short), int(long)]
+
+
+def test_lists_are_walked():
+    metadata = {"cards": ["4111111111111111", "not a card", 5555555555554444, ["378282246310005"]],
+                "tokens": ["a", "b"]}
+    assert redactor.redact(metadata) == {
+        "cards": [REDACTED_CARD, "not a card", REDACTED_CARD, [REDACTED_CARD]],
+        "tokens": REDACTED,
+    }
+
+
+def test_a_top_level_list_is_walked():
+    assert redactor.redact([{"password": 1}, "4111111111111111"]) == [{"password": REDACTED}, REDACTED_CARD]
+
+
+# -- properties -------------------------------------------------------------------------------------------------
+
+card_bodies = st.integers(12, 18).flatmap(lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n))
+cards = card_bodies.map(with_check_digit)
+words = st.text(alphabet="abcdefghij XYZ:=,;()", max_size=15)
+
+
+@st.composite
+def formatted_cards(draw) -> str:
+    number = draw(cards)
+    groups = []
+    rest = number
+    while rest:
+        size = draw(st.integers(1, 6))
+        groups.append(rest[:size])
+        rest = rest[size:]
+    seps = draw(st.lists(st.sampled_from(["", " ", "-"]), min_size=len(groups) - 1, max_size=len(groups) - 1))
+    return groups[0] + "".join(sep + group for sep, group in zip(seps, groups[1:], strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=words, card=formatted_cards(), after=words)
+def test_property_any_card_between_words_is_masked(before, card, after):
+    assert redactor.redact(before + card + after) == before + REDACTED_CARD + after
+
+
+@settings(max_examples=200, deadline=None)
+@given(card=cards, cvv=st.text(alphabet="0123456789", min_size=3, max_size=4))
+def test_property_a_card_beside_other_digits_never_survives(card, cvv):
+    for text in (f"{card} {cvv}", f"{cvv} {card}", f"{cvv}-{card}-{cvv}"):
+        out = redactor.redact(text)
+        assert REDACTED_CARD in out
+        assert card not in out
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
+    | cards | formatted_cards(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["password", "Api-Key", "note", "n", "items"]) | st.text(max_size=8), children,
+                      max_size=4),
+    max_leaves=30,
+)
+
+
+def _leaves(obj: Any, under_sensitive: bool = False):
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _leaves(value, under_sensitive or redactor.is_sensitive(key))
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _leaves(value, under_sensitive)
+    else:
+        yield obj, under_sensitive
+
+
+@settings(max_examples=200, deadline=None)
+@given(metadata=json_like)
+def test_property_redaction_is_total_idempotent_and_leaves_nothing_sensitive(metadata):
+    once = redactor.redact(metadata)
+    assert redactor.redact(once) == once
+    for leaf, sensitive in _leaves(once):
+        if sensitive:
+            assert leaf == REDACTED
+            continue
+        if isinstance(leaf, int) and not isinstance(leaf, bool) and 13 <= len(str(abs(leaf))) <= 19:
+            assert not luhn_ok(str(abs(leaf)))
+        if isinstance(leaf, str):
+            for run in re.findall(r"\d+", leaf):
+                assert not (13 <= len(run) <= 19 and luhn_ok(run))
