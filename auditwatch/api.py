@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, dumps, json_response, request_body, require
+from ingest.pipeline import remote_ip
 from ingest.validate import EVENT_TYPE, parse_timestamp
 from storage.auth import Permission, Role
 from storage.events import COLUMNS, EventRecord, Outcome
@@ -180,7 +181,7 @@ def create_blueprint(services: Services) -> Blueprint:
     settings = services.settings
 
     def audit(event_type: str, **kwargs: Any) -> None:
-        services.audit(event_type, current_key().principal, source_ip=request.remote_addr,
+        services.audit(event_type, current_key().principal, source_ip=remote_ip(request.remote_addr),
                        user_agent=request.user_agent.string or None, **kwargs)
 
     # -- events ------------------------------------------------------------------------------------
@@ -236,13 +237,18 @@ def create_blueprint(services: Services) -> Blueprint:
     def erase(event_id: str):
         target = _event_id(event_id)
         reason = _string(_body(frozenset({"reason"})), "reason", max_len=2000)
-        erased = erasure.erase_event(services.pool, target)
+
+        def record(erased: list[EventRecord]) -> EventRecord:
+            return services.audit_record(
+                "event_erased", current_key().principal, source_ip=remote_ip(request.remote_addr),
+                user_agent=request.user_agent.string or None, resource_id=str(target), metadata={
+                    "reason": reason,
+                    "erased": [{"timestamp": e.timestamp.isoformat(), "event_type": e.event_type} for e in erased],
+                })
+
+        erased = erasure.erase_event(services.pool, target, record)
         if not erased:
             raise HttpError(404, "not_found", "no stored event has this id", "event_id")
-        audit("event_erased", resource_id=str(target), metadata={
-            "reason": reason,
-            "erased": [{"timestamp": e.timestamp.isoformat(), "event_type": e.event_type} for e in erased],
-        })
         return json_response({"erased": len(erased), "event_id": str(target)})
 
     # -- keys ------------------------------------------------------------------------------------------

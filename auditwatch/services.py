@@ -90,12 +90,18 @@ class Services:
         with self._lock:
             self._key_cache.clear()
 
-    def audit(self, event_type: str, principal: str, *, metadata: dict[str, Any] | None = None,
-              outcome: Outcome = Outcome.SUCCESS, resource_id: str | None = None,
-              source_ip: str | None = None, user_agent: str | None = None) -> EventRecord:
+    def audit(self, event_type: str, principal: str, **fields: Any) -> EventRecord:
         """Record an action of the platform itself (reads, exports, key and config changes)."""
+        record = self.audit_record(event_type, principal, **fields)
+        self.committer.write([record])
+        return record
+
+    def audit_record(self, event_type: str, principal: str, *, metadata: dict[str, Any] | None = None,
+                     outcome: Outcome = Outcome.SUCCESS, resource_id: str | None = None,
+                     source_ip: str | None = None, user_agent: str | None = None) -> EventRecord:
+        """The audit event for an action, not yet written."""
         now = datetime.now(UTC)
-        record = EventRecord(
+        return EventRecord(
             event_id=uuid.uuid4(),
             timestamp=now,
             event_type=event_type,
@@ -108,5 +114,3 @@ class Services:
             user_agent=user_agent,
             metadata=self.pipeline.redact(metadata or {}),
         )
-        self.committer.write([record])
-        return record

@@ -222,7 +222,7 @@ class IngestPipeline:
         return kept, (retry_after if refused else None)
 
     def _record(self, event: ValidEvent, ctx: RequestContext, now: datetime) -> EventRecord:
-        source_ip = event.source_ip or _remote_ip(ctx.remote_addr)
+        source_ip = event.source_ip or remote_ip(ctx.remote_addr)
         country = asn = None
         if source_ip:
             country, asn = self._geo.lookup(source_ip)
@@ -243,7 +243,7 @@ class IngestPipeline:
         )
 
 
-def _remote_ip(addr: str | None) -> str | None:
+def remote_ip(addr: str | None) -> str | None:
     """The request's peer as a storable address: a zone index dropped, and anything that is not an
     IP (a proxy's or socket's name) left out, since it is not the sender's to fix and must not fail the batch."""
     if not addr:

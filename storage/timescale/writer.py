@@ -19,7 +19,7 @@ from concurrent.futures import Future
 import orjson
 import psycopg
 from psycopg import sql
-from psycopg.types.json import set_json_dumps
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from storage.events import COLUMNS, EventRecord
@@ -47,6 +47,8 @@ def _dumps(obj) -> bytes:
 
 
 set_json_dumps(_dumps)
+# orjson reads JSON numbers beyond 64 bits as floats instead of failing, as the writer expects.
+set_json_loads(orjson.loads)
 
 
 # Source addresses repeat heavily in real traffic; parse each once.
@@ -127,6 +129,11 @@ class EventWriter:
             inserted = {(row[0], row[1]) for row in cur.fetchall()}
         conn.commit()
         return inserted
+
+
+def insert_rows(cursor: psycopg.Cursor, rows: Sequence[tuple]) -> None:
+    """COPY rows into the hypertable within the caller's transaction."""
+    copy_rows(cursor, _COPY_DIRECT, rows)
 
 
 def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:
