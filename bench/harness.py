@@ -81,6 +81,7 @@ def server(url: str, *, workers: int = 2, threads: int = 16, **env: str):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.unlink(missing_ok=True)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,19 +8,23 @@ replaces it when configured.
 from __future__ import annotations
 
 import functools
-import ipaddress
+import socket
 import threading
 from pathlib import Path
 from typing import Protocol
 
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
 
 def _unmapped(ip: str) -> str:
     """A dual-stack server reports IPv4 clients as ::ffff:a.b.c.d; the databases file them under IPv4."""
-    try:
-        mapped = getattr(ipaddress.ip_address(ip), "ipv4_mapped", None)
-    except ValueError:
+    if ":" not in ip:
         return ip
-    return str(mapped) if mapped else ip
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+    except OSError:
+        return ip
+    return socket.inet_ntop(socket.AF_INET, packed[12:]) if packed[:12] == _MAPPED_PREFIX else ip
 
 
 class GeoLookup(Protocol):

@@ -6,21 +6,21 @@ are rejected, and a request is answered only after its events are committed.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from psycopg_pool import ConnectionPool
 
 from ingest.enrich import GeoLookup
 from ingest.errors import EventRejected, IngestError, RateLimited
+from ingest.ratelimit import RateLimiter
 from ingest.redact import Redactor
-from ingest.validate import ValidationPolicy, ValidEvent, validate_event
+from ingest.validate import ValidationPolicy, ValidEvent, normal_ip, validate_event
 from storage.events import EventRecord
 from storage.timescale import catalog
 from storage.timescale.writer import GroupCommitter
@@ -37,6 +37,7 @@ class IngestPolicy:
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     unknown_users: UnknownUsers = "reject"  # R4
     rate_limit_per_minute: int | None = 1000  # R6; None disables
+    rate_limit_lease: int | None = None  # events leased ahead per user and process; None: limit // 50
     catalog_ttl: float = 10.0
 
 
@@ -127,7 +128,7 @@ class IngestPipeline:
             lambda: {t.event_type for t in catalog.event_types(pool)}, policy.catalog_ttl
         )
         self._known_users: set[str] = set()
-        self._last_prune = 0.0
+        self._limiter = RateLimiter(pool, policy.rate_limit_per_minute or 0, lease=policy.rate_limit_lease)
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -202,11 +203,7 @@ class IngestPipeline:
         """R6: at most N events per user per minute, counted in the database across processes."""
         limit = self.policy.rate_limit_per_minute
         window = now.replace(second=0, microsecond=0)
-        wanted = Counter(e.user_id for _, e in valid)
-        granted = catalog.consume_rate(self._pool, dict(wanted), window, limit)
-        if time.monotonic() - self._last_prune > 60:
-            self._last_prune = time.monotonic()
-            catalog.prune_rate(self._pool, window - timedelta(minutes=2))
+        granted = self._limiter.take(dict(Counter(e.user_id for _, e in valid)), window)
         kept = []
         refused = 0
         retry_after = max(1, 60 - now.second)
@@ -248,10 +245,7 @@ def remote_ip(addr: str | None) -> str | None:
     IP (a proxy's or socket's name) left out, since it is not the sender's to fix and must not fail the batch."""
     if not addr:
         return None
-    try:
-        return str(ipaddress.ip_address(addr.split("%", 1)[0]))
-    except ValueError:
-        return None
+    return normal_ip(addr.split("%", 1)[0])
 
 
 def _event_id_of(item: Any) -> str | None:

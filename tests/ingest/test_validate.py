@@ -3,7 +3,6 @@ and the shape of every other field. Pure functions, so no database here."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -439,7 +438,7 @@ def test_unicode_user_ids_are_kept_exactly():
     ("2001:db8::1", "2001:db8::1"),
     ("2001:0DB8:0000:0000:0000:0000:0000:0001", "2001:db8::1"),
     ("::1", "::1"),
-    ("::ffff:192.0.2.1", str(ipaddress.ip_address("::ffff:192.0.2.1"))),
+    ("::ffff:192.0.2.1", "::ffff:192.0.2.1"),  # IPv4-mapped, as PostgreSQL prints it
 ])
 def test_valid_ips_are_normalised(value, normalised):
     assert check(event(source_ip=value)).source_ip == normalised
