@@ -21,6 +21,7 @@ import orjson
 import requests
 
 from bench.harness import database, percentile, server
+from bench.loadgen import open_loop
 from storage.auth import Role
 from storage.events import EventRecord, Outcome
 from storage.timescale import catalog, db
@@ -92,41 +93,19 @@ def http_batches(base: str, key: str, n: int, clients: int) -> tuple[float, int]
 
 def single_events(base: str, key: str, rate: int, seconds: float) -> tuple[list[float], int, int]:
     """Open-loop load: request k is due at k/rate; latency counts from when it was due."""
-    total = int(rate * seconds)
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    sessions = threading.local()
-    start = time.perf_counter() + 0.5
-
-    def fire(k: int) -> None:
-        nonlocal errors
-        due = start + k / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        session = getattr(sessions, "s", None)
-        if session is None:
-            session = sessions.s = requests.Session()
-            session.headers.update({"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        body = orjson.dumps(event_json(k + 10_000_000, datetime.now(UTC)))
-        response = session.post(base + "/api/v1/logs", data=body, timeout=30)
-        done = time.perf_counter()
-        with lock:
-            if response.status_code != 201:
-                errors += 1
-            latencies.append((done - due) * 1000)
-
-    with ThreadPoolExecutor(64) as pool:
-        list(pool.map(fire, range(total)))
-    return latencies, total, errors
+    now = datetime.now(UTC)
+    bodies = [orjson.dumps(event_json(k + 10_000_000, now)) for k in range(int(rate * seconds))]
+    latencies, statuses = open_loop(
+        base, "/api/v1/logs", {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        bodies.__getitem__, rate=rate, seconds=seconds)
+    return latencies, len(bodies), sum(n for status, n in statuses.items() if status != 201)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="an existing TimescaleDB (default: a fresh durable local cluster)")
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
