@@ -46,17 +46,17 @@ SELECT gen_random_uuid(),
        jsonb_build_object('dataset', (%(datasets)s::text[])[1 + (g / 10 %% 8)], 'bytes', g %% 100000,
                           'ticket', 'T-' || (g %% 200000)),
        now()
-FROM generate_series(1, %(n)s) AS g
+FROM generate_series(1::bigint, %(n)s) AS g
 """
 
 
 def load(url: str, events: int) -> None:
     with db.connect(url, autocommit=True) as conn:
+        per_day = events // DAYS
         have = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
-        if have >= events:
+        if have >= per_day * DAYS:
             print(f"{have:,} events already loaded")
             return
-        per_day = events // DAYS
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=DAYS - 1)
         began = time.perf_counter()
         for d in range(DAYS):

@@ -147,13 +147,50 @@ def record_of(row: tuple) -> EventRecord:
 _ORDER = sql.SQL(' ORDER BY "timestamp" DESC, event_id DESC')
 
 
+# A metadata filter matching at most this many rows is answered from the GIN index.
+RARE_MATCHES = 5000
+
+_PROBE = sql.SQL('SELECT event_id, "timestamp" FROM audit_events')
+_BY_KEYS = _SELECT + sql.SQL(
+    ' JOIN unnest(%s::uuid[], %s::timestamptz[]) AS k(id, ts) ON event_id = k.id AND "timestamp" = k.ts'
+    ' WHERE "timestamp" >= %s AND "timestamp" <= %s'
+) + _ORDER
+
+
+def _rare_matches(conn, where: sql.Composable, params: list[Any], limit: int) -> list[tuple] | None:
+    """The page for a metadata filter, if the filter is rare; None if it matches many rows.
+
+    PostgreSQL cannot estimate JSONB containment, so for a newest-first page it walks the
+    time index and filters row by row: instant for a common value, a scan of the whole range
+    for a rare one (a ticket id, an object key). Ask the GIN index first, with plain index
+    scans switched off for this transaction only; if it finds few rows, sort those; if it
+    finds many, the time-ordered walk meets enough of them early and is the right plan.
+    """
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_indexscan = off")
+        conn.execute("SET LOCAL enable_seqscan = off")
+        keys = conn.execute(_PROBE + where + sql.SQL(" LIMIT %s"), [*params, RARE_MATCHES + 1]).fetchall()
+    if len(keys) > RARE_MATCHES:
+        return None
+    keys.sort(key=lambda k: (k[1], k[0]), reverse=True)
+    page = keys[:limit]
+    if not page:
+        return []
+    ids, times = [k[0] for k in page], [k[1] for k in page]
+    return conn.execute(_BY_KEYS, [ids, times, min(times), max(times)]).fetchall()
+
+
 def search(pool: ConnectionPool, query: EventQuery, *, after: Position | None = None,
            with_total: bool = False) -> Page:
     """One page of matching events, newest first, with the position to continue from."""
     where, params = _where(query, after)
     statement = _SELECT + where + _ORDER + sql.SQL(" LIMIT %s")
     with pool.connection() as conn:
-        rows = conn.execute(statement, [*params, query.limit + 1]).fetchall()
+        rows = None
+        if query.metadata:
+            rows = _rare_matches(conn, where, params, query.limit + 1)
+        if rows is None:
+            rows = conn.execute(statement, [*params, query.limit + 1]).fetchall()
         total = None
         if with_total:
             count_where, count_params = _where(query, None)

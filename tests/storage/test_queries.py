@@ -269,3 +269,26 @@ def test_abandoning_a_stream_returns_the_connection(pool, writer, make_event):
     with pool.connection() as conn:
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert len(queries.search(pool, EventQuery()).events) == 10
+
+
+@pytest.mark.parametrize("rare_limit", [0, 2, 10_000])
+def test_metadata_pages_are_the_same_whichever_plan_serves_them(pool, writer, make_event, monkeypatch,
+                                                                 rare_limit):
+    """Rare containment values are answered from the GIN index, common ones by the time walk:
+    the pages, their order and their cursors must not depend on which."""
+    monkeypatch.setattr(queries, "RARE_MATCHES", rare_limit)
+    same = T0 - timedelta(minutes=30)
+    events = [make_event(timestamp=same if i % 3 == 0 else T0 - timedelta(minutes=i),
+                         metadata={"bucket": "hr" if i % 2 else "crm", "i": i}) for i in range(25)]
+    assert all(writer.write(events))
+    expected = sorted((e for e in events if e.metadata["bucket"] == "hr"), key=_order_key, reverse=True)
+
+    query = EventQuery(metadata={"bucket": "hr"}, limit=4)
+    seen, after = [], None
+    while True:
+        page = queries.search(pool, query, after=after)
+        seen.extend(page.events)
+        if page.next is None:
+            break
+        after = page.next
+    assert seen == expected
