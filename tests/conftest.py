@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -104,14 +105,30 @@ def _drop(server_url: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
-    name = _create_from_template(server_url, template_db)
+@contextmanager
+def fresh_database(server_url: str, template: str) -> Iterator[str]:
+    """A migrated database copied from the template, dropped afterwards; yields its URL."""
+    name = _create_from_template(server_url, template)
     try:
         yield _url_with_db(server_url, name)
     finally:
         _drop(server_url, name)
+
+
+@contextmanager
+def opened_services(settings) -> Iterator[Services]:
+    svc = Services.open(settings)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    with fresh_database(server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture
@@ -142,11 +159,8 @@ def settings(db_url: str, tmp_path: Path):
 
 @pytest.fixture
 def services(settings) -> Iterator[Services]:
-    svc = Services.open(settings)
-    try:
+    with opened_services(settings) as svc:
         yield svc
-    finally:
-        svc.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from auditwatch.app import create_app
 from auditwatch.services import Services
 from storage.auth import Role
 from storage.timescale import catalog
-from tests.conftest import _create_from_template, _drop, _url_with_db
+from tests.conftest import fresh_database, opened_services
 
 
 def event(user_id: str = "alice", *, event_type: str = "user_login", at: datetime | None = None,
@@ -89,11 +89,8 @@ def app_with(settings) -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture(scope="module")
 def shared_db_url(server_url: str, template_db: str) -> Iterator[str]:
-    name = _create_from_template(server_url, template_db)
-    try:
-        yield _url_with_db(server_url, name)
-    finally:
-        _drop(server_url, name)
+    with fresh_database(server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +103,8 @@ def shared_settings(shared_db_url: str, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def shared_services(shared_settings) -> Iterator[Services]:
-    svc = Services.open(shared_settings)
-    try:
+    with opened_services(shared_settings) as svc:
         yield svc
-    finally:
-        svc.close()
 
 
 @pytest.fixture(scope="module")

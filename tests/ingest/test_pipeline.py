@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +20,7 @@ from ingest.pipeline import BatchResult, IngestPipeline, IngestPolicy, RequestCo
 from ingest.redact import REDACTED, REDACTED_CARD, Redactor
 from storage.events import Outcome
 from storage.timescale import catalog
+from tests.conftest import opened_services
 
 CTX = RequestContext(principal="tests")
 
@@ -72,15 +71,6 @@ def pipeline_over(services: Services, *, now: datetime | None = None, geo=None, 
         pool=services.pool, committer=services.committer, geo=geo or NoGeo(), redactor=redactor or Redactor(),
         policy=IngestPolicy(**policy), now=(lambda: now) if now else utc_now,
     )
-
-
-@contextmanager
-def opened(settings) -> Iterator[Services]:
-    svc = Services.open(settings)
-    try:
-        yield svc
-    finally:
-        svc.close()
 
 
 @pytest.fixture
@@ -205,7 +195,7 @@ def test_r4_a_user_registered_later_is_accepted(services, users):
 
 
 def test_r4_register_policy_registers_unknown_users(settings, conn):
-    with opened(settings.replace(unknown_users="register")) as svc:
+    with opened_services(settings.replace(unknown_users="register")) as svc:
         assert svc.pipeline.policy.unknown_users == "register"
         sent = [body("new.user@example.com"), body("new.user@example.com"), body("svc-backup")]
         result = svc.pipeline.ingest(sent, CTX)
@@ -225,14 +215,14 @@ def test_r4_the_request_may_ask_to_register(services, conn):
 
 
 def test_r4_the_request_may_refuse_to_register(settings, conn):
-    with opened(settings.replace(unknown_users="register")) as svc:
+    with opened_services(settings.replace(unknown_users="register")) as svc:
         ctx = RequestContext(principal="tests", register_users=False)
         assert codes(svc.pipeline.ingest([body("erin")], ctx)) == ["unknown_user"]
     assert user_row(conn, "erin") is None
 
 
 def test_r4_invalid_events_do_not_register_their_users(settings, conn):
-    with opened(settings.replace(unknown_users="register")) as svc:
+    with opened_services(settings.replace(unknown_users="register")) as svc:
         result = svc.pipeline.ingest([body("frank", event_type="no_such_type"), body("grace", outcome="meh")], CTX)
         assert codes(result) == ["unknown_event_type", "invalid_outcome"]
     assert user_row(conn, "frank") is None and user_row(conn, "grace") is None
@@ -391,13 +381,13 @@ def test_r6_trusted_requests_are_not_limited(services, users, now):
 
 
 def test_r6_settings_reach_the_pipeline(settings, conn):
-    with opened(settings.replace(rate_limit_per_minute=5)) as svc:
+    with opened_services(settings.replace(rate_limit_per_minute=5)) as svc:
         assert svc.pipeline.policy.rate_limit_per_minute == 5
         catalog.register_users(svc.pool, [{"user_id": "alice"}], "tests")
         result = svc.pipeline.ingest([body() for _ in range(7)], CTX)
         assert result.accepted == 5 and codes(result)[5:] == ["rate_limited", "rate_limited"]
         assert 1 <= result.retry_after <= 60
-    with opened(settings.replace(rate_limit_per_minute=0)) as svc:
+    with opened_services(settings.replace(rate_limit_per_minute=0)) as svc:
         assert svc.pipeline.policy.rate_limit_per_minute is None
         assert svc.pipeline.ingest([body() for _ in range(30)], CTX).accepted == 30
 
@@ -412,7 +402,7 @@ def _wait_out_the_minute_end() -> None:
 def test_r6_is_shared_by_two_processes(settings, conn, now):
     """Two Services (two pools, two writers, two pipelines: two processes' worth of state) share one budget."""
     limited = settings.replace(rate_limit_per_minute=5)
-    with opened(limited) as a, opened(limited) as b:
+    with opened_services(limited) as a, opened_services(limited) as b:
         assert a.pool is not b.pool
         catalog.register_users(a.pool, [{"user_id": "alice"}], "tests")
         first = pipeline_over(a, now=now, rate_limit_per_minute=5)
@@ -436,7 +426,7 @@ def test_r6_is_shared_by_two_processes(settings, conn, now):
 
 def test_r6_holds_under_concurrent_requests_from_two_processes(settings, conn, now):
     limited = settings.replace(rate_limit_per_minute=5)
-    with opened(limited) as a, opened(limited) as b:
+    with opened_services(limited) as a, opened_services(limited) as b:
         catalog.register_users(a.pool, [{"user_id": "alice"}], "tests")
         pipelines = [pipeline_over(svc, now=now, rate_limit_per_minute=5) for svc in (a, b) for _ in range(2)]
         accepted: list[int] = []
@@ -488,7 +478,7 @@ def test_r9_metadata_is_redacted_before_it_is_stored(services, users, conn):
 
 
 def test_r9_configured_extra_keys_are_redacted(settings, conn):
-    with opened(settings.replace(redact_keys="ssn,badge")) as svc:
+    with opened_services(settings.replace(redact_keys="ssn,badge")) as svc:
         catalog.register_users(svc.pool, [{"user_id": "alice"}], "tests")
         sent = body(metadata={"ssn": "123-45-6789", "Badge_ID": 7, "password": "x", "name": "Alice"})
         svc.pipeline.ingest([sent], CTX)
@@ -514,7 +504,7 @@ def test_r8_source_country_and_asn_are_stored(services, users, conn):
 
 
 def test_r8_can_be_turned_off(settings, conn):
-    with opened(settings.replace(geoip=False)) as svc:
+    with opened_services(settings.replace(geoip=False)) as svc:
         catalog.register_users(svc.pool, [{"user_id": "alice"}], "tests")
         sent = body(source_ip="8.8.8.8")
         svc.pipeline.ingest([sent], CTX)
