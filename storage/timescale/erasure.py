@@ -32,4 +32,6 @@ def erase_event(pool: ConnectionPool, event_id: uuid.UUID,
         if erased:
             with conn.cursor() as cur:
                 insert_rows(cur, [row_of(audit(erased))])
+            times = [e.timestamp for e in erased]
+            conn.execute("INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)", (min(times), max(times)))
     return erased

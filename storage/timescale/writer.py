@@ -16,6 +16,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -42,6 +43,12 @@ _INSERT = sql.SQL(
     'INSERT INTO audit_events ({cols}) SELECT {cols} FROM {staging} '
     'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp"'
 ).format(cols=_COLUMN_LIST, staging=_STAGING)
+
+# Events older than this when written fall behind the rollup refresh window (whose late
+# allowance is an hour) and are recorded as an invalidation for it.
+LATE_AFTER = timedelta(minutes=30)
+_NOTE_LATE = "INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)"
+
 
 def _dumps(obj) -> bytes:
     return orjson.dumps(obj)
@@ -89,9 +96,18 @@ def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows) -> None:
 class EventWriter:
     """Writes events in one transaction and says, per event, whether it was new."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, *, late_after: timedelta = LATE_AFTER) -> None:
         self._pool = pool
+        self._late_after = late_after
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+
+    def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
+        """Mark the range of events that land behind the rollups' refresh window, in the same
+        transaction, so the refresh recomputes it (backfills; ordinary traffic is never late)."""
+        oldest = min(r.timestamp for r in records)
+        if oldest < datetime.now(UTC) - self._late_after:
+            newest = max(r.timestamp for r in records)
+            conn.execute(_NOTE_LATE, (oldest, newest))
 
     def write(self, records: Sequence[EventRecord]) -> list[bool]:
         """Store ``records``; True where the event was inserted, False where it was a duplicate.
@@ -108,11 +124,12 @@ class EventWriter:
                 try:
                     with conn.cursor() as cur:
                         copy_rows(cur, _COPY_DIRECT, rows)
+                    self._note_late(conn, records)
                     conn.commit()
                     return [True] * len(records)
                 except psycopg.errors.UniqueViolation:
                     conn.rollback()
-            inserted = self._write_staged(conn, rows)
+            inserted = self._write_staged(conn, rows, records)
         # Claim each inserted key once: a key repeated within the batch is new only the first time.
         result = []
         for record in records:
@@ -124,7 +141,7 @@ class EventWriter:
                 result.append(False)
         return result
 
-    def _write_staged(self, conn: psycopg.Connection, rows: list[tuple]) -> set:
+    def _write_staged(self, conn: psycopg.Connection, rows: list[tuple], records: Sequence[EventRecord]) -> set:
         if conn not in self._prepared:
             conn.execute(_CREATE_STAGING)
             conn.commit()
@@ -133,6 +150,7 @@ class EventWriter:
             copy_rows(cur, _COPY_STAGING, rows)
             cur.execute(_INSERT)
             inserted = {(row[0], row[1]) for row in cur.fetchall()}
+        self._note_late(conn, records)
         conn.commit()
         return inserted
 

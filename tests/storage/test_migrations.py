@@ -70,23 +70,23 @@ def test_migrate_applies_each_once_and_records_it(empty_db_url):
 def test_migrations_apply_in_version_order_and_stop_at_the_first_failure(empty_db_url, monkeypatch):
     shipped = migrations.available()
     extra = [
-        Migration(2, "widgets", "CREATE TABLE widgets (id integer PRIMARY KEY)"),
-        Migration(10, "widget_names", "ALTER TABLE widgets ADD COLUMN name text NOT NULL DEFAULT 'w'"),
-        Migration(11, "broken", "CREATE TABLE half_done (id integer); SELECT no_such_function()"),
-        Migration(12, "after_broken", "CREATE TABLE never_made (id integer)"),
+        Migration(102, "widgets", "CREATE TABLE widgets (id integer PRIMARY KEY)"),
+        Migration(110, "widget_names", "ALTER TABLE widgets ADD COLUMN name text NOT NULL DEFAULT 'w'"),
+        Migration(111, "broken", "CREATE TABLE half_done (id integer); SELECT no_such_function()"),
+        Migration(112, "after_broken", "CREATE TABLE never_made (id integer)"),
     ]
     monkeypatch.setattr(migrations, "available", lambda: [*shipped, *extra])
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        with pytest.raises(MigrationError, match="migration 11_broken failed"):
+        with pytest.raises(MigrationError, match="migration 111_broken failed"):
             migrations.migrate(conn)
-        assert [r[0] for r in _recorded(conn)] == [*(m.version for m in shipped), 2, 10]
+        assert [r[0] for r in _recorded(conn)] == [*(m.version for m in shipped), 102, 110]
         columns = conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'widgets' ORDER BY 1"
         ).fetchall()
         assert columns == [("id",), ("name",)]
         # The failed migration left nothing behind, and the ones after it did not run.
         assert conn.execute("SELECT to_regclass('half_done'), to_regclass('never_made')").fetchone() == (None, None)
-        assert migrations.current_version(conn) == 10
+        assert migrations.current_version(conn) == 110
     assert _lock_is_free(empty_db_url)
 
 

@@ -1,0 +1,257 @@
+"""Rollups (events_1m, events_1h): refreshing them and reading series from them as Polars frames.
+
+On the community edition the rollups are native continuous aggregates that TimescaleDB keeps
+current with its own policies and real-time aggregation. On the Apache edition they are
+hypertables that ``refresh`` recomputes, window by window, behind a stored watermark:
+[watermark - late allowance, now - end offset) on every run, plus any range the writer,
+erasure or retention marked as changed. A recompute deletes and re-inserts its buckets, so
+running twice, or from two workers at once (an advisory lock serialises them), changes nothing.
+Readers take the rollup up to its watermark and aggregate the raw tail after it, so a
+series is current to the last event, like real-time aggregation.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from storage.timescale.db import edition_of
+
+DIMENSIONS = ("event_type", "outcome", "user_id", "source_ip")
+ROLLUPS = {"1m": ("events_1m", timedelta(minutes=1)), "1h": ("events_1h", timedelta(hours=1))}
+REFRESH_LOCK = 0x524F_4C4C_5550  # 'ROLLUP'
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    ranges: list[tuple[datetime, datetime]]  # the 1-minute ranges recomputed
+    watermark_1m: datetime | None
+    watermark_1h: datetime | None
+    native: bool = False
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)  # time_bucket's origin; minutes and hours align either way
+    return epoch + ((moment - epoch) // step) * step
+
+
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    floored = _floor(moment, step)
+    return floored if floored == moment else floored + step
+
+
+def _merge(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for low, high in sorted(r for r in ranges if r[0] < r[1]):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _split(ranges: list[tuple[datetime, datetime]], span: timedelta):
+    for low, high in ranges:
+        while low < high:
+            yield low, min(high, low + span)
+            low += span
+
+
+_RECOMPUTE_1M = sql.SQL("""
+    INSERT INTO events_1m (bucket, event_type, outcome, user_id, source_ip, events)
+    SELECT time_bucket(INTERVAL '1 minute', "timestamp"), event_type, outcome, user_id, source_ip, count(*)
+    FROM audit_events WHERE "timestamp" >= %(low)s AND "timestamp" < %(high)s
+    GROUP BY 1, 2, 3, 4, 5
+""")
+_RECOMPUTE_1H = sql.SQL("""
+    INSERT INTO events_1h (bucket, event_type, outcome, user_id, source_ip, events)
+    SELECT time_bucket(INTERVAL '1 hour', bucket), event_type, outcome, user_id, source_ip, sum(events)
+    FROM events_1m WHERE bucket >= %(low)s AND bucket < %(high)s
+    GROUP BY 1, 2, 3, 4, 5
+""")
+
+
+def _recompute(conn: psycopg.Connection, table: str, insert: sql.Composable, low: datetime, high: datetime) -> None:
+    with conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {} WHERE bucket >= %(low)s AND bucket < %(high)s").format(
+            sql.Identifier(table)), {"low": low, "high": high})
+        conn.execute(insert, {"low": low, "high": high})
+
+
+def _watermark(conn: psycopg.Connection, rollup: str) -> datetime | None:
+    row = conn.execute("SELECT watermark FROM rollup_watermarks WHERE rollup = %s", (rollup,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_watermark(conn: psycopg.Connection, rollup: str, watermark: datetime) -> None:
+    conn.execute(
+        "INSERT INTO rollup_watermarks (rollup, watermark) VALUES (%s, %s) ON CONFLICT (rollup) DO UPDATE "
+        "SET watermark = greatest(rollup_watermarks.watermark, EXCLUDED.watermark), refreshed_at = now()",
+        (rollup, watermark),
+    )
+
+
+def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(hours=1),
+            end_offset: timedelta = timedelta(minutes=1), span: timedelta = timedelta(hours=6),
+            progress: Callable[[datetime, datetime], None] | None = None) -> RefreshResult:
+    """Bring events_1m and events_1h up to ``now - end_offset`` (Apache edition).
+
+    On the community edition TimescaleDB's policies do this; here it refreshes the native
+    aggregates over the same window, which is what a test or a backfill wants.
+    """
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            if edition_of(conn) == "timescale":
+                return _refresh_native(conn, now=now, late=late, end_offset=end_offset)
+            conn.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK,))
+            try:
+                return _refresh_tables(conn, now=now, late=late, end_offset=end_offset, span=span,
+                                       progress=progress)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK,))
+        finally:
+            conn.autocommit = False
+
+
+def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshResult:
+    minute, hour = timedelta(minutes=1), timedelta(hours=1)
+    end = _floor(now - end_offset, minute)
+    watermark = _watermark(conn, "events_1m")
+    if watermark is None:
+        oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
+        start = _floor(oldest, minute) if oldest else end
+    else:
+        start = min(_floor(watermark - late, minute), end)
+    with conn.transaction():
+        claimed = conn.execute("DELETE FROM rollup_invalidations RETURNING low, high").fetchall()
+    ranges = _merge([(start, end)] + [(_floor(lo, minute), min(_ceil(hi + timedelta(microseconds=1), minute), end))
+                                      for lo, hi in claimed])
+    try:
+        for low, high in _split(ranges, span):
+            _recompute(conn, "events_1m", _RECOMPUTE_1M, low, high)
+            if progress:
+                progress(low, high)
+        _set_watermark(conn, "events_1m", end)
+        hour_end = _floor(end, hour)
+        hours = _merge([(_floor(lo, hour), min(_ceil(hi, hour), hour_end)) for lo, hi in ranges])
+        for low, high in _split(hours, span):
+            _recompute(conn, "events_1h", _RECOMPUTE_1H, low, high)
+        _set_watermark(conn, "events_1h", hour_end)
+    except BaseException:
+        # Put the claimed ranges back so the next run recomputes them.
+        if claimed:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)", claimed)
+        raise
+    return RefreshResult(ranges, end, hour_end)
+
+
+def _refresh_native(conn, *, now, late, end_offset) -> RefreshResult:
+    minute, hour = timedelta(minutes=1), timedelta(hours=1)
+    end = _floor(now - end_offset, minute)
+    oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
+    start = _floor(oldest, minute) if oldest else end - late
+    if start < end:
+        conn.execute("CALL refresh_continuous_aggregate('events_1m', %s::timestamptz, %s::timestamptz)", (start, end))
+        hour_end = _floor(end, hour)
+        if _floor(start, hour) < hour_end:
+            conn.execute("CALL refresh_continuous_aggregate('events_1h', %s::timestamptz, %s::timestamptz)",
+                         (_floor(start, hour), hour_end))
+    conn.execute("DELETE FROM rollup_invalidations")  # TimescaleDB tracks its own invalidations
+    return RefreshResult([(start, end)], end, _floor(end, hour), native=True)
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    """Counts per bucket over [start, end), grouped by some of DIMENSIONS, optionally filtered."""
+
+    start: datetime
+    end: datetime
+    interval: str = "1m"  # '1m' or '1h'
+    group_by: Sequence[str] = ("event_type",)
+    event_types: Sequence[str] = ()
+    outcome: str | None = None
+    user_id: str | None = None
+    source_ip: str | None = None  # address or CIDR
+
+
+def _filters(q: SeriesQuery) -> tuple[list[sql.Composable], dict[str, Any]]:
+    clauses: list[sql.Composable] = []
+    params: dict[str, Any] = {}
+    if q.event_types:
+        clauses.append(sql.SQL("event_type = ANY(%(types)s::text[])"))
+        params["types"] = list(q.event_types)
+    if q.outcome:
+        clauses.append(sql.SQL("outcome = %(outcome)s"))
+        params["outcome"] = q.outcome
+    if q.user_id:
+        clauses.append(sql.SQL("user_id = %(user_id)s"))
+        params["user_id"] = q.user_id
+    if q.source_ip:
+        clauses.append(sql.SQL("source_ip <<= %(source_ip)s::inet"))
+        params["source_ip"] = q.source_ip
+    return clauses, params
+
+
+def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
+    """A tidy frame: ``bucket`` (UTC), the ``group_by`` columns, and ``events``; current to the last event."""
+    if q.interval not in ROLLUPS:
+        raise ValueError(f"interval must be one of {', '.join(ROLLUPS)}")
+    unknown = set(q.group_by) - set(DIMENSIONS)
+    if unknown:
+        raise ValueError(f"cannot group by {sorted(unknown)}; choose from {', '.join(DIMENSIONS)}")
+    table, step = ROLLUPS[q.interval]
+    start, end = _floor(q.start, step), q.end
+    dims = [sql.Identifier(d) for d in q.group_by]
+    clauses, params = _filters(q)
+    params.update(start=start, end=end, step=step)
+
+    def source(relation: str, time_col: str, count: str, low: str, high: str) -> sql.Composable:
+        where = [sql.SQL("{t} >= %({low})s AND {t} < %({high})s").format(
+            t=sql.Identifier(time_col), low=sql.SQL(low), high=sql.SQL(high)), *clauses]
+        return sql.SQL("SELECT time_bucket(%(step)s, {t}) AS bucket{dims}, {count} AS events FROM {rel} "
+                       "WHERE {where} GROUP BY 1{groups}").format(
+            t=sql.Identifier(time_col), rel=sql.Identifier(relation), count=sql.SQL(count),
+            dims=sql.SQL("").join(sql.SQL(", ") + d for d in dims),
+            groups=sql.SQL("").join(sql.SQL(", {}").format(sql.Literal(i + 2)) for i in range(len(dims))),
+            where=sql.SQL(" AND ").join(where))
+
+    with pool.connection() as conn:
+        native = edition_of(conn) == "timescale"
+        if native:
+            parts = [source(table, "bucket", "sum(events)", "start", "end")]
+        else:
+            wm_1m = _watermark(conn, "events_1m") or start
+            wm_1h = min(_watermark(conn, "events_1h") or start, wm_1m)
+            params.update(wm_1m=max(min(wm_1m, end), start), wm_1h=max(min(wm_1h, end), start))
+            if q.interval == "1h":
+                parts = [source("events_1h", "bucket", "sum(events)", "start", "wm_1h"),
+                         source("events_1m", "bucket", "sum(events)", "wm_1h", "wm_1m")]
+            else:
+                params["wm_1m"] = max(min(wm_1m, end), start)
+                parts = [source("events_1m", "bucket", "sum(events)", "start", "wm_1m")]
+            parts.append(source("audit_events", "timestamp", "count(*)", "wm_1m", "end"))
+        outer_dims = sql.SQL("").join(sql.SQL(", ") + d for d in dims)
+        statement = sql.SQL(
+            "COPY (SELECT (extract(epoch FROM bucket) * 1000000)::bigint AS bucket{dims}, sum(events)::bigint "
+            "AS events FROM ({union}) AS parts GROUP BY bucket{dims} ORDER BY bucket{dims}) "
+            "TO STDOUT (FORMAT CSV, HEADER)"
+        ).format(dims=outer_dims, union=sql.SQL(" UNION ALL ").join(parts))
+        buffer = io.BytesIO()
+        with conn.cursor() as cur, cur.copy(statement, params) as copy:
+            for block in copy:
+                buffer.write(block)
+    schema = {"bucket": pl.Int64, **{d: pl.String for d in q.group_by}, "events": pl.Int64}
+    frame = pl.read_csv(buffer.getvalue(), schema=schema) if buffer.tell() else pl.DataFrame(schema=schema)
+    return frame.with_columns(pl.from_epoch("bucket", time_unit="us").dt.replace_time_zone("UTC"))

@@ -1,0 +1,143 @@
+"""Rollups: the same assertions on whichever edition runs (native continuous aggregates on the
+community edition, watermark-refreshed tables on Apache)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from storage.events import Outcome
+from storage.timescale import erasure, rollups
+from storage.timescale.rollups import SeriesQuery
+from storage.timescale.writer import EventWriter
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+RAW_1M = """
+    SELECT time_bucket(INTERVAL '1 minute', "timestamp") AS bucket, event_type, outcome, user_id,
+           host(source_ip) AS ip, count(*) AS events
+    FROM audit_events GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+"""
+ROLLUP_1M = """
+    SELECT bucket, event_type, outcome, user_id, host(source_ip) AS ip, sum(events)::bigint
+    FROM events_1m GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+"""
+
+
+@pytest.fixture
+def traffic(pool, make_event):
+    """Three hours of mixed events, the newest a minute before NOW."""
+    events = []
+    for i in range(600):
+        events.append(make_event(
+            timestamp=NOW - timedelta(minutes=1) - timedelta(seconds=18 * i),
+            event_type=("user_login", "file_download", "data_export")[i % 3],
+            outcome=Outcome.FAILURE if i % 7 == 0 else Outcome.SUCCESS,
+            user_id=f"user{i % 5}",
+            source_ip=f"10.0.{i % 2}.{i % 4 + 1}",
+        ))
+    EventWriter(pool).write(events)
+    return events
+
+
+def _raw_series(conn, step: str, where: str = "TRUE") -> list[tuple]:
+    return conn.execute(
+        f"SELECT time_bucket(INTERVAL '{step}', \"timestamp\"), event_type, count(*) FROM audit_events "  # noqa: S608
+        f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+
+
+def _frame_rows(frame: pl.DataFrame) -> list[tuple]:
+    return [(r["bucket"], r["event_type"], r["events"]) for r in frame.iter_rows(named=True)]
+
+
+def test_refresh_materialises_exactly_the_raw_counts(pool, conn, traffic):
+    result = rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    assert result.watermark_1m == NOW + timedelta(minutes=1)
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+    hourly = conn.execute("SELECT bucket, event_type, sum(events)::bigint FROM events_1h "
+                          "WHERE bucket < %s GROUP BY 1, 2 ORDER BY 1, 2", (result.watermark_1h,)).fetchall()
+    raw_hourly = [r for r in _raw_series(conn, "1 hour") if r[0] < result.watermark_1h]
+    assert hourly == raw_hourly and hourly
+
+
+def test_refresh_twice_or_concurrently_changes_nothing(pool, conn, traffic):
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    first = conn.execute(ROLLUP_1M).fetchall()
+    rows_before = conn.execute("SELECT count(*) FROM events_1m").fetchone()[0]
+    errors = []
+
+    def run():
+        try:
+            rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert conn.execute(ROLLUP_1M).fetchall() == first
+    assert conn.execute("SELECT count(*) FROM events_1m").fetchone()[0] == rows_before
+
+
+@pytest.mark.parametrize("interval,step", [("1m", "1 minute"), ("1h", "1 hour")])
+def test_series_are_current_past_the_watermark(pool, conn, traffic, make_event, interval, step):
+    rollups.refresh(pool, now=NOW - timedelta(minutes=30))  # leaves the last half hour unmaterialised
+    EventWriter(pool).write([make_event(timestamp=NOW - timedelta(seconds=5), event_type="config_change")])
+    frame = rollups.series(pool, SeriesQuery(start=NOW - timedelta(hours=4), end=NOW + timedelta(minutes=1),
+                                             interval=interval))
+    assert _frame_rows(frame) == _raw_series(conn, step)
+    assert frame.schema["bucket"] == pl.Datetime("us", "UTC")
+
+
+def test_backfilled_history_behind_the_watermark_is_recomputed(pool, conn, traffic, make_event):
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    old = [make_event(timestamp=NOW - timedelta(days=3, minutes=i), event_type="password_change")
+           for i in range(10)]
+    EventWriter(pool).write(old)
+    assert conn.execute("SELECT count(*) FROM rollup_invalidations").fetchone()[0] >= 1
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+    frame = rollups.series(pool, SeriesQuery(start=NOW - timedelta(days=4), end=NOW, interval="1h",
+                                             event_types=("password_change",)))
+    assert frame["events"].sum() == 10
+
+
+def test_an_erasure_is_reflected_after_refresh(pool, conn, traffic, make_event):
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    target = traffic[100]
+    erasure.erase_event(pool, target.event_id,
+                        lambda erased: make_event(event_type="event_erased", timestamp=NOW - timedelta(seconds=30)))
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+
+
+def test_group_by_and_filters(pool, conn, traffic):
+    rollups.refresh(pool, now=NOW - timedelta(minutes=45))
+    frame = rollups.series(pool, SeriesQuery(
+        start=NOW - timedelta(hours=4), end=NOW + timedelta(minutes=1), interval="1h",
+        group_by=("user_id", "source_ip"), outcome="failure", source_ip="10.0.1.0/24"))
+    assert frame.columns == ["bucket", "user_id", "source_ip", "events"]
+    expected = conn.execute(
+        "SELECT count(*) FROM audit_events WHERE outcome = 'failure' AND source_ip <<= '10.0.1.0/24'").fetchone()[0]
+    assert frame["events"].sum() == expected > 0
+    assert set(frame["source_ip"].to_list()) <= {"10.0.1.2", "10.0.1.4"}
+    by_user = frame.group_by("user_id").agg(pl.col("events").sum()).sort("user_id")
+    raw = conn.execute("SELECT user_id, count(*) FROM audit_events WHERE outcome = 'failure' AND "
+                       "source_ip <<= '10.0.1.0/24' GROUP BY 1 ORDER BY 1").fetchall()
+    assert list(by_user.iter_rows()) == raw
+
+
+def test_an_empty_range_is_an_empty_frame_with_the_right_columns(pool):
+    frame = rollups.series(pool, SeriesQuery(start=NOW - timedelta(hours=1), end=NOW, group_by=("outcome",)))
+    assert frame.is_empty() and frame.columns == ["bucket", "outcome", "events"]
+
+
+@pytest.mark.parametrize("bad", [{"interval": "5m"}, {"group_by": ("metadata",)}])
+def test_bad_series_arguments_say_what_is_allowed(pool, bad):
+    with pytest.raises(ValueError, match="must be one of|cannot group by"):
+        rollups.series(pool, SeriesQuery(start=NOW - timedelta(hours=1), end=NOW, **bad))
