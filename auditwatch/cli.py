@@ -168,6 +168,67 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     run(ctx.settings.replace(**changes))
 
 
+@main.command()
+@pass_ctx
+def worker(ctx: Context) -> None:
+    """Run the scheduled jobs (rollup refresh on the Apache edition)."""
+    from auditwatch.worker import run
+
+    try:
+        run(ctx.settings)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# -- storage ------------------------------------------------------------------------------------------
+
+@main.group()
+def storage() -> None:
+    """Storage tiers: rollups and what this edition offers."""
+
+
+@storage.command("status")
+@pass_ctx
+def storage_status(ctx: Context) -> None:
+    """The edition, what it offers, and the rollups' state."""
+    from storage.timescale import rollups
+
+    with ctx.connect() as conn:
+        info = db.server_info(conn)
+    click.echo(f"edition:      {info.edition} (TimescaleDB {info.timescaledb_version})")
+    if info.edition == "timescale":
+        click.echo("rollups:      native continuous aggregates, refreshed by TimescaleDB policies")
+        click.echo("compression:  available (community edition)")
+    else:
+        click.echo("rollups:      tables refreshed by `auditwatch worker` (the Apache edition has no "
+                   "continuous aggregates)")
+        click.echo("compression:  not available on the Apache edition; install the community edition "
+                   "of TimescaleDB for a columnstore tier")
+    pool = ctx.pool()
+    try:
+        for r in rollups.status(pool):
+            mark = r.watermark.isoformat() if r.watermark else ("by TimescaleDB" if r.native else "never refreshed")
+            click.echo(f"  {r.rollup:10} rows {r.rows:>12,}   materialised up to {mark}")
+    finally:
+        pool.close()
+
+
+@storage.command("refresh")
+@pass_ctx
+def storage_refresh(ctx: Context) -> None:
+    """Bring the rollups up to date now (a backfill can take a while; progress is shown)."""
+    from storage.timescale import rollups
+
+    pool = ctx.pool()
+    try:
+        result = rollups.refresh(pool, now=datetime.now(UTC),
+                                 progress=lambda lo, hi: click.echo(f"  recomputed {lo:%Y-%m-%d %H:%M} .. "
+                                                                    f"{hi:%Y-%m-%d %H:%M}", err=True))
+    finally:
+        pool.close()
+    click.echo(f"rollups current to {result.watermark_1m.isoformat() if result.watermark_1m else '-'}")
+
+
 # -- keys -------------------------------------------------------------------------------------------
 
 @main.group()
@@ -409,7 +470,7 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
     base = f"http://{settings.host}:{settings.port}"
     env = {**os.environ, "AUDITWATCH_DEMO_KEY": system_key, "AUDITWATCH_DEMO_ADMIN_KEY": admin_key}
     server = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "serve"], env=env)
-    children = [server]
+    children = [server, subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "worker"], env=env)]
     try:
         _wait_healthy(base, server)
         if not no_demo:

@@ -255,3 +255,32 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
     schema = {"bucket": pl.Int64, **{d: pl.String for d in q.group_by}, "events": pl.Int64}
     frame = pl.read_csv(buffer.getvalue(), schema=schema) if buffer.tell() else pl.DataFrame(schema=schema)
     return frame.with_columns(pl.from_epoch("bucket", time_unit="us").dt.replace_time_zone("UTC"))
+
+
+def refresh_job(pool: ConnectionPool) -> RefreshResult | None:
+    """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run."""
+    with pool.connection() as conn:
+        if edition_of(conn) == "timescale":
+            return None
+    return refresh(pool, now=datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class RollupStatus:
+    rollup: str
+    native: bool
+    watermark: datetime | None
+    rows: int
+
+
+def status(pool: ConnectionPool) -> list[RollupStatus]:
+    with pool.connection() as conn:
+        native = edition_of(conn) == "timescale"
+        found = []
+        for table, _ in ROLLUPS.values():
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+            # Native aggregates keep their watermark in TimescaleDB's catalogue (and serve the
+            # tail in real time), so only ours is reported.
+            watermark = None if native else _watermark(conn, table)
+            found.append(RollupStatus(table, native, watermark, rows))
+    return found

@@ -189,3 +189,47 @@ def test_up_serves_the_api_and_streams_demo_traffic(db_url, tmp_path, conn):
         except subprocess.TimeoutExpired:
             proc.kill()
     assert proc.returncode in (0, 1, -signal.SIGINT), log.read_text()
+
+
+def test_storage_refresh_and_status(run, conn, tmp_path):
+    run("users", "add", "alice")
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(json.dumps(e) for e in _events(90, days_ago=2)))
+    assert run("ingest", str(path)).exit_code == 0
+
+    refreshed = run("storage", "refresh")
+    assert refreshed.exit_code == 0, refreshed.output
+    assert "rollups current to" in refreshed.output and "recomputed" in refreshed.output
+    assert conn.execute("SELECT sum(events) FROM events_1m WHERE user_id = 'alice'").fetchone()[0] == 90
+
+    status = run("storage", "status")
+    assert status.exit_code == 0, status.output
+    assert "edition:" in status.output and "events_1m" in status.output and "events_1h" in status.output
+    if "apache" in status.output:
+        assert "compression:  not available on the Apache edition" in status.output
+        assert "materialised up to 20" in status.output
+
+
+def test_worker_keeps_the_rollups_current(db_url, tmp_path, conn):
+    conn.execute("INSERT INTO users (user_id) VALUES ('bob')")
+    conn.execute(
+        "INSERT INTO audit_events (event_id, \"timestamp\", event_type, user_id) "
+        "SELECT gen_random_uuid(), now() - interval '10 minutes' - g * interval '1 second', 'user_login', 'bob' "
+        "FROM generate_series(1, 50) AS g")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITWATCH_")}
+    env.update(AUDITWATCH_DATABASE_URL=db_url, AUDITWATCH_DATA_DIR=str(tmp_path / "data"))
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "worker"], env=env, cwd=tmp_path,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        total = None
+        while time.monotonic() < deadline and not total:
+            assert proc.poll() is None, log.read_text()
+            total = conn.execute("SELECT sum(events) FROM events_1m WHERE user_id = 'bob'").fetchone()[0]
+            time.sleep(0.5)
+        assert total == 50, log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "worker started" in log.read_text()
