@@ -27,6 +27,9 @@ from storage.timescale.db import edition_of
 
 DIMENSIONS = ("event_type", "outcome", "user_id", "source_ip")
 ROLLUPS = {"1m": ("events_1m", timedelta(minutes=1)), "1h": ("events_1h", timedelta(hours=1))}
+# Coarse twins for series that need neither user_id nor source_ip (dashboards).
+TYPE_ROLLUPS = {"1m": "events_type_1m", "1h": "events_type_1h"}
+TYPE_DIMENSIONS = ("event_type", "outcome")
 REFRESH_LOCK = 0x524F_4C4C_5550  # 'ROLLUP'
 
 
@@ -70,6 +73,18 @@ _RECOMPUTE_1M = sql.SQL("""
     SELECT time_bucket(INTERVAL '1 minute', "timestamp"), event_type, outcome, user_id, source_ip, count(*)
     FROM audit_events WHERE "timestamp" >= %(low)s AND "timestamp" < %(high)s
     GROUP BY 1, 2, 3, 4, 5
+""")
+_RECOMPUTE_TYPE_1M = sql.SQL("""
+    INSERT INTO events_type_1m (bucket, event_type, outcome, events)
+    SELECT time_bucket(INTERVAL '1 minute', "timestamp"), event_type, outcome, count(*)
+    FROM audit_events WHERE "timestamp" >= %(low)s AND "timestamp" < %(high)s
+    GROUP BY 1, 2, 3
+""")
+_RECOMPUTE_TYPE_1H = sql.SQL("""
+    INSERT INTO events_type_1h (bucket, event_type, outcome, events)
+    SELECT time_bucket(INTERVAL '1 hour', bucket), event_type, outcome, sum(events)
+    FROM events_type_1m WHERE bucket >= %(low)s AND bucket < %(high)s
+    GROUP BY 1, 2, 3
 """)
 _RECOMPUTE_1H = sql.SQL("""
     INSERT INTO events_1h (bucket, event_type, outcome, user_id, source_ip, events)
@@ -138,6 +153,7 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
     try:
         for low, high in _split(ranges, span):
             _recompute(conn, "events_1m", _RECOMPUTE_1M, low, high)
+            _recompute(conn, "events_type_1m", _RECOMPUTE_TYPE_1M, low, high)
             if progress:
                 progress(low, high)
         _set_watermark(conn, "events_1m", end)
@@ -145,6 +161,7 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
         hours = _merge([(_floor(lo, hour), min(_ceil(hi, hour), hour_end)) for lo, hi in ranges])
         for low, high in _split(hours, span):
             _recompute(conn, "events_1h", _RECOMPUTE_1H, low, high)
+            _recompute(conn, "events_type_1h", _RECOMPUTE_TYPE_1H, low, high)
         _set_watermark(conn, "events_1h", hour_end)
     except BaseException:
         # Put the claimed ranges back so the next run recomputes them.
@@ -161,11 +178,13 @@ def _refresh_native(conn, *, now, late, end_offset) -> RefreshResult:
     oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
     start = _floor(oldest, minute) if oldest else end - late
     if start < end:
-        conn.execute("CALL refresh_continuous_aggregate('events_1m', %s::timestamptz, %s::timestamptz)", (start, end))
         hour_end = _floor(end, hour)
-        if _floor(start, hour) < hour_end:
-            conn.execute("CALL refresh_continuous_aggregate('events_1h', %s::timestamptz, %s::timestamptz)",
-                         (_floor(start, hour), hour_end))
+        for minutes, hours in (("events_1m", "events_1h"), ("events_type_1m", "events_type_1h")):
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
+                         (minutes, start, end))
+            if _floor(start, hour) < hour_end:
+                conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
+                             (hours, _floor(start, hour), hour_end))
     conn.execute("DELETE FROM rollup_invalidations")  # TimescaleDB tracks its own invalidations
     return RefreshResult([(start, end)], end, _floor(end, hour), native=True)
 
@@ -212,6 +231,10 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
     if unknown:
         raise ValueError(f"cannot group by {sorted(unknown)}; choose from {', '.join(DIMENSIONS)}")
     table, step = ROLLUPS[q.interval]
+    coarse = set(q.group_by) <= set(TYPE_DIMENSIONS) and not q.user_id and not q.source_ip
+    minute_table, hour_table = ("events_type_1m", "events_type_1h") if coarse else ("events_1m", "events_1h")
+    if coarse:
+        table = TYPE_ROLLUPS[q.interval]
     start, end = _floor(q.start, step), q.end
     dims = [sql.Identifier(d) for d in q.group_by]
     clauses, params = _filters(q)
@@ -236,11 +259,10 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
             wm_1h = min(_watermark(conn, "events_1h") or start, wm_1m)
             params.update(wm_1m=max(min(wm_1m, end), start), wm_1h=max(min(wm_1h, end), start))
             if q.interval == "1h":
-                parts = [source("events_1h", "bucket", "sum(events)", "start", "wm_1h"),
-                         source("events_1m", "bucket", "sum(events)", "wm_1h", "wm_1m")]
+                parts = [source(hour_table, "bucket", "sum(events)", "start", "wm_1h"),
+                         source(minute_table, "bucket", "sum(events)", "wm_1h", "wm_1m")]
             else:
-                params["wm_1m"] = max(min(wm_1m, end), start)
-                parts = [source("events_1m", "bucket", "sum(events)", "start", "wm_1m")]
+                parts = [source(minute_table, "bucket", "sum(events)", "start", "wm_1m")]
             parts.append(source("audit_events", "timestamp", "count(*)", "wm_1m", "end"))
         outer_dims = sql.SQL("").join(sql.SQL(", ") + d for d in dims)
         statement = sql.SQL(
@@ -277,7 +299,7 @@ def status(pool: ConnectionPool) -> list[RollupStatus]:
     with pool.connection() as conn:
         native = edition_of(conn) == "timescale"
         found = []
-        for table, _ in ROLLUPS.values():
+        for table in (*(t for t, _ in ROLLUPS.values()), *TYPE_ROLLUPS.values()):
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
             # Native aggregates keep their watermark in TimescaleDB's catalogue (and serve the
             # tail in real time), so only ours is reported.

@@ -60,6 +60,13 @@ def test_refresh_materialises_exactly_the_raw_counts(pool, conn, traffic):
                           "WHERE bucket < %s GROUP BY 1, 2 ORDER BY 1, 2", (result.watermark_1h,)).fetchall()
     raw_hourly = [r for r in _raw_series(conn, "1 hour") if r[0] < result.watermark_1h]
     assert hourly == raw_hourly and hourly
+    # The coarse twins (type and outcome only) hold the same counts.
+    coarse = conn.execute("SELECT bucket, event_type, sum(events)::bigint FROM events_type_1m "
+                          "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    assert coarse == _raw_series(conn, "1 minute")
+    coarse_hourly = conn.execute("SELECT bucket, event_type, sum(events)::bigint FROM events_type_1h "
+                                 "WHERE bucket < %s GROUP BY 1, 2 ORDER BY 1, 2", (result.watermark_1h,)).fetchall()
+    assert coarse_hourly == raw_hourly
 
 
 def test_refresh_twice_or_concurrently_changes_nothing(pool, conn, traffic):
@@ -85,11 +92,14 @@ def test_refresh_twice_or_concurrently_changes_nothing(pool, conn, traffic):
 
 
 @pytest.mark.parametrize("interval,step", [("1m", "1 minute"), ("1h", "1 hour")])
-def test_series_are_current_past_the_watermark(pool, conn, traffic, make_event, interval, step):
+@pytest.mark.parametrize("group_by", [("event_type",), ("event_type", "user_id")])
+def test_series_are_current_past_the_watermark(pool, conn, traffic, make_event, interval, step, group_by):
+    """From the coarse rollups (type only) and the entity rollups (type and user) alike."""
     rollups.refresh(pool, now=NOW - timedelta(minutes=30))  # leaves the last half hour unmaterialised
     EventWriter(pool).write([make_event(timestamp=NOW - timedelta(seconds=5), event_type="config_change")])
     frame = rollups.series(pool, SeriesQuery(start=NOW - timedelta(hours=4), end=NOW + timedelta(minutes=1),
-                                             interval=interval))
+                                             interval=interval, group_by=group_by))
+    frame = frame.group_by("bucket", "event_type").agg(pl.col("events").sum()).sort("bucket", "event_type")
     assert _frame_rows(frame) == _raw_series(conn, step)
     assert frame.schema["bucket"] == pl.Datetime("us", "UTC")
 
