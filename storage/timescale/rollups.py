@@ -193,7 +193,10 @@ def _refresh_native(conn, *, now, late, end_offset) -> RefreshResult:
 
 @dataclass(frozen=True)
 class SeriesQuery:
-    """Counts per bucket over [start, end), grouped by some of DIMENSIONS, optionally filtered."""
+    """Counts per bucket over [start, end), grouped by some of DIMENSIONS, optionally filtered.
+
+    ``start`` is rounded down to a whole bucket, so the first bucket is complete.
+    """
 
     start: datetime
     end: datetime
