@@ -201,7 +201,15 @@ def storage_status(ctx: Context) -> None:
     click.echo(f"edition:      {info.edition} (TimescaleDB {info.timescaledb_version})")
     if info.edition == "timescale":
         click.echo("rollups:      native continuous aggregates, refreshed by TimescaleDB policies")
-        click.echo("compression:  available (community edition)")
+        with ctx.connect() as conn:
+            stats = conn.execute(
+                "SELECT total_chunks, number_compressed_chunks, before_compression_total_bytes, "
+                "after_compression_total_bytes FROM hypertable_compression_stats('audit_events')").fetchone()
+        if stats and stats[1]:
+            click.echo(f"compression:  {stats[1]} of {stats[0]} chunks compressed, "
+                       f"{stats[2] / 2**20:,.0f} MiB -> {stats[3] / 2**20:,.0f} MiB (policy: after 7 days)")
+        else:
+            click.echo("compression:  enabled, policy compresses chunks older than 7 days (none yet)")
     else:
         click.echo("rollups:      tables refreshed by `auditwatch worker` (the Apache edition has no "
                    "continuous aggregates)")

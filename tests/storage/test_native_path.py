@@ -18,13 +18,13 @@ from storage.timescale import db, migrations
 NATIVE = [
     (m.name, body.strip())
     for m in migrations.available()
-    for body in re.findall(r"\$cagg\$(.*?)\$cagg\$", m.sql, flags=re.S)
+    for body in re.findall(r"\$(?:cagg|native)\$(.*?)\$(?:cagg|native)\$", m.sql, flags=re.S)
 ]
 
 
 def test_the_migrations_carry_native_statements():
-    assert {name for name, _ in NATIVE} == {"rollups", "type_rollups"}
-    assert len(NATIVE) == 4
+    assert {name for name, _ in NATIVE} == {"rollups", "type_rollups", "compression"}
+    assert len(NATIVE) == 5
 
 
 @pytest.mark.parametrize(("migration", "statement"), NATIVE, ids=[f"{n}-{i}" for i, (n, _) in enumerate(NATIVE)])
@@ -36,3 +36,15 @@ def test_native_statements_parse_and_are_refused_only_for_licensing(conn, migrat
             # Hierarchical views need their parent; on Apache the parent is a table of the same name,
             # which is enough for the parser and the license check.
             conn.execute(statement.replace("CREATE MATERIALIZED VIEW events", "CREATE MATERIALIZED VIEW probe_events"))
+
+
+def test_the_apache_edition_has_no_compression_and_nothing_else_changes(conn):
+    if db.edition_of(conn) == "timescale":
+        segmentby, orderby = conn.execute(
+            "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
+            "WHERE hypertable = 'audit_events'::regclass").fetchone()
+        assert segmentby == "event_type" and "timestamp" in orderby and "event_id" in orderby
+        return
+    enabled = conn.execute("SELECT compression_enabled FROM timescaledb_information.hypertables "
+                           "WHERE hypertable_name = 'audit_events'").fetchone()[0]
+    assert enabled is False
