@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import psycopg
@@ -70,6 +71,17 @@ def edition_of(conn: psycopg.Connection) -> str | None:
             return conn.execute("SHOW timescaledb.license").fetchone()[0]
     except psycopg.errors.UndefinedObject:
         return None
+
+
+_EDITIONS: weakref.WeakKeyDictionary[ConnectionPool, str | None] = weakref.WeakKeyDictionary()
+
+
+def pool_edition(pool: ConnectionPool) -> str | None:
+    """The edition behind a pool, asked once: it cannot change while the server runs."""
+    if pool not in _EDITIONS:
+        with pool.connection() as conn:
+            _EDITIONS[pool] = edition_of(conn)
+    return _EDITIONS[pool]
 
 
 def require_timescaledb(conn: psycopg.Connection) -> None:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from storage.timescale.db import edition_of
+from storage.timescale.db import pool_edition
 
 DIMENSIONS = ("event_type", "outcome", "user_id", "source_ip")
 ROLLUPS = {"1m": ("events_1m", timedelta(minutes=1)), "1h": ("events_1h", timedelta(hours=1))}
@@ -122,10 +122,11 @@ def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(
     On the community edition TimescaleDB's policies do this; here it refreshes the native
     aggregates over the same window, which is what a test or a backfill wants.
     """
+    native = pool_edition(pool) == "timescale"
     with pool.connection() as conn:
         conn.autocommit = True
         try:
-            if edition_of(conn) == "timescale":
+            if native:
                 return _refresh_native(conn, now=now, late=late, end_offset=end_offset)
             conn.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK,))
             try:
@@ -253,13 +254,14 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
             groups=sql.SQL("").join(sql.SQL(", {}").format(sql.Literal(i + 2)) for i in range(len(dims))),
             where=sql.SQL(" AND ").join(where))
 
+    native = pool_edition(pool) == "timescale"
     with pool.connection() as conn:
-        native = edition_of(conn) == "timescale"
         if native:
             parts = [source(table, "bucket", "sum(events)", "start", "end")]
         else:
-            wm_1m = _watermark(conn, "events_1m") or start
-            wm_1h = min(_watermark(conn, "events_1h") or start, wm_1m)
+            marks = dict(conn.execute("SELECT rollup, watermark FROM rollup_watermarks").fetchall())
+            wm_1m = marks.get("events_1m") or start
+            wm_1h = min(marks.get("events_1h") or start, wm_1m)
             params.update(wm_1m=max(min(wm_1m, end), start), wm_1h=max(min(wm_1h, end), start))
             if q.interval == "1h":
                 parts = [source(hour_table, "bucket", "sum(events)", "start", "wm_1h"),
@@ -284,9 +286,8 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
 
 def refresh_job(pool: ConnectionPool) -> RefreshResult | None:
     """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run."""
-    with pool.connection() as conn:
-        if edition_of(conn) == "timescale":
-            return None
+    if pool_edition(pool) == "timescale":
+        return None
     return refresh(pool, now=datetime.now(UTC))
 
 
@@ -299,8 +300,8 @@ class RollupStatus:
 
 
 def status(pool: ConnectionPool) -> list[RollupStatus]:
+    native = pool_edition(pool) == "timescale"
     with pool.connection() as conn:
-        native = edition_of(conn) == "timescale"
         found = []
         for table in (*(t for t, _ in ROLLUPS.values()), *TYPE_ROLLUPS.values()):
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
