@@ -21,3 +21,11 @@ class MigrationError(StorageError):
 
 class InvalidCursor(ValueError):
     """A pagination cursor that this server did not issue, or that was altered."""
+
+
+class LegalHoldError(ValueError):
+    """A legal hold that cannot be placed or released as asked."""
+
+
+class HoldNotFound(LegalHoldError):
+    """No legal hold has this id."""
