@@ -226,7 +226,12 @@ def repair(conn: psycopg.Connection, store: ColdStore) -> int:
         if store.remove(f.path):
             repaired += 1
     for f in files(conn, states=("verified",)):
-        if f.chunk_name and not _chunk_exists(conn, f.chunk_name):
+        if f.supersedes is not None:
+            # A retention rewrite interrupted before its commit: the file it replaces is still live.
+            store.remove(f.path)
+            mark_failed(conn, [f.archive_id], "rewrite interrupted before its commit; removed")
+            repaired += 1
+        elif f.chunk_name and not _chunk_exists(conn, f.chunk_name):
             # The chunk went outside the archiver (a manual drop_chunks): the file is the only copy.
             store.verify(f.path, rows=f.rows or 0, sha256=f.sha256 or "")
             with conn.transaction():
