@@ -57,6 +57,11 @@ class Settings:
     max_query_limit: int = 1000
     max_export_rows: int = 5_000_000
 
+    # Cold tier: Parquet archive, retention and legal hold (retention periods themselves are the
+    # run-time `retention` setting, PUT /api/v1/retention)
+    archive_url: str = ""  # a directory or a pyarrow filesystem URL (s3://bucket/prefix); empty: <data_dir>/archive
+    archive_interval_seconds: int = 6 * 3600  # how often the worker archives and expires (each run is idempotent)
+
     @property
     def embedded(self) -> bool:
         return not self.database_url

@@ -452,3 +452,28 @@ def hot_table(pool: ConnectionPool, query: EventQuery, *, limit: int | None = No
             while block := cur.fetchmany(batch_rows):
                 batches.append(record_batch(columns, schema, block))
     return pa.Table.from_batches(batches, schema=schema)
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ArchiveSummary:
+    files_by_state: dict[str, int]
+    live_files: int
+    live_rows: int
+    live_bytes: int
+    oldest_day: date | None
+    newest_day: date | None
+    last_completed_at: datetime | None
+    active_holds: int
+
+
+def summary(pool: ConnectionPool) -> ArchiveSummary:
+    """What the cold tier holds, for `auditwatch archive status` and GET /api/v1/archive."""
+    with pool.connection() as conn:
+        by_state = dict(conn.execute("SELECT state, count(*) FROM log_archives GROUP BY state").fetchall())
+        files_, rows, size, oldest, newest, last = conn.execute(
+            "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(bytes), 0), min(day), max(day), "
+            "max(completed_at) FROM log_archives WHERE state IN ('verified', 'complete')").fetchone()
+        holds = conn.execute("SELECT count(*) FROM legal_holds WHERE released_at IS NULL").fetchone()[0]
+    return ArchiveSummary(by_state, files_, int(rows), int(size), oldest, newest, last, holds)
