@@ -9,6 +9,7 @@ from flask import Blueprint, request
 
 from auditwatch.api import _body, _check_params, _one, _string
 from auditwatch.services import Services
+from ingest.errors import IngestError
 from ingest.http import HttpError, current_key, json_response, require
 from ingest.pipeline import remote_ip
 from ingest.validate import parse_timestamp
@@ -71,9 +72,13 @@ def create_blueprint(services: Services) -> Blueprint:
         times = {}
         for name in ("start_time", "end_time"):
             value = body.get(name)
-            if value is not None and not isinstance(value, str):
-                raise HttpError(400, "invalid_timestamp", f"`{name}` must be an ISO 8601 time with a zone", name)
-            times[name] = parse_timestamp(value, name) if value is not None else None
+            try:
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(value)
+                times[name] = parse_timestamp(value, name) if value is not None else None
+            except (IngestError, TypeError):
+                raise HttpError(400, "invalid_timestamp", f"`{name}` must be an ISO 8601 time with a zone, "
+                                "e.g. 2024-01-31T00:00:00Z", name) from None
         try:
             hold = legal_hold.place(services.pool, reason=reason, created_by=current_key().principal,
                                     audit=auditor(), case_id=case_id, user_id=user_id, **times)

@@ -545,5 +545,12 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
+from auditwatch import cli_archive  # noqa: E402 - after main exists: cli_archive imports this module
+
+main.add_command(cli_archive.archive_group)
+main.add_command(cli_archive.retention_group)
+main.add_command(cli_archive.hold_group)
+
+
 if __name__ == "__main__":
     main()

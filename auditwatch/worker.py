@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from auditwatch.services import database_url
+from auditwatch.services import archive_root, database_url
 from auditwatch.settings import Settings
 from storage.timescale import db
 
@@ -22,14 +22,29 @@ log = logging.getLogger(__name__)
 # (job id, "module:function", seconds between runs)
 JOBS = (
     ("refresh_rollups", "storage.timescale.rollups:refresh_job", 60),
+    # Cold tier: a few times a day; each run does nothing when nothing is due.
+    ("archive", "storage.timescale.retention:archive_job", 6 * 3600),
+    ("expire", "storage.timescale.retention:expire_job", 6 * 3600),
 )
 
 
-def build_scheduler(pool) -> BlockingScheduler:
+def _cold_kwargs(settings: Settings) -> dict:
+    return {"archive_root": archive_root(settings)}
+
+
+# Jobs that take more than the pool: job id -> settings -> extra keyword arguments.
+JOB_KWARGS = {"archive": _cold_kwargs, "expire": _cold_kwargs}
+
+
+def build_scheduler(pool, settings: Settings | None = None) -> BlockingScheduler:
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(4)},
                                   job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+    settings = settings or Settings()
     for job_id, func, seconds in JOBS:
-        scheduler.add_job(func, "interval", seconds=seconds, id=job_id, kwargs={"pool": pool},
+        if job_id in JOB_KWARGS and settings.archive_interval_seconds:
+            seconds = settings.archive_interval_seconds
+        kwargs = {"pool": pool, **(JOB_KWARGS[job_id](settings) if job_id in JOB_KWARGS else {})}
+        scheduler.add_job(func, "interval", seconds=seconds, id=job_id, kwargs=kwargs,
                           next_run_time=datetime.now(UTC))
     return scheduler
 
@@ -37,7 +52,7 @@ def build_scheduler(pool) -> BlockingScheduler:
 def run(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pool = db.open_pool(database_url(settings), min_size=1, max_size=4, name="worker")
-    scheduler = build_scheduler(pool)
+    scheduler = build_scheduler(pool, settings)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
     log.info("worker started with jobs: %s", ", ".join(j[0] for j in JOBS))
     try:
