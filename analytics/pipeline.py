@@ -50,7 +50,7 @@ def detect_all(detectors: Mapping[str, Detector], events: pl.DataFrame | pl.Lazy
     return out.sort("window_start", "detector", "entity_value")
 
 
-def analyze(events: pl.DataFrame, *, baseline_until: datetime | None = None,
+def analyze(events: pl.DataFrame, *, baseline_until: datetime | None = None, min_score: float | None = None,
             progress: Callable[[str], None] | None = None) -> pl.DataFrame:
     """Offline: fit on the events before ``baseline_until`` and score from there (a file's own history).
 
@@ -67,4 +67,4 @@ def analyze(events: pl.DataFrame, *, baseline_until: datetime | None = None,
             baseline_until = hi.replace(hour=0, minute=0, second=0, microsecond=0)
     history = frame.filter(pl.col("timestamp") < baseline_until) if baseline_until else frame.clear()
     detectors = fit_all(history, progress=progress)
-    return detect_all(detectors, frame, start=baseline_until, progress=progress)
+    return detect_all(detectors, frame, start=baseline_until, min_score=min_score, progress=progress)

@@ -545,5 +545,10 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
+from auditwatch import cli_analytics  # noqa: E402  (registers after main exists; it imports Context from here)
+
+for _command in cli_analytics.COMMANDS:
+    main.add_command(_command)
+
 if __name__ == "__main__":
     main()
