@@ -70,7 +70,7 @@ class Detector(BaseEstimator):
         scored = self._score(normalize(X))
         if start is not None:
             scored = scored.filter(pl.col("window_start") >= start)
-        return scored.sort("window_start", "entity_type", "entity_value")
+        return scored.sort("window_start", "window_end", "entity_type", "entity_value")
 
     def score_samples(self, X: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Calibrated anomaly scores in [0, 1] (higher is rarer), in ``score_frame`` row order.
