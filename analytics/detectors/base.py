@@ -11,7 +11,7 @@ score means the same rarity whichever detector produced it.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -69,7 +69,7 @@ class Detector(BaseEstimator):
         check_is_fitted(self, "version_")
         scored = self._score(normalize(X))
         if start is not None:
-            scored = scored.filter(pl.col("window_start") >= start)
+            scored = scored.filter(pl.col("window_start") >= start.astimezone(UTC))
         return scored.sort("window_start", "window_end", "entity_type", "entity_value")
 
     def score_samples(self, X: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
@@ -94,6 +94,11 @@ class Detector(BaseEstimator):
         """The anomalous windows of ``X`` as anomaly rows (``ANOMALY_SCHEMA``), explained."""
         cut = self.threshold if min_score is None else min_score
         found = self.score_frame(X, start=start).filter(pl.col("score") >= cut)
+        # Windows of several lengths can start together (1 min, 10 min, 1 h at 10:00); an anomaly is one per
+        # (entity, start): the most significant of them, so a rerun rewrites the same row.
+        found = (found.sort(["score", "window_end"], descending=[True, False])
+                 .unique(["entity_type", "entity_value", "window_start"], keep="first", maintain_order=True)
+                 .sort("window_start", "entity_type", "entity_value"))
         if found.is_empty():
             return empty_anomalies()
         rows = []

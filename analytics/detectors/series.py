@@ -7,7 +7,7 @@ drops below a Poisson-like floor, so a count series that sat at 0 does not screa
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -86,7 +86,7 @@ class UnivariateSeries(BaseEstimator):
         out = frame.drop("iqr_scale").with_columns(pl.Series("scale", scale), pl.Series("z", z),
                                                    pl.Series("p_value", p),
                                                    pl.Series("anomaly_score", calibration.score_from_p(p)))
-        return out.filter(pl.col("timestamp") >= start) if start is not None else out
+        return out.filter(pl.col("timestamp") >= start.astimezone(UTC)) if start is not None else out
 
     def score_samples(self, X: pl.DataFrame) -> np.ndarray:
         """Calibrated scores in [0, 1], higher is rarer, one per point of ``X``."""

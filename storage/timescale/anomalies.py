@@ -6,10 +6,11 @@ rewrites the same rows (same ``anomaly_id`` and ``detected_at``), so scoring is 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -134,7 +135,9 @@ def get_anomaly(pool: ConnectionPool, anomaly_id: uuid.UUID) -> dict[str, Any] |
             "SELECT anomaly_id::text, detector, detector_version, entity_type, entity_value, window_start, "
             "window_end, score, severity, explanation::text, sample_event_ids::text[], detected_at "
             "FROM anomalies WHERE anomaly_id = %s", (anomaly_id,)).fetchone()
-    return dict(zip(ANOMALY_COLUMNS, row, strict=True)) if row else None
+    if row is None:
+        return None
+    return {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in zip(ANOMALY_COLUMNS, row, strict=True)}
 
 
 # -- feedback -----------------------------------------------------------------------------------------
@@ -190,7 +193,7 @@ def suppressions(pool: ConnectionPool, *, now: datetime) -> pl.DataFrame:
 def watermark(pool: ConnectionPool, job: str) -> datetime | None:
     with pool.connection() as conn:
         row = conn.execute("SELECT watermark FROM detector_state WHERE job = %s", (job,)).fetchone()
-    return row[0] if row else None
+    return row[0].astimezone(UTC) if row else None
 
 
 def set_watermark(pool: ConnectionPool, job: str, value: datetime) -> None:
@@ -229,4 +232,7 @@ def load_model(pool: ConnectionPool, detector: str, version: str | None = None) 
              "WHERE detector = %s AND (%s::text IS NULL OR version = %s) ORDER BY fitted_at DESC, version DESC LIMIT 1")
     with pool.connection() as conn, conn.cursor(row_factory=class_row(StoredModel)) as cur:
         found = cur.execute(query, (detector, version, version)).fetchone()
-    return found
+    if found is None:
+        return None
+    return dataclasses.replace(found, trained_from=found.trained_from and found.trained_from.astimezone(UTC),
+                               trained_to=found.trained_to and found.trained_to.astimezone(UTC))

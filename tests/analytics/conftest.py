@@ -51,3 +51,37 @@ def burst(start: datetime, user: str, n: int, *, seconds: float = 90, ip: str = 
 
 
 T0 = datetime(2024, 3, 12, 10, 0, tzinfo=UTC)  # after the small dataset, a Tuesday
+
+
+@pytest.fixture
+def pool(db_url: str):
+    from storage.timescale import db
+
+    connections = db.open_pool(db_url, min_size=1, max_size=4, name="analytics-tests")
+    try:
+        yield connections
+    finally:
+        connections.close()
+
+
+def records(frame_: pl.DataFrame, *, received_at: datetime | None = None) -> list:
+    """EventRecords (what the writer stores) from an analytics events frame."""
+    import orjson
+
+    from storage.events import EventRecord, Outcome
+
+    out = []
+    for row in frame_.iter_rows(named=True):
+        out.append(EventRecord(
+            event_id=uuid.UUID(row["event_id"]), timestamp=row["timestamp"], event_type=row["event_type"],
+            user_id=row["user_id"], received_at=received_at or row["timestamp"], outcome=Outcome(row["outcome"]),
+            source_ip=row["source_ip"], source_country=row["source_country"], source_asn=row["source_asn"],
+            user_agent=row["user_agent"], resource_id=row["resource_id"],
+            metadata=orjson.loads(row["metadata"]) if row["metadata"] else {}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset() -> scenarios.Dataset:
+    """40 people over 4 days (no attacks injected: tests add their own)."""
+    return scenarios.generate(users=40, days=4, attack_days=1, seed=5, attacks_per_day=0)
