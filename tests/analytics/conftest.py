@@ -85,3 +85,14 @@ def records(frame_: pl.DataFrame, *, received_at: datetime | None = None) -> lis
 def tiny_dataset() -> scenarios.Dataset:
     """40 people over 4 days (no attacks injected: tests add their own)."""
     return scenarios.generate(users=40, days=4, attack_days=1, seed=5, attacks_per_day=0)
+
+
+# The API tests' module-scoped app on one database (cheap parametrized checks), shared with tests/auditwatch.
+from tests.auditwatch.conftest import (  # noqa: E402, F401
+    role_keys,
+    shared_app,
+    shared_client,
+    shared_db_url,
+    shared_services,
+    shared_settings,
+)
