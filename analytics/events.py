@@ -179,3 +179,20 @@ def _series_row(line_no: int, line: str) -> tuple[datetime, float]:
     if value != value or value in (float("inf"), float("-inf")):
         raise MalformedInput(line_no, "the value is not a finite number")
     return stamp.astimezone(UTC), value
+
+
+def to_records(frame: pl.DataFrame) -> list:
+    """Storage ``EventRecord``s from an events frame (to load generated data into TimescaleDB)."""
+    import uuid
+
+    from storage.events import EventRecord, Outcome
+
+    out = []
+    for row in normalize(frame).collect().iter_rows(named=True):
+        out.append(EventRecord(
+            event_id=uuid.UUID(row["event_id"]), timestamp=row["timestamp"], event_type=row["event_type"],
+            user_id=row["user_id"], received_at=row["timestamp"], outcome=Outcome(row["outcome"]),
+            source_ip=row["source_ip"], source_country=row["source_country"], source_asn=row["source_asn"],
+            user_agent=row["user_agent"], resource_id=row["resource_id"],
+            metadata=orjson.loads(row["metadata"]) if row["metadata"] else {}))
+    return out

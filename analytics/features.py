@@ -31,6 +31,11 @@ def is_successful_login() -> pl.Expr:
     return (pl.col("event_type") == "user_login") & (pl.col("outcome") == "success")
 
 
+def with_user_ip(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds ``user_ip`` ("user|address"), the entity of a user from one address."""
+    return events.with_columns(pl.concat_str([pl.col("user_id"), pl.col("source_ip")], separator="|").alias("user_ip"))
+
+
 def hour_of_week(ts: str | pl.Expr = "timestamp") -> pl.Expr:
     """0..167, Monday 00:00 UTC = 0: the seasonality index."""
     col = pl.col(ts) if isinstance(ts, str) else ts

@@ -87,10 +87,11 @@ class NewContext(Detector):
         }
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
-        firsts = (self._long(events).sort("timestamp")
-                  .filter(pl.int_range(pl.len()).over("user_id", "attribute", "value") == 0)
+        firsts = (self._long(events)
                   .join(self.known_.lazy().select("user_id", "attribute", "value"),
                         on=["user_id", "attribute", "value"], how="anti")
+                  .group_by("user_id", "attribute", "value")
+                  .agg(pl.col("event_id").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min())
                   .collect())
         if firsts.is_empty():
             return _empty_scores()

@@ -19,7 +19,7 @@ from analytics import features as F
 from analytics.detectors.base import Detector, with_scores
 from analytics.events import TS
 
-ENTITY_COLUMNS = {"user": "user_id", "source_ip": "source_ip"}
+ENTITY_COLUMNS = {"user": "user_id", "source_ip": "source_ip", "user_ip": "user_ip"}
 
 
 class SizeTail:
@@ -69,7 +69,7 @@ class _HurdleCounts(Detector):
         self.season_smoothing = season_smoothing
 
     def _events(self, events: pl.LazyFrame) -> pl.LazyFrame:
-        return events.filter(F.is_failed_login())
+        return F.with_user_ip(events.filter(F.is_failed_login()))
 
     def _fit(self, events: pl.DataFrame) -> None:
         lf = events.lazy()
@@ -81,7 +81,8 @@ class _HurdleCounts(Detector):
         self.models_: dict[tuple[str, str], dict[str, Any]] = {}
         for etype in self.entity_types:
             column = ENTITY_COLUMNS[etype]
-            population = max(events.select(pl.col(column).drop_nulls().n_unique()).item() if events.height else 0, 1)
+            population = max(F.with_user_ip(events.lazy()).select(pl.col(column).drop_nulls().n_unique())
+                             .collect().item() if events.height else 0, 1)
             for window in self.windows:
                 minutes = F.WINDOWS[window].total_seconds() / 60
                 slots = max(span_minutes / minutes, 1.0)
@@ -172,7 +173,7 @@ class FailedLoginBurst(_HurdleCounts):
     windows : tuple of str, default ("1m", "10m", "1h")
         Tumbling windows scored; short ones catch fast brute force within a minute, long ones slow guessing.
     entity_types : tuple of str, default ("user", "source_ip")
-        Entities to baseline separately.
+        Entities to baseline separately; add "user_ip" for the pair (a user from one address).
     prior_rate_per_minute : float, default 2e-5
         Floor of the population rate of windows with any failure, per minute of window.
     prior_days : float, default 7.0

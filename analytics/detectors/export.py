@@ -59,9 +59,7 @@ class ExportVolume(Detector):
     def _volumes(self, events: pl.LazyFrame, window: str) -> pl.LazyFrame:
         groups = dict(self.peer_groups or {})
         return (
-            events.filter(pl.col("event_type").is_in(F.EXPORT_TYPES + F.DOWNLOAD_TYPES))
-            .with_columns(pl.col("timestamp").dt.truncate(F.every(window)).alias("window_start"),
-                          *(fn().alias(name) for name, fn in MEASURES.items()))
+            events.with_columns(pl.col("timestamp").dt.truncate(F.every(window)).alias("window_start"))
             .group_by("user_id", "window_start")
             .agg(*(pl.col(name).sum() for name in MEASURES), pl.len().alias("exports"),
                  pl.col("event_id").head(F.SAMPLE_IDS).alias("sample_event_ids"))
@@ -69,10 +67,18 @@ class ExportVolume(Detector):
                           (pl.col("window_start") + F.WINDOWS[window]).alias("window_end"))
         )
 
+    @staticmethod
+    def _exports(events: pl.LazyFrame) -> pl.LazyFrame:
+        """Export and download events with their volumes, read from metadata once for every window."""
+        return (events.filter(pl.col("event_type").is_in(F.EXPORT_TYPES + F.DOWNLOAD_TYPES))
+                .select("user_id", "timestamp", "event_id", *(fn().alias(name) for name, fn in MEASURES.items()))
+                .collect().lazy())
+
     def _fit(self, events: pl.DataFrame) -> None:
         self.baselines_ = {}
+        exports = self._exports(events.lazy())
         for window in self.windows:
-            volumes = self._volumes(events.lazy(), window).collect()
+            volumes = self._volumes(exports, window).collect()
             for measure in MEASURES:
                 logs = volumes.filter(pl.col(measure) > 0).with_columns(pl.col(measure).log1p().alias("v"))
                 robust = [pl.col("v").median().alias("loc"),
@@ -87,8 +93,9 @@ class ExportVolume(Detector):
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
         parts = []
+        exports = self._exports(events)
         for window in self.windows:
-            volumes = self._volumes(events, window).collect()
+            volumes = self._volumes(exports, window).collect()
             if volumes.is_empty():
                 continue
             per_measure = []

@@ -51,7 +51,7 @@ class PrivilegedAction(Detector):
 
     @staticmethod
     def _actions(events: pl.LazyFrame) -> pl.LazyFrame:
-        return events.filter(F.is_privileged()).with_columns(
+        return events.filter(pl.col("event_type").is_in(F.PRIVILEGED_TYPES)).filter(F.is_privileged()).with_columns(
             pl.col("timestamp").dt.hour().alias("hour"), F.target_user().alias("target"))
 
     def _fit(self, events: pl.DataFrame) -> None:

@@ -26,7 +26,8 @@ class FailureThenSuccess(Detector):
     lookback_minutes : int, default 30
         How far before a success failures count.
     entity_types : tuple of str, default ("user", "source_ip")
-        Count failures against the user, and from the source IP (stuffing across many users).
+        Count failures against the user, and from the source IP (stuffing across many users); "user_ip"
+        counts them per pair.
     prior_mean : float, default 1.3
         Mean of (failures + 1) assumed where history has no successful logins.
 
@@ -50,7 +51,7 @@ class FailureThenSuccess(Detector):
         lookback = timedelta(minutes=self.lookback_minutes)
         self.tails_ = {}
         for etype in self.entity_types:
-            found = F.failures_before_success(events.lazy(), ENTITY_COLUMNS[etype], lookback).collect()
+            found = F.failures_before_success(F.with_user_ip(events.lazy()), ENTITY_COLUMNS[etype], lookback).collect()
             self.tails_[etype] = SizeTail(found["failures"].to_numpy() + 1, prior_mean=self.prior_mean)
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
@@ -58,7 +59,8 @@ class FailureThenSuccess(Detector):
         parts = []
         for etype, tail in self.tails_.items():
             column = ENTITY_COLUMNS[etype]
-            found = F.failures_before_success(events, column, lookback).filter(pl.col("failures") > 0).collect()
+            found = (F.failures_before_success(F.with_user_ip(events), column, lookback)
+                     .filter(pl.col("failures") > 0).collect())
             if found.is_empty():
                 continue
             found = (found.with_columns(pl.col("timestamp").dt.truncate("1m").alias("window_start"))

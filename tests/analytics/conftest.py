@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from analytics import scenarios
-from analytics.events import from_records
+from analytics.events import from_records, to_records
 
 _ids = itertools.count()
 
@@ -64,21 +64,9 @@ def pool(db_url: str):
         connections.close()
 
 
-def records(frame_: pl.DataFrame, *, received_at: datetime | None = None) -> list:
+def records(frame_: pl.DataFrame) -> list:
     """EventRecords (what the writer stores) from an analytics events frame."""
-    import orjson
-
-    from storage.events import EventRecord, Outcome
-
-    out = []
-    for row in frame_.iter_rows(named=True):
-        out.append(EventRecord(
-            event_id=uuid.UUID(row["event_id"]), timestamp=row["timestamp"], event_type=row["event_type"],
-            user_id=row["user_id"], received_at=received_at or row["timestamp"], outcome=Outcome(row["outcome"]),
-            source_ip=row["source_ip"], source_country=row["source_country"], source_asn=row["source_asn"],
-            user_agent=row["user_agent"], resource_id=row["resource_id"],
-            metadata=orjson.loads(row["metadata"]) if row["metadata"] else {}))
-    return out
+    return to_records(frame_)
 
 
 @pytest.fixture(scope="session")

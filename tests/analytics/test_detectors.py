@@ -212,3 +212,9 @@ def test_fitting_on_an_empty_history_uses_priors(cls):
     detector = cls().fit(empty)
     out = detector.score_frame(frame(event(T0, "alice"), event(T0, "alice", "data_export", metadata={"rows": 5})))
     assert out["score"].is_between(0, 1).all()
+
+
+def test_user_ip_pairs_are_an_entity_on_request(history):
+    detector = FailedLoginBurst(entity_types=("user_ip",), windows=("1m",)).fit(history)
+    found = detector.detect(frame(*burst(T0, "u00005", 30, ip="45.155.3.3")))
+    assert set(found["entity_type"]) == {"user_ip"} and set(found["entity_value"]) == {"u00005|45.155.3.3"}
