@@ -95,8 +95,9 @@ class Detector(BaseEstimator):
         cut = self.threshold if min_score is None else min_score
         found = self.score_frame(X, start=start).filter(pl.col("score") >= cut)
         # Windows of several lengths can start together (1 min, 10 min, 1 h at 10:00); an anomaly is one per
-        # (entity, start): the most significant of them, so a rerun rewrites the same row.
-        found = (found.sort(["score", "window_end"], descending=[True, False])
+        # (entity, start): the shortest anomalous one, which is the one a live job reports first, so a
+        # rerun, or a run after the longer windows fill up, rewrites the same row.
+        found = (found.sort(["window_end", "score"], descending=[False, True])
                  .unique(["entity_type", "entity_value", "window_start"], keep="first", maintain_order=True)
                  .sort("window_start", "entity_type", "entity_value"))
         if found.is_empty():
