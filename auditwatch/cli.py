@@ -551,6 +551,10 @@ main.add_command(cli_archive.archive_group)
 main.add_command(cli_archive.retention_group)
 main.add_command(cli_archive.hold_group)
 
+from auditwatch import cli_analytics  # noqa: E402  (registers after main exists; it imports Context from here)
+
+for _command in cli_analytics.COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ class Permission(enum.StrEnum):
     MANAGE_KEYS = "manage_keys"
     MANAGE_CATALOG = "manage_catalog"
     LEGAL_HOLD = "legal_hold"  # place, list and release legal holds (auditors and admins)
+    TRIAGE_ANOMALIES = "triage_anomalies"  # mark anomalies false/true positives (feedback honoured by scoring)
 
 
 class Role(enum.StrEnum):
@@ -36,7 +37,7 @@ class Role(enum.StrEnum):
 # plus ingest for the machines that send events and catalogue management for admins.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW}),
-    Role.AUDITOR: frozenset({Permission.VIEW, Permission.EXPORT, Permission.LEGAL_HOLD}),
+    Role.AUDITOR: frozenset({Permission.VIEW, Permission.EXPORT, Permission.LEGAL_HOLD, Permission.TRIAGE_ANOMALIES}),
     Role.ADMIN: frozenset(
         {
             Permission.VIEW,
@@ -47,6 +48,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_CATALOG,
             Permission.INGEST,
             Permission.LEGAL_HOLD,
+            Permission.TRIAGE_ANOMALIES,
         }
     ),
     Role.SYSTEM: frozenset({Permission.INGEST, Permission.BACKFILL}),
