@@ -245,8 +245,10 @@ def test_event_types_catalogue_is_seeded(conn):
     types = {r[0] for r in rows}
     assert SEEDED_TYPES <= types
     assert len(SEEDED_TYPES) == 14
-    # The seed's fourteen, plus the type the erasure path records itself under.
-    assert types == SEEDED_TYPES | {"event_erased"}
+    # The seed's fourteen, plus the type the erasure path records itself under, plus the syslog parsers' (0010).
+    syslog_types = {"ssh_invalid_user", "ssh_connection_closed", "ssh_break_in_attempt", "auth_failure", "sudo",
+                    "su", "syslog_message"}
+    assert types == SEEDED_TYPES | {"event_erased"} | syslog_types
     assert all(builtin and description for _, builtin, description in rows)
 
 
