@@ -22,6 +22,7 @@ class Permission(enum.StrEnum):
     CONFIGURE_RETENTION = "configure_retention"
     MANAGE_KEYS = "manage_keys"
     MANAGE_CATALOG = "manage_catalog"
+    MANAGE_INGEST = "manage_ingest"  # dead letters of the bus: list and replay
 
 
 class Role(enum.StrEnum):
@@ -45,6 +46,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_KEYS,
             Permission.MANAGE_CATALOG,
             Permission.INGEST,
+            Permission.MANAGE_INGEST,
         }
     ),
     Role.SYSTEM: frozenset({Permission.INGEST, Permission.BACKFILL}),

@@ -63,7 +63,8 @@ def test_migrate_applies_each_once_and_records_it(empty_db_url):
         assert migrations.migrate(conn) == []
         assert len(_recorded(conn)) == len(migrations.available())
         seeded = conn.execute("SELECT count(*) FROM event_types").fetchone()[0]
-        assert seeded == len(SEEDED_TYPES) + 1  # the seed's types plus event_erased, not seeded twice
+        # The seed's types plus event_erased and the 7 syslog types of 0010, not seeded twice.
+        assert seeded == len(SEEDED_TYPES) + 1 + 7
     assert _lock_is_free(empty_db_url)
 
 
@@ -128,7 +129,7 @@ def test_concurrent_migrators_in_two_processes_apply_once(empty_db_url):
         assert conn.execute(
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'audit_events'"
         ).fetchone()[0] == 1
-        assert conn.execute("SELECT count(*) FROM event_types").fetchone()[0] == len(SEEDED_TYPES) + 1
+        assert conn.execute("SELECT count(*) FROM event_types").fetchone()[0] == len(SEEDED_TYPES) + 1 + 7  # with event_erased and the syslog types (0010)
 
 
 def test_an_edited_applied_migration_is_refused(empty_db_url):
