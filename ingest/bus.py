@@ -21,6 +21,7 @@ database commit, with a dead-letter topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -356,7 +357,10 @@ class BusWriter:
                 if on_batch:
                     on_batch(self.stats)
         finally:
-            await nc.drain()
+            # Flush the acks already sent, then leave; anything fetched and not acked is redelivered.
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await nc.flush(timeout=5)
+            await nc.close()
 
     async def _process(self, js, msgs: list, loop: asyncio.AbstractEventLoop) -> None:
         good: list[tuple[Any, EventRecord]] = []
