@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -209,3 +210,34 @@ def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(na
         client.close()
     assert len(stored_ids(conn)) == 20 and writer.stats.stored == 20
     assert writer.stats.retried == 4  # each of the two failed twice before its third, final delivery
+
+
+def test_a_syslog_node_publishes_to_the_bus_and_a_writer_stores(nats_server, settings, conn):
+    """The syslog listener's pipeline sinks into JetStream when a bus is configured; replayed lines dedup."""
+    from ingest.syslog.ingestor import SyslogIngestor
+    from ingest.syslog.listener import ListenerConfig, SyslogListener
+    from tests.conftest import opened_services
+    from tests.ingest.test_syslog_listener import NOW, running
+
+    lines = b"".join(f"Dec 10 07:0{i % 10}:00 LabSZ sshd[{i}]: Failed password for root from 10.9.8.{i} port 22 "
+                     f"ssh2\n".encode() for i in range(50))
+    bus_settings = settings.replace(bus_url=nats_server.url)
+    with opened_services(bus_settings) as services:
+        ingestor = SyslogIngestor(services.pipeline, services.pool)
+        listener = SyslogListener(ListenerConfig(udp_port=None, tcp_port=0), ingestor, now=lambda: NOW)
+        with running(listener) as ports:
+            for _ in range(2):
+                with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+                    tcp.sendall(lines)
+            wait_for(lambda: listener.stats.handled == 100, 30, "both copies published")
+        assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'user_login'").fetchone()[0] == 0
+        # JetStream's duplicate window already knew the second copy.
+        assert ingestor.totals == {"created": 50, "duplicate": 50}
+        writer = BusWriter(services.bus.config, EventWriter(services.pool))
+        running_writer = InThread(lambda stop: writer.run(stop))
+        try:
+            wait_for(lambda: writer.stats.stored == 50, 30, "the writer storing the lines")
+        finally:
+            running_writer.stop()
+    assert conn.execute("SELECT count(*), count(DISTINCT source_ip) FROM audit_events WHERE event_type = 'user_login' "
+                        "AND outcome = 'failure'").fetchone() == (50, 50)
