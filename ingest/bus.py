@@ -128,7 +128,12 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # or it would go on (reconnecting, say) in the background
+            raise
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -153,8 +158,10 @@ class BusClient:
 
     async def _connected(self):
         if self._nc is None or self._nc.is_closed:
-            self._nc = await nats.connect(self.config.servers, connect_timeout=2, max_reconnect_attempts=-1,
-                                          reconnect_time_wait=0.5, allow_reconnect=True, name="auditwatch")
+            # Reconnect for ever once connected; but the first connection gets one publish timeout.
+            self._nc = await asyncio.wait_for(nats.connect(
+                self.config.servers, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                allow_reconnect=True, name="auditwatch"), self.config.publish_timeout)
             self._js = self._nc.jetstream(timeout=self.config.publish_timeout)
             await ensure_streams(self._js, self.config)
         return self._js
