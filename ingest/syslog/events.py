@@ -45,6 +45,13 @@ def _clip(text: str, limit: int) -> str:
     return encoded[:limit].decode("utf-8", "ignore")
 
 
+def _account(name: str) -> str:
+    """An account name from a log line as a user_id. A Unix account cannot hold `:`, but sshd logs whatever
+    name a client tried; escaping it keeps `host:web1` or `apikey:deploy` typed at a login prompt from posing
+    as one of our own principals."""
+    return _escape(name).replace(":", "#072")[:256]
+
+
 def host_principal(host: str | None) -> str:
     """The user_id of events that name no account: the host that logged them (registered as a service)."""
     return f"host:{_HOST_SAFE.sub('_', host)[:200]}" if host else "host:unknown"
@@ -95,7 +102,7 @@ def to_event(message: SyslogMessage, *, raw: str, peer: str | None = None, occur
         "event_id": str(derive_event_id(sender, raw, occurrence)),
         "timestamp": message.timestamp.isoformat(),
         "event_type": auth.event_type if auth else "syslog_message",
-        "user_id": _escape(user)[:256] if user else host_principal(host or peer),
+        "user_id": _account(user) if user else host_principal(host or peer),
         "outcome": auth.outcome if auth else "unknown",
         "source": (_escape(message.app)[:128] if message.app else "syslog"),
         "resource_id": host or peer,

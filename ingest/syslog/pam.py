@@ -38,7 +38,7 @@ def _actor(name: str | None, uid: str | None) -> str | None:
         return name
     if uid == "0":
         return "root"
-    return f"uid:{uid}" if uid else None
+    return f"uid={uid}" if uid else None
 
 
 def parse(app: str, message: str) -> Auth | None:

@@ -246,3 +246,20 @@ def test_loghub_file_replayed_over_tcp_is_stored_once_with_pinned_counts(service
     # The listener and the offline parser agree event by event.
     offline = {e["event_id"] for e in parse_file(path, now=NOW)}
     assert {r[0] for r in conn.execute("SELECT event_id::text FROM audit_events").fetchall()} == offline
+
+
+def test_host_policy_attributes_unregistered_accounts_to_the_host(services, users, conn):
+    from ingest.syslog.listener import Received
+
+    users("known-admin")
+    ingestor = SyslogIngestor(services.pipeline, services.pool, unknown_users="host")
+    batch = [Received(f"<38>Nov 28 10:00:0{i} bastion sshd[7]: Failed password for {name} from 192.0.2.{i} port 22 "
+                      "ssh2", "192.0.2.250", 0, NOW) for i, name in enumerate(["known-admin", "nobody-here"])]
+    result = ingestor(batch)
+    assert (result.accepted, result.rejected) == (2, 0)
+    rows = conn.execute("SELECT user_id, metadata->>'account' FROM audit_events ORDER BY user_id").fetchall()
+    assert rows == [("host:bastion", "nobody-here"), ("known-admin", None)]
+    assert conn.execute("SELECT count(*) FROM users WHERE user_id = 'nobody-here'").fetchone()[0] == 0
+    assert conn.execute("SELECT kind FROM users WHERE user_id = 'host:bastion'").fetchone() == ("service",)
+    # The same batch again (a retried store): the same ids, so duplicates, not new events.
+    assert ingestor(batch).duplicates == 2

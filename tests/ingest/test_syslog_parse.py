@@ -140,6 +140,10 @@ def test_hostile_lines_become_storable_events():
         assert e["event_type"] == "syslog_message" and e["timestamp"] == NOW.isoformat()
     hostile_user = one("Nov 28 10:00:00 h sshd[1]: Failed password for a\tb from 1.2.3.4 port 1 ssh2")
     assert hostile_user["user_id"] == "a#011b"
+    # A name typed at the login prompt cannot pose as one of our principals (host:..., apikey:...).
+    for name in ("host:web1", "apikey:deploy"):
+        posing = one(f"Nov 28 10:00:00 h sshd[1]: Invalid user {name} from 1.2.3.4 port 1")
+        assert posing["user_id"] == name.replace(":", "#072")
 
 
 def test_event_ids_are_deterministic_and_count_identical_lines():
