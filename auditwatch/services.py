@@ -50,7 +50,8 @@ def bus_config(settings: Settings) -> BusConfig | None:
                      deadletter_stream=settings.bus_deadletter_stream,
                      deadletter_subject=settings.bus_deadletter_subject,
                      publish_timeout=settings.bus_publish_timeout, ack_wait=settings.bus_ack_wait,
-                     max_failures=settings.bus_max_failures, batch=settings.writer_batch)
+                     max_failures=settings.bus_max_failures, batch=settings.writer_batch,
+                     replicas=settings.bus_replicas)
 
 
 @dataclass

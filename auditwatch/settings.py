@@ -79,6 +79,7 @@ class Settings:
     bus_publish_timeout: float = 5.0  # seconds to wait for JetStream's ack before answering 503
     bus_ack_wait: float = 30.0  # a writer that does not ack in this time has its messages redelivered
     bus_max_failures: int = 3  # R10: deliveries that fail before a message is dead-lettered
+    bus_replicas: int = 1  # JetStream replicas of the streams when they are created (3 on a NATS cluster)
     writer_batch: int = 1000  # messages per writer transaction
 
     @property

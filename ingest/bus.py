@@ -60,6 +60,7 @@ class BusConfig:
     ack_wait: float = 30.0
     max_failures: int = 3
     batch: int = 1000
+    replicas: int = 1
 
     @property
     def servers(self) -> list[str]:
@@ -113,7 +114,8 @@ async def ensure_streams(js, config: BusConfig) -> None:
         except nats.js.errors.NotFoundError:
             try:
                 await js.add_stream(api.StreamConfig(name=name, subjects=[subject], retention=retention,
-                                                     storage=api.StorageType.FILE, duplicate_window=120.0))
+                                                     storage=api.StorageType.FILE, duplicate_window=120.0,
+                                                     num_replicas=config.replicas))
             except nats.js.errors.BadRequestError as exc:
                 if "already in use" not in str(exc):
                     raise

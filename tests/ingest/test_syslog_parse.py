@@ -46,6 +46,12 @@ def test_rfc3164_with_and_without_hostname():
     assert with_host.facility == "auth" and with_host.severity == "info"
 
 
+def test_rfc3164_layout_with_an_rfc3339_timestamp_as_rsyslog_forwards_it():
+    m = parse_header("<86>2026-11-28T19:00:01.250+01:00 relay sudo[5]: hi", now=NOW)
+    assert (m.rfc, m.hostname, m.app, m.procid, m.message) == ("3164", "relay", "sudo", "5", "hi")
+    assert m.timestamp == datetime(2026, 11, 28, 18, 0, 1, 250000, tzinfo=UTC)
+
+
 def test_year_inference_never_dates_a_line_in_the_future():
     # Read on 28 Nov 2026: December is last year's, June this year's.
     assert one("Dec 10 06:55:46 h sshd[1]: x")["timestamp"].startswith("2025-12-10T06:55:46")
