@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -16,14 +15,13 @@ import pytest
 from analytics.events import from_records
 from analytics.pipeline import analyze
 from ingest.syslog import parse_file
+from tests.conftest import shared_data
 
-LOG = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loghub" / "OpenSSH_2k.log"
+LOG = shared_data() / "loghub" / "OpenSSH_2k.log"
 
 
 @pytest.fixture(scope="module")
 def parsed() -> list[dict]:
-    if not LOG.exists():
-        pytest.fail(f"{LOG} is missing: the shared data directory must sit beside the project")
     return list(parse_file(LOG, now=datetime(2026, 1, 5, tzinfo=UTC)))
 
 

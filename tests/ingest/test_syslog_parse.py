@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from ingest.syslog import parse_file, parse_header, parse_line
 from ingest.syslog.header import SyslogError, zone_of
+from tests.conftest import shared_data
 
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
-LOGHUB = Path(__file__).resolve().parents[2] / ".." / ".." / "shared" / "data" / "loghub"
-if not LOGHUB.exists():
-    LOGHUB = Path("/work/shared/data/loghub")
+LOGHUB = shared_data() / "loghub"
 
 
 def one(line: str, **kw):
