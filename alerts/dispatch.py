@@ -57,14 +57,15 @@ def dispatch(pool: ConnectionPool, notifiers: Mapping[str, Notifier], *, now: da
     clock = clock or (lambda: now)
     rng = rng or random.Random()
     result = DispatchResult()
-    for note in store.claim_due(pool, now=now, lease_seconds=policy.lease.total_seconds(), limit=limit):
+    for claim in store.claim_due(pool, now=now, lease_seconds=policy.lease.total_seconds(), limit=limit):
+        note = claim.notification
         notifier = notifiers.get(note.receiver)
         if notifier is None:
             store.record_attempt(pool, note.notification_id, at=clock(), outcome="failed",
                                  error=f"receiver {note.receiver!r} is not configured (no credentials in settings)")
             result.failed.append(note.notification_id)
             continue
-        if note.status == "sending" and notifier.confirm(note.notification_id, note.payload):
+        if claim.reclaimed and notifier.confirm(note.notification_id, note.payload):
             store.record_attempt(pool, note.notification_id, at=clock(), outcome="confirmed",
                                  error="delivered by an earlier attempt whose result was not recorded")
             result.confirmed.append(note.notification_id)

@@ -412,27 +412,35 @@ def enqueue(conn: psycopg.Connection, *, receiver: str, group_key: str, kind: st
                         (receiver, group_key, kind, Jsonb(payload), now, now)).fetchone()[0]
 
 
-def claim_due(pool: ConnectionPool, *, now: datetime, lease_seconds: float, limit: int = 50) -> list[Notification]:
+@dataclass(frozen=True)
+class Claim:
+    notification: Notification
+    reclaimed: bool  # an earlier dispatcher's lease ran out: that attempt's outcome is unknown
+
+
+def claim_due(pool: ConnectionPool, *, now: datetime, lease_seconds: float, limit: int = 50) -> list[Claim]:
     """Lease due notifications, at most the oldest undelivered one per (receiver, group), so order holds.
 
     A row still 'sending' with an expired lease was claimed by a dispatcher that died mid-delivery:
-    it is due again (its receiver may already have it; dedup keys make that harmless).
+    it is due again (its receiver may already have it; ``reclaimed`` says so).
     """
     statement = sql.SQL(
         "WITH heads AS (SELECT DISTINCT ON (receiver, group_key) notification_id, status, next_attempt_at, "
         "lease_until FROM alert_notifications WHERE status IN ('pending', 'sending') "
         "ORDER BY receiver, group_key, notification_id), "
-        "due AS (SELECT n.notification_id FROM alert_notifications n JOIN heads h USING (notification_id) "
+        "due AS (SELECT n.notification_id, n.status AS previous FROM alert_notifications n "
+        "JOIN heads h USING (notification_id) "
         "WHERE (h.status = 'pending' AND h.next_attempt_at <= %(now)s) OR (h.status = 'sending' AND "
         "h.lease_until <= %(now)s) ORDER BY n.notification_id LIMIT %(limit)s FOR UPDATE OF n SKIP LOCKED) "
         "UPDATE alert_notifications SET status = 'sending', lease_until = %(lease)s, attempts = attempts + 1 "
-        "FROM due WHERE alert_notifications.notification_id = due.notification_id RETURNING {}"
+        "FROM due WHERE alert_notifications.notification_id = due.notification_id RETURNING {}, due.previous"
     ).format(sql.SQL(", ").join(sql.SQL("alert_notifications.{}").format(sql.Identifier(c))
                                 for c in _NOTIFICATION_COLUMNS))
-    with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=class_row(Notification)) as cur:
-        rows = cur.execute(statement, {"now": now, "limit": limit,
-                                       "lease": now + timedelta(seconds=lease_seconds)}).fetchall()
-    return sorted(rows, key=lambda n: n.notification_id)
+    with pool.connection() as conn, conn.transaction():
+        rows = conn.execute(statement, {"now": now, "limit": limit,
+                                        "lease": now + timedelta(seconds=lease_seconds)}).fetchall()
+    claims = [Claim(Notification(*row[:-1]), row[-1] == "sending") for row in rows]
+    return sorted(claims, key=lambda c: c.notification.notification_id)
 
 
 def record_attempt(pool: ConnectionPool, notification_id: int, *, at: datetime, outcome: str,

@@ -52,6 +52,7 @@ def fakes(slack: FakeSlack, pagerduty: FakePagerDuty):
     """Both fakes, emptied for this test."""
     for server in (slack, pagerduty):
         server.requests.clear()
+        server.handled = 0
         server._script.clear()
     slack.messages.clear()
     slack.webhook_messages.clear()
@@ -85,12 +86,13 @@ class Rig:
 
 def make_rig(pool: ConnectionPool, tmp_path: Path, slack: FakeSlack | None, pagerduty: FakePagerDuty | None,
              **receiver_changes) -> Rig:
-    receivers = ReceiverSettings(
+    values = dict(
         sink_path=tmp_path / "sink" / "notifications.jsonl",
         slack_token=FakeSlack.TOKEN if slack else "", slack_api_url=slack.url if slack else "",
         pagerduty_routing_key=FakePagerDuty.ROUTING_KEY if pagerduty else "",
         pagerduty_url=pagerduty.url if pagerduty else "",
-        pagerduty_ca_bundle=str(pagerduty.ca_path) if pagerduty else "", timeout=5, **receiver_changes)
+        pagerduty_ca_bundle=str(pagerduty.ca_path) if pagerduty else "", timeout=5)
+    receivers = ReceiverSettings(**{**values, **receiver_changes})
     notifiers = build_notifiers(receivers)
     config = AlertConfig(routing=load_routing(), receivers=frozenset(notifiers), rules_dir=None,
                          public_url="https://auditwatch.example.com")

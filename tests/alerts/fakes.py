@@ -39,6 +39,7 @@ class _Server:
         self._script: dict[str, deque[Scripted]] = defaultdict(deque)
         self._holds: dict[str, threading.Event] = {}
         self.received = threading.Condition()
+        self.handled = 0
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -68,10 +69,10 @@ class _Server:
     def wait_for(self, count: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         with self.received:
-            while len(self.requests) < count:
+            while self.handled < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+                    raise AssertionError(f"expected {count} requests, got {self.handled}")
                 self.received.wait(remaining)
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers, body: bytes
@@ -97,6 +98,7 @@ class _Server:
                     server._record(method, parts.path, self.headers, body, status)
                 hold = server._holds.pop(parts.path, None)
                 with server.received:
+                    server.handled += 1
                     server.received.notify_all()
                 if hold is not None:
                     hold.wait(30)
@@ -170,7 +172,9 @@ class FakeSlack(_Server):
             self.messages.append({**data, "ts": ts})
             return 200, {"ok": True, "channel": data["channel"], "ts": ts, "message": {"text": data.get("text")}}, {}
         if path == "/api/conversations.history":
-            channel = (query.get("channel") or [""])[0]
+            # Slack takes arguments in the query string or a form-encoded body (slack_sdk sends the latter).
+            form = {**parse_qs(body.decode()), **query}
+            channel = (form.get("channel") or [""])[0]
             found = [{"type": "message", "ts": m["ts"], "text": m.get("text"), "metadata": m.get("metadata")}
                      for m in reversed(self.messages) if m["channel"] == channel]
             return 200, {"ok": True, "messages": found, "has_more": False}, {}
