@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from auditwatch import openapi_alerts
 from ingest.http import json_response
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -191,6 +192,9 @@ DOCUMENT: dict[str, Any] = {
                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
     },
 }
+
+
+DOCUMENT["paths"].update(openapi_alerts.PATHS)
 
 
 def create_blueprint() -> Blueprint:

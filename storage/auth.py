@@ -22,6 +22,8 @@ class Permission(enum.StrEnum):
     CONFIGURE_RETENTION = "configure_retention"
     MANAGE_KEYS = "manage_keys"
     MANAGE_CATALOG = "manage_catalog"
+    RESPOND_TO_ALERTS = "respond_to_alerts"  # acknowledge alerts, create and end silences
+    MANAGE_ALERT_RULES = "manage_alert_rules"
 
 
 class Role(enum.StrEnum):
@@ -45,6 +47,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_KEYS,
             Permission.MANAGE_CATALOG,
             Permission.INGEST,
+            Permission.RESPOND_TO_ALERTS,
+            Permission.MANAGE_ALERT_RULES,
         }
     ),
     Role.SYSTEM: frozenset({Permission.INGEST, Permission.BACKFILL}),
