@@ -545,5 +545,9 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
+from auditwatch.cli_alerts import alerts as _alerts_group  # noqa: E402  (cli_alerts imports this module)
+
+main.add_command(_alerts_group)
+
 if __name__ == "__main__":
     main()
