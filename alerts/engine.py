@@ -124,6 +124,24 @@ def evaluate(pool: ConnectionPool, config: AlertConfig, *, now: datetime,
     return result
 
 
+def flush(pool: ConnectionPool, config: AlertConfig, *, now: datetime) -> list[int]:
+    """Only the delivery planning: group timers (group_wait, group_interval) are checked this often,
+    not just at evaluations, so a group's first message waits group_wait, not a whole evaluation more."""
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            if not store.try_lock(conn, store.EVALUATOR_LOCK):
+                return []
+            try:
+                with conn.transaction():
+                    return pipeline.plan(conn, config.routing, receivers=config.receivers, now=now,
+                                         public_url=config.public_url)
+            finally:
+                store.unlock(conn, store.EVALUATOR_LOCK)
+        finally:
+            conn.autocommit = False
+
+
 def _apply(conn: psycopg.Connection, rule: Rule, observations: list[Observation], *, now: datetime,
            flapping: Flapping) -> list[lifecycle.Change]:
     fingerprints = {lifecycle.fingerprint(rule.id, o.group) for o in observations}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from psycopg_pool import ConnectionPool
 
 from alerts.dispatch import DispatchResult, RetryPolicy, dispatch
-from alerts.engine import AlertConfig, EvaluationResult, evaluate
+from alerts.engine import AlertConfig, EvaluationResult, evaluate, flush
 from alerts.notifiers import Notifier
 
 
@@ -18,7 +18,9 @@ def evaluate_rules(pool: ConnectionPool, config: AlertConfig) -> EvaluationResul
 
 
 def deliver(pool: ConnectionPool, notifiers: Mapping[str, Notifier], secrets: list[str] | None = None,
-            policy: RetryPolicy | None = None) -> DispatchResult:
-    """Every few seconds: send due notifications, retrying with backoff."""
+            policy: RetryPolicy | None = None, config: AlertConfig | None = None) -> DispatchResult:
+    """Every few seconds: flush groups whose wait is over, then send due notifications, retrying with backoff."""
+    if config is not None:
+        flush(pool, config, now=datetime.now(UTC))
     return dispatch(pool, notifiers, now=datetime.now(UTC), clock=lambda: datetime.now(UTC), secrets=secrets,
                     policy=policy or RetryPolicy())

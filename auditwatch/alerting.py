@@ -43,4 +43,4 @@ def evaluate_kwargs(settings: Settings) -> dict[str, Any]:
 
 def deliver_kwargs(settings: Settings) -> dict[str, Any]:
     receivers = receiver_settings(settings)
-    return {"notifiers": build_notifiers(receivers), "secrets": receivers.secrets()}
+    return {"notifiers": build_notifiers(receivers), "secrets": receivers.secrets(), "config": alert_config(settings)}

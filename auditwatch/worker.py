@@ -46,6 +46,9 @@ def build_scheduler(pool, settings: Settings | None = None) -> BlockingScheduler
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Jobs every few seconds: log their failures, not each run and each HTTP request.
+    for noisy in ("apscheduler.executors.default", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     pool = db.open_pool(database_url(settings), min_size=1, max_size=4, name="worker")
     scheduler = build_scheduler(pool, settings)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))

@@ -127,7 +127,7 @@ class _Server:
         except ValueError:
             parsed = parse_qs(body.decode())
         entry = {"method": method, "path": path, "headers": dict(headers), "body": parsed, "raw": body,
-                 "status": status}
+                 "status": status, "at": time.time()}
         with self.received:
             self.requests.append(entry)
         return entry
