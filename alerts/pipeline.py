@@ -111,6 +111,8 @@ def _decide(conn, receiver: str, key: str, group: _Group | None, state: GroupSta
     elif unacked and route is not None and state.last_sent_at is not None:
         send = now - state.last_sent_at >= route.repeat_interval
 
+    # An acknowledgement that expired (or an alert that left) may be acknowledged, and told, again.
+    state.acked = [fp for fp in state.acked if fp in active and acknowledged(active[fp], now)]
     if send:
         alerts = [alert_json(active[fp], public_url=public_url, status="firing") for fp in sorted(unacked | new)]
         alerts += [alert_json(known[fp], public_url=public_url, status="resolved") if fp in known else

@@ -49,7 +49,8 @@ def run(settings: Settings) -> None:
     # Jobs every few seconds: log their failures, not each run and each HTTP request.
     for noisy in ("apscheduler.executors.default", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    pool = db.open_pool(database_url(settings), min_size=1, max_size=4, name="worker")
+    # Enough connections for every job at once (alert evaluation holds one and queries with another).
+    pool = db.open_pool(database_url(settings), min_size=1, max_size=8, name="worker")
     scheduler = build_scheduler(pool, settings)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
     log.info("worker started with jobs: %s", ", ".join(j[0] for j in JOBS))
