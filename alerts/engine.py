@@ -91,7 +91,8 @@ def evaluate(pool: ConnectionPool, config: AlertConfig, *, now: datetime,
     result = EvaluationResult()
     with pool.connection() as conn:
         conn.autocommit = True
-        if not store.try_lock(conn, store.EVALUATOR_LOCK):
+        # Wait out a delivery tick's short flush (or another worker's evaluation) rather than skip a run.
+        if not store.lock(conn, store.EVALUATOR_LOCK, timeout_seconds=5):
             conn.autocommit = False
             return EvaluationResult(ran=False)
         try:

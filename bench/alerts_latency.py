@@ -88,6 +88,17 @@ def latency(args: argparse.Namespace, url: str, tmp: Path) -> None:
             while time.time() < deadline and (len(_pd_times(pd, crossed)) < len(crossed)
                                               or len(_slack_times(slack, crossed)) < len(crossed)):
                 time.sleep(0.5)
+        if args.verbose:  # where the time went, per trial: evaluation, group wait, delivery
+            firing = {a.group_values.get("user_id"): a for a in store.list_alerts(pool, limit=1000)}
+            notes = {n.payload["alerts"][0]["fingerprint"]: n for n in store.notifications(pool, receiver="pagerduty",
+                                                                                          limit=1000)}
+            pd_times = _pd_times(pd, crossed)
+            for user, at in sorted(crossed.items(), key=lambda kv: kv[1]):
+                alert = firing.get(user)
+                note = notes.get(alert.fingerprint) if alert else None
+                print(f"  {user}: firing +{alert.started_at.timestamp() - at:5.1f} s"
+                      f"  enqueued +{note.created_at.timestamp() - at:5.1f} s" if note else "  not enqueued",
+                      f"  received +{pd_times.get(user, float('nan')) - at:5.1f} s")
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -173,6 +184,7 @@ def main() -> None:
     parser.add_argument("--url", help="an existing database (default: a throwaway local cluster)")
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--interval", type=float, default=7.0, help="seconds between trials")
+    parser.add_argument("--verbose", action="store_true", help="per-trial breakdown")
     parser.add_argument("--query-events", type=int, default=0, help="also compare raw vs rollup counting")
     args = parser.parse_args()
     with database(args.url) as url, tempfile.TemporaryDirectory() as tmp:

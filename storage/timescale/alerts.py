@@ -513,6 +513,17 @@ def try_lock(conn: psycopg.Connection, key: int) -> bool:
     return conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
 
 
+def lock(conn: psycopg.Connection, key: int, *, timeout_seconds: float) -> bool:
+    """Wait up to a timeout for the advisory lock (autocommit connection); False when it stays taken."""
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(timeout_seconds * 1000)}ms")))
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        return True
+    except psycopg.errors.LockNotAvailable:
+        return False
+
+
 def unlock(conn: psycopg.Connection, key: int) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
