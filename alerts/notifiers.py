@@ -183,8 +183,8 @@ class PagerDuty:
     def __init__(self, name: str, *, routing_key: str, base_url: str = "https://events.pagerduty.com",
                  ca_bundle: str | None = None, timeout: float = 10) -> None:
         self.name = name
-        self._client = pagerduty.EventsApiV2Client(routing_key, base_url=base_url.rstrip("/"),
-                                                   verify=ca_bundle or True)
+        verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        self._client = pagerduty.EventsApiV2Client(routing_key, base_url=base_url.rstrip("/"), verify=verify)
         self._client.timeout = timeout
         # Retry is the dispatcher's stage: with a limit of one and max_http_attempts < 0, the client
         # returns the first error response instead of sleeping and retrying (429 included).
