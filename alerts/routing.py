@@ -30,7 +30,7 @@ class Route:
     match: Mapping[str, str] = field(default_factory=dict)
     group_by: tuple[str, ...] = ("rule_id",)
     group_wait: timedelta = timedelta(seconds=10)
-    group_interval: timedelta = timedelta(minutes=1)
+    group_interval: timedelta = timedelta(seconds=15)
     repeat_interval: timedelta = timedelta(hours=4)
     continue_: bool = False
     routes: tuple[Route, ...] = ()
