@@ -116,7 +116,7 @@ def latency(args: argparse.Namespace, url: str, tmp: Path) -> None:
     firsts = [t - crossed[u] for u, t in slack_times.items() if crossed[u] == first]
     print(stats("event → Slack, first of its group", firsts))
     print(f"missing: PagerDuty {len(crossed) - len(pd_lat)}, Slack {len(crossed) - len(slack_lat)}; "
-          f"Slack messages {len(slack.messages)} for {len(crossed)} alerts (grouping)")
+          f"Slack messages {sum(m['channel'] != '#bench' for m in slack.messages)} for {len(crossed)} alerts (grouping)")
 
 
 def _pd_times(pd: FakePagerDuty, crossed: dict[str, float]) -> dict[str, float]:
