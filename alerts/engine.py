@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 from alerts import lifecycle, pipeline
 from alerts.lifecycle import Flapping, Observation
 from alerts.routing import Routing
-from alerts.rules import Absence, Anomaly, Rule, Threshold, default_directories, load_rules
+from alerts.rules import Absence, Anomaly, Rule, RuleSource, Threshold, default_directories
 from storage.timescale import alerts as store
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,16 @@ class AlertConfig:
     public_url: str = "http://127.0.0.1:8000"
     flapping: Flapping = Flapping()
 
+    rules: RuleSource | None = None  # default: the packaged pack + rules_dir, re-read on change
+
+    def __post_init__(self) -> None:
+        if self.rules is None:
+            object.__setattr__(self, "rules", RuleSource(*default_directories(self.rules_dir)))
+
     def load_rules(self) -> dict[str, Rule]:
-        return load_rules(*default_directories(self.rules_dir))
+        """The rules now; files that fail validation are reported (and skipped, or kept at their last
+        valid version) instead of stopping every other rule."""
+        return self.rules.current()
 
 
 @dataclass

@@ -8,6 +8,7 @@ overrides packaged ones by id.
 
 from __future__ import annotations
 
+import logging
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ import yaml
 from alerts.errors import RuleError, RuleProblem
 from storage.timescale.alerts import ABSENCE_FIELDS, ANOMALY_SEVERITIES, THRESHOLD_FIELDS
 
+log = logging.getLogger(__name__)
 PACKAGED_RULES = Path(__file__).with_name("rules")
 SEVERITIES = ("info", "warning", "critical")
 RULE_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -446,6 +448,47 @@ def load_rules(*directories: Path | str | None) -> dict[str, Rule]:
     if problems:
         raise RuleError(problems)
     return rules
+
+
+class RuleSource:
+    """The rules of some directories, re-read when a file changes (evaluations pick up edits).
+
+    A file that turns invalid keeps its last valid version in force and the problem is reported
+    (``problems``), so a typo in one rule never stops the others from being evaluated.
+    """
+
+    def __init__(self, *directories: Path | str | None) -> None:
+        self.directories = tuple(Path(d) for d in directories if d)
+        self.problems: list[RuleProblem] = []
+        self._files: dict[Path, tuple[tuple[int, int], Rule | None, list[RuleProblem]]] = {}
+
+    def current(self) -> dict[str, Rule]:
+        files: dict[Path, tuple[tuple[int, int], Rule | None, list[RuleProblem]]] = {}
+        rules: dict[str, Rule] = {}
+        for directory in self.directories:
+            for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue  # removed while listing
+                signature = (stat.st_mtime_ns, stat.st_size)
+                before, rule, problems = self._files.get(path, (None, None, []))
+                if signature != before:
+                    try:
+                        rule, problems = load_file(path), []
+                    except RuleError as exc:
+                        problems = list(exc.problems)
+                        if rule is not None:
+                            problems.append(RuleProblem(str(path), None, None,
+                                                        "its last valid version stays in force until this is fixed"))
+                        for problem in problems:  # once per change of the file, not once per evaluation
+                            log.error("alert rule problem: %s", problem)
+                files[path] = (signature, rule, problems)
+                if rule is not None:
+                    rules[rule.id] = rule
+        self._files = files
+        self.problems = [p for _, _, found in files.values() for p in found]
+        return rules
 
 
 def default_directories(user_dir: Path | str | None) -> tuple[Path, ...]:

@@ -38,7 +38,9 @@ def alert_config(settings: Settings) -> AlertConfig:
 
 
 def evaluate_kwargs(settings: Settings) -> dict[str, Any]:
-    return {"config": alert_config(settings)}
+    config = alert_config(settings)
+    config.load_rules()  # validate at start: problems are logged now, with file, line and field
+    return {"config": config}
 
 
 def deliver_kwargs(settings: Settings) -> dict[str, Any]:

@@ -105,3 +105,32 @@ def test_an_oversized_file_is_refused():
 def test_bad_durations(text):
     with pytest.raises(ValueError, match="e.g. 30s, 10m"):
         parse_duration(text)
+
+
+def test_edits_are_picked_up_and_a_bad_edit_keeps_the_last_valid_version(tmp_path: Path, caplog):
+    import os
+
+    from alerts.rules import RuleSource
+    source = RuleSource(PACKAGED_RULES, tmp_path)
+    assert "many_exports" not in source.current()
+    path = tmp_path / "many_exports.yml"
+    path.write_text(GOOD)
+    assert source.current()["many_exports"].condition.at_least == 3 and source.problems == []
+    path.write_text(GOOD.replace("at_least: 3", "at_least: 4"))
+    os.utime(path, ns=(1, 2_000_000_000))  # a new mtime even on coarse clocks
+    assert source.current()["many_exports"].condition.at_least == 4
+    path.write_text(GOOD.replace("at_least: 3", "at_least: lots"))
+    os.utime(path, ns=(1, 3_000_000_000))
+    with caplog.at_level("ERROR", logger="alerts.rules"):
+        rules = source.current()
+        again = source.current()
+    assert rules["many_exports"].condition.at_least == 4 and again["many_exports"].condition.at_least == 4
+    assert [p.field for p in source.problems] == ["threshold.at_least", None]
+    assert sum("threshold.at_least" in r.getMessage() for r in caplog.records) == 1  # logged once, not per run
+    (tmp_path / "broken_new.yml").write_text("id: broken_new\n")
+    assert "broken_new" not in source.current() and len(source.current()) == len(RULES_AT_START) + 1
+    path.unlink()
+    assert "many_exports" not in source.current()
+
+
+RULES_AT_START = load_rules(PACKAGED_RULES)
