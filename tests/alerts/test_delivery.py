@@ -201,3 +201,35 @@ def test_evaluating_twice_at_the_same_instant_changes_nothing(rig, fakes):
     again = rig.evaluate(T0 + seconds(10))
     assert first.enqueued and again.enqueued == []
     assert [c for c in again.changes if c.from_state != c.to_state] == []
+
+
+def test_a_resolve_is_delivered_even_when_silenced_meanwhile(rig, fakes):
+    slack, pd = fakes
+    for step in range(3):
+        now = T0 + seconds(10 * step)
+        rig.write(failures("victim", now - seconds(9), 12, spacing=0.5))
+        rig.tick(now)
+    assert pd.actions(BURST_FP) == ["trigger"]
+    actions.create_silence(rig.pool, matchers={"user_id": "victim"}, starts_at=T0 + seconds(25),
+                           ends_at=T0 + timedelta(hours=1), created_by="oncall", comment="known, mitigating")
+    for step in range(3, 30):
+        rig.tick(T0 + seconds(10 * step))  # quiet: the alert resolves while silenced
+    assert pd.actions(BURST_FP) == ["trigger", "resolve"]
+    assert [m["text"].split("]")[0] for m in slack.in_channel("#sec-oncall")] == ["[FIRING", "[RESOLVED"]
+
+
+def test_an_acknowledgement_for_a_time_ends_and_repeats_resume(rig, fakes):
+    slack, pd = fakes
+
+    def burst_at(now):
+        rig.write(failures("victim", now - seconds(20), 12, spacing=1))
+        rig.tick(now)
+
+    burst_at(T0)
+    burst_at(T0 + seconds(10))
+    view = actions.acknowledge(rig.pool, BURST_FP, by="bob", until=T0 + timedelta(hours=1), now=T0 + seconds(15))
+    assert view.acknowledged_until == T0 + timedelta(hours=1)
+    burst_at(T0 + seconds(20))
+    assert actions.list_alerts(rig.pool, now=T0 + timedelta(hours=2))[0].acknowledged_by is None  # expired
+    burst_at(T0 + timedelta(hours=4, seconds=20))
+    assert pd.actions(BURST_FP) == ["trigger", "acknowledge", "trigger"]  # the reminder is back
