@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ from alerts.engine import AlertConfig
 from alerts.notifiers import ReceiverSettings, build_notifiers
 from alerts.routing import load_routing
 from auditwatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def rules_dir(settings: Settings) -> Path:
@@ -39,7 +42,9 @@ def alert_config(settings: Settings) -> AlertConfig:
 
 def evaluate_kwargs(settings: Settings) -> dict[str, Any]:
     config = alert_config(settings)
-    config.load_rules()  # validate at start: problems are logged now, with file, line and field
+    rules = config.load_rules()  # validate at start: problems are logged now, with file, line and field
+    log.info("alerting: %d rules (%s and %s), receivers: %s", len(rules), "the packaged pack", config.rules_dir,
+             ", ".join(sorted(config.receivers)))
     return {"config": config}
 
 
