@@ -467,6 +467,8 @@ def demo(url, key, admin_key, seed, n_users, history_hours, duration) -> None:
 @pass_ctx
 def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
     """Bring the platform up: database, schema, API server and demo traffic."""
+    from auditwatch.alerting import receiver_settings
+
     settings = ctx.settings
     if settings.embedded:
         _db_up(ctx)
@@ -485,8 +487,8 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
         click.echo(f"  API:        {base}/api/v1/logs   (OpenAPI: {base}/api/v1/openapi.json)")
         click.echo(f"  admin key:  {admin_key}")
         click.echo(f"  keys file:  {keyfile}")
-        click.echo(f"  alerts:     {settings.resolved_data_dir() / 'alerts' / 'notifications.jsonl'} (README: "
-                   "Alerting, to page Slack and PagerDuty)")
+        click.echo(f"  alerts:     {receiver_settings(settings).sink_path} (README: Alerting, to page Slack "
+                   "and PagerDuty)")
         click.echo(f"  try:        curl -H 'Authorization: Bearer {admin_key}' '{base}/api/v1/logs?limit=5'")
         click.echo("  Ctrl-C stops everything.\n")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
