@@ -33,6 +33,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SECRET_KEY = re.compile(r"token|secret|password|routing_key|api_key|webhook_url", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"xox[abprs]-|hooks\.slack\.com/services/|https?://[^/\s]*:[^@/\s]+@")
 MAX_RULE_BYTES = 256 * 1024
+MAX_DEPTH = 32
 
 TOP_FIELDS = {"id", "title", "description", "severity", "labels", "runbook_url", "for", "cooldown", "interval",
               "threshold", "anomaly", "absence", "examples", "enabled"}
@@ -241,12 +242,28 @@ def parse_rule(text: str, path: str = "<rule>") -> Rule:
         raise RuleError([RuleProblem(path, None, None, f"the file is over {MAX_RULE_BYTES // 1024} KB; "
                                                         "split examples into fewer, smaller events")])
     try:
+        # Aliases would let a small file expand into a huge tree (billion laughs): rules never need them.
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise RuleError([RuleProblem(path, event.start_mark.line + 1, None,
+                                                 f"nested deeper than {MAX_DEPTH} levels; a rule is a few levels deep")])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                raise RuleError([RuleProblem(path, event.start_mark.line + 1, None,
+                                             "YAML anchors and aliases (&name / *name) are not accepted in rule "
+                                             "files; write the values out")])
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise RuleError([RuleProblem(path, mark.line + 1 if mark else None, None,
                                      f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) from None
+    except RecursionError:
+        raise RuleError([RuleProblem(path, None, None, "nested too deeply; a rule is a few levels deep")]) from None
     check = _Checker(path, _Lines(root))
     for where, line in check.lines.duplicates:
         check.problems.append(RuleProblem(path, line, ".".join(map(str, where)), "appears twice; keep one"))
@@ -395,6 +412,18 @@ def _examples(check: _Checker, data: dict, condition: Any) -> tuple[Example, ...
                     except ValueError as exc:
                         check.fail(where + ("events", j, key), str(exc))
         anomalies = check.get(item, "anomalies", where, list, default=[])
+        for j, anomaly in enumerate(anomalies):
+            spot = where + ("anomalies", j)
+            if not isinstance(anomaly, dict):
+                check.fail(spot, "an anomaly is a mapping")
+                continue
+            check.known(anomaly, {"detector", "entity_type", "entity_value", "at", "score", "severity", "summary"},
+                        spot)
+            for key in ("detector", "entity_type", "entity_value", "score", "severity"):
+                if key not in anomaly:
+                    check.fail(spot + (key,), "is required")
+            if anomaly.get("severity") not in (None, *ANOMALY_SEVERITIES):
+                check.fail(spot + ("severity",), f"must be one of {', '.join(ANOMALY_SEVERITIES)}")
         groups = check.get(item, "groups", where, list, default=[])
         out.append(Example(name=name, fires=fires, events=tuple(events), anomalies=tuple(anomalies),
                            groups=tuple(groups)))

@@ -134,3 +134,13 @@ def test_edits_are_picked_up_and_a_bad_edit_keeps_the_last_valid_version(tmp_pat
 
 
 RULES_AT_START = load_rules(PACKAGED_RULES)
+
+
+def test_hostile_yaml_is_refused_quickly():
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(12))
+    found = problems(laughs)
+    assert found[0][0] == 2 and "anchors and aliases" in found[0][2]
+    assert "nested deeper than 32 levels" in problems("x: " + "[" * 5000 + "]" * 5000)[0][2]
+    assert "not valid YAML" in problems("id: !!python/object/apply:os.system ['true']\n")[0][2]
