@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -26,13 +27,13 @@ def test_the_default_pack_covers_the_seed_security_cases():
         assert any(e.fires for e in rule.examples) and not all(e.fires for e in rule.examples), rule.id
 
 
-def test_every_example_of_every_rule(pool):
-    """One database; each example evaluated at its own instant, ten days apart, so none sees another's data."""
+def example_failures(pool, cases, start) -> list[str]:
+    """Each example evaluated at its own instant, ten days apart, so none sees another's data."""
     failures = []
     writer = EventWriter(pool)
-    for n, (rule, i) in enumerate(CASES):
+    for n, (rule, i) in enumerate(cases):
         example = rule.examples[i]
-        now = T0 + timedelta(days=10 * n)
+        now = start + timedelta(days=10 * n)
         writer.write(example_events(example, now))
         for row in example_anomalies(example, now):
             store.insert_anomaly(pool, **row)
@@ -44,8 +45,23 @@ def test_every_example_of_every_rule(pool):
                 map(sorted, (g.items() for g in example.groups))):
             failures.append(f"{rule.id} / {example.name}: groups {[dict(o.group) for o in observed]} "
                             f"!= {list(example.groups)}")
+    return failures
+
+
+def test_every_example_of_every_rule(pool):
     assert len(CASES) >= 20
-    assert failures == []
+    assert example_failures(pool, CASES, T0) == []
+
+
+def test_a_rule_that_drifts_from_its_examples_is_caught(pool):
+    """The check has teeth: tighten a threshold and its 'fires' example fails; loosen it and a quiet one does."""
+    rule = RULES["failed_login_burst"]
+    stricter = replace(rule, condition=replace(rule.condition, at_least=11))
+    looser = replace(rule, condition=replace(rule.condition, at_least=5))
+    failures = example_failures(pool, [(stricter, i) for i in range(len(rule.examples))] +
+                                [(looser, i) for i in range(len(rule.examples))], T0)
+    assert any(f.startswith("failed_login_burst / ten failures within a minute: expected fire") for f in failures)
+    assert any("nine failures" in f and "expected quiet" in f for f in failures)
 
 
 @pytest.mark.parametrize("rule_id", sorted(RULES))
