@@ -545,5 +545,10 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
+from auditwatch.cli_integrity import integrity_group, verify  # noqa: E402  (it imports this module)
+
+main.add_command(verify)
+main.add_command(integrity_group)
+
 if __name__ == "__main__":
     main()

@@ -21,3 +21,11 @@ class MigrationError(StorageError):
 
 class InvalidCursor(ValueError):
     """A pagination cursor that this server did not issue, or that was altered."""
+
+
+class IntegrityError(StorageError):
+    """Tamper-evidence machinery cannot do its job as configured."""
+
+
+class SigningKeyError(IntegrityError):
+    """The checkpoint signing key is missing, malformed or unsafe."""

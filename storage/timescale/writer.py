@@ -25,6 +25,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from storage.events import COLUMNS, EventRecord
+from storage.timescale import integrity
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,13 @@ def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows) -> None:
 class EventWriter:
     """Writes events in one transaction and says, per event, whether it was new."""
 
-    def __init__(self, pool: ConnectionPool, *, late_after: timedelta = LATE_AFTER) -> None:
+    def __init__(self, pool: ConnectionPool, *, late_after: timedelta = LATE_AFTER, sealed: bool = True) -> None:
         self._pool = pool
         self._late_after = late_after
+        # Sealed writes (tamper evidence, the default) always go through the staging table: the
+        # RETURNING of its insert hashes each row as stored, and duplicates are skipped in the same
+        # statement, so there is no separate fast path to fall back from.
+        self._sealed = sealed
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
     def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
@@ -112,15 +117,16 @@ class EventWriter:
     def write(self, records: Sequence[EventRecord]) -> list[bool]:
         """Store ``records``; True where the event was inserted, False where it was a duplicate.
 
-        Duplicates are rare (client retries), so the first attempt COPYs straight into the
-        hypertable; only when the primary key refuses a row does the batch go the slower way,
-        through the staging table and ``ON CONFLICT DO NOTHING``.
+        Sealed (the default): staging table, one ``ON CONFLICT DO NOTHING`` insert, and the batch's
+        link in the integrity chain, all in one transaction. Unsealed: duplicates are rare (client
+        retries), so the first attempt COPYs straight into the hypertable; only when the primary
+        key refuses a row does the batch go the slower way, through the staging table.
         """
         if not records:
             return []
         rows = [row_of(r) for r in records]
         with self._pool.connection() as conn:
-            if len({r.key for r in records}) == len(records):
+            if not self._sealed and len({r.key for r in records}) == len(records):
                 try:
                     with conn.cursor() as cur:
                         copy_rows(cur, _COPY_DIRECT, rows)
@@ -148,16 +154,27 @@ class EventWriter:
             self._prepared.add(conn)
         with conn.cursor() as cur:
             copy_rows(cur, _COPY_STAGING, rows)
-            cur.execute(_INSERT)
-            inserted = {(row[0], row[1]) for row in cur.fetchall()}
+            if self._sealed:
+                inserted = integrity.insert_sealed(cur, _STAGING)
+            else:
+                cur.execute(_INSERT)
+                inserted = {(row[0], row[1]) for row in cur.fetchall()}
         self._note_late(conn, records)
         conn.commit()
         return inserted
 
 
 def insert_rows(cursor: psycopg.Cursor, rows: Sequence[tuple]) -> None:
-    """COPY rows into the hypertable within the caller's transaction."""
+    """COPY rows into the hypertable within the caller's transaction (unsealed: verify flags them)."""
     copy_rows(cursor, _COPY_DIRECT, rows)
+
+
+def insert_rows_sealed(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
+    """Insert rows as one sealed batch within the caller's transaction (for rare writes such as erasure)."""
+    conn.execute(_CREATE_STAGING)
+    with conn.cursor() as cur:
+        copy_rows(cur, _COPY_STAGING, rows)
+        integrity.insert_sealed(cur, _STAGING)
 
 
 def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:
