@@ -203,6 +203,7 @@ class VerifyReport:
     events: int = 0           # rows hashed (hot and cold)
     erased: int = 0           # lawful erasures accounted for by tombstones
     expired_batches: int = 0  # batches removed (wholly or partly) by recorded retention
+    unchecked_batches: int = 0  # batches with archived rows, when no cold-tier reader was given
     checkpoints: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -257,6 +258,7 @@ class _Verifier:
         self.scope: dict[int, _Batch] = {}
         self.legacy: list[_Batch] = []
         self.legacy_lo: list[datetime] = []
+        self.cold = False  # whether archived rows can be read back
 
     def problem(self, kind: str, message: str, chain_pos: int | None = None, at: datetime | None = None) -> None:
         count = self.per_kind.get(kind, 0)
@@ -381,9 +383,12 @@ class _Verifier:
             self.report.erased += len(b.tombstones)
             b.leaves = b.tombstones = []
             return
-        expired = [r for r in removals if r[3] == "retention" and r[1] <= b.hi and r[2] > b.lo]
-        if expired and len(leaves) < b.rows:
-            self.report.expired_batches += 1
+        overlapping = {r[3] for r in removals if r[1] <= b.hi and r[2] > b.lo}
+        if len(leaves) < b.rows and ("retention" in overlapping or ("archive" in overlapping and not self.cold)):
+            if "retention" in overlapping:
+                self.report.expired_batches += 1
+            else:
+                self.report.unchecked_batches += 1
             b.leaves = b.tombstones = []
             return
         if len(leaves) < b.rows:
@@ -409,6 +414,7 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
     """
     report = VerifyReport()
     v = _Verifier(report, since, until)
+    v.cold = cold is not None
     with pool.connection() as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         links = v.check_chain(conn.execute(_BATCHES), conn.execute(_HEAD).fetchone())
@@ -441,7 +447,7 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
         done = 0
         pending = sorted(v.scope.values(), key=lambda b: b.hi)
         next_open = 0
-        for lo, hi, removal in slices:
+        for i, (lo, hi, removal) in enumerate(slices):
             if removal is not None:
                 done += _feed_cold(v, removal, lo, hi, cold)
             else:
@@ -451,7 +457,9 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
                     for seq, event_id, at, leaf in cur:
                         v.add_row(seq, event_id, at, bytes(leaf))
                         done += 1
-            while next_open < len(pending) and pending[next_open].hi < hi:
+            # Every row before the next slice's start has been seen: close the batches that end there.
+            bound = slices[i + 1][0] if i + 1 < len(slices) else None
+            while next_open < len(pending) and bound is not None and pending[next_open].hi < bound:
                 v.finish(pending[next_open], removals)
                 next_open += 1
             if progress:
