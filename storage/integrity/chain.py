@@ -12,11 +12,13 @@ import hashlib
 import struct
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 ENCODING_VERSION = 1
 ZERO_HASH = bytes(32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# timestamptz_send() counts microseconds from 2000-01-01 UTC; the leaf uses that binary form (cheap in SQL).
+PG_EPOCH_MICROS = 946_684_800_000_000
 _CHAIN_TAG = b"AWCHAIN1"
 
 # How each audit_events column reaches the encoding, as a Parquet (or any other) copy must hold it.
@@ -60,30 +62,41 @@ def canonical_ip(text: str | None) -> str | None:
     return text + ("/128" if ":" in text else "/32")
 
 
-def _field(value: str | None) -> bytes:
-    if value is None:
-        return b"\x00"
-    data = value.encode("utf-8")
-    return b"\x01" + struct.pack(">i", len(data)) + data
+_PACK_I = struct.Struct(">i").pack
+_PACK_Q = struct.Struct(">q").pack
+_PREFIX = b"\x00" + bytes([ENCODING_VERSION])  # the RFC 6962 leaf tag, then the encoding version
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
-def canonical(row: Mapping[str, object]) -> bytes:
-    """The length-prefixed bytes of one stored row (no separator can be forged inside a field)."""
-    event_id = row["event_id"]
-    uid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
-    parts = [bytes([ENCODING_VERSION]), uid.bytes, struct.pack(">q", micros(row["timestamp"]))]  # type: ignore[arg-type]
-    for name in TEXT_FIELDS:
-        value = row.get(name)
-        if name == "source_ip":
-            value = canonical_ip(value)  # type: ignore[arg-type]
-        parts.append(_field(value))  # type: ignore[arg-type]
-    parts.append(struct.pack(">q", micros(row["received_at"])))  # type: ignore[arg-type]
-    return b"".join(parts)
+def _pg_micros(value: int | datetime) -> int:
+    """timestamptz_send's integer: microseconds since 2000-01-01 UTC (timedelta floor division is exact)."""
+    if isinstance(value, int):
+        return value - PG_EPOCH_MICROS
+    return (value - _PG_EPOCH) // _ONE_US
+
+
+def leaf_of(event_id: uuid.UUID, timestamp: int | datetime, texts: Sequence[str | None],
+            received_at: int | datetime) -> bytes:
+    """The leaf hash from the stored values; ``texts`` in ``TEXT_FIELDS`` order, source_ip already as
+    ``canonical_ip`` gives it and metadata as PostgreSQL's metadata::text (the hot path of the writer)."""
+    parts = [_PREFIX, event_id.bytes, _PACK_Q(_pg_micros(timestamp))]
+    for value in texts:
+        if value is None:
+            parts.append(b"\x00")
+        else:
+            data = value.encode()
+            parts.append(b"\x01" + _PACK_I(len(data)) + data)
+    parts.append(_PACK_Q(_pg_micros(received_at)))
+    return hashlib.sha256(b"".join(parts)).digest()
 
 
 def leaf(row: Mapping[str, object]) -> bytes:
-    """RFC 6962 leaf hash of one row: sha256(0x00 || canonical)."""
-    return hashlib.sha256(b"\x00" + canonical(row)).digest()
+    """RFC 6962 leaf hash of one stored row, given as ``LEAF_CONTRACT`` describes."""
+    event_id = row["event_id"]
+    uid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
+    texts = [canonical_ip(row.get(n)) if n == "source_ip" else row.get(n) for n in TEXT_FIELDS]  # type: ignore[arg-type]
+    return leaf_of(uid, row["timestamp"], texts, row["received_at"])  # type: ignore[arg-type]
 
 
 def leaves_from_arrow(table) -> list[bytes]:
@@ -125,7 +138,3 @@ def chain_link(prev_hash: bytes, chain_pos: int, batch_seq: int, kind: str, rows
         struct.pack(">i", len(kind_bytes)), kind_bytes, struct.pack(">q", rows), root,
         struct.pack(">qqq", micros(lo), micros(hi), micros(sealed_at)),
     ))).digest()
-
-
-def hex_leaves(leaves: Sequence[bytes]) -> list[str]:
-    return [value.hex() for value in leaves]

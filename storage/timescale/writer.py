@@ -40,6 +40,8 @@ _CREATE_STAGING = sql.SQL(
 ).format(_STAGING)
 _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(_STAGING, _COLUMN_LIST)
 _COPY_DIRECT = sql.SQL("COPY audit_events ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
+_COPY_DIRECT_SEALED = sql.SQL("COPY audit_events ({}, batch_seq) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
+_SEALED_TYPES = [*_COLUMN_TYPES, "int8"]
 _INSERT = sql.SQL(
     'INSERT INTO audit_events ({cols}) SELECT {cols} FROM {staging} '
     'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp"'
@@ -87,9 +89,9 @@ def row_of(record: EventRecord) -> tuple:
     )
 
 
-def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows) -> None:
+def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows, types: list[str] = _COLUMN_TYPES) -> None:
     with cursor.copy(statement) as copy:
-        copy.set_types(_COLUMN_TYPES)
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 
@@ -100,10 +102,7 @@ class EventWriter:
     def __init__(self, pool: ConnectionPool, *, late_after: timedelta = LATE_AFTER, sealed: bool = True) -> None:
         self._pool = pool
         self._late_after = late_after
-        # Sealed writes (tamper evidence, the default) always go through the staging table: the
-        # RETURNING of its insert hashes each row as stored, and duplicates are skipped in the same
-        # statement, so there is no separate fast path to fall back from.
-        self._sealed = sealed
+        self._sealed = sealed  # tamper evidence (storage/timescale/integrity.py); off only to measure it
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
     def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
@@ -117,19 +116,26 @@ class EventWriter:
     def write(self, records: Sequence[EventRecord]) -> list[bool]:
         """Store ``records``; True where the event was inserted, False where it was a duplicate.
 
-        Sealed (the default): staging table, one ``ON CONFLICT DO NOTHING`` insert, and the batch's
-        link in the integrity chain, all in one transaction. Unsealed: duplicates are rare (client
-        retries), so the first attempt COPYs straight into the hypertable; only when the primary
-        key refuses a row does the batch go the slower way, through the staging table.
+        Duplicates are rare (client retries), so the first attempt COPYs straight into the
+        hypertable; only when the primary key refuses a row does the batch go the slower way,
+        through the staging table and ``ON CONFLICT DO NOTHING``. Sealed (the default), either way
+        ends by hashing the new rows as stored and appending their batch to the integrity chain,
+        in the same transaction.
         """
         if not records:
             return []
         rows = [row_of(r) for r in records]
         with self._pool.connection() as conn:
-            if not self._sealed and len({r.key for r in records}) == len(records):
+            if len({r.key for r in records}) == len(records):
                 try:
                     with conn.cursor() as cur:
-                        copy_rows(cur, _COPY_DIRECT, rows)
+                        if self._sealed:
+                            batch, leaves = integrity.prepare_batch(
+                                cur, records, [orjson.dumps(r.metadata).decode() for r in records])
+                            copy_rows(cur, _COPY_DIRECT_SEALED, [(*row, batch) for row in rows], _SEALED_TYPES)
+                            integrity.seal_prepared(cur, batch, records, leaves)
+                        else:
+                            copy_rows(cur, _COPY_DIRECT, rows)
                     self._note_late(conn, records)
                     conn.commit()
                     return [True] * len(records)

@@ -135,7 +135,7 @@ BEGIN
             SELECT time_bucket(INTERVAL '1 day', "timestamp") AS bucket, "timestamp" AS ts,
                    sha256('\x00'::bytea || '\x01'::bytea
                    || uuid_send(event_id)
-                   || int8send((extract(epoch FROM "timestamp") * 1000000)::bigint)
+                   || timestamptz_send("timestamp")
                    || coalesce('\x01'::bytea || int4send(octet_length(convert_to(event_type, 'UTF8'))) || convert_to(event_type, 'UTF8'), '\x00'::bytea)
                    || coalesce('\x01'::bytea || int4send(octet_length(convert_to(user_id, 'UTF8'))) || convert_to(user_id, 'UTF8'), '\x00'::bytea)
                    || coalesce('\x01'::bytea || int4send(octet_length(convert_to(outcome, 'UTF8'))) || convert_to(outcome, 'UTF8'), '\x00'::bytea)
@@ -146,7 +146,7 @@ BEGIN
                    || coalesce('\x01'::bytea || int4send(octet_length(convert_to(user_agent, 'UTF8'))) || convert_to(user_agent, 'UTF8'), '\x00'::bytea)
                    || coalesce('\x01'::bytea || int4send(octet_length(convert_to(resource_id, 'UTF8'))) || convert_to(resource_id, 'UTF8'), '\x00'::bytea)
                    || coalesce('\x01'::bytea || int4send(octet_length(convert_to(metadata::text, 'UTF8'))) || convert_to(metadata::text, 'UTF8'), '\x00'::bytea)
-                   || int8send((extract(epoch FROM received_at) * 1000000)::bigint)) AS leaf
+                   || timestamptz_send(received_at)) AS leaf
             FROM audit_events
         ) AS rows
         GROUP BY bucket
