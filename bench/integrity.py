@@ -15,11 +15,13 @@ medians are reported.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.harness import database, server
 from bench.ingest import N_USERS, event_json, http_batches
@@ -69,6 +71,28 @@ def writer_rate(url: str, n: int, batch: int, sealed: bool, threads: int = 2) ->
     return n / elapsed
 
 
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds a local PostgreSQL backend has used (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_event(url: str, n: int, batch: int, sealed: bool) -> tuple[float, float]:
+    """(server, client) CPU microseconds per event written through one connection: unlike wall-clock
+    rates, this barely moves when other processes compete for the cores. Local servers only."""
+    pool = db.open_pool(url, min_size=1, max_size=1)
+    writer = EventWriter(pool, sealed=sealed)
+    data = records(n)
+    with pool.connection() as conn:
+        pid = conn.info.backend_pid
+    server0, client0 = _backend_cpu(pid), time.process_time()
+    for i in range(0, n, batch):
+        writer.write(data[i:i + batch])
+    server, client = _backend_cpu(pid) - server0, time.process_time() - client0
+    pool.close()
+    return server / n * 1e6, client / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="an existing TimescaleDB (default: a fresh durable local cluster)")
@@ -85,9 +109,15 @@ def main() -> None:
         _, key = catalog.create_key(pool, f"bench-{uuid.uuid4().hex[:8]}", Role.SYSTEM, "bench")
         pool.close()
 
+        cpu: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+        local = args.url is None
         for r in range(args.rounds):
             for sealed in (False, True):
                 label = "on" if sealed else "off"
+                if local:
+                    cpu[label].append(cpu_per_event(url, min(args.events, 50_000), args.batch, sealed))
+                    print(f"round {r + 1}: (a') CPU per event, integrity {label:3}: server "
+                          f"{cpu[label][-1][0]:.1f} us, client {cpu[label][-1][1]:.1f} us", flush=True)
                 rate = writer_rate(url, args.events, args.batch, sealed)
                 figures[f"writer {label}"].append(rate)
                 print(f"round {r + 1}: (a) writer, integrity {label:3}: {rate:,.0f} events/s", flush=True)
@@ -116,6 +146,11 @@ def main() -> None:
     print("\nsummary (medians)")
     print(f"  (a) writer       off {med['writer off']:>9,.0f}  on {med['writer on']:>9,.0f} events/s   "
           f"on/off = {med['writer on'] / med['writer off']:.2f}")
+    if cpu["off"]:
+        off_s, off_c = (statistics.median(x[i] for x in cpu["off"]) for i in (0, 1))
+        on_s, on_c = (statistics.median(x[i] for x in cpu["on"]) for i in (0, 1))
+        print(f"  (a') CPU/event   off server {off_s:.1f} + client {off_c:.1f} us;  on server {on_s:.1f} + "
+              f"client {on_c:.1f} us   (+{on_s + on_c - off_s - off_c:.1f} us per event)")
     print(f"  (b) HTTP batch   off {med['http off']:>9,.0f}  on {med['http on']:>9,.0f} events/s   "
           f"on/off = {med['http on'] / med['http off']:.2f}   (target >= 0.85)")
     print(f"  (c) verify       {report.events:,} events ({sealed_rows:,} sealed) in {verify_s:.1f} s: "
