@@ -93,7 +93,7 @@ def prepare_batch(cursor: psycopg.Cursor, records: Sequence[EventRecord],
     batch, metadata, hosts = cursor.execute(_NORMALISE, (list(metadata_json), ips), binary=True).fetchone()
     leaf_of = chain.leaf_of
     return batch, [
-        leaf_of(r.event_id, r.timestamp, (r.event_type, r.user_id, r.outcome.value, r.source, ip, r.source_country,
+        leaf_of(r.event_id, r.timestamp, (r.event_type, r.user_id, str(r.outcome), r.source, ip, r.source_country,
                                           r.source_asn, r.user_agent, r.resource_id, meta), r.received_at)
         for r, meta, ip in zip(records, metadata, hosts, strict=True)]
 
