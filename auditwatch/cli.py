@@ -545,7 +545,12 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
-from auditwatch.cli_integrity import integrity_group, verify  # noqa: E402  (it imports this module)
+from auditwatch import cli_archive  # noqa: E402 - after main exists: cli_archive imports this module
+
+main.add_command(cli_archive.archive_group)
+main.add_command(cli_archive.retention_group)
+main.add_command(cli_archive.hold_group)
+from auditwatch.cli_integrity import integrity_group, verify  # noqa: E402
 
 main.add_command(verify)
 main.add_command(integrity_group)

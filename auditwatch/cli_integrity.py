@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 from auditwatch import integrity as keys
+from auditwatch.services import archive_root
+from storage.cold.store import ColdStore
 from storage.errors import StorageError
 from storage.integrity import checkpoints
 from storage.timescale import integrity
@@ -104,8 +106,9 @@ def verify(ctx: Context, since: datetime | None, until: datetime | None, anchors
     pool = ctx.pool()
     progress = _Progress()
     try:
+        cold = integrity.cold_reader(pool, ColdStore(archive_root(ctx.settings)))
         report = integrity.verify(pool, trusted_keys=trusted, since=since, until=until, anchors=exported,
-                                  progress=progress)
+                                  progress=progress, cold=cold)
     finally:
         progress.close()
         pool.close()

@@ -65,6 +65,11 @@ class Settings:
     integrity_trusted_keys: tuple[str, ...] = field(default=())  # base64 public keys of rotated-out keys
     integrity_checkpoint_seconds: int = 300  # how often the worker signs the chain head
 
+    # Cold tier: Parquet archive, retention and legal hold (retention periods themselves are the
+    # run-time `retention` setting, PUT /api/v1/retention)
+    archive_url: str = ""  # a directory or a pyarrow filesystem URL (s3://bucket/prefix); empty: <data_dir>/archive
+    archive_interval_seconds: int = 6 * 3600  # how often the worker archives and expires (each run is idempotent)
+
     @property
     def embedded(self) -> bool:
         return not self.database_url

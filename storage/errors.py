@@ -29,3 +29,11 @@ class IntegrityError(StorageError):
 
 class SigningKeyError(IntegrityError):
     """The checkpoint signing key is missing, malformed or unsafe."""
+
+
+class LegalHoldError(ValueError):
+    """A legal hold that cannot be placed or released as asked."""
+
+
+class HoldNotFound(LegalHoldError):
+    """No legal hold has this id."""

@@ -230,8 +230,12 @@ class Problem:
     at: datetime | None = None
 
     def sort_key(self) -> tuple:
-        return (self.chain_pos if self.chain_pos is not None else 2**62,
+        # A bad archive file is the cause of the missing rows reported for its batches: name it first.
+        return (self.chain_pos if self.chain_pos is not None else 2**62, self.kind not in _CAUSES,
                 self.at or datetime.max.replace(tzinfo=UTC))
+
+
+_CAUSES = frozenset({"archive_file", "archive_incomplete"})
 
 
 @dataclass
@@ -297,6 +301,7 @@ class _Verifier:
         self.legacy: list[_Batch] = []
         self.legacy_lo: list[datetime] = []
         self.cold = False  # whether archived rows can be read back
+        self.removals: Sequence[tuple] = ()
 
     def problem(self, kind: str, message: str, chain_pos: int | None = None, at: datetime | None = None) -> None:
         count = self.per_kind.get(kind, 0)
@@ -305,6 +310,10 @@ class _Verifier:
             self.report.suppressed += 1
             return
         self.report.problems.append(Problem(kind, message, chain_pos, at))
+
+    def first_pos(self, lo: datetime, hi: datetime) -> int | None:
+        """The earliest batch with events in [lo, hi)."""
+        return min((b.chain_pos for b in self.scope.values() if b.lo < hi and b.hi >= lo), default=None)
 
     def in_window(self, at: datetime) -> bool:
         return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
@@ -480,6 +489,7 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
                 v.scope[seq].tombstones.append(leaf)
 
         removals = conn.execute(_REMOVALS).fetchall()
+        v.removals = removals
         slices = _slices(conn, v, removals)
         total = sum(b.rows for b in v.scope.values())
         done = 0
@@ -533,6 +543,27 @@ def _slices(conn: psycopg.Connection, v: _Verifier, removals: Sequence[tuple]) -
     return out
 
 
+def cold_reader(pool: ConnectionPool, store) -> ColdReader:
+    """A ``verify(cold=...)`` reader over the Parquet cold tier: each live catalogued file overlapping the
+    range is checked against its catalogue row (present, SHA-256, row count) and then read back."""
+    from storage.cold.errors import ArchiveCorrupt
+    from storage.timescale import archive
+
+    def read(lo: datetime, hi: datetime) -> Iterable:
+        with pool.connection() as conn:
+            found = archive.files(conn, start=lo, end=hi)
+        for f in found:
+            try:
+                store.verify(f.path, rows=f.rows, sha256=f.sha256)
+            except ArchiveCorrupt as exc:
+                yield Problem("archive_file", f"{exc} (catalogue row {f.archive_id}, events "
+                              f"{f.range_start.isoformat()} .. {f.range_end.isoformat()})", at=f.range_start)
+                continue
+            yield store.read(f.path)
+
+    return read
+
+
 def _feed_cold(v: _Verifier, removal: tuple, lo: datetime, hi: datetime, cold: ColdReader | None) -> int:
     """Hash the archived rows of one removed range (None: report the range as not checkable here)."""
     if cold is None:
@@ -542,6 +573,9 @@ def _feed_cold(v: _Verifier, removal: tuple, lo: datetime, hi: datetime, cold: C
         return 0
     n = 0
     for table in cold(lo, hi):
+        if isinstance(table, Problem):
+            v.problem(table.kind, table.message, v.first_pos(lo, hi), table.at)
+            continue
         seqs = table.column("batch_seq").to_pylist()
         ids = table.column("event_id").to_pylist()
         times = table.column("timestamp").to_pylist()
@@ -550,4 +584,10 @@ def _feed_cold(v: _Verifier, removal: tuple, lo: datetime, hi: datetime, cold: C
             if lo <= at < hi:
                 v.add_row(seq, eid, at, leaf)
                 n += 1
+    whole = (lo, hi) == (removal[1], removal[2])
+    expired = any(r[3] == "retention" and r[1] < hi and r[2] > lo for r in v.removals)
+    if whole and not expired and n != removal[4]:
+        v.problem("archive_incomplete", f"{removal[4]} events of {lo.isoformat()} .. {hi.isoformat()} were archived "
+                  f"(removal #{removal[0]}, chunk {removal[5]}), but the catalogued live files hold {n}: an archive "
+                  "file or its log_archives row was removed, or a file was replaced", v.first_pos(lo, hi), lo)
     return n

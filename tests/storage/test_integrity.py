@@ -10,9 +10,11 @@ import hashlib
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
@@ -498,3 +500,90 @@ def test_the_key_file_is_created_private_once_and_refused_when_readable_by_other
         checkpoints.from_base64("not a key")
     with pytest.raises(SigningKeyError, match="export-checkpoints"):
         checkpoints.from_json_line(b'{"payload": 1}')
+
+
+# -- the Parquet cold tier ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def cold(pool, tmp_path, key):
+    """Sealed events on five old days archived to Parquet (chunks dropped), a checkpoint, and a reader."""
+    import random
+
+    from storage.cold.store import ColdStore
+    from storage.timescale import archive
+    from tests.storage.cold_data import NOW, OLD_DAYS, audit, event
+
+    rng = random.Random(3)
+    events = [event((NOW - timedelta(days=d)).replace(hour=1) + timedelta(minutes=7 * i), rng=rng)
+              for d in OLD_DAYS for i in range(8)] + [event(NOW - timedelta(hours=2), rng=rng)]
+    for i in range(0, len(events), 10):
+        EventWriter(pool).write(events[i:i + 10])
+    store = ColdStore(tmp_path / "archive")
+    result = archive.run(pool, store, now=NOW, hot_days=90, audit=audit())
+    assert result.rows == 8 * len(OLD_DAYS)
+    integrity.write_checkpoint(pool, key, now=NOW)
+    return store, integrity.cold_reader(pool, store), archive.list_files(pool, states=("complete",))
+
+
+def test_archived_events_verify_from_parquet_and_their_files_are_checked(cold, check, conn):
+    store, reader, files = cold
+    report = check(cold=reader)
+    assert report.ok, report.problems
+    assert report.events == conn.execute("SELECT count(*) FROM audit_events").fetchone()[0] + 8 * 5
+    assert conn.execute("SELECT count(*) FROM integrity_removals WHERE reason = 'archive'").fetchone()[0] == 5
+
+
+def test_editing_a_parquet_file_is_detected(cold, check):
+    store, reader, files = cold
+    path = Path(store.base) / files[1].path
+    table = pq.read_table(path)
+    edited = table.set_column(table.schema.get_field_index("user_id"), "user_id",
+                              pa.array(["mallory"] * table.num_rows))
+    pq.write_table(edited, path)
+    report = check(cold=reader)
+    assert report.first.kind == "archive_file" and "SHA-256" in report.first.message
+    assert files[1].path in report.first.message
+
+
+def test_editing_a_parquet_file_and_its_catalogue_row_is_still_detected(cold, check, conn):
+    store, reader, files = cold
+    path = Path(store.base) / files[1].path
+    table = pq.read_table(path)
+    pq.write_table(table.set_column(table.schema.get_field_index("outcome"), "outcome",
+                                    pa.array(["success"] * table.num_rows)), path)
+    conn.execute("UPDATE log_archives SET sha256 = %s, bytes = %s WHERE archive_id = %s",
+                 (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size, files[1].archive_id))
+    assert "content_changed" in kinds(check(cold=reader))
+
+
+def test_deleting_a_parquet_file_is_detected(cold, check):
+    store, reader, files = cold
+    (Path(store.base) / files[2].path).unlink()
+    report = check(cold=reader)
+    assert "archive_file" in kinds(report) and "missing" in report.first.message
+    assert "archive_incomplete" in kinds(report)
+
+
+def test_dropping_a_catalogue_row_is_detected(cold, check, conn):
+    store, reader, files = cold
+    conn.execute("DELETE FROM log_archives WHERE archive_id = %s", (files[3].archive_id,))
+    report = check(cold=reader)
+    assert {"archive_incomplete", "rows_missing"} <= kinds(report)
+    assert "log_archives row was removed" in " ".join(p.message for p in report.problems)
+
+
+@pytest.mark.parametrize("keep_config_changes", [False, True])
+def test_cold_retention_is_lawful_whether_files_are_deleted_or_rewritten(cold, check, pool, keep_config_changes):
+    from storage.timescale import catalog, retention
+    from tests.storage.cold_data import NOW, audit
+
+    store, reader, files = cold
+    if keep_config_changes:  # some event types outlive the others: files are rewritten, not deleted
+        catalog.put_setting(pool, "retention", {"hot_days": 90, "cold_years": 7,
+                                                "cold_years_by_type": {"config_change": 10}}, "tests")
+    later = (NOW - timedelta(days=97)).replace(year=NOW.year + 7)
+    result = retention.apply(pool, store, now=later, audit=audit())
+    assert (len(result.rewritten), len(result.deleted)) == ((3, 0) if keep_config_changes else (0, 3))
+    report = check(cold=reader)
+    assert report.ok, report.problems
+    assert report.expired_batches >= 1
