@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import psycopg
 
 from auditwatch import integrity as keys
 from auditwatch.services import archive_root
@@ -109,6 +110,11 @@ def verify(ctx: Context, since: datetime | None, until: datetime | None, anchors
         cold = integrity.cold_reader(pool, ColdStore(archive_root(ctx.settings)))
         report = integrity.verify(pool, trusted_keys=trusted, since=since, until=until, anchors=exported,
                                   progress=progress, cold=cold)
+    except psycopg.errors.UndefinedTable as exc:
+        raise click.ClickException(f"the database has no integrity tables ({exc.diag.message_primary}); "
+                                   "run `auditwatch migrate`") from None
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         progress.close()
         pool.close()

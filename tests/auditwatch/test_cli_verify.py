@@ -150,3 +150,10 @@ def test_the_worker_signs_checkpoints_with_the_project_local_key(settings, servi
     (cp,) = integrity.list_checkpoints(services.pool)
     assert cp.chain_pos == 1 and cp.events == 1
     assert (Path(settings.data_dir) / "integrity" / "signing.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_verify_on_an_unmigrated_database_says_to_migrate(empty_db_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"AUDITWATCH_DATABASE_URL": empty_db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(main, ["verify"], env=env)
+    assert result.exit_code == 1 and "auditwatch migrate" in result.output
