@@ -23,6 +23,14 @@ class InvalidCursor(ValueError):
     """A pagination cursor that this server did not issue, or that was altered."""
 
 
+class IntegrityError(StorageError):
+    """Tamper-evidence machinery cannot do its job as configured."""
+
+
+class SigningKeyError(IntegrityError):
+    """The checkpoint signing key is missing, malformed or unsafe."""
+
+
 class LegalHoldError(ValueError):
     """A legal hold that cannot be placed or released as asked."""
 
