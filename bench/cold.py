@@ -111,11 +111,10 @@ def main() -> None:
     unknown = set(names) - set(DATASETS)
     if unknown:
         parser.error(f"unknown data set(s) {sorted(unknown)}; choose from {sorted(DATASETS)}")
-    root = Path(tempfile.mkdtemp(prefix="aw-bench-cold-"))
-    with database(args.database_url) as url:
+    with tempfile.TemporaryDirectory(prefix="aw-bench-cold-") as tmp, database(args.database_url) as url:
         pool = db.open_pool(url, min_size=1, max_size=4)
         try:
-            rows = [run(pool, name, args.events, root / name, args.levels) for name in names]
+            rows = [run(pool, name, args.events, Path(tmp) / name, args.levels) for name in names]
         finally:
             pool.close()
     report(rows)
