@@ -23,6 +23,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from storage.cold.errors import ArchiveCorrupt
+from storage.cold.layout import DEFAULT_LAYOUT
 from storage.cold.schema import Column
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.timescale import archive, integrity, legal_hold, self_audit
@@ -192,7 +193,8 @@ def _rewrite(pool: ConnectionPool, store: ColdStore, action: FileAction, remaini
              audit: Auditor, hook: Hook) -> int | None:
     old = action.file
     table = store.read(old.path)  # for its schema and metadata, which the new file keeps
-    kept = remaining.to_arrow().cast(table.schema)
+    order = [name for name in DEFAULT_LAYOUT.order if name in remaining.columns]
+    kept = remaining.sort(order).to_arrow().cast(table.schema)  # files written before a layout change move to it
     columns = [Column(name, "") for name in old.columns]
     with pool.connection() as conn:
         conn.autocommit = True
