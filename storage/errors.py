@@ -21,3 +21,11 @@ class MigrationError(StorageError):
 
 class InvalidCursor(ValueError):
     """A pagination cursor that this server did not issue, or that was altered."""
+
+
+class TooManyRows(StorageError):
+    """A bulk read would return more rows than the caller allowed."""
+
+
+class InvalidFilter(ValueError):
+    """A filter of the data API that cannot be used as given."""
