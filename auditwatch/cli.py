@@ -545,5 +545,9 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
+from auditwatch.cli_notebooks import seed_demo_command  # noqa: E402  (registered last: it imports this module)
+
+main.add_command(seed_demo_command)
+
 if __name__ == "__main__":
     main()

@@ -41,12 +41,19 @@ def demo_incidents(traffic: DemoTraffic, start: datetime, end: datetime) -> list
 
 def seed_demo(settings: Settings, *, start: datetime, end: datetime, now: datetime, seed: int = 7,
               users: int = 300, service_accounts: int = 8,
-              progress: Callable[[int], None] | None = None) -> SeedResult:
-    """Store the demo events of [start, end) and refresh the rollups up to ``now``."""
+              progress: Callable[[datetime], None] | None = None) -> SeedResult:
+    """Store the demo events of [start, end) and refresh the rollups up to ``now``.
+
+    ``progress`` is called with the end of each generated hour.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("give start and end with a time zone (UTC)")
     if start >= end:
         raise ValueError("the seed range is empty: start must be before end")
     if end > now:
         raise ValueError("the demo history cannot reach into the future (R2): end must be at or before now")
+    if users < 60:
+        raise ValueError("the demo needs at least 60 users (password spraying targets 60 accounts)")
     traffic = DemoTraffic(seed=seed, users=users, service_accounts=service_accounts)
     services = Services.open(settings.replace(pool_max=4, pool_min=1))
     try:
@@ -60,14 +67,17 @@ def seed_demo(settings: Settings, *, start: datetime, end: datetime, now: dateti
             totals[0] += result.accepted
             totals[1] += result.duplicates
             totals[2] += result.rejected
-            if progress:
-                progress(len(batch))
             batch.clear()
 
-        for event in traffic.events(start, end):
-            batch.append(event)
+        hour = start
+        while hour < end:
+            following = min(hour.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1), end)
+            batch.extend(traffic.events(hour, following))
             if len(batch) >= BATCH:
                 flush()
+            if progress:
+                progress(following)
+            hour = following
         if batch:
             flush()
         rollups.refresh(services.pool, now=now)
