@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from auditwatch.cli import main
 from auditwatch.seed import seed_demo
 from ingest.demo import DemoTraffic
 from storage.dataapi import connect
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -70,3 +73,13 @@ def test_seed_demo_function_refuses_an_impossible_range(settings):
         seed_demo(settings, start=now, end=now, now=now)
     with pytest.raises(ValueError, match="time zone"):
         seed_demo(settings, start=datetime(2024, 4, 30), end=now, now=now)
+
+
+def test_seed_demo_is_registered_when_the_cli_runs_as_a_module(tmp_path):
+    # `auditwatch up` runs `python -m auditwatch.cli`: cli.py is then __main__, and a command module
+    # that imported auditwatch.cli back would break every command.
+    result = subprocess.run([sys.executable, "-m", "auditwatch.cli", "seed-demo", "--help"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "labelled attacks" in result.stdout
