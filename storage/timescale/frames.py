@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -102,11 +102,15 @@ class TimeRange:
 
 
 def time_range(pool: ConnectionPool) -> TimeRange:
-    """Where the data is, so a notebook can aim at it instead of at a guessed date."""
+    """Where the data is, so a notebook can aim at it instead of at a guessed date.
+
+    The times are in ``datetime.UTC`` whatever the session's TimeZone: Polars compares datetimes
+    only within one zone name, and frames here are "UTC", not "Etc/UTC".
+    """
     with pool.connection() as conn:
         first, last, count = conn.execute(
             'SELECT min("timestamp"), max("timestamp"), count(*) FROM audit_events').fetchone()
-    return TimeRange(first, last, count)
+    return TimeRange(first.astimezone(UTC) if first else None, last.astimezone(UTC) if last else None, count)
 
 
 # -- anomalies ----------------------------------------------------------------------------------------

@@ -145,6 +145,9 @@ def test_time_range_finds_the_data(aw, stored):
     assert found.events == len(stored)
     assert found.first == min(e.timestamp for e in stored)
     assert found.last == max(e.timestamp for e in stored)
+    # In datetime.UTC, not the session's Etc/UTC: Polars refuses to compare across zone names.
+    assert found.first.tzinfo is UTC and found.last.tzinfo is UTC
+    assert aw.events().filter(pl.col("timestamp") <= found.last).height == len(stored)
 
 
 def test_rollup_equals_counting_the_events(aw, pool, stored):
