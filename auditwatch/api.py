@@ -17,6 +17,7 @@ from auditwatch.services import Services
 from ingest.http import HttpError, current_key, dumps, json_response, request_body, require
 from ingest.pipeline import remote_ip
 from ingest.validate import EVENT_TYPE, parse_timestamp
+from storage import tiers
 from storage.auth import Permission, Role
 from storage.events import COLUMNS, EventRecord, Outcome
 from storage.timescale import catalog, erasure, queries
@@ -196,11 +197,13 @@ def create_blueprint(services: Services) -> Blueprint:
         include_total = (_one("include_total") or "false").lower()
         if include_total not in {"true", "false", "1", "0"}:
             raise HttpError(400, "invalid_parameter", "`include_total` must be true or false", "include_total")
-        page = queries.search(services.pool, query, after=after, with_total=include_total in {"true", "1"})
+        # Hot and archived (cold) events, merged newest first; each says which tier it came from.
+        page = tiers.search(services.pool, services.archive, query, after=after,
+                            with_total=include_total in {"true", "1"})
         audit("query_executed", metadata={"route": "list_events", "filters": _filters_of(query),
                                           "returned": len(page.events)})
         body: dict[str, Any] = {
-            "events": [e.to_json() for e in page.events],
+            "events": [{**e.to_json(), "tier": tier} for e, tier in zip(page.events, page.tiers, strict=True)],
             "next": queries.encode_cursor(page.next, query) if page.next else None,
         }
         if page.total is not None:
@@ -347,7 +350,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.put("/api/v1/retention")
     @require(Permission.CONFIGURE_RETENTION)
     def put_retention():
-        body = _body(frozenset(DEFAULT_RETENTION))
+        body = _body(frozenset(DEFAULT_RETENTION) | {"cold_years_by_type"})
         value = {**(catalog.get_setting(services.pool, "retention") or DEFAULT_RETENTION)}
         for name, (low, high) in {"hot_days": (1, 3650), "cold_years": (1, 100)}.items():
             if name in body:
@@ -355,6 +358,14 @@ def create_blueprint(services: Services) -> Blueprint:
                     raise HttpError(400, "invalid_field", f"`{name}` must be a whole number from {low} to {high}",
                                     name)
                 value[name] = body[name]
+        if "cold_years_by_type" in body:  # longer (or shorter) cold retention for some event types
+            by_type = body["cold_years_by_type"]
+            if not isinstance(by_type, dict) or len(by_type) > 1000 or not all(
+                    isinstance(k, str) and EVENT_TYPE.fullmatch(k) and isinstance(v, int) and not isinstance(v, bool)
+                    and 1 <= v <= 100 for k, v in by_type.items()):
+                raise HttpError(400, "invalid_field", "`cold_years_by_type` must map event types to whole numbers "
+                                "of years from 1 to 100, e.g. {\"config_change\": 10}", "cold_years_by_type")
+            value["cold_years_by_type"] = by_type
         previous = catalog.put_setting(services.pool, "retention", value, current_key().principal)
         audit("config_change", resource_id="retention", metadata={"before": previous, "after": value})
         return json_response(value)

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
-from auditwatch import api, openapi
+from auditwatch import api, api_anomalies, api_archive, openapi
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest import api as ingest_api
@@ -51,6 +51,8 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(ingest_api.create_blueprint(services.pipeline, max_batch=settings.max_batch))
     app.register_blueprint(api.create_blueprint(services))
     app.register_blueprint(openapi.create_blueprint())
+    app.register_blueprint(api_archive.create_blueprint(services))
+    app.register_blueprint(api_anomalies.create_blueprint(services))
 
     @app.get("/healthz")
     def healthz():

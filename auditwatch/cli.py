@@ -545,7 +545,18 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
-from auditwatch.cli_notebooks import seed_demo_command  # noqa: E402  (registered last: it imports this module)
+from auditwatch import cli_archive  # noqa: E402 - after main exists: cli_archive imports this module
+
+main.add_command(cli_archive.archive_group)
+main.add_command(cli_archive.retention_group)
+main.add_command(cli_archive.hold_group)
+
+from auditwatch import cli_analytics  # noqa: E402  (registers after main exists; it imports Context from here)
+
+for _command in cli_analytics.COMMANDS:
+    main.add_command(_command)
+
+from auditwatch.cli_notebooks import seed_demo_command  # noqa: E402  (registered after main exists)
 
 main.add_command(seed_demo_command)
 

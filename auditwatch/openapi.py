@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from auditwatch import openapi_anomalies, openapi_archive
 from ingest.http import json_response
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -35,6 +36,8 @@ _EVENT_OUT = {
             "source_country": {"type": "string", "nullable": True},
             "source_asn": {"type": "string", "nullable": True},
             "received_at": {"type": "string", "format": "date-time"},
+            "tier": {"type": "string", "enum": ["hot", "cold"],
+                     "description": "where the event was read from (cold: the Parquet archive)"},
         }},
     ]
 }
@@ -165,7 +168,9 @@ DOCUMENT: dict[str, Any] = {
                     "responses": {"200": _ok("retention"), **_AUTH_ERRORS}},
             "put": {"summary": "Change retention settings (audited)", "x-permission": "configure_retention",
                     "requestBody": _json_body({"type": "object", "additionalProperties": False, "properties": {
-                        "hot_days": {"type": "integer"}, "cold_years": {"type": "integer"}}}),
+                        "hot_days": {"type": "integer"}, "cold_years": {"type": "integer"},
+                        "cold_years_by_type": {"type": "object", "additionalProperties": {"type": "integer"},
+                                               "description": "cold retention in years per event type"}}}),
                     "responses": {"200": _ok("stored"), **_AUTH_ERRORS}},
         },
         "/api/v1/openapi.json": {
@@ -191,6 +196,10 @@ DOCUMENT: dict[str, Any] = {
                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
     },
 }
+
+
+DOCUMENT["paths"].update(openapi_archive.PATHS)
+DOCUMENT["paths"].update(openapi_anomalies.PATHS)
 
 
 def create_blueprint() -> Blueprint:

@@ -17,6 +17,7 @@ from ingest.pipeline import IngestPipeline, IngestPolicy
 from ingest.redact import DEFAULT_SENSITIVE_KEYS, Redactor
 from ingest.validate import ValidationPolicy
 from storage.auth import ApiKey
+from storage.cold.store import ColdStore
 from storage.events import EventRecord, Outcome
 from storage.timescale import catalog, db
 from storage.timescale.cluster import LocalCluster
@@ -28,6 +29,11 @@ def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     return LocalCluster(settings.resolved_data_dir(), port=settings.db_port).url
+
+
+def archive_root(settings: Settings) -> str:
+    """Where the cold tier lives: the configured URL, or a directory beside the embedded database."""
+    return settings.archive_url or str(settings.resolved_data_dir() / "archive")
 
 
 def ingest_policy(settings: Settings) -> IngestPolicy:
@@ -69,6 +75,10 @@ class Services:
     def close(self) -> None:
         self.committer.close()
         self.pool.close()
+
+    @property
+    def archive(self) -> ColdStore:
+        return ColdStore(archive_root(self.settings))
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The key's record, cached briefly so each request does not cost a query.

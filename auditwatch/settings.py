@@ -57,6 +57,18 @@ class Settings:
     max_query_limit: int = 1000
     max_export_rows: int = 5_000_000
 
+    # Cold tier: Parquet archive, retention and legal hold (retention periods themselves are the
+    # run-time `retention` setting, PUT /api/v1/retention)
+    archive_url: str = ""  # a directory or a pyarrow filesystem URL (s3://bucket/prefix); empty: <data_dir>/archive
+    archive_interval_seconds: int = 6 * 3600  # how often the worker archives and expires (each run is idempotent)
+    # Analytics (anomaly detection jobs in `auditwatch worker`, on the leader only; see analytics/jobs.py)
+    analytics_enabled: bool = True
+    analytics_score_seconds: int = 60  # how often new windows are scored
+    analytics_refit_seconds: int = 6 * 3600  # how often baselines are refitted and stored as a new version
+    analytics_history_days: float = 14.0  # history each refit learns from
+    analytics_late_minutes: int = 60  # rescored every run, so events arriving this late are still counted
+    analytics_min_score: float = 0.6  # calibrated score (0.6: one window in a million) from which to store
+
     @property
     def embedded(self) -> bool:
         return not self.database_url
@@ -104,6 +116,10 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`unknown_users` must be `reject` or `register`")
     if settings.max_batch < 1 or settings.max_batch > 100_000:
         raise SettingsError("`max_batch` must be between 1 and 100000")
+    if not 0 <= settings.analytics_min_score <= 1:
+        raise SettingsError("`analytics_min_score` must be between 0 and 1")
+    if settings.analytics_score_seconds < 1 or settings.analytics_refit_seconds < 1:
+        raise SettingsError("`analytics_score_seconds` and `analytics_refit_seconds` must be at least 1")
     if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):
         raise SettingsError("`database_url` must be a postgresql:// URL (or empty for the embedded database)")
     return settings

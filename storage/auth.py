@@ -22,6 +22,8 @@ class Permission(enum.StrEnum):
     CONFIGURE_RETENTION = "configure_retention"
     MANAGE_KEYS = "manage_keys"
     MANAGE_CATALOG = "manage_catalog"
+    LEGAL_HOLD = "legal_hold"  # place, list and release legal holds (auditors and admins)
+    TRIAGE_ANOMALIES = "triage_anomalies"  # mark anomalies false/true positives (feedback honoured by scoring)
 
 
 class Role(enum.StrEnum):
@@ -35,7 +37,7 @@ class Role(enum.StrEnum):
 # plus ingest for the machines that send events and catalogue management for admins.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW}),
-    Role.AUDITOR: frozenset({Permission.VIEW, Permission.EXPORT}),
+    Role.AUDITOR: frozenset({Permission.VIEW, Permission.EXPORT, Permission.LEGAL_HOLD, Permission.TRIAGE_ANOMALIES}),
     Role.ADMIN: frozenset(
         {
             Permission.VIEW,
@@ -45,6 +47,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_KEYS,
             Permission.MANAGE_CATALOG,
             Permission.INGEST,
+            Permission.LEGAL_HOLD,
+            Permission.TRIAGE_ANOMALIES,
         }
     ),
     Role.SYSTEM: frozenset({Permission.INGEST, Permission.BACKFILL}),

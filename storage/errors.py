@@ -29,3 +29,11 @@ class TooManyRows(StorageError):
 
 class InvalidFilter(ValueError):
     """A filter of the data API that cannot be used as given."""
+
+
+class LegalHoldError(ValueError):
+    """A legal hold that cannot be placed or released as asked."""
+
+
+class HoldNotFound(LegalHoldError):
+    """No legal hold has this id."""

@@ -17,7 +17,7 @@ from storage.timescale import catalog
 from tests.auditwatch.conftest import error_of
 
 PUBLIC = {"/api/v1/openapi.json"}
-SAMPLE_ARGS = {"event_id": str(uuid.uuid4()), "name": "no-such-key"}
+SAMPLE_ARGS = {"event_id": str(uuid.uuid4()), "name": "no-such-key", "hold_id": "999999"}
 
 
 def api_routes(app: Flask) -> list[tuple[str, str, str, Permission]]:

@@ -21,6 +21,8 @@ SEEDED_TYPES = {
     "file_download", "api_key_created", "api_key_revoked", "system_startup", "system_shutdown",
     "config_change", "query_executed", "export_requested",
 }
+# Erasure, legal holds, archiving and cold expiry audit themselves under these (0001, 0006).
+PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expired"}
 
 
 def _migrated(url: str, **kwargs) -> psycopg.Connection:
@@ -63,7 +65,7 @@ def test_migrate_applies_each_once_and_records_it(empty_db_url):
         assert migrations.migrate(conn) == []
         assert len(_recorded(conn)) == len(migrations.available())
         seeded = conn.execute("SELECT count(*) FROM event_types").fetchone()[0]
-        assert seeded == len(SEEDED_TYPES) + 1  # the seed's types plus event_erased, not seeded twice
+        assert seeded == len(SEEDED_TYPES) + len(PLATFORM_TYPES)  # not seeded twice
     assert _lock_is_free(empty_db_url)
 
 
@@ -128,7 +130,7 @@ def test_concurrent_migrators_in_two_processes_apply_once(empty_db_url):
         assert conn.execute(
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'audit_events'"
         ).fetchone()[0] == 1
-        assert conn.execute("SELECT count(*) FROM event_types").fetchone()[0] == len(SEEDED_TYPES) + 1
+        assert conn.execute("SELECT count(*) FROM event_types").fetchone()[0] == len(SEEDED_TYPES) + len(PLATFORM_TYPES)
 
 
 def test_an_edited_applied_migration_is_refused(empty_db_url):
@@ -245,8 +247,8 @@ def test_event_types_catalogue_is_seeded(conn):
     types = {r[0] for r in rows}
     assert SEEDED_TYPES <= types
     assert len(SEEDED_TYPES) == 14
-    # The seed's fourteen, plus the type the erasure path records itself under.
-    assert types == SEEDED_TYPES | {"event_erased"}
+    # The seed's fourteen, plus the types the platform records its own actions under.
+    assert types == SEEDED_TYPES | PLATFORM_TYPES
     assert all(builtin and description for _, builtin, description in rows)
 
 

@@ -62,3 +62,8 @@ CREATE TABLE detector_models (
     model        bytea       NOT NULL,
     PRIMARY KEY (detector, version)
 );
+
+-- Added with the detectors (analytics/): listing one detector's anomalies, and the scoring job's
+-- lookup of live false-positive scopes.
+CREATE INDEX anomalies_detector_idx ON anomalies (detector, window_start DESC);
+CREATE INDEX anomaly_feedback_until_idx ON anomaly_feedback (verdict, until);

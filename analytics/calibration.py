@@ -1,0 +1,68 @@
+"""One score scale for every detector: a score is a tail probability on a log scale.
+
+``score = -log10(p) / 10`` clipped to [0, 1], where ``p`` is the probability, under the learned
+normal behaviour of the entity, of a window at least this extreme. So 0.6 means "one in a million
+windows" whichever detector produced it, and an analyst can compare scores across detectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# p <= 1e-6: the default line between "unusual" and "anomalous".
+ANOMALY_SCORE = 0.6
+SEVERITIES = ((0.9, "critical"), (0.8, "high"), (0.7, "medium"), (0.0, "low"))
+_FLOOR = 1e-300
+
+
+def score_from_p(p: np.ndarray | float) -> np.ndarray:
+    """Calibrated score in [0, 1] from tail probabilities."""
+    p = np.clip(np.asarray(p, dtype=float), _FLOOR, 1.0)
+    return np.clip(-np.log10(p) / 10.0, 0.0, 1.0)
+
+
+def p_from_score(score: np.ndarray | float) -> np.ndarray:
+    """The tail probability a calibrated score stands for."""
+    return np.power(10.0, -10.0 * np.asarray(score, dtype=float))
+
+
+def severity(score: float) -> str:
+    """low | medium | high | critical from a calibrated score."""
+    for low, name in SEVERITIES:
+        if score >= low:
+            return name
+    return "low"
+
+
+class EmpiricalTail:
+    """Tail probabilities of a raw score from its distribution on normal data.
+
+    Inside the sample the tail is empirical (with a +1 so it is never zero); beyond the top
+    ``tail_fraction`` of the sample it is extrapolated with an exponential fitted to the excesses,
+    which is what makes a one-in-a-million statement possible from fifty thousand samples.
+    """
+
+    def __init__(self, *, tail_fraction: float = 0.01) -> None:
+        self.tail_fraction = tail_fraction
+
+    def fit(self, raw: np.ndarray) -> EmpiricalTail:
+        raw = np.sort(np.asarray(raw, dtype=float))
+        if raw.size == 0:
+            raise ValueError("cannot calibrate on an empty sample; fit on history with some normal windows")
+        self.sorted_ = raw
+        k = max(10, int(raw.size * self.tail_fraction))
+        k = min(k, raw.size)
+        self.threshold_ = raw[-k]
+        excess = raw[-k:] - self.threshold_
+        self.scale_ = max(float(excess.mean()), 1e-9)
+        self.tail_p_ = k / (raw.size + 1)
+        return self
+
+    def sf(self, raw: np.ndarray) -> np.ndarray:
+        """P(raw score >= value) on normal data."""
+        raw = np.asarray(raw, dtype=float)
+        n = self.sorted_.size
+        above = n - np.searchsorted(self.sorted_, raw, side="left")
+        empirical = (above + 1) / (n + 1)
+        extrapolated = self.tail_p_ * np.exp(-(raw - self.threshold_) / self.scale_)
+        return np.where(raw > self.threshold_, np.minimum(empirical, extrapolated), empirical)

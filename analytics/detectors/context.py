@@ -1,0 +1,159 @@
+"""New or rare context: a first-seen country, network (ASN), source IP or client for a user.
+
+How surprising a first is depends on the user (someone who shows up from a new address every
+day is not surprising when they do it again) and on the population (a country half the company
+logs in from is not surprising, one nobody has ever used is). So a first is scored as the user's
+rate of firsts (distinct values over events, a Good-Turing style estimate) times the share of
+users that have ever used the value; location (country, else ASN, else IP) client and hour of day are
+combined as independent evidence.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from analytics.detectors.base import Detector, with_scores
+from analytics.detectors.counts import _empty_scores
+
+ATTRIBUTES = ("source_country", "source_asn", "source_ip", "user_agent")
+
+
+class NewContext(Detector):
+    """First-seen country, ASN, source IP or user agent for a user, weighed by how rare it is.
+
+    Parameters
+    ----------
+    window : str, default "10m"
+        Firsts of one user within this window form one finding.
+    min_history : int, default 20
+        Users with fewer events are new themselves: their firsts count as unsurprising for the user part.
+    hour_prior : float, default 50.0
+        Pseudo-events of population activity in each user's hour-of-day profile; a first at an hour the
+        user is never active is more surprising than one in their working day.
+
+    Attributes
+    ----------
+    known_ : polars.DataFrame
+        (user_id, attribute, value) seen in history.
+    users_ : polars.DataFrame
+        Per user: events with a source, and distinct values per attribute.
+    population_ : dict
+        Per attribute: value → number of users that used it; and the number of users.
+    version_ : str
+        Identifies the fitted model.
+    """
+
+    name = "new_context"
+
+    def __init__(self, *, window: str = "10m", min_history: int = 20, hour_prior: float = 50.0) -> None:
+        self.window = window
+        self.min_history = min_history
+        self.hour_prior = hour_prior
+
+    @staticmethod
+    def _long(events: pl.LazyFrame) -> pl.LazyFrame:
+        """(user, time, attribute, value) for every non-failed event: a failed login is not the user being there."""
+        return pl.concat([
+            events.filter(pl.col(a).is_not_null() & (pl.col("outcome") != "failure")).select("user_id", "timestamp", "event_id",
+                                                          pl.lit(a).alias("attribute"), pl.col(a).alias("value"))
+            for a in ATTRIBUTES
+        ])
+
+    def _fit(self, events: pl.DataFrame) -> None:
+        long = self._long(events.lazy())
+        self.known_ = long.group_by("user_id", "attribute", "value").agg(pl.len().alias("seen")).collect()
+        counts = events.lazy().filter(pl.col("source_ip").is_not_null() & (pl.col("outcome") != "failure")).group_by("user_id").agg(
+            pl.len().alias("n")).collect()
+        distinct = self.known_.group_by("user_id", "attribute").agg(pl.len().alias("d")).pivot(
+            on="attribute", index="user_id", values="d")
+        self.users_ = counts.join(distinct, on="user_id", how="left").fill_null(0)
+        for a in ATTRIBUTES:
+            if a not in self.users_.columns:
+                self.users_ = self.users_.with_columns(pl.lit(0, dtype=pl.UInt32).alias(a))
+        hours = events.lazy().with_columns(pl.col("timestamp").dt.hour().alias("hour"))
+        self.hours_ = hours.group_by("user_id", "hour").agg(pl.len().alias("at_hour")).collect()
+        share = np.ones(24)
+        per_hour = hours.group_by("hour").agg(pl.len().alias("k")).collect()
+        share[per_hour["hour"].to_numpy()] += per_hour["k"].to_numpy()
+        self.hour_share_ = share / share.sum()
+        self.population_ = {
+            "users": max(events.select(pl.col("user_id").n_unique()).item() if events.height else 0, 1),
+            **{a: dict(self.known_.filter(pl.col("attribute") == a).group_by("value").agg(pl.len().alias("u"))
+                       .iter_rows()) for a in ATTRIBUTES},
+        }
+
+    def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
+        firsts = (self._long(events)
+                  .join(self.known_.lazy().select("user_id", "attribute", "value"),
+                        on=["user_id", "attribute", "value"], how="anti")
+                  .group_by("user_id", "attribute", "value")
+                  .agg(pl.col("event_id").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min())
+                  .collect())
+        if firsts.is_empty():
+            return _empty_scores()
+        firsts = (firsts.with_columns(pl.col("timestamp").dt.hour().alias("hour"))
+                  .join(self.users_, on="user_id", how="left").join(self.hours_, on=["user_id", "hour"], how="left"))
+        n = firsts["n"].fill_null(0).to_numpy().astype(float)
+        p_hour = np.where(n >= self.min_history,
+                          (firsts["at_hour"].fill_null(0).to_numpy() + self.hour_prior
+                           * self.hour_share_[firsts["hour"].to_numpy()]) / (n + self.hour_prior), 1.0)
+        p_user = np.ones(firsts.height)
+        share = np.ones(firsts.height)
+        users = self.population_["users"]
+        for a in ATTRIBUTES:
+            mask = (firsts["attribute"] == a).to_numpy()
+            d = firsts[a].fill_null(0).to_numpy().astype(float)
+            rate = np.maximum(d, 1.0) / (n + 1.0)
+            p_user = np.where(mask, np.where(n >= self.min_history, rate, 1.0), p_user)
+            if a != "source_ip":
+                used = firsts["value"].replace_strict(self.population_[a], default=0, return_dtype=pl.Float64)
+                share = np.where(mask, (used.to_numpy() + 1.0) / (users + 2.0), share)
+        firsts = firsts.with_columns(pl.Series("p_attr", np.minimum(p_user * share, 1.0)),
+                                     pl.Series("p_user", p_user), pl.Series("pop_share", share),
+                                     pl.Series("p_hour", np.minimum(p_hour, 1.0)),
+                                     pl.col("timestamp").dt.truncate(self.window).alias("window_start"))
+        location = {"source_country": 0, "source_asn": 1, "source_ip": 2}
+        # Per user and window: location evidence is the most specific first that is new (country, else
+        # ASN, else IP), client evidence the new user agent; the two multiply.
+        grouped = (
+            firsts.with_columns(pl.col("attribute").replace_strict(location, default=9, return_dtype=pl.Int8)
+                                .alias("rank"))
+            .sort("rank")
+            .group_by("user_id", "window_start", maintain_order=True)
+            .agg(
+                pl.col("p_attr").filter(pl.col("rank") < 9).first().fill_null(1.0).alias("p_location"),
+                pl.col("p_attr").filter(pl.col("rank") == 9).first().fill_null(1.0).alias("p_client"),
+                pl.struct("attribute", "value", "p_user", "pop_share").alias("firsts"),
+                pl.col("event_id").unique(maintain_order=True).head(10).alias("sample_event_ids"),
+                pl.col("n").first().alias("history_events"),
+                pl.col("p_hour").min().alias("p_hour"), pl.col("hour").first().alias("hour"),
+            )
+        )
+        frame = grouped.rename({"user_id": "entity_value"}).with_columns(
+            pl.lit("user").alias("entity_type"),
+            (pl.col("window_start") + _duration(self.window)).alias("window_end"))
+        return with_scores(frame, (frame["p_location"] * frame["p_client"] * frame["p_hour"]).to_numpy())
+
+    def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
+        firsts = row["firsts"]
+        named = ", ".join(f"{f['attribute'].removeprefix('source_')} {f['value']}" for f in firsts[:4])
+        return {
+            "summary": f"first time {row['entity_value']} was seen with {named} "
+                       f"(after {int(row['history_events'] or 0)} events of history)",
+            "observed": {f["attribute"]: f["value"] for f in firsts},
+            "expected": {f"{f['attribute']}_new_rate_for_user": round(f["p_user"], 6) for f in firsts},
+            "features": [{"name": f"new_{f['attribute']}", "value": f["value"],
+                          "contribution": round(-np.log10(max(f["p_user"] * f["pop_share"], 1e-300)), 2)}
+                         for f in firsts],
+            "peers": {f"share_of_users_with_{f['attribute']}": round(f["pop_share"], 6)
+                      for f in firsts if f["attribute"] != "source_ip"},
+            "hour": {"hour_utc": row["hour"], "share_of_user_activity": round(float(row["p_hour"]), 6)},
+        }
+
+
+def _duration(window: str) -> timedelta:
+    return {"1m": timedelta(minutes=1), "10m": timedelta(minutes=10), "1h": timedelta(hours=1)}[window]

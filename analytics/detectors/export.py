@@ -1,0 +1,149 @@
+"""Unusual data export volume, against the user's own baseline and their peer group's.
+
+Volumes are log-normal-ish, so the baseline is a robust location and scale (median, MAD) of
+log(1 + volume) over the user's windows with any export, shrunk towards the peer group's when the
+user has little history. Rows exported (data_export, export_requested) and bytes downloaded are
+scored separately and the rarer one counts (with a factor two for looking twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from analytics import features as F
+from analytics.detectors.base import Detector, with_scores
+from analytics.detectors.counts import _empty_scores
+
+MEASURES = {"export_rows": F.export_rows, "download_bytes": F.download_bytes}
+
+
+class ExportVolume(Detector):
+    """Export volume per user and window, against the user's and the peer group's baseline.
+
+    Parameters
+    ----------
+    windows : tuple of str, default ("10m", "1h")
+        Tumbling windows scored.
+    peer_groups : mapping of str to str or None, default None
+        User id → peer group (e.g. department); users not in it, or all when None, form one group.
+    shrinkage : float, default 10.0
+        Windows of peer-group evidence mixed into each user's baseline.
+    min_scale : float, default 0.5
+        Floor of the log-volume scale, so a user who always exports the same amount is not alarmed by a little more.
+    df : float, default 30.0
+        Degrees of freedom of the Student-t tail (a little heavier than normal).
+
+    Attributes
+    ----------
+    baselines_ : dict
+        Per (measure, window): per-user and per-group location and scale of log volume.
+    version_ : str
+        Identifies the fitted model.
+    """
+
+    name = "export_volume"
+
+    def __init__(self, *, windows: tuple[str, ...] = ("10m", "1h"), peer_groups: Mapping[str, str] | None = None,
+                 shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0) -> None:
+        self.windows = windows
+        self.peer_groups = peer_groups
+        self.shrinkage = shrinkage
+        self.min_scale = min_scale
+        self.df = df
+
+    def _volumes(self, events: pl.LazyFrame, window: str) -> pl.LazyFrame:
+        groups = dict(self.peer_groups or {})
+        return (
+            events.with_columns(pl.col("timestamp").dt.truncate(F.every(window)).alias("window_start"))
+            .group_by("user_id", "window_start")
+            .agg(*(pl.col(name).sum() for name in MEASURES), pl.len().alias("exports"),
+                 pl.col("event_id").head(F.SAMPLE_IDS).alias("sample_event_ids"))
+            .with_columns(pl.col("user_id").replace_strict(groups, default="all").alias("peer_group"),
+                          (pl.col("window_start") + F.WINDOWS[window]).alias("window_end"))
+        )
+
+    @staticmethod
+    def _exports(events: pl.LazyFrame) -> pl.LazyFrame:
+        """Export and download events with their volumes, read from metadata once for every window."""
+        return (events.filter(pl.col("event_type").is_in(F.EXPORT_TYPES + F.DOWNLOAD_TYPES))
+                .select("user_id", "timestamp", "event_id", *(fn().alias(name) for name, fn in MEASURES.items()))
+                .collect().lazy())
+
+    def _fit(self, events: pl.DataFrame) -> None:
+        self.baselines_ = {}
+        exports = self._exports(events.lazy())
+        for window in self.windows:
+            volumes = self._volumes(exports, window).collect()
+            for measure in MEASURES:
+                logs = volumes.filter(pl.col(measure) > 0).with_columns(pl.col(measure).log1p().alias("v"))
+                robust = [pl.col("v").median().alias("loc"),
+                          ((pl.col("v") - pl.col("v").median()).abs().median() * 1.4826).alias("scale"),
+                          pl.len().alias("n")]
+                self.baselines_[(measure, window)] = {
+                    "users": logs.group_by("user_id").agg(robust),
+                    "groups": logs.group_by("peer_group").agg(robust),
+                    "overall": logs.select(robust).row(0, named=True) if logs.height else
+                    {"loc": 8.0, "scale": 2.0, "n": 0},
+                }
+
+    def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
+        parts = []
+        exports = self._exports(events)
+        for window in self.windows:
+            volumes = self._volumes(exports, window).collect()
+            if volumes.is_empty():
+                continue
+            per_measure = []
+            for measure in MEASURES:
+                base = self.baselines_[(measure, window)]
+                overall = base["overall"]
+                frame = (volumes.join(base["users"], on="user_id", how="left")
+                         .join(base["groups"].rename({"loc": "g_loc", "scale": "g_scale", "n": "g_n"}),
+                               on="peer_group", how="left"))
+                n = frame["n"].fill_null(0).to_numpy().astype(float)
+                g_loc = frame["g_loc"].fill_null(overall["loc"]).to_numpy()
+                g_scale = np.maximum(frame["g_scale"].fill_null(overall["scale"] or 1.0).to_numpy(), self.min_scale)
+                u_loc = frame["loc"].fill_null(0.0).to_numpy()
+                u_scale = frame["scale"].fill_null(0.0).to_numpy()
+                c = self.shrinkage
+                loc = (n * u_loc + c * g_loc) / (n + c)
+                scale = np.maximum(np.sqrt((n * u_scale**2 + c * g_scale**2) / (n + c)), self.min_scale)
+                value = np.log1p(frame[measure].to_numpy())
+                z = (value - loc) / scale
+                p = np.where(frame[measure].to_numpy() > 0, stats.t.sf(z, self.df), 1.0)
+                per_measure.append((measure, p, loc, scale, z, g_loc))
+            best = np.argmin(np.stack([m[1] for m in per_measure]), axis=0)
+            # The rarer measure of each window, and its baseline.
+            _, p, loc, scale, z, peer = (np.choose(best, [m[i] for m in per_measure]) for i in range(6))
+            p = np.minimum(2 * p, 1.0)
+            frame = volumes.with_columns(
+                pl.lit("user").alias("entity_type"), pl.col("user_id").alias("entity_value"),
+                pl.lit(window).alias("window"),
+                pl.Series("measure", np.array(list(MEASURES))[best]),
+                pl.Series("expected_log", loc), pl.Series("scale_log", scale), pl.Series("z", z),
+                pl.Series("peer_log", peer))
+            parts.append(with_scores(frame, p))
+        return pl.concat(parts, how="diagonal_relaxed") if parts else _empty_scores()
+
+    def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
+        measure = row["measure"]
+        observed = row[measure]
+        expected = float(np.expm1(row["expected_log"]))
+        peer = float(np.expm1(row["peer_log"]))
+        unit = "rows" if measure == "export_rows" else "bytes"
+        return {
+            "summary": f"{row['entity_value']} moved {observed:,.0f} {unit} in {row['window']} "
+                       f"(typical ≈ {expected:,.0f}; peers ≈ {peer:,.0f})",
+            "observed": {measure: observed, "exports": row["exports"], "window": row["window"]},
+            "expected": {measure: round(expected, 1), "log_scale": round(float(row["scale_log"]), 3)},
+            "features": [{"name": measure, "value": observed, "contribution": 0.9},
+                         {"name": "exports", "value": row["exports"], "contribution": 0.1}],
+            "peers": {"group": row["peer_group"], f"typical_{measure}": round(peer, 1),
+                      "times_peer_typical": round(observed / max(peer, 1.0), 1)},
+            "z": round(float(row["z"]), 2),
+        }

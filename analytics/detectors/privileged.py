@@ -1,0 +1,120 @@
+"""Off-hours or unusual privileged actions: by an actor outside their working hours, or who never does them.
+
+Two rarities, learned per actor with shrinkage towards the population: how often the actor's
+events are this kind of privileged action, and how often the actor is active at this hour of the
+day. Their product is the chance of seeing this action at this hour from this actor.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from analytics import features as F
+from analytics.detectors.base import Detector, with_scores
+from analytics.detectors.counts import _empty_scores
+
+
+class PrivilegedAction(Detector):
+    """Privileged actions (permission_change, api_key_created, config_change, another's password_change).
+
+    Parameters
+    ----------
+    type_prior : float, default 50.0
+        Pseudo-events of population behaviour mixed into each actor's action-type frequencies.
+    hour_prior : float, default 50.0
+        Pseudo-events of population activity mixed into each actor's hour-of-day profile.
+    min_type_share : float, default 1e-4
+        Floor of the population share of a privileged type never seen in history.
+
+    Attributes
+    ----------
+    actors_ : polars.DataFrame
+        Per actor: events, and counts per privileged type.
+    hours_ : polars.DataFrame
+        Per actor and hour of day: events.
+    type_share_, hour_share_ : dict, numpy.ndarray
+        Population shares of each privileged type and of each hour.
+    version_ : str
+        Identifies the fitted model.
+    """
+
+    name = "privileged_action"
+
+    def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4) -> None:
+        self.type_prior = type_prior
+        self.hour_prior = hour_prior
+        self.min_type_share = min_type_share
+
+    @staticmethod
+    def _actions(events: pl.LazyFrame) -> pl.LazyFrame:
+        return events.filter(pl.col("event_type").is_in(F.PRIVILEGED_TYPES)).filter(F.is_privileged()).with_columns(
+            pl.col("timestamp").dt.hour().alias("hour"), F.target_user().alias("target"))
+
+    def _fit(self, events: pl.DataFrame) -> None:
+        lf = events.lazy()
+        total = max(events.height, 1)
+        self.actors_ = lf.group_by("user_id").agg(pl.len().alias("events")).collect()
+        actions = self._actions(lf).collect()
+        self.action_counts_ = actions.group_by("user_id", "event_type").agg(pl.len().alias("done"))
+        self.type_share_ = {t: max(actions.filter(pl.col("event_type") == t).height / total, self.min_type_share)
+                            for t in F.PRIVILEGED_TYPES}
+        hours = lf.with_columns(pl.col("timestamp").dt.hour().alias("hour"))
+        self.hours_ = hours.group_by("user_id", "hour").agg(pl.len().alias("at_hour")).collect()
+        per_hour = hours.group_by("hour").agg(pl.len().alias("n")).collect()
+        share = np.full(24, 1.0)
+        share[per_hour["hour"].to_numpy()] += per_hour["n"].to_numpy()
+        self.hour_share_ = share / share.sum()
+
+    def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
+        found = self._actions(events).collect()
+        if found.is_empty():
+            return _empty_scores()
+        found = (found.join(self.actors_, on="user_id", how="left")
+                 .join(self.action_counts_, on=["user_id", "event_type"], how="left")
+                 .join(self.hours_, on=["user_id", "hour"], how="left"))
+        n = found["events"].fill_null(0).to_numpy().astype(float)
+        done = found["done"].fill_null(0).to_numpy().astype(float)
+        at_hour = found["at_hour"].fill_null(0).to_numpy().astype(float)
+        type_share = found["event_type"].replace_strict(self.type_share_, default=self.min_type_share,
+                                                        return_dtype=pl.Float64).to_numpy()
+        hour_share = self.hour_share_[found["hour"].to_numpy()]
+        p_type = (done + self.type_prior * type_share) / (n + self.type_prior)
+        p_hour = (at_hour + self.hour_prior * hour_share) / (n + self.hour_prior)
+        frame = found.with_columns(
+            pl.lit("user").alias("entity_type"), pl.col("user_id").alias("entity_value"),
+            pl.col("timestamp").dt.truncate("1m").alias("window_start"),
+            (pl.col("timestamp").dt.truncate("1m") + timedelta(minutes=1)).alias("window_end"),
+            pl.concat_list(pl.col("event_id")).alias("sample_event_ids"),
+            pl.Series("p_type", p_type), pl.Series("p_hour", p_hour),
+            pl.Series("pop_type_share", type_share), pl.Series("pop_hour_share", hour_share))
+        scored = with_scores(frame, p_type * p_hour)
+        # One row per actor and minute: the rarest action in it.
+        return (scored.sort("p_value").group_by("entity_value", "window_start", maintain_order=True).first())
+
+    def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
+        done, n = int(row["done"] or 0), int(row["events"] or 0)
+        habit = "never before" if done == 0 else f"{done} times in {n} events"
+        return {
+            "summary": f"{row['entity_value']} did {row['event_type']} at {row['hour']:02d}:00 UTC ({habit}; "
+                       f"{100 * (row['at_hour'] or 0) / max(n, 1):.1f}% of their activity is at this hour)",
+            "observed": {"action": row["event_type"], "hour_utc": row["hour"], "target": row["target"]},
+            "expected": {"share_of_actor_events": round(float(row["p_type"]), 8),
+                         "share_of_actor_activity_at_hour": round(float(row["p_hour"]), 6)},
+            "features": [
+                {"name": "action_rarity", "value": round(float(row["p_type"]), 8),
+                 "contribution": _share(row["p_type"], row["p_hour"])},
+                {"name": "hour_rarity", "value": round(float(row["p_hour"]), 6),
+                 "contribution": _share(row["p_hour"], row["p_type"])},
+            ],
+            "peers": {"population_share_of_action": round(float(row["pop_type_share"]), 8),
+                      "population_share_at_hour": round(float(row["pop_hour_share"]), 6)},
+        }
+
+
+def _share(a: float, b: float) -> float:
+    la, lb = -np.log(max(a, 1e-300)), -np.log(max(b, 1e-300))
+    return round(float(la / max(la + lb, 1e-12)), 3)

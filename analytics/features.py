@@ -1,0 +1,129 @@
+"""Features as Polars expressions over LazyFrames of events (see ``analytics.events``).
+
+The same functions serve the scheduled job (frames read from TimescaleDB), the CLI over a file and
+a notebook. Everything stays lazy until a detector collects it; NumPy only at the detector boundary.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+PRIVILEGED_TYPES = ("permission_change", "api_key_created", "config_change", "password_change")
+EXPORT_TYPES = ("data_export", "export_requested")
+DOWNLOAD_TYPES = ("file_download",)
+SAMPLE_IDS = 10
+
+WINDOWS = {"1m": timedelta(minutes=1), "10m": timedelta(minutes=10), "1h": timedelta(hours=1)}
+
+
+def every(window: str) -> str:
+    """The Polars duration string of a window name."""
+    return {"1m": "1m", "10m": "10m", "1h": "1h"}[window]
+
+
+def is_failed_login() -> pl.Expr:
+    return (pl.col("event_type") == "user_login") & (pl.col("outcome") == "failure")
+
+
+def is_successful_login() -> pl.Expr:
+    return (pl.col("event_type") == "user_login") & (pl.col("outcome") == "success")
+
+
+def with_user_ip(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds ``user_ip`` ("user|address"), the entity of a user from one address."""
+    return events.with_columns(pl.concat_str([pl.col("user_id"), pl.col("source_ip")], separator="|").alias("user_ip"))
+
+
+def hour_of_week(ts: str | pl.Expr = "timestamp") -> pl.Expr:
+    """0..167, Monday 00:00 UTC = 0: the seasonality index."""
+    col = pl.col(ts) if isinstance(ts, str) else ts
+    return ((col.dt.weekday().cast(pl.Int16) - 1) * 24 + col.dt.hour().cast(pl.Int16)).cast(pl.Int16)
+
+
+def metadata_number(key: str) -> pl.Expr:
+    """A numeric metadata field (null when absent or not a number)."""
+    return pl.col("metadata").str.json_path_match(f"$.{key}").cast(pl.Float64, strict=False)
+
+
+def export_rows() -> pl.Expr:
+    """Rows that left in a bulk export (data_export, export_requested); 0 for other events."""
+    return pl.when(pl.col("event_type").is_in(EXPORT_TYPES)).then(
+        metadata_number("rows").fill_null(1.0)).otherwise(0.0)
+
+
+def download_bytes() -> pl.Expr:
+    """Bytes downloaded as files; 0 for other events."""
+    return pl.when(pl.col("event_type").is_in(DOWNLOAD_TYPES)).then(
+        metadata_number("bytes").fill_null(0.0)).otherwise(0.0)
+
+
+def target_user() -> pl.Expr:
+    """Whom a privileged action was about: metadata.target_user, else resource_id."""
+    return pl.coalesce(pl.col("metadata").str.json_path_match("$.target_user"), pl.col("resource_id"))
+
+
+def is_privileged() -> pl.Expr:
+    """A privileged action; a password change counts only when it is someone else's password."""
+    other = target_user().is_not_null() & (target_user() != pl.col("user_id"))
+    return pl.col("event_type").is_in(PRIVILEGED_TYPES[:3]) | ((pl.col("event_type") == "password_change") & other)
+
+
+def window_counts(events: pl.LazyFrame, entity: str, window: str, *, distinct: str | None = None) -> pl.LazyFrame:
+    """Per entity and tumbling window: ``count`` of events (or distinct ``distinct`` values) and sample ids."""
+    statistic = pl.col(distinct).n_unique() if distinct else pl.len()
+    return (
+        events.filter(pl.col(entity).is_not_null())
+        .with_columns(pl.col("timestamp").dt.truncate(every(window)).alias("window_start"))
+        .group_by(entity, "window_start")
+        .agg(statistic.cast(pl.Int64).alias("count"), pl.col("event_id").head(SAMPLE_IDS).alias("sample_event_ids"),
+             pl.col("user_id").unique().head(20).alias("users"))
+        .with_columns((pl.col("window_start") + WINDOWS[window]).alias("window_end"),
+                      hour_of_week("window_start").alias("how"))
+        .rename({entity: "entity_value"})
+    )
+
+
+def failures_before_success(events: pl.LazyFrame, key: str, lookback: timedelta) -> pl.LazyFrame:
+    """For each successful login: failed logins with the same ``key`` in the ``lookback`` before it."""
+    base = events.filter(pl.col(key).is_not_null())
+    failures = (base.filter(is_failed_login()).select(key, "timestamp").sort("timestamp")
+                .with_columns(pl.int_range(1, pl.len() + 1).over(key).alias("cum")))
+    keep = list(dict.fromkeys([key, "timestamp", "event_id", "user_id", "source_ip"]))
+    successes = base.filter(is_successful_login()).select(keep).sort("timestamp")
+    at = successes.join_asof(failures.rename({"timestamp": "_t"}), left_on="timestamp", right_on="_t",
+                             by=key, strategy="backward", check_sortedness=False).rename({"cum": "cum_now"}).drop("_t")
+    before = (successes.select(key, "event_id", (pl.col("timestamp") - lookback).alias("_from")).sort("_from")
+              .join_asof(failures.rename({"timestamp": "_t"}), left_on="_from", right_on="_t", by=key,
+                         strategy="backward", allow_exact_matches=False, check_sortedness=False)
+              .select("event_id", pl.col("cum").alias("cum_before")))
+    return (at.join(before, on="event_id", how="left")
+            .with_columns((pl.col("cum_now").fill_null(0) - pl.col("cum_before").fill_null(0)).alias("failures"))
+            .drop("cum_now", "cum_before"))
+
+
+def user_hour_vectors(events: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per user and hour: the behaviour vector the multivariate detector reads."""
+    return (
+        events.with_columns(pl.col("timestamp").dt.truncate("1h").alias("window_start"),
+                            export_rows().alias("_rows"), download_bytes().alias("_bytes"),
+                            is_privileged().alias("_priv"), is_failed_login().alias("_fail"))
+        .group_by("user_id", "window_start")
+        .agg(
+            pl.len().alias("events"),
+            pl.col("event_type").n_unique().alias("event_types"),
+            pl.col("_fail").sum().alias("failed_logins"),
+            pl.col("_rows").sum().log1p().alias("log_export_rows"),
+            pl.col("_bytes").sum().log1p().alias("log_download_bytes"),
+            pl.col("source_ip").n_unique().alias("source_ips"),
+            pl.col("_priv").sum().alias("privileged"),
+            pl.col("event_id").head(SAMPLE_IDS).alias("sample_event_ids"),
+        )
+        .with_columns(pl.col("window_start").dt.hour().alias("hour"),
+                      (pl.col("window_start") + timedelta(hours=1)).alias("window_end"))
+    )
+
+
+VECTOR_COLUMNS = ("events", "event_types", "failed_logins", "log_export_rows", "log_download_bytes",
+                  "source_ips", "privileged")

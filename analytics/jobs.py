@@ -1,0 +1,211 @@
+"""The scheduled analytics jobs: score new windows, refit baselines, both on the elected leader only.
+
+``score_job`` scores each detector over [watermark - late allowance, now - end offset) and upserts
+what it finds, so a rerun rewrites the same rows (idempotent) and events that arrive late, within
+the allowance, are counted on the next run. ``refit_job`` refits every detector on recent history
+on a slower schedule and stores each model under a version that the anomalies it scores carry, so
+a score can be reproduced from the stored model. Analyst feedback (false positives, scoped to an
+entity and/or a detector until a date) is applied before anything is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import polars as pl
+from psycopg_pool import ConnectionPool
+
+from analytics import pipeline
+from analytics.detectors import Detector, UnivariateSeries, empty_anomalies
+from analytics.errors import ModelNotFound
+from storage.timescale import anomalies as store
+from storage.timescale import features as source
+from storage.timescale import rollups
+
+log = logging.getLogger(__name__)
+
+
+class Leader(Protocol):
+    def is_leader(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """How far back to learn and to look again; built from settings by the worker."""
+
+    detectors: tuple[str, ...] = ()  # empty: all
+    history: timedelta = timedelta(days=14)
+    late: timedelta = timedelta(hours=1)  # rescored every run, so late events inside it are counted
+    end_offset: timedelta = timedelta(seconds=30)  # leave the newest seconds to in-flight writes
+    first_run: timedelta = timedelta(hours=1)  # what a detector without a watermark scores first
+    max_span: timedelta = timedelta(hours=6)  # catch up in steps of at most this
+    context: timedelta = timedelta(days=2)  # most events read before a scored range (first-seen checks)
+    min_score: float | None = None
+    series: bool = True
+
+
+@dataclass
+class ScoreResult:
+    ran: bool
+    ranges: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    inserted: int = 0
+    updated: int = 0
+    suppressed: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    return epoch + ((moment - epoch) // step) * step
+
+
+def _names(config: JobConfig) -> list[str]:
+    return list(config.detectors) or list(pipeline.build())
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+def refit(pool: ConnectionPool, name: str, *, now: datetime, config: JobConfig) -> Detector:
+    """Fit one detector on the history before ``now`` and store it under its version."""
+    end = _floor(now - config.end_offset, timedelta(minutes=1))
+    history = source.events_frame(pool, end - config.history, end)
+    detector = pipeline.build([name], peer_groups=source.peer_groups(pool))[name].fit(history)
+    store.save_model(pool, detector=name, version=detector.version_, model=pickle.dumps(detector),
+                     params={k: repr(v) for k, v in detector.get_params().items() if k != "peer_groups"},
+                     trained_from=end - config.history, trained_to=end, fitted_at=now)
+    log.info("refit %s on %d events: version %s", name, history.height, detector.version_)
+    return detector
+
+
+def load(pool: ConnectionPool, name: str, version: str | None = None) -> tuple[Detector, store.StoredModel]:
+    """A stored detector (the newest, or ``version`` to reproduce an old score)."""
+    stored = store.load_model(pool, name, version)
+    if stored is None:
+        raise ModelNotFound(f"no stored model for {name}{f' version {version}' if version else ''}; "
+                            "run the refit job (`auditwatch analytics refit`) first")
+    # Models are written only by the worker's refit job into the project's own database.
+    return pickle.loads(bytes(stored.model)), stored  # noqa: S301
+
+
+def refit_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobConfig | None = None,
+              leader: Leader | None = None) -> dict[str, str] | None:
+    """Refit every detector (the slow schedule); returns detector → new version, None when not leader."""
+    if leader is not None and not leader.is_leader():
+        return None
+    now = now or datetime.now(UTC)
+    config = config or JobConfig()
+    return {name: refit(pool, name, now=now, config=config).version_ for name in _names(config)}
+
+
+# -- scoring -----------------------------------------------------------------------------------------
+
+def suppress(found: pl.DataFrame, scopes: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Drop anomalies inside an active false-positive scope; returns what is kept and how many were dropped."""
+    if found.is_empty() or scopes.is_empty():
+        return found, 0
+    indexed = found.with_row_index("_row")
+    pairs = indexed.select("_row", "detector", "entity_type", "entity_value", "window_start").join(
+        scopes.rename({"detector": "s_detector", "entity_type": "s_type", "entity_value": "s_value"}), how="cross")
+    hit = pairs.filter(
+        (pl.col("s_detector").is_null() | (pl.col("s_detector") == pl.col("detector")))
+        & (pl.col("s_type").is_null() | ((pl.col("s_type") == pl.col("entity_type"))
+                                         & (pl.col("s_value") == pl.col("entity_value"))))
+        & (pl.col("until").is_null() | (pl.col("until") > pl.col("window_start")))
+    )["_row"].unique()
+    kept = indexed.filter(~pl.col("_row").is_in(hit.implode())).drop("_row")
+    return kept, found.height - kept.height
+
+
+def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobConfig | None = None,
+              leader: Leader | None = None) -> ScoreResult:
+    """Score every detector over the windows since its watermark; safe to run twice or on two workers."""
+    if leader is not None and not leader.is_leader():
+        return ScoreResult(ran=False)
+    now = now or datetime.now(UTC)
+    config = config or JobConfig()
+    end = _floor(now - config.end_offset, timedelta(minutes=1))
+    result = ScoreResult(ran=True)
+    scopes = store.suppressions(pool, now=now)
+    models: dict[str, tuple[Detector, datetime | None, datetime]] = {}
+    for name in _names(config):
+        mark = store.watermark(pool, f"score:{name}")
+        start = _floor((mark if mark is not None else end - config.first_run + config.late) - config.late,
+                       timedelta(hours=1))
+        try:
+            detector, stored = load(pool, name)
+            trained_to = stored.trained_to
+        except ModelNotFound:
+            detector = refit(pool, name, now=now, config=config)
+            trained_to = detector.trained_to_
+        models[name] = (detector, trained_to, min(start, end))
+    # One read of the events per step serves every detector.
+    low = min((start for _, _, start in models.values()), default=end)
+    while low < end:
+        high = min(low + config.max_span, end)
+        trained = [t for _, t, _ in models.values() if t is not None]
+        context_from = max(min([low - timedelta(hours=1), *trained]), low - config.context)
+        frame = source.events_frame(pool, context_from, high)
+        for name, (detector, _, start) in models.items():
+            if start >= high:
+                continue
+            found = detector.detect(frame, start=max(low, start), min_score=config.min_score)
+            found, dropped = suppress(found, scopes)
+            written = store.upsert(pool, found, detected_at=now)
+            result.inserted += written.inserted
+            result.updated += written.updated
+            result.suppressed += dropped
+            store.set_watermark(pool, f"score:{name}", high)
+        low = high
+    for name, (detector, _, start) in models.items():
+        result.ranges[name] = (start, end)
+        result.versions[name] = detector.version_
+    if config.series:
+        _score_series(pool, end=end, config=config, scopes=scopes, now=now, result=result)
+    if result.inserted or result.suppressed:
+        log.info("scored %s: %d new anomalies, %d updated, %d suppressed by feedback",
+                 ", ".join(result.ranges), result.inserted, result.updated, result.suppressed)
+    return result
+
+
+def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, scopes: pl.DataFrame, now: datetime,
+                  result: ScoreResult) -> None:
+    """The univariate detector over the per-minute rollup series (events by type and outcome)."""
+    job = "score:univariate_series"
+    mark = store.watermark(pool, job)
+    start = min((mark or end - config.first_run) - config.late, end)
+    history = timedelta(hours=3)
+    frame = rollups.series(pool, rollups.SeriesQuery(start=start - history, end=end, interval="1m",
+                                                     group_by=("event_type", "outcome")))
+    found = [empty_anomalies()]
+    minutes = pl.datetime_range(_floor(start - history, timedelta(minutes=1)), end - timedelta(minutes=1), "1m",
+                                eager=True, time_zone="UTC").alias("timestamp").to_frame()
+    for (event_type, outcome), group in frame.group_by("event_type", "outcome"):
+        series = (minutes.join(group.select(pl.col("bucket").alias("timestamp"), pl.col("events").cast(pl.Float64)
+                                            .alias("value")), on="timestamp", how="left")
+                  .with_columns(pl.col("value").fill_null(0.0)))
+        detector = UnivariateSeries(scale_floor=1.0).fit(series.filter(pl.col("timestamp") < start))
+        found.append(detector.detect(series, entity=f"events_1m:event_type={event_type},outcome={outcome}",
+                                     step=timedelta(minutes=1), start=start, min_score=config.min_score))
+    kept, dropped = suppress(pl.concat(found), scopes)
+    written = store.upsert(pool, kept, detected_at=now)
+    result.inserted += written.inserted
+    result.updated += written.updated
+    result.suppressed += dropped
+    store.set_watermark(pool, job, end)
+    result.ranges["univariate_series"] = (start, end)
+
+
+def reproduce(pool: ConnectionPool, anomaly: dict[str, Any]) -> pl.DataFrame:
+    """Rescore an anomaly's window with the model version that produced it (for audits and debugging)."""
+    name, version = anomaly["detector"], anomaly["detector_version"]
+    detector, stored = load(pool, name, version)
+    lo = anomaly["window_start"]
+    context_from = max(min(lo - timedelta(hours=1), stored.trained_to or lo), lo - timedelta(days=2))
+    frame = source.events_frame(pool, context_from, anomaly["window_end"])
+    scored = detector.score_frame(frame, start=lo)
+    return scored.filter((pl.col("entity_type") == anomaly["entity_type"])
+                         & (pl.col("entity_value") == anomaly["entity_value"]) & (pl.col("window_start") == lo))

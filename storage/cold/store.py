@@ -1,0 +1,165 @@
+"""Parquet files under an archive root, written atomically and checked against their catalogue row."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from storage.cold.errors import ArchiveCorrupt, ArchiveError
+
+Hook = Callable[[str], None]
+_READ_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str  # relative to the archive root
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def _no_hook(step: str) -> None:
+    """Production runs pass no hook; tests pass one that fails at a chosen step."""
+
+
+class ColdStore:
+    """An archive root: a local directory (the default) or any pyarrow filesystem URL (s3://, gs://, ...)."""
+
+    def __init__(self, root: str | Path) -> None:
+        text = str(root)
+        if not text:
+            raise ArchiveError("the archive root is empty; set `archive_url` (a directory or a URL such as s3://bucket/audit)")
+        if "://" not in text:
+            text = str(Path(text).expanduser().resolve())
+        try:
+            self.fs, self.base = pafs.FileSystem.from_uri(text)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise ArchiveError(f"cannot open the archive root {text!r} ({exc}); use a directory or a URL "
+                               "pyarrow understands, such as s3://bucket/prefix") from None
+        self.root = text
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.base = self.base.rstrip("/")
+
+    def full_path(self, path: str) -> str:
+        return f"{self.base}/{path}"
+
+    def uri(self, path: str) -> str:
+        """A location Polars can scan."""
+        if self.local:
+            return self.full_path(path)
+        return f"{self.root.rstrip('/')}/{path}"
+
+    # -- writing --------------------------------------------------------------------------------------
+
+    def write(self, path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *,
+              hook: Hook = _no_hook, row_group_rows: int = 128 * 1024) -> WrittenFile:
+        """Write a zstd Parquet file to ``path.tmp``, make it durable, then rename it into place.
+
+        A crash before the rename leaves only the ``.tmp`` file, which no reader or catalogue row
+        points at; after it the file is whole.
+        """
+        final, temp = self.full_path(path), self.full_path(path) + ".tmp"
+        rows = 0
+        if self.local:
+            Path(final).parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "wb") as fh:
+                rows = self._write_parquet(fh, schema, batches, hook, row_group_rows)
+                fh.flush()
+                os.fsync(fh.fileno())
+            hook("file_written")
+            os.replace(temp, final)
+            self._fsync_dir(Path(final).parent)
+        else:
+            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+            with self.fs.open_output_stream(temp) as out:
+                rows = self._write_parquet(out, schema, batches, hook, row_group_rows)
+            hook("file_written")
+            self.fs.move(temp, final)
+        hook("file_renamed")
+        digest, size = self.digest(path)
+        return WrittenFile(path, rows, size, digest)
+
+    @staticmethod
+    def _write_parquet(sink, schema: pa.Schema, batches: Iterable[pa.RecordBatch], hook: Hook,
+                       row_group_rows: int) -> int:
+        rows = 0
+        with pq.ParquetWriter(sink, schema, compression="zstd", compression_level=6,
+                              write_statistics=True, use_dictionary=True) as writer:
+            for batch in batches:
+                writer.write_batch(batch, row_group_size=row_group_rows)
+                rows += batch.num_rows
+                hook("batch_written")
+        return rows
+
+    @staticmethod
+    def _fsync_dir(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- reading and checking ---------------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(self.full_path(path)).type == pafs.FileType.File
+
+    def digest(self, path: str) -> tuple[str, int]:
+        """SHA-256 (hex) and size of a file."""
+        sha = hashlib.sha256()
+        size = 0
+        with self.fs.open_input_stream(self.full_path(path)) as fh:
+            while block := fh.read(_READ_BLOCK):
+                sha.update(block)
+                size += len(block)
+        return sha.hexdigest(), size
+
+    def verify(self, path: str, *, rows: int, sha256: str) -> None:
+        """Raise ArchiveCorrupt unless the file is there, whole, and exactly what the catalogue says."""
+        if not self.exists(path):
+            raise ArchiveCorrupt(f"archive file {path} is missing under {self.root}; restore it from a backup "
+                                 "(its catalogue row holds the expected SHA-256)")
+        digest, _ = self.digest(path)
+        if digest != sha256:
+            raise ArchiveCorrupt(f"archive file {path} has SHA-256 {digest}, the catalogue recorded {sha256}: "
+                                 "it was altered or truncated; restore it from a backup")
+        try:
+            with self.fs.open_input_file(self.full_path(path)) as fh:
+                parquet = pq.ParquetFile(fh)
+                found = parquet.metadata.num_rows
+                decoded = sum(b.num_rows for b in parquet.iter_batches(batch_size=64 * 1024))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ArchiveCorrupt(f"archive file {path} is not readable Parquet ({exc})") from None
+        if found != rows or decoded != rows:
+            raise ArchiveCorrupt(f"archive file {path} holds {decoded} rows, the catalogue recorded {rows}")
+
+    def read(self, path: str) -> pa.Table:
+        with self.fs.open_input_file(self.full_path(path)) as fh:
+            return pq.read_table(fh)
+
+    def scan(self, paths: Sequence[str]) -> pl.LazyFrame:
+        """A lazy frame over the given files; filters push down to row-group statistics."""
+        return pl.scan_parquet([self.uri(p) for p in paths], hive_partitioning=False)
+
+    def remove(self, path: str) -> bool:
+        """Delete a file (and a leftover ``.tmp`` twin); False if there was nothing to delete."""
+        removed = False
+        for candidate in (self.full_path(path), self.full_path(path) + ".tmp"):
+            if self.fs.get_file_info(candidate).type == pafs.FileType.File:
+                self.fs.delete_file(candidate)
+                removed = True
+        return removed
+
+    def total_bytes(self) -> int:
+        """Bytes of every file under the root (catalogued or not), for status reports."""
+        selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        return sum(info.size or 0 for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File)

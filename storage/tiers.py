@@ -1,0 +1,187 @@
+"""One read over every tier: hot rows from TimescaleDB and archived rows from Parquet, each marked.
+
+Callers (the query API, notebooks) ask with an EventQuery and never need to know where a day
+lives. Archived files are chosen from the catalogue (only ``complete`` files, whose chunk is gone,
+so no row is read twice), pruned by their day partition, time range and event types, then
+scanned lazily with Polars so the remaining filters push down to Parquet row groups.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
+
+import orjson
+import polars as pl
+from psycopg_pool import ConnectionPool
+
+from storage.cold.store import ColdStore
+from storage.events import EventRecord, Outcome
+from storage.timescale import archive, queries
+from storage.timescale.archive import ArchiveFile
+from storage.timescale.queries import EventQuery, Position
+
+HOT, COLD = "hot", "cold"
+_ORDER = ["timestamp", "event_id"]
+
+
+@dataclass
+class TieredPage:
+    events: list[EventRecord]
+    tiers: list[str]  # "hot" or "cold", one per event
+    next: Position | None
+    total: int | None = None
+
+
+# -- which files ----------------------------------------------------------------------------------
+
+def cold_files(pool: ConnectionPool, query: EventQuery, after: Position | None = None) -> list[ArchiveFile]:
+    """Complete archive files that can hold a match (partition, time range and event-type pruning)."""
+    end = query.end_time
+    if after is not None:
+        bound = after.timestamp + timedelta(microseconds=1)
+        end = bound if end is None else min(end, bound)
+    found = archive.list_files(pool, states=("complete",), start=query.start_time, end=end)
+    wanted = set(query.event_types)
+    return [f for f in found
+            if (not wanted or wanted & set(f.event_types))
+            and (f.max_time is None or query.start_time is None or f.max_time >= query.start_time)
+            and (f.min_time is None or end is None or f.min_time < end)]
+
+
+# -- filters as Polars expressions -----------------------------------------------------------------
+
+def _contains(doc: Any, pattern: Any) -> bool:
+    """PostgreSQL's jsonb ``@>`` on parsed JSON."""
+    if isinstance(pattern, dict):
+        return isinstance(doc, dict) and all(k in doc and _contains(doc[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        if not isinstance(doc, list):
+            return False
+        return all(any(_contains(d, p) for d in doc) if isinstance(p, dict | list) else
+                   any(not isinstance(d, dict | list) and _scalar_eq(d, p) for d in doc) for p in pattern)
+    if isinstance(doc, list):  # a top-level array contains a primitive it holds
+        return any(not isinstance(d, dict | list) and _scalar_eq(d, pattern) for d in doc)
+    return _scalar_eq(doc, pattern)
+
+
+def _scalar_eq(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _ip_in(network: str):
+    net = ipaddress.ip_network(network, strict=False)
+
+    def check(text: str | None) -> bool:
+        if text is None:
+            return False
+        try:
+            return ipaddress.ip_address(text) in net
+        except ValueError:
+            return False
+
+    return check
+
+
+def filter_cold(frame: pl.LazyFrame, query: EventQuery, after: Position | None = None) -> pl.LazyFrame:
+    """The EventQuery's filters over archived rows (same meaning as the SQL in queries._where)."""
+    ts = pl.col("timestamp")
+    if query.start_time is not None:
+        frame = frame.filter(ts >= query.start_time.astimezone(UTC))
+    if query.end_time is not None:
+        frame = frame.filter(ts < query.end_time.astimezone(UTC))
+    if query.user_id is not None:
+        frame = frame.filter(pl.col("user_id") == query.user_id)
+    if query.event_types:
+        frame = frame.filter(pl.col("event_type").is_in(list(query.event_types)))
+    if query.outcome is not None:
+        frame = frame.filter(pl.col("outcome") == str(query.outcome))
+    if after is not None:
+        moment = after.timestamp.astimezone(UTC)  # Polars compares only identical zone names
+        frame = frame.filter((ts < moment) | ((ts == moment) & (pl.col("event_id") < str(after.event_id))))
+    if query.source_ip is not None:
+        check = _ip_in(query.source_ip)
+        frame = frame.filter(pl.col("source_ip").map_elements(check, return_dtype=pl.Boolean, skip_nulls=False))
+    if query.metadata is not None:
+        pattern = query.metadata
+        frame = frame.filter(pl.col("metadata").map_elements(
+            lambda text: _contains(orjson.loads(text), pattern), return_dtype=pl.Boolean))
+    return frame
+
+
+def cold_lazy(store: ColdStore, files: list[ArchiveFile], query: EventQuery,
+              after: Position | None = None) -> pl.LazyFrame | None:
+    if not files:
+        return None
+    # One scan per file, stacked diagonally: files written before a column was added lack it.
+    scans = [store.scan([f.path]) for f in files]
+    frame = scans[0] if len(scans) == 1 else pl.concat(scans, how="diagonal_relaxed")
+    return filter_cold(frame, query, after)
+
+
+# -- frames for analysis ---------------------------------------------------------------------------
+
+def events_frame(pool: ConnectionPool, store: ColdStore, query: EventQuery, *,
+                 limit: int | None = None) -> pl.DataFrame:
+    """Every matching event across tiers, newest first, with a ``tier`` column ("hot" / "cold").
+
+    Columns are audit_events' own in the archive encoding (uuid, inet and jsonb as text;
+    timestamps as UTC microseconds). ``query.limit`` (a page size) is ignored; pass ``limit``.
+    """
+    hot = pl.from_arrow(archive.hot_table(pool, query, limit=limit)).with_columns(tier=pl.lit(HOT))
+    cold = cold_lazy(store, cold_files(pool, query), query)
+    frames = [hot]
+    if cold is not None:
+        cold = cold.sort(_ORDER, descending=True)
+        if limit is not None:
+            cold = cold.head(limit)
+        frames.append(cold.collect().with_columns(tier=pl.lit(COLD)))
+    merged = pl.concat(frames, how="diagonal_relaxed").unique(["event_id", "timestamp"], keep="first",
+                                                                maintain_order=True)
+    merged = merged.sort(_ORDER, descending=True)
+    return merged.head(limit) if limit is not None else merged
+
+
+# -- pages for the API ----------------------------------------------------------------------------
+
+def record_of(row: dict[str, Any]) -> EventRecord:
+    """An archived row back as the stored event."""
+    return EventRecord(
+        event_id=uuid.UUID(row["event_id"]), timestamp=row["timestamp"], event_type=row["event_type"],
+        user_id=row["user_id"], outcome=Outcome(row["outcome"]), source=row["source"],
+        source_ip=row["source_ip"], source_country=row["source_country"], source_asn=row["source_asn"],
+        user_agent=row["user_agent"], resource_id=row["resource_id"], metadata=orjson.loads(row["metadata"]),
+        received_at=row["received_at"])
+
+
+def search(pool: ConnectionPool, store: ColdStore, query: EventQuery, *, after: Position | None = None,
+           with_total: bool = False) -> TieredPage:
+    """One page newest first over both tiers; the keyset position works across the boundary."""
+    hot = queries.search(pool, query, after=after, with_total=with_total)
+    candidates = [(e, HOT) for e in hot.events]
+    files = cold_files(pool, query, after)
+    cold_total = 0
+    if files:
+        lazy = cold_lazy(store, files, query, after)
+        rows = lazy.sort(_ORDER, descending=True).head(query.limit + 1).collect()
+        candidates += [(record_of(r), COLD) for r in rows.iter_rows(named=True)]
+        if with_total:
+            cold_total = cold_lazy(store, cold_files(pool, query), query).select(pl.len()).collect().item()
+    seen: set[tuple] = set()
+    merged = []
+    for event, tier in sorted(candidates, key=lambda c: (c[0].timestamp, c[0].event_id), reverse=True):
+        if event.key not in seen:  # a row caught in both tiers mid-archive is shown once
+            seen.add(event.key)
+            merged.append((event, tier))
+    page = merged[:query.limit]
+    more = len(merged) > query.limit or hot.next is not None
+    following = Position(page[-1][0].timestamp, page[-1][0].event_id) if more and page else None
+    total = hot.total + cold_total if with_total and hot.total is not None else None
+    return TieredPage([e for e, _ in page], [t for _, t in page], following, total)

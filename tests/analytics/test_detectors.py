@@ -1,0 +1,220 @@
+"""Each detector on small synthetic frames: what it must flag, what it must leave alone, the estimator contract."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from analytics import calibration, pipeline
+from analytics.detectors import (
+    EVENT_DETECTORS,
+    ExportVolume,
+    FailedLoginBurst,
+    FailureThenSuccess,
+    MultivariateOutlier,
+    NewContext,
+    PasswordSpraying,
+    PrivilegedAction,
+    UnivariateSeries,
+)
+from analytics.events import normalize
+from tests.analytics.conftest import T0, burst, event, frame
+
+
+@pytest.fixture(scope="module")
+def fitted(history) -> dict:
+    return pipeline.fit_all(history)
+
+
+def _explained(found: pl.DataFrame) -> dict:
+    explanation = orjson.loads(found["explanation"][0])
+    assert {"summary", "observed", "expected", "features", "peers"} <= set(explanation)
+    assert explanation["summary"]
+    return explanation
+
+
+@pytest.mark.parametrize("cls", [*EVENT_DETECTORS.values(), UnivariateSeries])
+def test_every_detector_keeps_the_estimator_contract(cls, history):
+    detector = cls()
+    assert clone(detector).get_params() == detector.get_params()
+    sample = history.head(2000) if cls is not UnivariateSeries else pl.DataFrame(
+        {"timestamp": history["timestamp"].head(50), "value": np.arange(50, dtype=float)})
+    with pytest.raises(NotFittedError):
+        detector.score_samples(sample)
+    assert detector.fit(sample) is detector
+    assert detector.version_.startswith(cls.name)
+    scores = detector.score_samples(sample)
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert set(np.unique(detector.predict(sample))) <= {-1, 1}
+    np.testing.assert_allclose(detector.decision_function(sample), detector.threshold - scores)
+
+
+def test_a_fast_brute_force_is_flagged_within_its_first_minute_and_a_typo_is_not(fitted, history):
+    victim = history["user_id"].filter(history["user_id"].str.starts_with("u")).min()
+    events = frame(*burst(T0 + timedelta(seconds=5), victim, 40, seconds=100),
+                   event(T0 + timedelta(minutes=30), "u00007", outcome="failure"),
+                   event(T0 + timedelta(minutes=30, seconds=9), "u00007", outcome="failure"),
+                   event(T0 + timedelta(minutes=30, seconds=20), "u00007"))
+    found = fitted["failed_login_burst"].detect(events)
+    assert set(found["entity_value"]) == {victim, "185.220.1.2"}
+    first = found.filter(pl.col("window_start") == T0)
+    assert set(first["entity_type"]) == {"user", "source_ip"}  # one row per entity and start: the strongest window
+    scores = fitted["failed_login_burst"].score_frame(events)
+    minute = scores.filter(pl.col("window_start") == T0, pl.col("window_end") == T0 + timedelta(minutes=1))
+    assert minute["score"].min() >= calibration.ANOMALY_SCORE  # already anomalous in the minute it started in
+    assert first["severity"].is_in(["high", "critical"]).all()
+    explanation = _explained(first)
+    assert explanation["observed"]["count"] >= 20 and explanation["expected"]["count"] < 1
+    assert len(found["sample_event_ids"][0]) > 0
+    typo = scores.filter(pl.col("entity_value") == "u00007")
+    assert typo.height > 0 and typo["score"].max() < calibration.ANOMALY_SCORE
+
+
+def test_a_new_entity_starts_from_a_floor_not_from_zero():
+    empty = normalize(frame(event(T0, "someone"))).collect().clear()
+    detector = FailedLoginBurst().fit(empty)
+    one = frame(event(T0, "alice", outcome="failure", ip="9.9.9.9"))
+    assert detector.score_samples(one).max() < calibration.ANOMALY_SCORE
+    many = frame(*burst(T0, "alice", 40, ip="9.9.9.9"))
+    assert detector.score_samples(many).max() >= 0.9
+
+
+def test_password_spraying_is_one_source_failing_against_many_users(fitted):
+    victims = [f"u{i:05d}" for i in range(30)]
+    events = frame(*(event(T0 + timedelta(seconds=10 * i), v, outcome="failure", ip="45.155.9.9")
+                     for i, v in enumerate(victims)))
+    found = fitted["password_spraying"].detect(events)
+    assert set(found["entity_value"]) == {"45.155.9.9"}
+    assert _explained(found)["observed"]["count"] >= 6
+
+
+def test_many_failures_then_a_success_is_flagged_one_typo_is_not(fitted):
+    events = frame(*burst(T0, "u00003", 15, seconds=300, ip="98.210.3.3"),
+                   event(T0 + timedelta(minutes=6), "u00003", ip="98.210.3.3"),
+                   event(T0 + timedelta(hours=2), "u00004", outcome="failure"),
+                   event(T0 + timedelta(hours=2, seconds=8), "u00004"))
+    scores = fitted["failure_then_success"].score_frame(events)
+    flagged = scores.filter(pl.col("score") >= calibration.ANOMALY_SCORE)
+    assert set(flagged["entity_value"]) == {"u00003", "98.210.3.3"}
+    assert scores.filter(pl.col("entity_value") == "u00004")["score"].max() < calibration.ANOMALY_SCORE
+
+
+def test_export_volume_against_own_and_peer_baseline(history, small_dataset):
+    detector = ExportVolume(peer_groups=small_dataset.peer_groups).fit(history)
+    normal_user = (history.filter(pl.col("event_type") == "data_export", pl.col("user_id").str.starts_with("u"))
+                   .group_by("user_id").len().sort("len")["user_id"][-1])
+    night = T0.replace(hour=2, minute=4)
+    events = frame(*(event(T0 + timedelta(minutes=i), normal_user, "data_export",
+                           metadata={"rows": 400_000, "dataset": "crm"}) for i in range(10)),
+                   event(night, "svc-backup0", "data_export", metadata={"rows": 260_000, "dataset": "backup"}),
+                   event(T0 + timedelta(hours=3), normal_user, "data_export", metadata={"rows": 900}))
+    found = detector.detect(events)
+    assert set(found["entity_value"]) == {normal_user}
+    explanation = _explained(found)
+    assert explanation["peers"]["group"] == small_dataset.peer_groups[normal_user]
+    assert explanation["peers"]["times_peer_typical"] > 100
+
+
+def test_privileged_action_at_night_by_someone_who_never_does_it(history):
+    detector = PrivilegedAction().fit(history)
+    admins = (history.filter(pl.col("event_type") == "config_change").group_by("user_id").len()
+              .sort("len")["user_id"])
+    admin = admins[-1]
+    usual = (history.filter(pl.col("user_id") == admin).group_by(pl.col("timestamp").dt.hour().alias("h")).len()
+             .sort("len")["h"][-1])
+    never = next(u for u in history["user_id"].unique().sort() if u.startswith("u") and u not in set(admins))
+    events = frame(event(T0.replace(hour=3, minute=12), never, "permission_change", resource="u00001",
+                         metadata={"granted": "admin", "target_user": "u00001"}),
+                   event(T0.replace(hour=usual, minute=30), admin, "config_change", metadata={"setting": "x"}),
+                   event(T0.replace(hour=4), never, "password_change", resource=never))  # their own: not privileged
+    found = detector.detect(events)
+    assert found["entity_value"].to_list() == [never]
+    explanation = _explained(found)
+    assert explanation["observed"]["action"] == "permission_change"
+    assert {f["name"] for f in explanation["features"]} == {"action_rarity", "hour_rarity"}
+
+
+def test_new_country_network_and_client_are_flagged_a_known_context_is_not(history):
+    detector = NewContext().fit(history)
+    user = history.filter(pl.col("user_id").str.starts_with("u")).group_by("user_id").len().sort("len")["user_id"][-1]
+    known = history.filter(pl.col("user_id") == user, pl.col("source_ip").is_not_null()).row(0, named=True)
+    events = frame(
+        event(T0.replace(hour=3), user, ip="175.45.176.9", country="KP", asn="AS131279", ua="curl/8.0"),
+        event(T0 + timedelta(hours=1), user, ip=known["source_ip"], country=known["source_country"],
+              asn=known["source_asn"], ua=known["user_agent"]),
+    )
+    found = detector.detect(events)
+    assert found.height == 1 and found["entity_value"][0] == user
+    assert found["window_start"][0] == T0.replace(hour=3)
+    explanation = _explained(found)
+    assert explanation["observed"]["source_country"] == "KP"
+
+
+def test_multivariate_ranks_an_extreme_hour_above_ordinary_ones(history):
+    detector = MultivariateOutlier(n_estimators=50).fit(history)
+    user = "u00010"
+    odd = [event(T0.replace(hour=3) + timedelta(seconds=i), user, "file_download", ip=f"24.48.9.{i % 20}",
+                 metadata={"bytes": 50_000_000}) for i in range(300)]
+    ordinary = history.filter(pl.col("user_id") == "u00011").head(20)
+    scores = detector.score_frame(pl.concat([normalize(frame(*odd)).collect(), ordinary]))
+    extreme = scores.filter(pl.col("entity_value") == user)["score"].max()
+    assert extreme > scores.filter(pl.col("entity_value") == "u00011")["score"].max()
+    assert 0 <= extreme <= 1
+
+
+def test_series_scores_are_causal_and_flag_a_spike():
+    stamps = pl.datetime_range(T0, T0 + timedelta(minutes=199), "1m", eager=True, time_zone="UTC")
+    rng = np.random.default_rng(1)
+    values = rng.poisson(20, size=200).astype(float)
+    values[150] = 400
+    series = pl.DataFrame({"timestamp": stamps, "value": values})
+    detector = UnivariateSeries().fit(series.head(100))
+    scores = detector.score_samples(series)
+    assert np.argmax(scores) == 150 and scores[150] >= 0.9
+    assert (scores[:150] < calibration.ANOMALY_SCORE).all()
+    # Causal: changing the future does not change the past.
+    changed = series.with_columns(pl.when(pl.int_range(200) > 160).then(10_000.0).otherwise(pl.col("value"))
+                                  .alias("value"))
+    np.testing.assert_array_equal(detector.score_samples(changed)[:161], scores[:161])
+
+
+def test_calibration_maps_the_same_rarity_to_the_same_score():
+    assert calibration.score_from_p(1e-6) == pytest.approx(0.6)
+    assert calibration.severity(0.95) == "critical" and calibration.severity(0.61) == "low"
+    tail = calibration.EmpiricalTail().fit(np.random.default_rng(0).normal(size=10_000))
+    p = tail.sf(np.array([0.0, 2.0, 4.0, 8.0]))
+    assert np.all(np.diff(p) < 0) and p[0] == pytest.approx(0.5, abs=0.02)
+    assert p[-1] < 1 / 10_001  # beyond the sample: extrapolated, not stuck at the empirical floor
+
+
+def test_analyze_takes_any_events_frame(history):
+    """A frame with only the essential columns (as parsed logs give) works end to end."""
+    parsed = pl.DataFrame({
+        "timestamp": [T0 + timedelta(seconds=2 * i) for i in range(60)],
+        "event_type": ["user_login"] * 60, "user_id": ["root"] * 60, "outcome": ["failure"] * 60,
+        "source_ip": ["203.0.113.9"] * 60,
+    })
+    found = pipeline.analyze(parsed)
+    assert {"root", "203.0.113.9"} <= set(found["entity_value"])
+    assert found["sample_event_ids"].list.len().min() > 0
+
+
+@pytest.mark.parametrize("cls", [FailedLoginBurst, PasswordSpraying, FailureThenSuccess, ExportVolume,
+                                 PrivilegedAction, NewContext, MultivariateOutlier])
+def test_fitting_on_an_empty_history_uses_priors(cls):
+    empty = normalize(frame(event(T0, "x"))).collect().clear()
+    detector = cls().fit(empty)
+    out = detector.score_frame(frame(event(T0, "alice"), event(T0, "alice", "data_export", metadata={"rows": 5})))
+    assert out["score"].is_between(0, 1).all()
+
+
+def test_user_ip_pairs_are_an_entity_on_request(history):
+    detector = FailedLoginBurst(entity_types=("user_ip",), windows=("1m",)).fit(history)
+    found = detector.detect(frame(*burst(T0, "u00005", 30, ip="45.155.3.3")))
+    assert set(found["entity_type"]) == {"user_ip"} and set(found["entity_value"]) == {"u00005|45.155.3.3"}

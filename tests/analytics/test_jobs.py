@@ -1,0 +1,146 @@
+"""The scoring and refit jobs on a real TimescaleDB: watermarks, idempotence, late events, feedback, versions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import orjson
+import polars as pl
+import pytest
+
+from analytics import jobs
+from analytics.events import from_records
+from auditwatch.settings import load
+from auditwatch.worker import JOBS, LEADER_JOBS, build_scheduler
+from storage.timescale import anomalies as store
+from storage.timescale import features as source
+from storage.timescale.writer import EventWriter
+from tests.analytics.conftest import burst, event, records
+
+CONFIG = jobs.JobConfig(history=timedelta(days=3), first_run=timedelta(hours=2), series=True)
+
+
+@pytest.fixture
+def loaded(pool, tiny_dataset):
+    """The tiny dataset's history stored, and the moment right after it."""
+    EventWriter(pool).write(records(tiny_dataset.events))
+    return tiny_dataset.end
+
+
+def _write(pool, *events: dict) -> None:
+    EventWriter(pool).write(records(from_records(events)))
+
+
+def test_events_read_back_with_copy_are_the_frame_analytics_reads(pool, loaded, tiny_dataset):
+    back = source.events_frame(pool, tiny_dataset.start, loaded)
+    assert back.height == tiny_dataset.events.height
+    original = tiny_dataset.events.sort("event_id")
+    back = back.sort("event_id").select(original.columns)
+    assert back.drop("metadata").equals(original.drop("metadata"))
+    assert [orjson.loads(m) for m in back["metadata"].head(50)] == [orjson.loads(m) for m in
+                                                                    original["metadata"].head(50)]
+
+
+def test_scoring_is_idempotent_and_stores_explained_versioned_anomalies(pool, loaded):
+    now = loaded
+    versions = jobs.refit_job(pool, now=now - timedelta(hours=2), config=CONFIG)
+    assert set(versions) == set(jobs._names(CONFIG))
+    _write(pool, *burst(now - timedelta(minutes=50), "u00001", 40, seconds=100))
+    first = jobs.score_job(pool, now=now, config=CONFIG)
+    assert first.ran and first.inserted > 0
+    stored = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    burst_rows = stored.filter(pl.col("detector") == "failed_login_burst")
+    assert {"u00001", "185.220.1.2"} <= set(burst_rows["entity_value"])
+    assert set(stored["detector_version"]) <= set(versions.values()) | {
+        v for v in stored["detector_version"] if v.startswith("univariate_series")}
+    row = burst_rows.row(0, named=True)
+    assert orjson.loads(row["explanation"])["summary"] and row["sample_event_ids"]
+    assert store.watermark(pool, "score:failed_login_burst") == jobs._floor(now - CONFIG.end_offset,
+                                                                             timedelta(minutes=1))
+    again = jobs.score_job(pool, now=now, config=CONFIG)
+    assert (again.inserted, again.updated) == (0, 0)
+    after = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    assert after.sort("anomaly_id")["anomaly_id"].to_list() == stored.sort("anomaly_id")["anomaly_id"].to_list()
+    # The stored model reproduces the stored score.
+    reproduced = jobs.reproduce(pool, store.get_anomaly(pool, uuid.UUID(row["anomaly_id"])))
+    assert reproduced["score"][0] == pytest.approx(row["score"])
+
+
+def test_late_events_within_the_allowance_are_scored_on_the_next_run(pool, loaded):
+    now = loaded
+    jobs.refit_job(pool, now=now - timedelta(hours=2), config=CONFIG)
+    jobs.score_job(pool, now=now, config=CONFIG)
+    # Arrives after that run, stamped 40 minutes earlier (behind the watermark, inside the hour allowance).
+    _write(pool, *burst(now - timedelta(minutes=40), "u00002", 40, seconds=100, ip="45.155.1.1"))
+    later = jobs.score_job(pool, now=now + timedelta(minutes=2), config=CONFIG)
+    assert later.inserted > 0
+    found = store.list_anomalies(pool, store.AnomalyQuery(entity_value="45.155.1.1"))
+    assert found.height > 0 and found["window_start"].max() >= now - timedelta(minutes=41)
+
+
+def test_false_positive_feedback_is_honoured_by_later_scoring(pool, loaded):
+    now = loaded
+    jobs.refit_job(pool, now=now - timedelta(hours=2), config=CONFIG)
+    store.add_feedback(pool, anomaly_id=None, detector="failed_login_burst", entity_type="user",
+                       entity_value="u00003", verdict="false_positive", until=now + timedelta(days=1),
+                       reason="pen test", created_by="tests")
+    _write(pool, *burst(now - timedelta(minutes=30), "u00003", 40, seconds=100, ip="193.142.7.7"))
+    result = jobs.score_job(pool, now=now, config=CONFIG)
+    assert result.suppressed >= 1
+    stored = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    mine = stored.filter(pl.col("entity_value") == "u00003")
+    assert mine.filter(pl.col("detector") == "failed_login_burst").is_empty()
+    # The scope is this entity and this detector only: the source address is still reported.
+    assert stored.filter(pl.col("entity_value") == "193.142.7.7", pl.col("detector") == "failed_login_burst").height
+    # Expired feedback no longer suppresses.
+    assert jobs.suppress(stored, store.suppressions(pool, now=now + timedelta(days=2)))[1] == 0
+
+
+def test_the_first_run_fits_models_when_none_are_stored(pool, loaded):
+    result = jobs.score_job(pool, now=loaded, config=CONFIG)
+    assert result.ran and set(result.versions) >= {"failed_login_burst", "new_context"}
+    assert store.load_model(pool, "new_context").version == result.versions["new_context"]
+
+
+def test_a_follower_does_not_score(pool, loaded):
+    class Follower:
+        def is_leader(self) -> bool:
+            return False
+
+    assert jobs.score_job(pool, now=loaded, config=CONFIG, leader=Follower()).ran is False
+    assert jobs.refit_job(pool, now=loaded, config=CONFIG, leader=Follower()) is None
+    assert store.watermark(pool, "score:failed_login_burst") is None
+
+
+def test_the_worker_schedules_the_analytics_jobs_with_the_leader(pool, db_url, tmp_path):
+    settings = load(config_file=None, environ={}, overrides={"database_url": db_url,
+                                                             "analytics_score_seconds": 5})
+
+    class Always:
+        def is_leader(self) -> bool:
+            return True
+
+    scheduler = build_scheduler(pool, settings, Always())
+    ids = {job.id: job for job in scheduler.get_jobs()}
+    assert set(ids) == {j[0] for j in JOBS}
+    for job_id in LEADER_JOBS:
+        assert ids[job_id].kwargs["leader"] is not None and "config" in ids[job_id].kwargs
+    assert ids["score_anomalies"].trigger.interval == timedelta(seconds=5)
+    assert {j.id for j in build_scheduler(pool).get_jobs()} == {"refresh_rollups"}
+
+
+def test_anomalies_list_as_polars_frames_with_filters(pool, loaded):
+    jobs.refit_job(pool, now=loaded - timedelta(hours=2), config=CONFIG)
+    _write(pool, *burst(loaded - timedelta(minutes=20), "u00004", 40, seconds=60, ip="45.155.4.4"),
+           event(loaded - timedelta(minutes=5), "u00004", "data_export", metadata={"rows": 5_000_000}))
+    jobs.score_job(pool, now=loaded, config=CONFIG)
+    everything = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    assert everything.schema == store.FRAME_SCHEMA
+    only = store.list_anomalies(pool, store.AnomalyQuery(detectors=["password_spraying", "failed_login_burst"],
+                                                         entity_type="source_ip", min_score=0.9))
+    assert only.height > 0 and set(only["entity_type"]) == {"source_ip"} and only["score"].min() >= 0.9
+    page = store.list_anomalies(pool, store.AnomalyQuery(limit=2))
+    rest = store.list_anomalies(pool, store.AnomalyQuery(limit=1000, before=(page["window_start"][-1],
+                                                                               page["anomaly_id"][-1])))
+    assert page.height + rest.height == everything.height
