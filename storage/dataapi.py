@@ -8,7 +8,9 @@
     ...                        group_by=("event_type", "outcome"))
 
 The filters are the query API's (``GET /api/v1/logs``), with the same meaning; the frames
-come over COPY (see ``storage.timescale.frames``). The connection is read-only unless
+come over COPY (see ``storage.timescale.frames``). Given the archive root (``archive=``), events
+come from both tiers: hot rows from TimescaleDB, archived days from their Parquet files (see
+``storage.tiers``), each marked in a ``tier`` column. The connection is read-only unless
 ``read_only=False``: every transaction starts with ``default_transaction_read_only``, so a
 notebook cannot change the audit trail by accident.
 """
@@ -18,13 +20,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import polars as pl
 from psycopg_pool import ConnectionPool
 
-from storage.errors import InvalidFilter
+from storage import tiers
+from storage.cold.store import ColdStore
+from storage.errors import InvalidFilter, TooManyRows
 from storage.events import Outcome
 from storage.timescale import db, frames, rollups
 from storage.timescale.frames import AnomalyQuery, TimeRange
@@ -36,10 +41,16 @@ DEFAULT_MAX_ROWS = 5_000_000  # the export API's ceiling: a frame that size is ~
 Moment = datetime | str
 
 
-def connect(url: str, *, read_only: bool = True, pool_size: int = 4) -> AuditData:
-    """Open the data API on a database URL (``AUDITWATCH_DATABASE_URL`` in the notebooks)."""
+def connect(url: str, *, archive: str | Path | None = None, read_only: bool = True,
+            pool_size: int = 4) -> AuditData:
+    """Open the data API on a database URL, and the cold tier's archive root if given.
+
+    In the notebooks: ``AUDITWATCH_DATABASE_URL`` (or the embedded database) and
+    ``auditwatch.services.archive_root(settings)``.
+    """
+    cold = ColdStore(archive) if archive else None
     return AuditData(db.open_pool(url, min_size=1, max_size=pool_size, name="dataapi", read_only=read_only),
-                     read_only=read_only)
+                     read_only=read_only, cold=cold)
 
 
 def _moment(value: Moment | None, name: str) -> datetime | None:
@@ -93,9 +104,10 @@ def _network(source_ip: str | None) -> str | None:
 class AuditData:
     """Frames over one database: ``events``, ``rollup``, ``anomalies``, ``users``, ``time_range``."""
 
-    def __init__(self, pool: ConnectionPool, *, read_only: bool = True) -> None:
+    def __init__(self, pool: ConnectionPool, *, read_only: bool = True, cold: ColdStore | None = None) -> None:
         self.pool = pool
         self.read_only = read_only
+        self.cold = cold
 
     def close(self) -> None:
         self.pool.close()
@@ -116,19 +128,45 @@ class AuditData:
                source_ip: str | None = None, metadata: dict[str, Any] | None = None,
                columns: Sequence[str] | None = None, max_rows: int | None = DEFAULT_MAX_ROWS,
                lazy: bool = False) -> pl.DataFrame | pl.LazyFrame:
-        """Events in [start, end), oldest first, with the query API's filters.
+        """Events in [start, end), oldest first, with the query API's filters, and their ``tier``.
 
         ``source_ip`` is an address or a CIDR block; ``metadata`` matches by JSON containment
         (``{"dataset": "crm"}``); ``columns`` picks a subset of ``storage.events.COLUMNS``.
         More than ``max_rows`` matches raise ``TooManyRows`` rather than fill the memory.
+        With ``lazy=True`` the archived part stays a lazy Parquet scan (not counted against
+        ``max_rows``), so a filter or an aggregation on it reads only what it needs.
         """
         low, high = _range(start, end)
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidFilter('`metadata` must be a dict, e.g. {"dataset": "crm"}')
         query = EventQuery(start_time=low, end_time=high, user_id=user_id, event_types=_types(event_type),
                            outcome=_outcome(outcome), source_ip=_network(source_ip), metadata=metadata)
-        frame = frames.events_frame(self.pool, query, columns=columns, max_rows=max_rows)
-        return frame.lazy() if lazy else frame
+        schema = frames.event_schema(columns)
+        hot = frames.events_frame(self.pool, query, columns=list(schema), max_rows=max_rows).with_columns(
+            tier=pl.lit(tiers.HOT))
+        cold = self._archived(query, schema)
+        if cold is None:
+            return hot.lazy() if lazy else hot
+        order = [c for c in ("timestamp", "event_id") if c in schema]
+        if lazy:
+            combined = pl.concat([cold, hot.lazy()])
+            return combined.sort(order) if order else combined
+        if max_rows is not None:
+            cold = cold.head(max_rows + 1 - hot.height)
+        combined = pl.concat([cold.collect(), hot])
+        if max_rows is not None and combined.height > max_rows:
+            raise TooManyRows(f"more than {max_rows:,} events match across the hot and cold tiers; narrow the "
+                              "time range or the filters, or pass a larger max_rows (None for no limit)")
+        return combined.sort(order) if order else combined
+
+    def _archived(self, query: EventQuery, schema: dict[str, pl.DataType]) -> pl.LazyFrame | None:
+        """The archived rows matching ``query`` as a lazy scan in the hot frame's columns, or None."""
+        if self.cold is None:
+            return None
+        scan = tiers.cold_lazy(self.cold, tiers.cold_files(self.pool, query), query)
+        if scan is None:
+            return None
+        return scan.select([pl.col(c).cast(t) for c, t in schema.items()]).with_columns(tier=pl.lit(tiers.COLD))
 
     def rollup(self, start: Moment, end: Moment, *, interval: str = "1h",
                group_by: Sequence[str] = ("event_type",), event_type: str | Sequence[str] | None = None,

@@ -73,13 +73,19 @@ def _check_size(frame: pl.DataFrame, max_rows: int | None, what: str) -> pl.Data
 
 # -- events -----------------------------------------------------------------------------------------
 
-def events_frame(pool: ConnectionPool, query: EventQuery, *, columns: Sequence[str] | None = None,
-                 max_rows: int | None = None) -> pl.DataFrame:
-    """Every event matching the API's filters, oldest first, as one frame."""
+def event_schema(columns: Sequence[str] | None = None) -> dict[str, pl.DataType]:
+    """The frame dtypes of these audit_events columns (all of them by default), in order."""
     names = list(columns) if columns else list(COLUMNS)
     unknown = [c for c in names if c not in _EVENT_COLUMNS]
     if unknown:
         raise ValueError(f"unknown event columns {unknown}; choose from {', '.join(COLUMNS)}")
+    return {c: _EVENT_COLUMNS[c][1] for c in names}
+
+
+def events_frame(pool: ConnectionPool, query: EventQuery, *, columns: Sequence[str] | None = None,
+                 max_rows: int | None = None) -> pl.DataFrame:
+    """Every event matching the API's filters, oldest first, as one frame."""
+    names = list(event_schema(columns))
     select = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(_EVENT_COLUMNS[c][0], sql.Identifier(c)) for c in names)
     where, params = filters(query)

@@ -91,7 +91,7 @@ def test_events_match_the_query_api_for_the_same_filters(aw, pool, stored, api_f
 
 def test_events_round_trip_every_column_with_its_type(aw, stored):
     frame = aw.events()
-    assert frame.columns == list(COLUMNS)
+    assert frame.columns == [*COLUMNS, "tier"] and frame["tier"].unique().to_list() == ["hot"]
     assert frame.schema["timestamp"] == pl.Datetime("us", "UTC")
     assert frame.schema["received_at"] == pl.Datetime("us", "UTC")
     by_id = {r["event_id"]: r for r in frame.iter_rows(named=True)}
@@ -117,7 +117,7 @@ def test_metadata_is_queryable_with_polars_json_expressions(aw, stored):
 
 def test_columns_subset_and_unknown_columns(aw, stored):
     frame = aw.events(columns=["timestamp", "user_id"], user_id="mallory")
-    assert frame.columns == ["timestamp", "user_id"] and frame.height == 1
+    assert frame.columns == ["timestamp", "user_id", "tier"] and frame.height == 1
     with pytest.raises(ValueError, match="unknown event columns"):
         aw.events(columns=["timestamp", "password"])
 
@@ -153,7 +153,7 @@ def test_time_range_finds_the_data(aw, stored):
 def test_rollup_equals_counting_the_events(aw, pool, stored):
     rollups.refresh(pool, now=T0 + timedelta(minutes=2))
     series = aw.rollup(START, END, interval="1h", group_by=("event_type", "outcome"))
-    counted = (aw.events(START, END)
+    counted = (aw.events(START, END).drop("tier")
                .group_by(pl.col("timestamp").dt.truncate("1h").alias("bucket"), "event_type", "outcome")
                .agg(pl.len().cast(pl.Int64).alias("events"))
                .sort("bucket", "event_type", "outcome"))
@@ -251,3 +251,66 @@ def test_bad_filters_say_what_to_fix(aw, call, message):
 def test_iso_strings_are_accepted(aw, stored):
     start = (T0 - timedelta(minutes=10)).astimezone(UTC).isoformat().replace("+00:00", "Z")
     assert aw.events(start).height == aw.events(T0 - timedelta(minutes=10)).height == 11
+
+
+# -- across the hot and cold tiers ----------------------------------------------------------------------
+
+@pytest.fixture
+def archived(pool, tmp_path):
+    """Events on five days past hot retention, archived to Parquet, plus recent hot ones."""
+    from storage.cold.store import ColdStore
+    from storage.timescale import archive
+    from tests.storage.cold_data import NOW, audit, seed
+
+    events = seed(pool)
+    archive.run(pool, ColdStore(tmp_path / "archive"), now=NOW, hot_days=90, audit=audit())
+    return events, tmp_path / "archive", NOW
+
+
+@pytest.mark.parametrize("filters", [
+    {},
+    {"user_id": "bob"},
+    {"event_type": ["config_change", "user_login"], "outcome": "failure"},
+    {"source_ip": "10.0.0.0/8"},
+    {"source_ip": "2001:db8::/32"},
+    {"metadata": {"bucket": "hr"}},
+    {"metadata": {"nested": {"a": [{"b": "é"}]}}},
+], ids=["all", "user", "types+outcome", "ipv4-cidr", "ipv6-cidr", "metadata", "nested-metadata"])
+def test_events_read_both_tiers_exactly_like_the_tiered_reader(db_url, pool, archived, filters):
+    from storage import tiers
+    from storage.cold.store import ColdStore
+
+    events, root, now = archived
+    query = EventQuery(user_id=filters.get("user_id"), event_types=tuple(filters.get("event_type", ())),
+                       outcome=Outcome(filters["outcome"]) if "outcome" in filters else None,
+                       source_ip=filters.get("source_ip"), metadata=filters.get("metadata"))
+    reference = tiers.events_frame(pool, ColdStore(root), query).sort("timestamp", "event_id")
+    with connect(db_url, archive=root) as aw:
+        frame = aw.events(**filters)
+    assert frame.height == reference.height > 0
+    assert frame["tier"].to_list() == reference["tier"].to_list()
+    assert frame.select(COLUMNS).equals(reference.select(COLUMNS).cast(frame.select(COLUMNS).schema))
+    assert frame["timestamp"].is_sorted()
+
+
+def test_both_tiers_lazily_with_a_range_and_the_row_ceiling(db_url, archived):
+    events, root, now = archived
+    with connect(db_url, archive=root) as aw:
+        everything = aw.events()
+        # 150 archived, the 10 recent ones hot, and the archiver's own audit events (hot, at `now`).
+        assert everything.filter(tier="cold").height == 150
+        assert {str(e.event_id) for e in events} <= set(everything["event_id"])
+        assert everything.filter(pl.col("timestamp") < now - timedelta(minutes=1)).height == 160
+        # A range that cuts across a cold day and the hot tail.
+        low, high = now - timedelta(days=97, hours=12), now - timedelta(hours=4)
+        ranged = aw.events(low, high)
+        assert sorted(ranged["event_id"].to_list()) == sorted(
+            str(e.event_id) for e in events if low <= e.timestamp < high)
+        lazy = aw.events(lazy=True)
+        assert isinstance(lazy, pl.LazyFrame)
+        assert lazy.filter(pl.col("tier") == "cold").select(pl.len()).collect().item() == 150
+        with pytest.raises(TooManyRows, match="across the hot and cold tiers"):
+            aw.events(max_rows=100)
+        assert aw.events(max_rows=everything.height).height == everything.height
+    with connect(db_url) as hot_only:  # without the archive root, only the hot tier
+        assert hot_only.events()["tier"].unique().to_list() == ["hot"]
