@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from analytics.scenarios import Incident as LabelledIncident
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest.demo import DemoTraffic, Incident
@@ -37,6 +38,14 @@ def demo_incidents(traffic: DemoTraffic, start: datetime, end: datetime) -> list
         found.extend(i for i in traffic.incidents(day) if start <= i.start < end)
         day += timedelta(days=1)
     return sorted(found, key=lambda i: i.start)
+
+
+def demo_labels(*, start: datetime, end: datetime, seed: int = 7, users: int = 300,
+                service_accounts: int = 8) -> list[LabelledIncident]:
+    """The demo's incidents in [start, end) as ``analytics`` labels (the entities an anomaly must name)."""
+    traffic = DemoTraffic(seed=seed, users=users, service_accounts=service_accounts)
+    return [LabelledIncident(i.scenario, i.start, i.end, frozenset(e for e in (i.user_id, i.source_ip) if e))
+            for i in demo_incidents(traffic, start, end)]
 
 
 def seed_demo(settings: Settings, *, start: datetime, end: datetime, now: datetime, seed: int = 7,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditwatch.cli import main
-from auditwatch.seed import seed_demo
+from auditwatch.seed import demo_labels, seed_demo
 from ingest.demo import DemoTraffic
 from storage.dataapi import connect
 from tests.conftest import ROOT
@@ -83,3 +83,16 @@ def test_seed_demo_is_registered_when_the_cli_runs_as_a_module(tmp_path):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert "labelled attacks" in result.stdout
+
+
+def test_demo_labels_name_the_entities_an_anomaly_must_match():
+    day = datetime(2024, 5, 1, tzinfo=UTC)
+    labels = demo_labels(start=day, end=day + timedelta(days=1), users=80, service_accounts=2)
+    traffic = DemoTraffic(seed=7, users=80, service_accounts=2)
+    injected = sorted(traffic.incidents(day), key=lambda i: i.start)
+    assert [(x.scenario, x.start, x.end) for x in labels] == [(i.scenario, i.start, i.end) for i in injected]
+    spraying = next(x for x in labels if x.scenario == "password_spraying")
+    assert spraying.entities == {next(i.source_ip for i in injected if i.scenario == "password_spraying")}
+    burst = next(x for x in labels if x.scenario == "failed_login_burst")
+    assert len(burst.entities) == 2  # the victim and the attacking address
+    assert demo_labels(start=day, end=day + timedelta(hours=1)) == []
