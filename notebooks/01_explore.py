@@ -26,14 +26,14 @@ import polars as pl
 
 from auditwatch import settings as settings_mod
 from auditwatch.seed import seed_demo
-from auditwatch.services import database_url
+from auditwatch.services import archive_root, database_url
 from storage.dataapi import connect
 
 SETTINGS = settings_mod.load()
 URL = database_url(SETTINGS)
 DAYS = float(os.environ.get("AUDITWATCH_NOTEBOOK_DAYS", "7"))  # how much recent history to look at
 
-aw = connect(URL)
+aw = connect(URL, archive=archive_root(SETTINGS))
 span = aw.time_range()
 if span.events == 0:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -18,8 +18,10 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
+from analytics import jobs
 from auditwatch import settings as settings_mod
 from auditwatch.seed import SeedResult, seed_demo
+from storage.timescale import db
 from tests.conftest import ROOT, fresh_database
 
 KERNEL = "auditwatch-tests"
@@ -33,24 +35,38 @@ SEED_ARGS = {"seed": 7, "users": 80, "service_accounts": 2}
 class SeededStore:
     url: str
     seeded: SeedResult
+    anomalies: int
 
 
 @pytest.fixture(scope="session")
 def seeded_store(server_url: str, template_db: str, tmp_path_factory) -> Iterator[SeededStore]:
-    """Three days of labelled demo traffic, loaded through the ingest pipeline."""
+    """Three days of labelled demo traffic, loaded through the ingest pipeline, and the last day scored.
+
+    The scoring is the worker's: the refit job learns from the first two days, the score job then
+    stores the anomalies of the third, as a worker that had been running would have.
+    """
     with fresh_database(server_url, template_db) as url:
         settings = settings_mod.load(config_file=None, environ={}, overrides={
             "database_url": url, "data_dir": str(tmp_path_factory.mktemp("seed-data"))})
         result = seed_demo(settings, start=SEED_START, end=SEED_END, now=SEED_END, **SEED_ARGS)
         assert result.accepted > 10_000 and result.rejected == 0
-        yield SeededStore(url, result)
+        pool = db.open_pool(url, min_size=1, max_size=2, name="notebook-seed")
+        try:
+            jobs.refit_job(pool, now=SEED_END - timedelta(days=1))
+            scored = jobs.score_job(pool, now=SEED_END, config=jobs.JobConfig(first_run=timedelta(days=1)))
+        finally:
+            pool.close()
+        assert scored.inserted > 0
+        yield SeededStore(url, result, scored.inserted)
 
 
 @pytest.fixture(scope="session")
-def kernel_env(seeded_store: SeededStore) -> dict[str, str]:
+def kernel_env(seeded_store: SeededStore, tmp_path_factory) -> dict[str, str]:
     """What the notebooks read: the database, the demo's parameters, and this checkout on the path."""
     return {
         "AUDITWATCH_DATABASE_URL": seeded_store.url,
+        "AUDITWATCH_DATA_DIR": str(tmp_path_factory.mktemp("notebook-data")),  # (an empty archive root)
+        "AUDITWATCH_NOTEBOOK_EXPORT_DIR": str(tmp_path_factory.mktemp("tuned")),
         "AUDITWATCH_DEMO_SEED": str(SEED_ARGS["seed"]),
         "AUDITWATCH_DEMO_USERS": str(SEED_ARGS["users"]),
         "AUDITWATCH_DEMO_SERVICE_ACCOUNTS": str(SEED_ARGS["service_accounts"]),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import jupytext
@@ -11,9 +13,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from analytics.detectors import ExportVolume
+from auditwatch.seed import demo_labels
 from tests.conftest import ROOT
 
-from .conftest import NOTEBOOKS, SeededStore, notebook_id
+from .conftest import NOTEBOOKS, SEED_ARGS, SEED_END, SeededStore, notebook_id
 
 PLOTLY = "application/vnd.plotly.v1+json"
 
@@ -29,7 +33,7 @@ def _tagged_text(nb, tag: str) -> str:
     return "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cells[0].outputs)
 
 
-def _check_explore(nb, store: SeededStore) -> None:
+def _check_explore(nb, store: SeededStore, env: dict[str, str]) -> None:
     # The notebook's failed-logins-by-source table puts every spraying address at the top.
     shown = _tagged_text(nb, "failed-logins-by-source")
     sprayers = {i.source_ip for i in store.seeded.incidents if i.scenario == "password_spraying"}
@@ -43,8 +47,32 @@ def _check_explore(nb, store: SeededStore) -> None:
     assert len(thieves) == 3 and {line.split("┆")[0].strip("│ ") for line in leaders} == thieves
 
 
+def _check_tune(nb, store: SeededStore, env: dict[str, str]) -> None:
+    # Every demo scenario of the backtest day is reported, and the bursts and exports are found.
+    shown = _tagged_text(nb, "recall-by-scenario")
+    rows = {line.split("┆")[0].strip("│ "): line for line in shown.splitlines() if "┆" in line}
+    for scenario in ("failed_login_burst", "password_spraying", "night_data_export", "unusual_permission_change"):
+        assert scenario in rows
+    for found in ("failed_login_burst", "night_data_export"):
+        assert rows[found].rstrip("│ ").endswith("1.0")
+    exported = json.loads((Path(env["AUDITWATCH_NOTEBOOK_EXPORT_DIR"]) / "export_volume.json").read_text())
+    assert exported["detector"] == "export_volume"
+    assert exported["params"]["min_scale"] in (0.1, 0.25, 0.5, 1.0, 2.0) and 0 < exported["threshold"] < 1
+    assert ExportVolume(**exported["params"]).get_params()["min_scale"] == exported["params"]["min_scale"]
+
+
+def _check_investigate(nb, store: SeededStore, env: dict[str, str]) -> None:
+    # By default the notebook opens the top anomaly of the newest day: one of the injected attacks.
+    header = _tagged_text(nb, "anomaly")
+    labels = demo_labels(start=SEED_END - timedelta(days=1), end=SEED_END, **SEED_ARGS)
+    assert any(entity in header for label in labels for entity in label.entities), header
+    assert "true" in _tagged_text(nb, "baseline-window")  # the window stands above its baseline
+
+
 CHECKS: dict[str, Callable] = {
     "01_explore": _check_explore,
+    "02_tune_a_detector": _check_tune,
+    "03_investigate": _check_investigate,
 }
 
 
@@ -63,7 +91,7 @@ def test_notebook_runs_top_to_bottom(source: Path, kernel_manager, kernel_env, s
     outputs = _outputs(nb)
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(PLOTLY in o.get("data", {}) for o in outputs), "each notebook shows at least one chart"
-    CHECKS[source.stem](nb, seeded_store)
+    CHECKS[source.stem](nb, seeded_store, kernel_env)
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=notebook_id)
