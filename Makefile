@@ -32,6 +32,7 @@ install: $(STAMP) system-deps
 # PostgreSQL + TimescaleDB (skipped when an external server is configured).
 system-deps:
 	@bash scripts/install-timescaledb.sh
+	@bash scripts/install-nats.sh
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Python dependencies"

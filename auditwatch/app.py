@@ -7,10 +7,11 @@ import logging
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
-from auditwatch import api, api_anomalies, api_archive, openapi
+from auditwatch import api, api_anomalies, api_archive, api_ingest, openapi
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest import api as ingest_api
+from ingest import otlp
 from ingest.errors import IngestError
 from ingest.http import error_response, json_response
 from storage.errors import DatabaseUnavailable, InvalidCursor
@@ -53,6 +54,8 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(openapi.create_blueprint())
     app.register_blueprint(api_archive.create_blueprint(services))
     app.register_blueprint(api_anomalies.create_blueprint(services))
+    app.register_blueprint(api_ingest.create_blueprint(services))
+    app.register_blueprint(otlp.create_blueprint(services.pipeline, max_records=settings.otlp_max_records))
 
     @app.get("/healthz")
     def healthz():

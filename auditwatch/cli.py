@@ -476,7 +476,8 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
     base = f"http://{settings.host}:{settings.port}"
     env = {**os.environ, "AUDITWATCH_DEMO_KEY": system_key, "AUDITWATCH_DEMO_ADMIN_KEY": admin_key}
     server = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "serve"], env=env)
-    children = [server, subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "worker"], env=env)]
+    children = [server, subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "worker"], env=env),
+                subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "syslog"], env=env)]
     try:
         _wait_healthy(base, server)
         if not no_demo:
@@ -485,6 +486,8 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
         click.echo(f"  API:        {base}/api/v1/logs   (OpenAPI: {base}/api/v1/openapi.json)")
         click.echo(f"  admin key:  {admin_key}")
         click.echo(f"  keys file:  {keyfile}")
+        click.echo(f"  syslog:     udp/tcp {settings.syslog_host}:{settings.syslog_udp_port}   (try: logger --server "
+                   f"{settings.syslog_host} --port {settings.syslog_udp_port} --udp 'hello')")
         click.echo(f"  try:        curl -H 'Authorization: Bearer {admin_key}' '{base}/api/v1/logs?limit=5'")
         click.echo("  Ctrl-C stops everything.\n")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -554,6 +557,11 @@ main.add_command(cli_archive.hold_group)
 from auditwatch import cli_analytics  # noqa: E402  (registers after main exists; it imports Context from here)
 
 for _command in cli_analytics.COMMANDS:
+    main.add_command(_command)
+
+from auditwatch import cli_ingest  # noqa: E402
+
+for _command in cli_ingest.COMMANDS:
     main.add_command(_command)
 
 from auditwatch.cli_notebooks import seed_demo_command  # noqa: E402  (registered after main exists)

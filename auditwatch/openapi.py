@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from auditwatch import openapi_anomalies, openapi_archive
+from auditwatch import openapi_anomalies, openapi_archive, openapi_ingest
 from ingest.http import json_response
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -200,6 +200,7 @@ DOCUMENT: dict[str, Any] = {
 
 DOCUMENT["paths"].update(openapi_archive.PATHS)
 DOCUMENT["paths"].update(openapi_anomalies.PATHS)
+DOCUMENT["paths"].update(openapi_ingest.PATHS)
 
 
 def create_blueprint() -> Blueprint:

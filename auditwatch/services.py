@@ -12,6 +12,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from auditwatch.settings import Settings
+from ingest.bus import BusClient, BusConfig, BusPublisher
 from ingest.enrich import geo_lookup
 from ingest.pipeline import IngestPipeline, IngestPolicy
 from ingest.redact import DEFAULT_SENSITIVE_KEYS, Redactor
@@ -47,6 +48,18 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
     )
 
 
+def bus_config(settings: Settings) -> BusConfig | None:
+    """The JetStream bus, when ``bus_url`` is set; None keeps the direct path."""
+    if not settings.bus_url:
+        return None
+    return BusConfig(url=settings.bus_url, stream=settings.bus_stream, subject=settings.bus_subject,
+                     deadletter_stream=settings.bus_deadletter_stream,
+                     deadletter_subject=settings.bus_deadletter_subject,
+                     publish_timeout=settings.bus_publish_timeout, ack_wait=settings.bus_ack_wait,
+                     max_failures=settings.bus_max_failures, batch=settings.writer_batch,
+                     replicas=settings.bus_replicas)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -54,6 +67,7 @@ class Services:
     writer: EventWriter
     committer: GroupCommitter
     pipeline: IngestPipeline
+    bus: BusClient | None = None  # set when events go through JetStream (settings.bus_url)
     _key_cache: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,16 +77,20 @@ class Services:
         writer = EventWriter(pool)
         committer = GroupCommitter(writer, max_group_events=settings.group_commit_max_events,
                                    threads=settings.group_commit_threads)
+        config = bus_config(settings)
+        bus = BusClient(config) if config else None
         pipeline = IngestPipeline(
             pool=pool,
-            committer=committer,
+            committer=BusPublisher(bus) if bus else committer,
             geo=geo_lookup(settings.geoip_mmdb or None, settings.geoip_asn_mmdb or None, enabled=settings.geoip),
             redactor=Redactor(DEFAULT_SENSITIVE_KEYS + tuple(settings.redact_keys)),
             policy=ingest_policy(settings),
         )
-        return cls(settings, pool, writer, committer, pipeline)
+        return cls(settings, pool, writer, committer, pipeline, bus)
 
     def close(self) -> None:
+        if self.bus is not None:
+            self.bus.close()
         self.committer.close()
         self.pool.close()
 

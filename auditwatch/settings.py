@@ -68,6 +68,30 @@ class Settings:
     analytics_history_days: float = 14.0  # history each refit learns from
     analytics_late_minutes: int = 60  # rescored every run, so events arriving this late are still counted
     analytics_min_score: float = 0.6  # calibrated score (0.6: one window in a million) from which to store
+    # -- Syslog, OTLP and the NATS JetStream bus (ingest/syslog, ingest/otlp.py, ingest/bus.py) ------
+    syslog_host: str = "127.0.0.1"
+    syslog_udp_port: int = 5514  # 0: no UDP listener
+    syslog_tcp_port: int = 5514  # 0: no TCP listener (octet-counting and newline framing)
+    syslog_tls_port: int = 0  # 0: no TLS listener; needs syslog_tls_cert and syslog_tls_key (6514 is standard)
+    syslog_tls_cert: str = ""
+    syslog_tls_key: str = ""
+    syslog_max_message_bytes: int = 16 * 1024  # longer messages are cut (UDP) or skipped (TCP)
+    syslog_queue_lines: int = 4096  # bounded memory; TCP readers pause when full (back-pressure)
+    syslog_max_connections: int = 1000
+    syslog_zone: str = "UTC"  # the zone of RFC 3164 dates, which carry none
+    syslog_source_zones: tuple[str, ...] = field(default=())  # per sender: "host=Europe/Berlin,10.0.0.7=UTC"
+    syslog_unknown_users: str = "register"  # R4 for syslog accounts: register | host (attribute to the host)
+    otlp_max_records: int = 10_000  # log records per OTLP export request
+    bus_url: str = ""  # nats://host:4222[,nats://...]; empty: write directly (no broker)
+    bus_stream: str = "AUDITWATCH_EVENTS"
+    bus_subject: str = "auditwatch.events"
+    bus_deadletter_stream: str = "AUDITWATCH_DEADLETTERS"
+    bus_deadletter_subject: str = "auditwatch.deadletters"
+    bus_publish_timeout: float = 5.0  # seconds to wait for JetStream's ack before answering 503
+    bus_ack_wait: float = 30.0  # a writer that does not ack in this time has its messages redelivered
+    bus_max_failures: int = 3  # R10: deliveries that fail before a message is dead-lettered
+    bus_replicas: int = 1  # JetStream replicas of the streams when they are created (3 on a NATS cluster)
+    writer_batch: int = 1000  # messages per writer transaction
 
     @property
     def embedded(self) -> bool:
@@ -122,6 +146,13 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`analytics_score_seconds` and `analytics_refit_seconds` must be at least 1")
     if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):
         raise SettingsError("`database_url` must be a postgresql:// URL (or empty for the embedded database)")
+    if settings.syslog_unknown_users not in {"register", "host"}:
+        raise SettingsError("`syslog_unknown_users` must be `register` or `host`")
+    if settings.bus_url and not all(u.strip().startswith(("nats://", "tls://")) for u in settings.bus_url.split(",")):
+        raise SettingsError("`bus_url` must be nats:// URLs separated by commas (or empty for no bus)")
+    for entry in settings.syslog_source_zones:
+        if "=" not in entry:
+            raise SettingsError(f"`syslog_source_zones` entry {entry!r} must be host=Area/City")
     return settings
 
 

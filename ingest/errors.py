@@ -32,3 +32,13 @@ class RateLimited(IngestError):
     def __init__(self, message: str, retry_after: int, field: str | None = "user_id") -> None:
         super().__init__("rate_limited", message, field)
         self.retry_after = retry_after
+
+
+class Unavailable(IngestError):
+    """Events could not be made durable right now (the bus or the database is down); nothing was acknowledged."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__("unavailable", message, None)
+        self.retry_after = retry_after

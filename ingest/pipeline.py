@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from psycopg_pool import ConnectionPool
 
@@ -23,7 +23,6 @@ from ingest.redact import Redactor
 from ingest.validate import ValidationPolicy, ValidEvent, normal_ip, validate_event
 from storage.events import EventRecord
 from storage.timescale import catalog
-from storage.timescale.writer import GroupCommitter
 
 UnknownUsers = Literal["reject", "register"]
 
@@ -115,8 +114,15 @@ class _TtlSet:
         return item in self._items
 
 
+class EventSink(Protocol):
+    """Where finished records go: the group committer (direct path) or the bus publisher. ``write`` returns
+    only once the records are durable, True where an event was new."""
+
+    def write(self, records: Sequence[EventRecord]) -> list[bool]: ...
+
+
 class IngestPipeline:
-    def __init__(self, *, pool: ConnectionPool, committer: GroupCommitter, geo: GeoLookup,
+    def __init__(self, *, pool: ConnectionPool, committer: EventSink, geo: GeoLookup,
                  redactor: Redactor, policy: IngestPolicy, now: Callable[[], datetime] = utcnow) -> None:
         self._pool = pool
         self._committer = committer

@@ -24,6 +24,7 @@ class Permission(enum.StrEnum):
     MANAGE_CATALOG = "manage_catalog"
     LEGAL_HOLD = "legal_hold"  # place, list and release legal holds (auditors and admins)
     TRIAGE_ANOMALIES = "triage_anomalies"  # mark anomalies false/true positives (feedback honoured by scoring)
+    MANAGE_INGEST = "manage_ingest"  # dead letters of the bus: list and replay
 
 
 class Role(enum.StrEnum):
@@ -49,6 +50,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.INGEST,
             Permission.LEGAL_HOLD,
             Permission.TRIAGE_ANOMALIES,
+            Permission.MANAGE_INGEST,
         }
     ),
     Role.SYSTEM: frozenset({Permission.INGEST, Permission.BACKFILL}),

@@ -35,6 +35,17 @@ ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
 
 
+def shared_data() -> Path:
+    """The project's shared real data (../shared/data beside the checkout; a fresh clone elsewhere
+    finds it through AUDITWATCH_SHARED_DATA or the machine's /work/shared/data)."""
+    root = Path(__file__).resolve().parents[1]
+    for candidate in (os.environ.get("AUDITWATCH_SHARED_DATA"), root.parent / "shared" / "data",
+                      root.parent.parent / "shared" / "data", "/work/shared/data"):
+        if candidate and (Path(candidate) / "loghub").is_dir():
+            return Path(candidate)
+    raise FileNotFoundError("../shared/data is missing; set AUDITWATCH_SHARED_DATA to the shared data directory")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -161,6 +161,8 @@ def test_up_serves_the_api_and_streams_demo_traffic(db_url, tmp_path, conn):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITWATCH_")}
     env.update(AUDITWATCH_DATABASE_URL=db_url, AUDITWATCH_PORT=str(port), AUDITWATCH_DATA_DIR=str(tmp_path / "data"))
+    syslog_port = free_port()
+    env.update(AUDITWATCH_SYSLOG_UDP_PORT=str(syslog_port), AUDITWATCH_SYSLOG_TCP_PORT=str(syslog_port))
     log = tmp_path / "up.log"
     proc = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "up"], env=env, cwd=tmp_path,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -182,6 +184,14 @@ def test_up_serves_the_api_and_streams_demo_traffic(db_url, tmp_path, conn):
         assert response.status_code == 200
         assert len(response.json()["events"]) == 5
         assert "Auditwatch is up" in log.read_text()
+        # `up` also listens for syslog (no broker needed).
+        subprocess.run(["logger", "--server", "127.0.0.1", "--port", str(syslog_port), "--tcp", "--tag", "sshd",
+                        "Accepted password for up-check from 192.0.2.1 port 22 ssh2"], check=True, timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not conn.execute(
+                "SELECT count(*) FROM audit_events WHERE user_id = 'up-check'").fetchone()[0]:
+            time.sleep(0.2)
+        assert conn.execute("SELECT outcome FROM audit_events WHERE user_id = 'up-check'").fetchone() == ("success",)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -22,7 +22,10 @@ SEEDED_TYPES = {
     "config_change", "query_executed", "export_requested",
 }
 # Erasure, legal holds, archiving and cold expiry audit themselves under these (0001, 0006).
-PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expired"}
+PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expired",
+                  # the syslog parsers' types (0010)
+                  "ssh_invalid_user", "ssh_connection_closed", "ssh_break_in_attempt", "auth_failure", "sudo", "su",
+                  "syslog_message"}
 
 
 def _migrated(url: str, **kwargs) -> psycopg.Connection:

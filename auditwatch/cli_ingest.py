@@ -1,0 +1,189 @@
+"""CLI for the ingest nodes: ``auditwatch syslog``, ``auditwatch writer``, ``auditwatch deadletters``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import click
+import orjson
+
+from auditwatch.services import Services, bus_config
+from ingest.errors import IngestError
+from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from auditwatch.cli import Context
+
+# click.pass_obj rather than cli.pass_ctx: `python -m auditwatch.cli` runs cli.py as __main__, whose Context
+# class is not auditwatch.cli.Context, and importing cli from here would import it a second time.
+pass_ctx = click.pass_obj
+
+
+def _services(ctx: Context) -> Services:
+    try:
+        return Services.open(ctx.settings, url=ctx.url)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("syslog")
+@click.option("--host", help="Address to listen on (default from settings: 127.0.0.1).")
+@click.option("--udp-port", type=int, help="UDP port (default 5514; 0 turns UDP off).")
+@click.option("--tcp-port", type=int, help="TCP port (default 5514; 0 turns TCP off).")
+@click.option("--tls-port", type=int, help="TLS port (default off; needs syslog_tls_cert and syslog_tls_key).")
+@pass_ctx
+def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int | None, tls_port: int | None) -> None:
+    """Receive syslog (RFC 5424/3164 over UDP, TCP and TLS) and store it as audit events."""
+    from ingest.syslog.header import SyslogError
+    from ingest.syslog.ingestor import SyslogIngestor, parse_zones
+    from ingest.syslog.listener import ListenerConfig, SyslogListener, run_forever, server_ssl_context
+
+    s = ctx.settings.replace(**{k: v for k, v in {"syslog_host": host, "syslog_udp_port": udp_port,
+                                                  "syslog_tcp_port": tcp_port, "syslog_tls_port": tls_port}.items()
+                                if v is not None})
+    ssl_context = None
+    if s.syslog_tls_port:
+        if not (s.syslog_tls_cert and s.syslog_tls_key):
+            raise click.UsageError("a TLS port needs AUDITWATCH_SYSLOG_TLS_CERT and AUDITWATCH_SYSLOG_TLS_KEY "
+                                   "(PEM files)")
+        try:
+            ssl_context = server_ssl_context(s.syslog_tls_cert, s.syslog_tls_key)
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(f"cannot load the TLS certificate or key: {exc}") from None
+    if not (s.syslog_udp_port or s.syslog_tcp_port or s.syslog_tls_port):
+        raise click.UsageError("every syslog port is 0: set at least one of --udp-port, --tcp-port, --tls-port")
+    try:
+        zones = parse_zones(s.syslog_source_zones)
+    except SyslogError as exc:
+        raise click.UsageError(f"syslog_source_zones: {exc.message}") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    services = _services(ctx.__class__(s))
+    try:
+        ingestor = SyslogIngestor(services.pipeline, services.pool, zone=s.syslog_zone, zones=zones,
+                                  unknown_users=s.syslog_unknown_users)  # type: ignore[arg-type]
+    except SyslogError as exc:
+        services.close()
+        raise click.UsageError(f"syslog_zone: {exc.message}") from None
+    listener = SyslogListener(ListenerConfig(
+        host=s.syslog_host, udp_port=s.syslog_udp_port or None, tcp_port=s.syslog_tcp_port or None,
+        tls_port=s.syslog_tls_port or None, ssl_context=ssl_context, max_message_bytes=s.syslog_max_message_bytes,
+        queue_lines=s.syslog_queue_lines, max_connections=s.syslog_max_connections), ingestor)
+    path = "JetStream bus" if services.bus else "database"
+
+    def report(stats) -> None:
+        click.echo(f"syslog {stats.ports} → {path}: received {stats.received}, stored {ingestor.totals['created']}, "
+                   f"duplicates {ingestor.totals['duplicate']}, refused {ingestor.totals['rejected']}, "
+                   f"dropped (UDP, queue full) {stats.dropped}, oversized {stats.oversized}", err=True)
+
+    try:
+        run_forever(listener, report=report)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen: {exc} (is the port in use? set AUDITWATCH_SYSLOG_UDP_PORT / "
+                                   "AUDITWATCH_SYSLOG_TCP_PORT)") from None
+    finally:
+        services.close()
+
+
+@click.command("writer")
+@pass_ctx
+def writer(ctx: Context) -> None:
+    """Consume the JetStream bus into TimescaleDB (run any number of these)."""
+    from ingest.bus import BusWriter
+    from storage.timescale import db
+    from storage.timescale.writer import EventWriter
+
+    config = bus_config(ctx.settings)
+    if config is None:
+        raise click.UsageError("no bus configured: set AUDITWATCH_BUS_URL=nats://host:4222 (without a bus the "
+                               "API and syslog nodes write to the database themselves)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        pool = db.open_pool(ctx.url, min_size=1, max_size=4, name="writer")
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    bus_writer = BusWriter(config, EventWriter(pool))
+    last = [0]
+
+    def progress(stats) -> None:
+        if stats.stored + stats.duplicates - last[0] >= 10_000 or stats.batches % 100 == 0:
+            last[0] = stats.stored + stats.duplicates
+            click.echo(f"writer: stored {stats.stored}, duplicates {stats.duplicates}, retried {stats.retried}, "
+                       f"dead-lettered {stats.dead_lettered}", err=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        click.echo(f"writer: consuming {config.stream} from {config.url}", err=True)
+        await bus_writer.run(stop, on_batch=progress)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the bus at {config.url}: {exc}") from None
+    finally:
+        pool.close()
+    progress(bus_writer.stats)
+
+
+@click.group("deadletters")
+def deadletters() -> None:
+    """Bus messages that failed to store 3 times (R10): list and replay."""
+
+
+def _dead_letters(ctx: Context):
+    from ingest.bus import BusClient, DeadLetters
+
+    config = bus_config(ctx.settings)
+    if config is None:
+        raise click.UsageError("no bus configured: set AUDITWATCH_BUS_URL (dead letters exist only with a bus)")
+    return DeadLetters(BusClient(config))
+
+
+@deadletters.command("list")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_ctx
+def deadletters_list(ctx: Context, limit: int, as_json: bool) -> None:
+    letters = _dead_letters(ctx)
+    try:
+        found = letters.list(limit=limit)
+    except IngestError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        letters.close()
+    for d in found:
+        if as_json:
+            click.echo(orjson.dumps(d.to_json()).decode())
+        else:
+            what = (f"{d.event['event_type']} {d.event['event_id']}" if d.event else f"undecodable: {d.raw!r:.60}")
+            click.echo(f"{d.seq:>8}  {d.time:%Y-%m-%d %H:%M:%S}  x{d.deliveries}  {what}  — {d.error}")
+    if not as_json:
+        click.echo(f"{len(found)} dead letter(s)", err=True)
+
+
+@deadletters.command("replay")
+@click.argument("seqs", nargs=-1, type=int)
+@pass_ctx
+def deadletters_replay(ctx: Context, seqs: tuple[int, ...]) -> None:
+    """Put dead letters (all, or these sequence numbers) back on the bus for the writers."""
+    letters = _dead_letters(ctx)
+    try:
+        total = len(seqs) if seqs else len(letters.list(limit=1_000_000))
+        with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+            done = letters.replay(list(seqs) if seqs else None, progress=bar.update)
+    except IngestError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        letters.close()
+    click.echo(f"replayed {done} dead letter(s)")
+
+
+COMMANDS = (syslog, writer, deadletters)

@@ -1,0 +1,433 @@
+"""The durable bus: NATS JetStream between the nodes that accept events and the writers that store them.
+
+Publishers (API and syslog nodes) hand the pipeline's finished records (validated, redacted, enriched)
+to JetStream and return only when JetStream has acknowledged every one of them, so an event the client
+was told about is on disk in the stream. Each message carries ``Nats-Msg-Id = event_id/timestamp``:
+JetStream drops a re-publish within its duplicate window, and the writers' ``ON CONFLICT DO NOTHING``
+(R5) drops any later one, so retries and redeliveries are harmless.
+
+Writers (``auditwatch writer``, any number) share one durable pull consumer: fetch a batch, write it in
+one transaction, ack after commit. A writer killed mid-batch never acked, so JetStream redelivers the
+batch after ``ack_wait`` to whichever writer is alive. A message whose write fails for a reason in the
+data (not because the database is down) is retried; on its ``max_failures``-th delivery (R10) it is
+published to the dead-letter stream with the error and removed from the work queue. Dead letters are
+listed and replayed through ``DeadLetters`` (the API and the CLI).
+
+Kafka would slot in behind the same two seams: a publisher with ``write(records) -> list[bool]`` that
+returns after the broker's ack (``acks=all``), and a consumer group that commits offsets after the
+database commit, with a dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+import orjson
+import psycopg
+from nats.js import api
+from psycopg_pool import PoolTimeout
+
+from ingest.errors import Unavailable
+from storage.errors import DatabaseUnavailable
+from storage.events import EventRecord, Outcome
+from storage.timescale.writer import EventWriter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONSUMER = "writers"
+_EVENT_FIELDS = frozenset(EventRecord.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    url: str
+    stream: str = "AUDITWATCH_EVENTS"
+    subject: str = "auditwatch.events"
+    deadletter_stream: str = "AUDITWATCH_DEADLETTERS"
+    deadletter_subject: str = "auditwatch.deadletters"
+    publish_timeout: float = 5.0
+    ack_wait: float = 30.0
+    max_failures: int = 3
+    batch: int = 1000
+    replicas: int = 1
+
+    @property
+    def servers(self) -> list[str]:
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+
+# -- the message format ------------------------------------------------------------------------------
+
+def encode(record: EventRecord) -> bytes:
+    return orjson.dumps(record.to_json())
+
+
+def decode(data: bytes) -> EventRecord:
+    """The record a publisher encoded; ValueError for anything else (a poison message)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict) or not obj.keys() <= _EVENT_FIELDS:
+        raise ValueError("not an encoded audit event")
+    try:
+        return EventRecord(
+            event_id=uuid.UUID(obj["event_id"]),
+            timestamp=datetime.fromisoformat(obj["timestamp"]),
+            event_type=str(obj["event_type"]),
+            user_id=str(obj["user_id"]),
+            received_at=datetime.fromisoformat(obj["received_at"]),
+            outcome=Outcome(obj.get("outcome") or "unknown"),
+            source=obj.get("source"),
+            source_ip=obj.get("source_ip"),
+            source_country=obj.get("source_country"),
+            source_asn=obj.get("source_asn"),
+            user_agent=obj.get("user_agent"),
+            resource_id=obj.get("resource_id"),
+            metadata=obj.get("metadata") or {},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an encoded audit event: {exc.__class__.__name__} {exc}") from None
+
+
+def message_id(record: EventRecord) -> str:
+    return f"{record.event_id}/{record.timestamp.isoformat()}"
+
+
+async def ensure_streams(js, config: BusConfig) -> None:
+    """Create the work-queue stream and the dead-letter stream if they are missing (idempotent)."""
+    for name, subject, retention in ((config.stream, config.subject, api.RetentionPolicy.WORK_QUEUE),
+                                     (config.deadletter_stream, config.deadletter_subject, api.RetentionPolicy.LIMITS)):
+        try:
+            await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            try:
+                await js.add_stream(api.StreamConfig(name=name, subjects=[subject], retention=retention,
+                                                     storage=api.StorageType.FILE, duplicate_window=120.0,
+                                                     num_replicas=config.replicas))
+            except nats.js.errors.BadRequestError as exc:
+                if "already in use" not in str(exc):
+                    raise
+
+
+class _LoopThread:
+    """An asyncio loop on a daemon thread, so synchronous request threads can use the async client."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # or it would go on (reconnecting, say) in the background
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+class BusClient:
+    """One NATS connection per process, connected on first use (after a fork, never before)."""
+
+    def __init__(self, config: BusConfig) -> None:
+        self.config = config
+        self._loop: _LoopThread | None = None
+        self._nc = None
+        self._js = None
+        self._lock = threading.Lock()
+
+    def _run(self, coro_fn: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
+        with self._lock:
+            if self._loop is None:
+                self._loop = _LoopThread("nats-client")
+        return self._loop.run(coro_fn(), timeout)
+
+    async def _connected(self):
+        if self._nc is None or self._nc.is_closed:
+            # Reconnect for ever once connected; but the first connection gets one publish timeout.
+            self._nc = await asyncio.wait_for(nats.connect(
+                self.config.servers, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                allow_reconnect=True, name="auditwatch"), self.config.publish_timeout)
+            self._js = self._nc.jetstream(timeout=self.config.publish_timeout)
+            await ensure_streams(self._js, self.config)
+        return self._js
+
+    def call(self, fn: Callable[[Any], Coroutine[Any, Any, T]], timeout: float | None = None) -> T:
+        """Run ``fn(jetstream)`` on the client loop; any broker trouble becomes ``Unavailable`` (503)."""
+        timeout = timeout or self.config.publish_timeout
+
+        async def go():
+            return await fn(await self._connected())
+
+        try:
+            return self._run(go, timeout + 3)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise Unavailable(f"the event bus is unavailable ({exc.__class__.__name__}); nothing was "
+                              "acknowledged, retry later") from exc
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                self._loop.run(self._nc.close(), 5)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("closing the NATS connection: %s", exc)
+        self._loop.stop()
+
+
+class BusPublisher:
+    """The pipeline's sink when a bus is configured: ``write`` returns once JetStream has every event."""
+
+    def __init__(self, client: BusClient) -> None:
+        self._client = client
+        self.config = client.config
+
+    def write(self, records: Sequence[EventRecord], timeout: float | None = None) -> list[bool]:
+        """Publish and wait for JetStream's acks; True where the event was new to the stream's window."""
+        if not records:
+            return []
+        config = self.config
+
+        async def publish(js) -> list[bool]:
+            futures = [await js.publish_async(config.subject, encode(r), stream=config.stream,
+                                              headers={api.Header.MSG_ID: message_id(r)}) for r in records]
+            try:
+                acks = await asyncio.wait_for(asyncio.gather(*futures), config.publish_timeout)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            return [not ack.duplicate for ack in acks]
+
+        return self._client.call(publish)
+
+
+# -- dead letters ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeadLetter:
+    seq: int
+    time: datetime | None
+    error: str
+    deliveries: int
+    event: dict[str, Any] | None  # the event as published, when it decodes
+    raw: str | None  # otherwise the first bytes of the message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "time": self.time.isoformat() if self.time else None, "error": self.error,
+                "deliveries": self.deliveries, "event": self.event, "raw": self.raw}
+
+
+class DeadLetters:
+    """List and replay the dead-letter stream."""
+
+    def __init__(self, client: BusClient) -> None:
+        self._client = client
+        self.config = client.config
+
+    def close(self) -> None:
+        self._client.close()
+
+    def list(self, *, limit: int = 100, after: int = 0) -> list[DeadLetter]:
+        config = self.config
+
+        async def read(js) -> list[DeadLetter]:
+            out: list[DeadLetter] = []
+            seq = after + 1
+            while len(out) < limit:
+                try:
+                    msg = await js.get_msg(config.deadletter_stream, seq=seq, subject=config.deadletter_subject,
+                                           next=True)
+                except nats.js.errors.NotFoundError:
+                    break
+                out.append(_dead_letter(msg))
+                seq = msg.seq + 1
+            return out
+
+        return self._client.call(read, timeout=30)
+
+    def replay(self, seqs: Sequence[int] | None = None, *, progress: Callable[[int], None] | None = None) -> int:
+        """Publish dead letters back to the work queue (all, or the given sequence numbers) and remove them."""
+        config = self.config
+
+        async def run(js) -> int:
+            wanted = list(seqs) if seqs is not None else None
+            done = 0
+            seq = 1
+            while True:
+                if wanted is not None:
+                    if not wanted:
+                        break
+                    seq = wanted.pop(0)
+                    try:
+                        msg = await js.get_msg(config.deadletter_stream, seq=seq)
+                    except nats.js.errors.NotFoundError:
+                        continue
+                else:
+                    try:
+                        msg = await js.get_msg(config.deadletter_stream, seq=seq,
+                                               subject=config.deadletter_subject, next=True)
+                    except nats.js.errors.NotFoundError:
+                        break
+                # A new message id: the original's may still be inside the duplicate window.
+                msg_id = f"replay/{msg.seq}/{(msg.headers or {}).get(api.Header.MSG_ID, '')}"
+                await js.publish(config.subject, msg.data or b"", stream=config.stream,
+                                 headers={api.Header.MSG_ID: msg_id})
+                await js.delete_msg(config.deadletter_stream, msg.seq)
+                done += 1
+                if progress:
+                    progress(1)
+                seq = msg.seq + 1
+            return done
+
+        return self._client.call(run, timeout=600)
+
+
+def _dead_letter(msg) -> DeadLetter:
+    headers = msg.headers or {}
+    try:
+        event = decode(msg.data or b"").to_json()
+        raw = None
+    except ValueError:
+        event = None
+        raw = (msg.data or b"")[:512].decode("utf-8", "replace")
+    try:
+        deliveries = int(headers.get("Auditwatch-Deliveries", "0"))
+    except ValueError:
+        deliveries = 0
+    return DeadLetter(seq=msg.seq, time=msg.time, error=headers.get("Auditwatch-Error", ""),
+                      deliveries=deliveries, event=event, raw=raw)
+
+
+# -- the writer ------------------------------------------------------------------------------------------
+
+AVAILABILITY_ERRORS = (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable)
+# Failures that are the message's own (a value the database refuses); checked after AVAILABILITY_ERRORS.
+DATA_ERRORS = (psycopg.Error, ValueError, TypeError, OSError)
+
+
+@dataclass
+class WriterStats:
+    stored: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+
+
+class BusWriter:
+    """Consumes the work queue into TimescaleDB: batch write, ack after commit, dead-letter poison."""
+
+    def __init__(self, config: BusConfig, writer: EventWriter) -> None:
+        self.config = config
+        self._writer = writer
+        self.stats = WriterStats()
+
+    async def run(self, stop: asyncio.Event, *, on_batch: Callable[[WriterStats], None] | None = None) -> None:
+        config = self.config
+        nc = await nats.connect(config.servers, connect_timeout=2, max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.5, name="auditwatch-writer")
+        js = nc.jetstream(timeout=10)
+        await ensure_streams(js, config)
+        sub = await js.pull_subscribe(
+            config.subject, durable=CONSUMER, stream=config.stream,
+            config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=config.ack_wait,
+                                      max_deliver=-1, max_ack_pending=max(config.batch * 4, 1000)))
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(config.batch, timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except nats.errors.Error as exc:
+                    log.warning("writer: fetch failed (%s); retrying", exc)
+                    await asyncio.sleep(1)
+                    continue
+                await self._process(js, msgs, loop)
+                self.stats.batches += 1
+                if on_batch:
+                    on_batch(self.stats)
+        finally:
+            # Flush the acks already sent, then leave; anything fetched and not acked is redelivered.
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await nc.flush(timeout=5)
+            await nc.close()
+
+    async def _process(self, js, msgs: list, loop: asyncio.AbstractEventLoop) -> None:
+        good: list[tuple[Any, EventRecord]] = []
+        for msg in msgs:
+            try:
+                good.append((msg, decode(msg.data)))
+            except ValueError as exc:
+                await self._failed(js, msg, f"malformed message: {exc}")
+        if not good:
+            return
+        try:
+            statuses = await loop.run_in_executor(None, self._writer.write, [r for _, r in good])
+        except AVAILABILITY_ERRORS as exc:
+            # Not the messages' fault: leave them for redelivery, and do not count it against them.
+            log.error("writer: database unavailable (%s); %d messages will be redelivered", exc, len(good))
+            for msg, _ in good:
+                await msg.nak(delay=2)
+            await asyncio.sleep(2)
+            return
+        except DATA_ERRORS as exc:
+            log.warning("writer: batch of %d failed (%s); writing one by one to find the bad ones", len(good), exc)
+            for msg, record in good:
+                try:
+                    statuses_one = await loop.run_in_executor(None, self._writer.write, [record])
+                except AVAILABILITY_ERRORS:
+                    await msg.nak(delay=2)
+                    continue
+                except DATA_ERRORS as one_exc:
+                    await self._failed(js, msg, f"{one_exc.__class__.__name__}: {one_exc}".strip())
+                    continue
+                await msg.ack()
+                self._count(statuses_one)
+            return
+        for msg, _ in good:
+            await msg.ack()  # after commit: a crash before this point means redelivery, which R5 absorbs
+        self._count(statuses)
+
+    def _count(self, statuses: list[bool]) -> None:
+        new = sum(statuses)
+        self.stats.stored += new
+        self.stats.duplicates += len(statuses) - new
+
+    async def _failed(self, js, msg, error: str) -> None:
+        """R10: retry a failed message; on its last allowed delivery, move it to the dead letters."""
+        deliveries = msg.metadata.num_delivered
+        if deliveries < self.config.max_failures:
+            self.stats.retried += 1
+            await msg.nak(delay=min(2 ** deliveries * 0.25, 5))
+            return
+        headers = {"Auditwatch-Error": error[:1000], "Auditwatch-Deliveries": str(deliveries),
+                   "Auditwatch-Failed-At": datetime.now(UTC).isoformat(),
+                   api.Header.MSG_ID: f"dead/{msg.metadata.sequence.stream}"}
+        original = (msg.headers or {}).get(api.Header.MSG_ID)
+        if original:
+            headers["Auditwatch-Original-Id"] = original
+        await js.publish(self.config.deadletter_subject, msg.data, stream=self.config.deadletter_stream,
+                         headers=headers)
+        await msg.ack()  # removed from the work queue only once the dead letter is safely stored
+        self.stats.dead_lettered += 1
+        log.error("writer: message %d dead-lettered after %d deliveries: %s",
+                  msg.metadata.sequence.stream, deliveries, error)

@@ -1,0 +1,274 @@
+"""The syslog listener: UDP, TCP and TLS on one asyncio loop, feeding a bounded queue.
+
+Memory is bounded: at most ``queue_lines`` messages wait, each at most ``max_message_bytes``, and at
+most ``max_connections`` TCP peers are served. When the queue is full, TCP readers stop reading, so
+the kernel's window closes and senders slow down (back-pressure); UDP has no way to push back, so a
+datagram that finds the queue full is dropped and counted. Batches are handed to ``handle`` (which
+stores them, blocking) on a worker thread; a batch that fails is retried until it succeeds, holding
+the queue, so an outage of the database or the bus slows senders down instead of losing lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ingest.syslog.events import Occurrences
+from ingest.syslog.framing import FrameDecoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message as it arrived: fixed at receipt, so a retried batch yields the very same events."""
+
+    line: str
+    peer: str | None
+    occurrence: int
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    host: str = "127.0.0.1"
+    udp_port: int | None = 5514  # None: off; 0: any free port (tests)
+    tcp_port: int | None = 5514
+    tls_port: int | None = None
+    ssl_context: ssl.SSLContext | None = None
+    max_message_bytes: int = 16 * 1024
+    queue_lines: int = 4096
+    max_connections: int = 1000
+    batch_lines: int = 2000
+    idle_timeout: float = 3600.0
+
+
+@dataclass
+class ListenerStats:
+    received: int = 0
+    handled: int = 0
+    dropped: int = 0  # UDP datagrams that found the queue full
+    oversized: int = 0
+    refused_connections: int = 0
+    failed_batches: int = 0
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Sessions:
+    """Per-peer line counters for UDP, where there is no connection to hang them on (LRU-bounded)."""
+
+    def __init__(self, max_peers: int = 10_000) -> None:
+        self._peers: OrderedDict[str, Occurrences] = OrderedDict()
+        self._max = max_peers
+
+    def get(self, peer: str) -> Occurrences:
+        found = self._peers.get(peer)
+        if found is None:
+            found = self._peers[peer] = Occurrences(10_000)
+            if len(self._peers) > self._max:
+                self._peers.popitem(last=False)
+        self._peers.move_to_end(peer)
+        return found
+
+
+class SyslogListener:
+    def __init__(self, config: ListenerConfig, handle: Callable[[list[Received]], object], *,
+                 now: Callable[[], datetime] = utcnow, retry_delay: float = 1.0) -> None:
+        self.config = config
+        self._handle = handle
+        self._now = now
+        self._retry_delay = retry_delay
+        self.stats = ListenerStats()
+        self._queue: asyncio.Queue[Received | None] | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._consumer: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="syslog-store")
+        self._udp_sessions = _Sessions()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> dict[str, int]:
+        """Bind every configured port; returns {"udp"|"tcp"|"tls": port} (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        self._queue = asyncio.Queue(cfg.queue_lines)
+        self._consumer = loop.create_task(self._consume())
+        if cfg.udp_port is not None:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(cfg.host, cfg.udp_port))
+            self._udp = transport
+            self.stats.ports["udp"] = transport.get_extra_info("sockname")[1]
+        if cfg.tcp_port is not None:
+            server = await asyncio.start_server(self._on_tcp, cfg.host, cfg.tcp_port, limit=cfg.max_message_bytes * 2)
+            self._servers.append(server)
+            self.stats.ports["tcp"] = server.sockets[0].getsockname()[1]
+        if cfg.tls_port is not None:
+            if cfg.ssl_context is None:
+                raise ValueError("a TLS port needs an SSL context (syslog_tls_cert and syslog_tls_key)")
+            server = await asyncio.start_server(self._on_tcp, cfg.host, cfg.tls_port, ssl=cfg.ssl_context,
+                                                ssl_handshake_timeout=10, limit=cfg.max_message_bytes * 2)
+            self._servers.append(server)
+            self.stats.ports["tls"] = server.sockets[0].getsockname()[1]
+        return dict(self.stats.ports)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting, let open connections' received data in, then store what is queued."""
+        for server in self._servers:
+            server.close()
+        if self._udp is not None:
+            self._udp.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=5)
+        if self._queue is not None and self._consumer is not None:
+            await self._queue.put(None)
+            try:
+                await asyncio.wait_for(self._consumer, timeout)
+            except TimeoutError:
+                log.error("syslog: %d queued lines were not stored before shutdown", self._queue.qsize())
+        self._executor.shutdown(wait=True)
+
+    # -- receiving -----------------------------------------------------------------------------------
+
+    def _received(self, line: bytes, peer: str | None, session: Occurrences) -> Received:
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        self.stats.received += 1
+        return Received(text, peer, session.next(text, peer), self._now())
+
+    def datagram(self, data: bytes, peer: str) -> None:
+        assert self._queue is not None
+        if len(data) > self.config.max_message_bytes:
+            self.stats.oversized += 1
+            data = data[:self.config.max_message_bytes]
+        data = data.rstrip(b"\r\n\x00")
+        if not data:
+            return
+        if self._queue.full():
+            self.stats.dropped += 1
+            return
+        self._queue.put_nowait(self._received(data, peer, self._udp_sessions.get(peer)))
+
+    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._connections) >= self.config.max_connections:
+            self.stats.refused_connections += 1
+            writer.close()
+            return
+        assert task is not None and self._queue is not None
+        self._connections.add(task)
+        peername = writer.get_extra_info("peername")
+        peer = peername[0] if peername else None
+        decoder = FrameDecoder(self.config.max_message_bytes)
+        session = Occurrences(10_000)
+        try:
+            while True:
+                data = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout)
+                if not data:
+                    break
+                for frame in decoder.feed(data):
+                    await self._queue.put(self._received(frame, peer, session))  # waits when full: back-pressure
+            for frame in decoder.close():
+                await self._queue.put(self._received(frame, peer, session))
+        except (TimeoutError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            log.info("syslog: connection from %s ended: %s", peer, exc.__class__.__name__)
+        finally:
+            self.stats.oversized += decoder.oversized
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 5)
+
+    # -- storing ---------------------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.config.batch_lines:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            delay = self._retry_delay
+            while True:
+                try:
+                    await loop.run_in_executor(self._executor, self._handle, batch)
+                    break
+                except Exception as exc:  # noqa: BLE001 - keep the lines and retry: dropping them would lose events
+                    self.stats.failed_batches += 1
+                    log.error("syslog: storing %d lines failed (%s: %s); retrying in %.0f s",
+                              len(batch), exc.__class__.__name__, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+            self.stats.handled += len(batch)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: SyslogListener) -> None:
+        self._listener = listener
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self._listener.datagram(data, addr[0])
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("syslog: UDP error %s", exc)
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """TLS for syslog over TCP (RFC 5425), TLS 1.2 or newer."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def run_forever(listener: SyslogListener, *, report: Callable[[ListenerStats], None] | None = None,
+                every: float = 10.0, stop: asyncio.Event | None = None) -> None:
+    """Run the listener until SIGINT/SIGTERM (or ``stop``), calling ``report`` every few seconds."""
+    import signal
+
+    async def main() -> None:
+        done = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, done.set)
+        await listener.start()
+        if report:
+            report(listener.stats)
+        last = time.monotonic()
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 1.0)
+            if report and time.monotonic() - last >= every:
+                report(listener.stats)
+                last = time.monotonic()
+        await listener.stop()
+        if report:
+            report(listener.stats)
+
+    asyncio.run(main())

@@ -1,0 +1,243 @@
+"""The JetStream path against a real nats-server: acknowledged means stored exactly once, whatever dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import nats
+import pytest
+import requests
+
+from ingest.bus import CONSUMER, BusClient, BusConfig, BusPublisher, BusWriter, decode, encode
+from ingest.errors import Unavailable
+from storage.auth import Role
+from storage.events import EventRecord, Outcome
+from storage.timescale import catalog
+from storage.timescale.writer import EventWriter
+from tests.conftest import ROOT, start_server
+from tests.ingest.conftest import InThread
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not met in {timeout} s")
+
+
+def stored_ids(conn) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT event_id::text FROM audit_events WHERE source = 'bus-test'").fetchall()]
+
+
+def event(user: str) -> dict:
+    return {"event_id": str(uuid.uuid4()), "timestamp": datetime.now(UTC).isoformat(), "event_type": "user_login",
+            "user_id": user, "outcome": "success", "source": "bus-test"}
+
+
+def writer_process(db_url: str, nats_url: str, tmp_path, name: str, **env: str) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "AUDITWATCH_DATABASE_URL": db_url,
+                   "AUDITWATCH_BUS_URL": nats_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data"), **env}
+    environment.pop("AUDITWATCH_CONFIG", None)
+    return subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "writer"], env=environment, cwd=tmp_path,
+                            stdout=(tmp_path / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+
+
+def consumer_info(url: str, config: BusConfig):
+    async def get():
+        nc = await nats.connect(url)
+        try:
+            return await nc.jetstream().consumer_info(config.stream, CONSUMER)
+        finally:
+            await nc.close()
+
+    return asyncio.run(get())
+
+
+def test_message_format_round_trips_and_refuses_poison():
+    record = EventRecord(event_id=uuid.uuid4(), timestamp=datetime.now(UTC), event_type="user_login", user_id="a",
+                         received_at=datetime.now(UTC), outcome=Outcome.FAILURE, source_ip="2001:db8::1",
+                         metadata={"k": [1, {"x": None}]})
+    assert decode(encode(record)) == record
+    for poison in [b"", b"\xff", b"[]", b'{"event_id": "nope"}', b'{"unexpected": 1}']:
+        with pytest.raises(ValueError):
+            decode(poison)
+
+
+def test_writer_killed_mid_batch_then_restarted_stores_every_acknowledged_event_once(
+        nats_server, db_url, tmp_path, services, conn):
+    env = {"AUDITWATCH_BUS_URL": nats_server.url, "AUDITWATCH_WORKERS": "1"}
+    server = start_server(db_url, tmp_path, **env)
+    try:
+        _, key = catalog.create_key(services.pool, "bus-producer", Role.SYSTEM, "tests")
+        catalog.register_users(services.pool, [{"user_id": f"bus-user-{i}"} for i in range(20)], "tests")
+        headers = {"Authorization": f"Bearer {key}"}
+        acknowledged: list[str] = []
+        with requests.Session() as http:
+            for batch in range(30):
+                events = [event(f"bus-user-{(batch * 100 + i) % 20}") for i in range(100)]
+                response = http.post(f"{server.url}/api/v1/logs/batch", json=events, headers=headers, timeout=30)
+                assert response.status_code == 200, response.text
+                assert response.json()["accepted"] == 100
+                acknowledged += [e["event_id"] for e in events]
+        # Nothing is in the database yet: the API node only published (no writer is running).
+        assert stored_ids(conn) == []
+    finally:
+        server.stop()
+
+    config = BusConfig(url=nats_server.url)
+    first = writer_process(db_url, nats_server.url, tmp_path, "writer-1", AUDITWATCH_WRITER_BATCH="250",
+                           AUDITWATCH_BUS_ACK_WAIT="2")
+    try:
+        wait_for(lambda: len(stored_ids(conn)) > 0, 60, "the first writer storing something")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    at_kill = len(stored_ids(conn))
+    info = consumer_info(nats_server.url, config)
+    print(f"\nkilled the writer with {at_kill} of 3000 stored; {info.num_ack_pending} delivered but unacked, "
+          f"{info.num_pending} not yet delivered")
+    assert at_kill < 3000
+
+    second = writer_process(db_url, nats_server.url, tmp_path, "writer-2", AUDITWATCH_WRITER_BATCH="250",
+                            AUDITWATCH_BUS_ACK_WAIT="2")
+    try:
+        wait_for(lambda: len(stored_ids(conn)) == 3000 and consumer_info(nats_server.url, config).num_ack_pending == 0
+                 and consumer_info(nats_server.url, config).num_pending == 0, 90, "the second writer catching up")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    ids = stored_ids(conn)
+    assert len(ids) == len(set(ids)) == 3000
+    assert set(ids) == set(acknowledged)
+    assert second.returncode == 0, (tmp_path / "writer-2.log").read_text()[-2000:]
+
+
+def test_nats_down_means_503_and_nothing_acknowledged_is_lost(nats_server, db_url, tmp_path, services, conn):
+    server = start_server(db_url, tmp_path, AUDITWATCH_BUS_URL=nats_server.url, AUDITWATCH_WORKERS="1",
+                          AUDITWATCH_BUS_PUBLISH_TIMEOUT="1")
+    writer = None
+    try:
+        _, key = catalog.create_key(services.pool, "bus-producer", Role.SYSTEM, "tests")
+        catalog.register_users(services.pool, [{"user_id": "steady"}], "tests")
+        headers = {"Authorization": f"Bearer {key}"}
+        acknowledged: list[str] = []
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def produce() -> None:
+            with requests.Session() as http:
+                while not stop.is_set():
+                    e = event("steady")
+                    try:
+                        response = http.post(f"{server.url}/api/v1/logs", json=e, headers=headers, timeout=15)
+                    except requests.RequestException:
+                        statuses.append(-1)
+                        continue
+                    statuses.append(response.status_code)
+                    if response.status_code == 201:
+                        acknowledged.append(e["event_id"])
+                    elif response.status_code == 503:
+                        body = response.json()
+                        assert body["code"] == "unavailable" and response.headers["Retry-After"]
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        wait_for(lambda: len(acknowledged) >= 50, 30, "events acknowledged before the outage")
+        nats_server.stop()
+        wait_for(lambda: statuses.count(503) >= 3, 60, "503s during the outage")
+        acked_during_outage = len(acknowledged)
+        nats_server.start()  # same port, same store
+        wait_for(lambda: len(acknowledged) >= acked_during_outage + 50, 60, "acknowledgements after the outage")
+        stop.set()
+        producer.join(30)
+        assert set(statuses) <= {201, 503}, set(statuses)
+        writer = writer_process(db_url, nats_server.url, tmp_path, "writer")
+        wait_for(lambda: set(acknowledged) <= set(stored_ids(conn)), 90, "every acknowledged event stored")
+    finally:
+        server.stop()
+        if writer is not None:
+            writer.send_signal(signal.SIGTERM)
+            writer.wait(30)
+    ids = stored_ids(conn)
+    assert len(ids) == len(set(ids))
+    print(f"\n{len(acknowledged)} acknowledged, {statuses.count(503)} answered 503, {len(ids)} stored "
+          f"(stored ⊇ acknowledged; a 503'd request may still have landed, which a retry dedups)")
+
+
+def test_publisher_without_a_broker_is_unavailable_not_an_error(tmp_path):
+    from tests.conftest import free_port
+
+    publisher = BusPublisher(BusClient(BusConfig(url=f"nats://127.0.0.1:{free_port()}", publish_timeout=1)))
+    record = EventRecord(event_id=uuid.uuid4(), timestamp=datetime.now(UTC), event_type="user_login", user_id="a",
+                         received_at=datetime.now(UTC))
+    with pytest.raises(Unavailable) as caught:
+        publisher.write([record])
+    assert caught.value.status == 503 and "retry" in caught.value.message
+
+
+def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(nats_server, services, conn):
+    config = BusConfig(url=nats_server.url, ack_wait=5, batch=50)
+    client = BusClient(config)
+    publisher = BusPublisher(client)
+    conn.execute("ALTER TABLE audit_events ADD CONSTRAINT test_no_poison CHECK (user_id <> 'poison')")
+    now = datetime.now(UTC)
+    good = [EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="fine",
+                        received_at=now, source="bus-test") for _ in range(20)]
+    bad = EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="poison",
+                      received_at=now, source="bus-test")
+    assert publisher.write(good[:10] + [bad] + good[10:]) == [True] * 21
+    assert publisher.write(good[:3]) == [False] * 3  # JetStream's duplicate window absorbs a re-publish
+    client.call(lambda js: js.publish(config.subject, b"\x00garbage", stream=config.stream))
+    writer = BusWriter(config, EventWriter(services.pool))
+    running = InThread(lambda stop: writer.run(stop))
+    try:
+        wait_for(lambda: writer.stats.dead_lettered == 2, 60, "two dead letters")
+    finally:
+        running.stop()
+        client.close()
+    assert len(stored_ids(conn)) == 20 and writer.stats.stored == 20
+    assert writer.stats.retried == 4  # each of the two failed twice before its third, final delivery
+
+
+def test_a_syslog_node_publishes_to_the_bus_and_a_writer_stores(nats_server, settings, conn):
+    """The syslog listener's pipeline sinks into JetStream when a bus is configured; replayed lines dedup."""
+    from ingest.syslog.ingestor import SyslogIngestor
+    from ingest.syslog.listener import ListenerConfig, SyslogListener
+    from tests.conftest import opened_services
+    from tests.ingest.test_syslog_listener import NOW, running
+
+    lines = b"".join(f"Dec 10 07:0{i % 10}:00 LabSZ sshd[{i}]: Failed password for root from 10.9.8.{i} port 22 "
+                     f"ssh2\n".encode() for i in range(50))
+    bus_settings = settings.replace(bus_url=nats_server.url)
+    with opened_services(bus_settings) as services:
+        ingestor = SyslogIngestor(services.pipeline, services.pool)
+        listener = SyslogListener(ListenerConfig(udp_port=None, tcp_port=0), ingestor, now=lambda: NOW)
+        with running(listener) as ports:
+            for _ in range(2):
+                with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+                    tcp.sendall(lines)
+            wait_for(lambda: listener.stats.handled == 100, 30, "both copies published")
+        assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'user_login'").fetchone()[0] == 0
+        # JetStream's duplicate window already knew the second copy.
+        assert ingestor.totals == {"created": 50, "duplicate": 50}
+        writer = BusWriter(services.bus.config, EventWriter(services.pool))
+        running_writer = InThread(lambda stop: writer.run(stop))
+        try:
+            wait_for(lambda: writer.stats.stored == 50, 30, "the writer storing the lines")
+        finally:
+            running_writer.stop()
+    assert conn.execute("SELECT count(*), count(DISTINCT source_ip) FROM audit_events WHERE event_type = 'user_login' "
+                        "AND outcome = 'failure'").fetchone() == (50, 50)

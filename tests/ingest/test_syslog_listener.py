@@ -1,0 +1,265 @@
+"""The syslog listener end to end: util-linux ``logger`` over UDP and TCP, TLS, framing, hostile input,
+and every line of two real log files replayed over TCP into a real TimescaleDB."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trustme
+
+from ingest.syslog import parse_file
+from ingest.syslog.framing import FrameDecoder
+from ingest.syslog.ingestor import SyslogIngestor
+from ingest.syslog.listener import ListenerConfig, SyslogListener, server_ssl_context
+from tests.ingest.test_syslog_parse import LOGHUB
+
+NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
+
+
+@contextmanager
+def running(listener: SyslogListener) -> Iterator[dict[str, int]]:
+    """The listener on its own event loop thread, as `auditwatch syslog` runs it; stopped (drained) on exit."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    ports = asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
+    try:
+        yield ports
+    finally:
+        asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def count(conn, sql: str, *args) -> int:
+    return conn.execute(sql, args).fetchone()[0]
+
+
+@pytest.fixture
+def ingestor(services):
+    return SyslogIngestor(services.pipeline, services.pool)
+
+
+def config(**changes) -> ListenerConfig:
+    return ListenerConfig(**{"udp_port": 0, "tcp_port": 0, **changes})
+
+
+# -- framing, sans-IO ---------------------------------------------------------------------------------
+
+def test_octet_counting_and_newline_framing_mixed_and_split_anywhere():
+    stream = b"11 <13>hello w" + b"orld\n<13>plain line\r\n5 abcde" + b"<13>last without newline"
+    decoder = FrameDecoder(100)
+    frames = []
+    for i in range(len(stream)):  # one byte at a time: every split point
+        frames += decoder.feed(stream[i:i + 1])
+    frames += decoder.close()
+    assert frames == [b"<13>hello w", b"orld", b"<13>plain line", b"abcde", b"<13>last without newline"]
+
+
+def test_oversized_frames_are_skipped_and_the_stream_stays_in_step():
+    decoder = FrameDecoder(16)
+    frames = decoder.feed(b"99 " + b"x" * 99 + b"5 small" + b"y" * 40 + b"\nok line\n")
+    assert frames == [b"small", b"ok line"]
+    assert decoder.oversized == 2
+    # A newline-framed line that never ends holds at most max_bytes, then is discarded to its newline.
+    frames = decoder.feed(b"z" * 1000)
+    assert frames == [] and len(decoder._buffer) == 0
+    assert decoder.feed(b"zzz\nafter\n") == [b"after"]
+
+
+# -- real senders -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("transport", ["--udp", "--tcp"])
+@pytest.mark.parametrize("rfc", ["--rfc5424", "--rfc3164"])
+def test_logger_sends_auth_lines_that_are_stored(services, ingestor, conn, transport, rfc):
+    tag = uuid.uuid4().hex[:8]
+    with running(SyslogListener(config(), ingestor)) as ports:
+        port = ports["udp" if transport == "--udp" else "tcp"]
+        for message, tag_name in [
+            (f"Failed password for mallory{tag} from 203.0.113.9 port 4242 ssh2", "sshd"),
+            (f"Accepted publickey for alice{tag} from 198.51.100.7 port 5151 ssh2", "sshd"),
+            (f"   bob{tag} : TTY=pts/0 ; PWD=/root ; USER=root ; COMMAND=/usr/bin/id", "sudo"),
+            (f"something no parser knows {tag}", "cron"),
+        ]:
+            subprocess.run(["logger", "--server", "127.0.0.1", "--port", str(port), transport, rfc,
+                            "--tag", tag_name, "--id=4711", "-p", "authpriv.notice", message],
+                           check=True, timeout=10)
+        wait_for(lambda: count(conn, "SELECT count(*) FROM audit_events WHERE metadata->>'message' LIKE %s",
+                               f"%{tag}%") == 4)
+    rows = {r[0]: r[1:] for r in conn.execute(
+        "SELECT event_type, outcome, user_id, host(source_ip), source, metadata FROM audit_events "
+        "WHERE metadata->>'message' LIKE %s", (f"%{tag}%",)).fetchall()}
+    assert rows["user_login"][:4] in {("failure", f"mallory{tag}", "203.0.113.9", "sshd"),
+                                      ("success", f"alice{tag}", "198.51.100.7", "sshd")}
+    logins = conn.execute("SELECT outcome, user_id FROM audit_events WHERE event_type = 'user_login' AND "
+                          "metadata->>'message' LIKE %s ORDER BY outcome", (f"%{tag}%",)).fetchall()
+    assert logins == [("failure", f"mallory{tag}"), ("success", f"alice{tag}")]
+    assert rows["sudo"][:2] == ("success", f"bob{tag}") and rows["sudo"][4]["command"] == "/usr/bin/id"
+    assert rows["syslog_message"][1].startswith("host:")
+    meta = rows["syslog_message"][4]
+    assert meta["facility"] == "authpriv" and meta["severity"] == "notice" and meta["pid"] == "4711"
+    assert meta["rfc"] == rfc.removeprefix("--rfc")
+    # R4: the accounts were registered as people, the host as a service.
+    kinds = dict(conn.execute("SELECT user_id, kind FROM users WHERE user_id IN (%s, %s)",
+                              (f"alice{tag}", rows["syslog_message"][1])).fetchall())
+    assert kinds == {f"alice{tag}": "human", rows["syslog_message"][1]: "service"}
+
+
+def test_tls_listener(services, ingestor, conn, tmp_path):
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    context = server_ssl_context(str(tmp_path / "server.pem"), str(tmp_path / "server.pem"))
+    with running(SyslogListener(config(udp_port=None, tcp_port=None, tls_port=0, ssl_context=context),
+                                ingestor)) as ports:
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        line = b"<38>1 2026-11-28T19:59:00Z tlshost sshd 9 - - Invalid user tlsprobe from 192.0.2.44 port 1\n"
+        with socket.create_connection(("127.0.0.1", ports["tls"])) as raw, \
+                client.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(f"{len(line) - 1} ".encode() + line[:-1] + line)
+        # A client that speaks plain TCP to the TLS port is refused without harm.
+        with socket.create_connection(("127.0.0.1", ports["tls"])) as plain:
+            plain.sendall(line)
+            plain.settimeout(5)
+            with pytest.raises((ConnectionError, TimeoutError, OSError)):
+                assert plain.recv(100) == b""
+                raise ConnectionError
+        wait_for(lambda: count(conn, "SELECT count(*) FROM audit_events WHERE user_id = 'tlsprobe'") == 2)
+    # Both copies (octet-counted, then newline-framed) are the same line from the same session: the second is
+    # occurrence 1 of that line, so both are kept.
+    assert count(conn, "SELECT count(*) FROM audit_events WHERE resource_id = 'tlshost'") == 2
+
+
+def test_hostile_input_on_every_transport(services, ingestor, conn):
+    listener = SyslogListener(config(max_message_bytes=512, max_connections=3), ingestor)
+    with running(listener) as ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(b"\x00\xff\xfe<13>binary \x01\x02 junk", ("127.0.0.1", ports["udp"]))
+            udp.sendto(b"A" * 5000, ("127.0.0.1", ports["udp"]))  # cut to max_message_bytes, kept
+            udp.sendto(b"\n\n", ("127.0.0.1", ports["udp"]))  # nothing in it: ignored
+        with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+            tcp.sendall(b"999999999 " + b"x" * 2000 + b"\n")  # announces 1 GB: skipped, never buffered
+        with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+            tcp.sendall(b"B" * 4000 + b"\n<13>Nov 28 10:00:00 h app: after the flood\n")
+        wait_for(lambda: listener.stats.handled >= 3)
+        # Connections over the limit are closed at once.
+        held = [socket.create_connection(("127.0.0.1", ports["tcp"])) for _ in range(3)]
+        wait_for(lambda: len(listener._connections) == 3)
+        extra = socket.create_connection(("127.0.0.1", ports["tcp"]))
+        extra.settimeout(5)
+        assert extra.recv(10) == b""
+        for s in [*held, extra]:
+            s.close()
+    assert listener.stats.oversized >= 3
+    assert listener.stats.refused_connections == 1
+    messages = [r[0] for r in conn.execute("SELECT metadata->>'message' FROM audit_events "
+                                           "WHERE event_type = 'syslog_message'").fetchall()]
+    assert "after the flood" in messages
+    assert any(m.startswith("#000") for m in messages)  # NUL escaped, stored
+    assert any(m.startswith("AAAA") for m in messages)
+
+
+def test_tcp_back_pressure_holds_lines_until_the_store_recovers(services, ingestor, conn):
+    """While storing fails, the queue fills and the TCP sender is throttled; nothing is lost."""
+    healthy = threading.Event()
+
+    def flaky(batch):
+        if not healthy.is_set():
+            raise ConnectionError("database down (simulated outage of the store)")
+        return ingestor(batch)
+
+    listener = SyslogListener(config(queue_lines=50, batch_lines=10), flaky, retry_delay=0.05)
+    lines = [f"<13>Nov 28 10:00:00 bp app: line {i} {'x' * 1000}\n".encode() for i in range(3000)]
+    with running(listener) as ports:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        sock.connect(("127.0.0.1", ports["tcp"]))
+        sock.setblocking(False)
+        payload = b"".join(lines)
+        sent = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and sent < len(payload):
+            try:
+                sent += sock.send(payload[sent:])
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert sent < len(payload), "the sender was never held back"
+        # Held in memory: the queue, the batch being retried, and the one line waiting to get into the queue.
+        assert listener.stats.received <= 50 + 10 + 1
+        healthy.set()
+        sock.setblocking(True)
+        sock.sendall(payload[sent:])
+        sock.close()
+        wait_for(lambda: listener.stats.handled == 3000, 60)
+    assert listener.stats.failed_batches > 0
+    assert count(conn, "SELECT count(*) FROM audit_events WHERE resource_id = 'bp'") == 3000
+
+
+# -- two real log files through the listener ----------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "pinned"), [
+    ("OpenSSH_2k.log", {("user_login", "failure"): 524, ("user_login", "success"): 1,
+                        ("ssh_invalid_user", "failure"): 113, ("ssh_break_in_attempt", "unknown"): 85,
+                        ("auth_failure", "failure"): 504, ("syslog_message", "unknown"): 773}),
+    ("Linux_2k.log", {("auth_failure", "failure"): 490, ("su", "success"): 86,
+                      ("syslog_message", "unknown"): 1424}),
+])
+def test_loghub_file_replayed_over_tcp_is_stored_once_with_pinned_counts(services, conn, name, pinned):
+    path = Path(LOGHUB) / name
+    ingestor = SyslogIngestor(services.pipeline, services.pool)
+    frozen = SyslogListener(config(udp_port=None), ingestor, now=lambda: NOW)
+    payload = path.read_bytes()
+    with running(frozen) as ports:
+        for _ in range(2):  # sent twice: the second copy is all duplicates (R5)
+            with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+                tcp.sendall(payload)
+            wait_for(lambda: frozen.stats.handled in (2000, 4000), 60)
+        wait_for(lambda: frozen.stats.handled == 4000, 60)
+    stored = Counter(dict(((t, o), n) for t, o, n in conn.execute(
+        "SELECT event_type, outcome, count(*) FROM audit_events GROUP BY 1, 2").fetchall()))
+    print(f"\n{name}: {dict(stored)}")
+    assert stored == Counter(pinned)
+    assert ingestor.totals == Counter({"created": 2000, "duplicate": 2000})
+    # The listener and the offline parser agree event by event.
+    offline = {e["event_id"] for e in parse_file(path, now=NOW)}
+    assert {r[0] for r in conn.execute("SELECT event_id::text FROM audit_events").fetchall()} == offline
+
+
+def test_host_policy_attributes_unregistered_accounts_to_the_host(services, users, conn):
+    from ingest.syslog.listener import Received
+
+    users("known-admin")
+    ingestor = SyslogIngestor(services.pipeline, services.pool, unknown_users="host")
+    batch = [Received(f"<38>Nov 28 10:00:0{i} bastion sshd[7]: Failed password for {name} from 192.0.2.{i} port 22 "
+                      "ssh2", "192.0.2.250", 0, NOW) for i, name in enumerate(["known-admin", "nobody-here"])]
+    result = ingestor(batch)
+    assert (result.accepted, result.rejected) == (2, 0)
+    rows = conn.execute("SELECT user_id, metadata->>'account' FROM audit_events ORDER BY user_id").fetchall()
+    assert rows == [("host:bastion", "nobody-here"), ("known-admin", None)]
+    assert conn.execute("SELECT count(*) FROM users WHERE user_id = 'nobody-here'").fetchone()[0] == 0
+    assert conn.execute("SELECT kind FROM users WHERE user_id = 'host:bastion'").fetchone() == ("service",)
+    # The same batch again (a retried store): the same ids, so duplicates, not new events.
+    assert ingestor(batch).duplicates == 2
