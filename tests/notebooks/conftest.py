@@ -22,7 +22,7 @@ from analytics import jobs
 from auditwatch import settings as settings_mod
 from auditwatch.seed import SeedResult, seed_demo
 from storage.timescale import db
-from tests.conftest import ROOT, fresh_database
+from tests.conftest import ROOT, fresh_database, shared_data
 
 KERNEL = "auditwatch-tests"
 # Three demo days: history to fit on, and each day's four injected incidents to find.
@@ -67,6 +67,7 @@ def kernel_env(seeded_store: SeededStore, tmp_path_factory) -> dict[str, str]:
         "AUDITWATCH_DATABASE_URL": seeded_store.url,
         "AUDITWATCH_DATA_DIR": str(tmp_path_factory.mktemp("notebook-data")),  # (an empty archive root)
         "AUDITWATCH_NOTEBOOK_EXPORT_DIR": str(tmp_path_factory.mktemp("tuned")),
+        "AUDITWATCH_LOGHUB_DIR": str(shared_data() / "loghub"),
         "AUDITWATCH_DEMO_SEED": str(SEED_ARGS["seed"]),
         "AUDITWATCH_DEMO_USERS": str(SEED_ARGS["users"]),
         "AUDITWATCH_DEMO_SERVICE_ACCOUNTS": str(SEED_ARGS["service_accounts"]),

@@ -69,7 +69,18 @@ def _check_investigate(nb, store: SeededStore, env: dict[str, str]) -> None:
     assert "true" in _tagged_text(nb, "baseline-window")  # the window stands above its baseline
 
 
+def _check_real_logs(nb, store: SeededStore, env: dict[str, str]) -> None:
+    # The heaviest brute-force source of OpenSSH_2k tops the table; the one accepted login had no failures.
+    attackers = _tagged_text(nb, "attackers")
+    first = attackers.split("╡", 1)[1].splitlines()[1]
+    assert "183.62.140.253" in first and "286" in first
+    assert "fztu from 119.137.62.142 at 09:32:20: 0 earlier failures" in _tagged_text(nb, "accepted")
+    flagged = _tagged_text(nb, "flagged")
+    assert "183.62.140.253" in flagged and "119.137.62.142" not in flagged
+
+
 CHECKS: dict[str, Callable] = {
+    "04_real_logs": _check_real_logs,
     "01_explore": _check_explore,
     "02_tune_a_detector": _check_tune,
     "03_investigate": _check_investigate,
