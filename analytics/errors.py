@@ -22,3 +22,7 @@ class MissingColumns(AnalyticsError, ValueError):
 
 class ModelNotFound(AnalyticsError, LookupError):
     """No stored model version to score with; run the refit job (``auditwatch analytics refit``) first."""
+
+
+class TamperedModel(AnalyticsError, ValueError):
+    """A stored model whose HMAC seal does not match the key: refused rather than unpickled."""

@@ -10,6 +10,8 @@ entity and/or a detector until a date) is applied before anything is stored.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import pickle
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from analytics import pipeline
 from analytics.detectors import Detector, UnivariateSeries, empty_anomalies
-from analytics.errors import ModelNotFound
+from analytics.errors import ModelNotFound, TamperedModel  # noqa: F401 - re-exported for callers
 from storage.timescale import anomalies as store
 from storage.timescale import features as source
 from storage.timescale import rollups
@@ -46,6 +48,11 @@ class JobConfig:
     context: timedelta = timedelta(days=2)  # most events read before a scored range (first-seen checks)
     min_score: float | None = None
     series: bool = True
+    # Stored models are pickles: each is sealed with an HMAC under this key and refused at load when the
+    # seal does not match, so write access to `detector_models` is not code execution in the worker.
+    # The worker passes `analytics_model_key` (or a key generated under the data directory); the empty
+    # default is for notebooks and tests only.
+    model_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass
@@ -69,26 +76,44 @@ def _names(config: JobConfig) -> list[str]:
 
 # -- models -----------------------------------------------------------------------------------------
 
+_SEAL = hashlib.sha256().digest_size
+
+
+def seal(model: bytes, key: bytes) -> bytes:
+    """The model prefixed with its HMAC-SHA256 under ``key``."""
+    return hmac.new(key, model, hashlib.sha256).digest() + model
+
+
+def unseal(blob: bytes, key: bytes, *, what: str) -> bytes:
+    """The model inside a sealed blob; TamperedModel when the seal does not match ``key``."""
+    tag, model = blob[:_SEAL], blob[_SEAL:]
+    if len(blob) <= _SEAL or not hmac.compare_digest(tag, hmac.new(key, model, hashlib.sha256).digest()):
+        raise TamperedModel(f"stored model {what} fails its HMAC seal: it was not written by a worker holding "
+                            "this `analytics_model_key` (or the key changed); refit with `auditwatch analytics refit`")
+    return model
+
+
 def refit(pool: ConnectionPool, name: str, *, now: datetime, config: JobConfig) -> Detector:
     """Fit one detector on the history before ``now`` and store it under its version."""
     end = _floor(now - config.end_offset, timedelta(minutes=1))
     history = source.events_frame(pool, end - config.history, end)
     detector = pipeline.build([name], peer_groups=source.peer_groups(pool))[name].fit(history)
-    store.save_model(pool, detector=name, version=detector.version_, model=pickle.dumps(detector),
+    store.save_model(pool, detector=name, version=detector.version_, model=seal(pickle.dumps(detector), config.model_key),
                      params={k: repr(v) for k, v in detector.get_params().items() if k != "peer_groups"},
                      trained_from=end - config.history, trained_to=end, fitted_at=now)
     log.info("refit %s on %d events: version %s", name, history.height, detector.version_)
     return detector
 
 
-def load(pool: ConnectionPool, name: str, version: str | None = None) -> tuple[Detector, store.StoredModel]:
-    """A stored detector (the newest, or ``version`` to reproduce an old score)."""
+def load(pool: ConnectionPool, name: str, version: str | None = None, *,
+         key: bytes = b"") -> tuple[Detector, store.StoredModel]:
+    """A stored detector (the newest, or ``version`` to reproduce an old score), its seal checked first."""
     stored = store.load_model(pool, name, version)
     if stored is None:
         raise ModelNotFound(f"no stored model for {name}{f' version {version}' if version else ''}; "
                             "run the refit job (`auditwatch analytics refit`) first")
-    # Models are written only by the worker's refit job into the project's own database.
-    return pickle.loads(bytes(stored.model)), stored  # noqa: S301
+    model = unseal(bytes(stored.model), key, what=f"{name} version {stored.version}")
+    return pickle.loads(model), stored  # noqa: S301 - sealed by a holder of the key (see JobConfig.model_key)
 
 
 def refit_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobConfig | None = None,
@@ -136,8 +161,12 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         start = _floor((mark if mark is not None else end - config.first_run + config.late) - config.late,
                        timedelta(hours=1))
         try:
-            detector, stored = load(pool, name)
+            detector, stored = load(pool, name, key=config.model_key)
             trained_to = stored.trained_to
+        except TamperedModel as exc:
+            log.warning("%s; refitting it now", exc)
+            detector = refit(pool, name, now=now, config=config)
+            trained_to = detector.trained_to_
         except ModelNotFound:
             detector = refit(pool, name, now=now, config=config)
             trained_to = detector.trained_to_
@@ -199,10 +228,10 @@ def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, sco
     result.ranges["univariate_series"] = (start, end)
 
 
-def reproduce(pool: ConnectionPool, anomaly: dict[str, Any]) -> pl.DataFrame:
+def reproduce(pool: ConnectionPool, anomaly: dict[str, Any], *, key: bytes = b"") -> pl.DataFrame:
     """Rescore an anomaly's window with the model version that produced it (for audits and debugging)."""
     name, version = anomaly["detector"], anomaly["detector_version"]
-    detector, stored = load(pool, name, version)
+    detector, stored = load(pool, name, version, key=key)
     lo = anomaly["window_start"]
     context_from = max(min(lo - timedelta(hours=1), stored.trained_to or lo), lo - timedelta(days=2))
     frame = source.events_frame(pool, context_from, anomaly["window_end"])

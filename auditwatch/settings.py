@@ -68,6 +68,9 @@ class Settings:
     analytics_history_days: float = 14.0  # history each refit learns from
     analytics_late_minutes: int = 60  # rescored every run, so events arriving this late are still counted
     analytics_min_score: float = 0.6  # calibrated score (0.6: one window in a million) from which to store
+    # Seals stored models (HMAC) so only workers holding it can load them; every worker of one database needs
+    # the same key. Empty: generated once into <data_dir>/analytics-model.key (fine for a single host).
+    analytics_model_key: str = ""
     # -- Syslog, OTLP and the NATS JetStream bus (ingest/syslog, ingest/otlp.py, ingest/bus.py) ------
     syslog_host: str = "127.0.0.1"
     syslog_udp_port: int = 5514  # 0: no UDP listener

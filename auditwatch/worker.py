@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 from datetime import UTC, datetime, timedelta
 
@@ -43,8 +44,23 @@ def _cold_kwargs(settings: Settings) -> dict:
 JOB_KWARGS = {"archive": _cold_kwargs, "expire": _cold_kwargs}
 
 
+def model_key(settings: Settings) -> bytes:
+    """The key that seals stored detector models: the setting, or one generated under the data directory."""
+    if settings.analytics_model_key:
+        return settings.analytics_model_key.encode()
+    path = settings.resolved_data_dir() / "analytics-model.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(secrets.token_hex(32))
+        log.info("generated the model sealing key %s; set AUDITWATCH_ANALYTICS_MODEL_KEY on multi-host setups", path)
+    except FileExistsError:
+        pass
+    return path.read_text().strip().encode()
+
+
 def analytics_config(settings: Settings) -> JobConfig:
-    return JobConfig(history=timedelta(days=settings.analytics_history_days),
+    return JobConfig(model_key=model_key(settings), history=timedelta(days=settings.analytics_history_days),
                      late=timedelta(minutes=settings.analytics_late_minutes), min_score=settings.analytics_min_score)
 
 

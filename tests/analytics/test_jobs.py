@@ -114,7 +114,7 @@ def test_a_follower_does_not_score(pool, loaded):
 
 
 def test_the_worker_schedules_the_analytics_jobs_with_the_leader(pool, db_url, tmp_path):
-    settings = load(config_file=None, environ={}, overrides={"database_url": db_url,
+    settings = load(config_file=None, environ={}, overrides={"database_url": db_url, "data_dir": str(tmp_path),
                                                              "analytics_score_seconds": 5})
 
     class Always:
@@ -127,7 +127,8 @@ def test_the_worker_schedules_the_analytics_jobs_with_the_leader(pool, db_url, t
     for job_id in LEADER_JOBS:
         assert ids[job_id].kwargs["leader"] is not None and "config" in ids[job_id].kwargs
     assert ids["score_anomalies"].trigger.interval == timedelta(seconds=5)
-    assert {j.id for j in build_scheduler(pool).get_jobs()} == {"refresh_rollups"}
+    # Without a leader (or without settings) the leader-only jobs are not scheduled at all.
+    assert {j.id for j in build_scheduler(pool).get_jobs()} == {j[0] for j in JOBS} - set(LEADER_JOBS)
 
 
 def test_anomalies_list_as_polars_frames_with_filters(pool, loaded):
@@ -144,3 +145,34 @@ def test_anomalies_list_as_polars_frames_with_filters(pool, loaded):
     rest = store.list_anomalies(pool, store.AnomalyQuery(limit=1000, before=(page["window_start"][-1],
                                                                                page["anomaly_id"][-1])))
     assert page.height + rest.height == everything.height
+
+
+def test_a_model_row_not_sealed_with_the_key_is_refused_not_unpickled(pool, loaded):
+    keyed = jobs.JobConfig(history=CONFIG.history, first_run=CONFIG.first_run, series=False,
+                           detectors=("failed_login_burst",), model_key=b"k" * 32)
+    version = jobs.refit_job(pool, now=loaded - timedelta(hours=2), config=keyed)["failed_login_burst"]
+    detector, stored = jobs.load(pool, "failed_login_burst", version, key=keyed.model_key)
+    assert detector.version_ == version
+
+    with pytest.raises(jobs.TamperedModel, match="fails its HMAC seal"):
+        jobs.load(pool, "failed_login_burst", version, key=b"another key")
+    # An attacker with write access to the table swaps in a pickle of their own (sealed without the key).
+    forged = jobs.seal(b"cos\nsystem\n(S'echo pwned'\ntR.", b"")
+    with pool.connection() as conn:
+        conn.execute("UPDATE detector_models SET model = %s WHERE detector = %s AND version = %s",
+                     (forged, "failed_login_burst", version))
+    with pytest.raises(jobs.TamperedModel):
+        jobs.load(pool, "failed_login_burst", version, key=keyed.model_key)
+    # Scoring does not stop: it refits and stores a properly sealed model instead.
+    assert jobs.score_job(pool, now=loaded, config=keyed).ran
+    newest, _ = jobs.load(pool, "failed_login_burst", key=keyed.model_key)
+    assert newest.version_
+
+
+def test_the_worker_generates_one_model_key_under_the_data_dir(tmp_path):
+    from auditwatch.worker import model_key
+    settings = load(config_file=None, environ={}, overrides={"data_dir": str(tmp_path)})
+    first = model_key(settings)
+    assert len(first) == 64 and model_key(settings) == first
+    assert (tmp_path / "analytics-model.key").stat().st_mode & 0o777 == 0o600
+    assert model_key(settings.replace(analytics_model_key="from-env")) == b"from-env"
