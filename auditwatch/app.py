@@ -7,7 +7,7 @@ import logging
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
-from auditwatch import api, api_anomalies, api_archive, api_ingest, openapi
+from auditwatch import api, api_alerts, api_anomalies, api_archive, api_ingest, openapi
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest import api as ingest_api
@@ -56,6 +56,7 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(api_anomalies.create_blueprint(services))
     app.register_blueprint(api_ingest.create_blueprint(services))
     app.register_blueprint(otlp.create_blueprint(services.pipeline, max_records=settings.otlp_max_records))
+    app.register_blueprint(api_alerts.create_blueprint(services))
 
     @app.get("/healthz")
     def healthz():

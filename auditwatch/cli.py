@@ -467,6 +467,8 @@ def demo(url, key, admin_key, seed, n_users, history_hours, duration) -> None:
 @pass_ctx
 def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
     """Bring the platform up: database, schema, API server and demo traffic."""
+    from auditwatch.alerting import receiver_settings
+
     settings = ctx.settings
     if settings.embedded:
         _db_up(ctx)
@@ -488,6 +490,8 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
         click.echo(f"  keys file:  {keyfile}")
         click.echo(f"  syslog:     udp/tcp {settings.syslog_host}:{settings.syslog_udp_port}   (try: logger --server "
                    f"{settings.syslog_host} --port {settings.syslog_udp_port} --udp 'hello')")
+        click.echo(f"  alerts:     {receiver_settings(settings).sink_path} (README: Alerting, to page Slack "
+                   "and PagerDuty)")
         click.echo(f"  try:        curl -H 'Authorization: Bearer {admin_key}' '{base}/api/v1/logs?limit=5'")
         click.echo("  Ctrl-C stops everything.\n")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -563,6 +567,10 @@ from auditwatch import cli_ingest  # noqa: E402
 
 for _command in cli_ingest.COMMANDS:
     main.add_command(_command)
+
+from auditwatch.cli_alerts import alerts as _alerts_group  # noqa: E402  (cli_alerts imports this module)
+
+main.add_command(_alerts_group)
 
 from auditwatch.cli_notebooks import seed_demo_command  # noqa: E402  (registered after main exists)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from auditwatch import openapi_anomalies, openapi_archive, openapi_ingest
+from auditwatch import openapi_alerts, openapi_anomalies, openapi_archive, openapi_ingest
 from ingest.http import json_response
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -201,6 +201,7 @@ DOCUMENT: dict[str, Any] = {
 DOCUMENT["paths"].update(openapi_archive.PATHS)
 DOCUMENT["paths"].update(openapi_anomalies.PATHS)
 DOCUMENT["paths"].update(openapi_ingest.PATHS)
+DOCUMENT["paths"].update(openapi_alerts.PATHS)
 
 
 def create_blueprint() -> Blueprint:

@@ -95,6 +95,26 @@ class Settings:
     bus_max_failures: int = 3  # R10: deliveries that fail before a message is dead-lettered
     bus_replicas: int = 1  # JetStream replicas of the streams when they are created (3 on a NATS cluster)
     writer_batch: int = 1000  # messages per writer transaction
+    # Alerting (alerts/): rules, schedules and receivers. Credentials only here or in AUDITWATCH_*
+    # environment variables, never in rule files. With none set, alerts go to the local sink
+    # (<data_dir>/alerts/notifications.jsonl), which the dashboard reads.
+    alerts_enabled: bool = True
+    alerts_rules_dir: str = ""  # your rules on top of the packaged pack; default <data_dir>/alert-rules
+    alerts_routing_file: str = ""  # a routing tree instead of alerts/routing.yml
+    alerts_eval_seconds: float = 10.0  # rule evaluation period (end-to-end latency <= 30 s with group_wait 10 s)
+    alerts_dispatch_seconds: float = 2.0  # outbox delivery period
+    alerts_sink_path: str = ""  # default <data_dir>/alerts/notifications.jsonl
+    slack_bot_token: str = ""  # xoxb-...: chat.postMessage (scopes chat:write, channels:history)
+    slack_api_url: str = "https://slack.com/api/"
+    slack_channel_critical: str = "#sec-oncall"
+    slack_channel_warning: str = "#sec-alerts"
+    slack_webhook_url: str = ""  # an incoming webhook instead of a bot token
+    pagerduty_routing_key: str = ""  # Events API v2 integration key of a PagerDuty service
+    pagerduty_events_url: str = "https://events.pagerduty.com"
+    pagerduty_ca_bundle: str = ""  # a CA file for a PagerDuty proxy or test double
+    alerts_webhook_url: str = ""  # generic webhook, HMAC-signed with alerts_webhook_secret
+    alerts_webhook_secret: str = ""
+    alerts_ca_bundle: str = ""  # a CA file for Slack / webhook endpoints behind a private CA
 
     @property
     def embedded(self) -> bool:
@@ -156,6 +176,8 @@ def _validate(settings: Settings) -> Settings:
     for entry in settings.syslog_source_zones:
         if "=" not in entry:
             raise SettingsError(f"`syslog_source_zones` entry {entry!r} must be host=Area/City")
+    if settings.alerts_eval_seconds < 1 or settings.alerts_dispatch_seconds < 0.5:
+        raise SettingsError("`alerts_eval_seconds` must be at least 1 and `alerts_dispatch_seconds` at least 0.5")
     return settings
 
 

@@ -1,7 +1,8 @@
 """The worker process: scheduled jobs (APScheduler) over one connection pool.
 
 Jobs are named module functions, idempotent over a window with a stored watermark, so a
-job that runs twice, or on two workers at once, does no harm.
+job that runs twice, or on two workers at once, does no harm. Jobs that must run once across
+all workers (the analytics jobs) run only on the holder of an advisory lock (the leader).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.util import ref_to_obj
 
 from analytics.jobs import JobConfig
 from auditwatch.services import archive_root, database_url
@@ -23,25 +25,24 @@ from storage.timescale.leader import AdvisoryLeader
 
 log = logging.getLogger(__name__)
 
-# (job id, "module:function", seconds between runs)
+# (job id, "module:function", seconds between runs or the name of the setting that holds them,
+#  "module:function" building the job's extra keyword arguments from settings, or None)
 JOBS = (
-    ("refresh_rollups", "storage.timescale.rollups:refresh_job", 60),
+    ("refresh_rollups", "storage.timescale.rollups:refresh_job", 60, None),
     # Cold tier: a few times a day; each run does nothing when nothing is due.
-    ("archive", "storage.timescale.retention:archive_job", 6 * 3600),
-    ("expire", "storage.timescale.retention:expire_job", 6 * 3600),
-    ("score_anomalies", "analytics.jobs:score_job", 60),
-    ("refit_detectors", "analytics.jobs:refit_job", 6 * 3600),
+    ("archive", "storage.timescale.retention:archive_job", "archive_interval_seconds", "auditwatch.worker:cold_kwargs"),
+    ("expire", "storage.timescale.retention:expire_job", "archive_interval_seconds", "auditwatch.worker:cold_kwargs"),
+    ("score_anomalies", "analytics.jobs:score_job", "analytics_score_seconds", "auditwatch.worker:analytics_kwargs"),
+    ("refit_detectors", "analytics.jobs:refit_job", "analytics_refit_seconds", "auditwatch.worker:analytics_kwargs"),
+    ("alerts_evaluate", "alerts.jobs:evaluate_rules", "alerts_eval_seconds", "auditwatch.alerting:evaluate_kwargs"),
+    ("alerts_deliver", "alerts.jobs:deliver", "alerts_dispatch_seconds", "auditwatch.alerting:deliver_kwargs"),
 )
 # Jobs that must run once across all workers: only on the holder of the analytics advisory lock.
-LEADER_JOBS = {"score_anomalies": "analytics_score_seconds", "refit_detectors": "analytics_refit_seconds"}
+LEADER_JOBS = frozenset({"score_anomalies", "refit_detectors"})
 
 
-def _cold_kwargs(settings: Settings) -> dict:
+def cold_kwargs(settings: Settings) -> dict:
     return {"archive_root": archive_root(settings)}
-
-
-# Jobs that take more than the pool: job id -> settings -> extra keyword arguments.
-JOB_KWARGS = {"archive": _cold_kwargs, "expire": _cold_kwargs}
 
 
 def model_key(settings: Settings) -> bytes:
@@ -64,19 +65,33 @@ def analytics_config(settings: Settings) -> JobConfig:
                      late=timedelta(minutes=settings.analytics_late_minutes), min_score=settings.analytics_min_score)
 
 
+def analytics_kwargs(settings: Settings) -> dict:
+    return {"config": analytics_config(settings)}
+
+
+def _enabled(job_id: str, settings: Settings, leader: AdvisoryLeader | None) -> bool:
+    if job_id in LEADER_JOBS:
+        return leader is not None and settings.analytics_enabled
+    if job_id.startswith("alerts_"):
+        return settings.alerts_enabled
+    return True
+
+
 def build_scheduler(pool, settings: Settings | None = None, leader: AdvisoryLeader | None = None) -> BlockingScheduler:
+    """Every job that applies to these settings; without settings, only those that need none."""
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(4)},
                                   job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
-    settings = settings or Settings()
-    for job_id, func, seconds in JOBS:
-        if job_id in JOB_KWARGS and settings.archive_interval_seconds:
-            seconds = settings.archive_interval_seconds
-        kwargs = {"pool": pool, **(JOB_KWARGS[job_id](settings) if job_id in JOB_KWARGS else {})}
+    for job_id, func, seconds, extra in JOBS:
+        if (settings is None and (extra or isinstance(seconds, str))) or (
+                settings is not None and not _enabled(job_id, settings, leader)):
+            continue
+        kwargs = {"pool": pool}
+        if extra:
+            kwargs.update(ref_to_obj(extra)(settings))
         if job_id in LEADER_JOBS:
-            if leader is None or not settings.analytics_enabled:
-                continue
-            seconds = getattr(settings, LEADER_JOBS[job_id])
-            kwargs.update(config=analytics_config(settings), leader=leader)
+            kwargs["leader"] = leader
+        if isinstance(seconds, str):  # a setting's name
+            seconds = getattr(settings, seconds)
         scheduler.add_job(func, "interval", seconds=seconds, id=job_id, kwargs=kwargs,
                           next_run_time=datetime.now(UTC))
     return scheduler
@@ -84,7 +99,11 @@ def build_scheduler(pool, settings: Settings | None = None, leader: AdvisoryLead
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    pool = db.open_pool(database_url(settings), min_size=1, max_size=4, name="worker")
+    # Jobs every few seconds: log their failures, not each run and each HTTP request.
+    for noisy in ("apscheduler.executors.default", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Enough connections for every job at once (alert evaluation holds one and queries with another).
+    pool = db.open_pool(database_url(settings), min_size=1, max_size=8, name="worker")
     leader = AdvisoryLeader(database_url(settings), name=f"auditwatch-worker-{os.getpid()}")
     scheduler = build_scheduler(pool, settings, leader)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))

@@ -25,6 +25,8 @@ class Permission(enum.StrEnum):
     LEGAL_HOLD = "legal_hold"  # place, list and release legal holds (auditors and admins)
     TRIAGE_ANOMALIES = "triage_anomalies"  # mark anomalies false/true positives (feedback honoured by scoring)
     MANAGE_INGEST = "manage_ingest"  # dead letters of the bus: list and replay
+    RESPOND_TO_ALERTS = "respond_to_alerts"  # acknowledge alerts, create and end silences
+    MANAGE_ALERT_RULES = "manage_alert_rules"
 
 
 class Role(enum.StrEnum):
@@ -51,6 +53,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.LEGAL_HOLD,
             Permission.TRIAGE_ANOMALIES,
             Permission.MANAGE_INGEST,
+            Permission.RESPOND_TO_ALERTS,
+            Permission.MANAGE_ALERT_RULES,
         }
     ),
     Role.SYSTEM: frozenset({Permission.INGEST, Permission.BACKFILL}),

@@ -1,0 +1,1 @@
+"""Alerting: rules over rollups, raw counts and anomalies → lifecycle → route → Slack / PagerDuty."""
