@@ -9,12 +9,13 @@
 # %% [markdown]
 # # 3 · Investigate
 #
-# From one anomaly to the story around it: what the detector saw, the entity's timeline, its
-# baseline against what happened, the events around it, and how its peers compare.
+# From one alert to the story around it: the anomaly behind it and what the detector saw, the
+# entity's timeline, its baseline against what happened, the events around it, and how its peers
+# compare.
 #
-# Set `AUDITWATCH_ANOMALY_ID` to investigate a given anomaly; by default the notebook takes the
-# highest-scoring anomaly on a user or an address in the newest day of data. (Starting from an
-# alert comes with the alerting package: an alert names the anomaly it was raised for.)
+# Set `AUDITWATCH_ALERT_FINGERPRINT` to investigate a given alert (or `AUDITWATCH_ANOMALY_ID` for an
+# anomaly); by default the notebook takes the newest alert raised on an anomaly of a user or an
+# address, and the highest-scoring anomaly when no alert has been raised.
 
 # %% tags=["anomaly"]
 import json
@@ -33,12 +34,23 @@ SETTINGS = settings_mod.load()
 aw = connect(database_url(SETTINGS), archive=archive_root(SETTINGS))
 span = aw.time_range()
 END = span.last + timedelta(microseconds=1)
-found = aw.anomalies(END - timedelta(days=1), END)
-wanted = os.environ.get("AUDITWATCH_ANOMALY_ID")
-if wanted:
-    chosen = aw.anomalies().filter(pl.col("anomaly_id") == wanted)
+entity = pl.col("group_values").str.json_path_match
+alerts = (aw.alerts(since=END - timedelta(days=7))
+          .with_columns(entity_type=entity("$.entity_type"), entity_value=entity("$.entity_value"))
+          .filter(pl.col("entity_type").is_in(["user", "source_ip"])))
+if os.environ.get("AUDITWATCH_ALERT_FINGERPRINT"):
+    alerts = alerts.filter(pl.col("fingerprint") == os.environ["AUDITWATCH_ALERT_FINGERPRINT"])
+alert = alerts.sort("started_at", descending=True).row(0, named=True) if alerts.height else None
+
+if os.environ.get("AUDITWATCH_ANOMALY_ID"):
+    chosen = aw.anomalies().filter(pl.col("anomaly_id") == os.environ["AUDITWATCH_ANOMALY_ID"])
+elif alert is not None:
+    print(f"alert {alert['title']!r} ({alert['severity']}, {alert['state']}), fired {alert['firing_at']:%Y-%m-%d %H:%M}")
+    chosen = (aw.anomalies(alert["started_at"] - timedelta(hours=2), alert["updated_at"] + timedelta(minutes=1),
+                           entity_type=alert["entity_type"], entity_value=alert["entity_value"])
+              .sort(["score", "window_start"], descending=True).head(1))
 else:
-    chosen = (found.filter(pl.col("entity_type").is_in(["user", "source_ip"]))
+    chosen = (aw.anomalies(END - timedelta(days=1), END).filter(pl.col("entity_type").is_in(["user", "source_ip"]))
               .sort(["score", "window_start"], descending=True).head(1))
 assert chosen.height == 1, "no anomaly to investigate: run the scoring job (`auditwatch worker`) first"
 anomaly = chosen.row(0, named=True)

@@ -102,7 +102,7 @@ def _network(source_ip: str | None) -> str | None:
 
 
 class AuditData:
-    """Frames over one database: ``events``, ``rollup``, ``anomalies``, ``users``, ``time_range``."""
+    """Frames over one database: ``events``, ``rollup``, ``anomalies``, ``alerts``, ``users``, ``time_range``."""
 
     def __init__(self, pool: ConnectionPool, *, read_only: bool = True, cold: ColdStore | None = None) -> None:
         self.pool = pool
@@ -204,6 +204,20 @@ class AuditData:
         return frames.anomalies_frame(self.pool, AnomalyQuery(
             start=low, end=high, detectors=_types(detector), entity_type=entity_type, entity_value=entity_value,
             min_score=min_score, min_severity=min_severity), max_rows=max_rows)
+
+    def alerts(self, *, state: str | Sequence[str] | None = None, since: Moment | None = None,
+               rule_id: str | Sequence[str] | None = None) -> pl.DataFrame:
+        """Alerts as the alerting jobs keep them (one row per rule and group), newest change first.
+
+        ``group_values`` (JSON text) names the entity of an anomaly rule's alert:
+        ``pl.col("group_values").str.json_path_match("$.entity_value")``. Silences and
+        acknowledgements are the alerting package's (``auditwatch alerts list``).
+        """
+        states = _types(state)
+        unknown = set(states) - set(frames.ALERT_STATES)
+        if unknown:
+            raise InvalidFilter(f"`state` must be among {', '.join(frames.ALERT_STATES)}, not {sorted(unknown)}")
+        return frames.alerts_frame(self.pool, states=states, since=_moment(since, "since"), rule_ids=_types(rule_id))
 
     def users(self) -> pl.DataFrame:
         """The user directory (department, kind), to join onto events by ``user_id``."""

@@ -188,6 +188,51 @@ def anomalies_frame(pool: ConnectionPool, query: AnomalyQuery, *, max_rows: int 
     return _check_size(frame, max_rows, "anomalies")
 
 
+# -- alerts -----------------------------------------------------------------------------------------------
+
+ALERT_STATES = ("pending", "firing", "resolved")
+_ALERT_SCHEMA: dict[str, pl.DataType] = {
+    "fingerprint": pl.String(), "rule_id": pl.String(), "title": pl.String(), "severity": pl.String(),
+    "state": pl.String(), "labels": pl.String(), "group_values": pl.String(), "started_at": UTC_US,
+    "firing_at": UTC_US, "updated_at": UTC_US, "resolved_at": UTC_US, "value": pl.Int64(), "count": pl.Int64(),
+    "detail": pl.String(), "flapping": pl.Boolean(), "acknowledged_by": pl.String(), "acknowledged_at": UTC_US,
+    "runbook_url": pl.String(),
+}
+
+
+def _epoch(column: str) -> sql.Composable:
+    return sql.SQL("(extract(epoch FROM {}) * 1000000)::bigint").format(sql.Identifier(column))
+
+
+def alerts_frame(pool: ConnectionPool, *, states: Sequence[str] = (), since: datetime | None = None,
+                 rule_ids: Sequence[str] = ()) -> pl.DataFrame:
+    """Alerts (one row per rule and group), newest change first; JSON columns as text."""
+    columns = []
+    for name, dtype in _ALERT_SCHEMA.items():
+        if isinstance(dtype, pl.Datetime):
+            columns.append(_epoch(name))
+        elif name in ("labels", "group_values", "detail", "flapping"):  # boolean::text is true/false, not t/f
+            columns.append(sql.SQL("{}::text").format(sql.Identifier(name)))
+        else:
+            columns.append(sql.Identifier(name))
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    if states:
+        clauses.append(sql.SQL("state = ANY(%s::text[])"))
+        params.append(list(states))
+    if since is not None:
+        clauses.append(sql.SQL("updated_at >= %s"))
+        params.append(since)
+    if rule_ids:
+        clauses.append(sql.SQL("rule_id = ANY(%s::text[])"))
+        params.append(list(rule_ids))
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+    statement = sql.SQL("SELECT {} FROM alerts{} ORDER BY updated_at DESC, fingerprint").format(
+        sql.SQL(", ").join(columns), where)
+    with pool.connection() as conn:
+        return copy_frame(conn, statement, params, _ALERT_SCHEMA)
+
+
 # -- users ------------------------------------------------------------------------------------------------
 
 _USER_SCHEMA: dict[str, pl.DataType] = {

@@ -18,6 +18,8 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
+from alerts.engine import AlertConfig, evaluate
+from alerts.routing import load_routing
 from analytics import jobs
 from auditwatch import settings as settings_mod
 from auditwatch.seed import SeedResult, seed_demo
@@ -54,6 +56,13 @@ def seeded_store(server_url: str, template_db: str, tmp_path_factory) -> Iterato
         try:
             jobs.refit_job(pool, now=SEED_END - timedelta(days=1))
             scored = jobs.score_job(pool, now=SEED_END, config=jobs.JobConfig(first_run=timedelta(days=1)))
+            # The alert rules as the worker evaluates them, every 10 minutes through the scored day.
+            config = AlertConfig(routing=load_routing(None))
+            rules = config.load_rules()
+            at = SEED_END - timedelta(days=1) + timedelta(minutes=10)
+            while at <= SEED_END:
+                evaluate(pool, config, now=at, rules=rules)
+                at += timedelta(minutes=10)
         finally:
             pool.close()
         assert scored.inserted > 0

@@ -199,6 +199,30 @@ def test_anomalies_with_their_filters(aw, conn):
         aw.anomalies(max_rows=2)
 
 
+def test_alerts_as_the_alerting_engine_stores_them(aw, pool, conn):
+    from alerts.engine import AlertConfig, evaluate
+    from alerts.routing import load_routing
+    from storage.timescale import alerts as alert_store
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    _anomaly(conn, entity_value="bob", score=0.99, severity="critical", window_start=now - timedelta(minutes=6),
+             window_end=now - timedelta(minutes=5))
+    evaluate(pool, AlertConfig(routing=load_routing(None)), now=now)
+    stored = alert_store.list_alerts(pool)
+    frame = aw.alerts()
+    assert stored and frame["fingerprint"].to_list() == [a.fingerprint for a in stored]
+    row = frame.filter(rule_id="critical_anomaly").row(0, named=True)
+    assert row["group_values"] and orjson.loads(row["group_values"]) == {"entity_type": "user",
+                                                                         "entity_value": "bob"}
+    assert row["state"] in ("pending", "firing") and row["started_at"].tzinfo is not None
+    assert frame.schema["flapping"] == pl.Boolean and row["flapping"] is False
+    assert aw.alerts(state="resolved").is_empty()
+    assert aw.alerts(state=["pending", "firing"], rule_id="critical_anomaly").height == 1
+    assert aw.alerts(since=now + timedelta(hours=1)).is_empty()
+    with pytest.raises(InvalidFilter, match="pending, firing, resolved"):
+        aw.alerts(state="open")
+
+
 def test_users_frame(aw, users):
     users("alice", "bob")
     frame = aw.users()
