@@ -552,29 +552,13 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     return admin, system
 
 
-from auditwatch import cli_archive  # noqa: E402 - after main exists: cli_archive imports this module
+# The other areas' commands, registered once `main` exists (their modules import helpers from here).
+from auditwatch import cli_alerts, cli_analytics, cli_archive, cli_ingest, cli_integrity, cli_notebooks  # noqa: E402
 
-main.add_command(cli_archive.archive_group)
-main.add_command(cli_archive.retention_group)
-main.add_command(cli_archive.hold_group)
-
-from auditwatch import cli_analytics  # noqa: E402  (registers after main exists; it imports Context from here)
-
-for _command in cli_analytics.COMMANDS:
+for _command in (cli_archive.archive_group, cli_archive.retention_group, cli_archive.hold_group,
+                 cli_integrity.verify, cli_integrity.integrity_group, cli_alerts.alerts,
+                 *cli_analytics.COMMANDS, *cli_ingest.COMMANDS, cli_notebooks.seed_demo_command):
     main.add_command(_command)
-
-from auditwatch import cli_ingest  # noqa: E402
-
-for _command in cli_ingest.COMMANDS:
-    main.add_command(_command)
-
-from auditwatch.cli_alerts import alerts as _alerts_group  # noqa: E402  (cli_alerts imports this module)
-
-main.add_command(_alerts_group)
-
-from auditwatch.cli_notebooks import seed_demo_command  # noqa: E402  (registered after main exists)
-
-main.add_command(seed_demo_command)
 
 if __name__ == "__main__":
     main()

@@ -74,7 +74,7 @@ class Services:
     @classmethod
     def open(cls, settings: Settings, *, url: str | None = None) -> Services:
         pool = db.open_pool(url or database_url(settings), min_size=settings.pool_min, max_size=settings.pool_max)
-        writer = EventWriter(pool)
+        writer = EventWriter(pool, sealed=settings.integrity)
         committer = GroupCommitter(writer, max_group_events=settings.group_commit_max_events,
                                    threads=settings.group_commit_threads)
         config = bus_config(settings)

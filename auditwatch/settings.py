@@ -57,6 +57,14 @@ class Settings:
     max_query_limit: int = 1000
     max_export_rows: int = 5_000_000
 
+    # Tamper evidence (storage/timescale/integrity.py). With nothing configured, a signing key is
+    # generated under data_dir/integrity/ (mode 0600) the first time a checkpoint is signed.
+    integrity: bool = True  # seal every write into the hash chain; off only to measure its cost
+    integrity_signing_key: str = ""  # base64 Ed25519 seed (prefer the environment); wins over the file
+    integrity_signing_key_file: str = ""  # default: <data_dir>/integrity/signing.key
+    integrity_trusted_keys: tuple[str, ...] = field(default=())  # base64 public keys of rotated-out keys
+    integrity_checkpoint_seconds: int = 300  # how often the worker signs the chain head
+
     # Cold tier: Parquet archive, retention and legal hold (retention periods themselves are the
     # run-time `retention` setting, PUT /api/v1/retention)
     archive_url: str = ""  # a directory or a pyarrow filesystem URL (s3://bucket/prefix); empty: <data_dir>/archive
@@ -167,6 +175,8 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`analytics_min_score` must be between 0 and 1")
     if settings.analytics_score_seconds < 1 or settings.analytics_refit_seconds < 1:
         raise SettingsError("`analytics_score_seconds` and `analytics_refit_seconds` must be at least 1")
+    if settings.integrity_checkpoint_seconds < 1:
+        raise SettingsError("`integrity_checkpoint_seconds` must be at least 1")
     if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):
         raise SettingsError("`database_url` must be a postgresql:// URL (or empty for the embedded database)")
     if settings.syslog_unknown_users not in {"register", "host"}:

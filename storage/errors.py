@@ -31,6 +31,14 @@ class InvalidFilter(ValueError):
     """A filter of the data API that cannot be used as given."""
 
 
+class IntegrityError(StorageError):
+    """Tamper-evidence machinery cannot do its job as configured."""
+
+
+class SigningKeyError(IntegrityError):
+    """The checkpoint signing key is missing, malformed or unsafe."""
+
+
 class LegalHoldError(ValueError):
     """A legal hold that cannot be placed or released as asked."""
 

@@ -14,6 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from storage.cold.errors import ArchiveCorrupt, ArchiveError
+from storage.cold.layout import DEFAULT_LAYOUT, Layout
 
 Hook = Callable[[str], None]
 _READ_BLOCK = 1 << 20
@@ -61,18 +62,18 @@ class ColdStore:
     # -- writing --------------------------------------------------------------------------------------
 
     def write(self, path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *,
-              hook: Hook = _no_hook, row_group_rows: int = 128 * 1024) -> WrittenFile:
+              hook: Hook = _no_hook, layout: Layout = DEFAULT_LAYOUT) -> WrittenFile:
         """Write a zstd Parquet file to ``path.tmp``, make it durable, then rename it into place.
 
         A crash before the rename leaves only the ``.tmp`` file, which no reader or catalogue row
-        points at; after it the file is whole.
+        points at; after it the file is whole. The batches must already be in ``layout.order``.
         """
         final, temp = self.full_path(path), self.full_path(path) + ".tmp"
         rows = 0
         if self.local:
             Path(final).parent.mkdir(parents=True, exist_ok=True)
             with open(temp, "wb") as fh:
-                rows = self._write_parquet(fh, schema, batches, hook, row_group_rows)
+                rows = self._write_parquet(fh, schema, batches, hook, layout)
                 fh.flush()
                 os.fsync(fh.fileno())
             hook("file_written")
@@ -81,7 +82,7 @@ class ColdStore:
         else:
             self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             with self.fs.open_output_stream(temp) as out:
-                rows = self._write_parquet(out, schema, batches, hook, row_group_rows)
+                rows = self._write_parquet(out, schema, batches, hook, layout)
             hook("file_written")
             self.fs.move(temp, final)
         hook("file_renamed")
@@ -90,14 +91,25 @@ class ColdStore:
 
     @staticmethod
     def _write_parquet(sink, schema: pa.Schema, batches: Iterable[pa.RecordBatch], hook: Hook,
-                       row_group_rows: int) -> int:
+                       layout: Layout) -> int:
+        """Full row groups whatever the batch size (each write call would otherwise close one)."""
         rows = 0
-        with pq.ParquetWriter(sink, schema, compression="zstd", compression_level=6,
-                              write_statistics=True, use_dictionary=True) as writer:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        with pq.ParquetWriter(sink, schema, **layout.writer_options(schema)) as writer:
             for batch in batches:
-                writer.write_batch(batch, row_group_size=row_group_rows)
+                pending.append(batch)
+                pending_rows += batch.num_rows
                 rows += batch.num_rows
+                if pending_rows >= layout.row_group_rows:
+                    table = pa.Table.from_batches(pending, schema=schema)
+                    full = pending_rows - pending_rows % layout.row_group_rows
+                    writer.write_table(table.slice(0, full), row_group_size=layout.row_group_rows)
+                    pending = table.slice(full).to_batches()
+                    pending_rows -= full
                 hook("batch_written")
+            if pending_rows:
+                writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=layout.row_group_rows)
         return rows
 
     @staticmethod

@@ -32,10 +32,11 @@ from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
 from storage.cold.errors import ArchiveCorrupt
+from storage.cold.layout import DEFAULT_LAYOUT, Layout
 from storage.cold.schema import Column, arrow_schema, record_batch
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.errors import StorageError
-from storage.timescale import legal_hold, queries, rollups, self_audit
+from storage.timescale import integrity, legal_hold, queries, rollups, self_audit
 from storage.timescale.db import pool_edition
 from storage.timescale.queries import EventQuery
 from storage.timescale.self_audit import Auditor
@@ -127,6 +128,18 @@ def _select_list(columns: Sequence[Column]) -> sql.Composable:
         else:  # uuid, jsonb and anything new: PostgreSQL's own text output
             parts.append(sql.SQL("{}::text").format(ident))
     return sql.SQL(", ").join(parts)
+
+
+def _order_by(columns: Sequence[Column], layout: Layout) -> sql.Composable:
+    """The layout's order; text compared by bytes (COLLATE "C"), as Parquet and Polars compare strings."""
+    types = {c.name: c.pg_type for c in columns}
+    keys = []
+    for name in layout.order:
+        if name not in types:
+            continue
+        key = sql.Identifier(name)
+        keys.append(sql.SQL('{} COLLATE "C"').format(key) if types[name] == "text" else key)
+    return sql.SQL(", ").join(keys)
 
 
 def old_chunks(conn: psycopg.Connection, older_than: datetime) -> list[Chunk]:
@@ -245,11 +258,14 @@ def repair(conn: psycopg.Connection, store: ColdStore) -> int:
 # -- one chunk ------------------------------------------------------------------------------------
 
 def _export_slices(pool: ConnectionPool, catalogue: psycopg.Connection, store: ColdStore, chunk: Chunk,
-                   columns: Sequence[Column], hook: Hook, batch_rows: int) -> list[int]:
-    """Write and verify one file per non-empty day slice of the chunk, from one consistent snapshot."""
+                   columns: Sequence[Column], hook: Hook, batch_rows: int, layout: Layout) -> list[int]:
+    """Write and verify one file per non-empty day slice of the chunk, from one consistent snapshot.
+
+    PostgreSQL sorts each day into the layout's order, so Python holds one row group at a time.
+    """
     schema = arrow_schema(columns, {"chunk": chunk.name})
     select = sql.SQL('SELECT {} FROM audit_events WHERE "timestamp" >= %s AND "timestamp" < %s '
-                     'ORDER BY "timestamp", event_id').format(_select_list(columns))
+                     'ORDER BY {}').format(_select_list(columns), _order_by(columns, layout))
     written: list[int] = []
     with pool.connection() as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -268,7 +284,7 @@ def _export_slices(pool: ConnectionPool, catalogue: psycopg.Connection, store: C
                             while block := cur.fetchmany(batch_rows):
                                 yield record_batch(columns, schema, block)
 
-                    done = store.write(path, schema, batches(), hook=hook)
+                    done = store.write(path, schema, batches(), hook=hook, layout=layout)
                     if done.rows != rows:
                         raise ArchiveCorrupt(f"exported {done.rows} rows of {chunk.name} for {day}, expected {rows}")
                     store.verify(path, rows=rows, sha256=done.sha256)
@@ -312,6 +328,9 @@ def _drop(pool: ConnectionPool, chunk: Chunk, archived: Sequence[ArchiveFile], *
             raise StorageError(f"drop_chunks over {chunk.name}'s range dropped {sorted(names)}; rolled back")
         conn.execute("UPDATE log_archives SET state = 'complete', completed_at = now() "
                      "WHERE archive_id = ANY(%s) AND state = 'verified'", ([f.archive_id for f in archived],))
+        # Tamper evidence: the range left the hot table lawfully; verify reads it back from the files.
+        integrity.record_removal(conn, chunk.range_start, chunk.range_end, reason="archive", rows=rows,
+                                 removed_by="archiver", archive_ref=chunk.name)
         self_audit.store(conn, audit("events_archived", {
             "chunk": chunk.name, "range_start": chunk.range_start.isoformat(),
             "range_end": chunk.range_end.isoformat(), "rows": rows,
@@ -360,7 +379,7 @@ def eligible(pool: ConnectionPool, *, now: datetime, hot_days: int) -> list[Chun
 
 def run(pool: ConnectionPool, store: ColdStore, *, now: datetime, hot_days: int, audit: Auditor,
         hook: Hook = _no_hook, progress: Callable[[Chunk, str], None] | None = None,
-        batch_rows: int = 50_000) -> ArchiveResult:
+        batch_rows: int = 50_000, layout: Layout = DEFAULT_LAYOUT) -> ArchiveResult:
     """Archive every chunk older than ``hot_days`` that no legal hold keeps; safe to rerun after a crash."""
     result = ArchiveResult()
     native = pool_edition(pool) == "timescale"
@@ -384,7 +403,7 @@ def run(pool: ConnectionPool, store: ColdStore, *, now: datetime, hot_days: int,
             _materialise_rollups(pool, todo, now=now, native=native)
             for chunk in todo:
                 outcome = _archive_chunk(pool, catalogue, store, chunk, columns, audit=audit, native=native,
-                                         hook=hook, batch_rows=batch_rows, result=result)
+                                         hook=hook, batch_rows=batch_rows, layout=layout, result=result)
                 if progress:
                     progress(chunk, outcome)
         finally:
@@ -393,7 +412,8 @@ def run(pool: ConnectionPool, store: ColdStore, *, now: datetime, hot_days: int,
     return result
 
 
-def _archive_chunk(pool, catalogue, store, chunk, columns, *, audit, native, hook, batch_rows, result) -> str:
+def _archive_chunk(pool, catalogue, store, chunk, columns, *, audit, native, hook, batch_rows, layout,
+                   result) -> str:
     previous = files(catalogue, states=("verified",), chunk_name=chunk.name)
     try:
         for f in previous:
@@ -406,7 +426,7 @@ def _archive_chunk(pool, catalogue, store, chunk, columns, *, audit, native, hoo
         previous = []
     for attempt in range(2):
         if not previous or attempt:
-            _export_slices(pool, catalogue, store, chunk, columns, hook, batch_rows)
+            _export_slices(pool, catalogue, store, chunk, columns, hook, batch_rows, layout)
         ready = files(catalogue, states=("verified",), chunk_name=chunk.name)
         hook("before_drop")
         why = _drop(pool, chunk, ready, audit=audit, native=native, hook=hook)

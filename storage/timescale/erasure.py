@@ -1,24 +1,23 @@
 """Lawful erasure: the one path, besides retention and archiving, that removes a stored event.
 
-The erasure and its own audit record commit in one transaction: there is never an
-erasure without its ``event_erased`` record, nor a record of an erasure that did not happen.
+The erasure, its own audit record and the integrity tombstones commit in one transaction: there
+is never an erasure without its ``event_erased`` record, nor a record of an erasure that did not
+happen. The tombstones keep each erased row's leaf hash so its batch still verifies, and the
+audit record (itself sealed) lists those leaves, so verify can tell erasure from tampering.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from storage.events import COLUMNS, EventRecord
+from storage.events import EventRecord
+from storage.timescale import integrity
 from storage.timescale.queries import record_of
-from storage.timescale.writer import insert_rows, row_of
-
-_DELETE = sql.SQL("DELETE FROM audit_events WHERE event_id = %s RETURNING {cols}").format(
-    cols=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
-)
+from storage.timescale.writer import insert_rows_sealed, row_of
 
 
 def erase_event(pool: ConnectionPool, event_id: uuid.UUID,
@@ -28,10 +27,15 @@ def erase_event(pool: ConnectionPool, event_id: uuid.UUID,
     Returns what was erased; nothing is written when there was nothing to erase.
     """
     with pool.connection() as conn:
-        erased = [record_of(r) for r in conn.execute(_DELETE, (event_id,)).fetchall()]
+        removed = integrity.delete_for_erasure(conn, event_id)
+        erased = [record_of(e.row) for e in removed]
         if erased:
-            with conn.cursor() as cur:
-                insert_rows(cur, [row_of(audit(erased))])
+            record = audit(erased)
+            leaves = [e.leaf.hex() for e in removed if e.batch_seq is not None]
+            record = dataclasses.replace(record, metadata={**record.metadata, "integrity": {"erased_leaves": leaves}})
+            insert_rows_sealed(conn, [row_of(record)])
+            integrity.record_tombstones(conn, removed, erasure_event_id=record.event_id, erased_by=record.user_id,
+                                        erased_at=record.timestamp)
             times = [e.timestamp for e in erased]
             conn.execute("INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)", (min(times), max(times)))
     return erased

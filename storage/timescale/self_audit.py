@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from storage.events import EventRecord, Outcome
-from storage.timescale.writer import insert_rows, row_of
+from storage.timescale.writer import insert_rows_sealed, row_of
 
 # (event_type, metadata, resource_id) -> the record to store
 Auditor = Callable[[str, dict[str, Any], str | None], EventRecord]
@@ -33,6 +33,5 @@ def auditor(actor: str, clock: Callable[[], datetime], *, source: str = "auditwa
 
 
 def store(conn: psycopg.Connection, record: EventRecord) -> None:
-    """Insert the record within the caller's transaction."""
-    with conn.cursor() as cur:
-        insert_rows(cur, [row_of(record)])
+    """Insert the record within the caller's transaction, sealed in the integrity chain."""
+    insert_rows_sealed(conn, [row_of(record)])

@@ -25,6 +25,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from storage.events import COLUMNS, EventRecord
+from storage.timescale import integrity
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ _CREATE_STAGING = sql.SQL(
 ).format(_STAGING)
 _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(_STAGING, _COLUMN_LIST)
 _COPY_DIRECT = sql.SQL("COPY audit_events ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
+_COPY_DIRECT_SEALED = sql.SQL("COPY audit_events ({}, batch_seq) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
+_SEALED_TYPES = [*_COLUMN_TYPES, "int8"]
 _INSERT = sql.SQL(
     'INSERT INTO audit_events ({cols}) SELECT {cols} FROM {staging} '
     'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp"'
@@ -86,9 +89,9 @@ def row_of(record: EventRecord) -> tuple:
     )
 
 
-def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows) -> None:
+def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows, types: list[str] = _COLUMN_TYPES) -> None:
     with cursor.copy(statement) as copy:
-        copy.set_types(_COLUMN_TYPES)
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 
@@ -96,9 +99,10 @@ def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows) -> None:
 class EventWriter:
     """Writes events in one transaction and says, per event, whether it was new."""
 
-    def __init__(self, pool: ConnectionPool, *, late_after: timedelta = LATE_AFTER) -> None:
+    def __init__(self, pool: ConnectionPool, *, late_after: timedelta = LATE_AFTER, sealed: bool = True) -> None:
         self._pool = pool
         self._late_after = late_after
+        self._sealed = sealed  # tamper evidence (storage/timescale/integrity.py); off only to measure it
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
     def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
@@ -114,7 +118,9 @@ class EventWriter:
 
         Duplicates are rare (client retries), so the first attempt COPYs straight into the
         hypertable; only when the primary key refuses a row does the batch go the slower way,
-        through the staging table and ``ON CONFLICT DO NOTHING``.
+        through the staging table and ``ON CONFLICT DO NOTHING``. Sealed (the default), either way
+        ends by hashing the new rows as stored and appending their batch to the integrity chain,
+        in the same transaction.
         """
         if not records:
             return []
@@ -123,7 +129,13 @@ class EventWriter:
             if len({r.key for r in records}) == len(records):
                 try:
                     with conn.cursor() as cur:
-                        copy_rows(cur, _COPY_DIRECT, rows)
+                        if self._sealed:
+                            batch, leaves = integrity.prepare_batch(
+                                cur, records, [orjson.dumps(r.metadata).decode() for r in records])
+                            copy_rows(cur, _COPY_DIRECT_SEALED, [(*row, batch) for row in rows], _SEALED_TYPES)
+                            integrity.seal_prepared(cur, batch, records, leaves)
+                        else:
+                            copy_rows(cur, _COPY_DIRECT, rows)
                     self._note_late(conn, records)
                     conn.commit()
                     return [True] * len(records)
@@ -148,16 +160,27 @@ class EventWriter:
             self._prepared.add(conn)
         with conn.cursor() as cur:
             copy_rows(cur, _COPY_STAGING, rows)
-            cur.execute(_INSERT)
-            inserted = {(row[0], row[1]) for row in cur.fetchall()}
+            if self._sealed:
+                inserted = integrity.insert_sealed(cur, _STAGING)
+            else:
+                cur.execute(_INSERT)
+                inserted = {(row[0], row[1]) for row in cur.fetchall()}
         self._note_late(conn, records)
         conn.commit()
         return inserted
 
 
 def insert_rows(cursor: psycopg.Cursor, rows: Sequence[tuple]) -> None:
-    """COPY rows into the hypertable within the caller's transaction."""
+    """COPY rows into the hypertable within the caller's transaction (unsealed: verify flags them)."""
     copy_rows(cursor, _COPY_DIRECT, rows)
+
+
+def insert_rows_sealed(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
+    """Insert rows as one sealed batch within the caller's transaction (for rare writes such as erasure)."""
+    conn.execute(_CREATE_STAGING)
+    with conn.cursor() as cur:
+        copy_rows(cur, _COPY_STAGING, rows)
+        integrity.insert_sealed(cur, _STAGING)
 
 
 def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:

@@ -127,8 +127,9 @@ def test_the_worker_schedules_the_analytics_jobs_with_the_leader(pool, db_url, t
     for job_id in LEADER_JOBS:
         assert ids[job_id].kwargs["leader"] is not None and "config" in ids[job_id].kwargs
     assert ids["score_anomalies"].trigger.interval == timedelta(seconds=5)
-    # Without a leader (or without settings) the leader-only jobs are not scheduled at all.
-    assert {j.id for j in build_scheduler(pool).get_jobs()} == {j[0] for j in JOBS} - set(LEADER_JOBS)
+    # Without a leader the leader-only jobs are not scheduled at all; without settings, only what needs none.
+    assert {j.id for j in build_scheduler(pool, settings).get_jobs()} == {j[0] for j in JOBS} - set(LEADER_JOBS)
+    assert {j.id for j in build_scheduler(pool).get_jobs()} == {"refresh_rollups"}
 
 
 def test_anomalies_list_as_polars_frames_with_filters(pool, loaded):

@@ -11,7 +11,7 @@ from apscheduler.util import ref_to_obj
 from alerts.dispatch import dispatch
 from alerts.engine import flush
 from alerts.notifiers import LocalSink
-from auditwatch.worker import build_scheduler
+from auditwatch.worker import JOBS, LEADER_JOBS, build_scheduler
 from storage.events import EventRecord, Outcome
 from storage.timescale.writer import EventWriter
 
@@ -23,7 +23,7 @@ def test_alert_jobs_follow_settings(settings, services):
     assert jobs["alerts_deliver"].trigger.interval == timedelta(seconds=3)
     assert set(jobs["alerts_deliver"].kwargs["notifiers"]) == {"local"}  # no credentials: the local sink
     off = build_scheduler(services.pool, settings.replace(alerts_enabled=False))
-    assert {job.id for job in off.get_jobs()} == {"refresh_rollups"}
+    assert {job.id for job in off.get_jobs()} == {j[0] for j in JOBS if not j[0].startswith("alerts_")} - LEADER_JOBS
 
 
 def test_the_scheduled_functions_take_a_burst_to_the_local_sink(settings, services):

@@ -1,0 +1,593 @@
+"""Tamper evidence in the database: sealing writes, tombstones, lawful removals, checkpoints, verify.
+
+Sealing: a writer's rows go through the staging table and one ``INSERT ... ON CONFLICT DO NOTHING
+RETURNING`` whose RETURNING computes each row's leaf hash from the values as stored; the Merkle
+root of the new rows is appended to the chain at the very end of the transaction (the head-row
+lock is held only from there to commit). Verification recomputes everything from the rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from storage.events import COLUMNS, EventRecord
+from storage.integrity import chain, checkpoints
+from storage.integrity.checkpoints import Checkpoint
+
+log = logging.getLogger(__name__)
+
+# -- the leaf hash in SQL (storage.integrity.chain.canonical is the reference) -------------------------
+
+
+def _text(expr: sql.Composable) -> sql.Composable:
+    return sql.SQL("coalesce('\\x01'::bytea || int4send(octet_length(convert_to({e}, 'UTF8'))) "
+                   "|| convert_to({e}, 'UTF8'), '\\x00'::bytea)").format(e=expr)
+
+
+def _micros(expr: sql.Composable) -> sql.Composable:
+    # The binary send form: int8 microseconds since 2000-01-01 UTC, independent of TimeZone/DateStyle.
+    return sql.SQL("timestamptz_send({})").format(expr)
+
+
+def leaf_sql(qualifier: str | None = None) -> sql.Composable:
+    """sha256(0x00 || canonical row) over the columns of ``qualifier`` (a table or alias), built only
+    from built-in functions, so an attacker who redefines a stored function cannot fool verify."""
+    def col(name: str) -> sql.Composable:
+        return sql.Identifier(qualifier, name) if qualifier else sql.Identifier(name)
+
+    texts = []
+    for name in chain.TEXT_FIELDS:
+        if name == "source_ip":
+            texts.append(_text(sql.SQL("(host({c}) || '/' || masklen({c}))").format(c=col(name))))
+        elif name == "metadata":
+            texts.append(_text(sql.SQL("{}::text").format(col(name))))
+        else:
+            texts.append(_text(col(name)))
+    return sql.SQL("sha256('\\x00'::bytea || '\\x01'::bytea || uuid_send({eid}) || {ts} || {texts} || {rat})").format(
+        eid=col("event_id"), ts=_micros(col("timestamp")), texts=sql.SQL(" || ").join(texts),
+        rat=_micros(col("received_at")))
+
+
+_COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+_NEXT_BATCH = "SELECT nextval('integrity_batch_seq')"
+_INSERT_SEALED = sql.SQL(
+    "INSERT INTO audit_events ({cols}, batch_seq) SELECT {cols}, %s FROM {staging} "
+    'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp", {leaf}'
+)
+_APPEND = "SELECT integrity_append(%s, 'batch', %s, %s, %s, %s)"
+# What PostgreSQL makes of the two values that do not round-trip as sent (jsonb normalises numbers, key
+# order and spacing; inet prints addresses its own way), parsed by the same input functions as the COPY.
+_NORMALISE = ("SELECT nextval('integrity_batch_seq'), "
+              "ARRAY(SELECT m::jsonb::text FROM unnest(%b::text[]) WITH ORDINALITY AS t(m, o) ORDER BY o), "
+              "ARRAY(SELECT host(a::inet) || '/' || masklen(a::inet) FROM unnest(%b::text[]) WITH ORDINALITY "
+              "AS t(a, o) ORDER BY o)")
+
+
+def next_batch(cursor: psycopg.Cursor) -> int:
+    """A fresh batch_seq for rows about to be written (no lock: the chain position comes at the end)."""
+    return cursor.execute(_NEXT_BATCH).fetchone()[0]
+
+
+def prepare_batch(cursor: psycopg.Cursor, records: Sequence[EventRecord],
+                  metadata_json: Sequence[str]) -> tuple[int, list[bytes]]:
+    """A batch_seq and the leaf hash of each record as PostgreSQL will store it, for the fast path that
+    COPYs straight into the hypertable (COPY's multi-row inserts cost about half what the staging
+    table's INSERT ... SELECT does, and hashing in SQL costs more server CPU than in Python).
+
+    Exact: uuid, text and timestamptz (microseconds) are stored as sent; jsonb and inet come back
+    from the server's own input and output functions. verify recomputes every leaf in SQL from the
+    stored rows, and the tests hold the two computations equal.
+    """
+    ips = [r.source_ip for r in records]
+    # Binary parameters and results: psycopg quotes text arrays with a regex per element otherwise.
+    batch, metadata, hosts = cursor.execute(_NORMALISE, (list(metadata_json), ips), binary=True).fetchone()
+    leaf_of = chain.leaf_of
+    return batch, [
+        leaf_of(r.event_id, r.timestamp, (r.event_type, r.user_id, str(r.outcome), r.source, ip, r.source_country,
+                                          r.source_asn, r.user_agent, r.resource_id, meta), r.received_at)
+        for r, meta, ip in zip(records, metadata, hosts, strict=True)]
+
+
+def seal_prepared(cursor: psycopg.Cursor, batch: int, records: Sequence[EventRecord], leaves: list[bytes]) -> None:
+    """Append the batch written with ``prepare_batch``'s leaves to the chain (takes the head lock)."""
+    times = [r.timestamp for r in records]
+    cursor.execute(_APPEND, (batch, len(leaves), chain.merkle_root(leaves), min(times), max(times)))
+
+
+def insert_sealed(cursor: psycopg.Cursor, staging: sql.Identifier) -> set[tuple[uuid.UUID, datetime]]:
+    """Move the staged rows into audit_events as one sealed batch; returns the keys inserted.
+
+    Runs inside the caller's transaction and ends by taking the chain's head lock: commit promptly.
+    Rows refused as duplicates are already sealed in the batch that first stored them.
+    """
+    batch = next_batch(cursor)
+    cursor.execute(_INSERT_SEALED.format(cols=_COLS, staging=staging, leaf=leaf_sql()), (batch,))
+    returned = cursor.fetchall()
+    if returned:
+        times = [r[1] for r in returned]
+        cursor.execute(_APPEND, (batch, len(returned), chain.merkle_root(r[2] for r in returned),
+                                 min(times), max(times)))
+    return {(r[0], r[1]) for r in returned}
+
+
+# -- lawful erasure ------------------------------------------------------------------------------------
+
+_ERASE = sql.SQL("DELETE FROM audit_events WHERE event_id = %s RETURNING {cols}, batch_seq, {leaf}")
+_LEGACY_BATCH = ("SELECT batch_seq FROM integrity_batches WHERE kind = 'legacy' AND lo <= %s AND hi >= %s "
+                 "ORDER BY chain_pos LIMIT 1")
+_TOMBSTONE = ("INSERT INTO integrity_tombstones (event_id, \"timestamp\", batch_seq, leaf, erasure_event_id, "
+              "erased_by, erased_at) VALUES (%s, %s, %s, %s, %s, %s, %s)")
+
+
+@dataclass(frozen=True)
+class Erased:
+    row: tuple  # the COLUMNS values as deleted
+    batch_seq: int | None
+    leaf: bytes
+
+
+def delete_for_erasure(conn: psycopg.Connection, event_id: uuid.UUID) -> list[Erased]:
+    """Delete every row with this event_id, returning each with the batch and leaf it was sealed under."""
+    out = []
+    for r in conn.execute(_ERASE.format(cols=_COLS, leaf=leaf_sql()), (event_id,)).fetchall():
+        seq = r[len(COLUMNS)]
+        if seq is None:  # a row adopted by migration 0005 belongs to its day's legacy batch
+            found = conn.execute(_LEGACY_BATCH, (r[1], r[1])).fetchone()
+            seq = found[0] if found else None
+        out.append(Erased(tuple(r[:len(COLUMNS)]), seq, bytes(r[len(COLUMNS) + 1])))
+    return out
+
+
+def record_tombstones(conn: psycopg.Connection, erased: Sequence[Erased], *, erasure_event_id: uuid.UUID,
+                      erased_by: str, erased_at: datetime) -> None:
+    """Keep each erased row's leaf so its batch still verifies; same transaction as the delete."""
+    for e in erased:
+        if e.batch_seq is None:
+            continue  # the row was never sealed: nothing to keep verifiable
+        conn.execute(_TOMBSTONE, (e.row[0], e.row[1], e.batch_seq, e.leaf, erasure_event_id, erased_by, erased_at))
+
+
+# -- lawful removal of whole ranges (retention, archiving) -------------------------------------------
+
+_REMOVAL = ("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id")
+
+
+def record_removal(conn: psycopg.Connection, lo: datetime, hi: datetime, *, reason: str, rows: int,
+                   removed_by: str, archive_ref: str | None = None) -> int:
+    """Record that events with lo <= timestamp < hi left the hot table lawfully; call it in the SAME
+    transaction that drops the chunk. ``reason`` 'archive': the rows are in the cold tier (verify reads
+    them there); 'retention': they are gone for good (their batches are reported as expired)."""
+    if reason not in {"archive", "retention"}:
+        raise ValueError("reason must be 'archive' or 'retention'")
+    return conn.execute(_REMOVAL, (lo, hi, reason, rows, archive_ref, removed_by)).fetchone()[0]
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------
+
+_CHECKPOINT_LOCK = 0x4157_494E_5443_4B50 & 0x7FFF_FFFF_FFFF_FFFF
+_CP_FIELDS = ("chain_pos", "chain_hash", "events", "created_at", "public_key", "payload", "signature")
+_CP_COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _CP_FIELDS)
+_CP_SELECT = sql.SQL("SELECT {} FROM integrity_checkpoints ORDER BY id").format(_CP_COLUMNS)
+_CP_LATEST = sql.SQL("SELECT {} FROM integrity_checkpoints ORDER BY id DESC LIMIT 1").format(_CP_COLUMNS)
+_CP_INSERT = sql.SQL("INSERT INTO integrity_checkpoints ({}) VALUES ({})").format(
+    _CP_COLUMNS, sql.SQL(", ").join(sql.Placeholder() * len(_CP_FIELDS)))
+_HEAD = "SELECT chain_pos, chain_hash, events FROM integrity_head WHERE id = 1"
+
+
+def _checkpoint(row: tuple) -> Checkpoint:
+    return Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]), row[5], bytes(row[6]))
+
+
+def list_checkpoints(pool: ConnectionPool) -> list[Checkpoint]:
+    with pool.connection() as conn:
+        return [_checkpoint(r) for r in conn.execute(_CP_SELECT).fetchall()]
+
+
+def write_checkpoint(pool: ConnectionPool, key: Ed25519PrivateKey, *, now: datetime,
+                     force: bool = False) -> Checkpoint | None:
+    """Sign the current head, chained to the previous checkpoint; None when nothing was sealed since."""
+    with pool.connection() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHECKPOINT_LOCK,))
+        pos, head_hash, events = conn.execute(_HEAD).fetchone()
+        row = conn.execute(_CP_LATEST).fetchone()
+        previous = _checkpoint(row) if row else None
+        if previous is not None and previous.chain_pos == pos and not force:
+            return None
+        cp = checkpoints.sign(key, chain_pos=pos, chain_hash=bytes(head_hash), events=events,
+                              created_at=now, previous=previous)
+        conn.execute(_CP_INSERT, (cp.chain_pos, cp.chain_hash, cp.events, cp.created_at, cp.public_key,
+                                  cp.payload, cp.signature))
+    return cp
+
+
+def checkpoint_job(pool: ConnectionPool, *, key: Ed25519PrivateKey, now: datetime | None = None) -> None:
+    """Scheduled: sign the chain head if anything was sealed since the last checkpoint."""
+    cp = write_checkpoint(pool, key, now=now or datetime.now(UTC))
+    if cp is not None:
+        log.info("signed integrity checkpoint at chain position %d (%d events)", cp.chain_pos, cp.events)
+
+
+# -- verification --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken link: what is wrong, where, and what it means."""
+
+    kind: str
+    message: str
+    chain_pos: int | None = None
+    at: datetime | None = None
+
+    def sort_key(self) -> tuple:
+        # A bad archive file is the cause of the missing rows reported for its batches: name it first.
+        return (self.chain_pos if self.chain_pos is not None else 2**62, self.kind not in _CAUSES,
+                self.at or datetime.max.replace(tzinfo=UTC))
+
+
+_CAUSES = frozenset({"archive_file", "archive_incomplete"})
+
+
+@dataclass
+class VerifyReport:
+    batches: int = 0          # batches whose contents were recomputed
+    chain_length: int = 0     # links checked
+    events: int = 0           # rows hashed (hot and cold)
+    erased: int = 0           # lawful erasures accounted for by tombstones
+    expired_batches: int = 0  # batches removed (wholly or partly) by recorded retention
+    unchecked_batches: int = 0  # batches with archived rows, when no cold-tier reader was given
+    checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    suppressed: int = 0       # problems beyond the per-kind cap
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> Problem | None:
+        return min(self.problems, key=Problem.sort_key) if self.problems else None
+
+
+@dataclass
+class _Batch:
+    chain_pos: int
+    batch_seq: int
+    kind: str
+    rows: int
+    root: bytes
+    lo: datetime
+    hi: datetime
+    leaves: list[bytes] = field(default_factory=list)
+    tombstones: list[bytes] = field(default_factory=list)
+    done: bool = False
+
+
+_BATCHES = ("SELECT chain_pos, batch_seq, kind, rows, root, lo, hi, sealed_at, prev_hash, chain_hash "
+            "FROM integrity_batches ORDER BY chain_pos")
+_TOMBSTONES = "SELECT batch_seq, event_id, \"timestamp\", leaf, erasure_event_id FROM integrity_tombstones"
+_ERASURE_RECORDS = ("SELECT event_id, metadata -> 'integrity' -> 'erased_leaves' FROM audit_events "
+                    "WHERE event_type = 'event_erased' AND event_id = ANY(%s)")
+_REMOVALS = "SELECT id, lo, hi, reason, rows, archive_ref FROM integrity_removals ORDER BY lo"
+_CHUNKS = ("SELECT range_start, range_end FROM timescaledb_information.chunks "
+           "WHERE hypertable_schema = current_schema() AND hypertable_name = 'audit_events' ORDER BY range_start")
+_EXTENT = 'SELECT min("timestamp"), max("timestamp") FROM audit_events'
+_SLICE = sql.SQL('SELECT batch_seq, event_id, "timestamp", {leaf} FROM audit_events '
+                 'WHERE "timestamp" >= %s AND "timestamp" < %s')
+
+MAX_PER_KIND = 50
+ColdReader = Callable[[datetime, datetime], Iterable]  # (lo, hi) -> pyarrow tables of archived rows
+
+
+class _Verifier:
+    def __init__(self, report: VerifyReport, since: datetime | None, until: datetime | None) -> None:
+        self.report = report
+        self.since = since
+        self.until = until
+        self.per_kind: dict[str, int] = {}
+        self.all_seqs: dict[int, _Batch] = {}
+        self.scope: dict[int, _Batch] = {}
+        self.legacy: list[_Batch] = []
+        self.legacy_lo: list[datetime] = []
+        self.cold = False  # whether archived rows can be read back
+        self.removals: Sequence[tuple] = ()
+
+    def problem(self, kind: str, message: str, chain_pos: int | None = None, at: datetime | None = None) -> None:
+        count = self.per_kind.get(kind, 0)
+        self.per_kind[kind] = count + 1
+        if count >= MAX_PER_KIND:
+            self.report.suppressed += 1
+            return
+        self.report.problems.append(Problem(kind, message, chain_pos, at))
+
+    def first_pos(self, lo: datetime, hi: datetime) -> int | None:
+        """The earliest batch with events in [lo, hi)."""
+        return min((b.chain_pos for b in self.scope.values() if b.lo < hi and b.hi >= lo), default=None)
+
+    def in_window(self, at: datetime) -> bool:
+        return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
+
+    # chain ------------------------------------------------------------------------------------------
+    def check_chain(self, rows: Iterable[tuple], head: tuple) -> list[tuple[int, bytes, int]]:
+        """Recompute every link; returns (chain_pos, chain_hash, cumulative events) per link."""
+        links: list[tuple[int, bytes, int]] = []
+        prev_pos, prev_hash, events = 0, chain.ZERO_HASH, 0
+        for pos, seq, kind, n, root, lo, hi, sealed_at, stored_prev, stored_hash in rows:
+            root, stored_prev, stored_hash = bytes(root), bytes(stored_prev), bytes(stored_hash)
+            if pos != prev_pos + 1:
+                self.problem("batch_missing", f"chain positions {prev_pos + 1}..{pos - 1} are missing: their "
+                             "integrity_batches rows were deleted (the events they sealed are unaccounted for)",
+                             prev_pos + 1)
+            elif stored_prev != prev_hash:
+                self.problem("chain_link", f"batch #{pos} does not link to batch #{prev_pos}: its prev_hash was "
+                             "changed, or the batch before it was replaced", pos)
+            if chain.chain_link(stored_prev, pos, seq, kind, n, root, lo, hi, sealed_at) != stored_hash:
+                self.problem("batch_altered", f"batch #{pos} (events {lo:%Y-%m-%d %H:%M:%S} .. {hi:%Y-%m-%d %H:%M:%S}):"
+                             " its chain hash does not match its fields: the integrity_batches row was edited", pos)
+            events += n
+            links.append((pos, stored_hash, events))
+            b = _Batch(pos, seq, kind, n, root, lo, hi)
+            self.all_seqs[seq] = b
+            if (self.since is None or hi >= self.since) and (self.until is None or lo < self.until):
+                self.scope[seq] = b
+                if kind == "legacy":
+                    self.legacy.append(b)
+            prev_pos, prev_hash = pos, stored_hash
+        self.legacy.sort(key=lambda b: b.lo)
+        self.legacy_lo = [b.lo for b in self.legacy]
+        self.report.chain_length = len(links)
+        head_pos, head_hash, head_events = head
+        if (head_pos, bytes(head_hash)) != (prev_pos, prev_hash):
+            if head_pos > prev_pos:
+                self.problem("head_mismatch", f"the chain head says {head_pos} batches but the chain ends at "
+                             f"#{prev_pos}: the newest batches were deleted", prev_pos + 1)
+            else:
+                self.problem("head_mismatch", f"the chain head (position {head_pos}) does not match the last "
+                             f"batch #{prev_pos}: integrity_head or the newest batches were altered", head_pos)
+        return links
+
+    def check_checkpoints(self, stored: Sequence[Checkpoint], anchors: Sequence[Checkpoint],
+                          links: list[tuple[int, bytes, int]], trusted: frozenset[bytes]) -> None:
+        by_pos = {pos: (h, ev) for pos, h, ev in links}
+        last = links[-1][0] if links else 0
+        previous: Checkpoint | None = None
+        for label, cp in [("checkpoint", c) for c in stored] + [("exported checkpoint", c) for c in anchors]:
+            where = f"{label} at position {cp.chain_pos} signed {cp.created_at:%Y-%m-%d %H:%M:%S}"
+            why = checkpoints.check(cp, trusted)
+            if why:
+                self.problem("checkpoint_invalid", f"{where}: {why}", cp.chain_pos)
+                continue
+            if label == "checkpoint":
+                expected = previous.digest if previous else checkpoints.NO_PREVIOUS
+                if cp.previous != expected:
+                    self.problem("checkpoint_chain", f"{where} does not name the checkpoint before it: signed "
+                                 "checkpoints were deleted or reordered", cp.chain_pos)
+                previous = cp
+            found = by_pos.get(cp.chain_pos)
+            if cp.chain_pos > last:
+                self.problem("truncated", f"{where} covers {cp.chain_pos} batches ({cp.events} events), but the "
+                             f"chain ends at #{last}: the newest batches (and their events) were removed", last + 1)
+            elif cp.chain_pos > 0 and (found is None or found[0] != cp.chain_hash):
+                self.problem("rewritten", f"{where}: the chain at that position no longer has the signed hash: "
+                             "history up to it was rewritten", cp.chain_pos)
+            elif found is not None and found[1] != cp.events:
+                self.problem("rewritten", f"{where} counts {cp.events} events, the chain {found[1]}", cp.chain_pos)
+            self.report.checkpoints += 1
+        stored_digests = {c.digest for c in stored}
+        for cp in anchors:
+            if cp.digest not in stored_digests:
+                self.problem("checkpoint_missing", f"exported checkpoint at position {cp.chain_pos} signed "
+                             f"{cp.created_at:%Y-%m-%d %H:%M:%S} is no longer in the database: checkpoints were "
+                             "deleted", cp.chain_pos)
+
+    # rows -------------------------------------------------------------------------------------------
+    def add_row(self, seq: int | None, event_id, at: datetime, leaf: bytes) -> None:
+        self.report.events += 1
+        if seq is None:
+            i = bisect.bisect_right(self.legacy_lo, at) - 1
+            b = self.legacy[i] if i >= 0 and self.legacy[i].hi >= at else None
+            if b is None:
+                if self.in_window(at):
+                    self.problem("unsealed_row", f"event {event_id} at {at.isoformat()} is in no sealed batch: "
+                                 "it was inserted behind the writer's back (a forged row)", at=at)
+                return
+        else:
+            b = self.scope.get(seq)
+            if b is None:
+                known = self.all_seqs.get(seq)
+                if known is None:
+                    self.problem("unknown_batch", f"event {event_id} at {at.isoformat()} claims batch_seq {seq}, "
+                                 "which is not in the chain: a forged row, or its batch was deleted", at=at)
+                elif self.in_window(at):
+                    self.problem("row_outside_batch", f"event {event_id} at {at.isoformat()} claims batch "
+                                 f"#{known.chain_pos}, sealed for {known.lo.isoformat()} .. {known.hi.isoformat()}:"
+                                 " its time or batch was changed", known.chain_pos, at)
+                return
+            if not (b.lo <= at <= b.hi):
+                self.problem("row_outside_batch", f"event {event_id} at {at.isoformat()} lies outside its batch "
+                             f"#{b.chain_pos} ({b.lo.isoformat()} .. {b.hi.isoformat()}): its time or batch was "
+                             "changed", b.chain_pos, at)
+        if not b.done:  # a row past its closed batch was reported above as outside it
+            b.leaves.append(leaf)
+
+    def finish(self, b: _Batch, removals: Sequence[tuple]) -> None:
+        b.done = True
+        self.report.batches += 1
+        leaves = b.leaves + b.tombstones
+        span = f"batch #{b.chain_pos} ({b.lo:%Y-%m-%d %H:%M:%S} .. {b.hi:%Y-%m-%d %H:%M:%S}, {b.rows} events)"
+        if len(leaves) == b.rows and chain.merkle_root(leaves) == b.root:
+            self.report.erased += len(b.tombstones)
+            b.leaves = b.tombstones = []
+            return
+        overlapping = {r[3] for r in removals if r[1] <= b.hi and r[2] > b.lo}
+        if len(leaves) < b.rows and ("retention" in overlapping or ("archive" in overlapping and not self.cold)):
+            if "retention" in overlapping:
+                self.report.expired_batches += 1
+            else:
+                self.report.unchecked_batches += 1
+            b.leaves = b.tombstones = []
+            return
+        if len(leaves) < b.rows:
+            self.problem("rows_missing", f"{span}: only {len(leaves)} of its events remain (lawful erasures "
+                         f"included); {b.rows - len(leaves)} were deleted", b.chain_pos, b.lo)
+        elif len(leaves) > b.rows:
+            self.problem("rows_added", f"{span}: {len(leaves)} events claim this batch; "
+                         f"{len(leaves) - b.rows} forged rows were inserted into it", b.chain_pos, b.lo)
+        else:
+            self.problem("content_changed", f"{span}: the events' contents differ from what was sealed: a field "
+                         "was altered, or values or rows were swapped", b.chain_pos, b.lo)
+        b.leaves = b.tombstones = []
+
+
+def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: datetime | None = None,
+           until: datetime | None = None, anchors: Sequence[Checkpoint] = (),
+           progress: Callable[[int, int], None] | None = None, cold: ColdReader | None = None) -> VerifyReport:
+    """Recompute the chain, the checkpoints, and every batch's root from the stored rows.
+
+    Runs in one REPEATABLE READ snapshot, so concurrent writers neither disturb nor are blocked by it.
+    ``since``/``until`` limit which batches' contents are recomputed (those overlapping the window);
+    the chain and the checkpoints are always checked whole. ``progress(done, total)`` counts events.
+    """
+    report = VerifyReport()
+    v = _Verifier(report, since, until)
+    v.cold = cold is not None
+    with pool.connection() as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        links = v.check_chain(conn.execute(_BATCHES), conn.execute(_HEAD).fetchone())
+        stored = [_checkpoint(r) for r in conn.execute(_CP_SELECT).fetchall()]
+        v.check_checkpoints(stored, anchors, links, frozenset(trusted_keys))
+        if not stored and links:
+            report.notes.append("no signed checkpoint yet: removal of the newest batches would go unnoticed; "
+                                "run `auditwatch integrity checkpoint` (the worker does it periodically)")
+        elif stored and stored[-1].chain_pos < links[-1][0]:
+            report.notes.append(f"{links[-1][0] - stored[-1].chain_pos} batches were sealed after the latest "
+                                "checkpoint; they are covered by the chain but not yet by a signature")
+
+        tombstones = conn.execute(_TOMBSTONES).fetchall()
+        backing: dict = {}
+        if tombstones:
+            for eid, leaves in conn.execute(_ERASURE_RECORDS, ([t[4] for t in tombstones],)).fetchall():
+                backing[eid] = set(leaves or [])
+        for seq, event_id, at, leaf, erasure_id in tombstones:
+            leaf = bytes(leaf)
+            if leaf.hex() not in backing.get(erasure_id, ()):
+                v.problem("tombstone_forged", f"the erasure tombstone of event {event_id} ({at.isoformat()}) is "
+                          f"not listed by an event_erased record ({erasure_id}): a deletion disguised as erasure",
+                          v.all_seqs[seq].chain_pos if seq in v.all_seqs else None, at)
+            if seq in v.scope:
+                v.scope[seq].tombstones.append(leaf)
+
+        removals = conn.execute(_REMOVALS).fetchall()
+        v.removals = removals
+        slices = _slices(conn, v, removals)
+        total = sum(b.rows for b in v.scope.values())
+        done = 0
+        pending = sorted(v.scope.values(), key=lambda b: b.hi)
+        next_open = 0
+        for i, (lo, hi, removal) in enumerate(slices):
+            if removal is not None:
+                done += _feed_cold(v, removal, lo, hi, cold)
+            else:
+                with conn.cursor(name="aw_verify_slice") as cur:
+                    cur.itersize = 20_000
+                    cur.execute(_SLICE.format(leaf=leaf_sql()), (lo, hi))
+                    for seq, event_id, at, leaf in cur:
+                        v.add_row(seq, event_id, at, bytes(leaf))
+                        done += 1
+            # Every row before the next slice's start has been seen: close the batches that end there.
+            bound = slices[i + 1][0] if i + 1 < len(slices) else None
+            while next_open < len(pending) and bound is not None and pending[next_open].hi < bound:
+                v.finish(pending[next_open], removals)
+                next_open += 1
+            if progress:
+                progress(done, total)
+        for b in pending[next_open:]:
+            v.finish(b, removals)
+        conn.rollback()
+    report.problems.sort(key=Problem.sort_key)
+    return report
+
+
+def _slices(conn: psycopg.Connection, v: _Verifier, removals: Sequence[tuple]) -> list[tuple]:
+    """(lo, hi, archive removal or None) in time order, covering every chunk and archived range in scope."""
+    lo = min([b.lo for b in v.scope.values()] + ([v.since] if v.since else []), default=None)
+    hi = max([b.hi for b in v.scope.values()] + ([v.until] if v.until else []), default=None)
+    extent = conn.execute(_EXTENT).fetchone()
+    if extent[0] is not None:
+        if v.since is None:
+            lo = min(lo, extent[0]) if lo else extent[0]
+        if v.until is None:
+            hi = max(hi, extent[1]) if hi else extent[1]
+    if lo is None:
+        return []
+    end = hi + timedelta(microseconds=1)
+    out = []
+    for start, stop in conn.execute(_CHUNKS).fetchall():
+        if stop > lo and start < end:
+            out.append((max(start, lo), min(stop, end), None))
+    for r in removals:
+        if r[3] == "archive" and r[2] > lo and r[1] < end:
+            out.append((max(r[1], lo), min(r[2], end), r))
+    out.sort(key=lambda s: (s[0], s[1]))
+    return out
+
+
+def cold_reader(pool: ConnectionPool, store) -> ColdReader:
+    """A ``verify(cold=...)`` reader over the Parquet cold tier: each live catalogued file overlapping the
+    range is checked against its catalogue row (present, SHA-256, row count) and then read back."""
+    from storage.cold.errors import ArchiveCorrupt
+    from storage.timescale import archive
+
+    def read(lo: datetime, hi: datetime) -> Iterable:
+        with pool.connection() as conn:
+            found = archive.files(conn, start=lo, end=hi)
+        for f in found:
+            try:
+                store.verify(f.path, rows=f.rows, sha256=f.sha256)
+            except ArchiveCorrupt as exc:
+                yield Problem("archive_file", f"{exc} (catalogue row {f.archive_id}, events "
+                              f"{f.range_start.isoformat()} .. {f.range_end.isoformat()})", at=f.range_start)
+                continue
+            yield store.read(f.path)
+
+    return read
+
+
+def _feed_cold(v: _Verifier, removal: tuple, lo: datetime, hi: datetime, cold: ColdReader | None) -> int:
+    """Hash the archived rows of one removed range (None: report the range as not checkable here)."""
+    if cold is None:
+        v.report.notes.append(f"events {lo.isoformat()} .. {hi.isoformat()} were archived (removal #{removal[0]}, "
+                              f"{removal[4]} events) and no cold-tier reader was given: their batches cannot be "
+                              "checked by this call")
+        return 0
+    n = 0
+    for table in cold(lo, hi):
+        if isinstance(table, Problem):
+            v.problem(table.kind, table.message, v.first_pos(lo, hi), table.at)
+            continue
+        seqs = table.column("batch_seq").to_pylist()
+        ids = table.column("event_id").to_pylist()
+        times = table.column("timestamp").to_pylist()
+        for seq, eid, at, leaf in zip(seqs, ids, times, chain.leaves_from_arrow(table), strict=True):
+            at = at if isinstance(at, datetime) else datetime.fromtimestamp(at / 1e6, UTC)
+            if lo <= at < hi:
+                v.add_row(seq, eid, at, leaf)
+                n += 1
+    whole = (lo, hi) == (removal[1], removal[2])
+    expired = any(r[3] == "retention" and r[1] < hi and r[2] > lo for r in v.removals)
+    if whole and not expired and n != removal[4]:
+        v.problem("archive_incomplete", f"{removal[4]} events of {lo.isoformat()} .. {hi.isoformat()} were archived "
+                  f"(removal #{removal[0]}, chunk {removal[5]}), but the catalogued live files hold {n}: an archive "
+                  "file or its log_archives row was removed, or a file was replaced", v.first_pos(lo, hi), lo)
+    return n
