@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint bench install system-deps
+.PHONY: up test lint bench install system-deps notebooks
 
 up: install
 	$(BIN)/auditwatch up
@@ -21,6 +21,11 @@ lint: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+
+# JupyterLab on notebooks/ (the optional `notebooks` extra); see README "Notebooks".
+notebooks: install
+	$(BIN)/pip install -q -e '.[notebooks]'
+	$(BIN)/jupyter lab notebooks/
 
 install: $(STAMP) system-deps
 

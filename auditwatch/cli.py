@@ -553,11 +553,11 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
 
 
 # The other areas' commands, registered once `main` exists (their modules import helpers from here).
-from auditwatch import cli_alerts, cli_analytics, cli_archive, cli_ingest, cli_integrity  # noqa: E402
+from auditwatch import cli_alerts, cli_analytics, cli_archive, cli_ingest, cli_integrity, cli_notebooks  # noqa: E402
 
 for _command in (cli_archive.archive_group, cli_archive.retention_group, cli_archive.hold_group,
                  cli_integrity.verify, cli_integrity.integrity_group, cli_alerts.alerts,
-                 *cli_analytics.COMMANDS, *cli_ingest.COMMANDS):
+                 *cli_analytics.COMMANDS, *cli_ingest.COMMANDS, cli_notebooks.seed_demo_command):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ class InvalidCursor(ValueError):
     """A pagination cursor that this server did not issue, or that was altered."""
 
 
+class TooManyRows(StorageError):
+    """A bulk read would return more rows than the caller allowed."""
+
+
+class InvalidFilter(ValueError):
+    """A filter of the data API that cannot be used as given."""
+
+
 class IntegrityError(StorageError):
     """Tamper-evidence machinery cannot do its job as configured."""
 

@@ -38,9 +38,19 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
-def open_pool(url: str, *, min_size: int = 2, max_size: int = 16, name: str = "auditwatch") -> ConnectionPool:
+def _configure_read_only(conn: psycopg.Connection) -> None:
+    # Every transaction of the session starts read-only: a guard against accidents in an
+    # analyst's notebook, not a security boundary (that is a database role with SELECT only).
+    _configure(conn)
+    conn.execute("SET default_transaction_read_only = on")
+    conn.commit()
+
+
+def open_pool(url: str, *, min_size: int = 2, max_size: int = 16, name: str = "auditwatch",
+              read_only: bool = False) -> ConnectionPool:
     pool = ConnectionPool(url, min_size=min_size, max_size=max_size, name=name, open=False,
-                          kwargs={"autocommit": False}, configure=_configure)
+                          kwargs={"autocommit": False},
+                          configure=_configure_read_only if read_only else _configure)
     try:
         pool.open(wait=True, timeout=15)
     except (psycopg.Error, PoolTimeout) as exc:

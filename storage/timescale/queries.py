@@ -126,6 +126,11 @@ def _where(query: EventQuery, after: Position | None) -> tuple[sql.Composable, l
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses), params
 
 
+def filters(query: EventQuery) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE clause of a query's filters (no position), for other readers of the same filters."""
+    return _where(query, None)
+
+
 def record_of(row: tuple) -> EventRecord:
     return EventRecord(
         event_id=row[0],
