@@ -32,6 +32,17 @@ def _key_from_request() -> str | None:
     return request.headers.get("X-API-Key")
 
 
+def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None:
+    """The Dash dashboard on this server at /dashboard/, signed in with the same API keys and roles."""
+    import dashboard
+    from dashboard.auth import secret_key
+
+    dashboard.mount(app, pool=services.pool, authenticate=services.authenticate, audit=services.audit,
+                    secret_key=secret_key(settings.dashboard_secret_key,
+                                          settings.resolved_data_dir() / "dashboard-secret-key"),
+                    session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows)
+
+
 def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:
     """Attach the pool and pipeline; nothing connects at import time."""
     services = services or Services.open(settings)
@@ -51,6 +62,8 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(ingest_api.create_blueprint(services.pipeline, max_batch=settings.max_batch))
     app.register_blueprint(api.create_blueprint(services))
     app.register_blueprint(openapi.create_blueprint())
+    if settings.dashboard:
+        _mount_dashboard(app, settings, services)
 
     @app.get("/healthz")
     def healthz():

@@ -57,6 +57,12 @@ class Settings:
     max_query_limit: int = 1000
     max_export_rows: int = 5_000_000
 
+    # Dashboard (Dash at /dashboard/): the session cookie's signing secret (empty: generated once into
+    # data_dir/dashboard-secret-key), how long a sign-in lasts, and whether to serve the dashboard at all.
+    dashboard: bool = True
+    dashboard_secret_key: str = ""
+    dashboard_session_hours: float = 12.0
+
     @property
     def embedded(self) -> bool:
         return not self.database_url
