@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,16 +65,25 @@ def secret_key(configured: str, path: Path) -> str:
     if configured:
         return configured
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text().strip()
-        if len(value) < 32:
-            raise RuntimeError(f"{path} holds no usable session secret; delete it and restart") from None
-        return value
-    value = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    if not path.exists():
+        # Written whole to a private temp file, then published with link(), which fails if another
+        # server worker won the race: every worker ends up signing with the same secret.
+        value = secrets.token_urlsafe(48)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".dashboard-secret-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value + "\n")
+            os.chmod(temp, 0o600)
+            try:
+                os.link(temp, path)
+                return value
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(temp)
+    value = path.read_text().strip()
+    if len(value) < 32:
+        raise RuntimeError(f"{path} holds no usable session secret; delete it and restart")
     return value
 
 

@@ -19,6 +19,7 @@ INTERVAL = "aw-interval"
 TICK = "aw-tick"  # store bumped by the interval only while the tab is visible
 CROSSFILTER = "aw-crossfilter"  # store: {"event_type", "outcome", "user_id", "source_ip"}
 CROSSFILTER_BAR = "aw-crossfilter-bar"
+CROSSFILTER_CHIPS = "aw-crossfilter-chips"
 CROSSFILTER_CLEAR = "aw-crossfilter-clear"
 ALERTS_VERSION = "aw-alerts-version"  # store bumped after an acknowledge / silence
 ALERTS_STATUS = "aw-alerts-status"

@@ -69,7 +69,11 @@ def layout() -> html.Div:
                           method="post", action="/dashboard/logout"),
             ], className="aw-account"),
         ], className="aw-header"),
-        html.Div(id=ids.CROSSFILTER_BAR, className="aw-xf-bar"),
+        # Always in the layout (hidden when empty): Dash needs every static Input of a callback present.
+        html.Div([html.Span("Filtered by", className="aw-note"), html.Div(id=ids.CROSSFILTER_CHIPS,
+                                                                          className="aw-xf-chips"),
+                  html.Button("Clear", id=ids.CROSSFILTER_CLEAR, n_clicks=0, className="aw-button small ghost")],
+                 id=ids.CROSSFILTER_BAR, className="aw-xf-bar hidden"),
         html.Div(id=ids.ALERTS_STATUS, className="aw-flash", role="status"),
         html.Main(dash.page_container, className="aw-main"),
         html.Div(html.Div([
@@ -94,10 +98,8 @@ def crossfilter_bar(filters: dict[str, Any] | None) -> list[Any]:
     if filters.get("source_ip"):
         entity.append(dcc.Link(f"Open IP {filters['source_ip']} →", className="aw-button small ghost",
                                href=f"/dashboard/entity?kind=ip&value={quote(filters['source_ip'])}"))
-    return [html.Span("Filtered by", className="aw-note"), *chips, *entity,
-            dcc.Link("Show matching events →", href=search_href(**filters), className="aw-button small",
-                     id="aw-drilldown"),
-            html.Button("Clear", id=ids.CROSSFILTER_CLEAR, n_clicks=0, className="aw-button small ghost")]
+    return [*chips, dcc.Link("Show matching events →", href=search_href(**filters), className="aw-button small",
+                             id="aw-drilldown"), *entity]
 
 
 def register_callbacks(app: Dash) -> None:
@@ -150,9 +152,11 @@ def register_callbacks(app: Dash) -> None:
         chosen = {k: str(v) for k, v in chosen.items() if k in FILTER_KEYS and v}
         return {**filters, **chosen} if chosen else no_update
 
-    @app.callback(Output(ids.CROSSFILTER_BAR, "children"), Input(ids.CROSSFILTER, "data"))
+    @app.callback(Output(ids.CROSSFILTER_CHIPS, "children"), Output(ids.CROSSFILTER_BAR, "className"),
+                  Input(ids.CROSSFILTER, "data"))
     def show_crossfilter(filters):
-        return crossfilter_bar(filters)
+        chips = crossfilter_bar(filters)
+        return chips, "aw-xf-bar" if chips else "aw-xf-bar hidden"
 
     @app.callback(
         Output(ids.MODAL, "className"), Output(ids.MODAL_BODY, "children"),

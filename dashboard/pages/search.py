@@ -85,12 +85,17 @@ def search_page(values: dict[str, Any], time_range: dict | None, paging: dict, d
                 now: datetime) -> tuple[Any, str, dict, Any]:
     """Run one page of the search; returns (results, status, paging, export links)."""
     who = user()
-    start, end = timerange.resolve(time_range, now=now)
+    if direction == "reset" or not paging.get("start"):
+        # Paging walks one fixed window: "last 24 hours" is pinned when the search runs.
+        start, end = timerange.resolve(time_range, now=now)
+        paging = {"cursors": [None], "page": 0, "start": start.isoformat(), "end": end.isoformat()}
+    start, end = datetime.fromisoformat(paging["start"]), datetime.fromisoformat(paging["end"])
     query = search_filters.parse(values, start=start, end=end, limit=PAGE_SIZE)
     fingerprint = query.fingerprint()
-    if direction == "reset" or paging.get("fp") != fingerprint:
-        paging = {"cursors": [None], "page": 0, "fp": fingerprint}
-    elif direction == "older" and len(paging["cursors"]) > paging["page"] + 1:
+    if paging.get("fp") not in (None, fingerprint):
+        paging = {**paging, "cursors": [None], "page": 0}
+    paging["fp"] = fingerprint
+    if direction == "older" and len(paging["cursors"]) > paging["page"] + 1:
         paging = {**paging, "page": paging["page"] + 1}
     elif direction == "newer" and paging["page"] > 0:
         paging = {**paging, "page": paging["page"] - 1}

@@ -37,6 +37,7 @@ def render(rc: RenderContext, params: dict[str, Any]) -> Any:
         )
     fig = figure_layout(fig)
     fig.update_yaxes(range=[0, 1.05], title_text="score", title_font={"size": 11}, rangemode="normal")
+    fig.update_xaxes(range=[rc.start, rc.end], type="date")
     top = found[:5]
     return html.Div([
         html.Div(graph(fig, ids.anomaly_graph(rc.aio_id)), className="aw-grow"),

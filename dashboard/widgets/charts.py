@@ -55,7 +55,9 @@ def render_timeseries(rc: RenderContext, params: dict[str, Any]) -> Any:
                             stackgroup="all" if params["chart"] == "area" else None)
     if params["chart"] == "bar":
         fig.update_layout(barmode="stack", bargap=0.1)
-    return graph(figure_layout(fig, legend=bool(group_by)), ids.graph(rc.aio_id))
+    fig = figure_layout(fig, legend=bool(group_by))
+    fig.update_xaxes(range=[rc.start, rc.end], type="date")
+    return graph(fig, ids.graph(rc.aio_id))
 
 
 def render_top(rc: RenderContext, params: dict[str, Any]) -> Any:

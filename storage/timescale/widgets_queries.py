@@ -78,7 +78,7 @@ def hour_of_week(pool: ConnectionPool, start: datetime, end: datetime, filters: 
 
 
 _COUNTRIES = sql.SQL("""
-    SELECT coalesce(source_country, '??') AS country, count(*) AS events,
+    SELECT coalesce(source_country, 'unknown') AS country, count(*) AS events,
            count(*) FILTER (WHERE outcome = 'failure') AS failures
     FROM audit_events WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s {extra}
     GROUP BY 1 ORDER BY 2 DESC LIMIT %(limit)s

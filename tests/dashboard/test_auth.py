@@ -99,3 +99,22 @@ def test_a_revoked_key_ends_its_session(dash_app, seeded):
     assert client.get("/dashboard/").status_code == 200
     catalog.revoke_key(services.pool, "short-lived", "tests")
     assert client.get("/dashboard/").status_code == 302
+
+
+def test_the_session_secret_is_generated_once_and_shared(tmp_path):
+    import threading
+
+    from dashboard.auth import secret_key
+
+    path = tmp_path / "data" / "dashboard-secret-key"
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(secret_key("", path))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1 and len(results[0]) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert secret_key("", path) == results[0]
+    assert secret_key("configured-secret-value-that-is-long-enough", path).startswith("configured")
+    assert list(path.parent.iterdir()) == [path]  # no temp files left behind

@@ -1,0 +1,109 @@
+"""End to end in headless Chromium against the real server: what an analyst does, screen by screen.
+
+One server and one browser for the module; each test opens its own context (cookies) and
+saves a screenshot of what it saw to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from tests.dashboard.conftest import SCREENSHOTS
+from tests.dashboard.browser import TIMEOUT, card, expect, shot, sign_in, wait_for_widgets
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+    ctx.set_default_timeout(TIMEOUT)
+    yield ctx
+    ctx.close()
+
+
+def test_sign_in_refuses_a_bad_key_then_lands_on_the_overview(context, live, keys):
+    page = context.new_page()
+    page.goto(live.url + "/dashboard/")
+    assert "/dashboard/login" in page.url
+    page.fill("#key", "aw_not_a_real_key")
+    page.click("button[type=submit]")
+    expect(page.locator(".aw-login-error")).to_contain_text("unknown, malformed or revoked")
+    shot(page, "01-login-refused")
+    page.fill("#key", keys["viewer"])
+    page.click("button[type=submit]")
+    page.wait_for_url(live.url + "/dashboard/")
+    expect(page.locator(".aw-user")).to_contain_text("dash-viewer")
+    expect(page.locator("h1")).to_have_text("Security overview")
+
+
+def test_the_overview_shows_the_seeded_data(context, live, keys, seeded):
+    page = context.new_page()
+    sign_in(page, live.url, keys["viewer"])
+    wait_for_widgets(page, 15)
+    # The seeded day plus the platform's own audit trail (these sign-ins), counted from raw events.
+    with psycopg.connect(seeded.url) as conn:
+        total = conn.execute("SELECT count(*) FROM audit_events WHERE \"timestamp\" > now() - interval '24 hours'"
+                             ).fetchone()[0]
+    assert len(seeded.events) < total < len(seeded.events) + 10
+    expect(card(page, "kpi-total").locator(".aw-kpi-value")).to_have_text(f"{total:,}")
+    failed = seeded.count(datetime.now(UTC) - timedelta(hours=1), event_type="user_login", outcome="failure")
+    assert failed >= 60
+    expect(card(page, "kpi-failed").locator(".aw-kpi-value")).to_have_text(f"{failed:,}")
+    expect(card(page, "kpi-anomalies").locator(".aw-kpi-value")).to_have_text("1")
+    expect(card(page, "kpi-alerts")).to_contain_text("Alerting is not configured")
+    expect(card(page, "top-users")).to_contain_text("mallory")
+    expect(card(page, "top-ips")).to_contain_text("203.0.113.66")
+    expect(card(page, "countries")).to_contain_text("US")
+    expect(card(page, "alerts")).to_contain_text("Alerting is not configured")
+    expect(card(page, "anomalies")).to_contain_text("mallory failed 60 logins")
+    shot(page, "02-overview")
+    # An anomaly opens its explanation.
+    card(page, "anomalies").locator(".aw-anomaly-list button").first.click()
+    modal = page.locator("#aw-modal")
+    expect(modal).to_have_class("aw-modal open")
+    expect(modal).to_contain_text("Observed")
+    expect(modal).to_contain_text("failed_logins")
+    page.screenshot(path=str(SCREENSHOTS / "03-anomaly-explanation.png"))
+
+
+def test_a_chart_click_cross_filters_and_drills_down_to_an_event(context, live, keys, seeded):
+    page = context.new_page()
+    sign_in(page, live.url, keys["viewer"])
+    wait_for_widgets(page, 15)
+    # The top bar of "Top users by failures" is mallory; click it like a person would.
+    bar = card(page, "top-users").locator(".bars .point path").last
+    box = bar.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator(".aw-chip")).to_contain_text("user: mallory")
+    # Every widget redraws for mallory only.
+    latest = card(page, "latest")
+    expect(latest.locator("tbody tr").first).to_contain_text("mallory")
+    rows = latest.locator("tbody tr")
+    expect(rows).to_have_count(10)
+    for text in rows.all_inner_texts():
+        assert "mallory" in text and "203.0.113.66" in text
+    expect(card(page, "top-ips").locator(".bars .point")).to_have_count(1)
+    wait_for_widgets(page, 15)
+    shot(page, "04-cross-filtered")
+    # Drill down: the matching events in search, then one event's JSON.
+    page.click("#aw-drilldown")
+    page.wait_for_url("**/dashboard/search?user_id=mallory")
+    results = page.locator("#aw-search-results tbody tr")
+    expect(results).to_have_count(25)  # one page of 60
+    expect(page.locator("#aw-search-status")).to_contain_text("more older")
+    page.click("#aw-search-older")
+    expect(page.locator("#aw-search-status")).to_contain_text("page 2")
+    page.click("#aw-search-older")
+    expect(page.locator("#aw-search-status")).to_contain_text("page 3")
+    expect(results).to_have_count(10)
+    page.click("#aw-search-newer")
+    expect(page.locator("#aw-search-status")).to_contain_text("page 2")
+    first = results.first
+    first.locator("button").click()
+    detail = page.locator("#aw-event-json")
+    expect(detail).to_contain_text('"user_id": "mallory"')
+    expect(detail).to_contain_text('"reason": "bad_password"')
+    assert page.locator("#aw-search-export a").count() == 0  # viewers do not export
+    shot(page, "05-search-detail")
