@@ -74,8 +74,8 @@ def _param_value(param, value: Any, where: str) -> Any:
             raise DashboardConfigError(where, f"must be a list of values from {', '.join(map(str, param.choices))}")
         return list(dict.fromkeys(value))
     if param.kind == "int":
-        if value is None:
-            return param.default
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not param.low <= value <= param.high:
             raise DashboardConfigError(where, f"must be a whole number from {param.low} to {param.high}")
         return value
@@ -111,7 +111,8 @@ def validate_widget(registry: Registry, raw: Any, where: str) -> dict[str, Any]:
         allowed = ", ".join(p.name for p in widget_type.params) or "none"
         raise DashboardConfigError(f"{where}.params", f"{widget_type.name} has no parameter "
                                    f"{sorted(unknown)[0]!r}; it takes: {allowed}")
-    params = {p.name: _param_value(p, params_in.get(p.name), f"{where}.params.{p.name}") for p in widget_type.params}
+    params = {p.name: _param_value(p, params_in[p.name] if p.name in params_in else p.default,
+                                   f"{where}.params.{p.name}") for p in widget_type.params}
     title = _text(raw.get("title"), f"{where}.title", 120) or widget_type.label
     return {"id": widget_id, "type": widget_type.name, "title": title, "w": w, "h": h, "params": params}
 

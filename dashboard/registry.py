@@ -88,7 +88,8 @@ def build() -> Registry:
     registry = Registry()
     registry.add(WidgetType(
         "kpi", "KPI tile", "One number: events/min, failed logins, active alerts, anomalies today, ingest lag",
-        kpi.render, (Param("metric", "Metric", "choice", "events_per_min", tuple(kpi.METRICS)),), width=2))
+        kpi.render, (Param("metric", "Metric", "choice", "events_per_min", tuple(kpi.METRICS)), *entity_params()),
+        width=2))
     registry.add(WidgetType(
         "timeseries", "Events over time", "Event counts per minute or hour, split by type and/or outcome",
         charts.render_timeseries,
@@ -99,13 +100,15 @@ def build() -> Registry:
         "top", "Top values", "The most frequent users, source IPs or event types", charts.render_top,
         (Param("dimension", "Of", "choice", "user_id", ("user_id", "source_ip", "event_type", "outcome")),
          outcome_param("failure"), types_param(), Param("limit", "How many", "int", 10, low=1, high=50),
-         Param("chart", "Chart", "choice", "bar", ("bar", "table")), range_param()), width=4))
+         Param("chart", "Chart", "choice", "bar", ("bar", "table")), *entity_params(), range_param()), width=4))
     registry.add(WidgetType(
         "heatmap", "Hour-of-week heatmap", "When events happen: weekday × hour (UTC)", charts.render_heatmap,
-        (types_param(), outcome_param(), Param("range", "Time range", "choice", "7d", RANGE_CHOICES)), width=6))
+        (types_param(), outcome_param(), *entity_params(), Param("range", "Time range", "choice", "7d", RANGE_CHOICES)),
+        width=6))
     registry.add(WidgetType(
         "countries", "Source countries", "Events and failures per source country (last 24 h at most)",
-        charts.render_countries, (Param("limit", "How many", "int", 10, low=1, high=50), range_param()), width=4))
+        charts.render_countries, (Param("limit", "How many", "int", 10, low=1, high=50), *entity_params(), range_param()),
+        width=4))
     registry.add(WidgetType(
         "anomalies", "Anomaly timeline", "Anomalies by score over time; click one for its explanation",
         anomalies.render, (Param("min_score", "Minimum score (%)", "int", 0, low=0, high=100),

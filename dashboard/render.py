@@ -100,5 +100,5 @@ def short_number(value: float | int | None) -> str:
     if abs(value) >= 10_000:
         return f"{value / 1000:.1f} k"
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.1f}"
+        return f"{value:,.2f}" if abs(value) < 1 else f"{value:,.1f}"
     return f"{int(value):,}"

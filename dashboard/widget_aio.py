@@ -41,8 +41,10 @@ def _control(aio_id: str, param: Param, value: Any) -> html.Div:
         control = dcc.Dropdown(id=control_id, options=options, value=shown, multi=param.kind == "multi",
                                clearable=param.kind == "multi", searchable=False, className="aw-select")
     elif param.kind == "int":
-        control = dcc.Input(id=control_id, type="number", value=value, min=param.low, max=param.high, step=1,
-                            className="aw-input")
+        # No min/max in the browser: an out-of-range number would silently arrive as None; the server
+        # refuses it with the allowed range instead.
+        control = dcc.Input(id=control_id, type="number", value=value, step=1, className="aw-input",
+                            placeholder=f"{param.low}–{param.high}")
     else:
         control = dcc.Input(id=control_id, type="text", value=value or "", maxLength=param.max_len,
                             className="aw-input", debounce=True)

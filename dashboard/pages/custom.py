@@ -104,13 +104,13 @@ def dashboard_layout(registry: Registry, dashboard_id: str = "", **_query: Any) 
         dcc.Store(id=ids.DASH_META, data={"dashboard_id": str(saved.dashboard_id), "version": saved.version,
                                           "editable": editable, "name": saved.name}),
         dcc.Download(id=ids.DASH_DOWNLOAD),
-        html.Div([html.H1(saved.name), html.Div(toolbar, className="aw-toolbar")], className="aw-page-head"),
+        html.Div([html.H1(saved.name), html.Div(toolbar, className="aw-toolbar")], className="aw-page-head stacked"),
         html.Div(problem, className="aw-error") if problem else None,
         html.Div(id=ids.DASH_STATUS, role="status"),
         html.Div([WidgetAIO(w, registry=registry, editable=editable) for w in document["widgets"]],
                  id=ids.GRID, className="aw-grid"),
         html.Div("No widgets yet: pick a type above and press Add widget.", className="aw-note aw-grid-hint")
-        if editable and not document["widgets"] else None,
+        if editable else None,
     ])
 
 

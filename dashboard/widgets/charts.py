@@ -28,12 +28,24 @@ NO_DATA = "No events in this range"
 NO_DATA_HINT = "Widen the time range or clear the cross-filter."
 
 
+def _buckets(rc: RenderContext) -> tuple[pl.Series, timedelta]:
+    """Every bucket of the range, so a quiet minute is drawn as zero rather than interpolated over."""
+    interval = wq.interval_for(rc.start, rc.end)
+    step = timedelta(minutes=1) if interval == "1m" else timedelta(hours=1)
+    first = rc.start.replace(second=0, microsecond=0)
+    if interval == "1h":
+        first = first.replace(minute=0)
+    return pl.datetime_range(first, rc.end, step, time_unit="us", time_zone="UTC", eager=True).alias("bucket"), step
+
+
 def render_timeseries(rc: RenderContext, params: dict[str, Any]) -> Any:
     group_by = tuple(g for g in params["group_by"].split(",") if g)
     frame = wq.event_series(rc.pool, rc.start, rc.end, group_by, rc.merged_filters(params),
                             event_types=tuple(params["event_types"]), outcome=params["outcome"] or None)
     if not frame.height:
         return empty(NO_DATA, NO_DATA_HINT)
+    buckets, step = _buckets(rc)
+    grid = pl.DataFrame(buckets)
     fig = go.Figure()
     if group_by:
         frame = frame.with_columns(pl.concat_str([pl.col(g) for g in group_by], separator=" · ").alias("series"))
@@ -42,19 +54,21 @@ def render_timeseries(rc: RenderContext, params: dict[str, Any]) -> Any:
         frame = frame.with_columns(pl.lit("events").alias("series"))
         order = pl.Series(["events"])
     for index, name in enumerate(order.to_list()):
-        part = frame.filter(pl.col("series") == name)
+        part = grid.join(frame.filter(pl.col("series") == name).select("bucket", "events"), on="bucket",
+                         how="left").with_columns(pl.col("events").fill_null(0))
         keys = dict(zip(group_by, name.split(" · "), strict=False)) if group_by else {}
         color = OUTCOME_COLORS.get(keys.get("outcome", "")) if group_by == ("outcome",) else PALETTE[index % 12]
         custom = [xf(**keys)] * part.height
         common = {"x": part["bucket"].to_list(), "y": part["events"].to_list(), "name": name, "customdata": custom,
                   "hovertemplate": "%{x|%d %b %H:%M}<br>" + name + ": %{y:,}<extra></extra>"}
         if params["chart"] == "bar":
-            fig.add_bar(**common, marker_color=color)
+            fig.add_bar(**common, marker_color=color, width=step.total_seconds() * 1000 * 0.85,
+                        offset=0)
         else:
-            fig.add_scatter(**common, mode="lines", line={"width": 1.6, "color": color},
+            fig.add_scatter(**common, mode="lines", line={"width": 1.6, "color": color, "shape": "hv"},
                             stackgroup="all" if params["chart"] == "area" else None)
     if params["chart"] == "bar":
-        fig.update_layout(barmode="stack", bargap=0.1)
+        fig.update_layout(barmode="stack")
     fig = figure_layout(fig, legend=bool(group_by))
     fig.update_xaxes(range=[rc.start, rc.end], type="date")
     return graph(fig, ids.graph(rc.aio_id))
@@ -84,7 +98,8 @@ def render_top(rc: RenderContext, params: dict[str, Any]) -> Any:
                            hovertemplate="%{y}: %{x:,} events<extra></extra>", text=counts[::-1],
                            textposition="auto", cliponaxis=False))
     fig = figure_layout(fig, legend=False)
-    fig.update_yaxes(type="category", tickfont={"size": 11})
+    fig.update_yaxes(type="category", tickfont={"size": 11},
+                     range=[len(values) - max(len(values), 6) - 0.5, len(values) - 0.5])  # top-aligned, thin
     fig.update_xaxes(visible=False)
     return graph(fig, ids.graph(rc.aio_id))
 

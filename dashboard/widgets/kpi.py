@@ -43,12 +43,12 @@ def render(rc: RenderContext, params: dict[str, Any]) -> html.Div:
     metric = params["metric"]
     label = METRICS[metric]
     filters = rc.merged_filters(params)
-    span = f"{rc.start:%H:%M}–{rc.end:%H:%M} UTC" if rc.end - rc.start <= timedelta(days=1) else \
-        f"{rc.start:%d %b}–{rc.end:%d %b}"
+    span = (f"{rc.start:%H:%M}–{rc.end:%H:%M} UTC" if rc.end - rc.start <= timedelta(hours=6)
+            else f"{rc.start:%d %b %H:%M}–{rc.end:%d %b %H:%M}")
     if metric == "events_per_min":
         total = wq.total(rc.pool, rc.start, rc.end, filters)
         minutes = max((rc.end - rc.start).total_seconds() / 60, 1)
-        return _tile(label, short_number(round(total / minutes, 1)), f"average over {span}",
+        return _tile(label, short_number(round(total / minutes, 2)), f"average over {span}",
                      href=search_href(**_search_filters(filters)))
     if metric == "events_total":
         total = wq.total(rc.pool, rc.start, rc.end, filters)

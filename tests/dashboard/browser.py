@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from playwright.sync_api import Page, expect
 
 from tests.dashboard.conftest import SCREENSHOTS
@@ -10,7 +12,7 @@ TIMEOUT = 15_000
 
 
 def sign_in(page: Page, base: str, key: str, path: str = "/dashboard/") -> None:
-    page.goto(f"{base}/dashboard/login?next={path}")
+    page.goto(f"{base}/dashboard/login?next={quote(path)}")
     page.fill("#key", key)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}{path}*", timeout=TIMEOUT)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from tests.dashboard.conftest import SCREENSHOTS
 from tests.dashboard.browser import TIMEOUT, card, expect, shot, sign_in, wait_for_widgets
+from tests.dashboard.conftest import SCREENSHOTS
 
 
 @pytest.fixture
@@ -107,3 +107,87 @@ def test_a_chart_click_cross_filters_and_drills_down_to_an_event(context, live, 
     expect(detail).to_contain_text('"reason": "bad_password"')
     assert page.locator("#aw-search-export a").count() == 0  # viewers do not export
     shot(page, "05-search-detail")
+
+
+def test_the_entity_view_shows_one_users_activity_anomalies_and_baseline(context, live, keys):
+    page = context.new_page()
+    sign_in(page, live.url, keys["auditor"], "/dashboard/entity?kind=user&value=mallory")
+    wait_for_widgets(page, 9)
+    expect(page.locator("h1")).to_have_text("User mallory")
+    expect(card(page, "e-mallory-total").locator(".aw-kpi-value")).to_have_text("60")
+    expect(card(page, "e-mallory-other")).to_contain_text("203.0.113.66")
+    expect(card(page, "e-mallory-anomalies")).to_contain_text("mallory failed 60 logins")
+    expect(card(page, "e-mallory-baseline").locator(".js-plotly-plot")).to_have_count(1)
+    expect(card(page, "e-mallory-alerts")).to_contain_text("Alerting is not configured")
+    for text in card(page, "e-mallory-events").locator("tbody tr").all_inner_texts():
+        assert "mallory" in text
+    shot(page, "08-entity")
+    # A bad IP is answered, not a broken page.
+    page.goto(live.url + "/dashboard/entity?kind=ip&value=999.1.1.1")
+    expect(page.locator(".aw-error")).to_contain_text("not an IP address")
+
+
+def test_auditors_export_what_they_searched(context, live, keys):
+    page = context.new_page()
+    sign_in(page, live.url, keys["auditor"], "/dashboard/search?user_id=mallory")
+    expect(page.locator("#aw-search-results tbody tr")).to_have_count(25)
+    link = page.locator("#aw-search-export a", has_text="Export CSV")
+    response = page.request.get(live.url + link.get_attribute("href"))
+    assert response.status == 200
+    lines = response.text().strip().splitlines()
+    assert len(lines) == 61 and all(",mallory," in line for line in lines[1:])
+
+
+def test_auto_refresh_ticks_and_pauses_while_the_tab_is_hidden(context, live, keys):
+    page = context.new_page()
+    page.clock.install()
+    sign_in(page, live.url, keys["viewer"])
+    wait_for_widgets(page, 15)
+    token = card(page, "kpi-total").locator("[data-render]")
+    choose_refresh = page.locator("#aw-refresh")
+    choose_refresh.click()
+    page.get_by_role("option", name="Every 10 s", exact=True).click()
+    first = token.get_attribute("data-render")
+    page.clock.run_for(11_000)
+    expect(token).not_to_have_attribute("data-render", first)
+    wait_for_widgets(page, 15)
+    # Hidden tab: the interval keeps running in the browser, but no widget asks the server for anything.
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: true, configurable: true})")
+    updates: list[str] = []
+    page.on("request", lambda r: updates.append(r.url) if "_dash-update-component" in r.url else None)
+    paused = token.get_attribute("data-render")
+    page.clock.run_for(35_000)
+    page.wait_for_timeout(500)
+    assert updates == [] and token.get_attribute("data-render") == paused
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: false, configurable: true})")
+    page.clock.run_for(11_000)
+    expect(token).not_to_have_attribute("data-render", paused)
+
+
+@pytest.fixture
+def phone(browser):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                              device_scale_factor=2)
+    ctx.set_default_timeout(TIMEOUT)
+    yield ctx
+    ctx.close()
+
+
+def test_the_phone_layout_is_one_readable_column(phone, live, keys):
+    page = phone.new_page()
+    sign_in(page, live.url, keys["viewer"])
+    wait_for_widgets(page, 15)
+    boxes = [c.bounding_box() for c in page.locator(".aw-grid > .aw-card").all()]
+    assert len({round(b["x"]) for b in boxes}) == 1, "cards side by side on a phone"
+    assert all(b["width"] >= 340 for b in boxes)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the page scrolls sideways"
+    font = page.eval_on_selector(".aw-kpi-value", "e => parseFloat(getComputedStyle(e).fontSize)")
+    assert font >= 24
+    shot(page, "09-phone-overview")
+    page.screenshot(path=str(SCREENSHOTS / "09-phone-overview-first-screen.png"))
+    card(page, "ts-type").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "09-phone-overview-charts.png"))
+    page.goto(live.url + "/dashboard/search?user_id=mallory")
+    expect(page.locator("#aw-search-results tbody tr")).to_have_count(25)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "10-phone-search")
