@@ -40,7 +40,8 @@ def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None
     dashboard.mount(app, pool=services.pool, authenticate=services.authenticate, audit=services.audit,
                     secret_key=secret_key(settings.dashboard_secret_key,
                                           settings.resolved_data_dir() / "dashboard-secret-key"),
-                    session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows)
+                    session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
+                    alerts_module=settings.dashboard_alerts_module)
 
 
 def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:

@@ -43,7 +43,9 @@ def new_widget(registry: Registry, type_name: str, *, title: str | None = None, 
 
 
 def _text(value: Any, where: str, max_len: int, *, required: bool = False) -> str:
-    if value is None and not required:
+    if value is None:
+        if required:
+            raise DashboardConfigError(where, "is missing; give it a value")
         return ""
     if not isinstance(value, str):
         raise DashboardConfigError(where, f"must be text, not {type(value).__name__}")

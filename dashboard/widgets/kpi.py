@@ -44,11 +44,11 @@ def render(rc: RenderContext, params: dict[str, Any]) -> html.Div:
     label = METRICS[metric]
     filters = rc.merged_filters(params)
     span = (f"{rc.start:%H:%M}–{rc.end:%H:%M} UTC" if rc.end - rc.start <= timedelta(hours=6)
-            else f"{rc.start:%d %b %H:%M}–{rc.end:%d %b %H:%M}")
+            else f"since {rc.start:%d %b %H:%M} UTC")
     if metric == "events_per_min":
         total = wq.total(rc.pool, rc.start, rc.end, filters)
         minutes = max((rc.end - rc.start).total_seconds() / 60, 1)
-        return _tile(label, short_number(round(total / minutes, 2)), f"average over {span}",
+        return _tile(label, short_number(round(total / minutes, 2)), "average over the range",
                      href=search_href(**_search_filters(filters)))
     if metric == "events_total":
         total = wq.total(rc.pool, rc.start, rc.end, filters)

@@ -48,17 +48,45 @@ def event_series(pool: ConnectionPool, start: datetime, end: datetime, group_by:
                                              event_types=event_types, outcome=outcome))
 
 
+def _exact_parts(start: datetime, end: datetime) -> list[tuple[datetime, datetime, str]]:
+    """[start, end) as minute-bucket edges around whole hours, so a count over a range is exact to the minute.
+
+    A series rounds its start down to a whole bucket, and an hourly bucket may run past ``end``;
+    a chart wants that, a count of "events in the last 24 hours" does not.
+    """
+    hour = timedelta(hours=1)
+    first_hour = start.replace(minute=0, second=0, microsecond=0)
+    if first_hour < start:
+        first_hour += hour
+    last_hour = end.replace(minute=0, second=0, microsecond=0)
+    if end - start <= timedelta(hours=6) or first_hour >= last_hour:
+        return [(start, end, "1m")]
+    parts = [(first_hour, last_hour, "1h")]
+    if start < first_hour:
+        parts.insert(0, (start, first_hour, "1m"))
+    if last_hour < end:
+        parts.append((last_hour, end, "1m"))
+    return parts
+
+
 def total(pool: ConnectionPool, start: datetime, end: datetime, filters: Filters = Filters(), *,
           event_types: tuple[str, ...] = (), outcome: str | None = None) -> int:
-    frame = event_series(pool, start, end, (), filters, event_types=event_types, outcome=outcome)
-    return int(frame["events"].sum()) if frame.height else 0
+    """How many events in [start, end) (to the minute), from the rollups."""
+    count = 0
+    for low, high, interval in _exact_parts(start, end):
+        frame = event_series(pool, low, high, (), filters, event_types=event_types, outcome=outcome,
+                             interval=interval)
+        count += int(frame["events"].sum()) if frame.height else 0
+    return count
 
 
 def top_values(pool: ConnectionPool, dimension: str, start: datetime, end: datetime,
                filters: Filters = Filters(), *, event_types: tuple[str, ...] = (), outcome: str | None = None,
                limit: int = 10) -> pl.DataFrame:
-    """The ``limit`` most frequent values of ``dimension`` (user_id, source_ip, ...), with counts."""
-    frame = event_series(pool, start, end, (dimension,), filters, event_types=event_types, outcome=outcome)
+    """The ``limit`` most frequent values of ``dimension`` (user_id, source_ip, ...) in [start, end), with counts."""
+    frames = [event_series(pool, low, high, (dimension,), filters, event_types=event_types, outcome=outcome,
+                           interval=interval) for low, high, interval in _exact_parts(start, end)]
+    frame = pl.concat([f.select(dimension, "events") for f in frames])
     if not frame.height:
         return pl.DataFrame(schema={dimension: pl.String, "events": pl.Int64})
     return (frame.group_by(dimension).agg(pl.col("events").sum())

@@ -39,6 +39,7 @@ def card(page: Page, widget_id: str):
 
 
 def shot(page: Page, name: str) -> None:
+    page.evaluate("window.scrollTo(0, 0)")  # a full-page capture of a scrolled page repeats the sticky header
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
