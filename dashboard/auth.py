@@ -122,8 +122,9 @@ def _session_user() -> DashboardUser | None:
     raw = session.get("key_id")
     if not raw:
         return None
+    context = current()
     try:
-        key = catalog.key_by_id(current().pool, uuid.UUID(raw))
+        key = context.session_key(uuid.UUID(raw), lambda key_id: catalog.key_by_id(context.pool, key_id))
     except ValueError:
         key = None
     if key is None or key.revoked_at is not None or key.role == Role.SYSTEM:

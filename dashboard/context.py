@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import flask
@@ -21,6 +24,22 @@ class DashboardContext:
     audit: Callable[..., Any]  # audit(event_type, principal, *, metadata=, resource_id=, source_ip=, user_agent=)
     max_export_rows: int = 5_000_000
     alerts_module: str = "alerts.actions"
+    key_cache_seconds: float = 5.0
+    _keys: dict[uuid.UUID, tuple[ApiKey | None, float]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def session_key(self, key_id: uuid.UUID, lookup: Callable[[uuid.UUID], ApiKey | None]) -> ApiKey | None:
+        """A session's key, looked up at most every ``key_cache_seconds`` (a revocation ends it that soon)."""
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = lookup(key_id)
+        with self._lock:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[key_id] = (found, now + self.key_cache_seconds)
+        return found
 
 
 def current() -> DashboardContext:

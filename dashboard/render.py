@@ -10,7 +10,6 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
-import plotly.graph_objects as go
 from dash import dcc, html
 from psycopg_pool import ConnectionPool
 
@@ -58,20 +57,22 @@ def empty(message: str, hint: str = "") -> html.Div:
                      html.Div(hint, className="aw-empty-hint") if hint else None], className="aw-empty")
 
 
-def figure_layout(fig: go.Figure, *, legend: bool = True) -> go.Figure:
-    fig.update_layout(
-        template="plotly_white", margin={"l": 8, "r": 8, "t": 8, "b": 8}, autosize=True,
-        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12, "color": "#1f2937"},
-        showlegend=legend, legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "font": {"size": 11}},
-        hoverlabel={"font": {"size": 12}}, colorway=PALETTE, clickmode="event",
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-    )
-    fig.update_xaxes(automargin=True, gridcolor="#eef2f7")
-    fig.update_yaxes(automargin=True, gridcolor="#eef2f7", rangemode="tozero")
-    return fig
+def figure(traces: list[dict[str, Any]], *, legend: bool = True, xaxis: dict[str, Any] | None = None,
+           yaxis: dict[str, Any] | None = None, **layout: Any) -> dict[str, Any]:
+    """A Plotly figure as a plain dict: building go.Figure objects costs ~50 ms each in validation alone."""
+    axis = {"automargin": True, "gridcolor": "#eef2f7"}
+    return {"data": traces, "layout": {
+        "template": "plotly_white", "margin": {"l": 8, "r": 8, "t": 8, "b": 8}, "autosize": True,
+        "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12, "color": "#1f2937"},
+        "showlegend": legend, "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0,
+                                         "font": {"size": 11}},
+        "hoverlabel": {"font": {"size": 12}}, "colorway": PALETTE, "clickmode": "event",
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "xaxis": {**axis, **(xaxis or {})}, "yaxis": {**axis, "rangemode": "tozero", **(yaxis or {})}, **layout,
+    }}
 
 
-def graph(fig: go.Figure, component_id: Any) -> dcc.Graph:
+def graph(fig: dict[str, Any], component_id: Any) -> dcc.Graph:
     return dcc.Graph(id=component_id, figure=fig, className="aw-graph", responsive=True,
                      config={"displayModeBar": False, "responsive": True})
 

@@ -105,6 +105,8 @@ def register_callbacks(app: Dash, registry: Registry) -> None:
     @app.callback(
         Output(ids.widget("config", MATCH), "data"),
         Output(ids.widget("error", MATCH), "children"),
+        Output(ids.widget("body", MATCH), "children", allow_duplicate=True),
+        Output(ids.widget("title", MATCH), "children", allow_duplicate=True),
         Input(ids.widget("apply", MATCH), "n_clicks"),
         Input(ids.widget("narrower", MATCH), "n_clicks"),
         Input(ids.widget("wider", MATCH), "n_clicks"),
@@ -112,19 +114,21 @@ def register_callbacks(app: Dash, registry: Registry) -> None:
         State(ids.widget("config", MATCH), "data"),
         State(ids.widget_param(MATCH, ALL), "value"),
         State(ids.widget_param(MATCH, ALL), "id"),
+        State(ids.TIME_RANGE, "data"),
+        State(ids.CROSSFILTER, "data"),
         prevent_initial_call=True,
     )
-    def change(_apply, _narrower, _wider, _taller, widget, values, control_ids):
-        """Apply the editor's values, or resize; the renderer below redraws this widget only."""
+    def change(_apply, _narrower, _wider, _taller, widget, values, control_ids, time_range, crossfilter):
+        """Apply the editor's values and redraw in the same round trip, or resize (the chart reflows itself)."""
         action = ctx.triggered_id["subcomponent"]
         widget = dict(widget)
         if action in ("narrower", "wider"):
             index = WIDTHS.index(widget["w"]) + (1 if action == "wider" else -1)
             widget["w"] = WIDTHS[max(0, min(index, len(WIDTHS) - 1))]
-            return widget, ""
+            return widget, "", no_update, no_update
         if action == "taller":
             widget["h"] = HEIGHTS[(HEIGHTS.index(widget["h"]) + 1) % len(HEIGHTS)]
-            return widget, ""
+            return widget, "", no_update, no_update
         widget_type = registry.get(widget["type"])
         params, title = {}, widget["title"]
         for control_id, value in zip(control_ids, values, strict=True):
@@ -133,10 +137,12 @@ def register_callbacks(app: Dash, registry: Registry) -> None:
             else:
                 params[control_id["param"]] = _from_control(widget_type.param(control_id["param"]), value)
         try:
-            return dashboard_config.validate_widget(registry, {**widget, "title": title, "params": params},
-                                                    widget["title"]), ""
+            widget = dashboard_config.validate_widget(registry, {**widget, "title": title, "params": params},
+                                                      widget["title"])
         except DashboardError as exc:
-            return no_update, str(exc)
+            return no_update, str(exc), no_update, no_update
+        body = render_widget(registry, widget, time_range, crossfilter, now=datetime.now(UTC))
+        return widget, "", body, widget["title"]
 
     app.clientside_callback(
         "function(w){ return w ? ('aw-card w' + w.w + ' h' + w.h + ' t-' + w.type) : window.dash_clientside.no_update; }",
@@ -147,14 +153,15 @@ def register_callbacks(app: Dash, registry: Registry) -> None:
     @app.callback(
         Output(ids.widget("body", MATCH), "children"),
         Output(ids.widget("title", MATCH), "children"),
-        Input(ids.widget("config", MATCH), "data"),
+        Input(ids.widget("card", MATCH), "id"),  # never changes: fires once, when the widget appears
         Input(ids.TIME_RANGE, "data"),
         Input(ids.CROSSFILTER, "data"),
         Input(ids.TICK, "data"),
         Input(ids.ALERTS_VERSION, "data"),
+        State(ids.widget("config", MATCH), "data"),
     )
-    def draw(widget, time_range, crossfilter, _tick, _alerts_version):
-        """Query and draw one widget instance for the current range and cross-filter."""
+    def draw(_card, time_range, crossfilter, _tick, _alerts_version, widget):
+        """Query and draw one widget instance for the current range, cross-filter and refresh tick."""
         return render_widget(registry, widget, time_range, crossfilter, now=datetime.now(UTC)), widget["title"]
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import plotly.graph_objects as go
 from dash import dcc, html
 
 from dashboard import ids
-from dashboard.render import PALETTE, SEVERITY_COLORS, RenderContext, empty, figure_layout, graph, search_href
+from dashboard.render import PALETTE, SEVERITY_COLORS, RenderContext, empty, figure, graph, search_href
 from storage.timescale import widgets_queries as wq
 
 SIZES = {"low": 8, "medium": 11, "high": 14, "critical": 18}
@@ -22,22 +21,23 @@ def render(rc: RenderContext, params: dict[str, Any]) -> Any:
     if not found:
         return empty("No anomalies in this range",
                      "Detectors write anomalies here once the analytics jobs run (`auditwatch worker`).")
-    fig = go.Figure()
+    traces = []
     detectors = sorted({a.detector for a in found})
     for index, detector in enumerate(detectors):
         mine = [a for a in found if a.detector == detector]
-        fig.add_scatter(
-            x=[a.window_start for a in mine], y=[a.score for a in mine], name=detector, mode="markers",
-            marker={"size": [SIZES.get(a.severity, 10) for a in mine], "color": PALETTE[index % 12],
-                    "line": {"width": 1, "color": [SEVERITY_COLORS.get(a.severity, "#fff") for a in mine]}},
-            customdata=[str(a.anomaly_id) for a in mine],
-            text=[f"{a.entity_type} {a.entity_value}<br>{a.severity} · "
-                  f"{(a.explanation or {}).get('summary', '')[:80]}" for a in mine],
-            hovertemplate="%{text}<br>score %{y:.2f} · %{x|%d %b %H:%M}<extra>" + detector + "</extra>",
-        )
-    fig = figure_layout(fig)
-    fig.update_yaxes(range=[0, 1.05], title_text="score", title_font={"size": 11}, rangemode="normal")
-    fig.update_xaxes(range=[rc.start, rc.end], type="date")
+        traces.append({
+            "type": "scatter", "x": [a.window_start for a in mine], "y": [a.score for a in mine], "name": detector,
+            "mode": "markers",
+            "marker": {"size": [SIZES.get(a.severity, 10) for a in mine], "color": PALETTE[index % 12],
+                       "line": {"width": 1, "color": [SEVERITY_COLORS.get(a.severity, "#fff") for a in mine]}},
+            "customdata": [str(a.anomaly_id) for a in mine],
+            "text": [f"{a.entity_type} {a.entity_value}<br>{a.severity} · "
+                     f"{(a.explanation or {}).get('summary', '')[:80]}" for a in mine],
+            "hovertemplate": "%{text}<br>score %{y:.2f} · %{x|%d %b %H:%M}<extra>" + detector + "</extra>",
+        })
+    fig = figure(traces, yaxis={"range": [0, 1.05], "title": {"text": "score", "font": {"size": 11}},
+                                "rangemode": "normal"},
+                 xaxis={"range": [rc.start, rc.end], "type": "date"})
     top = found[:5]
     return html.Div([
         html.Div(graph(fig, ids.anomaly_graph(rc.aio_id)), className="aw-grow"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import plotly.graph_objects as go
 import polars as pl
 from dash import html
 
@@ -15,7 +14,7 @@ from dashboard.render import (
     PALETTE,
     RenderContext,
     empty,
-    figure_layout,
+    figure,
     filter_cell,
     graph,
     short_number,
@@ -46,7 +45,7 @@ def render_timeseries(rc: RenderContext, params: dict[str, Any]) -> Any:
         return empty(NO_DATA, NO_DATA_HINT)
     buckets, step = _buckets(rc)
     grid = pl.DataFrame(buckets)
-    fig = go.Figure()
+    traces = []
     if group_by:
         frame = frame.with_columns(pl.concat_str([pl.col(g) for g in group_by], separator=" · ").alias("series"))
         order = frame.group_by("series").agg(pl.col("events").sum()).sort("events", descending=True)["series"]
@@ -62,15 +61,14 @@ def render_timeseries(rc: RenderContext, params: dict[str, Any]) -> Any:
         common = {"x": part["bucket"].to_list(), "y": part["events"].to_list(), "name": name, "customdata": custom,
                   "hovertemplate": "%{x|%d %b %H:%M}<br>" + name + ": %{y:,}<extra></extra>"}
         if params["chart"] == "bar":
-            fig.add_bar(**common, marker_color=color, width=step.total_seconds() * 1000 * 0.85,
-                        offset=0)
+            traces.append({"type": "bar", **common, "marker": {"color": color},
+                           "width": step.total_seconds() * 1000 * 0.85, "offset": 0})
         else:
-            fig.add_scatter(**common, mode="lines", line={"width": 1.6, "color": color, "shape": "hv"},
-                            stackgroup="all" if params["chart"] == "area" else None)
-    if params["chart"] == "bar":
-        fig.update_layout(barmode="stack")
-    fig = figure_layout(fig, legend=bool(group_by))
-    fig.update_xaxes(range=[rc.start, rc.end], type="date")
+            traces.append({"type": "scatter", **common, "mode": "lines",
+                           "line": {"width": 1.6, "color": color, "shape": "hv"},
+                           **({"stackgroup": "all"} if params["chart"] == "area" else {})})
+    fig = figure(traces, legend=bool(group_by), xaxis={"range": [rc.start, rc.end], "type": "date"},
+                 barmode="stack")
     return graph(fig, ids.graph(rc.aio_id))
 
 
@@ -93,14 +91,13 @@ def render_top(rc: RenderContext, params: dict[str, Any]) -> Any:
                         for v, c in zip(values, counts, strict=True)]),
         ], className="aw-table")
     color = OUTCOME_COLORS["failure"] if params["outcome"] == "failure" else PALETTE[0]
-    fig = go.Figure(go.Bar(x=counts[::-1], y=values[::-1], orientation="h", marker_color=color,
-                           customdata=[xf(**{dimension: v}) for v in values[::-1]],
-                           hovertemplate="%{y}: %{x:,} events<extra></extra>", text=counts[::-1],
-                           textposition="auto", cliponaxis=False))
-    fig = figure_layout(fig, legend=False)
-    fig.update_yaxes(type="category", tickfont={"size": 11},
-                     range=[len(values) - max(len(values), 6) - 0.5, len(values) - 0.5])  # top-aligned, thin
-    fig.update_xaxes(visible=False)
+    fig = figure([{"type": "bar", "x": counts[::-1], "y": values[::-1], "orientation": "h",
+                   "marker": {"color": color}, "customdata": [xf(**{dimension: v}) for v in values[::-1]],
+                   "hovertemplate": "%{y}: %{x:,} events<extra></extra>", "text": counts[::-1],
+                   "textposition": "auto", "cliponaxis": False}], legend=False, xaxis={"visible": False},
+                 # top-aligned, and thin bars when there are only a few
+                 yaxis={"type": "category", "tickfont": {"size": 11}, "rangemode": "normal",
+                        "range": [len(values) - max(len(values), 6) - 0.5, len(values) - 0.5]})
     return graph(fig, ids.graph(rc.aio_id))
 
 
@@ -112,12 +109,11 @@ def render_heatmap(rc: RenderContext, params: dict[str, Any]) -> Any:
     grid = [[0] * 24 for _ in range(7)]
     for weekday, hour, events in frame.iter_rows():
         grid[weekday - 1][hour] = events
-    fig = go.Figure(go.Heatmap(z=grid, x=[f"{h:02d}" for h in range(24)], y=list(WEEKDAYS), colorscale="Blues",
-                               hovertemplate="%{y} %{x}:00 UTC: %{z:,} events<extra></extra>", xgap=1, ygap=1,
-                               colorbar={"thickness": 10, "outlinewidth": 0}))
-    fig = figure_layout(fig, legend=False)
-    fig.update_yaxes(autorange="reversed", rangemode="normal", showgrid=False)
-    fig.update_xaxes(showgrid=False, title_text="hour (UTC)", title_font={"size": 11})
+    fig = figure([{"type": "heatmap", "z": grid, "x": [f"{h:02d}" for h in range(24)], "y": list(WEEKDAYS),
+                   "colorscale": "Blues", "xgap": 1, "ygap": 1, "colorbar": {"thickness": 10, "outlinewidth": 0},
+                   "hovertemplate": "%{y} %{x}:00 UTC: %{z:,} events<extra></extra>"}], legend=False,
+                 yaxis={"autorange": "reversed", "rangemode": "normal", "showgrid": False},
+                 xaxis={"showgrid": False, "title": {"text": "hour (UTC)", "font": {"size": 11}}})
     return graph(fig, ids.graph(rc.aio_id) | {"type": "aw-heatmap"})
 
 
@@ -155,8 +151,8 @@ def render_baseline(rc: RenderContext, params: dict[str, Any]) -> Any:
                               time_zone="UTC", eager=True)
     counts = dict(actual.select("bucket", "events").iter_rows())
     x = hours.to_list()
-    fig = go.Figure()
-    fig.add_scatter(x=x, y=[expected.get(h.hour, 0) for h in x], name="baseline (previous 7 days)", mode="lines",
-                    line={"color": "#9ca3af", "dash": "dot", "width": 2})
-    fig.add_bar(x=x, y=[counts.get(h, 0) for h in x], name="actual", marker_color=PALETTE[0], opacity=0.85)
-    return graph(figure_layout(fig), ids.graph(rc.aio_id) | {"type": "aw-baseline"})
+    fig = figure([{"type": "scatter", "x": x, "y": [expected.get(h.hour, 0) for h in x], "mode": "lines",
+                   "name": "baseline (previous 7 days)", "line": {"color": "#9ca3af", "dash": "dot", "width": 2}},
+                  {"type": "bar", "x": x, "y": [counts.get(h, 0) for h in x], "name": "actual",
+                   "marker": {"color": PALETTE[0]}, "opacity": 0.85}])
+    return graph(fig, ids.graph(rc.aio_id) | {"type": "aw-baseline"})

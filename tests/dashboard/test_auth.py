@@ -13,7 +13,8 @@ from tests.conftest import opened_services
 @pytest.fixture(scope="module")
 def dash_app(seeded, tmp_path_factory):
     settings = settings_mod.load(config_file=None, environ={}, overrides={
-        "database_url": seeded.url, "data_dir": str(tmp_path_factory.mktemp("data")), "pool_min": 1, "pool_max": 4})
+        "database_url": seeded.url, "data_dir": str(tmp_path_factory.mktemp("data")), "pool_min": 1, "pool_max": 4,
+        "key_cache_seconds": 0})
     with opened_services(settings) as services:
         app = create_app(settings, services=services)
         app.testing = True

@@ -1,0 +1,153 @@
+"""Dashboard speed in a real browser: the overview until every widget has data, and one widget's update.
+
+Loads N events (default 10 M) over 30 days with bench/query.py's SQL-side generator, refreshes the
+rollups, scores a few hundred anomalies, starts the real server, and drives Debian's chromium
+headless with Playwright:
+
+- overview: from navigation start until all 15 widgets have rendered data (charts drawn), per run;
+- single widget: on a saved copy of the overview, Apply a changed parameter on one widget
+  (top users by failures, limit 10 <-> 9) until that widget has redrawn.
+
+Targets (issue 6, 10 M events): overview P95 <= 1.5 s, single widget P95 <= 200 ms.
+
+    python bench/dashboard.py [--url postgresql://...] [--events 10000000] [--runs 20] [--range 24h]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bench.harness import database, percentile, server
+from bench.query import load
+from dashboard import config
+from dashboard.pages.overview import overview_document
+from dashboard.registry import build
+from storage.auth import Role
+from storage.timescale import catalog, dashboards, db, rollups
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ALL_DRAWN = """(count) => {
+    const cards = document.querySelectorAll('.aw-card');
+    if (cards.length !== count) return false;
+    for (const card of cards) {
+        const body = card.querySelector('.aw-card-body [data-render]');
+        if (!body) return false;
+        if (body.querySelector('.aw-graph') && !body.querySelector('.js-plotly-plot .main-svg')) return false;
+    }
+    window.__drawnAt = window.__drawnAt || performance.now();  // since this navigation started
+    return true;
+}"""
+# Apply one widget's changed config and time, inside the page, from the click to its redrawn chart.
+UPDATE = """([cardId, before]) => new Promise(resolve => {
+    const card = document.getElementById(cardId);
+    const drawn = () => {
+        const body = card.querySelector('[data-render]');
+        return body && body.dataset.render !== before && body.querySelector('.js-plotly-plot .main-svg');
+    };
+    const started = performance.now();
+    const observer = new MutationObserver(() => {
+        if (drawn()) { observer.disconnect(); requestAnimationFrame(() => resolve(performance.now() - started)); }
+    });
+    observer.observe(card, {subtree: true, childList: true, attributes: true});
+    card.querySelector('[id*="apply"]').click();
+})"""
+
+
+def prepare(url: str, events: int) -> tuple[str, uuid.UUID]:
+    load(url, events)
+    pool = db.open_pool(url, min_size=1, max_size=4, name="bench-dashboard")
+    try:
+        began = time.perf_counter()
+        result = rollups.refresh(pool, now=datetime.now(UTC),
+                                 progress=lambda low, high: print(f"\r  rollups up to {high:%Y-%m-%d %H:%M}",
+                                                                  end="", flush=True))
+        print(f"\n  rollups refreshed in {time.perf_counter() - began:.1f} s ({len(result.ranges)} ranges)")
+        now = datetime.now(UTC)
+        with psycopg.connect(url, autocommit=True) as conn:
+            for i in range(300):
+                conn.execute(
+                    "INSERT INTO anomalies (detector, detector_version, entity_type, entity_value, window_start, "
+                    "window_end, score, severity, explanation) VALUES (%s, '1', 'user', %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (("volume", "login_failures", "rare_hour")[i % 3], f"user{i * 31 % 10000:05d}",
+                     now - timedelta(hours=i * 2.4), now - timedelta(hours=i * 2.4 - 1), (i % 100) / 100,
+                     ("low", "medium", "high", "critical")[i % 4], Jsonb({"summary": f"synthetic anomaly {i}"})))
+        name = f"bench-viewer-{uuid.uuid4().hex[:6]}"
+        _, secret = catalog.create_key(pool, name, Role.VIEWER, "bench")
+        document = config.validate(build(), overview_document())
+        saved = dashboards.create(pool, owner=f"apikey:{name}", name=f"bench {name}", config=document)
+        return secret, saved.dashboard_id
+    finally:
+        pool.close()
+
+
+def measure(base: str, key: str, dashboard_id: uuid.UUID, runs: int, time_range: str) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    results: dict[str, list[float]] = {"overview": [], "widget": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{base}/dashboard/login")
+        page.fill("#key", key)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/dashboard/")
+        if time_range != "24h":
+            page.locator("#aw-time-preset").click()
+            page.get_by_role("option", name={"15m": "Last 15 minutes", "1h": "Last hour", "6h": "Last 6 hours",
+                                             "7d": "Last 7 days", "30d": "Last 30 days"}[time_range]).click()
+        page.wait_for_function(ALL_DRAWN, arg=15)
+        for run in range(runs + 1):  # the first is a warm-up (imports, connection pool, browser cache)
+            page.goto(f"{base}/dashboard/")
+            page.wait_for_function(ALL_DRAWN, arg=15, polling="raf")
+            took = page.evaluate("window.__drawnAt")
+            if run:
+                results["overview"].append(took / 1000)
+        page.goto(f"{base}/dashboard/d/{dashboard_id}")
+        page.wait_for_function(ALL_DRAWN, arg=15)
+        top = page.locator("""[id*='"aio_id":"top-users"'][id*='"subcomponent":"card"']""")
+        top.locator("summary").click()
+        limit = top.locator("""[id*='"param":"limit"']""")
+        token = top.locator("[data-render]")
+        for run in range(runs + 1):
+            limit.fill(str(9 if run % 2 == 0 else 10))
+            took = page.evaluate(UPDATE, [top.get_attribute("id"), token.get_attribute("data-render")])
+            if run:
+                results["widget"].append(took / 1000)
+        browser.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="an existing database to load into (default: a throwaway local cluster)")
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--range", default="24h", choices=["15m", "1h", "6h", "24h", "7d", "30d"])
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    with database(args.url, keep=args.keep) as url:
+        key, dashboard_id = prepare(url, args.events)
+        with server(url) as base:
+            results = measure(base, key, dashboard_id, args.runs, args.range)
+    print(f"\n{args.events:,} events, global range {args.range}, {args.runs} runs each (after one warm-up):")
+    for name, target, label in (("overview", 1.5, "overview, all 15 widgets with data"),
+                                ("widget", 0.2, "single widget update")):
+        values = results[name]
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        verdict = "meets" if p95 <= target else "MISSES"
+        print(f"  {label:<38} P50 {p50 * 1000:7.0f} ms  P95 {p95 * 1000:7.0f} ms  "
+              f"(target P95 <= {target * 1000:.0f} ms: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
