@@ -76,7 +76,7 @@ def insert_anomaly(conn: psycopg.Connection, now: datetime, *, entity: str = "ma
     ).fetchone()[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def seeded(server_url: str, template_db: str) -> Iterator[Seeded]:
     """One seeded database per test module, rollups refreshed, one anomaly scored."""
     with fresh_database(server_url, template_db) as url:
@@ -93,7 +93,7 @@ def seeded(server_url: str, template_db: str) -> Iterator[Seeded]:
         yield Seeded(url=url, now=now, events=events, anomaly_id=anomaly_id)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def keys(seeded: Seeded) -> dict[str, str]:
     """A key string per role (and a system key the dashboard must refuse)."""
     pool = db.open_pool(seeded.url, min_size=1, max_size=2, name="dashboard-keys")
@@ -103,7 +103,7 @@ def keys(seeded: Seeded) -> dict[str, str]:
         pool.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live(seeded: Seeded, keys, tmp_path_factory: pytest.TempPathFactory):
     server = start_server(seeded.url, tmp_path_factory.mktemp("dash-server"))
     try:
@@ -112,7 +112,7 @@ def live(seeded: Seeded, keys, tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():

@@ -46,7 +46,7 @@ def test_the_overview_shows_the_seeded_data(context, live, keys, seeded):
     with psycopg.connect(seeded.url) as conn:
         total = conn.execute("SELECT count(*) FROM audit_events WHERE \"timestamp\" > now() - interval '24 hours'"
                              ).fetchone()[0]
-    assert len(seeded.events) < total < len(seeded.events) + 10
+    assert len(seeded.events) < total < len(seeded.events) + 200  # plus sign-ins, searches of other tests
     expect(card(page, "kpi-total").locator(".aw-kpi-value")).to_have_text(f"{total:,}")
     failed = seeded.count(datetime.now(UTC) - timedelta(hours=1), event_type="user_login", outcome="failure")
     assert failed >= 60
