@@ -91,7 +91,7 @@ def dashboard_layout(registry: Registry, dashboard_id: str = "", **_query: Any) 
             dcc.Checklist(id=ids.DASH_SHARE_ALL, options=[{"label": " Share read-only with everyone",
                                                            "value": "all"}],
                           value=["all"] if EVERYONE in saved.shared_with else [], className="aw-check"),
-            dcc.Input(id=ids.DASH_SHARE_WITH, className="aw-input", placeholder="or with: key names, comma-separated",
+            dcc.Input(id=ids.DASH_SHARE_WITH, className="aw-input aw-share", placeholder="or with: key names, comma-separated",
                       value=", ".join(p.removeprefix("apikey:") for p in saved.shared_with if p != EVERYONE)),
             html.Button("Save", id=ids.DASH_SAVE, n_clicks=0, className="aw-button small"),
             html.Button("Delete", id=ids.DASH_DELETE, n_clicks=0, className="aw-button small danger"),

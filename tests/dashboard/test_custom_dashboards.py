@@ -139,3 +139,21 @@ def test_importing_yaml_explains_what_is_wrong_and_accepts_an_export(context, li
     page.wait_for_url("**/dashboard/d/*")
     wait_for_widgets(page, 2)
     expect(page.locator(".aw-grid > .aw-card").first).to_contain_text("Failed logins")
+
+
+def test_the_overview_can_be_copied_into_an_editable_dashboard(context, live, keys):
+    page = context.new_page()
+    sign_in(page, live.url, keys["auditor"])
+    page.click("#aw-copy-overview")
+    page.wait_for_url("**/dashboard/d/*")
+    expect(page.locator("h1")).to_have_text("My security overview")
+    wait_for_widgets(page, 15)
+    assert page.locator(".aw-tool-remove").count() == 15
+    # An open editor grows its card instead of covering the widgets below it.
+    top = card(page, "top-users")
+    top.locator("summary").click()
+    below = card(page, "heatmap").bounding_box()
+    editor = top.bounding_box()
+    assert editor["y"] + editor["height"] <= below["y"]
+    top.locator("[id*='\"subcomponent\":\"apply\"']").click()  # reachable, not covered by the next row
+    expect(top.locator(".aw-error")).to_have_text("")
