@@ -6,7 +6,10 @@ headless with Playwright:
 
 - overview: from navigation start until all 15 widgets have rendered data (charts drawn), per run;
 - single widget: on a saved copy of the overview, Apply a changed parameter on one widget
-  (top users by failures, limit 10 <-> 9) until that widget has redrawn.
+  (top users by failures, limit 10 <-> 9) until that widget has redrawn;
+- baselines measured in the same run, to read the figures on a busy machine: the same page with no
+  widgets (Dash's own cost in this browser), and the 15 widgets' queries and rendering in Python alone
+  (the server's share).
 
 Targets (issue 6, 10 M events): overview P95 <= 1.5 s, single widget P95 <= 200 ms.
 
@@ -16,6 +19,7 @@ Targets (issue 6, 10 M events): overview P95 <= 1.5 s, single widget P95 <= 200 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -60,7 +64,7 @@ UPDATE = """([cardId, before]) => new Promise(resolve => {
 })"""
 
 
-def prepare(url: str, events: int) -> tuple[str, uuid.UUID]:
+def prepare(url: str, events: int) -> tuple[str, uuid.UUID, uuid.UUID]:
     load(url, events)
     pool = db.open_pool(url, min_size=1, max_size=4, name="bench-dashboard")
     try:
@@ -83,15 +87,43 @@ def prepare(url: str, events: int) -> tuple[str, uuid.UUID]:
         _, secret = catalog.create_key(pool, name, Role.VIEWER, "bench")
         document = config.validate(build(), overview_document())
         saved = dashboards.create(pool, owner=f"apikey:{name}", name=f"bench {name}", config=document)
-        return secret, saved.dashboard_id
+        empty = dashboards.create(pool, owner=f"apikey:{name}", name=f"empty {name}",
+                                  config={"version": 1, "name": "empty", "widgets": []})
+        return secret, saved.dashboard_id, empty.dashboard_id
     finally:
         pool.close()
 
 
-def measure(base: str, key: str, dashboard_id: uuid.UUID, runs: int, time_range: str) -> dict[str, list[float]]:
+def server_side(url: str, runs: int, time_range: str) -> list[float]:
+    """The 15 overview widgets queried and rendered in Python, one after another (no HTTP, no browser)."""
+    from dashboard import timerange
+    from dashboard.render import RenderContext
+
+    registry = build()
+    document = config.validate(registry, overview_document())
+    pool = db.open_pool(url, min_size=1, max_size=2, name="bench-dashboard-render")
+    took = []
+    try:
+        for run in range(runs + 1):
+            now = datetime.now(UTC)
+            started = time.perf_counter()
+            for widget in document["widgets"]:
+                start, end = timerange.resolve({"preset": time_range}, now=now,
+                                               override=widget["params"].get("range") or None)
+                registry.get(widget["type"]).render(
+                    RenderContext(pool=pool, aio_id=widget["id"], start=start, end=end, now=now), widget["params"])
+            if run:
+                took.append(time.perf_counter() - started)
+    finally:
+        pool.close()
+    return took
+
+
+def measure(base: str, key: str, dashboard_id: uuid.UUID, empty_id: uuid.UUID, runs: int,
+            time_range: str) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
-    results: dict[str, list[float]] = {"overview": [], "widget": []}
+    results: dict[str, list[float]] = {"overview": [], "widget": [], "empty": []}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -112,6 +144,12 @@ def measure(base: str, key: str, dashboard_id: uuid.UUID, runs: int, time_range:
             took = page.evaluate("window.__drawnAt")
             if run:
                 results["overview"].append(took / 1000)
+        for run in range(runs + 1):
+            page.goto(f"{base}/dashboard/d/{empty_id}")
+            page.wait_for_function("() => document.querySelector('#aw-grid') && document.querySelector('h1') "
+                                   "&& (window.__drawnAt = performance.now())", polling="raf")
+            if run:
+                results["empty"].append(page.evaluate("window.__drawnAt") / 1000)
         page.goto(f"{base}/dashboard/d/{dashboard_id}")
         page.wait_for_function(ALL_DRAWN, arg=15)
         top = page.locator("""[id*='"aio_id":"top-users"'][id*='"subcomponent":"card"']""")
@@ -136,9 +174,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     with database(args.url, keep=args.keep) as url:
-        key, dashboard_id = prepare(url, args.events)
+        key, dashboard_id, empty_id = prepare(url, args.events)
         with server(url) as base:
-            results = measure(base, key, dashboard_id, args.runs, args.range)
+            results = measure(base, key, dashboard_id, empty_id, args.runs, args.range)
+        results["server"] = server_side(url, args.runs, args.range)
     print(f"\n{args.events:,} events, global range {args.range}, {args.runs} runs each (after one warm-up):")
     for name, target, label in (("overview", 1.5, "overview, all 15 widgets with data"),
                                 ("widget", 0.2, "single widget update")):
@@ -147,6 +186,11 @@ def main() -> None:
         verdict = "meets" if p95 <= target else "MISSES"
         print(f"  {label:<38} P50 {p50 * 1000:7.0f} ms  P95 {p95 * 1000:7.0f} ms  "
               f"(target P95 <= {target * 1000:.0f} ms: {verdict})")
+    for name, label in (("empty", "baseline: the page with no widgets"),
+                        ("server", "baseline: 15 widgets rendered in Python")):
+        values = results[name]
+        print(f"  {label:<38} P50 {percentile(values, 50) * 1000:7.0f} ms  P95 {percentile(values, 95) * 1000:7.0f} ms")
+    print(f"  load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

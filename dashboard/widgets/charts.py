@@ -82,12 +82,14 @@ def render_top(rc: RenderContext, params: dict[str, Any]) -> Any:
     values = [str(v) for v in frame[dimension].to_list()]
     counts = frame["events"].to_list()
     if params["chart"] == "table":
-        total = sum(counts) or 1
+        top = max(counts) or 1
+        bar = "aw-bar bad" if params["outcome"] == "failure" else "aw-bar"
         return html.Table([
-            html.Thead(html.Tr([html.Th(dimension.replace("_", " ")), html.Th("events", className="num")])),
+            html.Thead(html.Tr([html.Th(dimension.replace("_", " ")), html.Th(""), html.Th("events", className="num")])),
             html.Tbody([html.Tr([html.Td(filter_cell(v, **{dimension: v})),
-                                 html.Td([short_number(c), html.Span(style={"width": f"{100 * c / total:.0f}%"},
-                                                                       className="aw-bar")], className="num")])
+                                 html.Td(html.Span(style={"width": f"{100 * c / top:.0f}%"}, className=bar),
+                                         className="aw-bar-cell"),
+                                 html.Td(short_number(c), className="num")])
                         for v, c in zip(values, counts, strict=True)]),
         ], className="aw-table")
     color = OUTCOME_COLORS["failure"] if params["outcome"] == "failure" else PALETTE[0]
@@ -110,10 +112,11 @@ def render_heatmap(rc: RenderContext, params: dict[str, Any]) -> Any:
     for weekday, hour, events in frame.iter_rows():
         grid[weekday - 1][hour] = events
     fig = figure([{"type": "heatmap", "z": grid, "x": [f"{h:02d}" for h in range(24)], "y": list(WEEKDAYS),
-                   "colorscale": "Blues", "xgap": 1, "ygap": 1, "colorbar": {"thickness": 10, "outlinewidth": 0},
+                   "colorscale": [[0, "#f8fafc"], [0.25, "#bfdbfe"], [0.6, "#3b82f6"], [1, "#1e3a8a"]],
+                   "xgap": 1, "ygap": 1, "colorbar": {"thickness": 10, "outlinewidth": 0},
                    "hovertemplate": "%{y} %{x}:00 UTC: %{z:,} events<extra></extra>"}], legend=False,
-                 yaxis={"autorange": "reversed", "rangemode": "normal", "showgrid": False},
-                 xaxis={"showgrid": False, "title": {"text": "hour (UTC)", "font": {"size": 11}}})
+                 yaxis={"autorange": "reversed", "rangemode": "normal", "showgrid": False, "type": "category"},
+                 xaxis={"showgrid": False, "type": "category", "tickangle": 0, "title": {"text": "hour (UTC)", "font": {"size": 11}}})
     return graph(fig, ids.graph(rc.aio_id) | {"type": "aw-heatmap"})
 
 

@@ -72,11 +72,17 @@ def test_a_chart_click_cross_filters_and_drills_down_to_an_event(context, live, 
     page = context.new_page()
     sign_in(page, live.url, keys["viewer"])
     wait_for_widgets(page, 15)
-    # The top bar of "Top users by failures" is mallory; click it like a person would.
-    bar = card(page, "top-users").locator(".bars .point path").last
-    box = bar.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    expect(page.locator(".aw-chip")).to_contain_text("user: mallory")
+    # Click the tallest failure bar of "Events over time by outcome", like a person would.
+    failure_bars = card(page, "ts-outcome").locator(".barlayer .trace").nth(1).locator(".point path")
+    boxes = [b for b in (p.bounding_box() for p in failure_bars.all()) if b and b["height"] > 0]
+    tallest = max(boxes, key=lambda b: b["height"])
+    page.mouse.click(tallest["x"] + tallest["width"] / 2, tallest["y"] + tallest["height"] / 2)
+    expect(page.locator(".aw-chip")).to_have_text(["outcome: failure✕"])
+    # Then a table value: mallory among the top users by failures.
+    card(page, "top-users").get_by_role("button", name="mallory", exact=True).click()
+    expect(page.locator(".aw-chip")).to_have_text(["outcome: failure✕", "user: mallory✕"])
+    page.get_by_role("button", name="Remove the outcome filter").click()
+    expect(page.locator(".aw-chip")).to_have_text(["user: mallory✕"])
     # Every widget redraws for mallory only.
     latest = card(page, "latest")
     expect(latest.locator("tbody tr").first).to_contain_text("mallory")
@@ -84,7 +90,8 @@ def test_a_chart_click_cross_filters_and_drills_down_to_an_event(context, live, 
     expect(rows).to_have_count(10)
     for text in rows.all_inner_texts():
         assert "mallory" in text and "203.0.113.66" in text
-    expect(card(page, "top-ips").locator(".bars .point")).to_have_count(1)
+    expect(card(page, "top-ips").locator("tbody tr")).to_have_count(1)
+    expect(card(page, "kpi-total").locator(".aw-kpi-value")).to_have_text("60")
     wait_for_widgets(page, 15)
     shot(page, "04-cross-filtered")
     # Drill down: the matching events in search, then one event's JSON.
