@@ -6,6 +6,7 @@ hidden), cross-filtering from any chart or table, the anomaly explanation, alert
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -205,9 +206,7 @@ def act_on_alert(action: str, fingerprint: str, *, now: datetime) -> html.Span:
                          className="aw-error")
     context = current()
     try:
-        import importlib
-
-        actions = importlib.import_module(context.alerts_module)
+        actions = importlib.import_module(context.alerts_module)  # alerts/ is optional: imported when used
     except ModuleNotFoundError:
         return html.Span("Alerting is not configured.", className="aw-error")
 
