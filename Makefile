@@ -29,10 +29,12 @@ notebooks: install
 
 install: $(STAMP) system-deps
 
-# PostgreSQL + TimescaleDB (skipped when an external server is configured).
+# PostgreSQL + TimescaleDB (skipped when an external server is configured); chromium for the dashboard's
+# browser tests.
 system-deps:
 	@bash scripts/install-timescaledb.sh
 	@bash scripts/install-nats.sh
+	@bash scripts/install-browser.sh
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Python dependencies"

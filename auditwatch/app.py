@@ -33,6 +33,18 @@ def _key_from_request() -> str | None:
     return request.headers.get("X-API-Key")
 
 
+def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None:
+    """The Dash dashboard on this server at /dashboard/, signed in with the same API keys and roles."""
+    import dashboard
+    from dashboard.auth import secret_key
+
+    dashboard.mount(app, pool=services.pool, authenticate=services.authenticate, audit=services.audit,
+                    secret_key=secret_key(settings.dashboard_secret_key,
+                                          settings.resolved_data_dir() / "dashboard-secret-key"),
+                    session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
+                    alerts_module=settings.dashboard_alerts_module, key_cache_seconds=settings.key_cache_seconds)
+
+
 def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:
     """Attach the pool and pipeline; nothing connects at import time."""
     services = services or Services.open(settings)
@@ -57,6 +69,8 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(api_ingest.create_blueprint(services))
     app.register_blueprint(otlp.create_blueprint(services.pipeline, max_records=settings.otlp_max_records))
     app.register_blueprint(api_alerts.create_blueprint(services))
+    if settings.dashboard:
+        _mount_dashboard(app, settings, services)
 
     @app.get("/healthz")
     def healthz():

@@ -486,6 +486,7 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
             children.append(subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "demo", "--url", base], env=env))
         click.secho("\nAuditwatch is up.", bold=True)
         click.echo(f"  API:        {base}/api/v1/logs   (OpenAPI: {base}/api/v1/openapi.json)")
+        click.echo(f"  dashboard:  {base}/dashboard/   (sign in with the admin key)")
         click.echo(f"  admin key:  {admin_key}")
         click.echo(f"  keys file:  {keyfile}")
         click.echo(f"  syslog:     udp/tcp {settings.syslog_host}:{settings.syslog_udp_port}   (try: logger --server "

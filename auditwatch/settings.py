@@ -123,6 +123,12 @@ class Settings:
     alerts_webhook_url: str = ""  # generic webhook, HMAC-signed with alerts_webhook_secret
     alerts_webhook_secret: str = ""
     alerts_ca_bundle: str = ""  # a CA file for Slack / webhook endpoints behind a private CA
+    # Dashboard (Dash at /dashboard/): the session cookie's signing secret (empty: generated once into
+    # data_dir/dashboard-secret-key), how long a sign-in lasts, and whether to serve the dashboard at all.
+    dashboard: bool = True
+    dashboard_secret_key: str = ""
+    dashboard_session_hours: float = 12.0
+    dashboard_alerts_module: str = "alerts.actions"  # the module behind the alert feed (its actions contract)
 
     @property
     def embedded(self) -> bool:

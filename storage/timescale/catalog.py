@@ -225,3 +225,11 @@ def prune_rate(pool: ConnectionPool, before: datetime) -> None:
     """Forget counters of windows that ended before ``before``."""
     with pool.connection() as conn:
         conn.execute("DELETE FROM ingest_rate WHERE window_start < %s", (before,))
+
+
+def key_by_id(pool: ConnectionPool, key_id: uuid.UUID) -> ApiKey | None:
+    """A key's record by id (revoked or not), for sessions that remember only the id."""
+    with pool.connection() as conn:
+        row = conn.execute(sql.SQL("SELECT {} FROM api_keys WHERE key_id = %s").format(_KEY_COLUMNS),
+                           (key_id,)).fetchone()
+    return _key(row) if row else None

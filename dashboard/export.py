@@ -1,0 +1,72 @@
+"""Export of the searched events for roles that may export (auditors, admins); audited like the API's."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, request, stream_with_context
+
+from dashboard import search_filters
+from dashboard.auth import user
+from dashboard.context import current
+from dashboard.errors import DashboardError
+from storage.events import COLUMNS, EventRecord
+from storage.timescale import queries
+
+
+def install(server: Flask) -> None:
+    server.add_url_rule("/dashboard/export", "dashboard_export", _export, methods=["GET"])
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(json.dumps({"code": "export_refused", "message": message}), status, mimetype="application/json")
+
+
+def _export() -> Response:
+    who = user()
+    if not who.can_export:
+        return _error(403, f"the {who.role} role may not export events; ask for an auditor key")
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "ndjson"):
+        return _error(400, "format must be csv or ndjson")
+    values: dict[str, Any] = {k: request.args.get(k) for k in ("start_time", "end_time", "user_id", "outcome",
+                                                                 "source_ip", "metadata")}
+    values["event_type"] = request.args.getlist("event_type")
+    try:
+        query = search_filters.parse(values, start=None, end=None)
+    except DashboardError as exc:
+        return _error(400, str(exc))
+    context = current()
+    context.audit("export_requested", who.principal, source_ip=request.remote_addr,
+                  user_agent=request.user_agent.string or None,
+                  metadata={"via": "dashboard", "format": fmt, "filters": search_filters.as_params(query)})
+    rows = queries.stream(context.pool, query, max_rows=context.max_export_rows)
+    body = _csv(rows) if fmt == "csv" else (json.dumps(e.to_json(), default=str) + "\n" for e in rows)
+    return Response(stream_with_context(body), mimetype="text/csv" if fmt == "csv" else "application/x-ndjson",
+                    headers={"Content-Disposition": f'attachment; filename="audit-events.{fmt}"'})
+
+
+def _safe(value: Any) -> Any:
+    """Neutralise spreadsheet formula injection in exported cells."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv(rows: Iterator[EventRecord]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for event in rows:
+        data = event.to_json()
+        data["metadata"] = json.dumps(event.metadata, default=str)
+        writer.writerow([_safe(data[c]) for c in COLUMNS])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

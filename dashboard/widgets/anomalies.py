@@ -1,0 +1,90 @@
+"""The anomaly timeline (score over time by detector) and the explanation an analyst opens from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dcc, html
+
+from dashboard import ids
+from dashboard.render import PALETTE, SEVERITY_COLORS, RenderContext, empty, figure, graph, search_href
+from storage.timescale import widgets_queries as wq
+
+SIZES = {"low": 8, "medium": 11, "high": 14, "critical": 18}
+
+
+def render(rc: RenderContext, params: dict[str, Any]) -> Any:
+    filters = rc.merged_filters(params)
+    value = filters.user_id or filters.source_ip
+    found = wq.anomalies(rc.pool, rc.start, rc.end, entity_value=value, min_score=params["min_score"] / 100,
+                         limit=500)
+    if not found:
+        return empty("No anomalies in this range",
+                     "Detectors write anomalies here once the analytics jobs run (`auditwatch worker`).")
+    traces = []
+    detectors = sorted({a.detector for a in found})
+    for index, detector in enumerate(detectors):
+        mine = [a for a in found if a.detector == detector]
+        traces.append({
+            "type": "scatter", "x": [a.window_start for a in mine], "y": [a.score for a in mine], "name": detector,
+            "mode": "markers",
+            "marker": {"size": [SIZES.get(a.severity, 10) for a in mine], "color": PALETTE[index % 12],
+                       "line": {"width": 1, "color": [SEVERITY_COLORS.get(a.severity, "#fff") for a in mine]}},
+            "customdata": [str(a.anomaly_id) for a in mine],
+            "text": [f"{a.entity_type} {a.entity_value}<br>{a.severity} · "
+                     f"{(a.explanation or {}).get('summary', '')[:80]}" for a in mine],
+            "hovertemplate": "%{text}<br>score %{y:.2f} · %{x|%d %b %H:%M}<extra>" + detector + "</extra>",
+        })
+    fig = figure(traces, yaxis={"range": [0, 1.05], "title": {"text": "score", "font": {"size": 11}},
+                                "rangemode": "normal"},
+                 xaxis={"range": [rc.start, rc.end], "type": "date"})
+    top = found[:5]
+    return html.Div([
+        html.Div(graph(fig, ids.anomaly_graph(rc.aio_id)), className="aw-grow"),
+        html.Ul([html.Li(html.Button(
+            [html.Span(f"{a.score:.2f}", className=f"aw-sev aw-sev-{a.severity}"),
+             f" {a.entity_value} — {(a.explanation or {}).get('summary') or a.detector}"],
+            id=ids.anomaly_row(str(a.anomaly_id)), n_clicks=0, className="aw-linkish"))
+            for a in top], className="aw-anomaly-list"),
+    ], className="aw-col")
+
+
+def _table(title: str, values: Any) -> html.Div | None:
+    if not isinstance(values, dict) or not values:
+        return None
+    return html.Div([html.H4(title), html.Table(html.Tbody([
+        html.Tr([html.Th(str(k)), html.Td(str(v))]) for k, v in values.items()]), className="aw-table")])
+
+
+def explanation(anomaly: wq.Anomaly | None) -> html.Div:
+    """The modal body: summary, observed vs expected, feature contributions, the sample events."""
+    if anomaly is None:
+        return html.Div("This anomaly no longer exists (it was re-scored or expired).")
+    info = anomaly.explanation or {}
+    features = info.get("features") or []
+    entity_kind = "ip" if anomaly.entity_type == "source_ip" else "user"
+    entity_value = anomaly.entity_value.split("|")[0] if anomaly.entity_type == "user_ip" else anomaly.entity_value
+    return html.Div([
+        html.H3([html.Span(f"{anomaly.score:.2f}", className=f"aw-sev aw-sev-{anomaly.severity}"),
+                 f" {anomaly.detector} · {anomaly.entity_type} {anomaly.entity_value}"]),
+        html.P(info.get("summary") or "The detector gave no summary.", className="aw-summary"),
+        html.P(f"Window {anomaly.window_start:%Y-%m-%d %H:%M} – {anomaly.window_end:%H:%M} UTC · severity "
+               f"{anomaly.severity} · detector version {anomaly.detector_version}", className="aw-note"),
+        html.Div([_table("Observed", info.get("observed")), _table("Expected", info.get("expected"))],
+                 className="aw-two"),
+        html.Div([html.H4("What contributed"), html.Table(html.Tbody([
+            html.Tr([html.Th(str(f.get("name"))), html.Td(str(f.get("value"))),
+                     html.Td(f"{f.get('contribution', 0):+.2f}" if isinstance(f.get("contribution"), int | float)
+                             else "", className="num")])
+            for f in features if isinstance(f, dict)]), className="aw-table")]) if features else None,
+        html.Div([
+            dcc.Link(f"Open {entity_kind} {entity_value} →", href=f"/dashboard/entity?kind={entity_kind}&value="
+                     f"{entity_value}", className="aw-button"),
+            dcc.Link("Events in this window →", className="aw-button", href=search_href(
+                start_time=anomaly.window_start.isoformat(), end_time=anomaly.window_end.isoformat(),
+                **({"source_ip": entity_value} if entity_kind == "ip" else {"user_id": entity_value}))),
+        ], className="aw-actions"),
+        html.Div([html.H4("Sample events"), html.Ul([
+            html.Li(dcc.Link(str(e), href=search_href(event_id=str(e)))) for e in anomaly.sample_event_ids[:20]])])
+        if anomaly.sample_event_ids else None,
+    ], className="aw-explanation")

@@ -1,0 +1,216 @@
+"""Aggregates the dashboard widgets show, read from rollups (and short raw windows only)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from storage.timescale.rollups import SeriesQuery, series
+
+# Raw-event aggregates (countries, ingest lag) never look further back than this.
+RAW_WINDOW_CAP = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The cross-filter the rollups can honour (event type, outcome, user, IP/CIDR)."""
+
+    event_type: str | None = None
+    outcome: str | None = None
+    user_id: str | None = None
+    source_ip: str | None = None
+
+    def series_query(self, start: datetime, end: datetime, interval: str, group_by: tuple[str, ...],
+                     *, event_types: tuple[str, ...] = (), outcome: str | None = None) -> SeriesQuery:
+        types = (self.event_type,) if self.event_type else event_types
+        if self.event_type and event_types and self.event_type not in event_types:
+            types = ("-",)  # no event type is named "-": the widget's type filter and the cross-filter exclude each other
+        return SeriesQuery(start=start, end=end, interval=interval, group_by=group_by, event_types=types,
+                           outcome=self.outcome or outcome, user_id=self.user_id, source_ip=self.source_ip)
+
+
+def interval_for(start: datetime, end: datetime) -> str:
+    """Minute buckets up to six hours, hourly beyond: a chart never needs more than ~400 points."""
+    return "1m" if end - start <= timedelta(hours=6) else "1h"
+
+
+def event_series(pool: ConnectionPool, start: datetime, end: datetime, group_by: tuple[str, ...],
+                 filters: Filters = Filters(), *, event_types: tuple[str, ...] = (),
+                 outcome: str | None = None, interval: str | None = None) -> pl.DataFrame:
+    """Counts per bucket grouped by ``group_by``, from the rollups."""
+    return series(pool, filters.series_query(start, end, interval or interval_for(start, end), group_by,
+                                             event_types=event_types, outcome=outcome))
+
+
+def _exact_parts(start: datetime, end: datetime) -> list[tuple[datetime, datetime, str]]:
+    """[start, end) as minute-bucket edges around whole hours, so a count over a range is exact to the minute.
+
+    A series rounds its start down to a whole bucket, and an hourly bucket may run past ``end``;
+    a chart wants that, a count of "events in the last 24 hours" does not.
+    """
+    hour = timedelta(hours=1)
+    first_hour = start.replace(minute=0, second=0, microsecond=0)
+    if first_hour < start:
+        first_hour += hour
+    last_hour = end.replace(minute=0, second=0, microsecond=0)
+    if end - start <= timedelta(hours=6) or first_hour >= last_hour:
+        return [(start, end, "1m")]
+    parts = [(first_hour, last_hour, "1h")]
+    if start < first_hour:
+        parts.insert(0, (start, first_hour, "1m"))
+    if last_hour < end:
+        parts.append((last_hour, end, "1m"))
+    return parts
+
+
+def total(pool: ConnectionPool, start: datetime, end: datetime, filters: Filters = Filters(), *,
+          event_types: tuple[str, ...] = (), outcome: str | None = None) -> int:
+    """How many events in [start, end) (to the minute), from the rollups."""
+    count = 0
+    for low, high, interval in _exact_parts(start, end):
+        frame = event_series(pool, low, high, (), filters, event_types=event_types, outcome=outcome,
+                             interval=interval)
+        count += int(frame["events"].sum()) if frame.height else 0
+    return count
+
+
+def top_values(pool: ConnectionPool, dimension: str, start: datetime, end: datetime,
+               filters: Filters = Filters(), *, event_types: tuple[str, ...] = (), outcome: str | None = None,
+               limit: int = 10) -> pl.DataFrame:
+    """The ``limit`` most frequent values of ``dimension`` (user_id, source_ip, ...) in [start, end), with counts."""
+    frames = [event_series(pool, low, high, (dimension,), filters, event_types=event_types, outcome=outcome,
+                           interval=interval) for low, high, interval in _exact_parts(start, end)]
+    frame = pl.concat([f.select(dimension, "events") for f in frames])
+    if not frame.height:
+        return pl.DataFrame(schema={dimension: pl.String, "events": pl.Int64})
+    return (frame.group_by(dimension).agg(pl.col("events").sum())
+            .sort(["events", dimension], descending=[True, False]).head(limit))
+
+
+def hour_of_week(pool: ConnectionPool, start: datetime, end: datetime, filters: Filters = Filters(), *,
+                 event_types: tuple[str, ...] = (), outcome: str | None = None) -> pl.DataFrame:
+    """Events per (weekday 1=Mon..7, hour 0..23) in UTC, from the hourly rollup."""
+    frame = event_series(pool, start, end, (), filters, event_types=event_types, outcome=outcome, interval="1h")
+    schema = {"weekday": pl.Int8, "hour": pl.Int8, "events": pl.Int64}
+    if not frame.height:
+        return pl.DataFrame(schema=schema)
+    return (frame.with_columns(weekday=pl.col("bucket").dt.weekday().cast(pl.Int8),
+                               hour=pl.col("bucket").dt.hour().cast(pl.Int8))
+            .group_by("weekday", "hour").agg(pl.col("events").sum()).sort("weekday", "hour"))
+
+
+_COUNTRIES = sql.SQL("""
+    SELECT coalesce(source_country, 'unknown') AS country, count(*) AS events,
+           count(*) FILTER (WHERE outcome = 'failure') AS failures
+    FROM audit_events WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s {extra}
+    GROUP BY 1 ORDER BY 2 DESC LIMIT %(limit)s
+""")
+
+
+def countries(pool: ConnectionPool, start: datetime, end: datetime, filters: Filters = Filters(), *,
+              limit: int = 20) -> tuple[pl.DataFrame, datetime]:
+    """Events and failures per source country; the rollups keep no country, so the window is capped.
+
+    Returns the frame and the start actually used (at most RAW_WINDOW_CAP before ``end``).
+    """
+    start = max(start, end - RAW_WINDOW_CAP)
+    extra: list[sql.Composable] = []
+    params: dict[str, Any] = {"start": start, "end": end, "limit": limit}
+    for column, value in (("event_type", filters.event_type), ("outcome", filters.outcome),
+                          ("user_id", filters.user_id)):
+        if value:
+            extra.append(sql.SQL("AND {} = %({})s").format(sql.Identifier(column), sql.SQL(column)))
+            params[column] = value
+    if filters.source_ip:
+        extra.append(sql.SQL("AND source_ip <<= %(source_ip)s::inet"))
+        params["source_ip"] = filters.source_ip
+    with pool.connection() as conn:
+        rows = conn.execute(_COUNTRIES.format(extra=sql.SQL(" ").join(extra)), params).fetchall()
+    frame = pl.DataFrame(rows, schema={"country": pl.String, "events": pl.Int64, "failures": pl.Int64},
+                         orient="row")
+    return frame, start
+
+
+@dataclass(frozen=True)
+class IngestLag:
+    events: int  # events received in the window
+    p50_seconds: float | None
+    p95_seconds: float | None
+    newest: datetime | None  # timestamp of the newest event received
+
+
+def ingest_lag(pool: ConnectionPool, *, now: datetime, window: timedelta = timedelta(minutes=5)) -> IngestLag:
+    """How far behind real time events arrive (received_at - timestamp) over a short recent window."""
+    with pool.connection() as conn:
+        row = conn.execute(
+            """SELECT count(*),
+                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - "timestamp")),
+                      percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - "timestamp")),
+                      max("timestamp")
+               FROM audit_events WHERE "timestamp" >= %s AND "timestamp" < %s""",
+            (now - window, now + timedelta(minutes=5)),
+        ).fetchone()
+    return IngestLag(row[0], row[1], row[2], row[3])
+
+
+# -- anomalies (the 0007 contract) -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Anomaly:
+    anomaly_id: uuid.UUID
+    detector: str
+    detector_version: str
+    entity_type: str
+    entity_value: str
+    window_start: datetime
+    window_end: datetime
+    score: float
+    severity: str
+    explanation: dict[str, Any]
+    sample_event_ids: tuple[uuid.UUID, ...]
+    detected_at: datetime
+
+
+_ANOMALY_COLUMNS = sql.SQL("anomaly_id, detector, detector_version, entity_type, entity_value, window_start, "
+                           "window_end, score, severity, explanation, sample_event_ids, detected_at")
+
+
+def _anomaly(row: tuple) -> Anomaly:
+    return Anomaly(*row[:10], tuple(row[10] or ()), row[11])
+
+
+def anomalies(pool: ConnectionPool, start: datetime, end: datetime, *, entity_type: str | None = None,
+              entity_value: str | None = None, min_score: float = 0.0, limit: int = 500) -> list[Anomaly]:
+    """Anomalies whose window starts in [start, end), highest score first."""
+    clauses = [sql.SQL("window_start >= %s AND window_start < %s AND score >= %s")]
+    params: list[Any] = [start, end, min_score]
+    if entity_value is not None:
+        clauses.append(sql.SQL("entity_value = %s"))
+        params.append(entity_value)
+    if entity_type is not None:
+        clauses.append(sql.SQL("entity_type = %s"))
+        params.append(entity_type)
+    statement = sql.SQL("SELECT {} FROM anomalies WHERE {} ORDER BY score DESC, window_start DESC LIMIT %s").format(
+        _ANOMALY_COLUMNS, sql.SQL(" AND ").join(clauses))
+    with pool.connection() as conn:
+        rows = conn.execute(statement, [*params, limit]).fetchall()
+    return [_anomaly(r) for r in rows]
+
+
+def anomaly(pool: ConnectionPool, anomaly_id: uuid.UUID) -> Anomaly | None:
+    with pool.connection() as conn:
+        row = conn.execute(sql.SQL("SELECT {} FROM anomalies WHERE anomaly_id = %s LIMIT 1").format(_ANOMALY_COLUMNS),
+                           (anomaly_id,)).fetchone()
+    return _anomaly(row) if row else None
+
+
+def anomaly_count(pool: ConnectionPool, since: datetime, until: datetime) -> int:
+    with pool.connection() as conn:
+        return conn.execute("SELECT count(*) FROM anomalies WHERE window_start >= %s AND window_start < %s",
+                            (since, until)).fetchone()[0]

@@ -1,0 +1,92 @@
+"""Widget aggregates: rollups and raw tail agree with the raw events; raw windows are capped."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from storage.events import Outcome
+from storage.timescale import rollups
+from storage.timescale import widgets_queries as wq
+from storage.timescale.writer import EventWriter
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+@pytest.fixture
+def events(pool, make_event):
+    """Two days of events; failures concentrated on one user and IP; half before the rollup watermark."""
+    made = []
+    for i in range(400):
+        made.append(make_event(
+            timestamp=NOW - timedelta(minutes=7 * i + 1), user_id="mallory" if i % 5 == 0 else f"user{i % 4}",
+            event_type=("user_login", "file_download")[i % 2],
+            outcome=Outcome.FAILURE if i % 5 == 0 else Outcome.SUCCESS,
+            source_ip="203.0.113.9" if i % 5 == 0 else f"10.0.0.{i % 3 + 1}",
+            source_country="US" if i % 5 == 0 else "GB",
+            received_at=NOW - timedelta(minutes=7 * i + 1) + timedelta(seconds=2)))
+    EventWriter(pool).write(made)
+    rollups.refresh(pool, now=NOW - timedelta(hours=12))
+    return made
+
+
+def test_totals_and_top_values_match_the_raw_events(pool, events):
+    start = NOW - timedelta(hours=30)
+    in_range = [e for e in events if e.timestamp >= start]
+    assert wq.total(pool, start, NOW) == len(in_range)
+    top = wq.top_values(pool, "user_id", start, NOW, outcome="failure", limit=3)
+    assert top.rows() == [("mallory", sum(1 for e in in_range if e.outcome == Outcome.FAILURE))]
+    by_ip = wq.top_values(pool, "source_ip", start, NOW, limit=2)
+    assert by_ip.height == 2 and by_ip["events"].to_list() == sorted(by_ip["events"].to_list(), reverse=True)
+    # The cross-filter narrows; a widget's own type filter and the cross-filter can exclude each other.
+    only = wq.Filters(user_id="mallory")
+    assert wq.total(pool, start, NOW, only) == sum(1 for e in in_range if e.user_id == "mallory")
+    assert wq.total(pool, start, NOW, wq.Filters(event_type="user_login"), event_types=("file_download",)) == 0
+
+
+def test_hour_of_week_buckets_by_weekday_and_hour(pool, events):
+    start = NOW - timedelta(days=3)
+    frame = wq.hour_of_week(pool, start, NOW)
+    assert int(frame["events"].sum()) == sum(1 for e in events if e.timestamp >= start.replace(minute=0))
+    expected = {}
+    for e in events:
+        key = (e.timestamp.isoweekday(), e.timestamp.hour)
+        expected[key] = expected.get(key, 0) + 1
+    assert {(w, h): n for w, h, n in frame.iter_rows()} == expected
+
+
+def test_countries_read_at_most_a_day_of_raw_events(pool, events):
+    frame, used = wq.countries(pool, NOW - timedelta(days=30), NOW)
+    assert used == NOW - wq.RAW_WINDOW_CAP
+    day = [e for e in events if e.timestamp >= used]
+    assert dict((c, n) for c, n, _ in frame.iter_rows()) == {
+        "US": sum(1 for e in day if e.source_country == "US"), "GB": sum(1 for e in day if e.source_country == "GB")}
+    assert dict((c, f) for c, _, f in frame.iter_rows())["US"] == sum(1 for e in day if e.source_country == "US")
+
+
+def test_ingest_lag_over_the_recent_window(pool, events):
+    lag = wq.ingest_lag(pool, now=NOW)
+    assert lag.events == 1 and lag.p95_seconds == pytest.approx(2.0)
+    assert wq.ingest_lag(pool, now=NOW + timedelta(days=1)).events == 0
+
+
+def test_anomalies_are_read_in_the_0007_shape(pool, db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for score, entity in ((0.9, "mallory"), (0.4, "bob")):
+            conn.execute(
+                "INSERT INTO anomalies (detector, detector_version, entity_type, entity_value, window_start, "
+                "window_end, score, severity, explanation, sample_event_ids) VALUES "
+                "('volume', '3', 'user', %s, %s, %s, %s, 'high', %s, %s)",
+                (entity, NOW - timedelta(hours=1), NOW, score, Jsonb({"summary": f"{entity} is odd"}),
+                 [uuid.uuid4()]))
+    found = wq.anomalies(pool, NOW - timedelta(days=1), NOW)
+    assert [a.entity_value for a in found] == ["mallory", "bob"]
+    assert found[0].explanation["summary"] == "mallory is odd" and len(found[0].sample_event_ids) == 1
+    assert [a.entity_value for a in wq.anomalies(pool, NOW - timedelta(days=1), NOW, min_score=0.5)] == ["mallory"]
+    assert [a.entity_value for a in wq.anomalies(pool, NOW - timedelta(days=1), NOW, entity_value="bob")] == ["bob"]
+    assert wq.anomaly(pool, found[1].anomaly_id) == found[1]
+    assert wq.anomaly_count(pool, NOW - timedelta(days=1), NOW) == 2
