@@ -80,17 +80,22 @@ def insert_anomaly(conn: psycopg.Connection, now: datetime, *, entity: str = "ma
 def seeded(server_url: str, template_db: str) -> Iterator[Seeded]:
     """One seeded database per test module, rollups refreshed, one anomaly scored."""
     with fresh_database(server_url, template_db) as url:
-        now = datetime.now(UTC)
-        events = seed_events(now)
-        pool = db.open_pool(url, min_size=1, max_size=4, name="dashboard-seed")
-        try:
-            EventWriter(pool).write(events)
-            rollups.refresh(pool, now=now - timedelta(minutes=5))  # leave a raw tail, as in production
-        finally:
-            pool.close()
-        with psycopg.connect(url, autocommit=True) as conn:
-            anomaly_id = insert_anomaly(conn, now, sample=[e.event_id for e in events if e.user_id == "mallory"][:3])
-        yield Seeded(url=url, now=now, events=events, anomaly_id=anomaly_id)
+        yield seed_database(url)
+
+
+def seed_database(url: str) -> Seeded:
+    """The seeded day, its rollups (leaving a raw tail, as in production) and one scored anomaly."""
+    now = datetime.now(UTC)
+    events = seed_events(now)
+    pool = db.open_pool(url, min_size=1, max_size=4, name="dashboard-seed")
+    try:
+        EventWriter(pool).write(events)
+        rollups.refresh(pool, now=now - timedelta(minutes=5))
+    finally:
+        pool.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        anomaly_id = insert_anomaly(conn, now, sample=[e.event_id for e in events if e.user_id == "mallory"][:3])
+    return Seeded(url=url, now=now, events=events, anomaly_id=anomaly_id)
 
 
 @pytest.fixture(scope="session")

@@ -7,16 +7,25 @@ fire at least one alert; then viewers see it and admins acknowledge and silence 
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 actions = pytest.importorskip("alerts.actions")
 
+from apscheduler.util import ref_to_obj  # noqa: E402
+
 from auditwatch import worker  # noqa: E402
-from storage.timescale import db  # noqa: E402
+from auditwatch.settings import load  # noqa: E402
+from storage.auth import Role  # noqa: E402
+from storage.events import EventRecord, Outcome  # noqa: E402
+from storage.timescale import catalog, db  # noqa: E402
+from storage.timescale.writer import EventWriter  # noqa: E402
+from tests.conftest import fresh_database, start_server  # noqa: E402
 from tests.dashboard import alert_feed_scenario  # noqa: E402
+from tests.dashboard.conftest import seed_database  # noqa: E402
 
 
 def test_the_contract_the_feed_relies_on():
@@ -30,16 +39,49 @@ def test_the_contract_the_feed_relies_on():
         inspect.signature(actions.create_silence).parameters)
 
 
+# This module gets its own seeded database and server: the fresh burst below must not change the counts
+# that the other dashboard modules assert on their shared, session-wide one.
 @pytest.fixture(scope="module")
-def fired(seeded):
-    """Run every alerts job once over the seeded burst; the title of an alert it fired."""
+def seeded(server_url, template_db):
+    with fresh_database(server_url, template_db) as url:
+        yield seed_database(url)
+
+
+@pytest.fixture(scope="module")
+def keys(seeded):
+    pool = db.open_pool(seeded.url, min_size=1, max_size=2, name="alert-feed-keys")
+    try:
+        return {role.value: catalog.create_key(pool, f"dash-{role.value}", role, "tests")[1] for role in Role}
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="module")
+def live(seeded, keys, tmp_path_factory):
+    server = start_server(seeded.url, tmp_path_factory.mktemp("alert-feed-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def fired(seeded, tmp_path_factory):
+    """Run the worker's alerts jobs once, as it schedules them, over the seeded data; a fired alert's title."""
+    settings = load(config_file=None, environ={}, overrides={
+        "database_url": seeded.url, "data_dir": str(tmp_path_factory.mktemp("alert-feed"))})
     pool = db.open_pool(seeded.url, min_size=1, max_size=4, name="alert-feed")
     try:
-        jobs = [target for _, target, *_ in worker.JOBS if target.startswith("alerts.")]
+        # A burst happening now: 12 failed logins for one user in the last half minute.
+        now = datetime.now(UTC)
+        EventWriter(pool).write([EventRecord(
+            event_id=uuid.uuid4(), timestamp=now - timedelta(seconds=30 - 2 * i), received_at=now,
+            event_type="user_login", user_id="mallory", outcome=Outcome.FAILURE, source_ip="203.0.113.66")
+            for i in range(12)])
+        jobs = [job for job in worker.build_scheduler(pool, settings).get_jobs() if job.id.startswith("alerts_")]
         assert jobs, "auditwatch.worker.JOBS has no alerts job to evaluate the rules"
-        for target in jobs:
-            module, name = target.split(":")
-            getattr(importlib.import_module(module), name)(pool)
+        for job in jobs:
+            ref_to_obj(job.func_ref)(**job.kwargs)
         found = actions.list_alerts(pool, states=["firing", "pending"])
         assert found, "no alert fired for a 60-failure login burst from one IP; check the default rules"
         return found[0].title
