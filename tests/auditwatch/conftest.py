@@ -6,6 +6,7 @@ module one fresh database and app, so a parametrized matrix does not pay for a d
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,9 +15,11 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from auditwatch import settings as settings_mod
 from auditwatch.app import create_app
+from auditwatch.cli import main
 from auditwatch.services import Services
 from storage.auth import Role
 from storage.timescale import catalog
@@ -133,3 +136,19 @@ def role_keys(shared_services) -> dict[Role, dict[str, str]]:
 def shared_conn(shared_db_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(shared_db_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def run(db_url, tmp_path, monkeypatch):
+    """Invoke the CLI against the test database, with a clean environment and cwd (no keys configured)."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("AUDITWATCH_"):
+            monkeypatch.delenv(name)
+    env = {"AUDITWATCH_DATABASE_URL": db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
+
+    def invoke(*args: str, input: str | None = None):
+        return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    invoke.env = env
+    return invoke

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
 
-from auditwatch.cli import main
 from storage.auth import Role
 from storage.cold.store import ColdStore
 from storage.timescale import archive, legal_hold, queries, self_audit
@@ -135,40 +132,28 @@ def test_per_type_cold_retention_is_a_retention_setting(client, make_key):
 
 # -- the CLI ----------------------------------------------------------------------------------------
 
-@pytest.fixture
-def cli(db_url, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("AUDITWATCH_"):
-            monkeypatch.delenv(name)
-    env = {"AUDITWATCH_DATABASE_URL": db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return invoke
 
 
-def test_cli_archive_run_status_and_retention_dry_run(cli, services, tmp_path):
+def test_cli_archive_run_status_and_retention_dry_run(run, services, tmp_path):
     rng = random.Random(2)
     write(services.pool, [event(NOW - timedelta(days=100, hours=i), rng=rng) for i in range(6)])
-    result = cli("archive", "run")
+    result = run("archive", "run")
     assert result.exit_code == 0, result.output
     assert "archived 1 chunk(s), 6 rows in 1 file(s)" in result.output
-    status = cli("archive", "status")
+    status = run("archive", "status")
     assert status.exit_code == 0 and "live files:     1 (6 rows" in status.output
     store = ColdStore(tmp_path / "data" / "archive")
     assert [store.exists(f.path) for f in archive.list_files(services.pool)] == [True]
-    dry = cli("retention", "run", "--dry-run")
+    dry = run("retention", "run", "--dry-run")
     assert dry.exit_code == 0 and "nothing has outlived its retention" in dry.output
-    real = cli("retention", "run")
+    real = run("retention", "run")
     assert real.exit_code == 0 and "0 rows removed" in real.output
 
 
-def test_cli_legal_holds_and_their_bad_input(cli):
-    placed = cli("legal-hold", "add", "--user", "alice", "--start", "2024-01-01T00:00:00Z", "--reason", "LIT-7")
+def test_cli_legal_holds_and_their_bad_input(run):
+    placed = run("legal-hold", "add", "--user", "alice", "--start", "2024-01-01T00:00:00Z", "--reason", "LIT-7")
     assert placed.exit_code == 0 and "placed legal hold 1: time [2024-01-01T00:00:00+00:00" in placed.output
-    listed = cli("legal-hold", "list")
+    listed = run("legal-hold", "list")
     assert "user alice" in listed.output and "LIT-7" in listed.output
     for args, message in [
         (("legal-hold", "add", "--reason", "r"), "hold on nothing"),
@@ -179,10 +164,10 @@ def test_cli_legal_holds_and_their_bad_input(cli):
         (("legal-hold", "release", "77", "--reason", "r"), "no legal hold has id 77"),
         (("legal-hold", "release", "x", "--reason", "r"), "not a valid integer"),
     ]:
-        result = cli(*args)
+        result = run(*args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
-    released = cli("legal-hold", "release", "1", "--reason", "settled")
+    released = run("legal-hold", "release", "1", "--reason", "settled")
     assert released.exit_code == 0 and "released legal hold 1" in released.output
-    again = cli("legal-hold", "release", "1", "--reason", "settled")
+    again = run("legal-hold", "release", "1", "--reason", "settled")
     assert again.exit_code == 2 and "already released" in again.output

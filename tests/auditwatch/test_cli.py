@@ -11,28 +11,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import requests
-from click.testing import CliRunner
 
-from auditwatch.cli import main
 from storage.timescale import migrations
 from tests.conftest import free_port
-
-
-@pytest.fixture
-def run(db_url, tmp_path, monkeypatch):
-    """Invoke the CLI against the test database, with a clean environment and cwd."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("AUDITWATCH_"):
-            monkeypatch.delenv(name)
-    env = {"AUDITWATCH_DATABASE_URL": db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
-
-    def invoke(*args: str, input: str | None = None):
-        return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
-
-    return invoke
 
 
 def test_db_status_reports_versions_edition_and_schema(run):

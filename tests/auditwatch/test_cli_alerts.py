@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from click.testing import CliRunner
-
-from auditwatch.cli import main
 from storage.events import EventRecord, Outcome
 from storage.timescale import db, rollups
 from storage.timescale.writer import EventWriter
-
-
-@pytest.fixture
-def run(db_url, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("AUDITWATCH_"):
-            monkeypatch.delenv(name)
-    env = {"AUDITWATCH_DATABASE_URL": db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return invoke
 
 
 def test_rules_validate_and_list(run, tmp_path):

@@ -9,28 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from auditwatch.cli import main
 from tests.auditwatch.conftest import event
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-def run(db_url, tmp_path, monkeypatch):
-    """Invoke the CLI against the test database with a clean environment; no signing key configured."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("AUDITWATCH_"):
-            monkeypatch.delenv(name)
-    env = {"AUDITWATCH_DATABASE_URL": db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    invoke.env = env
-    return invoke
 
 
 def test_api_traffic_verifies_clean_and_tampering_is_reported_with_where(run, client, make_key, users, conn,

@@ -8,27 +8,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
 
-from auditwatch.cli import main
 from auditwatch.seed import demo_labels, seed_demo
 from ingest.demo import DemoTraffic
 from storage.dataapi import connect
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-def run(db_url, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("AUDITWATCH_"):
-            monkeypatch.delenv(name)
-    env = {"AUDITWATCH_DATABASE_URL": db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return invoke
 
 
 def test_seed_demo_stores_the_generator_events_and_names_the_incidents(run, db_url):
