@@ -75,10 +75,15 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
         queue_lines=s.syslog_queue_lines, max_connections=s.syslog_max_connections), ingestor)
     path = "JetStream bus" if services.bus else "database"
 
+    last: list[str] = []
+
     def report(stats) -> None:
-        click.echo(f"syslog {stats.ports} → {path}: received {stats.received}, stored {ingestor.totals['created']}, "
-                   f"duplicates {ingestor.totals['duplicate']}, refused {ingestor.totals['rejected']}, "
-                   f"dropped (UDP, queue full) {stats.dropped}, oversized {stats.oversized}", err=True)
+        line = (f"syslog {stats.ports} → {path}: received {stats.received}, stored {ingestor.totals['created']}, "
+                f"duplicates {ingestor.totals['duplicate']}, refused {ingestor.totals['rejected']}, "
+                f"dropped (UDP, queue full) {stats.dropped}, oversized {stats.oversized}")
+        if last != [line]:  # progress when something moved, not the same line every few seconds
+            click.echo(line, err=True)
+            last[:] = [line]
 
     try:
         run_forever(listener, report=report)

@@ -41,6 +41,10 @@ JOBS = (
 )
 # Jobs that must run once across all workers: only on the holder of the analytics advisory lock.
 LEADER_JOBS = frozenset({"score_anomalies", "refit_detectors"})
+# Scoring fits any missing model itself at start; the scheduled refit comes a little later, so that it does not
+# race that first fit and learns from what arrived meanwhile (on `up`, the demo's day of history).
+DELAYED_JOBS = frozenset({"refit_detectors"})
+FIRST_REFIT_DELAY = timedelta(minutes=3)
 
 
 def cold_kwargs(settings: Settings) -> dict:
@@ -94,8 +98,9 @@ def build_scheduler(pool, settings: Settings | None = None, leader: AdvisoryLead
             kwargs["leader"] = leader
         if isinstance(seconds, str):  # a setting's name
             seconds = getattr(settings, seconds)
-        scheduler.add_job(func, "interval", seconds=seconds, id=job_id, kwargs=kwargs,
-                          next_run_time=datetime.now(UTC))
+        first = datetime.now(UTC) + (min(timedelta(seconds=seconds), FIRST_REFIT_DELAY) if job_id in DELAYED_JOBS
+                                     else timedelta(0))
+        scheduler.add_job(func, "interval", seconds=seconds, id=job_id, kwargs=kwargs, next_run_time=first)
     return scheduler
 
 
