@@ -9,6 +9,9 @@ from playwright.sync_api import Page, expect
 from tests.dashboard.conftest import SCREENSHOTS
 
 TIMEOUT = 15_000
+# Waiting for a page's widgets to draw: generous, since a cold server and browser on a loaded CI machine are
+# slow the first time; a passing run does not wait longer for it.
+DRAW_TIMEOUT = 60_000
 
 
 def sign_in(page: Page, base: str, key: str, path: str = "/dashboard/") -> None:
@@ -31,7 +34,7 @@ def wait_for_widgets(page: Page, count: int | None = None) -> None:
                 if (body.querySelector('.aw-graph') && !graph) return false;
             }
             return true;
-        }""", arg=count, timeout=TIMEOUT)
+        }""", arg=count, timeout=DRAW_TIMEOUT)
 
 
 def card(page: Page, widget_id: str):

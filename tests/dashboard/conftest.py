@@ -117,7 +117,9 @@ def live(seeded: Seeded, keys, tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in this thread while it is open, which
+# would break asyncio.run() in the test modules that come after the dashboard's.
+@pytest.fixture(scope="package")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
