@@ -23,12 +23,13 @@ import psycopg
 import pytest
 import requests
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from auditwatch import settings as settings_mod
 from auditwatch.app import create_app
 from auditwatch.services import Services
 from storage.auth import Role
-from storage.timescale import catalog, migrations
+from storage.timescale import catalog, db, migrations
 from storage.timescale.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,16 @@ def empty_db_url(server_url: str) -> Iterator[str]:
         yield _url_with_db(server_url, name)
     finally:
         _drop(server_url, name)
+
+
+@pytest.fixture
+def pool(db_url: str) -> Iterator[ConnectionPool]:
+    """A connection pool on this test's fresh database."""
+    connections = db.open_pool(db_url, min_size=1, max_size=8, name="tests")
+    try:
+        yield connections
+    finally:
+        connections.close()
 
 
 @pytest.fixture

@@ -16,21 +16,12 @@ from alerts.engine import AlertConfig, EvaluationResult
 from alerts.notifiers import Notifier, ReceiverSettings, build_notifiers
 from alerts.routing import load_routing
 from storage.events import EventRecord
-from storage.timescale import db
 from storage.timescale.writer import EventWriter
 from tests.alerts.fakes import FakePagerDuty, FakeSlack
 
 # A fixed clock: every event and evaluation time in these tests is relative to it.
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
-
-@pytest.fixture
-def pool(db_url: str) -> Iterator[ConnectionPool]:
-    connections = db.open_pool(db_url, min_size=1, max_size=6, name="alerts-tests")
-    try:
-        yield connections
-    finally:
-        connections.close()
 
 
 @pytest.fixture(scope="module")

@@ -53,16 +53,6 @@ def burst(start: datetime, user: str, n: int, *, seconds: float = 90, ip: str = 
 T0 = datetime(2024, 3, 12, 10, 0, tzinfo=UTC)  # after the small dataset, a Tuesday
 
 
-@pytest.fixture
-def pool(db_url: str):
-    from storage.timescale import db
-
-    connections = db.open_pool(db_url, min_size=1, max_size=4, name="analytics-tests")
-    try:
-        yield connections
-    finally:
-        connections.close()
-
 
 def records(frame_: pl.DataFrame) -> list:
     """EventRecords (what the writer stores) from an analytics events frame."""

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from psycopg_pool import ConnectionPool
 
 from storage.events import EventRecord, Outcome
-from storage.timescale import db
 
 # A fixed clock: every event time in these tests is relative to it.
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
-
-@pytest.fixture
-def pool(db_url: str) -> Iterator[ConnectionPool]:
-    connections = db.open_pool(db_url, min_size=1, max_size=8, name="storage-tests")
-    try:
-        yield connections
-    finally:
-        connections.close()
 
 
 @pytest.fixture
