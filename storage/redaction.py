@@ -1,4 +1,4 @@
-"""R9: sensitive metadata never reaches storage or logs.
+"""R9: sensitive metadata never reaches storage or logs (ingested events and the platform's own records).
 
 Values under sensitive keys are replaced, and strings that look like payment card
 numbers (13-19 digits, optionally grouped by spaces or dashes, passing Luhn) are masked
