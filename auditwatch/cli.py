@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from auditwatch.services import Services, database_url
 from auditwatch.settings import Settings, SettingsError
 from storage.auth import Role
 from storage.errors import StorageError
-from storage.events import EventRecord, Outcome
-from storage.timescale import catalog, db, migrations
+from storage.timescale import catalog, db, migrations, self_audit
 from storage.timescale.cluster import LocalCluster
 from storage.timescale.writer import EventWriter
 
@@ -308,10 +306,8 @@ def _whoami() -> str:
 
 def _audit_cli(pool, event_type: str, resource_id: str, metadata: dict) -> None:
     """CLI actions on keys and users are audited like their API twins."""
-    now = datetime.now(UTC)
-    EventWriter(pool).write([EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type=event_type,
-                                         user_id=f"cli:{_whoami()}", received_at=now, outcome=Outcome.SUCCESS,
-                                         source="auditwatch-cli", resource_id=resource_id, metadata=metadata)])
+    EventWriter(pool).write([self_audit.record(event_type, f"cli:{_whoami()}", now=datetime.now(UTC),
+                                               metadata=metadata, resource_id=resource_id, source="auditwatch-cli")])
 
 
 # -- users ------------------------------------------------------------------------------------------

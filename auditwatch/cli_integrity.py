@@ -17,7 +17,8 @@ from auditwatch.services import archive_root
 from storage.cold.store import ColdStore
 from storage.errors import StorageError
 from storage.integrity import checkpoints
-from storage.timescale import integrity
+from storage.timescale import sealing
+from storage.timescale import verify as verification  # this module's own `verify` is the command
 
 if TYPE_CHECKING:
     from auditwatch.cli import Context
@@ -107,8 +108,8 @@ def verify(ctx: Context, since: datetime | None, until: datetime | None, anchors
     pool = ctx.pool()
     progress = _Progress()
     try:
-        cold = integrity.cold_reader(pool, ColdStore(archive_root(ctx.settings)))
-        report = integrity.verify(pool, trusted_keys=trusted, since=since, until=until, anchors=exported,
+        cold = verification.cold_reader(pool, ColdStore(archive_root(ctx.settings)))
+        report = verification.verify(pool, trusted_keys=trusted, since=since, until=until, anchors=exported,
                                   progress=progress, cold=cold)
     except psycopg.errors.UndefinedTable as exc:
         raise click.ClickException(f"the database has no integrity tables ({exc.diag.message_primary}); "
@@ -153,7 +154,7 @@ def checkpoint(ctx: Context, force: bool) -> None:
     key = _signing_key(ctx)
     pool = ctx.pool()
     try:
-        cp = integrity.write_checkpoint(pool, key, now=datetime.now(UTC), force=force)
+        cp = sealing.write_checkpoint(pool, key, now=datetime.now(UTC), force=force)
     finally:
         pool.close()
     if cp is None:
@@ -170,7 +171,7 @@ def export_checkpoints(ctx: Context, path: str) -> None:
     """Write every signed checkpoint as JSON lines (`-` for stdout), to keep off this machine."""
     pool = ctx.pool()
     try:
-        found = integrity.list_checkpoints(pool)
+        found = sealing.list_checkpoints(pool)
     finally:
         pool.close()
     data = b"".join(cp.to_json_line() for cp in found)

@@ -32,5 +32,5 @@ def trusted_keys(settings: Settings, extra: tuple[str, ...] = ()) -> frozenset[b
 
 
 def checkpoint_job_kwargs(settings: Settings) -> dict:
-    """The worker's arguments for storage.timescale.integrity:checkpoint_job."""
+    """The worker's arguments for storage.timescale.sealing:checkpoint_job."""
     return {"key": signing_key(settings)}

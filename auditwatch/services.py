@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from ingest.validate import ValidationPolicy
 from storage.auth import ApiKey
 from storage.cold.store import ColdStore
 from storage.events import EventRecord, Outcome
-from storage.timescale import catalog, db
+from storage.timescale import catalog, db, self_audit
 from storage.timescale.cluster import LocalCluster
 from storage.timescale.writer import EventWriter, GroupCommitter
 
@@ -128,17 +127,6 @@ class Services:
                      outcome: Outcome = Outcome.SUCCESS, resource_id: str | None = None,
                      source_ip: str | None = None, user_agent: str | None = None) -> EventRecord:
         """The audit event for an action, not yet written."""
-        now = datetime.now(UTC)
-        return EventRecord(
-            event_id=uuid.uuid4(),
-            timestamp=now,
-            event_type=event_type,
-            user_id=principal,
-            received_at=now,
-            outcome=outcome,
-            source="auditwatch",
-            source_ip=source_ip,
-            resource_id=resource_id,
-            user_agent=user_agent,
-            metadata=self.pipeline.redact(metadata or {}),
-        )
+        return self_audit.record(event_type, principal, now=datetime.now(UTC), metadata=metadata, outcome=outcome,
+                                 resource_id=resource_id, source_ip=source_ip, user_agent=user_agent,
+                                 redact=self.pipeline.redact)

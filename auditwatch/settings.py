@@ -57,7 +57,7 @@ class Settings:
     max_query_limit: int = 1000
     max_export_rows: int = 5_000_000
 
-    # Tamper evidence (storage/timescale/integrity.py). With nothing configured, a signing key is
+    # Tamper evidence (storage/timescale/sealing.py, verify.py). With nothing configured, a signing key is
     # generated under data_dir/integrity/ (mode 0600) the first time a checkpoint is signed.
     integrity: bool = True  # seal every write into the hash chain; off only to measure its cost
     integrity_signing_key: str = ""  # base64 Ed25519 seed (prefer the environment); wins over the file

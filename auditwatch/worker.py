@@ -34,7 +34,7 @@ JOBS = (
     ("expire", "storage.timescale.retention:expire_job", "archive_interval_seconds", "auditwatch.worker:cold_kwargs"),
     ("score_anomalies", "analytics.jobs:score_job", "analytics_score_seconds", "auditwatch.worker:analytics_kwargs"),
     ("refit_detectors", "analytics.jobs:refit_job", "analytics_refit_seconds", "auditwatch.worker:analytics_kwargs"),
-    ("integrity_checkpoint", "storage.timescale.integrity:checkpoint_job", "integrity_checkpoint_seconds",
+    ("integrity_checkpoint", "storage.timescale.sealing:checkpoint_job", "integrity_checkpoint_seconds",
      "auditwatch.integrity:checkpoint_job_kwargs"),
     ("alerts_evaluate", "alerts.jobs:evaluate_rules", "alerts_eval_seconds", "auditwatch.alerting:evaluate_kwargs"),
     ("alerts_deliver", "alerts.jobs:deliver", "alerts_dispatch_seconds", "auditwatch.alerting:deliver_kwargs"),

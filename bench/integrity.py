@@ -28,7 +28,7 @@ from bench.ingest import N_USERS, event_json, http_batches
 from storage.auth import Role
 from storage.events import EventRecord, Outcome
 from storage.integrity import checkpoints
-from storage.timescale import catalog, db, integrity
+from storage.timescale import catalog, db, sealing, verify
 from storage.timescale.writer import EventWriter
 
 
@@ -133,12 +133,12 @@ def main() -> None:
 
         pool = db.open_pool(url, min_size=1, max_size=2)
         signer = checkpoints.generate()
-        integrity.write_checkpoint(pool, signer, now=datetime.now(UTC))
+        sealing.write_checkpoint(pool, signer, now=datetime.now(UTC))
         with pool.connection() as conn:
             sealed_rows = conn.execute("SELECT count(*) FROM audit_events WHERE batch_seq IS NOT NULL").fetchone()[0]
             conn.execute("DELETE FROM audit_events WHERE batch_seq IS NULL")  # the unsealed runs' rows
         started = time.perf_counter()
-        report = integrity.verify(pool, trusted_keys=[checkpoints.public_bytes(signer)])
+        report = verify.verify(pool, trusted_keys=[checkpoints.public_bytes(signer)])
         verify_s = time.perf_counter() - started
         pool.close()
 

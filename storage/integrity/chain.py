@@ -2,8 +2,8 @@
 
 The encoding is defined over what PostgreSQL STORES (see ``LEAF_CONTRACT``), never over Python
 values: a jsonb or inet round trip rewrites numbers, key order and addresses, so hashing what a
-client sent would raise false alarms. storage/timescale/integrity.py builds the same bytes in SQL;
-the tests hold the two equal.
+client sent would raise false alarms. storage/timescale/sealing.py builds the same bytes in SQL
+(``leaf_sql``); the tests hold the two equal.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from storage.cold.errors import ArchiveCorrupt
 from storage.cold.layout import DEFAULT_LAYOUT
 from storage.cold.schema import Column
 from storage.cold.store import ColdStore, Hook, _no_hook
-from storage.timescale import archive, integrity, legal_hold, self_audit
+from storage.timescale import archive, legal_hold, removals, self_audit
 from storage.timescale.archive import ARCHIVE_LOCK, ArchiveBusy, ArchiveFile, ArchiveResult
 from storage.timescale.self_audit import Auditor
 
@@ -180,7 +180,7 @@ def _delete(pool: ConnectionPool, store: ColdStore, action: FileAction, audit: A
             return False
         conn.execute("UPDATE log_archives SET state = 'expired', deleted_at = now() "
                      "WHERE archive_id = %s AND state = 'complete'", (action.file.archive_id,))
-        integrity.record_removal(conn, action.file.range_start, action.file.range_end, reason="retention",
+        removals.record_removal(conn, action.file.range_start, action.file.range_end, reason="retention",
                                  rows=action.file.rows or 0, removed_by="retention",
                                  archive_ref=action.file.path)
         self_audit.store(conn, audit("events_expired", _audit_metadata(action), action.file.path))
@@ -221,7 +221,7 @@ def _rewrite(pool: ConnectionPool, store: ColdStore, action: FileAction, remaini
                          (new_id,))
             conn.execute("UPDATE log_archives SET state = 'superseded', superseded_by = %s, deleted_at = now() "
                          "WHERE archive_id = %s AND state = 'complete'", (new_id, old.archive_id))
-            integrity.record_removal(conn, old.range_start, old.range_end, reason="retention",
+            removals.record_removal(conn, old.range_start, old.range_end, reason="retention",
                                      rows=(old.rows or 0) - kept.num_rows, removed_by="retention",
                                      archive_ref=old.path)
             self_audit.store(conn, audit("events_expired", _audit_metadata(

@@ -1,7 +1,10 @@
-"""Audit records of the platform's own storage actions (holds, archiving, retention).
+"""Audit records of the platform's own actions: the one builder, redacted by R9's rules, and their store.
 
-Each is written in the same transaction as the action it records, so there is never an action
-without its record, nor a record of an action that did not happen.
+Every self-audit record (reads, exports, key and config changes, erasures, holds, archiving,
+retention), whichever package the action happens in, is built by ``record`` so it carries the same
+fields and goes through the same redaction as an ingested event. Records of storage actions are
+stored with ``store`` in the same transaction as the action they record, so there is never an
+action without its record, nor a record of an action that did not happen.
 """
 
 from __future__ import annotations
@@ -14,22 +17,36 @@ from typing import Any
 import psycopg
 
 from storage.events import EventRecord, Outcome
+from storage.redaction import Redactor
 from storage.timescale.writer import insert_rows_sealed, row_of
 
 # (event_type, metadata, resource_id) -> the record to store
 Auditor = Callable[[str, dict[str, Any], str | None], EventRecord]
+# metadata -> metadata with sensitive values replaced (a Redactor's ``redact``)
+Redact = Callable[[dict[str, Any]], dict[str, Any]]
+
+_DEFAULT_REDACT: Redact = Redactor().redact
 
 
-def auditor(actor: str, clock: Callable[[], datetime], *, source: str = "auditwatch") -> Auditor:
+def record(event_type: str, actor: str, *, now: datetime, metadata: dict[str, Any] | None = None,
+           outcome: Outcome = Outcome.SUCCESS, resource_id: str | None = None, source_ip: str | None = None,
+           user_agent: str | None = None, source: str = "auditwatch", redact: Redact = _DEFAULT_REDACT) -> EventRecord:
+    """The audit record of an action by ``actor`` at ``now``, its metadata redacted (default: R9's keys;
+    pass the configured redactor's ``redact`` where settings add keys)."""
+    return EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type=event_type, user_id=actor, received_at=now,
+                       outcome=outcome, source=source, source_ip=source_ip, resource_id=resource_id,
+                       user_agent=user_agent, metadata=redact(metadata or {}))
+
+
+def auditor(actor: str, clock: Callable[[], datetime], *, source: str = "auditwatch",
+            redact: Redact = _DEFAULT_REDACT) -> Auditor:
     """Records attributed to ``actor`` (e.g. ``cli:alice`` or ``worker``), stamped by ``clock``."""
 
-    def record(event_type: str, metadata: dict[str, Any], resource_id: str | None) -> EventRecord:
-        now = clock()
-        return EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type=event_type, user_id=actor,
-                           received_at=now, outcome=Outcome.SUCCESS, source=source, resource_id=resource_id,
-                           metadata=metadata)
+    def build(event_type: str, metadata: dict[str, Any], resource_id: str | None) -> EventRecord:
+        return record(event_type, actor, now=clock(), metadata=metadata, resource_id=resource_id, source=source,
+                      redact=redact)
 
-    return record
+    return build
 
 
 def store(conn: psycopg.Connection, record: EventRecord) -> None:

@@ -25,7 +25,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from storage.events import COLUMNS, EventRecord
-from storage.timescale import integrity
+from storage.timescale import sealing
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class EventWriter:
     def __init__(self, pool: ConnectionPool, *, late_after: timedelta = LATE_AFTER, sealed: bool = True) -> None:
         self._pool = pool
         self._late_after = late_after
-        self._sealed = sealed  # tamper evidence (storage/timescale/integrity.py); off only to measure it
+        self._sealed = sealed  # tamper evidence (storage/timescale/sealing.py); off only to measure it
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
     def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
@@ -130,10 +130,10 @@ class EventWriter:
                 try:
                     with conn.cursor() as cur:
                         if self._sealed:
-                            batch, leaves = integrity.prepare_batch(
+                            batch, leaves = sealing.prepare_batch(
                                 cur, records, [orjson.dumps(r.metadata).decode() for r in records])
                             copy_rows(cur, _COPY_DIRECT_SEALED, [(*row, batch) for row in rows], _SEALED_TYPES)
-                            integrity.seal_prepared(cur, batch, records, leaves)
+                            sealing.seal_prepared(cur, batch, records, leaves)
                         else:
                             copy_rows(cur, _COPY_DIRECT, rows)
                     self._note_late(conn, records)
@@ -161,7 +161,7 @@ class EventWriter:
         with conn.cursor() as cur:
             copy_rows(cur, _COPY_STAGING, rows)
             if self._sealed:
-                inserted = integrity.insert_sealed(cur, _STAGING)
+                inserted = sealing.insert_sealed(cur, _STAGING)
             else:
                 cur.execute(_INSERT)
                 inserted = {(row[0], row[1]) for row in cur.fetchall()}
@@ -180,7 +180,7 @@ def insert_rows_sealed(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
     conn.execute(_CREATE_STAGING)
     with conn.cursor() as cur:
         copy_rows(cur, _COPY_STAGING, rows)
-        integrity.insert_sealed(cur, _STAGING)
+        sealing.insert_sealed(cur, _STAGING)
 
 
 def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:

@@ -122,7 +122,7 @@ def test_the_worker_signs_checkpoints_with_the_project_local_key(settings, servi
     from apscheduler.util import ref_to_obj
 
     from auditwatch.worker import build_scheduler
-    from storage.timescale import integrity
+    from storage.timescale import sealing
 
     scheduler = build_scheduler(services.pool, settings.replace(integrity_checkpoint_seconds=42))
     job = scheduler.get_job("integrity_checkpoint")
@@ -130,7 +130,7 @@ def test_the_worker_signs_checkpoints_with_the_project_local_key(settings, servi
     services.committer.write([services.audit_record("config_change", "tests")])
     ref_to_obj(job.func_ref)(**job.kwargs)
     ref_to_obj(job.func_ref)(**job.kwargs)  # nothing new sealed: no second checkpoint
-    (cp,) = integrity.list_checkpoints(services.pool)
+    (cp,) = sealing.list_checkpoints(services.pool)
     assert cp.chain_pos == 1 and cp.events == 1
     assert (Path(settings.data_dir) / "integrity" / "signing.key").stat().st_mode & 0o777 == 0o600
 

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from storage.errors import SigningKeyError
 from storage.integrity import chain, checkpoints
-from storage.timescale import erasure, integrity, migrations
+from storage.timescale import erasure, migrations, removals, sealing, verify
 from storage.timescale.writer import EventWriter, insert_rows, row_of
 from tests.conftest import _url_with_db
 from tests.storage.conftest import T0
@@ -35,8 +35,8 @@ def key():
 def check(pool, key):
     """Run verify with the test key trusted; returns the report."""
 
-    def run(**kwargs) -> integrity.VerifyReport:
-        return integrity.verify(pool, trusted_keys=[checkpoints.public_bytes(key)], **kwargs)
+    def run(**kwargs) -> verify.VerifyReport:
+        return verify.verify(pool, trusted_keys=[checkpoints.public_bytes(key)], **kwargs)
 
     return run
 
@@ -49,11 +49,11 @@ def sealed(pool, make_event, key):
         events = [make_event(user_id=f"u{b}{i}", metadata={"n": i, "batch": b}) for i in range(5)]
         assert EventWriter(pool).write(events) == [True] * 5
         batches.append(events)
-    assert integrity.write_checkpoint(pool, key, now=T0) is not None
+    assert sealing.write_checkpoint(pool, key, now=T0) is not None
     return batches
 
 
-def kinds(report: integrity.VerifyReport) -> set[str]:
+def kinds(report: verify.VerifyReport) -> set[str]:
     return {p.kind for p in report.problems}
 
 
@@ -87,7 +87,7 @@ def test_sql_leaf_equals_the_python_reproduction_from_the_parquet_contract(conn)
         'SELECT event_id::text AS event_id, "timestamp", event_type, user_id, outcome, source, '
         "source_ip::text AS source_ip, source_country, source_asn, user_agent, resource_id, "
         "metadata::text AS metadata, received_at, {leaf} AS leaf FROM audit_events ORDER BY \"timestamp\""
-    ).format(leaf=integrity.leaf_sql()))
+    ).format(leaf=sealing.leaf_sql()))
     names = [d.name for d in contract.description]
     rows = [dict(zip(names, r, strict=True)) for r in contract.fetchall()]
     assert len(rows) == len(AWKWARD_METADATA)
@@ -171,7 +171,7 @@ def test_writes_with_duplicates_concurrent_writers_and_erasure_verify_clean(pool
         return make_event(event_type="event_erased", user_id="apikey:dpo", resource_id=str(erased[0].event_id))
 
     assert len(erasure.erase_event(pool, first[7].event_id, audit)) == 1
-    integrity.write_checkpoint(pool, key, now=T0)
+    sealing.write_checkpoint(pool, key, now=T0)
 
     report = check()
     assert report.ok, report.problems
@@ -296,7 +296,7 @@ def test_truncating_the_newest_batches_is_caught_by_the_checkpoint(sealed, check
 
 
 def test_truncating_batches_and_deleting_checkpoints_is_caught_by_exported_anchors(sealed, pool, check, conn):
-    exported = [checkpoints.from_json_line(cp.to_json_line()) for cp in integrity.list_checkpoints(pool)]
+    exported = [checkpoints.from_json_line(cp.to_json_line()) for cp in sealing.list_checkpoints(pool)]
     _truncate_newest_batch(conn, sealed[2])
     conn.execute("DELETE FROM integrity_checkpoints")
     alone = check()
@@ -329,7 +329,7 @@ def test_rewriting_history_consistently_is_caught_only_by_the_signed_checkpoint(
     conn.execute("UPDATE audit_events SET outcome = 'failure' WHERE event_id = %s", (sealed[0][0].event_id,))
     seq = batch_of(conn, sealed[0][0].event_id)
     leaves = [bytes(r[0]) for r in conn.execute(sql.SQL("SELECT {} FROM audit_events WHERE batch_seq = %s").format(
-        integrity.leaf_sql()), (seq,))]
+        sealing.leaf_sql()), (seq,))]
     conn.execute("UPDATE integrity_batches SET root = %s WHERE batch_seq = %s", (chain.merkle_root(leaves), seq))
     prev = chain.ZERO_HASH
     for pos, bseq, kind, n, root, lo, hi, at in conn.execute(
@@ -354,14 +354,14 @@ def test_a_forged_or_edited_checkpoint_is_detected(sealed, pool, check, conn):
 
 
 def test_checkpoints_signed_by_an_untrusted_key_are_rejected(sealed, pool):
-    report = integrity.verify(pool, trusted_keys=[checkpoints.public_bytes(checkpoints.generate())])
+    report = verify.verify(pool, trusted_keys=[checkpoints.public_bytes(checkpoints.generate())])
     assert kinds(report) == {"checkpoint_invalid"} and "untrusted key" in report.first.message
 
 
 def test_deleting_a_middle_checkpoint_breaks_the_checkpoint_chain(sealed, pool, make_event, key, check, conn):
     for _ in range(2):
         EventWriter(pool).write([make_event()])
-        integrity.write_checkpoint(pool, key, now=T0)
+        sealing.write_checkpoint(pool, key, now=T0)
     conn.execute("DELETE FROM integrity_checkpoints WHERE id = (SELECT min(id) + 1 FROM integrity_checkpoints)")
     assert kinds(check()) == {"checkpoint_chain"}
 
@@ -369,7 +369,7 @@ def test_deleting_a_middle_checkpoint_breaks_the_checkpoint_chain(sealed, pool, 
 def test_a_deletion_disguised_as_erasure_is_detected(sealed, check, conn):
     victim = sealed[1][4]
     row = conn.execute(sql.SQL("DELETE FROM audit_events WHERE event_id = %s RETURNING batch_seq, {}").format(
-        integrity.leaf_sql()), (victim.event_id,)).fetchone()
+        sealing.leaf_sql()), (victim.event_id,)).fetchone()
     conn.execute("INSERT INTO integrity_tombstones VALUES (%s, %s, %s, %s, %s, 'dpo', now())",
                  (victim.event_id, victim.timestamp, row[0], row[1], uuid.uuid4()))
     report = check()
@@ -385,7 +385,7 @@ def test_recorded_retention_is_lawful_and_unrecorded_removal_is_not(pool, make_e
     conn.execute("DELETE FROM audit_events WHERE \"timestamp\" < %s", (T0 - timedelta(days=90),))
     assert kinds(check()) == {"rows_missing"}
     with psycopg.connect(conn.info.dsn) as tx:
-        integrity.record_removal(tx, T0 - timedelta(days=101), T0 - timedelta(days=90), reason="retention",
+        removals.record_removal(tx, T0 - timedelta(days=101), T0 - timedelta(days=90), reason="retention",
                                  rows=3, removed_by="retention-job")
     report = check()
     assert report.ok and report.expired_batches == 1
@@ -408,7 +408,7 @@ def test_archived_ranges_are_verified_from_the_cold_rows(pool, make_event, check
     table = pa.table(columns)
     conn.execute("DELETE FROM audit_events WHERE \"timestamp\" < %s", (hi,))
     with psycopg.connect(conn.info.dsn) as tx:
-        integrity.record_removal(tx, lo, hi, reason="archive", rows=3, removed_by="archiver",
+        removals.record_removal(tx, lo, hi, reason="archive", rows=3, removed_by="archiver",
                                  archive_ref="year=2024/month=01")
     unread = check()
     assert unread.ok and unread.unchecked_batches == 1 and "no cold-tier reader" in " ".join(unread.notes)
@@ -456,18 +456,18 @@ def test_rows_from_before_the_migration_are_adopted_and_verifiable(pre_integrity
     try:
         trusted = [checkpoints.public_bytes(key)]
         EventWriter(legacy_pool).write([make_event()])
-        report = integrity.verify(legacy_pool, trusted_keys=trusted)
+        report = verify.verify(legacy_pool, trusted_keys=trusted)
         assert report.ok and report.events == 9, report.problems
 
         def audit(erased):
             return make_event(event_type="event_erased", user_id="dpo")
 
         erasure.erase_event(legacy_pool, events[2].event_id, audit)
-        report = integrity.verify(legacy_pool, trusted_keys=trusted)
+        report = verify.verify(legacy_pool, trusted_keys=trusted)
         assert report.ok and report.erased == 1, report.problems
         with psycopg.connect(pre_integrity_url, autocommit=True) as c:
             c.execute("UPDATE audit_events SET resource_id = 'x' WHERE event_id = %s", (events[5].event_id,))
-        assert kinds(integrity.verify(legacy_pool, trusted_keys=trusted)) == {"content_changed"}
+        assert kinds(verify.verify(legacy_pool, trusted_keys=trusted)) == {"content_changed"}
     finally:
         legacy_pool.close()
 
@@ -475,12 +475,12 @@ def test_rows_from_before_the_migration_are_adopted_and_verifiable(pre_integrity
 # -- checkpoints and keys -----------------------------------------------------------------------------------
 
 def test_checkpoints_are_idempotent_and_chained(pool, make_event, key):
-    assert integrity.write_checkpoint(pool, key, now=T0) is not None  # the empty chain, once
-    assert integrity.write_checkpoint(pool, key, now=T0) is None
+    assert sealing.write_checkpoint(pool, key, now=T0) is not None  # the empty chain, once
+    assert sealing.write_checkpoint(pool, key, now=T0) is None
     EventWriter(pool).write([make_event(), make_event()])
-    integrity.checkpoint_job(pool, key=key, now=T0 + timedelta(minutes=5))
-    integrity.checkpoint_job(pool, key=key, now=T0 + timedelta(minutes=10))
-    first, second = integrity.list_checkpoints(pool)
+    sealing.checkpoint_job(pool, key=key, now=T0 + timedelta(minutes=5))
+    sealing.checkpoint_job(pool, key=key, now=T0 + timedelta(minutes=10))
+    first, second = sealing.list_checkpoints(pool)
     assert (second.chain_pos, second.events) == (1, 2)
     assert second.previous == first.digest
     assert checkpoints.check(second, frozenset([checkpoints.public_bytes(key)])) is None
@@ -521,8 +521,8 @@ def cold(pool, tmp_path, key):
     store = ColdStore(tmp_path / "archive")
     result = archive.run(pool, store, now=NOW, hot_days=90, audit=audit())
     assert result.rows == 8 * len(OLD_DAYS)
-    integrity.write_checkpoint(pool, key, now=NOW)
-    return store, integrity.cold_reader(pool, store), archive.list_files(pool, states=("complete",))
+    sealing.write_checkpoint(pool, key, now=NOW)
+    return store, verify.cold_reader(pool, store), archive.list_files(pool, states=("complete",))
 
 
 def test_archived_events_verify_from_parquet_and_their_files_are_checked(cold, check, conn):

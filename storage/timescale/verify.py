@@ -1,224 +1,28 @@
-"""Tamper evidence in the database: sealing writes, tombstones, lawful removals, checkpoints, verify.
+"""Verification: recompute the chain, the checkpoints and every batch's root from the stored rows.
 
-Sealing: a writer's rows go through the staging table and one ``INSERT ... ON CONFLICT DO NOTHING
-RETURNING`` whose RETURNING computes each row's leaf hash from the values as stored; the Merkle
-root of the new rows is appended to the chain at the very end of the transaction (the head-row
-lock is held only from there to commit). Verification recomputes everything from the rows.
+Hot rows are hashed in SQL (``sealing.leaf_sql``); archived ranges are read back from the Parquet
+cold tier (``cold_reader``) and hashed in Python (``storage.integrity.chain``); lawful erasures and
+removals are accounted for by their tombstones and removal records. This is the one integrity module
+that reads the archive: the write side (``sealing.py``, ``erasure.py``, ``removals.py``) never does.
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from storage.events import COLUMNS, EventRecord
+from storage.cold.errors import ArchiveCorrupt
 from storage.integrity import chain, checkpoints
 from storage.integrity.checkpoints import Checkpoint
+from storage.timescale import archive
+from storage.timescale.sealing import head, leaf_sql, stored_checkpoints
 
-log = logging.getLogger(__name__)
-
-# -- the leaf hash in SQL (storage.integrity.chain.canonical is the reference) -------------------------
-
-
-def _text(expr: sql.Composable) -> sql.Composable:
-    return sql.SQL("coalesce('\\x01'::bytea || int4send(octet_length(convert_to({e}, 'UTF8'))) "
-                   "|| convert_to({e}, 'UTF8'), '\\x00'::bytea)").format(e=expr)
-
-
-def _micros(expr: sql.Composable) -> sql.Composable:
-    # The binary send form: int8 microseconds since 2000-01-01 UTC, independent of TimeZone/DateStyle.
-    return sql.SQL("timestamptz_send({})").format(expr)
-
-
-def leaf_sql(qualifier: str | None = None) -> sql.Composable:
-    """sha256(0x00 || canonical row) over the columns of ``qualifier`` (a table or alias), built only
-    from built-in functions, so an attacker who redefines a stored function cannot fool verify."""
-    def col(name: str) -> sql.Composable:
-        return sql.Identifier(qualifier, name) if qualifier else sql.Identifier(name)
-
-    texts = []
-    for name in chain.TEXT_FIELDS:
-        if name == "source_ip":
-            texts.append(_text(sql.SQL("(host({c}) || '/' || masklen({c}))").format(c=col(name))))
-        elif name == "metadata":
-            texts.append(_text(sql.SQL("{}::text").format(col(name))))
-        else:
-            texts.append(_text(col(name)))
-    return sql.SQL("sha256('\\x00'::bytea || '\\x01'::bytea || uuid_send({eid}) || {ts} || {texts} || {rat})").format(
-        eid=col("event_id"), ts=_micros(col("timestamp")), texts=sql.SQL(" || ").join(texts),
-        rat=_micros(col("received_at")))
-
-
-_COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
-_NEXT_BATCH = "SELECT nextval('integrity_batch_seq')"
-_INSERT_SEALED = sql.SQL(
-    "INSERT INTO audit_events ({cols}, batch_seq) SELECT {cols}, %s FROM {staging} "
-    'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp", {leaf}'
-)
-_APPEND = "SELECT integrity_append(%s, 'batch', %s, %s, %s, %s)"
-# What PostgreSQL makes of the two values that do not round-trip as sent (jsonb normalises numbers, key
-# order and spacing; inet prints addresses its own way), parsed by the same input functions as the COPY.
-_NORMALISE = ("SELECT nextval('integrity_batch_seq'), "
-              "ARRAY(SELECT m::jsonb::text FROM unnest(%b::text[]) WITH ORDINALITY AS t(m, o) ORDER BY o), "
-              "ARRAY(SELECT host(a::inet) || '/' || masklen(a::inet) FROM unnest(%b::text[]) WITH ORDINALITY "
-              "AS t(a, o) ORDER BY o)")
-
-
-def next_batch(cursor: psycopg.Cursor) -> int:
-    """A fresh batch_seq for rows about to be written (no lock: the chain position comes at the end)."""
-    return cursor.execute(_NEXT_BATCH).fetchone()[0]
-
-
-def prepare_batch(cursor: psycopg.Cursor, records: Sequence[EventRecord],
-                  metadata_json: Sequence[str]) -> tuple[int, list[bytes]]:
-    """A batch_seq and the leaf hash of each record as PostgreSQL will store it, for the fast path that
-    COPYs straight into the hypertable (COPY's multi-row inserts cost about half what the staging
-    table's INSERT ... SELECT does, and hashing in SQL costs more server CPU than in Python).
-
-    Exact: uuid, text and timestamptz (microseconds) are stored as sent; jsonb and inet come back
-    from the server's own input and output functions. verify recomputes every leaf in SQL from the
-    stored rows, and the tests hold the two computations equal.
-    """
-    ips = [r.source_ip for r in records]
-    # Binary parameters and results: psycopg quotes text arrays with a regex per element otherwise.
-    batch, metadata, hosts = cursor.execute(_NORMALISE, (list(metadata_json), ips), binary=True).fetchone()
-    leaf_of = chain.leaf_of
-    return batch, [
-        leaf_of(r.event_id, r.timestamp, (r.event_type, r.user_id, str(r.outcome), r.source, ip, r.source_country,
-                                          r.source_asn, r.user_agent, r.resource_id, meta), r.received_at)
-        for r, meta, ip in zip(records, metadata, hosts, strict=True)]
-
-
-def seal_prepared(cursor: psycopg.Cursor, batch: int, records: Sequence[EventRecord], leaves: list[bytes]) -> None:
-    """Append the batch written with ``prepare_batch``'s leaves to the chain (takes the head lock)."""
-    times = [r.timestamp for r in records]
-    cursor.execute(_APPEND, (batch, len(leaves), chain.merkle_root(leaves), min(times), max(times)))
-
-
-def insert_sealed(cursor: psycopg.Cursor, staging: sql.Identifier) -> set[tuple[uuid.UUID, datetime]]:
-    """Move the staged rows into audit_events as one sealed batch; returns the keys inserted.
-
-    Runs inside the caller's transaction and ends by taking the chain's head lock: commit promptly.
-    Rows refused as duplicates are already sealed in the batch that first stored them.
-    """
-    batch = next_batch(cursor)
-    cursor.execute(_INSERT_SEALED.format(cols=_COLS, staging=staging, leaf=leaf_sql()), (batch,))
-    returned = cursor.fetchall()
-    if returned:
-        times = [r[1] for r in returned]
-        cursor.execute(_APPEND, (batch, len(returned), chain.merkle_root(r[2] for r in returned),
-                                 min(times), max(times)))
-    return {(r[0], r[1]) for r in returned}
-
-
-# -- lawful erasure ------------------------------------------------------------------------------------
-
-_ERASE = sql.SQL("DELETE FROM audit_events WHERE event_id = %s RETURNING {cols}, batch_seq, {leaf}")
-_LEGACY_BATCH = ("SELECT batch_seq FROM integrity_batches WHERE kind = 'legacy' AND lo <= %s AND hi >= %s "
-                 "ORDER BY chain_pos LIMIT 1")
-_TOMBSTONE = ("INSERT INTO integrity_tombstones (event_id, \"timestamp\", batch_seq, leaf, erasure_event_id, "
-              "erased_by, erased_at) VALUES (%s, %s, %s, %s, %s, %s, %s)")
-
-
-@dataclass(frozen=True)
-class Erased:
-    row: tuple  # the COLUMNS values as deleted
-    batch_seq: int | None
-    leaf: bytes
-
-
-def delete_for_erasure(conn: psycopg.Connection, event_id: uuid.UUID) -> list[Erased]:
-    """Delete every row with this event_id, returning each with the batch and leaf it was sealed under."""
-    out = []
-    for r in conn.execute(_ERASE.format(cols=_COLS, leaf=leaf_sql()), (event_id,)).fetchall():
-        seq = r[len(COLUMNS)]
-        if seq is None:  # a row adopted by migration 0005 belongs to its day's legacy batch
-            found = conn.execute(_LEGACY_BATCH, (r[1], r[1])).fetchone()
-            seq = found[0] if found else None
-        out.append(Erased(tuple(r[:len(COLUMNS)]), seq, bytes(r[len(COLUMNS) + 1])))
-    return out
-
-
-def record_tombstones(conn: psycopg.Connection, erased: Sequence[Erased], *, erasure_event_id: uuid.UUID,
-                      erased_by: str, erased_at: datetime) -> None:
-    """Keep each erased row's leaf so its batch still verifies; same transaction as the delete."""
-    for e in erased:
-        if e.batch_seq is None:
-            continue  # the row was never sealed: nothing to keep verifiable
-        conn.execute(_TOMBSTONE, (e.row[0], e.row[1], e.batch_seq, e.leaf, erasure_event_id, erased_by, erased_at))
-
-
-# -- lawful removal of whole ranges (retention, archiving) -------------------------------------------
-
-_REMOVAL = ("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id")
-
-
-def record_removal(conn: psycopg.Connection, lo: datetime, hi: datetime, *, reason: str, rows: int,
-                   removed_by: str, archive_ref: str | None = None) -> int:
-    """Record that events with lo <= timestamp < hi left the hot table lawfully; call it in the SAME
-    transaction that drops the chunk. ``reason`` 'archive': the rows are in the cold tier (verify reads
-    them there); 'retention': they are gone for good (their batches are reported as expired)."""
-    if reason not in {"archive", "retention"}:
-        raise ValueError("reason must be 'archive' or 'retention'")
-    return conn.execute(_REMOVAL, (lo, hi, reason, rows, archive_ref, removed_by)).fetchone()[0]
-
-
-# -- checkpoints ---------------------------------------------------------------------------------------
-
-_CHECKPOINT_LOCK = 0x4157_494E_5443_4B50 & 0x7FFF_FFFF_FFFF_FFFF
-_CP_FIELDS = ("chain_pos", "chain_hash", "events", "created_at", "public_key", "payload", "signature")
-_CP_COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _CP_FIELDS)
-_CP_SELECT = sql.SQL("SELECT {} FROM integrity_checkpoints ORDER BY id").format(_CP_COLUMNS)
-_CP_LATEST = sql.SQL("SELECT {} FROM integrity_checkpoints ORDER BY id DESC LIMIT 1").format(_CP_COLUMNS)
-_CP_INSERT = sql.SQL("INSERT INTO integrity_checkpoints ({}) VALUES ({})").format(
-    _CP_COLUMNS, sql.SQL(", ").join(sql.Placeholder() * len(_CP_FIELDS)))
-_HEAD = "SELECT chain_pos, chain_hash, events FROM integrity_head WHERE id = 1"
-
-
-def _checkpoint(row: tuple) -> Checkpoint:
-    return Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]), row[5], bytes(row[6]))
-
-
-def list_checkpoints(pool: ConnectionPool) -> list[Checkpoint]:
-    with pool.connection() as conn:
-        return [_checkpoint(r) for r in conn.execute(_CP_SELECT).fetchall()]
-
-
-def write_checkpoint(pool: ConnectionPool, key: Ed25519PrivateKey, *, now: datetime,
-                     force: bool = False) -> Checkpoint | None:
-    """Sign the current head, chained to the previous checkpoint; None when nothing was sealed since."""
-    with pool.connection() as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHECKPOINT_LOCK,))
-        pos, head_hash, events = conn.execute(_HEAD).fetchone()
-        row = conn.execute(_CP_LATEST).fetchone()
-        previous = _checkpoint(row) if row else None
-        if previous is not None and previous.chain_pos == pos and not force:
-            return None
-        cp = checkpoints.sign(key, chain_pos=pos, chain_hash=bytes(head_hash), events=events,
-                              created_at=now, previous=previous)
-        conn.execute(_CP_INSERT, (cp.chain_pos, cp.chain_hash, cp.events, cp.created_at, cp.public_key,
-                                  cp.payload, cp.signature))
-    return cp
-
-
-def checkpoint_job(pool: ConnectionPool, *, key: Ed25519PrivateKey, now: datetime | None = None) -> None:
-    """Scheduled: sign the chain head if anything was sealed since the last checkpoint."""
-    cp = write_checkpoint(pool, key, now=now or datetime.now(UTC))
-    if cp is not None:
-        log.info("signed integrity checkpoint at chain position %d (%d events)", cp.chain_pos, cp.events)
-
-
-# -- verification --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Problem:
@@ -464,8 +268,8 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
     v.cold = cold is not None
     with pool.connection() as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        links = v.check_chain(conn.execute(_BATCHES), conn.execute(_HEAD).fetchone())
-        stored = [_checkpoint(r) for r in conn.execute(_CP_SELECT).fetchall()]
+        links = v.check_chain(conn.execute(_BATCHES), head(conn))
+        stored = stored_checkpoints(conn)
         v.check_checkpoints(stored, anchors, links, frozenset(trusted_keys))
         if not stored and links:
             report.notes.append("no signed checkpoint yet: removal of the newest batches would go unnoticed; "
@@ -546,9 +350,6 @@ def _slices(conn: psycopg.Connection, v: _Verifier, removals: Sequence[tuple]) -
 def cold_reader(pool: ConnectionPool, store) -> ColdReader:
     """A ``verify(cold=...)`` reader over the Parquet cold tier: each live catalogued file overlapping the
     range is checked against its catalogue row (present, SHA-256, row count) and then read back."""
-    from storage.cold.errors import ArchiveCorrupt
-    from storage.timescale import archive
-
     def read(lo: datetime, hi: datetime) -> Iterable:
         with pool.connection() as conn:
             found = archive.files(conn, start=lo, end=hi)

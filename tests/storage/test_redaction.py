@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.redact import DEFAULT_SENSITIVE_KEYS, REDACTED, REDACTED_CARD, Redactor, luhn_ok
+from storage.redaction import DEFAULT_SENSITIVE_KEYS, REDACTED, REDACTED_CARD, Redactor, luhn_ok
 
 redactor = Redactor()
 
