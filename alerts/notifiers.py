@@ -76,27 +76,47 @@ def summary_line(payload: Mapping[str, Any]) -> str:
     return f"[{status}] {first}{more}"
 
 
+def slack_escape(value: Any) -> str:
+    """Text for Slack mrkdwn with its control characters escaped, as Slack asks.
+
+    Titles and entities carry what attackers typed (an sshd user name, a resource id): unescaped,
+    ``<!channel>`` would notify a whole on-call channel and ``<https://evil|Runbook>`` would be a link.
+    """
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, label: str) -> str:
+    # Inside <url|label>, `|` and `>` would end the parts early.
+    return f"<{slack_escape(url).replace('|', '%7C')}|{label}>"
+
+
+def slack_text(payload: Mapping[str, Any]) -> str:
+    """The notification's fallback ``text`` (Slack parses it as mrkdwn too)."""
+    return slack_escape(summary_line(payload))
+
+
 def slack_blocks(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Block Kit: a header, then per alert its title, severity, entity, counts and dashboard link."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text",
-                                                                "text": summary_line(payload)[:150]}}]
+                                                                "text": slack_text(payload)[:150]}}]
     for alert in payload.get("alerts", [])[:20]:
         entity = ", ".join(f"{k}={v}" for k, v in alert.get("group_values", {}).items()) or "—"
         fields = [
             {"type": "mrkdwn", "text": f"*Severity*\n{SEVERITY_EMOJI.get(alert.get('severity'), '')} "
-                                       f"{alert.get('severity')}"},
-            {"type": "mrkdwn", "text": f"*Status*\n{alert.get('status')}"},
-            {"type": "mrkdwn", "text": f"*Entity*\n{entity}"},
+                                       f"{slack_escape(alert.get('severity'))}"},
+            {"type": "mrkdwn", "text": f"*Status*\n{slack_escape(alert.get('status'))}"},
+            {"type": "mrkdwn", "text": f"*Entity*\n{slack_escape(entity)}"},
             {"type": "mrkdwn", "text": f"*Count*\n{alert.get('count', 0)} (now {alert.get('value', 0)})"},
         ]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{alert.get('title')}*"},
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{slack_escape(alert.get('title'))}*"},
                        "fields": fields})
-        links = [f"<{alert['dashboard_url']}|Open in dashboard>"] if alert.get("dashboard_url") else []
+        links = [_link(alert["dashboard_url"], "Open in dashboard")] if alert.get("dashboard_url") else []
         if alert.get("runbook_url"):
-            links.append(f"<{alert['runbook_url']}|Runbook>")
-        context = [f"rule `{alert.get('rule_id')}`", f"since {alert.get('firing_at') or alert.get('started_at')}"]
+            links.append(_link(alert["runbook_url"], "Runbook"))
+        context = [f"rule `{slack_escape(alert.get('rule_id'))}`",
+                   f"since {alert.get('firing_at') or alert.get('started_at')}"]
         if alert.get("acknowledged_by"):
-            context.append(f"acknowledged by {alert['acknowledged_by']}")
+            context.append(f"acknowledged by {slack_escape(alert['acknowledged_by'])}")
         if alert.get("flapping"):
             context.append("flapping")
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links + context)}]})
@@ -121,7 +141,7 @@ class SlackChat:
     def send(self, notification_id: int, payload: Mapping[str, Any]) -> None:
         try:
             self._client.chat_postMessage(
-                channel=self.channel, text=summary_line(payload), blocks=slack_blocks(payload),
+                channel=self.channel, text=slack_text(payload), blocks=slack_blocks(payload),
                 metadata={"event_type": "auditwatch_notification",
                           "event_payload": {"notification_id": notification_id}})
         except SlackApiError as exc:
@@ -163,7 +183,7 @@ class SlackWebhook:
 
     def send(self, notification_id: int, payload: Mapping[str, Any]) -> None:
         try:
-            response = self._client.send(text=summary_line(payload), blocks=slack_blocks(payload))
+            response = self._client.send(text=slack_text(payload), blocks=slack_blocks(payload))
         except (SlackClientError, urllib.error.URLError, OSError) as exc:
             raise DeliveryError(f"cannot reach the Slack webhook: {type(exc).__name__}") from None
         if response.status_code != 200:

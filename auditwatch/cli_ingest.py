@@ -72,7 +72,8 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
     listener = SyslogListener(ListenerConfig(
         host=s.syslog_host, udp_port=s.syslog_udp_port or None, tcp_port=s.syslog_tcp_port or None,
         tls_port=s.syslog_tls_port or None, ssl_context=ssl_context, max_message_bytes=s.syslog_max_message_bytes,
-        queue_lines=s.syslog_queue_lines, max_connections=s.syslog_max_connections), ingestor)
+        queue_lines=s.syslog_queue_lines, max_connections=s.syslog_max_connections), ingestor,
+        fallback=ingestor.raw)
     path = "JetStream bus" if services.bus else "database"
 
     last: list[str] = []

@@ -115,7 +115,79 @@ def _hex_id(value: Any) -> str | None:
     return value.lower()
 
 
-def records_from_protobuf(raw: bytes) -> list[dict[str, Any]]:
+class TooManyRecords(ValueError):
+    """More log records (or JSON objects) in one request than the server takes; checked before decoding."""
+
+
+# Objects a JSON body may hold per allowed record, counted before it is parsed: 1 KB of gzip can inflate
+# to millions of `{}`, each a Python dict once parsed. An attribute is two objects ({key, value} and its
+# AnyValue), so a full batch of `max_records` may average about 10 attributes a record; exporters send far
+# smaller batches (the SDK's default is 512), and a refusal says to lower the batch size. Worst case
+# parsed: 240,000 small dicts, about 26 MB.
+JSON_OBJECTS_PER_RECORD = 24
+
+
+def _varint(raw: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(raw) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = raw[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def _fields(raw: bytes, start: int, end: int, budget: list[int]):
+    """(field number, wire type, payload start, payload end) of each field in raw[start:end], skipping values."""
+    at = start
+    while at < end:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise TooManyRecords("too many protobuf fields for the record limit")
+        tag, at = _varint(raw, at)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            _, at = _varint(raw, at)
+            yield number, wire, at, at
+        elif wire == 2:
+            length, at = _varint(raw, at)
+            if at + length > end:
+                raise ValueError("a length-delimited field runs past its message")
+            yield number, wire, at, at + length
+            at += length
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+            yield number, wire, at, at
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def count_protobuf_records(raw: bytes, limit: int) -> int:
+    """Log records in an ExportLogsServiceRequest, read off the wire without decoding it.
+
+    ``TooManyRecords`` as soon as there are more than ``limit``, so the count costs at most a few
+    field headers per allowed record, whatever the body holds.
+    """
+    budget, count = [limit * 8 + 64], 0
+    for number, wire, lo, hi in _fields(raw, 0, len(raw), budget):
+        if number != 1 or wire != 2:  # resource_logs
+            continue
+        for number2, wire2, lo2, hi2 in _fields(raw, lo, hi, budget):
+            if number2 != 2 or wire2 != 2:  # scope_logs
+                continue
+            for number3, wire3, _, _ in _fields(raw, lo2, hi2, budget):
+                if number3 == 2 and wire3 == 2:  # log_records
+                    count += 1
+                    if count > limit:
+                        raise TooManyRecords(f"more than {limit} log records")
+    return count
+
+
+def records_from_protobuf(raw: bytes, *, max_records: int = 10_000) -> list[dict[str, Any]]:
+    count_protobuf_records(raw, max_records)
     message = logs_service_pb2.ExportLogsServiceRequest.FromString(raw)
     out = []
     for rl in message.resource_logs:
@@ -134,10 +206,17 @@ def records_from_protobuf(raw: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def records_from_json(raw: bytes) -> list[dict[str, Any]]:
+def records_from_json(raw: bytes, *, max_records: int = 10_000) -> list[dict[str, Any]]:
+    if raw.count(b"{") > max_records * JSON_OBJECTS_PER_RECORD:
+        raise TooManyRecords(f"more JSON objects than {max_records} log records can hold")
     body = orjson.loads(raw)
     if not isinstance(body, dict):
         raise ValueError("the body must be an ExportLogsServiceRequest object")
+    count = sum(len(_get(sl, "logRecords", "log_records", []) or [])
+                for rl in _get(body, "resourceLogs", "resource_logs", []) or [] if isinstance(rl, dict)
+                for sl in _get(rl, "scopeLogs", "scope_logs", []) or [] if isinstance(sl, dict))
+    if count > max_records:
+        raise TooManyRecords(f"more than {max_records} log records")
     out = []
     for rl in _get(body, "resourceLogs", "resource_logs", []) or []:
         resource = _attrs_json((rl.get("resource") or {}).get("attributes", []))
@@ -149,8 +228,8 @@ def records_from_json(raw: bytes) -> list[dict[str, Any]]:
                 severity = _get(r, "severityNumber", "severity_number")
                 out.append({
                     "resource": resource, "scope": scope,
-                    "time": int(_get(r, "timeUnixNano", "time_unix_nano", 0) or 0),
-                    "observed": int(_get(r, "observedTimeUnixNano", "observed_time_unix_nano", 0) or 0),
+                    "time": _nanos(_get(r, "timeUnixNano", "time_unix_nano", 0)),
+                    "observed": _nanos(_get(r, "observedTimeUnixNano", "observed_time_unix_nano", 0)),
                     "severity_number": int(severity) if isinstance(severity, int | str) and str(severity).isdigit()
                     else None,
                     "severity_text": _get(r, "severityText", "severity_text"),
@@ -174,9 +253,26 @@ def _first(keys: tuple[str, ...], *maps: dict[str, Any]) -> Any:
     return None
 
 
-def _time(nanos: int) -> str | None:
+def _nanos(value: Any) -> int:
+    """A JSON uint64 (a string or a number) as an int; -1 when it is not one (the record is then refused)."""
+    if not value:
+        return 0
+    text = str(value)
+    if len(text) > 20 or not text.isdigit():
+        return -1
+    return int(text)
+
+
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1e9
+
+
+def _time(nanos: int) -> str | None | IngestError:
+    """ISO time of a Unix-nanosecond stamp; None when unset; the reason when no date can hold it."""
     if not nanos:
         return None
+    if nanos < 0 or nanos >= _LATEST:
+        return IngestError("invalid_timestamp", "the log record's time is not a Unix time in nanoseconds that "
+                           "a date can hold", "timestamp")
     return datetime.fromtimestamp(nanos / 1e9, UTC).isoformat()
 
 
@@ -188,6 +284,8 @@ def to_event(record: dict[str, Any]) -> dict[str, Any] | IngestError:
         return IngestError("not_an_audit_record", "the log record has no `audit.event_type` (or `event.name`) "
                            "attribute, so it is not an audit event", "audit.event_type")
     timestamp = _time(record["time"]) or _time(record["observed"])
+    if isinstance(timestamp, IngestError):
+        return timestamp
     if timestamp is None:
         return IngestError("missing_field", "the log record has neither timeUnixNano nor observedTimeUnixNano",
                            "timestamp")
@@ -275,13 +373,14 @@ def create_blueprint(pipeline: IngestPipeline, *, max_records: int = 10_000) -> 
             raise HttpError(415, "unsupported_media_type", f"send OTLP as `{PROTOBUF}` or `{JSON}`")
         raw = _decompressed(request_body(), request.max_content_length or 32 * 1024 * 1024)
         try:
-            records = records_from_protobuf(raw) if media == PROTOBUF else records_from_json(raw)
+            records = (records_from_protobuf(raw, max_records=max_records) if media == PROTOBUF
+                       else records_from_json(raw, max_records=max_records))
+        except TooManyRecords:
+            raise HttpError(413, "too_many_records", f"at most {max_records} log records per request; lower the "
+                            "exporter's batch size (OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)") from None
         except (DecodeError, ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
             raise HttpError(400, "malformed_otlp", f"the body is not an OTLP ExportLogsServiceRequest: "
                             f"{str(exc)[:200]}") from None
-        if len(records) > max_records:
-            raise HttpError(413, "too_many_records", f"at most {max_records} log records per request; lower the "
-                            "exporter's batch size (OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)")
         key = current_key()
         items = [to_event(r) for r in records]
         result = pipeline.ingest(items, RequestContext(

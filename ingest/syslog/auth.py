@@ -39,5 +39,14 @@ def account(text: str | None) -> str | None:
     return text or None
 
 
+def count(text: str | None, limit: int) -> int | None:
+    """A small whole number from a log line (a port, a repeat count), or None when it is absent or out of
+    range: a sender can write any number of digits, and ``int()`` refuses past 4,300 of them."""
+    if not text or len(text) > len(str(limit)):
+        return None
+    value = int(text)
+    return value if value <= limit else None
+
+
 # A parser takes (program name, message) and returns an Auth, or None when the line is not its kind.
 Parser = Callable[[str, str], "Auth | None"]

@@ -13,6 +13,7 @@ identical lines the same sender session sent before it within that second:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections import OrderedDict
@@ -124,23 +125,48 @@ def parse_line(line: str, *, now: datetime, zone: str | tzinfo = "UTC", zones: M
     """
     raw = line.rstrip("\r\n")
     tz = zone_of(zone) if isinstance(zone, str) else zone
-    message = parse_header(raw, now=now, zone=tz)
-    if zones and message.rfc == "3164":
-        own = zones.get(message.hostname or "") or (zones.get(peer) if peer else None)
-        if own is not None:
-            message = parse_header(raw, now=now, zone=zone_of(own))
-    return to_event(message, raw=raw, peer=peer, occurrence=occurrence)
+    try:
+        message = parse_header(raw, now=now, zone=tz)
+        if zones and message.rfc == "3164":
+            own = zones.get(message.hostname or "") or (zones.get(peer) if peer else None)
+            if own is not None:
+                message = parse_header(raw, now=now, zone=zone_of(own))
+        return to_event(message, raw=raw, peer=peer, occurrence=occurrence)
+    except Exception as exc:  # noqa: BLE001 - any line from the network may trip a parser; it is kept, not lost
+        return unparsed_event(raw, reason=exc, now=now, peer=peer, occurrence=occurrence)
+
+
+def unparsed_event(raw: str, *, reason: BaseException, now: datetime, peer: str | None = None,
+                   occurrence: int = 0) -> dict[str, Any]:
+    """A line no parser could read, as a raw ``syslog_message`` received ``now``, with the reason.
+
+    Its id is derived exactly as for a parsed line, so a resent copy is still stored once.
+    """
+    message = SyslogMessage(timestamp=now, hostname=None, app=None, procid=None, message=raw, rfc="unknown")
+    event = to_event(message, raw=raw, peer=peer, occurrence=occurrence)
+    event["metadata"]["parse_error"] = _clip(_escape(f"{reason.__class__.__name__}: {reason}"), 256)
+    return event
 
 
 class Occurrences:
-    """Counts identical lines per sender so each copy gets its own ``occurrence`` (bounded memory)."""
+    """Counts identical lines per sender session so each copy gets its own ``occurrence``.
+
+    Memory is bounded by ``max_entries`` whatever the lines hold: a line is remembered by a 16-byte
+    digest, not by its text (about 200 bytes an entry, so 100,000 entries stay near 20 MB). When the
+    bound is reached the least recently seen line is forgotten; a copy of it seen again after that
+    restarts at 0, which at worst stores a true repeat once instead of twice.
+    """
 
     def __init__(self, max_entries: int = 100_000) -> None:
-        self._seen: OrderedDict[tuple[str | None, str], int] = OrderedDict()
+        self._seen: OrderedDict[tuple[str | None, bytes], int] = OrderedDict()
         self._max = max_entries
 
+    def __len__(self) -> int:
+        return len(self._seen)
+
     def next(self, raw: str, peer: str | None = None) -> int:
-        key = (peer, raw)
+        """The occurrence number of ``raw`` in the session ``peer`` (0 for its first copy)."""
+        key = (peer, hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).digest())
         count = self._seen.get(key, 0)
         self._seen[key] = count + 1
         self._seen.move_to_end(key)

@@ -83,7 +83,7 @@ def infer_year(month: int, day: int, clock: str, *, now: datetime, zone: tzinfo)
     for year in range(local_now.year + 1, local_now.year - 5, -1):  # back to the last 29 February
         try:
             candidate = datetime(year, month, day, hour, minute, second, tzinfo=zone)
-        except ValueError:  # 29 February in a year that has none, or 24:00:00
+        except (ValueError, OverflowError):  # out of range, e.g. year 1 moved west of UTC  # 29 February in a year that has none, or 24:00:00
             continue
         if candidate <= local_now + YEAR_LOOKAHEAD:
             return candidate.astimezone(UTC)
@@ -124,7 +124,7 @@ def parse_header(line: str, *, now: datetime, zone: tzinfo = UTC) -> SyslogMessa
                 if timestamp.tzinfo is None:
                     timestamp = timestamp.replace(tzinfo=zone)
                 timestamp = timestamp.astimezone(UTC)
-            except ValueError:
+            except (ValueError, OverflowError):  # out of range, e.g. year 1 moved west of UTC
                 timestamp = now
         msg = m5424.group("msg") or ""
         if msg.startswith("\ufeff"):
@@ -146,7 +146,7 @@ def parse_header(line: str, *, now: datetime, zone: tzinfo = UTC) -> SyslogMessa
             else:
                 timestamp = infer_year(_MONTHS[bsd.group("mon")], int(bsd.group("day")), bsd.group("time"),
                                        now=now, zone=zone)
-        except ValueError:
+        except (ValueError, OverflowError):  # out of range, e.g. year 1 moved west of UTC
             timestamp = None
         else:
             rest = rest[bsd.end():]
@@ -157,7 +157,7 @@ def parse_header(line: str, *, now: datetime, zone: tzinfo = UTC) -> SyslogMessa
                 timestamp = datetime.fromisoformat(iso.group("ts").replace("Z", "+00:00")).astimezone(UTC)
                 stamp = iso.group("ts")
                 rest = rest[iso.end():]
-            except ValueError:
+            except (ValueError, OverflowError):  # out of range, e.g. year 1 moved west of UTC
                 timestamp = None
     if timestamp is None:
         return SyslogMessage(timestamp=now, hostname=None, app=None, procid=None, message=rest,

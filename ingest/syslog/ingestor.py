@@ -23,7 +23,7 @@ from typing import Any, Literal
 from psycopg_pool import ConnectionPool
 
 from ingest.pipeline import BatchResult, IngestPipeline, RequestContext
-from ingest.syslog.events import host_principal, parse_line
+from ingest.syslog.events import host_principal, parse_line, unparsed_event
 from ingest.syslog.header import zone_of
 from ingest.syslog.listener import Received
 from storage.timescale import catalog
@@ -61,7 +61,14 @@ class SyslogIngestor:
                            occurrence=r.occurrence) for r in batch]
 
     def __call__(self, batch: Sequence[Received]) -> BatchResult:
-        events = self.events(batch)
+        return self._store(self.events(batch))
+
+    def raw(self, batch: Sequence[Received], reason: BaseException) -> BatchResult:
+        """The listener's fallback: lines that could not be stored as parsed, kept raw with the reason."""
+        return self._store([unparsed_event(r.line, reason=reason, now=r.received_at, peer=r.peer,
+                                           occurrence=r.occurrence) for r in batch])
+
+    def _store(self, events: list[dict[str, Any]]) -> BatchResult:
         self._attribute(events)
         result = self._pipeline.ingest(events, RequestContext(
             principal="syslog", backfill=True, rate_limited=False,

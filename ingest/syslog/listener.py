@@ -5,24 +5,38 @@ most ``max_connections`` TCP peers are served. When the queue is full, TCP reade
 the kernel's window closes and senders slow down (back-pressure); UDP has no way to push back, so a
 datagram that finds the queue full is dropped and counted. Batches are handed to ``handle`` (which
 stores them, blocking) on a worker thread; a batch that fails is retried until it succeeds, holding
-the queue, so an outage of the database or the bus slows senders down instead of losing lines.
+the queue, so an outage of the database or the bus slows senders down instead of losing lines. A batch
+that keeps failing for any other reason than the store being unavailable (a parser or validation bug
+that one line trips) is split in halves, each retried on its own, so one line never holds back the
+lines that arrived with it; a single line that still fails goes to ``fallback`` (the ingestor stores
+it as a raw ``syslog_message`` with the reason), and only if that fails too is it logged and counted
+as ``unstorable``.
+
+Counting identical lines (see ``events``) takes one listener-wide table of digests, bounded by
+``occurrence_entries`` whatever the number of peers and connections; an idle TCP connection is closed
+after ``idle_timeout`` so it does not hold one of the ``max_connections`` slots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from ingest.errors import Unavailable
 from ingest.syslog.events import Occurrences
 from ingest.syslog.framing import FrameDecoder
+from storage.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +62,9 @@ class ListenerConfig:
     queue_lines: int = 4096
     max_connections: int = 1000
     batch_lines: int = 2000
-    idle_timeout: float = 3600.0
+    idle_timeout: float = 300.0
+    occurrence_entries: int = 100_000
+    split_after_failures: int = 3  # a batch failing this many times in a row is split in halves
 
 
 @dataclass
@@ -59,6 +75,9 @@ class ListenerStats:
     oversized: int = 0
     refused_connections: int = 0
     failed_batches: int = 0
+    split_batches: int = 0  # batches split to isolate a line that could not be stored
+    fallback_lines: int = 0  # lines stored through the fallback (raw, with the reason)
+    unstorable: int = 0  # lines that neither the handler nor the fallback could store (logged)
     ports: dict[str, int] = field(default_factory=dict)
 
 
@@ -66,28 +85,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class _Sessions:
-    """Per-peer line counters for UDP, where there is no connection to hang them on (LRU-bounded)."""
-
-    def __init__(self, max_peers: int = 10_000) -> None:
-        self._peers: OrderedDict[str, Occurrences] = OrderedDict()
-        self._max = max_peers
-
-    def get(self, peer: str) -> Occurrences:
-        found = self._peers.get(peer)
-        if found is None:
-            found = self._peers[peer] = Occurrences(10_000)
-            if len(self._peers) > self._max:
-                self._peers.popitem(last=False)
-        self._peers.move_to_end(peer)
-        return found
-
-
 class SyslogListener:
     def __init__(self, config: ListenerConfig, handle: Callable[[list[Received]], object], *,
+                 fallback: Callable[[list[Received], BaseException], object] | None = None,
                  now: Callable[[], datetime] = utcnow, retry_delay: float = 1.0) -> None:
         self.config = config
         self._handle = handle
+        self._fallback = fallback
         self._now = now
         self._retry_delay = retry_delay
         self.stats = ListenerStats()
@@ -97,7 +101,8 @@ class SyslogListener:
         self._connections: set[asyncio.Task] = set()
         self._consumer: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="syslog-store")
-        self._udp_sessions = _Sessions()
+        self._occurrences = Occurrences(config.occurrence_entries)
+        self._sessions = itertools.count()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -145,10 +150,10 @@ class SyslogListener:
 
     # -- receiving -----------------------------------------------------------------------------------
 
-    def _received(self, line: bytes, peer: str | None, session: Occurrences) -> Received:
+    def _received(self, line: bytes, peer: str | None, session: str) -> Received:
         text = line.decode("utf-8", "replace").rstrip("\r\n")
         self.stats.received += 1
-        return Received(text, peer, session.next(text, peer), self._now())
+        return Received(text, peer, self._occurrences.next(text, session), self._now())
 
     def datagram(self, data: bytes, peer: str) -> None:
         assert self._queue is not None
@@ -161,7 +166,7 @@ class SyslogListener:
         if self._queue.full():
             self.stats.dropped += 1
             return
-        self._queue.put_nowait(self._received(data, peer, self._udp_sessions.get(peer)))
+        self._queue.put_nowait(self._received(data, peer, f"udp/{peer}"))
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -174,7 +179,7 @@ class SyslogListener:
         peername = writer.get_extra_info("peername")
         peer = peername[0] if peername else None
         decoder = FrameDecoder(self.config.max_message_bytes)
-        session = Occurrences(10_000)
+        session = f"tcp/{peer}/{next(self._sessions)}"  # a reconnecting relay starts counting afresh
         try:
             while True:
                 data = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout)
@@ -213,18 +218,61 @@ class SyslogListener:
                     stopping = True
                     break
                 batch.append(item)
-            delay = self._retry_delay
-            while True:
-                try:
-                    await loop.run_in_executor(self._executor, self._handle, batch)
+            await self._store(loop, batch)
+
+    async def _store(self, loop: asyncio.AbstractEventLoop, batch: list[Received]) -> None:
+        """Store ``batch``, retrying with back-off while the store is unavailable (see the module doc)."""
+        delay = self._retry_delay
+        failures = 0
+        while True:
+            try:
+                await loop.run_in_executor(self._executor, self._handle, batch)
+                self.stats.handled += len(batch)
+                return
+            except Exception as exc:  # noqa: BLE001 - keep the lines and retry: dropping them would lose events
+                self.stats.failed_batches += 1
+                failures = 0 if is_transient(exc) else failures + 1
+                if failures >= self.config.split_after_failures:
+                    if len(batch) > 1:
+                        log.error("syslog: storing %d lines failed %d times (%s: %s); storing each half on its own",
+                                  len(batch), failures, exc.__class__.__name__, exc)
+                        self.stats.split_batches += 1
+                        middle = len(batch) // 2
+                        await self._store(loop, batch[:middle])
+                        await self._store(loop, batch[middle:])
+                        return
+                    await self._store_fallback(loop, batch, exc)
+                    return
+                log.error("syslog: storing %d lines failed (%s: %s); retrying in %.0f s",
+                          len(batch), exc.__class__.__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _store_fallback(self, loop: asyncio.AbstractEventLoop, batch: list[Received],
+                              reason: BaseException) -> None:
+        """One line the handler cannot store: through ``fallback`` (retried while the store is down)."""
+        delay = self._retry_delay
+        while self._fallback is not None:
+            try:
+                await loop.run_in_executor(self._executor, self._fallback, batch, reason)
+                self.stats.handled += len(batch)
+                self.stats.fallback_lines += len(batch)
+                return
+            except Exception as exc:  # noqa: BLE001 - judged below: retried while transient, else logged
+                if not is_transient(exc):
+                    reason = exc
                     break
-                except Exception as exc:  # noqa: BLE001 - keep the lines and retry: dropping them would lose events
-                    self.stats.failed_batches += 1
-                    log.error("syslog: storing %d lines failed (%s: %s); retrying in %.0f s",
-                              len(batch), exc.__class__.__name__, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-            self.stats.handled += len(batch)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self.stats.unstorable += len(batch)
+        for item in batch:
+            log.critical("syslog: a line from %s could not be stored (%s: %s): %r", item.peer,
+                         reason.__class__.__name__, reason, item.line[:1024])
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the store is unavailable (retry the same lines), False when the lines themselves fail."""
+    return isinstance(exc, (OSError, Unavailable, DatabaseUnavailable, psycopg.OperationalError, PoolTimeout))
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ingest.syslog.auth import Auth, account, address
+from ingest.syslog.auth import Auth, account, address, count
 
 _IN_APP = re.compile(r"(?P<service>[\w.-]+)\((?P<module>pam_\w+)\)$")
 _IN_MESSAGE = re.compile(r"(?P<module>pam_\w+)\((?P<service>[\w.-]+):(?P<kind>\w+)\): ")
@@ -54,7 +54,7 @@ def parse(app: str, message: str) -> Auth | None:
         fields = {"pam_service": service, "pam_module": module, "rhost": rhost, "ruser": kv.get("ruser") or None,
                   "logname": kv.get("logname") or None, "tty": kv.get("tty") or None, "uid": kv.get("uid") or None}
         if failure.group("more"):
-            fields["repeated"] = int(failure.group("more"))
+            fields["repeated"] = count(failure.group("more"), 10**9)
         target = account(kv.get("user"))
         if service in {"su", "su-l", "sudo", "sudo-i"}:
             actor = account(kv.get("ruser")) or account(kv.get("logname"))

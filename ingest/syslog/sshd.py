@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ingest.syslog.auth import Auth, account, address
+from ingest.syslog.auth import Auth, account, address, count
 
 _FAILED = re.compile(r"Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*?) from (?P<ip>\S+)"
                      r" port (?P<port>\d+)(?: (?P<proto>ssh2?))?")
@@ -21,7 +21,7 @@ _REPEATED = re.compile(r"message repeated (?P<n>\d+) times: \[ ?(?P<inner>.*)\]\
 
 
 def _port(text: str | None) -> int | None:
-    return int(text) if text else None
+    return count(text, 65535)
 
 
 def parse(app: str, message: str) -> Auth | None:
@@ -34,7 +34,7 @@ def parse(app: str, message: str) -> Auth | None:
         if inner is None:
             return None
         return Auth(inner.event_type, inner.outcome, inner.user, inner.source_ip,
-                    {**inner.fields, "repeated": int(repeated.group("n"))})
+                    {**inner.fields, "repeated": count(repeated.group("n"), 10**9)})
     if message.startswith("Failed "):
         m = _FAILED.match(message)
         if m:

@@ -96,3 +96,21 @@ def test_webhook_is_signed_and_idempotent_by_key():
         assert limited.value.retry_after == 3.0
     finally:
         receiver.close()
+
+
+def test_attacker_controlled_text_cannot_ping_the_channel_or_forge_links(fakes):
+    """An sshd user name reaches the alert title and entity: `<!channel>` must stay text in Slack."""
+    slack, _ = fakes
+    hostile = {**PAYLOAD, "alerts": [{**PAYLOAD["alerts"][0], "title": "Burst for <!channel> & <https://evil|x>",
+                                      "group_values": {"user_id": "<!here>"},
+                                      "runbook_url": "https://r.example.com/a|b>c"}]}
+    SlackWebhook("w", url=slack.webhook_url).send(9, hostile)
+    sent = slack.webhook_messages[-1]
+    every_text = json.dumps(sent)
+    assert "<!channel>" not in every_text and "<!here>" not in every_text and "<https://evil" not in every_text
+    assert "&lt;!channel&gt; &amp; &lt;https://evil|x&gt;" in sent["text"]
+    section = next(b for b in sent["blocks"] if b["type"] == "section")
+    assert section["text"]["text"] == "*Burst for &lt;!channel&gt; &amp; &lt;https://evil|x&gt;*"
+    assert any(f["text"] == "*Entity*\nuser_id=&lt;!here&gt;" for f in section["fields"])
+    context = next(b for b in sent["blocks"] if b["type"] == "context")["elements"][0]["text"]
+    assert "<https://r.example.com/a%7Cb&gt;c|Runbook>" in context

@@ -242,3 +242,72 @@ def test_records_out_of_the_clock_window_are_rejected_not_lost_silently(client, 
     response = client.post("/v1/logs", json=json_request(future), headers=ingest_key)
     assert response.status_code == 200
     assert "timestamp_out_of_window" in response.get_json()["partialSuccess"]["errorMessage"]
+
+
+def _empty_records_protobuf(n: int) -> bytes:
+    """An ExportLogsServiceRequest holding ``n`` empty log records (2 bytes each on the wire)."""
+    records = b"\x12\x00" * n  # ScopeLogs.log_records = 2, empty
+    scope = field(logs_pb2.ResourceLogs, "scope_logs", records)
+    return field(logs_service_pb2.ExportLogsServiceRequest, "resource_logs", scope)
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_a_small_gzip_of_many_empty_records_is_refused_before_anything_is_built(client, ingest_key, encoding):
+    """About 1 KB of gzip used to become 500 K records (+324 MB RSS) before `max_records` was checked."""
+    import tracemalloc
+
+    if encoding == "protobuf":
+        body, media = _empty_records_protobuf(500_000), PROTOBUF
+    else:
+        body = b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[' + b",".join([b"{}"] * 500_000) + b"]}]}]}"
+        media = "application/json"
+    packed = gzip.compress(body, 9)
+    assert len(packed) < 4_000
+    tracemalloc.start()
+    response = client.post("/v1/logs", data=packed,
+                           headers={**ingest_key, "Content-Type": media, "Content-Encoding": "gzip"})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert response.status_code == 413
+    # The inflated body itself (1 MB for protobuf, 3 MB for JSON) and a little more; never a dict per record.
+    assert peak < 16 * 1024 * 1024, peak
+    assert len(body) <= 3 * 1024 * 1024
+
+
+def test_a_protobuf_record_count_is_read_off_the_wire():
+    from ingest.otlp import TooManyRecords, count_protobuf_records
+
+    assert count_protobuf_records(_empty_records_protobuf(7), 10) == 7
+    with pytest.raises(TooManyRecords):
+        count_protobuf_records(_empty_records_protobuf(11), 10)
+    real = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(scope_logs=[
+        logs_pb2.ScopeLogs(log_records=[logs_pb2.LogRecord(time_unix_nano=now_ns(), severity_text="x")] * 3),
+        logs_pb2.ScopeLogs(log_records=[logs_pb2.LogRecord(event_name="y")] * 2)])] * 2)
+    assert count_protobuf_records(real.SerializeToString(), 100) == 10
+    with pytest.raises(ValueError):
+        count_protobuf_records(b"\x0a\xff\x01", 100)  # a length past the end
+
+
+def test_an_out_of_range_time_rejects_that_record_only(client, ingest_key, users, conn):
+    """An out-of-range timeUnixNano used to fail the whole batch with a 503 the exporter retried for ever."""
+    users("erin")
+    good = record(user="erin")
+    far, past_any_date, garbage = record(user="erin"), record(user="erin"), record(user="erin")
+    far["timeUnixNano"] = "18446744073709551615"  # uint64 max: the year 2554, a date but far in the future
+    past_any_date["timeUnixNano"] = "3" + "0" * 21  # year ~97,000: no date holds it (used to raise)
+    garbage["timeUnixNano"] = "9" * 5000  # past int()'s digit limit (used to raise)
+    response = client.post("/v1/logs", json=json_request(good, far, past_any_date, garbage), headers=ingest_key)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    partial = response.get_json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "3"
+    message = partial["errorMessage"]
+    assert "record 1: timestamp_out_of_window" in message
+    assert "record 2: invalid_timestamp" in message and "record 3: invalid_timestamp" in message
+    assert conn.execute("SELECT count(*) FROM audit_events WHERE user_id = 'erin'").fetchone()[0] == 1
+
+    latest = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(scope_logs=[
+        logs_pb2.ScopeLogs(log_records=[logs_pb2.LogRecord(time_unix_nano=2**64 - 1, event_name="user_login")])])])
+    answer = client.post("/v1/logs", data=latest.SerializeToString(), headers={**ingest_key, "Content-Type": PROTOBUF})
+    assert answer.status_code == 200
+    parsed = logs_service_pb2.ExportLogsServiceResponse.FromString(answer.data)
+    assert parsed.partial_success.rejected_log_records == 1

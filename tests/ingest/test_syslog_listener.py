@@ -218,6 +218,47 @@ def test_tcp_back_pressure_holds_lines_until_the_store_recovers(services, ingest
     assert count(conn, "SELECT count(*) FROM audit_events WHERE resource_id = 'bp'") == 3000
 
 
+def test_lines_that_used_to_stall_the_listener_are_stored_with_the_lines_around_them(services, ingestor, conn):
+    """Each of these raised out of parsing, and the listener retried its batch for ever (issue: one line
+    stopped syslog ingestion for good). Now each is an event, and the lines around it are stored too."""
+    from tests.ingest.test_syslog_parse import POISON
+
+    listener = SyslogListener(config(batch_lines=50), ingestor, fallback=ingestor.raw, retry_delay=0.05)
+    lines = [f"<13>Nov 28 10:00:00 st app: before {i}" for i in range(5)] + POISON + \
+            [f"<13>Nov 28 10:00:00 st app: after {i}" for i in range(5)]
+    with running(listener) as ports:
+        with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+            tcp.sendall("".join(f"{len(line.encode())} {line}" for line in lines).encode())
+        wait_for(lambda: listener.stats.handled == len(lines), 30)
+    assert listener.stats.failed_batches == 0 and listener.stats.unstorable == 0
+    assert count(conn, "SELECT count(*) FROM audit_events WHERE metadata->>'message' LIKE 'after %%'") == 5
+    assert count(conn, "SELECT count(*) FROM audit_events WHERE metadata->>'peer' = '127.0.0.1'") >= len(lines) - 1
+
+
+def test_a_line_the_store_refuses_is_isolated_and_kept_raw_while_its_batch_is_stored(services, ingestor, conn):
+    """A store failure that is not an outage (a bug one line trips) splits the batch until that line is
+    alone; it is then stored raw with the reason, and every other line is stored as parsed."""
+    def buggy(batch):
+        if any("TRIP" in r.line for r in batch):
+            raise ValueError("a bug this one line trips")
+        return ingestor(batch)
+
+    listener = SyslogListener(config(batch_lines=64), buggy, fallback=ingestor.raw, retry_delay=0.01)
+    lines = [f"Nov 28 10:00:00 iso sshd[1]: Failed password for u{i} from 10.9.0.{i} port 22 ssh2"
+             for i in range(40)]
+    lines[17] = "Nov 28 10:00:00 iso app: TRIP"
+    with running(listener) as ports:
+        with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+            tcp.sendall("".join(line + "\n" for line in lines).encode())
+        wait_for(lambda: listener.stats.handled == 40, 30)
+    assert listener.stats.split_batches >= 1 and listener.stats.fallback_lines == 1
+    assert listener.stats.unstorable == 0
+    assert count(conn, "SELECT count(*) FROM audit_events WHERE resource_id = 'iso' AND event_type = 'user_login'") == 39
+    reason = conn.execute("SELECT metadata->>'parse_error' FROM audit_events WHERE metadata->>'message' = %s",
+                          (lines[17],)).fetchone()
+    assert reason == ("ValueError: a bug this one line trips",)
+
+
 # -- two real log files through the listener ----------------------------------------------------------
 
 @pytest.mark.parametrize(("name", "pinned"), [

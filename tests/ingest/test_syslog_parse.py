@@ -150,6 +150,72 @@ def test_hostile_lines_become_storable_events():
         assert posing["user_id"] == name.replace(":", "#072")
 
 
+# Lines that used to raise out of parse_line (and so stalled the listener's batch for good).
+POISON = [
+    "<38>1 0001-01-01T00:00:00+01:00 h a 1 - - x",  # astimezone: OverflowError
+    "<38>Jan  1 00:00:00 0001 h a: x",
+    "Nov 28 10:00:00 h sshd[1]: Failed password for root from 1.2.3.4 port " + "9" * 5000 + " ssh2",
+    "Nov 28 10:00:00 h sshd[1]: Accepted password for root from 1.2.3.4 port " + "7" * 5000,
+    "Nov 28 10:00:00 h sshd[1]: message repeated " + "3" * 5000 + " times: [ Failed password for x from "
+    "1.2.3.4 port 22 ssh2]",
+    "Nov 28 10:00:00 h sshd(pam_unix)[1]: PAM " + "5" * 5000 + " more authentication failures; logname= uid=0 "
+    "euid=0 tty=ssh ruser= rhost=1.2.3.4  user=root",
+]
+
+
+@pytest.mark.parametrize("line", POISON)
+def test_lines_that_used_to_raise_become_events(line):
+    event = one(line)
+    assert event["event_type"] in {"syslog_message", "user_login", "auth_failure"}
+    assert event["metadata"]["message"]
+
+
+def test_an_out_of_range_date_is_received_now_and_keeps_its_text():
+    event = one(POISON[0])
+    assert event["timestamp"] == NOW.isoformat() and event["event_type"] == "syslog_message"
+
+
+def test_an_absurd_port_is_dropped_but_the_login_failure_is_kept():
+    event = one(POISON[2])
+    assert (event["event_type"], event["outcome"], event["user_id"]) == ("user_login", "failure", "root")
+    assert event["metadata"].get("port") is None
+    assert one(POISON[2].replace("9" * 5000, "70000"))["metadata"].get("port") is None
+    assert one(POISON[2].replace("9" * 5000, "2222"))["metadata"]["port"] == 2222
+
+
+def test_a_parser_bug_keeps_the_line_as_a_raw_message_with_the_reason(monkeypatch):
+    from ingest.syslog import events
+
+    def broken(app, message):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(events, "PARSERS", (broken,))
+    line = "Nov 28 10:00:00 h sshd[1]: Failed password for root from 1.2.3.4 port 1 ssh2"
+    event = one(line)
+    assert event["event_type"] == "syslog_message" and event["timestamp"] == NOW.isoformat()
+    assert event["metadata"]["parse_error"] == "RuntimeError: parser bug"
+    assert event["metadata"]["message"] == line
+    assert event["event_id"] == one(line)["event_id"]  # a resent copy is still stored once
+
+
+def test_occurrence_counting_holds_digests_not_lines():
+    import tracemalloc
+
+    from ingest.syslog.events import Occurrences
+
+    seen = Occurrences(1_000)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(5_000):  # 5,000 distinct 16 KB lines: 80 MB if the lines were kept
+        seen.next(f"{i:08d}" + "x" * 16_000, "tcp/peer/1")
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(seen) == 1_000
+    assert grown < 1_000_000, grown
+    assert seen.next("00004999" + "x" * 16_000, "tcp/peer/1") == 1  # still counted
+    assert seen.next("00004999" + "x" * 16_000, "tcp/peer/2") == 0  # per session
+
+
 def test_event_ids_are_deterministic_and_count_identical_lines():
     line = "Dec 10 07:13:56 LabSZ sshd[24227]: Failed password for root from 5.36.59.76 port 42393 ssh2"
     first, again = one(line), one(line)
