@@ -196,3 +196,21 @@ def to_records(frame: pl.DataFrame) -> list:
             user_agent=row["user_agent"], resource_id=row["resource_id"],
             metadata=orjson.loads(row["metadata"]) if row["metadata"] else {}))
     return out
+
+
+def write_ndjson(frame: pl.DataFrame, path: Path | str, *, progress: Callable[[int], None] | None = None) -> int:
+    """An events frame as NDJSON in the ingest schema (what ``read_ndjson`` reads back); returns the lines."""
+    events = normalize(frame).collect()
+    names = [c for c in SCHEMA if c != "metadata"]
+    stamps = events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+    with open(path, "wb") as handle:
+        for k, (row, stamp) in enumerate(zip(events.select(*names, "metadata").iter_rows(), stamps, strict=True)):
+            obj = {n: v for n, v in zip(names, row, strict=False) if v is not None}
+            obj["timestamp"] = stamp
+            line = orjson.dumps(obj)
+            if row[-1]:  # metadata is JSON text already: splice it in as an object
+                line = line[:-1] + b',"metadata":' + row[-1].encode() + b"}"
+            handle.write(line + b"\n")
+            if progress and k % 50_000 == 0:
+                progress(k)
+    return events.height

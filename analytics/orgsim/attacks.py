@@ -49,6 +49,11 @@ class Attacker:
         day = int(self.rng.integers(*self.window))
         return self.t0 + day * DAY + int(self.rng.uniform(lo_h, hi_h) * HOUR)
 
+    def _targets(self, lo: int, hi: int) -> np.ndarray:
+        """Accounts to try: ``lo``..``hi`` of them, at most 40% of a small organisation."""
+        n = min(int(self.rng.integers(lo, hi + 1)), max(5, int(0.4 * self.humans.size)))
+        return self.org.user_ids[self.rng.choice(self.humans, size=n, replace=False)]
+
     def _net(self, pool) -> tuple[str, str, str]:
         country, asn, prefix = pool[int(self.rng.integers(len(pool)))]
         return f"{prefix}.{int(self.rng.integers(1, 255))}.{int(self.rng.integers(1, 255))}", country, asn
@@ -107,7 +112,7 @@ class Attacker:
     def password_spraying(self) -> None:
         rng = self.rng
         ip, c, a = self._net(HOSTING + HOSTILE)
-        targets = self.org.user_ids[rng.choice(self.humans, size=int(rng.integers(40, 301)), replace=False)]
+        targets = self._targets(40, 300)
         rounds = 2 if rng.random() < 0.3 else 1
         span = rng.uniform(300, 2400)
         users = np.tile(targets, rounds)
@@ -119,7 +124,7 @@ class Attacker:
     def password_spraying_slow(self) -> None:
         rng = self.rng
         nets = [self._net(HOSTING + HOSTILE) for _ in range(int(rng.integers(1, 4)))]
-        targets = self.org.user_ids[rng.choice(self.humans, size=int(rng.integers(30, 151)), replace=False)]
+        targets = self._targets(30, 150)
         span = rng.uniform(6, 30) * HOUR
         ts = self._when() + np.sort(rng.integers(0, int(span), targets.size))
         pick = rng.integers(0, len(nets), targets.size)
@@ -133,7 +138,7 @@ class Attacker:
         rng = self.rng
         pool = RESIDENTIAL if rng.random() < 0.6 else HOSTING + RESIDENTIAL
         nets = [self._net(pool) for _ in range(int(rng.integers(15, 201)))]
-        targets = self.org.user_ids[rng.choice(self.humans, size=int(rng.integers(100, 601)), replace=False)]
+        targets = self._targets(100, 600)
         span = rng.uniform(20, 180) * 60 * SECOND
         t = self._when()
         ts = t + np.sort(rng.integers(0, int(span), targets.size))
