@@ -97,6 +97,16 @@ def evaluate(dataset: Dataset, *, generator: str, plain: bool = False,
     return scorecard.score(found, labels, classes=classes_of(generator)), took
 
 
+def score_labels(labels: Labels, *, anomalies: pl.DataFrame | None = None, events: pl.DataFrame | None = None,
+                 plain: bool = False) -> scorecard.Scorecard:
+    """Score anomalies (or analyze ``events`` first, like ``evaluate``) against labels read from a file."""
+    if anomalies is None:
+        if events is None:
+            raise ValueError("give the anomalies to score, or the events to analyze")
+        anomalies = pipeline.analyze(events, baseline_until=None if plain else labels.scored_from)
+    return scorecard.score(anomalies, labels, classes=classes_of(labels.generator or "b"))
+
+
 def run(generator: str = "b", *, users: int | None = None, days: int | None = None, seed: int | None = None,
         attacks: bool = True, attack_days: int | None = None, plain: bool = False,
         progress: Callable[[str], None] | None = None) -> Evaluation:

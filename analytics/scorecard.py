@@ -189,7 +189,7 @@ def score(anomalies: pl.DataFrame, labels: Labels, *, classes: Sequence[str] = (
     # delays: the first matching window of each incident, from the raw windows
     windows = meets(inside, incidents, start="window_start", end="window_end", grace=grace)
     timed = windows.join(inside.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-                         .select("_row", "window_end", "detector"), on="_row")
+                         .select("_row", "window_end"), on="_row")
     first = dict(timed.group_by("key").agg(pl.col("window_end").min()).iter_rows())
     matched = hits.join(alerts.select(pl.col("alert").alias("_row"), "detector", "end"), on="_row")
     for key, end in matched.group_by("key").agg(pl.col("end").min()).iter_rows():

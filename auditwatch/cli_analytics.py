@@ -135,7 +135,9 @@ def eval_command(generator: str | None, users: int | None, days: int | None, att
                  seed: int | None, no_attacks: bool, plain: bool, events_path: Path | None, labels_path: Path | None,
                  anomalies_path: Path | None, json_path: Path | None, strict: bool) -> None:
     """Recall and delay per attack class, false incidents per day per 1,000 users, precision per detector."""
-    note = lambda message: click.echo(f"… {message}", err=True)  # noqa: E731
+    def note(message: str) -> None:
+        click.echo(f"… {message}", err=True)
+
     if labels_path or events_path or anomalies_path:
         if not labels_path or not (events_path or anomalies_path):
             raise click.UsageError("to evaluate files, give --labels and --anomalies (analyze's output), or --labels "
@@ -175,6 +177,7 @@ def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Pat
     if labels.scored_from is None or labels.end is None or not labels.users:
         raise click.ClickException(f"{labels_path} lacks scored_from, end or users (needed for a false-incident "
                                    "rate); write labels with `auditwatch generate --labels`")
+    found = frame = None
     if anomalies_path:
         try:
             found = scorecard.read_anomalies(anomalies_path)
@@ -183,8 +186,7 @@ def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Pat
     else:
         frame = _read_with_progress(events_path, read_ndjson, "stop", "reading events")
         note(f"analyzing {frame.height:,} events")
-        found = pipeline.analyze(frame, baseline_until=None if plain else labels.scored_from)
-    card = scorecard.score(found, labels, classes=evaluation.classes_of(labels.generator or "b"))
+    card = evaluation.score_labels(labels, anomalies=found, events=frame, plain=plain)
     click.echo(f"labels {labels_path} (generator {labels.generator or '?'}), anomalies "
                f"{anomalies_path or f'from analyzing {events_path}'}")
     for line in card.lines():

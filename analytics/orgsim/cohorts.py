@@ -17,6 +17,8 @@ from analytics.orgsim.batch import Book, Events
 from analytics.orgsim.fields import metadata
 from analytics.orgsim.routine import DAY, HOUR, SECOND, TRAVEL, Sessions
 
+CLOSE_ROWS = 6000  # a finance export's ordinary size (rows); a close multiplies it
+
 
 @dataclass
 class Calendar:
@@ -100,7 +102,7 @@ def emit(rng: np.random.Generator, org: O.Org, ev: Events, book: Book, sessions:
             late = t0 + d * DAY + ((21.0 - org.tz[sessions.user[row]]) * HOUR).astype(np.int64)
             end = np.maximum(sessions.end[row], late)  # the close keeps them late
             ts = sessions.start[row] + (rng.random(row.size) * (end - sessions.start[row])).astype(np.int64)
-            rows = (O_ROWS * rng.lognormal(np.log(rng.uniform(3, 10)), 1.0, row.size)).astype(np.int64)
+            rows = (CLOSE_ROWS * rng.lognormal(np.log(rng.uniform(3, 10)), 1.0, row.size)).astype(np.int64)
             kind = np.where(rng.random(row.size) < 0.7, "data_export", "export_requested").astype(object)
             ev.add(ts, cohort=tag, event_type=kind, user_id=org.user_ids[sessions.user[row]], outcome="success",
                    source_ip=sessions.ip[row], source_country=sessions.country[row], source_asn=sessions.asn[row],
@@ -110,9 +112,6 @@ def emit(rng: np.random.Generator, org: O.Org, ev: Events, book: Book, sessions:
     _password_expiry(rng, org, ev, book, sessions, cal, index)
     _release_nights(rng, org, ev, book, cal, t0=t0)
     _maintenance(rng, org, ev, book, cal, t0=t0)
-
-
-O_ROWS = 6000  # a finance export's ordinary size (rows); a close multiplies it
 
 
 def _password_expiry(rng, org: O.Org, ev: Events, book: Book, sessions: Sessions, cal: Calendar,
