@@ -65,8 +65,10 @@ def generate(generator: str, *, users: int | None = None, days: int | None = Non
         return scenarios.generate(users=users or 3000, days=days or 21, attack_days=attack_days or 7,
                                   seed=7 if seed is None else seed, attacks_per_day=1 if attacks else 0)
     if generator == "b":
-        return orgsim.generate(users=users or 2000, days=days or 28, seed=1 if seed is None else seed,
-                               attacks_on=attacks)
+        days = days or 28
+        window = (days - attack_days, days) if attack_days else None  # else the second half, off its edges
+        return orgsim.generate(users=users or 2000, days=days, seed=1 if seed is None else seed, attacks_on=attacks,
+                               attack_window=window, history_days=window[0] if window else None)
     raise ValueError(f"unknown generator {generator!r}; choose from {', '.join(GENERATORS)}")
 
 

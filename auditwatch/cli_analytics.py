@@ -116,7 +116,7 @@ def analyze_series(series_path: Path, out: Path, window: int, on_error: str) -> 
 @click.option("--users", default=None, type=click.IntRange(20, 1_000_000), help="People (default: A 3000, B 2000).")
 @click.option("--days", default=None, type=click.IntRange(4, 365), help="Days of traffic in all (default: A 21, B 28).")
 @click.option("--attack-days", default=None, type=click.IntRange(1, 364),
-              help="Generator A: the last days, with injected attacks, that are scored (default 7).")
+              help="The last days, with injected attacks, that are scored (default: A 7; B the second half).")
 @click.option("--seed", default=None, type=int, help="Generator seed (default: A 7, B 1).")
 @click.option("--no-attacks", is_flag=True, help="Ordinary traffic only: every incident found is a false one.")
 @click.option("--plain", is_flag=True, help="Run analyze with no flags, as a new user would (default: "
@@ -199,7 +199,8 @@ def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Pat
               help="b: the report set, written from another spec; a: the tuning set.")
 @click.option("--users", default=None, type=click.IntRange(20, 1_000_000), help="People (default: A 3000, B 2000).")
 @click.option("--days", default=None, type=click.IntRange(4, 365), help="Days of traffic (default: A 21, B 28).")
-@click.option("--attack-days", default=None, type=click.IntRange(1, 364), help="Generator A: days with attacks.")
+@click.option("--attack-days", default=None, type=click.IntRange(1, 364),
+              help="The last days, with attacks (default: A 7; B the second half).")
 @click.option("--seed", default=None, type=int, help="Generator seed (default: A 7, B 1).")
 @click.option("--no-attacks", is_flag=True, help="Ordinary traffic only.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),

@@ -79,7 +79,7 @@ class Book:
         return len(self.cohorts) - 1
 
     def finish(self, frame: pl.DataFrame) -> tuple[list[LabelledIncident], list[CohortEvent]]:
-        """Labels whose spans and event ids come from the tagged events themselves."""
+        """Labels whose spans and event ids come from the tagged events themselves (in ``frame``'s range)."""
         spans = {}
         for column in ("tag", "cohort"):
             grouped = (frame.filter(pl.col(column) != NO_TAG).group_by(column)
@@ -89,8 +89,8 @@ class Book:
         incidents = []
         for k, a in enumerate(self.attacks):
             got = spans["tag"].get(k)
-            if got is None:
-                raise RuntimeError(f"attack {k} ({a['scenario']}) produced no events")
+            if got is None:  # drawn so late that all of it fell after the end of the data
+                continue
             incidents.append(LabelledIncident(a["scenario"], got["lo"], got["hi"], a["entities"], a["note"],
                                               actor=a["actor"], event_ids=tuple(got["ids"]), params=a["params"]))
         cohorts = []

@@ -183,3 +183,14 @@ def test_no_attacks_mode_is_the_same_month_without_incidents():
     assert [(c.kind, c.entities) for c in quiet.cohorts] == [(c.kind, c.entities) for c in loud.cohorts]
     attack_ids = {e for i in loud.incidents for e in i.event_ids}
     assert loud.events.height - len(attack_ids) == quiet.events.height
+
+
+def test_attack_days_put_the_attacks_and_the_scored_span_in_the_last_days():
+    from analytics import evaluation
+
+    data = evaluation.generate("b", users=60, days=8, attack_days=2, seed=6)
+    assert data.attack_start == data.start + timedelta(days=6) and data.window == (6, 8)
+    assert data.incidents and all(data.attack_start <= i.start < data.end for i in data.incidents)
+    assert data.events["timestamp"].max() < data.end
+    with pytest.raises(ValueError, match="history_days"):
+        orgsim.generate(users=60, days=8, attack_window=(2, 9))
