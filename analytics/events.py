@@ -198,19 +198,23 @@ def to_records(frame: pl.DataFrame) -> list:
     return out
 
 
-def write_ndjson(frame: pl.DataFrame, path: Path | str, *, progress: Callable[[int], None] | None = None) -> int:
-    """An events frame as NDJSON in the ingest schema (what ``read_ndjson`` reads back); returns the lines."""
+def write_ndjson(frame: pl.DataFrame, path: Path | str, *, progress: Callable[[int], None] | None = None,
+                 chunk: int = 200_000) -> int:
+    """An events frame as NDJSON in the ingest schema (what ``read_ndjson`` reads back); returns the lines.
+
+    ``metadata`` (JSON text in the frame) is written as the JSON object it holds.
+    """
     events = normalize(frame).collect()
-    names = [c for c in SCHEMA if c != "metadata"]
-    stamps = events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+    fields = [pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")]
+    fields += [pl.col(n) for n in SCHEMA if n not in ("timestamp", "metadata")]
+    encoded = pl.struct(*fields).struct.json_encode()
+    line = (pl.when(pl.col("metadata").is_not_null() & (pl.col("metadata") != "{}"))
+            .then(pl.concat_str([encoded.str.head(-1), pl.lit(',"metadata":'), pl.col("metadata"), pl.lit("}")]))
+            .otherwise(encoded))
     with open(path, "wb") as handle:
-        for k, (row, stamp) in enumerate(zip(events.select(*names, "metadata").iter_rows(), stamps, strict=True)):
-            obj = {n: v for n, v in zip(names, row, strict=False) if v is not None}
-            obj["timestamp"] = stamp
-            line = orjson.dumps(obj)
-            if row[-1]:  # metadata is JSON text already: splice it in as an object
-                line = line[:-1] + b',"metadata":' + row[-1].encode() + b"}"
-            handle.write(line + b"\n")
-            if progress and k % 50_000 == 0:
-                progress(k)
+        for offset in range(0, events.height, chunk):
+            lines = events.slice(offset, chunk).select(line.alias("line"))["line"]
+            handle.write(("\n".join(lines) + "\n").encode())
+            if progress:
+                progress(min(offset + chunk, events.height))
     return events.height
