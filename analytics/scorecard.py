@@ -35,7 +35,10 @@ _SPANS = {"key": pl.Int64, "entity": pl.String, "lo": TS, "hi": TS}
 
 
 def read_anomalies(path: Path | str) -> pl.DataFrame:
-    """The anomalies ``auditwatch analyze --out`` wrote (one JSON object per line), the columns scoring needs."""
+    """The anomalies ``auditwatch analyze --out`` wrote (one JSON object per line), the columns scoring needs.
+
+    A merged anomaly's span may be named start/end or first_seen/last_seen instead of window_start/window_end.
+    """
     rows = []
     with open(path, "rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
@@ -43,13 +46,15 @@ def read_anomalies(path: Path | str) -> pl.DataFrame:
                 continue
             try:
                 obj = orjson.loads(raw)
+                start = next(obj[k] for k in ("window_start", "start", "first_seen") if obj.get(k))
+                end = next(obj[k] for k in ("window_end", "end", "last_seen") if obj.get(k))
                 rows.append({"detector": str(obj["detector"]), "entity_type": obj.get("entity_type"),
-                             "entity_value": str(obj["entity_value"]),
-                             "window_start": datetime.fromisoformat(obj["window_start"]),
-                             "window_end": datetime.fromisoformat(obj["window_end"]),
-                             "score": float(obj.get("score") or 0.0)})
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise MalformedInput(line_no, f"not an anomaly as `auditwatch analyze` writes them ({exc!r})") from None
+                             "entity_value": str(obj["entity_value"]), "window_start": datetime.fromisoformat(start),
+                             "window_end": datetime.fromisoformat(end),
+                             "score": float(obj.get("score") or obj.get("peak_score") or 0.0)})
+            except (orjson.JSONDecodeError, KeyError, StopIteration, TypeError, ValueError):
+                raise MalformedInput(line_no, "not an anomaly as `auditwatch analyze` writes them: it needs detector, "
+                                     "entity_value, window_start (or start) and window_end (or end)") from None
     return pl.DataFrame(rows, schema={"detector": pl.String, "entity_type": pl.String, "entity_value": pl.String,
                                       "window_start": TS, "window_end": TS, "score": pl.Float64})
 
