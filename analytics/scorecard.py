@@ -67,7 +67,7 @@ def merge(anomalies: pl.DataFrame, gap: timedelta = MERGE_GAP) -> pl.DataFrame:
                                     "windows": pl.UInt32})
     ordered = anomalies.sort("detector", "entity_value", "window_start", "window_end")
     key = ["detector", "entity_value"]
-    reach = pl.col("window_end").cum_max().over(key).shift(1).over(key)
+    reach = pl.col("window_end").cum_max().shift(1).over(key)  # the furthest end of the entity's earlier windows
     runs = ordered.with_columns(
         (reach.is_null() | (pl.col("window_start") > reach + gap)).cum_sum().over(key).alias("_run"))
     return (runs.group_by(*key, "_run", maintain_order=True)
