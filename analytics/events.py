@@ -196,3 +196,25 @@ def to_records(frame: pl.DataFrame) -> list:
             user_agent=row["user_agent"], resource_id=row["resource_id"],
             metadata=orjson.loads(row["metadata"]) if row["metadata"] else {}))
     return out
+
+
+def write_ndjson(frame: pl.DataFrame, path: Path | str, *, progress: Callable[[int], None] | None = None,
+                 chunk: int = 200_000) -> int:
+    """An events frame as NDJSON in the ingest schema (what ``read_ndjson`` reads back); returns the lines.
+
+    ``metadata`` (JSON text in the frame) is written as the JSON object it holds.
+    """
+    events = normalize(frame).collect()
+    fields = [pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")]
+    fields += [pl.col(n) for n in SCHEMA if n not in ("timestamp", "metadata")]
+    encoded = pl.struct(*fields).struct.json_encode()
+    line = (pl.when(pl.col("metadata").is_not_null() & (pl.col("metadata") != "{}"))
+            .then(pl.concat_str([encoded.str.head(-1), pl.lit(',"metadata":'), pl.col("metadata"), pl.lit("}")]))
+            .otherwise(encoded))
+    with open(path, "wb") as handle:
+        for offset in range(0, events.height, chunk):
+            lines = events.slice(offset, chunk).select(line.alias("line"))["line"]
+            handle.write(("\n".join(lines) + "\n").encode())
+            if progress:
+                progress(min(offset + chunk, events.height))
+    return events.height
