@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import click
 
@@ -14,24 +13,7 @@ from alerts.backtest import backtest
 from alerts.errors import AlertsError, RuleError
 from alerts.rules import PACKAGED_RULES, format_duration, load_file, load_rules, parse_duration
 from auditwatch.alerting import rules_dir
-
-if TYPE_CHECKING:
-    from auditwatch.cli import Context
-
-# cli.py imports this module at its bottom; ctx.obj is its Context, so nothing here imports cli.py at load.
-pass_ctx = click.pass_obj
-
-
-def _whoami() -> str:
-    from auditwatch.cli import _whoami as whoami
-
-    return whoami()
-
-
-def _audit_cli(pool, event_type: str, resource_id: str, metadata: dict) -> None:
-    from auditwatch.cli import _audit_cli as audit_cli
-
-    audit_cli(pool, event_type, resource_id, metadata)
+from auditwatch.cli.context import Context, audit_cli, pass_ctx, whoami
 
 
 def _duration(text: str, option: str):
@@ -153,11 +135,11 @@ def ack(ctx: Context, fingerprint: str, comment: str, for_: str | None) -> None:
     """Acknowledge an alert: no repeats, and PagerDuty is told."""
     now = datetime.now(UTC)
     until = now + _duration(for_, "--for") if for_ else None
-    by = f"cli:{_whoami()}"
+    by = f"cli:{whoami()}"
     pool = ctx.pool()
     try:
         view = actions.acknowledge(pool, fingerprint, by=by, comment=comment, until=until, now=now,
-                                   audit=lambda rid, meta: _audit_cli(pool, "config_change", rid, meta))
+                                   audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
     except AlertsError as exc:
         raise click.UsageError(str(exc)) from None
     finally:
@@ -187,9 +169,9 @@ def silence_add(ctx: Context, matches: tuple[str, ...], for_: str, comment: str)
     pool = ctx.pool()
     try:
         silence_id = actions.create_silence(pool, matchers=matchers, starts_at=now,
-                                            ends_at=now + _duration(for_, "--for"), created_by=f"cli:{_whoami()}",
+                                            ends_at=now + _duration(for_, "--for"), created_by=f"cli:{whoami()}",
                                             comment=comment,
-                                            audit=lambda rid, meta: _audit_cli(pool, "config_change", rid, meta))
+                                            audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
     except AlertsError as exc:
         raise click.UsageError(str(exc)) from None
     finally:
@@ -218,8 +200,8 @@ def silence_list(ctx: Context, show_all: bool) -> None:
 def silence_expire(ctx: Context, silence_id: int) -> None:
     pool = ctx.pool()
     try:
-        actions.expire_silence(pool, silence_id, by=f"cli:{_whoami()}",
-                               audit=lambda rid, meta: _audit_cli(pool, "config_change", rid, meta))
+        actions.expire_silence(pool, silence_id, by=f"cli:{whoami()}",
+                               audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
     except AlertsError as exc:
         raise click.UsageError(str(exc)) from None
     finally:

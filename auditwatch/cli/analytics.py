@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 import orjson
@@ -15,12 +14,8 @@ from analytics import evaluation, pipeline
 from analytics.detectors import UnivariateSeries
 from analytics.errors import AnalyticsError, MalformedInput
 from analytics.events import read_ndjson, read_series_csv
+from auditwatch.cli.context import Context, pass_ctx
 
-if TYPE_CHECKING:
-    from auditwatch.cli import Context
-
-# The group's Context is ctx.obj; importing cli.py here would be a cycle when it runs as __main__.
-pass_ctx = click.pass_obj
 ON_ERROR = click.Choice(["stop", "skip"])
 
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import click
 
+from auditwatch.cli.context import Context, pass_ctx, whoami
 from auditwatch.services import archive_root
 from storage.cold.errors import ArchiveError
 from storage.cold.store import ColdStore
 from storage.errors import HoldNotFound, LegalHoldError, StorageError
 from storage.timescale import archive, legal_hold, retention, self_audit
-
-if TYPE_CHECKING:  # cli.py imports this module to register it, so no import of cli.py at run time
-    from auditwatch.cli import Context
 
 
 def _store(ctx: Context) -> ColdStore:
@@ -27,11 +23,7 @@ def _store(ctx: Context) -> ColdStore:
 
 
 def _actor() -> str:
-    """The same principal as cli.py's key and user commands use."""
-    try:
-        return f"cli:{os.getlogin()}"
-    except OSError:
-        return f"cli:{os.getuid()}"
+    return f"cli:{whoami()}"
 
 
 def _audit() -> self_audit.Auditor:
@@ -58,7 +50,7 @@ def archive_group() -> None:
 
 
 @archive_group.command("run")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def archive_run(ctx: Context) -> None:
     """Archive every chunk past hot retention (skipping held ones), then drop it; safe to rerun."""
     store, pool = _store(ctx), ctx.pool()
@@ -84,7 +76,7 @@ def archive_run(ctx: Context) -> None:
 
 
 @archive_group.command("status")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def archive_status(ctx: Context) -> None:
     """What the cold tier holds and what waits to be archived."""
     store, pool = _store(ctx), ctx.pool()
@@ -115,7 +107,7 @@ def retention_group() -> None:
 
 @retention_group.command("run")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def retention_run(ctx: Context, dry_run: bool) -> None:
     """Delete (or rewrite without) archived events past cold retention."""
     store, pool = _store(ctx), ctx.pool()
@@ -166,7 +158,7 @@ def hold_group() -> None:
 @click.option("--user", "user_id", help="Hold this user's events.")
 @click.option("--start", help="Hold events at or after this time (ISO 8601 with a zone).")
 @click.option("--end", help="Hold events before this time (ISO 8601 with a zone).")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def hold_add(ctx: Context, reason: str, case_id: str | None, user_id: str | None, start: str | None,
              end: str | None) -> None:
     """Place a hold; criteria are ANDed and at least one is needed."""
@@ -184,7 +176,7 @@ def hold_add(ctx: Context, reason: str, case_id: str | None, user_id: str | None
 
 @hold_group.command("list")
 @click.option("--all", "include_released", is_flag=True, help="Include released holds.")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def hold_list(ctx: Context, include_released: bool) -> None:
     pool = ctx.pool()
     try:
@@ -201,7 +193,7 @@ def hold_list(ctx: Context, include_released: bool) -> None:
 @hold_group.command("release")
 @click.argument("hold_id", type=int)
 @click.option("--reason", required=True, help="Why the hold is released (recorded and audited).")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def hold_release(ctx: Context, hold_id: int, reason: str) -> None:
     pool = ctx.pool()
     try:

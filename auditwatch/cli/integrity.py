@@ -7,24 +7,17 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 import psycopg
 
 from auditwatch import integrity as keys
+from auditwatch.cli.context import Context, pass_ctx
 from auditwatch.services import archive_root
 from storage.cold.store import ColdStore
 from storage.errors import StorageError
 from storage.integrity import checkpoints
 from storage.timescale import integrity
-
-if TYPE_CHECKING:
-    from auditwatch.cli import Context
-
-# ctx.obj is cli.Context; pass_obj instead of importing cli.pass_ctx, because cli.py imports this
-# module at its bottom and `python -m auditwatch.cli` would otherwise import cli.py twice in a cycle.
-pass_ctx = click.pass_obj
 
 
 class _When(click.ParamType):

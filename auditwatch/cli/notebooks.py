@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import click
 
+from auditwatch.cli.context import Context, pass_ctx
 from storage.errors import StorageError
-
-if TYPE_CHECKING:
-    # Not imported at run time: `python -m auditwatch.cli` runs cli.py as __main__, and importing
-    # auditwatch.cli from here would load it a second time, half-initialised.
-    from auditwatch.cli import Context
 
 
 @click.command(name="seed-demo")
@@ -24,7 +19,7 @@ if TYPE_CHECKING:
 @click.option("--seed", type=int, default=7, show_default=True, help="The demo generator's seed.")
 @click.option("--users", "n_users", type=click.IntRange(min=60), default=300, show_default=True)
 @click.option("--service-accounts", type=click.IntRange(min=0), default=8, show_default=True)
-@click.pass_obj
+@pass_ctx
 def seed_demo_command(ctx: Context, days: float, end_text: str | None, seed: int, n_users: int,
                       service_accounts: int) -> None:
     """Load demo traffic with injected, labelled attacks through the ingest pipeline (a backfill).

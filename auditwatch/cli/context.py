@@ -1,0 +1,63 @@
+"""The state every command gets: settings and the database they point at.
+
+Command modules import this and nothing else from the CLI, so no module circles back to the root group.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+
+import click
+import psycopg
+
+from auditwatch.services import database_url
+from auditwatch.settings import Settings
+from storage.errors import StorageError
+from storage.events import EventRecord, Outcome
+from storage.timescale import db
+from storage.timescale.cluster import LocalCluster
+from storage.timescale.writer import EventWriter
+
+
+class Context:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def url(self) -> str:
+        return database_url(self.settings)
+
+    def cluster(self) -> LocalCluster:
+        return LocalCluster(self.settings.resolved_data_dir(), port=self.settings.db_port)
+
+    def connect(self) -> psycopg.Connection:
+        try:
+            return db.connect(self.url, autocommit=True)
+        except StorageError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def pool(self):
+        try:
+            return db.open_pool(self.url, min_size=1, max_size=4)
+        except StorageError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def whoami() -> str:
+    try:
+        return os.getlogin()
+    except OSError:
+        return str(os.getuid())
+
+
+def audit_cli(pool, event_type: str, resource_id: str, metadata: dict) -> None:
+    """CLI actions on keys and users are audited like their API twins."""
+    now = datetime.now(UTC)
+    EventWriter(pool).write([EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type=event_type,
+                                         user_id=f"cli:{whoami()}", received_at=now, outcome=Outcome.SUCCESS,
+                                         source="auditwatch-cli", resource_id=resource_id, metadata=metadata)])
