@@ -7,6 +7,7 @@ import logging
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
+from alerts import actions as alert_actions
 from auditwatch.api import admin as admin_api
 from auditwatch.api import alerts as alerts_api
 from auditwatch.api import anomalies as anomalies_api
@@ -48,7 +49,7 @@ def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None
                     secret_key=secret_key(settings.dashboard_secret_key,
                                           settings.resolved_data_dir() / "dashboard-secret-key"),
                     session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
-                    alerts_module=settings.dashboard_alerts_module, key_cache_seconds=settings.key_cache_seconds)
+                    alert_actions=alert_actions, key_cache_seconds=settings.key_cache_seconds)
 
 
 def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:

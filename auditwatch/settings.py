@@ -128,7 +128,6 @@ class Settings:
     dashboard: bool = True
     dashboard_secret_key: str = ""
     dashboard_session_hours: float = 12.0
-    dashboard_alerts_module: str = "alerts.actions"  # the module behind the alert feed (its actions contract)
 
     @property
     def embedded(self) -> bool:
