@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from auditwatch.cli.context import Context, pass_ctx
-from storage.timescale import db
+from storage.timescale import compression, db, rollups
 
 
 @click.group()
@@ -19,20 +19,17 @@ def storage() -> None:
 @pass_ctx
 def storage_status(ctx: Context) -> None:
     """The edition, what it offers, and the rollups' state."""
-    from storage.timescale import rollups
-
     with ctx.connect() as conn:
         info = db.server_info(conn)
     click.echo(f"edition:      {info.edition} (TimescaleDB {info.timescaledb_version})")
     if info.edition == "timescale":
         click.echo("rollups:      native continuous aggregates, refreshed by TimescaleDB policies")
         with ctx.connect() as conn:
-            stats = conn.execute(
-                "SELECT total_chunks, number_compressed_chunks, before_compression_total_bytes, "
-                "after_compression_total_bytes FROM hypertable_compression_stats('audit_events')").fetchone()
-        if stats and stats[1]:
-            click.echo(f"compression:  {stats[1]} of {stats[0]} chunks compressed, "
-                       f"{stats[2] / 2**20:,.0f} MiB -> {stats[3] / 2**20:,.0f} MiB (policy: after 7 days)")
+            stats = compression.stats(conn)
+        if stats:
+            click.echo(f"compression:  {stats.compressed_chunks} of {stats.total_chunks} chunks compressed, "
+                       f"{stats.bytes_before / 2**20:,.0f} MiB -> {stats.bytes_after / 2**20:,.0f} MiB "
+                       "(policy: after 7 days)")
         else:
             click.echo("compression:  enabled, policy compresses chunks older than 7 days (none yet)")
     else:
@@ -53,8 +50,6 @@ def storage_status(ctx: Context) -> None:
 @pass_ctx
 def storage_refresh(ctx: Context) -> None:
     """Bring the rollups up to date now (a backfill can take a while; progress is shown)."""
-    from storage.timescale import rollups
-
     pool = ctx.pool()
     try:
         result = rollups.refresh(pool, now=datetime.now(UTC),
