@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
-from auditwatch.api import params
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import EVENT_TYPE
 from storage.auth import Permission, Role
 from storage.timescale import catalog
@@ -21,11 +20,8 @@ DEFAULT_RETENTION = {"hot_days": 90, "cold_years": 7}
 def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("admin", __name__)
 
-    def audit(event_type: str, **kwargs: Any) -> None:
-        services.audit(event_type, current_key().principal, source_ip=remote_ip(request.remote_addr),
-                       user_agent=request.user_agent.string or None, **kwargs)
-
-    # -- events ------------------------------------------------------------------------------------
+    def audit(event_type: str, **fields: Any) -> None:
+        caller.audit(services, event_type, **fields)
 
     @bp.get("/api/v1/keys")
     @require(Permission.MANAGE_KEYS)

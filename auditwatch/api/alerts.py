@@ -14,10 +14,9 @@ from alerts import actions
 from alerts.errors import InvalidSilence, RuleError, UnknownAlert
 from alerts.rules import PACKAGED_RULES, RULE_ID, format_duration, load_rules, parse_rule
 from auditwatch.alerting import rules_dir
-from auditwatch.api import params
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import parse_timestamp
 from storage.auth import Permission
 from storage.timescale import alerts as store
@@ -65,8 +64,7 @@ def create_blueprint(services: Services) -> Blueprint:
     pool = services.pool
 
     def audit(resource_id: str, metadata: dict[str, Any]) -> None:
-        services.audit("config_change", current_key().principal, resource_id=resource_id, metadata=metadata,
-                       source_ip=remote_ip(request.remote_addr), user_agent=request.user_agent.string or None)
+        caller.audit(services, "config_change", resource_id=resource_id, metadata=metadata)
 
     def rules() -> dict:
         try:

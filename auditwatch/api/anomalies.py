@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 from flask import Blueprint, request
 
-from auditwatch.api import params
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import EVENT_TYPE, parse_timestamp
 from storage.auth import Permission
 from storage.timescale import anomalies as store
@@ -181,8 +180,7 @@ def create_blueprint(services: Services) -> Blueprint:
         feedback = store.add_feedback(services.pool, anomaly_id=anomaly_id, detector=detector,
                                       entity_type=entity_type, entity_value=entity_value, verdict=verdict,
                                       until=until, reason=reason, created_by=principal)
-        services.audit("config_change", principal, source_ip=remote_ip(request.remote_addr),
-                       user_agent=request.user_agent.string or None,
+        services.audit("config_change", principal, **caller.origin(),
                        resource_id=f"anomaly_feedback:{feedback.feedback_id}",
                        metadata={"change": "anomaly_feedback", **{k: v for k, v in _feedback_json(feedback).items()
                                                                   if k not in ("created_by", "created_at")}})

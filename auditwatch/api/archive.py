@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
-from auditwatch.api import params
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.errors import IngestError
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import parse_timestamp
 from storage.auth import Permission
 from storage.errors import HoldNotFound, LegalHoldError
@@ -26,11 +25,11 @@ def create_blueprint(services: Services) -> Blueprint:
 
     def auditor() -> Auditor:
         principal = current_key().principal
-        source_ip, agent = remote_ip(request.remote_addr), request.user_agent.string or None
+        where = caller.origin()
 
         def record(event_type: str, metadata: dict[str, Any], resource_id: str | None):
             return services.audit_record(event_type, principal, metadata=metadata, resource_id=resource_id,
-                                         source_ip=source_ip, user_agent=agent)
+                                         **where)
 
         return record
 

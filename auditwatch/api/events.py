@@ -9,10 +9,9 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, request, stream_with_context
 
-from auditwatch.api import params
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import EVENT_TYPE, parse_timestamp
 from storage import export, tiers
 from storage.auth import Permission
@@ -119,9 +118,8 @@ def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("events", __name__)
     settings = services.settings
 
-    def audit(event_type: str, **kwargs: Any) -> None:
-        services.audit(event_type, current_key().principal, source_ip=remote_ip(request.remote_addr),
-                       user_agent=request.user_agent.string or None, **kwargs)
+    def audit(event_type: str, **fields: Any) -> None:
+        caller.audit(services, event_type, **fields)
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -179,8 +177,7 @@ def create_blueprint(services: Services) -> Blueprint:
 
         def record(erased: list[EventRecord]) -> EventRecord:
             return services.audit_record(
-                "event_erased", current_key().principal, source_ip=remote_ip(request.remote_addr),
-                user_agent=request.user_agent.string or None, resource_id=str(target), metadata={
+                "event_erased", current_key().principal, **caller.origin(), resource_id=str(target), metadata={
                     "reason": reason,
                     "erased": [{"timestamp": e.timestamp.isoformat(), "event_type": e.event_type} for e in erased],
                 })

@@ -24,14 +24,11 @@ def keys_create(ctx: Context, role: str, name: str) -> None:
 
     if not catalog_name_ok(name):
         raise click.UsageError("--name may hold letters, digits and _ . @ - (at most 64, starting with a letter or digit)")
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         if catalog.key_exists(pool, name):
             raise click.UsageError(f"a key named {name!r} exists; choose another name or revoke it first")
         key, secret = catalog.create_key(pool, name, Role(role), created_by=f"cli:{whoami()}")
         audit_cli(pool, "api_key_created", str(key.key_id), {"name": name, "role": role})
-    finally:
-        pool.close()
     click.echo(f"Created {role} key {name!r} ({key.key_id}). It is shown only now:", err=True)
     click.echo(secret)
 
@@ -39,11 +36,8 @@ def keys_create(ctx: Context, role: str, name: str) -> None:
 @keys.command("list")
 @pass_ctx
 def keys_list(ctx: Context) -> None:
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         rows = catalog.list_keys(pool)
-    finally:
-        pool.close()
     click.echo(f"{'name':24} {'role':8} {'created':20} revoked")
     for k in rows:
         click.echo(f"{k.name:24} {k.role.value:8} {k.created_at:%Y-%m-%d %H:%M:%S}  "
@@ -55,14 +49,11 @@ def keys_list(ctx: Context) -> None:
 @pass_ctx
 def keys_revoke(ctx: Context, name: str) -> None:
     """Revoke a key by name or id (servers stop accepting it within seconds)."""
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         key = catalog.revoke_key(pool, name, revoked_by=f"cli:{whoami()}")
         if key is None:
             raise click.UsageError(f"no live key named {name!r}; see `auditwatch keys list`")
         audit_cli(pool, "api_key_revoked", str(key.key_id), {"name": key.name})
-    finally:
-        pool.close()
     click.echo(f"Revoked {key.name!r}.")
 
 
@@ -79,15 +70,12 @@ def users() -> None:
 @click.option("--service", is_flag=True, help="A service account rather than a person.")
 @pass_ctx
 def users_add(ctx: Context, user_ids: tuple[str, ...], display_name, email, department, service) -> None:
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         new = catalog.register_users(pool, [
             {"user_id": u, "display_name": display_name, "email": email, "department": department,
              "kind": "service" if service else "human"} for u in user_ids], registered_by=f"cli:{whoami()}")
         for u in user_ids:
             audit_cli(pool, "config_change", u, {"change": "user_registered"})
-    finally:
-        pool.close()
     click.echo(f"registered {new} new user(s); {len(user_ids) - new} already existed")
 
 
@@ -95,10 +83,7 @@ def users_add(ctx: Context, user_ids: tuple[str, ...], display_name, email, depa
 @click.option("--limit", default=100, show_default=True)
 @pass_ctx
 def users_list(ctx: Context, limit: int) -> None:
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         rows = catalog.list_users(pool, limit=limit)
-    finally:
-        pool.close()
     for u in rows:
         click.echo(f"{u.user_id:32} {u.kind:8} {u.department or '-':12} {u.display_name or ''}")

@@ -150,11 +150,8 @@ def analytics_score(ctx: Context) -> None:
     from analytics import jobs
     from auditwatch.worker import analytics_config
 
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         result = jobs.score_job(pool, config=analytics_config(ctx.settings))
-    finally:
-        pool.close()
     click.echo(f"{result.inserted} new anomalies, {result.updated} updated, {result.suppressed} suppressed by feedback")
     for name, (low, high) in result.ranges.items():
         click.echo(f"  {name}: {low:%Y-%m-%d %H:%M} → {high:%Y-%m-%d %H:%M}")
@@ -167,11 +164,8 @@ def analytics_refit(ctx: Context) -> None:
     from analytics import jobs
     from auditwatch.worker import analytics_config
 
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         versions = jobs.refit_job(pool, config=analytics_config(ctx.settings))
-    finally:
-        pool.close()
     for name, version in (versions or {}).items():
         click.echo(f"{name}: {version}")
 

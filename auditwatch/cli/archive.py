@@ -53,9 +53,8 @@ def archive_group() -> None:
 @pass_ctx
 def archive_run(ctx: Context) -> None:
     """Archive every chunk past hot retention (skipping held ones), then drop it; safe to rerun."""
-    store, pool = _store(ctx), ctx.pool()
-    now = datetime.now(UTC)
-    try:
+    store, now = _store(ctx), datetime.now(UTC)
+    with ctx.pooled(errors=(StorageError,)) as pool:
         with pool.connection() as conn:
             policy = retention.load_policy(conn)
         chunks = archive.eligible(pool, now=now, hot_days=policy.hot_days)
@@ -63,10 +62,6 @@ def archive_run(ctx: Context) -> None:
         with click.progressbar(length=len(chunks), label="archiving", file=sys.stderr) as bar:
             result = archive.run(pool, store, now=now, hot_days=policy.hot_days, audit=_audit(),
                                  progress=lambda chunk, outcome: bar.update(1))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"archived {len(result.archived)} chunk(s), {result.rows:,} rows in {len(result.files)} file(s); "
                f"{len(result.held)} kept hot by legal holds; {result.repaired} leftover(s) repaired")
     for chunk, why in result.skipped:
@@ -110,19 +105,14 @@ def retention_group() -> None:
 @pass_ctx
 def retention_run(ctx: Context, dry_run: bool) -> None:
     """Delete (or rewrite without) archived events past cold retention."""
-    store, pool = _store(ctx), ctx.pool()
-    now = datetime.now(UTC)
-    try:
+    store, now = _store(ctx), datetime.now(UTC)
+    with ctx.pooled(errors=(StorageError,)) as pool:
         plan = retention.plan(pool, store, now=now)
         if dry_run:
             _show_plan(plan)
             return
         with click.progressbar(length=len(plan.actions), label="expiring", file=sys.stderr) as bar:
             result = retention.apply(pool, store, now=now, audit=_audit(), progress=lambda action: bar.update(1))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"deleted {len(result.deleted)} file(s), rewrote {len(result.rewritten)} without expired types: "
                f"{result.rows:,} rows removed; {len(result.held)} file(s) kept by legal holds")
     for action in result.problems:
@@ -163,14 +153,9 @@ def hold_add(ctx: Context, reason: str, case_id: str | None, user_id: str | None
              end: str | None) -> None:
     """Place a hold; criteria are ANDed and at least one is needed."""
     start_time, end_time = _time(start, "--start"), _time(end, "--end")
-    pool = ctx.pool()
-    try:
+    with ctx.pooled(usage_errors=(LegalHoldError,)) as pool:
         hold = legal_hold.place(pool, reason=reason, created_by=_actor(), audit=_audit(), case_id=case_id,
                                 user_id=user_id, start_time=start_time, end_time=end_time)
-    except LegalHoldError as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"placed legal hold {hold.hold_id}: {hold.scope()}")
 
 
@@ -178,11 +163,8 @@ def hold_add(ctx: Context, reason: str, case_id: str | None, user_id: str | None
 @click.option("--all", "include_released", is_flag=True, help="Include released holds.")
 @pass_ctx
 def hold_list(ctx: Context, include_released: bool) -> None:
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         holds = legal_hold.list_holds(pool, include_released=include_released)
-    finally:
-        pool.close()
     if not holds:
         click.echo("no legal holds" + ("" if include_released else " in force"))
     for h in holds:
@@ -195,11 +177,6 @@ def hold_list(ctx: Context, include_released: bool) -> None:
 @click.option("--reason", required=True, help="Why the hold is released (recorded and audited).")
 @pass_ctx
 def hold_release(ctx: Context, hold_id: int, reason: str) -> None:
-    pool = ctx.pool()
-    try:
+    with ctx.pooled(usage_errors=(HoldNotFound, LegalHoldError)) as pool:
         hold = legal_hold.release(pool, hold_id, released_by=_actor(), reason=reason, audit=_audit())
-    except (HoldNotFound, LegalHoldError) as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"released legal hold {hold.hold_id} ({hold.scope()})")

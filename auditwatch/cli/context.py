@@ -5,8 +5,10 @@ Command modules import this and nothing else from the CLI, so no module circles 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import click
@@ -43,6 +45,24 @@ class Context:
             return db.open_pool(self.url, min_size=1, max_size=4)
         except StorageError as exc:
             raise click.ClickException(str(exc)) from None
+
+    @contextlib.contextmanager
+    def pooled(self, *, usage_errors: tuple[type[Exception], ...] = (),
+               errors: tuple[type[Exception], ...] = ()) -> Iterator:
+        """A pool for one command, closed after it.
+
+        ``usage_errors`` become a UsageError (the user can fix the call), ``errors`` a ClickException,
+        each with the domain error's own message.
+        """
+        pool = self.pool()
+        try:
+            yield pool
+        except usage_errors as exc:
+            raise click.UsageError(str(exc)) from None
+        except errors as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            pool.close()
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -144,11 +144,8 @@ def integrity_group() -> None:
 def checkpoint(ctx: Context, force: bool) -> None:
     """Sign the chain head now (the worker does this every integrity_checkpoint_seconds)."""
     key = _signing_key(ctx)
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         cp = integrity.write_checkpoint(pool, key, now=datetime.now(UTC), force=force)
-    finally:
-        pool.close()
     if cp is None:
         click.echo("nothing sealed since the last checkpoint; use --force to sign again")
         return
@@ -161,11 +158,8 @@ def checkpoint(ctx: Context, force: bool) -> None:
 @pass_ctx
 def export_checkpoints(ctx: Context, path: str) -> None:
     """Write every signed checkpoint as JSON lines (`-` for stdout), to keep off this machine."""
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         found = integrity.list_checkpoints(pool)
-    finally:
-        pool.close()
     data = b"".join(cp.to_json_line() for cp in found)
     if path == "-":
         sys.stdout.buffer.write(data)

@@ -120,8 +120,7 @@ def _wait_healthy(base: str, server: subprocess.Popen, timeout: float = 60) -> N
 
 def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
     """The admin and system keys of this data directory, created on first use."""
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         if keyfile.exists():
             saved = json.loads(keyfile.read_text())
             if all(catalog.authenticate(pool, saved.get(k, "")) for k in ("admin", "system")):
@@ -129,8 +128,6 @@ def _demo_keys(ctx: Context, keyfile: Path) -> tuple[str, str]:
         suffix = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         _, admin = catalog.create_key(pool, f"local-admin-{suffix}", Role.ADMIN, created_by="auditwatch-up")
         _, system = catalog.create_key(pool, f"demo-producer-{suffix}", Role.SYSTEM, created_by="auditwatch-up")
-    finally:
-        pool.close()
     keyfile.parent.mkdir(parents=True, exist_ok=True)
     keyfile.touch(mode=0o600)
     keyfile.write_text(json.dumps({"admin": admin, "system": system}, indent=2))

@@ -37,24 +37,18 @@ def storage_status(ctx: Context) -> None:
                    "continuous aggregates)")
         click.echo("compression:  not available on the Apache edition; install the community edition "
                    "of TimescaleDB for a columnstore tier")
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         for r in rollups.status(pool):
             mark = r.watermark.isoformat() if r.watermark else ("by TimescaleDB" if r.native else "never refreshed")
             click.echo(f"  {r.rollup:10} rows {r.rows:>12,}   materialised up to {mark}")
-    finally:
-        pool.close()
 
 
 @storage.command("refresh")
 @pass_ctx
 def storage_refresh(ctx: Context) -> None:
     """Bring the rollups up to date now (a backfill can take a while; progress is shown)."""
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         result = rollups.refresh(pool, now=datetime.now(UTC),
                                  progress=lambda lo, hi: click.echo(f"  recomputed {lo:%Y-%m-%d %H:%M} .. "
                                                                     f"{hi:%Y-%m-%d %H:%M}", err=True))
-    finally:
-        pool.close()
     click.echo(f"rollups current to {result.watermark_1m.isoformat() if result.watermark_1m else '-'}")
