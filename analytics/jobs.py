@@ -26,7 +26,7 @@ from analytics.detectors import Detector, UnivariateSeries, empty_anomalies
 from analytics.errors import ModelNotFound, TamperedModel  # noqa: F401 - re-exported for callers
 from storage.timescale import anomalies as store
 from storage.timescale import features as source
-from storage.timescale import rollups
+from storage.timescale import rollups, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
     scopes = store.suppressions(pool, now=now)
     models: dict[str, tuple[Detector, datetime | None, datetime]] = {}
     for name in _names(config):
-        mark = store.watermark(pool, f"score:{name}")
+        mark = watermarks.job_watermark(pool, f"score:{name}")
         start = _floor((mark if mark is not None else end - config.first_run + config.late) - config.late,
                        timedelta(hours=1))
         try:
@@ -187,7 +187,7 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
             result.inserted += written.inserted
             result.updated += written.updated
             result.suppressed += dropped
-            store.set_watermark(pool, f"score:{name}", high)
+            watermarks.advance_job(pool, f"score:{name}", high)
         low = high
     for name, (detector, _, start) in models.items():
         result.ranges[name] = (start, end)
@@ -204,7 +204,7 @@ def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, sco
                   result: ScoreResult) -> None:
     """The univariate detector over the per-minute rollup series (events by type and outcome)."""
     job = "score:univariate_series"
-    mark = store.watermark(pool, job)
+    mark = watermarks.job_watermark(pool, job)
     start = min((mark or end - config.first_run) - config.late, end)
     history = timedelta(hours=3)
     frame = rollups.series(pool, rollups.SeriesQuery(start=start - history, end=end, interval="1m",
@@ -224,7 +224,7 @@ def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, sco
     result.inserted += written.inserted
     result.updated += written.updated
     result.suppressed += dropped
-    store.set_watermark(pool, job, end)
+    watermarks.advance_job(pool, job, end)
     result.ranges["univariate_series"] = (start, end)
 
 

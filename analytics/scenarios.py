@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from analytics.events import SCHEMA, TS
+from storage.incidents import Incident
 
 COUNTRIES = {  # country: (weight, [(ip prefix, asn)])
     "US": (50, [("24.48", "AS7922"), ("66.249", "AS15169"), ("98.210", "AS7018")]),
@@ -41,17 +42,6 @@ ADMIN_MIX = {"config_change": 6, "permission_change": 2, "api_key_created": 1, "
 SCENARIOS = ("brute_force_fast", "brute_force_slow", "password_spraying", "credential_stuffing",
              "exfiltration", "night_privilege_escalation", "new_country_login")
 BURSTS = ("brute_force_fast", "password_spraying", "credential_stuffing")
-
-
-@dataclass(frozen=True)
-class Incident:
-    """A labelled attack: anomalies on any of ``entities`` overlapping [start, end] detect it."""
-
-    scenario: str
-    start: datetime
-    end: datetime
-    entities: frozenset[str]
-    note: str = ""
 
 
 @dataclass

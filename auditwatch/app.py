@@ -7,7 +7,14 @@ import logging
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
-from auditwatch import api, api_alerts, api_anomalies, api_archive, api_ingest, openapi
+from alerts import actions as alert_actions
+from auditwatch.api import admin as admin_api
+from auditwatch.api import alerts as alerts_api
+from auditwatch.api import anomalies as anomalies_api
+from auditwatch.api import archive as archive_api
+from auditwatch.api import events as events_api
+from auditwatch.api import ingest as ingest_admin_api
+from auditwatch.api.openapi import document as openapi
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest import api as ingest_api
@@ -42,7 +49,7 @@ def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None
                     secret_key=secret_key(settings.dashboard_secret_key,
                                           settings.resolved_data_dir() / "dashboard-secret-key"),
                     session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
-                    alerts_module=settings.dashboard_alerts_module, key_cache_seconds=settings.key_cache_seconds)
+                    alert_actions=alert_actions, key_cache_seconds=settings.key_cache_seconds)
 
 
 def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:
@@ -62,13 +69,14 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
         return None
 
     app.register_blueprint(ingest_api.create_blueprint(services.pipeline, max_batch=settings.max_batch))
-    app.register_blueprint(api.create_blueprint(services))
+    app.register_blueprint(events_api.create_blueprint(services))
+    app.register_blueprint(admin_api.create_blueprint(services))
     app.register_blueprint(openapi.create_blueprint())
-    app.register_blueprint(api_archive.create_blueprint(services))
-    app.register_blueprint(api_anomalies.create_blueprint(services))
-    app.register_blueprint(api_ingest.create_blueprint(services))
+    app.register_blueprint(archive_api.create_blueprint(services))
+    app.register_blueprint(anomalies_api.create_blueprint(services))
+    app.register_blueprint(ingest_admin_api.create_blueprint(services))
     app.register_blueprint(otlp.create_blueprint(services.pipeline, max_records=settings.otlp_max_records))
-    app.register_blueprint(api_alerts.create_blueprint(services))
+    app.register_blueprint(alerts_api.create_blueprint(services))
     if settings.dashboard:
         _mount_dashboard(app, settings, services)
 

@@ -16,24 +16,22 @@ from ingest.enrich import geo_lookup
 from ingest.pipeline import IngestPipeline, IngestPolicy
 from ingest.redact import DEFAULT_SENSITIVE_KEYS, Redactor
 from ingest.validate import ValidationPolicy
+from storage import location
 from storage.auth import ApiKey
 from storage.cold.store import ColdStore
 from storage.events import EventRecord, Outcome
 from storage.timescale import catalog, db, self_audit
-from storage.timescale.cluster import LocalCluster
 from storage.timescale.writer import EventWriter, GroupCommitter
 
 
 def database_url(settings: Settings) -> str:
     """The configured server, or the embedded cluster under the data directory."""
-    if settings.database_url:
-        return settings.database_url
-    return LocalCluster(settings.resolved_data_dir(), port=settings.db_port).url
+    return location.database_url(settings.database_url, settings.resolved_data_dir(), settings.db_port)
 
 
 def archive_root(settings: Settings) -> str:
     """Where the cold tier lives: the configured URL, or a directory beside the embedded database."""
-    return settings.archive_url or str(settings.resolved_data_dir() / "archive")
+    return location.archive_root(settings.archive_url, settings.resolved_data_dir())
 
 
 def ingest_policy(settings: Settings) -> IngestPolicy:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.location import DEFAULT_DATA_DIR, DEFAULT_DB_PORT
+
 ENV_PREFIX = "AUDITWATCH_"
 
 
@@ -23,10 +25,10 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     # Where the embedded database, keys and logs live.
-    data_dir: Path = Path(".data")
+    data_dir: Path = DEFAULT_DATA_DIR
     # An existing TimescaleDB server; empty means the embedded, project-local one.
     database_url: str = ""
-    db_port: int = 54329
+    db_port: int = DEFAULT_DB_PORT
     chunk_interval: str = "1 day"
     pool_min: int = 2
     pool_max: int = 16
@@ -128,7 +130,6 @@ class Settings:
     dashboard: bool = True
     dashboard_secret_key: str = ""
     dashboard_session_hours: float = 12.0
-    dashboard_alerts_module: str = "alerts.actions"  # the module behind the alert feed (its actions contract)
 
     @property
     def embedded(self) -> bool:

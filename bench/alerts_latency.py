@@ -30,13 +30,13 @@ import requests
 
 from alerts.lifecycle import fingerprint
 from alerts.notifiers import PagerDuty, SlackChat
+from alerts.testing import FakePagerDuty, FakeSlack
 from bench.harness import ROOT, database, percentile, server
 from storage.auth import Role
 from storage.events import EventRecord, Outcome
 from storage.timescale import alerts as store
 from storage.timescale import catalog, db, rollups
 from storage.timescale.writer import EventWriter
-from tests.alerts.fakes import FakePagerDuty, FakeSlack
 
 
 def stats(name: str, values: list[float]) -> str:

@@ -21,7 +21,7 @@ __all__ = ["mount"]
 
 def mount(server: Flask, *, pool: ConnectionPool, authenticate: Callable[[str], ApiKey | None],
           audit: Callable[..., Any], secret_key: str, session_hours: float = 12.0,
-          max_export_rows: int = 5_000_000, alerts_module: str = "alerts.actions",
+          max_export_rows: int = 5_000_000, alert_actions: Any = None,
           key_cache_seconds: float = 5.0) -> Dash:
     """Serve the dashboard from ``server`` at /dashboard/ (sign-in, pages, widgets, export)."""
     from dashboard import auth, export, pages, shell, widget_aio
@@ -29,7 +29,7 @@ def mount(server: Flask, *, pool: ConnectionPool, authenticate: Callable[[str], 
     from dashboard.registry import build
 
     server.extensions[EXTENSION] = DashboardContext(pool=pool, authenticate=authenticate, audit=audit,
-                                                    max_export_rows=max_export_rows, alerts_module=alerts_module,
+                                                    max_export_rows=max_export_rows, alert_actions=alert_actions,
                                                     key_cache_seconds=key_cache_seconds)
     auth.install(server, secret=secret_key, session_hours=session_hours)
     export.install(server)

@@ -23,7 +23,9 @@ class DashboardContext:
     authenticate: Callable[[str], ApiKey | None]
     audit: Callable[..., Any]  # audit(event_type, principal, *, metadata=, resource_id=, source_ip=, user_agent=)
     max_export_rows: int = 5_000_000
-    alerts_module: str = "alerts.actions"
+    # The alerts package's actions (list_alerts, acknowledge, create_silence: ``alerts.actions``), handed in
+    # by the host so the dashboard never imports alerts/ itself; None where alerting is not configured.
+    alert_actions: Any = None
     key_cache_seconds: float = 5.0
     _keys: dict[uuid.UUID, tuple[ApiKey | None, float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, request, stream_with_context
@@ -14,7 +11,7 @@ from dashboard import search_filters
 from dashboard.auth import user
 from dashboard.context import current
 from dashboard.errors import DashboardError
-from storage.events import COLUMNS, EventRecord
+from storage import export
 from storage.timescale import queries
 
 
@@ -45,28 +42,6 @@ def _export() -> Response:
                   user_agent=request.user_agent.string or None,
                   metadata={"via": "dashboard", "format": fmt, "filters": search_filters.as_params(query)})
     rows = queries.stream(context.pool, query, max_rows=context.max_export_rows)
-    body = _csv(rows) if fmt == "csv" else (json.dumps(e.to_json(), default=str) + "\n" for e in rows)
-    return Response(stream_with_context(body), mimetype="text/csv" if fmt == "csv" else "application/x-ndjson",
+    return Response(stream_with_context(export.lines(rows, fmt)), mimetype=export.MIMETYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="audit-events.{fmt}"'})
 
-
-def _safe(value: Any) -> Any:
-    """Neutralise spreadsheet formula injection in exported cells."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def _csv(rows: Iterator[EventRecord]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    for event in rows:
-        data = event.to_json()
-        data["metadata"] = json.dumps(event.metadata, default=str)
-        writer.writerow([_safe(data[c]) for c in COLUMNS])
-        if buffer.tell() > 64 * 1024:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()

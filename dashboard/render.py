@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,7 +32,7 @@ class RenderContext:
     filters: Filters = field(default_factory=Filters)
     principal: str = ""
     can_configure: bool = False
-    alerts_module: str = "alerts.actions"
+    alert_actions: Any = None  # DashboardContext.alert_actions
 
     def merged_filters(self, params: dict[str, Any]) -> Filters:
         """The global cross-filter, with the widget's own entity (user, IP) taking precedence."""
@@ -42,14 +40,9 @@ class RenderContext:
                        user_id=params.get("user_id") or self.filters.user_id or None,
                        source_ip=params.get("source_ip") or self.filters.source_ip or None)
 
-    def alerts(self) -> ModuleType | None:
-        """The alerts package's actions module, or None where alerting is not installed."""
-        try:
-            return importlib.import_module(self.alerts_module)
-        except ModuleNotFoundError as exc:
-            if exc.name and self.alerts_module.startswith(exc.name):
-                return None
-            raise
+    def alerts(self) -> Any:
+        """The alerts actions the host handed in, or None where alerting is not configured."""
+        return self.alert_actions
 
 
 def empty(message: str, hint: str = "") -> html.Div:

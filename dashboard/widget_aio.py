@@ -181,7 +181,7 @@ def render_widget(registry: Registry, widget: dict[str, Any], time_range: dict |
                                filters=Filters(**{k: v for k, v in (crossfilter or {}).items()
                                                   if k in Filters.__dataclass_fields__ and v}),
                                principal=who.principal, can_configure=who.can_configure,
-                               alerts_module=context.alerts_module)
+                               alert_actions=context.alert_actions)
             body = widget_type.render(rc, widget["params"])
         except DashboardError as exc:
             body = empty("Cannot show this widget", str(exc))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from storage.incidents import Incident
+
 DEPARTMENTS = ("engineering", "finance", "sales", "support", "hr", "legal", "security")
 # Public example ranges per country, so enrichment gives real countries.
 COUNTRY_NETS = {
@@ -53,17 +55,6 @@ class DemoUser:
     def registration(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "display_name": self.display_name, "department": self.department,
                 "kind": self.kind, "email": f"{self.user_id}@example.com" if self.kind == "human" else None}
-
-
-@dataclass(frozen=True)
-class Incident:
-    """A labelled injected attack: what, who, from where, when (for tests and evaluation)."""
-
-    scenario: str
-    start: datetime
-    end: datetime
-    user_id: str | None
-    source_ip: str | None
 
 
 class DemoTraffic:
@@ -110,14 +101,14 @@ class DemoTraffic:
         exfil = rng.choice(self._non_admins)
         escalator = rng.choice(self._non_admins)
         return [
-            Incident("failed_login_burst", base + timedelta(hours=10, minutes=17),
-                     base + timedelta(hours=10, minutes=19), victim.user_id, burster),
-            Incident("password_spraying", base + timedelta(hours=14, minutes=5),
-                     base + timedelta(hours=14, minutes=15), None, sprayer),
-            Incident("night_data_export", base + timedelta(hours=3, minutes=10),
-                     base + timedelta(hours=3, minutes=40), exfil.user_id, exfil.ip),
-            Incident("unusual_permission_change", base + timedelta(hours=1, minutes=40),
-                     base + timedelta(hours=1, minutes=45), escalator.user_id, escalator.ip),
+            Incident.by("failed_login_burst", base + timedelta(hours=10, minutes=17),
+                        base + timedelta(hours=10, minutes=19), victim.user_id, burster),
+            Incident.by("password_spraying", base + timedelta(hours=14, minutes=5),
+                        base + timedelta(hours=14, minutes=15), None, sprayer),
+            Incident.by("night_data_export", base + timedelta(hours=3, minutes=10),
+                        base + timedelta(hours=3, minutes=40), exfil.user_id, exfil.ip),
+            Incident.by("unusual_permission_change", base + timedelta(hours=1, minutes=40),
+                        base + timedelta(hours=1, minutes=45), escalator.user_id, escalator.ip),
         ]
 
     # -- events -------------------------------------------------------------------------------------------

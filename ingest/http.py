@@ -7,16 +7,15 @@ The application authenticates each request and puts the caller's ApiKey on
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from flask import Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ingest.errors import IngestError
 from storage.auth import ApiKey, Permission
+from storage.export import dumps
 
 
 class HttpError(IngestError):
@@ -27,18 +26,6 @@ class HttpError(IngestError):
         super().__init__(code, message, field)
         self.status = status
         self.headers = headers or {}
-
-
-def dumps(body: Any) -> bytes:
-    """JSON bytes; falls back to the standard library for integers beyond 64 bits.
-
-    jsonb keeps any number, and a stored event's metadata read back may hold an integer orjson
-    refuses to write; one such event must not make every read of the log fail.
-    """
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -15,7 +15,7 @@
 #
 # **Where the data comes from.** `AUDITWATCH_DATABASE_URL` (or the embedded database of
 # `make up`). The connection is read-only. If the store is empty, the notebook first loads a
-# labelled demo history through the real ingest pipeline (`auditwatch.seed.seed_demo`).
+# labelled demo history through the real ingest pipeline (`ingest.seed.seed_demo`).
 
 # %%
 import os
@@ -24,20 +24,23 @@ from datetime import UTC, datetime, timedelta
 import plotly.express as px
 import polars as pl
 
-from auditwatch import settings as settings_mod
-from auditwatch.seed import seed_demo
-from auditwatch.services import archive_root, database_url
+from ingest.seed import seed_demo
+from storage import location
 from storage.dataapi import connect
+from storage.timescale import db
 
-SETTINGS = settings_mod.load()
-URL = database_url(SETTINGS)
+STORE = location.from_environ()  # AUDITWATCH_DATABASE_URL and AUDITWATCH_DATA_DIR, as the server reads them
 DAYS = float(os.environ.get("AUDITWATCH_NOTEBOOK_DAYS", "7"))  # how much recent history to look at
 
-aw = connect(URL, archive=archive_root(SETTINGS))
+aw = connect(STORE.database_url, archive=STORE.archive_root)
 span = aw.time_range()
 if span.events == 0:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    seeded = seed_demo(SETTINGS, start=now - timedelta(days=2), end=now, now=now, users=120, service_accounts=4)
+    writable = db.open_pool(STORE.database_url, min_size=1, max_size=4, name="notebook-seed")
+    try:
+        seeded = seed_demo(writable, start=now - timedelta(days=2), end=now, now=now, users=120, service_accounts=4)
+    finally:
+        writable.close()
     print(f"the store was empty: loaded {seeded.accepted:,} demo events")
     span = aw.time_range()
 

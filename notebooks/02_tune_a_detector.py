@@ -15,7 +15,7 @@
 #
 # The helpers are `analytics.tuning` (`backtest`, `evaluate`, `sweep`), so a script or a CI job can
 # run the same evaluation. The labels are the demo generator's injected incidents
-# (`auditwatch.seed.demo_labels`): point the notebook at a store filled by `make up` or
+# (`ingest.seed.demo_labels`): point the notebook at a store filled by `make up` or
 # `auditwatch seed-demo` with the same `AUDITWATCH_DEMO_*` parameters.
 
 # %%
@@ -30,19 +30,18 @@ import polars as pl
 from analytics import pipeline, tuning
 from analytics.calibration import ANOMALY_SCORE
 from analytics.detectors import ExportVolume
-from auditwatch import settings as settings_mod
-from auditwatch.seed import demo_labels
-from auditwatch.services import archive_root, database_url
+from ingest.seed import demo_labels
+from storage import location
 from storage.dataapi import connect
 
-SETTINGS = settings_mod.load()
+STORE = location.from_environ()  # AUDITWATCH_DATABASE_URL and AUDITWATCH_DATA_DIR, as the server reads them
 DEMO = {"seed": int(os.environ.get("AUDITWATCH_DEMO_SEED", "7")),
         "users": int(os.environ.get("AUDITWATCH_DEMO_USERS", "300")),
         "service_accounts": int(os.environ.get("AUDITWATCH_DEMO_SERVICE_ACCOUNTS", "8"))}
 TEST_DAYS = float(os.environ.get("AUDITWATCH_NOTEBOOK_TEST_DAYS", "1"))  # the newest days are the backtest
 EXPORT_DIR = Path(os.environ.get("AUDITWATCH_NOTEBOOK_EXPORT_DIR", "tuned"))
 
-aw = connect(database_url(SETTINGS), archive=archive_root(SETTINGS))
+aw = connect(STORE.database_url, archive=STORE.archive_root)
 span = aw.time_range()
 assert span.events, "the store is empty: run `auditwatch seed-demo` (or notebook 1, which seeds it)"
 END = span.last + timedelta(microseconds=1)

@@ -26,12 +26,11 @@ import plotly.express as px
 import polars as pl
 
 from analytics.investigation import hourly_baseline, peer_comparison
-from auditwatch import settings as settings_mod
-from auditwatch.services import archive_root, database_url
+from storage import location
 from storage.dataapi import connect
 
-SETTINGS = settings_mod.load()
-aw = connect(database_url(SETTINGS), archive=archive_root(SETTINGS))
+STORE = location.from_environ()  # AUDITWATCH_DATABASE_URL and AUDITWATCH_DATA_DIR, as the server reads them
+aw = connect(STORE.database_url, archive=STORE.archive_root)
 span = aw.time_range()
 END = span.last + timedelta(microseconds=1)
 entity = pl.col("group_values").str.json_path_match

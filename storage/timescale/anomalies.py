@@ -188,21 +188,7 @@ def suppressions(pool: ConnectionPool, *, now: datetime) -> pl.DataFrame:
                                       "until": TS}, orient="row")
 
 
-# -- watermarks and models ---------------------------------------------------------------------------
-
-def watermark(pool: ConnectionPool, job: str) -> datetime | None:
-    with pool.connection() as conn:
-        row = conn.execute("SELECT watermark FROM detector_state WHERE job = %s", (job,)).fetchone()
-    return row[0].astimezone(UTC) if row else None
-
-
-def set_watermark(pool: ConnectionPool, job: str, value: datetime) -> None:
-    """Move a job's watermark forward (never back: two runs racing cannot rewind it)."""
-    with pool.connection() as conn:
-        conn.execute(
-            "INSERT INTO detector_state (job, watermark) VALUES (%s, %s) ON CONFLICT (job) DO UPDATE SET "
-            "watermark = greatest(detector_state.watermark, EXCLUDED.watermark), updated_at = now()", (job, value))
-
+# -- models (job watermarks: storage.timescale.watermarks) ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class StoredModel:

@@ -36,7 +36,7 @@ from storage.cold.layout import DEFAULT_LAYOUT, Layout
 from storage.cold.schema import Column, arrow_schema, record_batch
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.errors import StorageError
-from storage.timescale import legal_hold, queries, removals, rollups, self_audit
+from storage.timescale import legal_hold, queries, removals, rollups, self_audit, watermarks
 from storage.timescale.db import pool_edition
 from storage.timescale.queries import EventQuery
 from storage.timescale.self_audit import Auditor
@@ -318,8 +318,8 @@ def _drop(pool: ConnectionPool, chunk: Chunk, archived: Sequence[ArchiveFile], *
             stale = conn.execute(
                 "SELECT count(*) FROM rollup_invalidations WHERE low < %s AND high >= %s",
                 (chunk.range_end, chunk.range_start)).fetchone()[0]
-            mark = conn.execute("SELECT watermark FROM rollup_watermarks WHERE rollup = 'events_1h'").fetchone()
-            if stale or (rows and (mark is None or mark[0] < chunk.range_end)):
+            mark = watermarks.read(conn, "rollup", "events_1h")
+            if stale or (rows and (mark is None or mark < chunk.range_end)):
                 return "the rollups have not yet materialised this range; run `auditwatch storage refresh`"
         dropped = conn.execute("SELECT drop_chunks('audit_events', older_than => %s, newer_than => %s)",
                                (chunk.range_end, chunk.range_start)).fetchall()

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from storage.timescale import watermarks
 from storage.timescale.db import pool_edition
 
 DIMENSIONS = ("event_type", "outcome", "user_id", "source_ip")
@@ -102,16 +103,11 @@ def _recompute(conn: psycopg.Connection, table: str, insert: sql.Composable, low
 
 
 def _watermark(conn: psycopg.Connection, rollup: str) -> datetime | None:
-    row = conn.execute("SELECT watermark FROM rollup_watermarks WHERE rollup = %s", (rollup,)).fetchone()
-    return row[0] if row else None
+    return watermarks.read(conn, "rollup", rollup)
 
 
 def _set_watermark(conn: psycopg.Connection, rollup: str, watermark: datetime) -> None:
-    conn.execute(
-        "INSERT INTO rollup_watermarks (rollup, watermark) VALUES (%s, %s) ON CONFLICT (rollup) DO UPDATE "
-        "SET watermark = greatest(rollup_watermarks.watermark, EXCLUDED.watermark), refreshed_at = now()",
-        (rollup, watermark),
-    )
+    watermarks.advance(conn, "rollup", rollup, watermark)
 
 
 def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(hours=1),
@@ -259,7 +255,7 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
         if native:
             parts = [source(table, "bucket", "sum(events)", "start", "end")]
         else:
-            marks = dict(conn.execute("SELECT rollup, watermark FROM rollup_watermarks").fetchall())
+            marks = watermarks.read_all(conn, "rollup")
             wm_1m = marks.get("events_1m") or start
             wm_1h = min(marks.get("events_1h") or start, wm_1m)
             params.update(wm_1m=max(min(wm_1m, end), start), wm_1h=max(min(wm_1h, end), start))

@@ -15,9 +15,9 @@ from alerts.dispatch import DispatchResult, RetryPolicy, dispatch
 from alerts.engine import AlertConfig, EvaluationResult
 from alerts.notifiers import Notifier, ReceiverSettings, build_notifiers
 from alerts.routing import load_routing
+from alerts.testing import FakePagerDuty, FakeSlack
 from storage.events import EventRecord
 from storage.timescale.writer import EventWriter
-from tests.alerts.fakes import FakePagerDuty, FakeSlack
 
 # A fixed clock: every event and evaluation time in these tests is relative to it.
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

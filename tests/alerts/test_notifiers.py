@@ -8,7 +8,7 @@ import pytest
 
 from alerts.errors import DeliveryError
 from alerts.notifiers import PagerDuty, SlackChat, SlackWebhook, Webhook, slack_blocks, verify_signature
-from tests.alerts.fakes import FakePagerDuty, FakeSlack, _Server
+from alerts.testing import FakePagerDuty, FakeSlack, _Server
 
 PAYLOAD = {"status": "firing", "group_key": "0:rule_id=r", "alerts": [{
     "fingerprint": "a" * 20, "rule_id": "r", "title": "Burst for alice", "severity": "critical", "status": "firing",

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from auditwatch.cli import main
+from auditwatch.cli.main import main
 from tests.analytics.conftest import T0, burst, event
 
 ROOT = Path(__file__).resolve().parents[2]

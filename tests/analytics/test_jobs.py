@@ -15,6 +15,7 @@ from auditwatch.settings import load
 from auditwatch.worker import JOBS, LEADER_JOBS, build_scheduler
 from storage.timescale import anomalies as store
 from storage.timescale import features as source
+from storage.timescale import watermarks
 from storage.timescale.writer import EventWriter
 from tests.analytics.conftest import burst, event, records
 
@@ -56,7 +57,7 @@ def test_scoring_is_idempotent_and_stores_explained_versioned_anomalies(pool, lo
         v for v in stored["detector_version"] if v.startswith("univariate_series")}
     row = burst_rows.row(0, named=True)
     assert orjson.loads(row["explanation"])["summary"] and row["sample_event_ids"]
-    assert store.watermark(pool, "score:failed_login_burst") == jobs._floor(now - CONFIG.end_offset,
+    assert watermarks.job_watermark(pool, "score:failed_login_burst") == jobs._floor(now - CONFIG.end_offset,
                                                                              timedelta(minutes=1))
     again = jobs.score_job(pool, now=now, config=CONFIG)
     assert (again.inserted, again.updated) == (0, 0)
@@ -110,7 +111,7 @@ def test_a_follower_does_not_score(pool, loaded):
 
     assert jobs.score_job(pool, now=loaded, config=CONFIG, leader=Follower()).ran is False
     assert jobs.refit_job(pool, now=loaded, config=CONFIG, leader=Follower()) is None
-    assert store.watermark(pool, "score:failed_login_burst") is None
+    assert watermarks.job_watermark(pool, "score:failed_login_burst") is None
 
 
 def test_the_worker_schedules_the_analytics_jobs_with_the_leader(pool, db_url, tmp_path):

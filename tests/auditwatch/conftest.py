@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from auditwatch import settings as settings_mod
 from auditwatch.app import create_app
-from auditwatch.cli import main
+from auditwatch.cli.main import main
 from auditwatch.services import Services
 from storage.auth import Role
 from storage.timescale import catalog

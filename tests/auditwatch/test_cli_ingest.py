@@ -10,7 +10,7 @@ import time
 
 from click.testing import CliRunner
 
-from auditwatch.cli import main
+from auditwatch.cli.main import main
 from tests.conftest import ROOT, free_port
 
 

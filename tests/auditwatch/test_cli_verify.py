@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from auditwatch.cli import main
+from auditwatch.cli.main import main
 from tests.auditwatch.conftest import event
 from tests.conftest import ROOT
 

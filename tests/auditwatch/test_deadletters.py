@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 
 from auditwatch.app import create_app
-from auditwatch.cli import main
+from auditwatch.cli.main import main
 from ingest.bus import BusWriter
 from storage.auth import Role
 from storage.timescale import catalog

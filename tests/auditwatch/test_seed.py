@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditwatch.seed import demo_labels, seed_demo
 from ingest.demo import DemoTraffic
+from ingest.seed import demo_labels, seed_demo
 from storage.dataapi import connect
 from tests.conftest import ROOT
 
@@ -49,14 +49,14 @@ def test_seed_demo_refuses_bad_arguments(run, args, message):
     assert result.exit_code == 2 and message in result.output
 
 
-def test_seed_demo_function_refuses_an_impossible_range(settings):
+def test_seed_demo_function_refuses_an_impossible_range(pool):
     now = datetime(2024, 5, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="future"):
-        seed_demo(settings, start=now, end=now + timedelta(hours=1), now=now)
+        seed_demo(pool, start=now, end=now + timedelta(hours=1), now=now)
     with pytest.raises(ValueError, match="empty"):
-        seed_demo(settings, start=now, end=now, now=now)
+        seed_demo(pool, start=now, end=now, now=now)
     with pytest.raises(ValueError, match="time zone"):
-        seed_demo(settings, start=datetime(2024, 4, 30), end=now, now=now)
+        seed_demo(pool, start=datetime(2024, 4, 30), end=now, now=now)
 
 
 def test_seed_demo_is_registered_when_the_cli_runs_as_a_module(tmp_path):

@@ -21,8 +21,7 @@ from jupyter_client.manager import KernelManager
 from alerts.engine import AlertConfig, evaluate
 from alerts.routing import load_routing
 from analytics import jobs
-from auditwatch import settings as settings_mod
-from auditwatch.seed import SeedResult, seed_demo
+from ingest.seed import SeedResult, seed_demo
 from storage.timescale import db
 from tests.conftest import ROOT, fresh_database, shared_data
 
@@ -48,12 +47,10 @@ def seeded_store(server_url: str, template_db: str, tmp_path_factory) -> Iterato
     stores the anomalies of the third, as a worker that had been running would have.
     """
     with fresh_database(server_url, template_db) as url:
-        settings = settings_mod.load(config_file=None, environ={}, overrides={
-            "database_url": url, "data_dir": str(tmp_path_factory.mktemp("seed-data"))})
-        result = seed_demo(settings, start=SEED_START, end=SEED_END, now=SEED_END, **SEED_ARGS)
-        assert result.accepted > 10_000 and result.rejected == 0
-        pool = db.open_pool(url, min_size=1, max_size=2, name="notebook-seed")
+        pool = db.open_pool(url, min_size=1, max_size=4, name="notebook-seed")
         try:
+            result = seed_demo(pool, start=SEED_START, end=SEED_END, now=SEED_END, **SEED_ARGS)
+            assert result.accepted > 10_000 and result.rejected == 0
             jobs.refit_job(pool, now=SEED_END - timedelta(days=1))
             scored = jobs.score_job(pool, now=SEED_END, config=jobs.JobConfig(first_run=timedelta(days=1)))
             # The alert rules as the worker evaluates them, every 10 minutes through the scored day.

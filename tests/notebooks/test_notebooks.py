@@ -14,7 +14,7 @@ import pytest
 from nbclient import NotebookClient
 
 from analytics.detectors import ExportVolume
-from auditwatch.seed import demo_labels
+from ingest.seed import demo_labels
 from tests.conftest import ROOT
 
 from .conftest import NOTEBOOKS, SEED_ARGS, SEED_END, SeededStore, notebook_id

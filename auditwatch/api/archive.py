@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
-from auditwatch.api import _body, _check_params, _one, _string
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.errors import IngestError
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import parse_timestamp
 from storage.auth import Permission
 from storage.errors import HoldNotFound, LegalHoldError
@@ -26,18 +25,18 @@ def create_blueprint(services: Services) -> Blueprint:
 
     def auditor() -> Auditor:
         principal = current_key().principal
-        source_ip, agent = remote_ip(request.remote_addr), request.user_agent.string or None
+        where = caller.origin()
 
         def record(event_type: str, metadata: dict[str, Any], resource_id: str | None):
             return services.audit_record(event_type, principal, metadata=metadata, resource_id=resource_id,
-                                         source_ip=source_ip, user_agent=agent)
+                                         **where)
 
         return record
 
     @bp.get("/api/v1/archive")
     @require(Permission.VIEW)
     def archive_status():
-        _check_params(frozenset())
+        params.check_params(frozenset())
         s = archive.summary(services.pool)
         with services.pool.connection() as conn:
             policy = retention.load_policy(conn)
@@ -55,8 +54,8 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/legal-holds")
     @require(Permission.LEGAL_HOLD)
     def list_holds():
-        _check_params(frozenset({"include_released"}))
-        flag = (_one("include_released") or "false").lower()
+        params.check_params(frozenset({"include_released"}))
+        flag = (params.one("include_released") or "false").lower()
         if flag not in {"true", "false", "1", "0"}:
             raise HttpError(400, "invalid_parameter", "`include_released` must be true or false", "include_released")
         holds = legal_hold.list_holds(services.pool, include_released=flag in {"true", "1"})
@@ -65,10 +64,10 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.post("/api/v1/legal-holds")
     @require(Permission.LEGAL_HOLD)
     def place_hold():
-        body = _body(HOLD_FIELDS)
-        reason = _string(body, "reason", max_len=2000)
-        case_id = _string(body, "case_id", required=False)
-        user_id = _string(body, "user_id", required=False)
+        body = params.body(HOLD_FIELDS)
+        reason = params.string(body, "reason", max_len=2000)
+        case_id = params.string(body, "case_id", required=False)
+        user_id = params.string(body, "user_id", required=False)
         times = {}
         for name in ("start_time", "end_time"):
             value = body.get(name)
@@ -89,7 +88,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.post("/api/v1/legal-holds/<hold_id>/release")
     @require(Permission.LEGAL_HOLD)
     def release_hold(hold_id: str):
-        reason = _string(_body(frozenset({"reason"})), "reason", max_len=2000)
+        reason = params.string(params.body(frozenset({"reason"})), "reason", max_len=2000)
         if not (hold_id.isascii() and hold_id.isdigit()) or len(hold_id) > 18:
             raise HttpError(400, "invalid_hold_id", "a hold id is a whole number; see GET /api/v1/legal-holds",
                             "hold_id")

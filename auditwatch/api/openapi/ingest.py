@@ -1,4 +1,4 @@
-"""OpenAPI paths of the ingest administration routes (merged into auditwatch.openapi.DOCUMENT)."""
+"""OpenAPI paths of the ingest administration routes (merged into auditwatch.api.openapi.document.DOCUMENT)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ For notebooks and CI pointed at an empty database: the same validation, redactio
 enrichment as ``auditwatch ingest`` (a backfill), then a rollup refresh so series and
 detectors see it at once. The demo generator is seeded, so the same arguments give the same
 events (re-seeding reports duplicates and changes nothing) and the same injected incidents.
+``auditwatch seed-demo`` passes the server's own pipeline; a notebook passes only a pool and
+gets the default one.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from analytics.scenarios import Incident as LabelledIncident
-from auditwatch.services import Services
-from auditwatch.settings import Settings
-from ingest.demo import DemoTraffic, Incident
-from ingest.pipeline import RequestContext
+from psycopg_pool import ConnectionPool
+
+from ingest.demo import DemoTraffic
+from ingest.enrich import geo_lookup
+from ingest.pipeline import IngestPipeline, IngestPolicy, RequestContext
+from ingest.redact import DEFAULT_SENSITIVE_KEYS, Redactor
+from storage.incidents import Incident
 from storage.timescale import catalog, rollups
+from storage.timescale.writer import EventWriter
 
 BATCH = 5000
 
@@ -41,19 +46,25 @@ def demo_incidents(traffic: DemoTraffic, start: datetime, end: datetime) -> list
 
 
 def demo_labels(*, start: datetime, end: datetime, seed: int = 7, users: int = 300,
-                service_accounts: int = 8) -> list[LabelledIncident]:
-    """The demo's incidents in [start, end) as ``analytics`` labels (the entities an anomaly must name)."""
+                service_accounts: int = 8) -> list[Incident]:
+    """The demo's incidents in [start, end): the labels ``analytics.evaluation`` scores against."""
     traffic = DemoTraffic(seed=seed, users=users, service_accounts=service_accounts)
-    return [LabelledIncident(i.scenario, i.start, i.end, frozenset(e for e in (i.user_id, i.source_ip) if e))
-            for i in demo_incidents(traffic, start, end)]
+    return demo_incidents(traffic, start, end)
 
 
-def seed_demo(settings: Settings, *, start: datetime, end: datetime, now: datetime, seed: int = 7,
-              users: int = 300, service_accounts: int = 8,
+def default_pipeline(pool: ConnectionPool) -> IngestPipeline:
+    """The ingest pipeline with default policy and redaction, writing straight to the store."""
+    return IngestPipeline(pool=pool, committer=EventWriter(pool), geo=geo_lookup(None),
+                          redactor=Redactor(DEFAULT_SENSITIVE_KEYS), policy=IngestPolicy())
+
+
+def seed_demo(pool: ConnectionPool, *, start: datetime, end: datetime, now: datetime, seed: int = 7,
+              users: int = 300, service_accounts: int = 8, pipeline: IngestPipeline | None = None,
               progress: Callable[[datetime], None] | None = None) -> SeedResult:
     """Store the demo events of [start, end) and refresh the rollups up to ``now``.
 
-    ``progress`` is called with the end of each generated hour.
+    ``pipeline`` defaults to ``default_pipeline(pool)``; ``progress`` is called with the end of
+    each generated hour.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("give start and end with a time zone (UTC)")
@@ -64,32 +75,29 @@ def seed_demo(settings: Settings, *, start: datetime, end: datetime, now: dateti
     if users < 60:
         raise ValueError("the demo needs at least 60 users (password spraying targets 60 accounts)")
     traffic = DemoTraffic(seed=seed, users=users, service_accounts=service_accounts)
-    services = Services.open(settings.replace(pool_max=4, pool_min=1))
-    try:
-        catalog.register_users(services.pool, [u.registration() for u in traffic.users], "seed-demo")
-        ctx = RequestContext(principal="seed-demo", backfill=True, rate_limited=False, source="demo")
-        totals = [0, 0, 0]
-        batch: list[dict] = []
+    pipeline = pipeline or default_pipeline(pool)
+    catalog.register_users(pool, [u.registration() for u in traffic.users], "seed-demo")
+    ctx = RequestContext(principal="seed-demo", backfill=True, rate_limited=False, source="demo")
+    totals = [0, 0, 0]
+    batch: list[dict] = []
 
-        def flush() -> None:
-            result = services.pipeline.ingest(batch, ctx)
-            totals[0] += result.accepted
-            totals[1] += result.duplicates
-            totals[2] += result.rejected
-            batch.clear()
+    def flush() -> None:
+        result = pipeline.ingest(batch, ctx)
+        totals[0] += result.accepted
+        totals[1] += result.duplicates
+        totals[2] += result.rejected
+        batch.clear()
 
-        hour = start
-        while hour < end:
-            following = min(hour.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1), end)
-            batch.extend(traffic.events(hour, following))
-            if len(batch) >= BATCH:
-                flush()
-            if progress:
-                progress(following)
-            hour = following
-        if batch:
+    hour = start
+    while hour < end:
+        following = min(hour.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1), end)
+        batch.extend(traffic.events(hour, following))
+        if len(batch) >= BATCH:
             flush()
-        rollups.refresh(services.pool, now=now)
-    finally:
-        services.close()
+        if progress:
+            progress(following)
+        hour = following
+    if batch:
+        flush()
+    rollups.refresh(pool, now=now)
     return SeedResult(*totals, incidents=demo_incidents(traffic, start, end))

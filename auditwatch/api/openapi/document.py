@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint
 
-from auditwatch import openapi_alerts, openapi_anomalies, openapi_archive, openapi_ingest
+from auditwatch.api.openapi import alerts, anomalies, archive
+from auditwatch.api.openapi import ingest as ingest_admin
 from ingest.http import json_response
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -198,10 +199,10 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
-DOCUMENT["paths"].update(openapi_archive.PATHS)
-DOCUMENT["paths"].update(openapi_anomalies.PATHS)
-DOCUMENT["paths"].update(openapi_ingest.PATHS)
-DOCUMENT["paths"].update(openapi_alerts.PATHS)
+DOCUMENT["paths"].update(archive.PATHS)
+DOCUMENT["paths"].update(anomalies.PATHS)
+DOCUMENT["paths"].update(ingest_admin.PATHS)
+DOCUMENT["paths"].update(alerts.PATHS)
 
 
 def create_blueprint() -> Blueprint:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 import orjson
@@ -15,12 +14,8 @@ from analytics import evaluation, pipeline
 from analytics.detectors import UnivariateSeries
 from analytics.errors import AnalyticsError, MalformedInput
 from analytics.events import read_ndjson, read_series_csv
+from auditwatch.cli.context import Context, pass_ctx
 
-if TYPE_CHECKING:
-    from auditwatch.cli import Context
-
-# The group's Context is ctx.obj; importing cli.py here would be a cycle when it runs as __main__.
-pass_ctx = click.pass_obj
 ON_ERROR = click.Choice(["stop", "skip"])
 
 
@@ -245,11 +240,8 @@ def analytics_score(ctx: Context) -> None:
     from analytics import jobs
     from auditwatch.worker import analytics_config
 
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         result = jobs.score_job(pool, config=analytics_config(ctx.settings))
-    finally:
-        pool.close()
     click.echo(f"{result.inserted} new anomalies, {result.updated} updated, {result.suppressed} suppressed by feedback")
     for name, (low, high) in result.ranges.items():
         click.echo(f"  {name}: {low:%Y-%m-%d %H:%M} → {high:%Y-%m-%d %H:%M}")
@@ -262,11 +254,8 @@ def analytics_refit(ctx: Context) -> None:
     from analytics import jobs
     from auditwatch.worker import analytics_config
 
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         versions = jobs.refit_job(pool, config=analytics_config(ctx.settings))
-    finally:
-        pool.close()
     for name, version in (versions or {}).items():
         click.echo(f"{name}: {version}")
 

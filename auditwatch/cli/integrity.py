@@ -7,25 +7,18 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 import psycopg
 
 from auditwatch import integrity as keys
+from auditwatch.cli.context import Context, pass_ctx
 from auditwatch.services import archive_root
 from storage.cold.store import ColdStore
 from storage.errors import StorageError
 from storage.integrity import checkpoints
 from storage.timescale import sealing
 from storage.timescale import verify as verification  # this module's own `verify` is the command
-
-if TYPE_CHECKING:
-    from auditwatch.cli import Context
-
-# ctx.obj is cli.Context; pass_obj instead of importing cli.pass_ctx, because cli.py imports this
-# module at its bottom and `python -m auditwatch.cli` would otherwise import cli.py twice in a cycle.
-pass_ctx = click.pass_obj
 
 
 class _When(click.ParamType):
@@ -152,11 +145,8 @@ def integrity_group() -> None:
 def checkpoint(ctx: Context, force: bool) -> None:
     """Sign the chain head now (the worker does this every integrity_checkpoint_seconds)."""
     key = _signing_key(ctx)
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         cp = sealing.write_checkpoint(pool, key, now=datetime.now(UTC), force=force)
-    finally:
-        pool.close()
     if cp is None:
         click.echo("nothing sealed since the last checkpoint; use --force to sign again")
         return
@@ -169,11 +159,8 @@ def checkpoint(ctx: Context, force: bool) -> None:
 @pass_ctx
 def export_checkpoints(ctx: Context, path: str) -> None:
     """Write every signed checkpoint as JSON lines (`-` for stdout), to keep off this machine."""
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         found = sealing.list_checkpoints(pool)
-    finally:
-        pool.close()
     data = b"".join(cp.to_json_line() for cp in found)
     if path == "-":
         sys.stdout.buffer.write(data)

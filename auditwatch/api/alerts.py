@@ -14,10 +14,9 @@ from alerts import actions
 from alerts.errors import InvalidSilence, RuleError, UnknownAlert
 from alerts.rules import PACKAGED_RULES, RULE_ID, format_duration, load_rules, parse_rule
 from auditwatch.alerting import rules_dir
-from auditwatch.api import _body, _check_params, _one, _string, _whole_number
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import parse_timestamp
 from storage.auth import Permission
 from storage.timescale import alerts as store
@@ -41,7 +40,7 @@ def _rule_id(raw: str) -> str:
 
 
 def _since() -> datetime | None:
-    raw = _one("since")
+    raw = params.one("since")
     return parse_timestamp(raw, "since") if raw is not None else None
 
 
@@ -65,8 +64,7 @@ def create_blueprint(services: Services) -> Blueprint:
     pool = services.pool
 
     def audit(resource_id: str, metadata: dict[str, Any]) -> None:
-        services.audit("config_change", current_key().principal, resource_id=resource_id, metadata=metadata,
-                       source_ip=remote_ip(request.remote_addr), user_agent=request.user_agent.string or None)
+        caller.audit(services, "config_change", resource_id=resource_id, metadata=metadata)
 
     def rules() -> dict:
         try:
@@ -80,18 +78,18 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/alerts")
     @require(Permission.VIEW)
     def list_alerts():
-        _check_params(frozenset({"state", "since", "limit"}))
+        params.check_params(frozenset({"state", "since", "limit"}))
         states = request.args.getlist("state")
         if any(s not in actions.STATES for s in states):
             raise HttpError(400, "invalid_state", f"`state` must be one of {', '.join(actions.STATES)}", "state")
-        limit = _whole_number(_one("limit") or "100", "limit", 1000)
+        limit = params.whole_number(params.one("limit") or "100", "limit", 1000)
         found = actions.list_alerts(pool, states=states or None, since=_since(), limit=limit)
         return json_response({"alerts": [alert_json(a) for a in found]})
 
     @bp.get("/api/v1/alerts/<fingerprint>")
     @require(Permission.VIEW)
     def get_alert(fingerprint: str):
-        _check_params(frozenset())
+        params.check_params(frozenset())
         try:
             view = actions.get_alert(pool, _fingerprint(fingerprint))
         except UnknownAlert as exc:
@@ -104,9 +102,9 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.post("/api/v1/alerts/<fingerprint>/ack")
     @require(Permission.RESPOND_TO_ALERTS)
     def acknowledge(fingerprint: str):
-        body = _body(frozenset({"comment", "until", "for_minutes"}))
+        body = params.body(frozenset({"comment", "until", "for_minutes"}))
         fingerprint = _fingerprint(fingerprint)
-        comment = _string(body, "comment", required=False, max_len=2000) or ""
+        comment = params.string(body, "comment", required=False, max_len=2000) or ""
         now = datetime.now(UTC)
         until = None
         if body.get("until") is not None and body.get("for_minutes") is not None:
@@ -131,10 +129,10 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/alert-history")
     @require(Permission.VIEW)
     def alert_history():
-        _check_params(frozenset({"fingerprint", "since", "limit"}))
-        fingerprint = _one("fingerprint")
+        params.check_params(frozenset({"fingerprint", "since", "limit"}))
+        fingerprint = params.one("fingerprint")
         rows = store.history(pool, fingerprint=_fingerprint(fingerprint) if fingerprint else None, since=_since(),
-                             limit=_whole_number(_one("limit") or "100", "limit", 1000))
+                             limit=params.whole_number(params.one("limit") or "100", "limit", 1000))
         return json_response({"history": [
             {"fingerprint": h.fingerprint, "rule_id": h.rule_id, "at": h.at.isoformat(), "from": h.from_state,
              "to": h.to_state, "value": h.value, "detail": h.detail} for h in rows]})
@@ -142,17 +140,17 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/alert-notifications")
     @require(Permission.VIEW)
     def alert_notifications():
-        _check_params(frozenset({"fingerprint", "receiver", "status", "limit"}))
-        fingerprint = _one("fingerprint")
-        status = _one("status")
+        params.check_params(frozenset({"fingerprint", "receiver", "status", "limit"}))
+        fingerprint = params.one("fingerprint")
+        status = params.one("status")
         if status is not None and status not in {"pending", "sending", "delivered", "failed"}:
             raise HttpError(400, "invalid_status", "`status` must be pending, sending, delivered or failed", "status")
-        receiver = _one("receiver")
+        receiver = params.one("receiver")
         if receiver is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,63}", receiver):
             raise HttpError(400, "invalid_receiver", "`receiver` is a receiver name such as pagerduty", "receiver")
         notes = store.notifications(pool, fingerprint=_fingerprint(fingerprint) if fingerprint else None,
                                     receiver=receiver, statuses=[status] if status else None,
-                                    limit=_whole_number(_one("limit") or "100", "limit", 1000))
+                                    limit=params.whole_number(params.one("limit") or "100", "limit", 1000))
         tries: dict[int, list] = {}
         for a in store.attempts(pool, notification_ids=[n.notification_id for n in notes], limit=10_000):
             tries.setdefault(a.notification_id, []).append(
@@ -171,13 +169,13 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/alert-rules")
     @require(Permission.MANAGE_ALERT_RULES)
     def list_rules():
-        _check_params(frozenset())
+        params.check_params(frozenset())
         return json_response({"rules": [rule_json(r) for r in rules().values()]})
 
     @bp.get("/api/v1/alert-rules/<rule_id>")
     @require(Permission.MANAGE_ALERT_RULES)
     def get_rule(rule_id: str):
-        _check_params(frozenset())
+        params.check_params(frozenset())
         found = rules().get(_rule_id(rule_id))
         if found is None:
             raise HttpError(404, "not_found", f"no alert rule has id {rule_id!r}", "rule_id")
@@ -186,7 +184,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.put("/api/v1/alert-rules/<rule_id>")
     @require(Permission.MANAGE_ALERT_RULES)
     def put_rule(rule_id: str):
-        body = _body(frozenset({"yaml"}))
+        body = params.body(frozenset({"yaml"}))
         rule_id = _rule_id(rule_id)
         text = body.get("yaml")
         if not isinstance(text, str) or not text.strip():
@@ -226,24 +224,24 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/alert-silences")
     @require(Permission.VIEW)
     def list_silences():
-        _check_params(frozenset({"active", "limit"}))
-        active = (_one("active") or "false").lower()
+        params.check_params(frozenset({"active", "limit"}))
+        active = (params.one("active") or "false").lower()
         if active not in {"true", "false"}:
             raise HttpError(400, "invalid_parameter", "`active` must be true or false", "active")
         now = datetime.now(UTC)
         found = actions.list_silences(pool, active_at=now if active == "true" else None,
-                                      limit=_whole_number(_one("limit") or "100", "limit", 1000))
+                                      limit=params.whole_number(params.one("limit") or "100", "limit", 1000))
         return json_response({"silences": [actions.silence_json(s, now) for s in found]})
 
     @bp.post("/api/v1/alert-silences")
     @require(Permission.RESPOND_TO_ALERTS)
     def create_silence():
-        body = _body(frozenset({"matchers", "starts_at", "ends_at", "comment"}))
+        body = params.body(frozenset({"matchers", "starts_at", "ends_at", "comment"}))
         matchers = body.get("matchers")
         if not isinstance(matchers, dict) or not matchers:
             raise HttpError(400, "invalid_field", "`matchers` must be a non-empty object of label → value, e.g. "
                             "{\"rule_id\": \"failed_login_burst\"}", "matchers")
-        comment = _string(body, "comment", max_len=2000)
+        comment = params.string(body, "comment", max_len=2000)
         starts_at = parse_timestamp(body["starts_at"], "starts_at") if body.get("starts_at") is not None else \
             datetime.now(UTC)
         if body.get("ends_at") is None:

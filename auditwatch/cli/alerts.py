@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import click
 
@@ -14,24 +13,7 @@ from alerts.backtest import backtest
 from alerts.errors import AlertsError, RuleError
 from alerts.rules import PACKAGED_RULES, format_duration, load_file, load_rules, parse_duration
 from auditwatch.alerting import rules_dir
-
-if TYPE_CHECKING:
-    from auditwatch.cli import Context
-
-# cli.py imports this module at its bottom; ctx.obj is its Context, so nothing here imports cli.py at load.
-pass_ctx = click.pass_obj
-
-
-def _whoami() -> str:
-    from auditwatch.cli import _whoami as whoami
-
-    return whoami()
-
-
-def _audit_cli(pool, event_type: str, resource_id: str, metadata: dict) -> None:
-    from auditwatch.cli import _audit_cli as audit_cli
-
-    audit_cli(pool, event_type, resource_id, metadata)
+from auditwatch.cli.context import Context, audit_cli, pass_ctx, whoami
 
 
 def _duration(text: str, option: str):
@@ -108,13 +90,10 @@ def backtest_cmd(ctx: Context, rule_id: str, since: str, top: int) -> None:
         raise click.UsageError(f"no rule {rule_id!r}; see `auditwatch alerts rules list`")
     end = datetime.now(UTC)
     start = end - _duration(since, "--since")
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         days = max(1, int((end - start).total_seconds() // 86400) + 1)
         with click.progressbar(length=days, label=f"replaying {since}", file=sys.stderr) as bar:
             result = backtest(pool, rule, start=start, end=end, progress=lambda lo, hi: bar.update(1))
-    finally:
-        pool.close()
     click.echo(f"rule {rule.id} ({rule.kind}, {rule.severity}) from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} "
                f"UTC via {result.method}")
     per_day = len(result.episodes) / max((end - start).total_seconds() / 86400, 1 / 24)
@@ -133,11 +112,8 @@ def backtest_cmd(ctx: Context, rule_id: str, since: str, top: int) -> None:
 @pass_ctx
 def alerts_list(ctx: Context, states: tuple[str, ...], limit: int) -> None:
     """Alerts, firing first."""
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         found = actions.list_alerts(pool, states=states or None, limit=limit)
-    finally:
-        pool.close()
     for a in found:
         flags = " ".join(f for f, on in (("silenced", a.silenced), (f"acked:{a.acknowledged_by}",
                                                                      a.acknowledged_by)) if on)
@@ -153,15 +129,10 @@ def ack(ctx: Context, fingerprint: str, comment: str, for_: str | None) -> None:
     """Acknowledge an alert: no repeats, and PagerDuty is told."""
     now = datetime.now(UTC)
     until = now + _duration(for_, "--for") if for_ else None
-    by = f"cli:{_whoami()}"
-    pool = ctx.pool()
-    try:
+    by = f"cli:{whoami()}"
+    with ctx.pooled(usage_errors=(AlertsError,)) as pool:
         view = actions.acknowledge(pool, fingerprint, by=by, comment=comment, until=until, now=now,
-                                   audit=lambda rid, meta: _audit_cli(pool, "config_change", rid, meta))
-    except AlertsError as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        pool.close()
+                                   audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
     click.echo(f"acknowledged {view.title} until {view.acknowledged_until or 'resolved'}")
 
 
@@ -184,16 +155,11 @@ def silence_add(ctx: Context, matches: tuple[str, ...], for_: str, comment: str)
             raise click.UsageError(f"--match {item!r}: write label=value, e.g. user_id=alice")
         matchers[key] = value
     now = datetime.now(UTC)
-    pool = ctx.pool()
-    try:
+    with ctx.pooled(usage_errors=(AlertsError,)) as pool:
         silence_id = actions.create_silence(pool, matchers=matchers, starts_at=now,
-                                            ends_at=now + _duration(for_, "--for"), created_by=f"cli:{_whoami()}",
+                                            ends_at=now + _duration(for_, "--for"), created_by=f"cli:{whoami()}",
                                             comment=comment,
-                                            audit=lambda rid, meta: _audit_cli(pool, "config_change", rid, meta))
-    except AlertsError as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        pool.close()
+                                            audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
     click.echo(f"silence {silence_id} created for {for_}")
 
 
@@ -202,11 +168,8 @@ def silence_add(ctx: Context, matches: tuple[str, ...], for_: str, comment: str)
 @pass_ctx
 def silence_list(ctx: Context, show_all: bool) -> None:
     now = datetime.now(UTC)
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         found = actions.list_silences(pool, active_at=None if show_all else now)
-    finally:
-        pool.close()
     for s in found:
         click.echo(f"{s.silence_id:6}  {'active' if s.active(now) else 'ended ':6}  {json.dumps(s.matchers)}  "
                    f"until {s.ends_at:%Y-%m-%d %H:%M}  by {s.created_by}: {s.comment}")
@@ -216,12 +179,7 @@ def silence_list(ctx: Context, show_all: bool) -> None:
 @click.argument("silence_id", type=int)
 @pass_ctx
 def silence_expire(ctx: Context, silence_id: int) -> None:
-    pool = ctx.pool()
-    try:
-        actions.expire_silence(pool, silence_id, by=f"cli:{_whoami()}",
-                               audit=lambda rid, meta: _audit_cli(pool, "config_change", rid, meta))
-    except AlertsError as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        pool.close()
+    with ctx.pooled(usage_errors=(AlertsError,)) as pool:
+        actions.expire_silence(pool, silence_id, by=f"cli:{whoami()}",
+                               audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
     click.echo(f"silence {silence_id} ended")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import click
 
+from auditwatch.cli.context import Context, pass_ctx
+from auditwatch.services import Services
+from ingest.seed import seed_demo
 from storage.errors import StorageError
-
-if TYPE_CHECKING:
-    # Not imported at run time: `python -m auditwatch.cli` runs cli.py as __main__, and importing
-    # auditwatch.cli from here would load it a second time, half-initialised.
-    from auditwatch.cli import Context
 
 
 @click.command(name="seed-demo")
@@ -24,15 +21,13 @@ if TYPE_CHECKING:
 @click.option("--seed", type=int, default=7, show_default=True, help="The demo generator's seed.")
 @click.option("--users", "n_users", type=click.IntRange(min=60), default=300, show_default=True)
 @click.option("--service-accounts", type=click.IntRange(min=0), default=8, show_default=True)
-@click.pass_obj
+@pass_ctx
 def seed_demo_command(ctx: Context, days: float, end_text: str | None, seed: int, n_users: int,
                       service_accounts: int) -> None:
     """Load demo traffic with injected, labelled attacks through the ingest pipeline (a backfill).
 
     Safe to run twice: the generator is seeded, so a rerun reports duplicates and stores nothing new.
     """
-    from auditwatch.seed import seed_demo
-
     now = datetime.now(UTC)
     if end_text:
         try:
@@ -48,15 +43,19 @@ def seed_demo_command(ctx: Context, days: float, end_text: str | None, seed: int
     start = end - timedelta(days=days)
     hours = max(1, round((end - start) / timedelta(hours=1)))
     try:
-        with click.progressbar(length=hours, label="seeding", file=sys.stderr) as bar:
-            done = [start]
+        services = Services.open(ctx.settings.replace(pool_max=4, pool_min=1), url=ctx.url)
+        try:
+            with click.progressbar(length=hours, label="seeding", file=sys.stderr) as bar:
+                done = [start]
 
-            def advance(until: datetime) -> None:
-                bar.update(round((until - done[0]) / timedelta(hours=1)))
-                done[0] = until
+                def advance(until: datetime) -> None:
+                    bar.update(round((until - done[0]) / timedelta(hours=1)))
+                    done[0] = until
 
-            result = seed_demo(ctx.settings, start=start, end=end, now=now, seed=seed, users=n_users,
-                               service_accounts=service_accounts, progress=advance)
+                result = seed_demo(services.pool, pipeline=services.pipeline, start=start, end=end, now=now,
+                                   seed=seed, users=n_users, service_accounts=service_accounts, progress=advance)
+        finally:
+            services.close()
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{result.accepted:,} events stored, {result.duplicates:,} already there, "

@@ -1,4 +1,4 @@
-"""OpenAPI paths of the alerting API (merged into auditwatch.openapi.DOCUMENT)."""
+"""OpenAPI paths of the alerting API (merged into auditwatch.api.openapi.document.DOCUMENT)."""
 
 from __future__ import annotations
 

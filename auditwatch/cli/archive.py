@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import click
 
+from auditwatch.cli.context import Context, pass_ctx, whoami
 from auditwatch.services import archive_root
 from storage.cold.errors import ArchiveError
 from storage.cold.store import ColdStore
 from storage.errors import HoldNotFound, LegalHoldError, StorageError
 from storage.timescale import archive, legal_hold, retention, self_audit
-
-if TYPE_CHECKING:  # cli.py imports this module to register it, so no import of cli.py at run time
-    from auditwatch.cli import Context
 
 
 def _store(ctx: Context) -> ColdStore:
@@ -27,11 +23,7 @@ def _store(ctx: Context) -> ColdStore:
 
 
 def _actor() -> str:
-    """The same principal as cli.py's key and user commands use."""
-    try:
-        return f"cli:{os.getlogin()}"
-    except OSError:
-        return f"cli:{os.getuid()}"
+    return f"cli:{whoami()}"
 
 
 def _audit() -> self_audit.Auditor:
@@ -58,12 +50,11 @@ def archive_group() -> None:
 
 
 @archive_group.command("run")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def archive_run(ctx: Context) -> None:
     """Archive every chunk past hot retention (skipping held ones), then drop it; safe to rerun."""
-    store, pool = _store(ctx), ctx.pool()
-    now = datetime.now(UTC)
-    try:
+    store, now = _store(ctx), datetime.now(UTC)
+    with ctx.pooled(errors=(StorageError,)) as pool:
         with pool.connection() as conn:
             policy = retention.load_policy(conn)
         chunks = archive.eligible(pool, now=now, hot_days=policy.hot_days)
@@ -71,10 +62,6 @@ def archive_run(ctx: Context) -> None:
         with click.progressbar(length=len(chunks), label="archiving", file=sys.stderr) as bar:
             result = archive.run(pool, store, now=now, hot_days=policy.hot_days, audit=_audit(),
                                  progress=lambda chunk, outcome: bar.update(1))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"archived {len(result.archived)} chunk(s), {result.rows:,} rows in {len(result.files)} file(s); "
                f"{len(result.held)} kept hot by legal holds; {result.repaired} leftover(s) repaired")
     for chunk, why in result.skipped:
@@ -84,7 +71,7 @@ def archive_run(ctx: Context) -> None:
 
 
 @archive_group.command("status")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def archive_status(ctx: Context) -> None:
     """What the cold tier holds and what waits to be archived."""
     store, pool = _store(ctx), ctx.pool()
@@ -115,22 +102,17 @@ def retention_group() -> None:
 
 @retention_group.command("run")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def retention_run(ctx: Context, dry_run: bool) -> None:
     """Delete (or rewrite without) archived events past cold retention."""
-    store, pool = _store(ctx), ctx.pool()
-    now = datetime.now(UTC)
-    try:
+    store, now = _store(ctx), datetime.now(UTC)
+    with ctx.pooled(errors=(StorageError,)) as pool:
         plan = retention.plan(pool, store, now=now)
         if dry_run:
             _show_plan(plan)
             return
         with click.progressbar(length=len(plan.actions), label="expiring", file=sys.stderr) as bar:
             result = retention.apply(pool, store, now=now, audit=_audit(), progress=lambda action: bar.update(1))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"deleted {len(result.deleted)} file(s), rewrote {len(result.rewritten)} without expired types: "
                f"{result.rows:,} rows removed; {len(result.held)} file(s) kept by legal holds")
     for action in result.problems:
@@ -166,31 +148,23 @@ def hold_group() -> None:
 @click.option("--user", "user_id", help="Hold this user's events.")
 @click.option("--start", help="Hold events at or after this time (ISO 8601 with a zone).")
 @click.option("--end", help="Hold events before this time (ISO 8601 with a zone).")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def hold_add(ctx: Context, reason: str, case_id: str | None, user_id: str | None, start: str | None,
              end: str | None) -> None:
     """Place a hold; criteria are ANDed and at least one is needed."""
     start_time, end_time = _time(start, "--start"), _time(end, "--end")
-    pool = ctx.pool()
-    try:
+    with ctx.pooled(usage_errors=(LegalHoldError,)) as pool:
         hold = legal_hold.place(pool, reason=reason, created_by=_actor(), audit=_audit(), case_id=case_id,
                                 user_id=user_id, start_time=start_time, end_time=end_time)
-    except LegalHoldError as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"placed legal hold {hold.hold_id}: {hold.scope()}")
 
 
 @hold_group.command("list")
 @click.option("--all", "include_released", is_flag=True, help="Include released holds.")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def hold_list(ctx: Context, include_released: bool) -> None:
-    pool = ctx.pool()
-    try:
+    with ctx.pooled() as pool:
         holds = legal_hold.list_holds(pool, include_released=include_released)
-    finally:
-        pool.close()
     if not holds:
         click.echo("no legal holds" + ("" if include_released else " in force"))
     for h in holds:
@@ -201,13 +175,8 @@ def hold_list(ctx: Context, include_released: bool) -> None:
 @hold_group.command("release")
 @click.argument("hold_id", type=int)
 @click.option("--reason", required=True, help="Why the hold is released (recorded and audited).")
-@click.pass_obj  # not pass_ctx: under `python -m auditwatch.cli` Context is __main__.Context
+@pass_ctx
 def hold_release(ctx: Context, hold_id: int, reason: str) -> None:
-    pool = ctx.pool()
-    try:
+    with ctx.pooled(usage_errors=(HoldNotFound, LegalHoldError)) as pool:
         hold = legal_hold.release(pool, hold_id, released_by=_actor(), reason=reason, audit=_audit())
-    except (HoldNotFound, LegalHoldError) as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        pool.close()
     click.echo(f"released legal hold {hold.hold_id} ({hold.scope()})")

@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 from flask import Blueprint, request
 
-from auditwatch.api import _body, _check_params, _one, _string, _whole_number
+from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
-from ingest.pipeline import remote_ip
 from ingest.validate import EVENT_TYPE, parse_timestamp
 from storage.auth import Permission
 from storage.timescale import anomalies as store
@@ -79,7 +78,7 @@ def _feedback_json(f: store.Feedback) -> dict[str, Any]:
 def _parse_list(max_limit: int) -> store.AnomalyQuery:
     times = {}
     for name in ("start_time", "end_time", "detected_after"):
-        raw = _one(name)
+        raw = params.one(name)
         times[name] = parse_timestamp(raw, name) if raw is not None else None
     if times["start_time"] and times["end_time"] and times["start_time"] >= times["end_time"]:
         raise HttpError(400, "invalid_range", "`start_time` must be before `end_time`", "start_time")
@@ -92,12 +91,12 @@ def _parse_list(max_limit: int) -> store.AnomalyQuery:
     if any(s not in store.SEVERITIES for s in severities):
         raise HttpError(400, "invalid_severity", f"`severity` must be one of {', '.join(store.SEVERITIES)}",
                         "severity")
-    entity_type = _one("entity_type")
+    entity_type = params.one("entity_type")
     if entity_type is not None and entity_type not in store.ENTITY_TYPES:
         raise HttpError(400, "invalid_entity_type", f"`entity_type` must be one of {', '.join(store.ENTITY_TYPES)}",
                         "entity_type")
     min_score = None
-    raw_score = _one("min_score")
+    raw_score = params.one("min_score")
     if raw_score is not None:
         try:
             min_score = float(raw_score)
@@ -105,12 +104,12 @@ def _parse_list(max_limit: int) -> store.AnomalyQuery:
             min_score = -1.0
         if not 0.0 <= min_score <= 1.0:
             raise HttpError(400, "invalid_min_score", "`min_score` must be a number from 0 to 1", "min_score")
-    raw_limit = _one("limit")
-    cursor = _one("cursor")
+    raw_limit = params.one("limit")
+    cursor = params.one("cursor")
     return store.AnomalyQuery(
         start=times["start_time"], end=times["end_time"], detected_after=times["detected_after"],
-        detectors=detectors, severities=severities, entity_type=entity_type, entity_value=_one("entity_value"),
-        min_score=min_score, limit=_whole_number(raw_limit, "limit", max_limit) if raw_limit else 100,
+        detectors=detectors, severities=severities, entity_type=entity_type, entity_value=params.one("entity_value"),
+        min_score=min_score, limit=params.whole_number(raw_limit, "limit", max_limit) if raw_limit else 100,
         before=_decode(cursor) if cursor else None)
 
 
@@ -121,7 +120,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/anomalies")
     @require(Permission.VIEW)
     def list_anomalies():
-        _check_params(LIST_PARAMS)
+        params.check_params(LIST_PARAMS)
         query = _parse_list(settings.max_query_limit)
         frame = store.list_anomalies(services.pool, query)
         rows = [anomaly_json(r) for r in frame.iter_rows(named=True)]
@@ -132,15 +131,15 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.get("/api/v1/anomalies/feedback")
     @require(Permission.VIEW)
     def list_feedback():
-        _check_params(frozenset({"limit"}))
-        limit = _whole_number(_one("limit") or "100", "limit", 1000)
+        params.check_params(frozenset({"limit"}))
+        limit = params.whole_number(params.one("limit") or "100", "limit", 1000)
         return json_response({"feedback": [_feedback_json(f) for f in store.list_feedback(services.pool,
                                                                                          limit=limit)]})
 
     @bp.post("/api/v1/anomalies/feedback")
     @require(Permission.TRIAGE_ANOMALIES)
     def add_feedback():
-        body = _body(FEEDBACK_FIELDS)
+        body = params.body(FEEDBACK_FIELDS)
         verdict = body.get("verdict", "false_positive")
         if verdict not in ("false_positive", "true_positive"):
             raise HttpError(400, "invalid_field", "`verdict` must be false_positive or true_positive", "verdict")
@@ -152,7 +151,7 @@ def create_blueprint(services: Services) -> Blueprint:
                                  or not 1 <= days <= MAX_FEEDBACK_DAYS):
             raise HttpError(400, "invalid_field", f"`days` must be a whole number from 1 to {MAX_FEEDBACK_DAYS}, "
                             "or null for no expiry", "days")
-        reason = _string(body, "reason", required=False, max_len=2000) or ""
+        reason = params.string(body, "reason", required=False, max_len=2000) or ""
         anomaly_id = None
         if body.get("anomaly_id") is not None:
             anomaly_id = _uuid(body["anomaly_id"], "anomaly_id")
@@ -161,9 +160,9 @@ def create_blueprint(services: Services) -> Blueprint:
                 raise HttpError(404, "not_found", "no stored anomaly has this id", "anomaly_id")
             detector, entity_type, entity_value = found["detector"], found["entity_type"], found["entity_value"]
         else:
-            detector = _string(body, "detector", required=False, max_len=64)
-            entity_type = _string(body, "entity_type", required=False, max_len=32)
-            entity_value = _string(body, "entity_value", required=False, max_len=512)
+            detector = params.string(body, "detector", required=False, max_len=64)
+            entity_type = params.string(body, "entity_type", required=False, max_len=32)
+            entity_value = params.string(body, "entity_value", required=False, max_len=512)
             if entity_type is not None and entity_type not in store.ENTITY_TYPES:
                 raise HttpError(400, "invalid_field", f"`entity_type` must be one of {', '.join(store.ENTITY_TYPES)}",
                                 "entity_type")
@@ -181,8 +180,7 @@ def create_blueprint(services: Services) -> Blueprint:
         feedback = store.add_feedback(services.pool, anomaly_id=anomaly_id, detector=detector,
                                       entity_type=entity_type, entity_value=entity_value, verdict=verdict,
                                       until=until, reason=reason, created_by=principal)
-        services.audit("config_change", principal, source_ip=remote_ip(request.remote_addr),
-                       user_agent=request.user_agent.string or None,
+        services.audit("config_change", principal, **caller.origin(),
                        resource_id=f"anomaly_feedback:{feedback.feedback_id}",
                        metadata={"change": "anomaly_feedback", **{k: v for k, v in _feedback_json(feedback).items()
                                                                   if k not in ("created_by", "created_at")}})

@@ -1,4 +1,4 @@
-"""Drives ``ingest.demo`` traffic into a running server over real HTTP, as any producer would."""
+"""``auditwatch demo``: drives ``ingest.demo`` traffic into a running server over real HTTP, as any producer would."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import click
 import orjson
 import requests
 
+from auditwatch import settings as settings_mod
 from ingest.demo import DemoTraffic
 
 
@@ -87,3 +89,20 @@ def run_demo(*, url: str, key: str, admin_key: str | None, seed: int = 7, users:
             echo(f"demo: {sent} events sent")
             last_report = time.monotonic()
     return sent
+
+
+@click.command()
+@click.option("--url", default=None, help="The API base URL (default: this machine's server from settings).")
+@click.option("--key", envvar="AUDITWATCH_DEMO_KEY", required=True, help="A system-role key (backfill allowed).")
+@click.option("--admin-key", envvar="AUDITWATCH_DEMO_ADMIN_KEY", help="An admin key to register the demo users.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--users", "n_users", default=300, show_default=True)
+@click.option("--history-hours", default=24, show_default=True, help="Backfill this much history first.")
+@click.option("--duration", default=0.0, help="Stop after this many seconds of live traffic (0: run until stopped).")
+def demo(url, key, admin_key, seed, n_users, history_hours, duration) -> None:
+    """Send realistic audit traffic, with injected attacks, to a running server."""
+    if url is None:
+        s = settings_mod.load()
+        url = f"http://{s.host}:{s.port}"
+    run_demo(url=url, key=key, admin_key=admin_key, seed=seed, users=n_users, history=timedelta(hours=history_hours),
+             duration=duration or None, echo=click.echo)

@@ -1,5 +1,9 @@
 """Local fake Slack and PagerDuty servers that speak the real endpoints' contracts.
 
+The alerts package's testing kit (as ``flask.testing`` is Flask's): the test suite and the alert
+latency bench deliver to these instead of the real services. The fake PagerDuty needs ``trustme``
+(a dev dependency), imported when one is made.
+
 Slack: ``POST /api/chat.postMessage`` (Bearer token, JSON body, ``{"ok": ...}`` answers, 429 with
 Retry-After), ``GET /api/conversations.history`` (messages with metadata), incoming webhooks
 ``POST /services/T…/B…/…`` (plain ``ok``, or ``invalid_payload`` / ``no_service``).
@@ -22,8 +26,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-import trustme
 
 
 @dataclass
@@ -188,6 +190,8 @@ class FakePagerDuty(_Server):
     ROUTING_KEY = "R0UT1NGK3Y0000000000000000000000"  # 32 characters, like a real integration key
 
     def __init__(self, tmp: Path) -> None:
+        import trustme  # dev dependency: only the fake PagerDuty's throwaway CA needs it
+
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -1,0 +1,1 @@
+"""The OpenAPI document: ``document.py`` serves it, one module of paths per resource."""

@@ -1,0 +1,41 @@
+"""The root ``auditwatch`` group: loads the settings into the Context and gathers every command group."""
+
+from __future__ import annotations
+
+import click
+
+from auditwatch import settings as settings_mod
+from auditwatch.cli import (
+    access,
+    alerts,
+    analytics,
+    archive,
+    db,
+    demo,
+    ingest,
+    integrity,
+    notebooks,
+    run,
+    storage,
+)
+from auditwatch.cli.context import Context
+from auditwatch.settings import SettingsError
+
+
+@click.group()
+@click.option("--config", type=click.Path(dir_okay=False), envvar="AUDITWATCH_CONFIG",
+              help="A TOML settings file (default: ./auditwatch.toml if present).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """Auditwatch: audit logging and security analytics on TimescaleDB."""
+    try:
+        ctx.obj = Context(settings_mod.load(config_file=config or "auto"))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+for _command in (db.db_group, db.migrate, run.serve, run.worker, run.up, storage.storage, access.keys, access.users,
+                 demo.demo, archive.archive_group, archive.retention_group, archive.hold_group, integrity.verify,
+                 integrity.integrity_group, alerts.alerts, *analytics.COMMANDS, *ingest.COMMANDS,
+                 notebooks.seed_demo_command):
+    main.add_command(_command)
