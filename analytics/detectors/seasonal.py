@@ -1,0 +1,257 @@
+"""Univariate series scored causally, with learned daily/weekly seasonality and level-shift recovery.
+
+Each point is predicted only from the points before it by a small ensemble: the last value, the recent
+median level, and (when the sampling rate gives a whole number of points per day or week and enough
+history has passed) the same phase of earlier days or weeks, shifted to today's level. At each point
+the predictor with the lowest recent error is trusted. Its residual is scaled by the median of its own
+recent absolute residuals, so a persistent level shift alarms while the level catches up and then
+settles, and a noiseless daily cycle is predicted, not flagged. A second statistic, the mean residual of
+the last few points against its own history, catches small persistent changes (drift, a lost pattern).
+Both become two-sided Student-t tail probabilities; the score is ``-log10(p) / 10`` as everywhere
+(0.6 = one in a million), compressed smoothly above 0.9 so it stays below 1 and extreme points still rank.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+from scipy import stats
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from analytics import calibration
+from analytics.detectors.base import ANOMALY_SCHEMA, empty_anomalies
+
+DAY, WEEK = 86_400.0, 7 * 86_400.0
+_LN10 = np.log(10.0)
+
+
+class SeasonalSeries(BaseEstimator):
+    """Causal anomaly scores of a ``timestamp,value`` series, calibrated to [0, 1).
+
+    Parameters
+    ----------
+    min_periods : int, default 60
+        Cold start: the first points score 0 (an honest probation, nothing to compare with yet).
+    level_window : int, default 12
+        Preceding points whose median is the current level.
+    scale_window : int, default 400
+        Preceding residuals whose median absolute value is the scale.
+    error_span : int, default 100
+        Span of the exponentially weighted error that picks the predictor to trust.
+    seasons : int, default 3
+        Earlier days (or weeks) averaged by the seasonal predictors.
+    short_window : int, default 6
+        Points in the short mean that catches small persistent changes.
+    df : float, default 5.0
+        Degrees of freedom of the Student-t tails (heavier than Gaussian: real series have outliers).
+    scale_floor : float, default 0.0
+        Smallest scale in value units (1.0 suits counts: one event more is not news).
+    relative_floor : float, default 1e-3
+        Smallest scale as a fraction of the series' recent spread, so a noiseless series is not infinitely sure.
+
+    Attributes
+    ----------
+    periods_ : tuple of int
+        Seasonal periods in points learned from the timestamps (daily, weekly), possibly empty.
+    step_ : float
+        Median sampling interval in seconds.
+    version_ : str
+        Identifies the fitted parameters.
+    """
+
+    name = "univariate_series"
+    version = "2"
+    threshold = calibration.ANOMALY_SCORE
+
+    def __init__(self, *, min_periods: int = 60, level_window: int = 12, scale_window: int = 400,
+                 error_span: int = 100, seasons: int = 3, short_window: int = 6, df: float = 5.0,
+                 scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
+        self.min_periods = min_periods
+        self.level_window = level_window
+        self.scale_window = scale_window
+        self.error_span = error_span
+        self.seasons = seasons
+        self.short_window = short_window
+        self.df = df
+        self.scale_floor = scale_floor
+        self.relative_floor = relative_floor
+
+    def fit(self, X: pl.DataFrame, y: Any = None) -> SeasonalSeries:
+        """Learn the sampling interval and the seasonal periods it allows; returns ``self``.
+
+        Only the timestamps are used: everything about the values is learned online while scoring, so
+        a fit on an empty or short history is valid (then the periods come from the scored frame).
+        """
+        _check(X)
+        self.step_ = _step(X["timestamp"]) if X.height >= 3 else 0.0
+        self.periods_ = _periods(self.step_)
+        self.version_ = (f"{self.name}-v{self.version}-p{'.'.join(map(str, self.periods_)) or 0}"
+                         f"-l{self.level_window}-s{self.scale_window}-df{self.df:g}")
+        return self
+
+    def score_frame(self, X: pl.DataFrame, *, start: datetime | None = None) -> pl.DataFrame:
+        """``timestamp, value, expected, scale, z, p_value, anomaly_score``, each point from the points before it."""
+        check_is_fitted(self, "version_")
+        _check(X)
+        frame = X.select("timestamp", pl.col("value").cast(pl.Float64).fill_null(strategy="forward")
+                         .fill_null(0.0))
+        periods = self.periods_ or _periods(_step(frame["timestamp"]) if frame.height >= 3 else 0.0)
+        expected, scale, log10_p, z = self._score(frame["value"].to_numpy(), periods)
+        out = frame.with_columns(pl.Series("expected", expected), pl.Series("scale", scale), pl.Series("z", z),
+                                 pl.Series("p_value", np.power(10.0, log10_p)),
+                                 pl.Series("anomaly_score", score_from_log10_p(log10_p)))
+        return out.filter(pl.col("timestamp") >= start.astimezone(UTC)) if start is not None else out
+
+    def _score(self, x: np.ndarray, periods: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        n = x.size
+        series = pl.Series(x)
+        prior = series.shift(1)
+        level = prior.rolling_median(self.level_window, min_samples=1).to_numpy()
+        candidates = [prior.to_numpy(), level]
+        for period in periods:
+            candidates.append(_seasonal(x, level, period, self.seasons))
+        spread = (prior.rolling_quantile(0.75, window_size=self.scale_window, min_samples=2)
+                  - prior.rolling_quantile(0.25, window_size=self.scale_window, min_samples=2)).to_numpy()
+        floor = np.maximum(self.scale_floor, self.relative_floor * np.nan_to_num(spread, nan=0.0))
+        floor = np.maximum(floor, 1e-9 * np.maximum(np.abs(np.nan_to_num(level, nan=0.0)), 1.0))
+        residuals = np.vstack([x - c for c in candidates])
+        errors = np.vstack([_ew_mean_before(np.abs(r), self.error_span) for r in residuals])
+        scales = np.vstack([_scale_before(r, self.scale_window) for r in residuals])
+        errors = np.where(np.isnan(errors) | np.isnan(scales) | np.isnan(residuals), np.inf, errors)
+        pick = np.argmin(errors, axis=0)
+        cols = np.arange(n)
+        residual = residuals[pick, cols]
+        scale = np.maximum(np.nan_to_num(scales[pick, cols], nan=0.0), floor)
+        z = np.nan_to_num(residual / scale, nan=0.0)
+        short = pl.Series(np.clip(z, -3.0, 3.0)).rolling_mean(self.short_window, min_samples=1)
+        short_prior = short.shift(1)
+        short_scale = np.maximum((short_prior.rolling_quantile(0.75, window_size=self.scale_window, min_samples=8)
+                                  - short_prior.rolling_quantile(0.25, window_size=self.scale_window, min_samples=8)
+                                  ).to_numpy() / 1.349, 1.0 / np.sqrt(self.short_window))
+        short_z = np.nan_to_num((short.to_numpy() - short_prior.rolling_median(self.scale_window, min_samples=8)
+                                 .to_numpy()) / short_scale, nan=0.0)
+        log10_p = np.minimum(_log10_two_sided(z, self.df), _log10_two_sided(short_z, self.df)) + np.log10(2.0)
+        log10_p = np.minimum(log10_p, 0.0)
+        cold = cols < self.min_periods
+        log10_p[cold] = 0.0
+        z[cold] = 0.0
+        expected = x - residual
+        return expected, scale, log10_p, z
+
+    def score_samples(self, X: pl.DataFrame) -> np.ndarray:
+        """Calibrated scores in [0, 1), higher is rarer, one per point of ``X``."""
+        return self.score_frame(X)["anomaly_score"].to_numpy()
+
+    def decision_function(self, X: pl.DataFrame) -> np.ndarray:
+        """``threshold - score``: negative for anomalies."""
+        return self.threshold - self.score_samples(X)
+
+    def predict(self, X: pl.DataFrame) -> np.ndarray:
+        """-1 for anomalous points, 1 for normal ones."""
+        return np.where(self.score_samples(X) >= self.threshold, -1, 1)
+
+    def detect(self, X: pl.DataFrame, *, entity: str, step: Any, start: datetime | None = None,
+               min_score: float | None = None) -> pl.DataFrame:
+        """Anomalous points as anomaly rows for the series named ``entity`` (buckets of length ``step``)."""
+        cut = self.threshold if min_score is None else min_score
+        found = self.score_frame(X, start=start).filter(pl.col("anomaly_score") >= cut)
+        if found.is_empty():
+            return empty_anomalies()
+        rows = []
+        for row in found.iter_rows(named=True):
+            direction = "above" if row["value"] > row["expected"] else "below"
+            rows.append({
+                "detector": self.name, "detector_version": self.version_, "entity_type": "series",
+                "entity_value": entity, "window_start": row["timestamp"], "window_end": row["timestamp"] + step,
+                "score": row["anomaly_score"], "severity": calibration.severity(row["anomaly_score"]),
+                "explanation": orjson.dumps({
+                    "summary": f"{entity}: {row['value']:g} is {direction} the expected {row['expected']:g} "
+                               f"by {abs(row['z']):.1f} scales",
+                    "observed": {"value": row["value"]}, "expected": {"value": row["expected"], "scale": row["scale"]},
+                    "features": [{"name": "value", "value": row["value"], "contribution": 1.0}],
+                    "peers": {}, "p_value": row["p_value"]}).decode(),
+                "sample_event_ids": [],
+            })
+        return pl.DataFrame(rows, schema=ANOMALY_SCHEMA)
+
+
+def score_from_log10_p(log10_p: np.ndarray) -> np.ndarray:
+    """``-log10(p) / 10``, identical up to 0.9, then compressed towards 1 without reaching it (no ties at the top)."""
+    raw = np.maximum(-np.asarray(log10_p, dtype=float) / 10.0, 0.0)
+    return np.where(raw <= 0.9, raw, 1.0 - 0.01 / np.maximum(raw - 0.8, 0.1))
+
+
+def _log10_two_sided(z: np.ndarray, df: float) -> np.ndarray:
+    return (stats.t.logsf(np.abs(z), df) + np.log(2.0)) / _LN10
+
+
+def _seasonal(x: np.ndarray, level: np.ndarray, period: int, seasons: int) -> np.ndarray:
+    """The same phase of up to ``seasons`` earlier periods, each moved by how much the level has changed since."""
+    n = x.size
+    total = np.zeros(n)
+    count = np.zeros(n)
+    for k in range(1, seasons + 1):
+        lag = k * period
+        if lag >= n:
+            break
+        past = np.full(n, np.nan)
+        past[lag:] = x[:-lag] - level[:-lag]
+        ok = ~np.isnan(past)
+        total[ok] += past[ok]
+        count[ok] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, level + total / count, np.nan)
+
+
+def _scale_before(residual: np.ndarray, window: int) -> np.ndarray:
+    """Robust scale of the residuals before each point: the larger of a long and a short median.
+
+    The long median is not moved by anomalies; the short one lets the scale recover within a few
+    points when a quiet stretch (a flatline) ends, instead of screaming for half a long window.
+    """
+    prior = pl.Series(np.abs(residual)).fill_nan(None).shift(1)
+    long = prior.rolling_median(window, min_samples=8).to_numpy() * 1.4826
+    short = prior.rolling_median(16, min_samples=8).to_numpy() * 1.4826
+    # When most residuals are exactly 0 (sparse counts) the median says nothing: fall back on the mean.
+    mean = prior.rolling_mean(window, min_samples=8).to_numpy() * 0.5
+    return np.fmax(np.fmax(long, short), mean)
+
+
+def _ew_mean_before(values: np.ndarray, span: int) -> np.ndarray:
+    """Exponentially weighted mean of the values strictly before each point (NaN before the first)."""
+    mean = pl.Series(values).fill_nan(None).ewm_mean(span=span, adjust=True, ignore_nulls=True).to_numpy()
+    out = np.full(values.size, np.nan)
+    out[1:] = mean[:-1]
+    return out
+
+
+def _step(timestamps: pl.Series) -> float:
+    """The sampling interval in seconds, or 0 when the series is irregular (then no seasonality)."""
+    diffs = timestamps.diff().dt.total_microseconds().drop_nulls().to_numpy() / 1e6
+    diffs = diffs[diffs > 0]
+    if not diffs.size:
+        return 0.0
+    step = float(np.median(diffs))
+    return step if np.mean(np.abs(diffs - step) <= 1e-3 * step) >= 0.9 else 0.0
+
+
+def _periods(step: float) -> tuple[int, ...]:
+    """Points per day and per week when the sampling interval divides them (hour-of-day, day-of-week)."""
+    if step <= 0 or step > DAY / 4:
+        return ()
+    found = []
+    for span in (DAY, WEEK):
+        period = span / step
+        if abs(period - round(period)) < 1e-6 * period:
+            found.append(int(round(period)))
+    return tuple(found)
+
+
+def _check(X: pl.DataFrame) -> None:
+    if "value" not in X.columns or "timestamp" not in X.columns:
+        raise ValueError("a series frame needs `timestamp` and `value` columns")
