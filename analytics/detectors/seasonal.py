@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import orjson
 import polars as pl
-from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -27,7 +26,7 @@ from analytics import calibration
 from analytics.detectors.base import ANOMALY_SCHEMA, empty_anomalies
 
 DAY, WEEK = 86_400.0, 7 * 86_400.0
-_LN10 = np.log(10.0)
+_PRIOR_WEIGHT = 10.0  # pseudo-exceedances behind the prior tail index
 
 
 class SeasonalSeries(BaseEstimator):
@@ -47,8 +46,19 @@ class SeasonalSeries(BaseEstimator):
         Earlier days (or weeks) averaged by the seasonal predictors.
     short_window : int, default 6
         Points in the short mean that catches small persistent changes.
-    df : float, default 5.0
-        Degrees of freedom of the Student-t tails (heavier than Gaussian: real series have outliers).
+    change_window : int, default 10
+        Points in the recent mean compared with the longer baseline (drift, shifts, a lost pattern).
+    baseline_window : int, default 400
+        Points in that baseline, and in the history that scales the comparison.
+    tail_history : int, default 2000
+        Earlier values of each statistic that calibrate its tail probability (the series' own noise).
+    tail_shape : float, default 0.1
+        Prior shape of the generalised Pareto tail beyond what history shows (0: exponential, 0.25: like a
+        Student-t with 4 df).
+    refractory : int, default 30
+        Points after a rare point during which later points are discounted by it (one alarm per incident).
+    repeat_discount : float, default 0.5
+        Fraction of the recent rarest ``-log10 p`` taken off each point's own.
     scale_floor : float, default 0.0
         Smallest scale in value units (1.0 suits counts: one event more is not news).
     relative_floor : float, default 1e-3
@@ -69,7 +79,9 @@ class SeasonalSeries(BaseEstimator):
     threshold = calibration.ANOMALY_SCORE
 
     def __init__(self, *, min_periods: int = 60, level_window: int = 12, scale_window: int = 400,
-                 error_span: int = 100, seasons: int = 3, short_window: int = 6, df: float = 5.0,
+                 error_span: int = 100, seasons: int = 3, short_window: int = 6, change_window: int = 10,
+                 baseline_window: int = 400, tail_history: int = 2000, tail_shape: float = 0.1,
+                 refractory: int = 30, repeat_discount: float = 0.5,
                  scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
         self.min_periods = min_periods
         self.level_window = level_window
@@ -77,7 +89,12 @@ class SeasonalSeries(BaseEstimator):
         self.error_span = error_span
         self.seasons = seasons
         self.short_window = short_window
-        self.df = df
+        self.change_window = change_window
+        self.baseline_window = baseline_window
+        self.tail_history = tail_history
+        self.tail_shape = tail_shape
+        self.refractory = refractory
+        self.repeat_discount = repeat_discount
         self.scale_floor = scale_floor
         self.relative_floor = relative_floor
 
@@ -91,7 +108,7 @@ class SeasonalSeries(BaseEstimator):
         self.step_ = _step(X["timestamp"]) if X.height >= 3 else 0.0
         self.periods_ = _periods(self.step_)
         self.version_ = (f"{self.name}-v{self.version}-p{'.'.join(map(str, self.periods_)) or 0}"
-                         f"-l{self.level_window}-s{self.scale_window}-df{self.df:g}")
+                         f"-l{self.level_window}-s{self.scale_window}-t{self.tail_shape:g}")
         return self
 
     def score_frame(self, X: pl.DataFrame, *, start: datetime | None = None) -> pl.DataFrame:
@@ -128,17 +145,26 @@ class SeasonalSeries(BaseEstimator):
         residual = residuals[pick, cols]
         scale = np.maximum(np.nan_to_num(scales[pick, cols], nan=0.0), floor)
         z = np.nan_to_num(residual / scale, nan=0.0)
-        short = pl.Series(np.clip(z, -3.0, 3.0)).rolling_mean(self.short_window, min_samples=1)
-        short_prior = short.shift(1)
-        short_scale = np.maximum((short_prior.rolling_quantile(0.75, window_size=self.scale_window, min_samples=8)
-                                  - short_prior.rolling_quantile(0.25, window_size=self.scale_window, min_samples=8)
-                                  ).to_numpy() / 1.349, 1.0 / np.sqrt(self.short_window))
-        short_z = np.nan_to_num((short.to_numpy() - short_prior.rolling_median(self.scale_window, min_samples=8)
-                                 .to_numpy()) / short_scale, nan=0.0)
-        log10_p = np.minimum(_log10_two_sided(z, self.df), _log10_two_sided(short_z, self.df)) + np.log10(2.0)
+        short_z = _windowed_z(pl.Series(np.clip(z, -3.0, 3.0)).rolling_mean(self.short_window, min_samples=1)
+                              .to_numpy(), self.scale_window, 1.0 / np.sqrt(self.short_window))
+        # Slow change: the recent mean of the deseasonalised values against their own longer history.
+        offset = np.zeros(n)
+        for row in range(2, len(candidates)):
+            better = (errors[row] < errors[1]) & (errors[row] <= np.min(errors[2:], axis=0))
+            offset = np.where(better, candidates[row] - level, offset)
+        flat = pl.Series(x - offset)
+        recent = flat.rolling_mean(self.change_window, min_samples=1)
+        baseline = flat.shift(self.change_window).rolling_median(self.baseline_window, min_samples=8)
+        change_z = _windowed_z((recent - baseline).to_numpy(), self.baseline_window,
+                               scale / np.sqrt(self.change_window))
+        log10_p = (np.minimum.reduce([_tail_log10(stat, self.tail_history, self.tail_shape)
+                                      for stat in (z, short_z, change_z)]) + np.log10(3.0))
         log10_p = np.minimum(log10_p, 0.0)
         cold = cols < self.min_periods
         log10_p[cold] = 0.0
+        if self.refractory > 0:  # a point already explained by a rarer recent one is less news
+            recent = pl.Series(-log10_p).shift(1).rolling_max(self.refractory, min_samples=1).fill_null(0.0)
+            log10_p = np.minimum(log10_p + self.repeat_discount * recent.to_numpy(), 0.0)
         z[cold] = 0.0
         expected = x - residual
         return expected, scale, log10_p, z
@@ -186,8 +212,50 @@ def score_from_log10_p(log10_p: np.ndarray) -> np.ndarray:
     return np.where(raw <= 0.9, raw, 1.0 - 0.01 / np.maximum(raw - 0.8, 0.1))
 
 
-def _log10_two_sided(z: np.ndarray, df: float) -> np.ndarray:
-    return (stats.t.logsf(np.abs(z), df) + np.log(2.0)) / _LN10
+def _tail_log10(stat: np.ndarray, history: int, prior_shape: float, block: int = 64) -> np.ndarray:
+    """log10 of P(|stat| >= |value|) under the series' own earlier values of the statistic.
+
+    Causal by blocks: each block of points is judged against the ``history`` values before it. Inside the
+    sample the tail is empirical; beyond its top 5 % a generalised Pareto tail (probability-weighted
+    moments, the shape shrunk towards ``prior_shape``) extrapolates, so an 8-sigma spike in Gaussian noise
+    is far rarer than the same spike in heavy-tailed noise where 8-sigma points are routine.
+    """
+    a = np.abs(np.nan_to_num(stat, nan=0.0, posinf=0.0, neginf=0.0))
+    out = np.zeros(a.size)
+    for lo in range(0, a.size, block):
+        past = np.sort(a[max(0, lo - history):lo])
+        if past.size < 20:
+            continue
+        m = past.size
+        u = max(float(past[-max(int(0.05 * m), 5) - 1]), 1.0)
+        excess = past[past > u] - u
+        shape, scale = _gpd(excess, prior_shape)
+        v = a[lo:lo + block]
+        empirical = np.log10((m - np.searchsorted(past, v, side="left") + 1) / (m + 1))
+        over = np.maximum(v - u, 0.0)
+        if abs(shape) < 1e-6:
+            log_sf = -over / scale
+        else:
+            log_sf = -np.log(np.maximum(1.0 + shape * over / scale, 1e-300)) / shape
+        tail = np.log10((excess.size + 1) / (m + 1)) + log_sf / np.log(10.0)
+        out[lo:lo + block] = np.where(v > u, np.minimum(empirical, tail), empirical)
+    return out
+
+
+def _gpd(excess: np.ndarray, prior_shape: float) -> tuple[float, float]:
+    """Shape and scale of a generalised Pareto fit to threshold excesses (Hosking-Wallis moments, shrunk)."""
+    k = excess.size
+    if k < 3:
+        return prior_shape, 1.0
+    x = np.sort(excess)
+    a0 = float(x.mean())
+    a1 = float(np.mean((1.0 - (np.arange(1, k + 1) - 0.35) / k) * x))
+    if a0 <= 0 or a0 - 2 * a1 <= 0:
+        return prior_shape, max(a0, 1e-3)
+    shape = 2.0 - a0 / (a0 - 2 * a1)
+    scale = 2 * a0 * a1 / (a0 - 2 * a1)
+    shape = float(np.clip((k * shape + _PRIOR_WEIGHT * prior_shape) / (k + _PRIOR_WEIGHT), -0.4, 0.6))
+    return shape, max(scale, 1e-3)
 
 
 def _seasonal(x: np.ndarray, level: np.ndarray, period: int, seasons: int) -> np.ndarray:
@@ -208,6 +276,16 @@ def _seasonal(x: np.ndarray, level: np.ndarray, period: int, seasons: int) -> np
         return np.where(count > 0, level + total / count, np.nan)
 
 
+def _windowed_z(stat: np.ndarray, window: int, min_scale: float | np.ndarray) -> np.ndarray:
+    """How far a statistic is from its own preceding ``window`` values, in robust standard deviations."""
+    prior = pl.Series(stat).fill_nan(None).shift(1)
+    centre = prior.rolling_median(window, min_samples=8).to_numpy()
+    spread = (prior.rolling_quantile(0.75, window_size=window, min_samples=8)
+              - prior.rolling_quantile(0.25, window_size=window, min_samples=8)).to_numpy() / 1.349
+    scale = np.fmax(spread, np.maximum(min_scale, 1e-12))
+    return np.nan_to_num((stat - centre) / scale, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _scale_before(residual: np.ndarray, window: int) -> np.ndarray:
     """Robust scale of the residuals before each point: the larger of a long and a short median.
 
@@ -219,7 +297,9 @@ def _scale_before(residual: np.ndarray, window: int) -> np.ndarray:
     short = prior.rolling_median(16, min_samples=8).to_numpy() * 1.4826
     # When most residuals are exactly 0 (sparse counts) the median says nothing: fall back on the mean.
     mean = prior.rolling_mean(window, min_samples=8).to_numpy() * 0.5
-    return np.fmax(np.fmax(long, short), mean)
+    # A long quiet stretch (a stuck sensor) must not shrink the scale to nothing: keep a quarter of the old one.
+    memory = pl.Series(long).fill_nan(None).rolling_median(5 * window, min_samples=1).to_numpy() * 0.25
+    return np.fmax(np.fmax(np.fmax(long, short), mean), memory)
 
 
 def _ew_mean_before(values: np.ndarray, span: int) -> np.ndarray:
