@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 import polars as pl
+from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -157,8 +158,16 @@ class SeasonalSeries(BaseEstimator):
         baseline = flat.shift(self.change_window).rolling_median(self.baseline_window, min_samples=8)
         change_z = _windowed_z((recent - baseline).to_numpy(), self.baseline_window,
                                scale / np.sqrt(self.change_window))
-        log10_p = (np.minimum.reduce([_tail_log10(stat, self.tail_history, self.tail_shape)
-                                      for stat in (z, short_z, change_z)]) + np.log10(3.0))
+        burst = _windowed_z(np.log(pl.Series(np.minimum(z * z, 100.0)).rolling_mean(self.short_window, min_samples=1)
+                                   .to_numpy() + 0.1), self.scale_window, 0.1)
+        tail = ((lambda st, h, sh: (stats.t.logsf(np.abs(st), getattr(self, "_df")) + np.log(2)) / np.log(10))
+                if hasattr(self, "_df") else _tail_log10)
+        parts = [tail(stat, self.tail_history, self.tail_shape)
+                 for stat, on in zip((z, short_z, change_z, np.maximum(burst, 0.0)),
+                                     getattr(self, "_parts", (1, 1, 1, 1))) if on]
+        if getattr(self, "_stuck", True):
+            parts.append(_stuck_log10(x))
+        log10_p = np.minimum.reduce(parts) + np.log10(len(parts))
         log10_p = np.minimum(log10_p, 0.0)
         cold = cols < self.min_periods
         log10_p[cold] = 0.0
@@ -254,7 +263,7 @@ def _gpd(excess: np.ndarray, prior_shape: float) -> tuple[float, float]:
         return prior_shape, max(a0, 1e-3)
     shape = 2.0 - a0 / (a0 - 2 * a1)
     scale = 2 * a0 * a1 / (a0 - 2 * a1)
-    shape = float(np.clip((k * shape + _PRIOR_WEIGHT * prior_shape) / (k + _PRIOR_WEIGHT), -0.4, 0.6))
+    shape = float(np.clip((k * shape + _PRIOR_WEIGHT * prior_shape) / (k + _PRIOR_WEIGHT), 0.0, 0.6))
     return shape, max(scale, 1e-3)
 
 
@@ -274,6 +283,19 @@ def _seasonal(x: np.ndarray, level: np.ndarray, period: int, seasons: int) -> np
         count[ok] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, level + total / count, np.nan)
+
+
+def _stuck_log10(x: np.ndarray) -> np.ndarray:
+    """log10 of the chance of the current run of repeated values, given how often values repeated before."""
+    same = np.zeros(x.size, dtype=bool)
+    same[1:] = x[1:] == x[:-1]
+    seen = np.cumsum(same)
+    pairs = np.arange(x.size)
+    rate = (np.concatenate([[0], seen[:-1]]) + 1.0) / (pairs + 2.0)  # repeats before this point, smoothed
+    run_id = np.cumsum(~same)
+    start = np.flatnonzero(~same)
+    run = pairs - start[run_id - 1]
+    return np.where(same, run * np.log10(rate), 0.0)
 
 
 def _windowed_z(stat: np.ndarray, window: int, min_scale: float | np.ndarray) -> np.ndarray:
