@@ -129,7 +129,7 @@ class SeasonalSeries(BaseEstimator):
         n = x.size
         series = pl.Series(x)
         prior = series.shift(1)
-        level = prior.rolling_median(self.level_window, min_samples=1).to_numpy()
+        level = prior.rolling_median(self.level_window, min_samples=self.level_window).to_numpy()
         candidates = [prior.to_numpy(), level]
         for period in periods:
             candidates.append(_seasonal(x, level, period, self.seasons))
@@ -162,7 +162,7 @@ class SeasonalSeries(BaseEstimator):
                                    .to_numpy() + 0.1), self.scale_window, 0.1)
         tail = ((lambda st, h, sh: (stats.t.logsf(np.abs(st), getattr(self, "_df")) + np.log(2)) / np.log(10))
                 if hasattr(self, "_df") else _tail_log10)
-        parts = [tail(stat, self.tail_history, self.tail_shape)
+        parts = [tail(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
                  for stat, on in zip((z, short_z, change_z, np.maximum(burst, 0.0)),
                                      getattr(self, "_parts", (1, 1, 1, 1))) if on]
         if getattr(self, "_stuck", True):
@@ -229,10 +229,11 @@ def _tail_log10(stat: np.ndarray, history: int, prior_shape: float, block: int =
     moments, the shape shrunk towards ``prior_shape``) extrapolates, so an 8-sigma spike in Gaussian noise
     is far rarer than the same spike in heavy-tailed noise where 8-sigma points are routine.
     """
-    a = np.abs(np.nan_to_num(stat, nan=0.0, posinf=0.0, neginf=0.0))
+    a = np.abs(np.nan_to_num(stat, nan=np.nan, posinf=0.0, neginf=0.0))  # NaN: not judged, not history
     out = np.zeros(a.size)
     for lo in range(0, a.size, block):
-        past = np.sort(a[max(0, lo - history):lo])
+        past = a[max(0, lo - history):lo]
+        past = np.sort(past[~np.isnan(past)])
         if past.size < 20:
             continue
         m = past.size
@@ -247,7 +248,7 @@ def _tail_log10(stat: np.ndarray, history: int, prior_shape: float, block: int =
         else:
             log_sf = -np.log(np.maximum(1.0 + shape * over / scale, 1e-300)) / shape
         tail = np.log10((excess.size + 1) / (m + 1)) + log_sf / np.log(10.0)
-        out[lo:lo + block] = np.where(v > u, np.minimum(empirical, tail), empirical)
+        out[lo:lo + block] = np.nan_to_num(np.where(v > u, np.minimum(empirical, tail), empirical), nan=0.0)
     return out
 
 

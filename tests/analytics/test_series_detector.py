@@ -1,0 +1,147 @@
+"""The seasonal series detector: contract, benign patterns that must stay quiet, anomalies it must find."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from analytics import calibration
+from analytics.detectors import SeasonalSeries, UnivariateSeries
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+THRESHOLD = calibration.ANOMALY_SCORE
+
+
+def series(values: np.ndarray, step: timedelta = timedelta(minutes=5)) -> pl.DataFrame:
+    stamps = pl.datetime_range(T0, T0 + (len(values) - 1) * step, step, eager=True, time_zone="UTC")
+    return pl.DataFrame({"timestamp": stamps, "value": np.asarray(values, dtype=float)})
+
+
+def daily_sine(days: int = 14, step: timedelta = timedelta(minutes=5)) -> np.ndarray:
+    per_day = int(timedelta(days=1) / step)
+    t = np.arange(days * per_day)
+    return 100 + 40 * np.sin(2 * np.pi * t / per_day)
+
+
+def scores(values: np.ndarray, **params) -> np.ndarray:
+    frame = series(values)
+    return SeasonalSeries(**params).fit(frame).score_samples(frame)
+
+
+def test_it_keeps_the_estimator_contract():
+    detector = SeasonalSeries(level_window=8)
+    assert clone(detector).get_params() == detector.get_params()
+    frame = series(np.random.default_rng(0).normal(10, 1, 300))
+    with pytest.raises(NotFittedError):
+        detector.score_samples(frame)
+    assert detector.fit(frame) is detector
+    assert detector.version_.startswith(detector.name) and detector.periods_ == (288, 2016)
+    assert not hasattr(SeasonalSeries(), "periods_")  # __init__ only stores parameters
+    s = detector.score_samples(frame)
+    assert s.shape == (300,) and np.all((s >= 0) & (s < 1))
+    np.testing.assert_allclose(detector.decision_function(frame), detector.threshold - s)
+    assert set(np.unique(detector.predict(frame))) <= {-1, 1}
+    with pytest.raises(ValueError, match="timestamp"):
+        detector.fit(pl.DataFrame({"value": [1.0]}))
+
+
+def test_seasonality_comes_from_the_sampling_rate_and_not_from_irregular_or_coarse_series():
+    hourly = series(np.ones(10), timedelta(hours=1))
+    assert SeasonalSeries().fit(hourly).periods_ == (24, 168)
+    assert SeasonalSeries().fit(series(np.ones(10), timedelta(days=1))).periods_ == ()
+    jitter = np.cumsum(np.random.default_rng(1).integers(1, 600, 50))
+    irregular = pl.DataFrame({"timestamp": [T0 + timedelta(seconds=int(s)) for s in jitter], "value": np.ones(50)})
+    assert SeasonalSeries().fit(irregular).periods_ == ()
+
+
+def test_a_noiseless_daily_cycle_is_not_an_anomaly_but_was_for_the_old_detector():
+    values = daily_sine()  # 14 days at 5 minutes: 4,032 points, no anomaly
+    frame = series(values)
+    old = UnivariateSeries().fit(frame).score_samples(frame)
+    assert (old >= THRESHOLD).sum() > 100  # what the issue measured: every daily rise and fall flagged
+    assert (scores(values) >= THRESHOLD).sum() == 0
+
+
+def test_pure_noise_stays_under_the_threshold():
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        assert (scores(rng.normal(50, 5, 4032)) >= THRESHOLD).sum() == 0
+        assert (scores(rng.poisson(3, 4032)) >= THRESHOLD).sum() == 0
+
+
+def test_a_noisy_daily_cycle_with_a_spike_flags_the_spike_only():
+    rng = np.random.default_rng(3)
+    values = daily_sine() + rng.normal(0, 2, 4032)
+    values[3000] += 30
+    s = scores(values)
+    assert np.argmax(s) == 3000 and s[3000] >= THRESHOLD
+    assert (s >= THRESHOLD).sum() <= 2
+
+
+def test_a_level_shift_alarms_near_the_shift_then_settles():
+    rng = np.random.default_rng(4)
+    values = rng.normal(100, 3, 3000)
+    values[2000:] += 40
+    s = scores(values)
+    assert s[2000:2010].max() >= THRESHOLD
+    assert (s[2000:] >= THRESHOLD).sum() <= 10  # once, not for every point at the new level
+    assert s[2100:].max() < THRESHOLD
+
+
+def test_a_spike_in_counts_is_found():
+    rng = np.random.default_rng(1)
+    values = rng.poisson(20, 400).astype(float)
+    values[300] = 400
+    s = scores(values)
+    assert np.argmax(s) == 300 and s[300] >= 0.9
+    assert (s >= THRESHOLD).sum() == 1
+
+
+def test_cold_start_scores_zero_and_a_setup_burst_does_not_fire():
+    rng = np.random.default_rng(2)
+    values = rng.normal(10, 1, 500)
+    s = scores(values, min_periods=60)
+    assert (s[:60] == 0).all() and s[60:].max() > 0
+    # A fresh install: the platform's own setup events at its first minutes, then a quiet count series.
+    setup = np.zeros(240)
+    setup[:3] = [40, 25, 3]
+    setup[rng.choice(np.arange(60, 240), 6, replace=False)] = 1
+    frame = series(setup, timedelta(minutes=1))
+    found = SeasonalSeries(scale_floor=1.0).fit(frame.head(0)).score_samples(frame)
+    assert found.max() < THRESHOLD
+
+
+def test_extreme_points_rank_without_ties_at_the_top():
+    rng = np.random.default_rng(5)
+    values = rng.normal(0, 1, 3000)
+    spikes = {1000: 1e3, 1500: 1e5, 2000: 1e7, 2500: 1e9}
+    for at, size in spikes.items():
+        values[at] = size
+    s = scores(values, refractory=0)
+    top = s[list(spikes)]
+    assert (top < 1).all() and (top >= 0.9).all()
+    assert (np.diff(top) > 0).all()  # bigger is rarer, and every one is distinguishable
+
+
+def test_scores_are_causal():
+    rng = np.random.default_rng(6)
+    frame = series(daily_sine(days=4) + rng.normal(0, 1, 1152))
+    detector = SeasonalSeries().fit(frame)
+    before = detector.score_samples(frame)
+    changed = frame.with_columns(pl.when(pl.int_range(pl.len()) > 700).then(1e6).otherwise(pl.col("value"))
+                                 .alias("value"))
+    np.testing.assert_array_equal(detector.score_samples(changed)[:701], before[:701])
+
+
+def test_detect_explains_each_anomalous_point():
+    values = np.random.default_rng(7).normal(100, 2, 600)
+    values[500] = 180
+    frame = series(values)
+    found = SeasonalSeries().fit(frame).detect(frame, entity="events_1m:x", step=timedelta(minutes=5))
+    assert found["window_start"].to_list() == [frame["timestamp"][500]]
+    assert "above the expected" in found["explanation"][0] and found["severity"][0] in {"medium", "high", "critical"}
