@@ -56,9 +56,11 @@ class SeasonalSeries(BaseEstimator):
     tail_shape : float, default 0.1
         Prior shape of the generalised Pareto tail beyond what history shows (0: exponential, 0.25: like a
         Student-t with 4 df).
-    refractory : int, default 30
+    evidence_cap : float, default 8.0
+        Largest ``-log10 p`` of the windowed statistics (only a single point's surprise is unbounded).
+    refractory : int, default 100
         Points after a rare point during which later points are discounted by it (one alarm per incident).
-    repeat_discount : float, default 0.5
+    repeat_discount : float, default 1.0
         Fraction of the recent rarest ``-log10 p`` taken off each point's own.
     scale_floor : float, default 0.0
         Smallest scale in value units (1.0 suits counts: one event more is not news).
@@ -82,7 +84,7 @@ class SeasonalSeries(BaseEstimator):
     def __init__(self, *, min_periods: int = 60, level_window: int = 12, scale_window: int = 400,
                  error_span: int = 100, seasons: int = 3, short_window: int = 6, change_window: int = 10,
                  baseline_window: int = 400, tail_history: int = 2000, tail_shape: float = 0.1,
-                 refractory: int = 30, repeat_discount: float = 0.5,
+                 evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
                  scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
         self.min_periods = min_periods
         self.level_window = level_window
@@ -94,6 +96,7 @@ class SeasonalSeries(BaseEstimator):
         self.baseline_window = baseline_window
         self.tail_history = tail_history
         self.tail_shape = tail_shape
+        self.evidence_cap = evidence_cap
         self.refractory = refractory
         self.repeat_discount = repeat_discount
         self.scale_floor = scale_floor
@@ -154,12 +157,12 @@ class SeasonalSeries(BaseEstimator):
             better = (errors[row] < errors[1]) & (errors[row] <= np.min(errors[2:], axis=0))
             offset = np.where(better, candidates[row] - level, offset)
         flat = pl.Series(x - offset)
-        recent = flat.rolling_mean(self.change_window, min_samples=1)
+        recent = flat.rolling_median(self.change_window, min_samples=1)  # a median: a spike is not a change
         baseline = flat.shift(self.change_window).rolling_median(self.baseline_window, min_samples=8)
         change_z = _windowed_z((recent - baseline).to_numpy(), self.baseline_window,
                                scale / np.sqrt(self.change_window))
-        burst = _windowed_z(np.log(pl.Series(np.minimum(z * z, 100.0)).rolling_mean(self.short_window, min_samples=1)
-                                   .to_numpy() + 0.1), self.scale_window, 0.1)
+        burst = _windowed_z(np.log(pl.Series(z * z).rolling_median(self.short_window, min_samples=1).to_numpy() + 0.1),
+                            self.scale_window, 0.1)
         tail = ((lambda st, h, sh: (stats.t.logsf(np.abs(st), getattr(self, "_df")) + np.log(2)) / np.log(10))
                 if hasattr(self, "_df") else _tail_log10)
         parts = [tail(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
@@ -167,13 +170,16 @@ class SeasonalSeries(BaseEstimator):
                                      getattr(self, "_parts", (1, 1, 1, 1))) if on]
         if getattr(self, "_stuck", True):
             parts.append(_stuck_log10(x))
+        # Slow evidence saturates, so a shift already flagged does not escalate into a run of alarms.
+        parts = [parts[0]] + [np.maximum(part, -self.evidence_cap) for part in parts[1:]]
         log10_p = np.minimum.reduce(parts) + np.log10(len(parts))
         log10_p = np.minimum(log10_p, 0.0)
         cold = cols < self.min_periods
         log10_p[cold] = 0.0
         if self.refractory > 0:  # a point already explained by a rarer recent one is less news
             recent = pl.Series(-log10_p).shift(1).rolling_max(self.refractory, min_samples=1).fill_null(0.0)
-            log10_p = np.minimum(log10_p + self.repeat_discount * recent.to_numpy(), 0.0)
+            free = getattr(self, "_free", 0.0)
+            log10_p = np.minimum(log10_p + self.repeat_discount * np.maximum(recent.to_numpy() - free, 0.0), 0.0)
         z[cold] = 0.0
         expected = x - residual
         return expected, scale, log10_p, z
