@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import orjson
 import polars as pl
-from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -61,7 +60,9 @@ class SeasonalSeries(BaseEstimator):
     refractory : int, default 100
         Points after a rare point during which later points are discounted by it (one alarm per incident).
     repeat_discount : float, default 1.0
-        Fraction of the recent rarest ``-log10 p`` taken off each point's own.
+        Fraction of the recent rarest ``-log10 p`` (beyond ``repeat_free``) taken off each point's own.
+    repeat_free : float, default 3.0
+        Recent rarity that costs nothing (a one-in-a-thousand point happens every thousand points).
     scale_floor : float, default 0.0
         Smallest scale in value units (1.0 suits counts: one event more is not news).
     relative_floor : float, default 1e-3
@@ -85,6 +86,7 @@ class SeasonalSeries(BaseEstimator):
                  error_span: int = 100, seasons: int = 3, short_window: int = 6, change_window: int = 10,
                  baseline_window: int = 400, tail_history: int = 2000, tail_shape: float = 0.1,
                  evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
+                 repeat_free: float = 3.0,
                  scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
         self.min_periods = min_periods
         self.level_window = level_window
@@ -99,6 +101,7 @@ class SeasonalSeries(BaseEstimator):
         self.evidence_cap = evidence_cap
         self.refractory = refractory
         self.repeat_discount = repeat_discount
+        self.repeat_free = repeat_free
         self.scale_floor = scale_floor
         self.relative_floor = relative_floor
 
@@ -163,13 +166,10 @@ class SeasonalSeries(BaseEstimator):
                                scale / np.sqrt(self.change_window))
         burst = _windowed_z(np.log(pl.Series(z * z).rolling_median(self.short_window, min_samples=1).to_numpy() + 0.1),
                             self.scale_window, 0.1)
-        tail = ((lambda st, h, sh: (stats.t.logsf(np.abs(st), getattr(self, "_df")) + np.log(2)) / np.log(10))
-                if hasattr(self, "_df") else _tail_log10)
-        parts = [tail(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
-                 for stat, on in zip((z, short_z, change_z, np.maximum(burst, 0.0)),
-                                     getattr(self, "_parts", (1, 1, 1, 1))) if on]
-        if getattr(self, "_stuck", True):
-            parts.append(_stuck_log10(x))
+        stats_ = (z, short_z, change_z, np.maximum(burst, 0.0))
+        parts = [_tail_log10(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
+                 for stat in stats_]
+        parts.append(_stuck_log10(x))
         # Slow evidence saturates, so a shift already flagged does not escalate into a run of alarms.
         parts = [parts[0]] + [np.maximum(part, -self.evidence_cap) for part in parts[1:]]
         log10_p = np.minimum.reduce(parts) + np.log10(len(parts))
@@ -178,8 +178,8 @@ class SeasonalSeries(BaseEstimator):
         log10_p[cold] = 0.0
         if self.refractory > 0:  # a point already explained by a rarer recent one is less news
             recent = pl.Series(-log10_p).shift(1).rolling_max(self.refractory, min_samples=1).fill_null(0.0)
-            free = getattr(self, "_free", 0.0)
-            log10_p = np.minimum(log10_p + self.repeat_discount * np.maximum(recent.to_numpy() - free, 0.0), 0.0)
+            excess = np.maximum(recent.to_numpy() - self.repeat_free, 0.0)
+            log10_p = np.minimum(log10_p + self.repeat_discount * excess, 0.0)
         z[cold] = 0.0
         expected = x - residual
         return expected, scale, log10_p, z
