@@ -237,16 +237,19 @@ def _tail_log10(stat: np.ndarray, history: int, prior_shape: float, block: int =
     """
     a = np.abs(np.nan_to_num(stat, nan=np.nan, posinf=0.0, neginf=0.0))  # NaN: not judged, not history
     out = np.zeros(a.size)
-    for lo in range(0, a.size, block):
+    lo = 0
+    while lo < a.size:
+        step = block if lo >= 8 * block else 8  # short blocks early, so a short series is judged soon
         past = a[max(0, lo - history):lo]
         past = np.sort(past[~np.isnan(past)])
         if past.size < 20:
+            lo += step
             continue
         m = past.size
         u = max(float(past[-max(int(0.05 * m), 5) - 1]), 1.0)
         excess = past[past > u] - u
         shape, scale = _gpd(excess, prior_shape)
-        v = a[lo:lo + block]
+        v = a[lo:lo + step]
         empirical = np.log10((m - np.searchsorted(past, v, side="left") + 1) / (m + 1))
         over = np.maximum(v - u, 0.0)
         if abs(shape) < 1e-6:
@@ -254,7 +257,8 @@ def _tail_log10(stat: np.ndarray, history: int, prior_shape: float, block: int =
         else:
             log_sf = -np.log(np.maximum(1.0 + shape * over / scale, 1e-300)) / shape
         tail = np.log10((excess.size + 1) / (m + 1)) + log_sf / np.log(10.0)
-        out[lo:lo + block] = np.nan_to_num(np.where(v > u, np.minimum(empirical, tail), empirical), nan=0.0)
+        out[lo:lo + step] = np.nan_to_num(np.where(v > u, np.minimum(empirical, tail), empirical), nan=0.0)
+        lo += step
     return out
 
 
