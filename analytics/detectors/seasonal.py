@@ -1,14 +1,20 @@
 """Univariate series scored causally, with learned daily/weekly seasonality and level-shift recovery.
 
 Each point is predicted only from the points before it by a small ensemble: the last value, the recent
-median level, and (when the sampling rate gives a whole number of points per day or week and enough
-history has passed) the same phase of earlier days or weeks, shifted to today's level. At each point
-the predictor with the lowest recent error is trusted. Its residual is scaled by the median of its own
-recent absolute residuals, so a persistent level shift alarms while the level catches up and then
-settles, and a noiseless daily cycle is predicted, not flagged. A second statistic, the mean residual of
-the last few points against its own history, catches small persistent changes (drift, a lost pattern).
-Both become two-sided Student-t tail probabilities; the score is ``-log10(p) / 10`` as everywhere
-(0.6 = one in a million), compressed smoothly above 0.9 so it stays below 1 and extreme points still rank.
+median level, and (when the sampling rate gives a whole number of points per day or week) the same phase
+of up to three earlier days or weeks, moved to today's level. The predictor with the lowest recent error
+is trusted; its residual is scaled by the median of its own recent absolute residuals, so a level shift
+alarms while the level catches up and then settles, and a regular daily or weekly cycle is predicted,
+not flagged. Five pieces of evidence are read from that: the point's own residual, the mean of the last
+few (clipped) residuals, the median of the last values against a long baseline (drift, a lost pattern),
+the median squared residual (a burst of variance), and a run of identical values (a stuck sensor).
+
+Each is turned into a tail probability against the series' *own* history of that statistic (empirical,
+with a generalised Pareto tail beyond it), so a 6-sigma point counts for more in quiet Gaussian noise
+than in heavy-tailed noise where such points are routine; the smallest, with a Bonferroni factor, is the
+point's p. A point already explained by a rarer recent one is discounted by it (one alarm per incident).
+The score is ``-log10(p) / 10`` as everywhere (0.6 = one in a million), compressed smoothly above 0.9 so
+it stays below 1 and extreme points still rank. The first ``min_periods`` points score 0: a cold start.
 """
 
 from __future__ import annotations
@@ -48,9 +54,9 @@ class SeasonalSeries(BaseEstimator):
         Points in the short mean that catches small persistent changes.
     change_window : int, default 10
         Points in the recent mean compared with the longer baseline (drift, shifts, a lost pattern).
-    baseline_window : int, default 400
+    baseline_window : int, default 1000
         Points in that baseline, and in the history that scales the comparison.
-    tail_history : int, default 2000
+    tail_history : int, default 5000
         Earlier values of each statistic that calibrate its tail probability (the series' own noise).
     tail_shape : float, default 0.1
         Prior shape of the generalised Pareto tail beyond what history shows (0: exponential, 0.25: like a
@@ -84,7 +90,7 @@ class SeasonalSeries(BaseEstimator):
 
     def __init__(self, *, min_periods: int = 60, level_window: int = 12, scale_window: int = 400,
                  error_span: int = 100, seasons: int = 3, short_window: int = 6, change_window: int = 10,
-                 baseline_window: int = 400, tail_history: int = 2000, tail_shape: float = 0.1,
+                 baseline_window: int = 1000, tail_history: int = 5000, tail_shape: float = 0.1,
                  evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
                  repeat_free: float = 3.0,
                  scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
