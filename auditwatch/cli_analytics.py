@@ -94,7 +94,7 @@ def _analyze(frame: pl.DataFrame, until: datetime | None, min_score: float | Non
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write timestamp,value,anomaly_score.")
 @click.option("--window", default=400, show_default=True, type=click.IntRange(20, 100_000),
-              help="Preceding points that form each point's scale and baseline.")
+              help="Preceding residuals that form each point's scale.")
 @click.option("--on-error", type=ON_ERROR, default="stop", show_default=True,
               help="On a malformed line: stop with its line number, or skip it (and report it).")
 def analyze_series(series_path: Path, out: Path, window: int, on_error: str) -> None:
@@ -102,7 +102,7 @@ def analyze_series(series_path: Path, out: Path, window: int, on_error: str) -> 
     frame = _read_with_progress(series_path, read_series_csv, on_error, "reading series")
     if frame.is_empty():
         raise click.ClickException(f"{series_path} holds no points; it needs a `timestamp,value` header and rows")
-    detector = SeasonalSeries(scale_window=window, baseline_window=window).fit(frame)
+    detector = SeasonalSeries(scale_window=window).fit(frame)
     scored = detector.score_frame(frame)
     scored.select(pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ"), "value",
                   pl.col("anomaly_score").round(9)).write_csv(out)

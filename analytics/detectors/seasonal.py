@@ -230,7 +230,9 @@ class SeasonalSeries(BaseEstimator):
 def score_from_log10_p(log10_p: np.ndarray) -> np.ndarray:
     """``-log10(p) / 10``, identical up to 0.9, then compressed towards 1 without reaching it (no ties at the top)."""
     raw = np.maximum(-np.asarray(log10_p, dtype=float) / 10.0, 0.0)
-    return np.where(raw <= 0.9, raw, 1.0 - 0.01 / np.maximum(raw - 0.8, 0.1))
+    # Logarithmic beyond 0.9 (slope 1 there): p = 1e-10 scores 0.94, 1e-300 0.985, and 1e-(10^12)
+    # still stays visibly below 1 at nine decimals.
+    return np.where(raw <= 0.9, raw, 1.0 - 0.1 / (1.0 + np.log1p(np.maximum(raw - 0.9, 0.0) / 0.1)))
 
 
 def _tail_log10(stat: np.ndarray, history: int, prior_shape: float, block: int = 64) -> np.ndarray:

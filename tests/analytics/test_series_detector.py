@@ -137,7 +137,9 @@ def test_extreme_points_rank_without_ties_at_the_top():
         top.append(scores(values)[2000])
     top = np.array(top)
     assert (top < 1).all() and (top >= 0.9).all()
-    assert (np.diff(top) > 0).all()  # bigger is rarer, and every one is distinguishable (the old detector: 1.0)
+    # Bigger is rarer, and every one is distinguishable, even at the nine decimals analyze-series writes
+    # (the old detector clipped them all to 1.0).
+    assert (np.diff(np.round(top, 9)) > 0).all()
 
 
 def test_scores_are_causal():
