@@ -130,21 +130,28 @@ class SeasonalSeries(BaseEstimator):
         _check(X)
         frame = X.select("timestamp", pl.col("value").cast(pl.Float64).fill_null(strategy="forward")
                          .fill_null(0.0))
-        periods = self.periods_ or _periods(_step(frame["timestamp"]) if frame.height >= 3 else 0.0)
-        expected, scale, log10_p, z = self._score(frame["value"].to_numpy(), periods)
+        step = self.step_ or (_step(frame["timestamp"]) if frame.height >= 3 else 0.0)
+        periods = self.periods_ or _periods(step)
+        slots = np.arange(frame.height)
+        if periods and frame.height:  # positions on the regular grid: a lag of a day stays a day across gaps
+            since = (frame["timestamp"] - frame["timestamp"][0]).dt.total_microseconds().to_numpy() / 1e6
+            slots = np.round(since / step).astype(np.int64)
+            if slots[-1] > 10 * frame.height:
+                periods = ()
+        expected, scale, log10_p, z = self._score(frame["value"].to_numpy(), periods, slots)
         out = frame.with_columns(pl.Series("expected", expected), pl.Series("scale", scale), pl.Series("z", z),
                                  pl.Series("p_value", np.power(10.0, log10_p)),
                                  pl.Series("anomaly_score", score_from_log10_p(log10_p)))
         return out.filter(pl.col("timestamp") >= start.astimezone(UTC)) if start is not None else out
 
-    def _score(self, x: np.ndarray, periods: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    def _score(self, x: np.ndarray, periods: tuple[int, ...], slots: np.ndarray) -> tuple[np.ndarray, ...]:
         n = x.size
         series = pl.Series(x)
         prior = series.shift(1)
         level = prior.rolling_median(self.level_window, min_samples=self.level_window).to_numpy()
         candidates = [prior.to_numpy(), level]
         for period in periods:
-            candidates.append(_seasonal(x, level, period, self.seasons))
+            candidates.append(_seasonal(x, level, slots, period, self.seasons))
         spread = (prior.rolling_quantile(0.75, window_size=self.scale_window, min_samples=2)
                   - prior.rolling_quantile(0.25, window_size=self.scale_window, min_samples=2)).to_numpy()
         floor = np.maximum(self.scale_floor, self.relative_floor * np.nan_to_num(spread, nan=0.0))
@@ -286,20 +293,23 @@ def _gpd(excess: np.ndarray, prior_shape: float) -> tuple[float, float]:
     return shape, max(scale, 1e-3)
 
 
-def _seasonal(x: np.ndarray, level: np.ndarray, period: int, seasons: int) -> np.ndarray:
-    """The same phase of up to ``seasons`` earlier periods, each moved by how much the level has changed since."""
-    n = x.size
-    total = np.zeros(n)
-    count = np.zeros(n)
+def _seasonal(x: np.ndarray, level: np.ndarray, slots: np.ndarray, period: int, seasons: int) -> np.ndarray:
+    """The same phase of up to ``seasons`` earlier periods, each moved by how much the level has changed since.
+
+    ``slots`` are the points' positions on the regular sampling grid, so missing points do not shift phases.
+    """
+    grid = np.full(int(slots[-1]) + 1, np.nan)
+    grid[slots] = x - level
+    total = np.zeros(x.size)
+    count = np.zeros(x.size)
     for k in range(1, seasons + 1):
-        lag = k * period
-        if lag >= n:
-            break
-        past = np.full(n, np.nan)
-        past[lag:] = x[:-lag] - level[:-lag]
-        ok = ~np.isnan(past)
-        total[ok] += past[ok]
-        count[ok] += 1
+        lagged = slots - k * period
+        past = np.full(x.size, np.nan)
+        ok = lagged >= 0
+        past[ok] = grid[lagged[ok]]
+        seen = ~np.isnan(past)
+        total[seen] += past[seen]
+        count[seen] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, level + total / count, np.nan)
 
@@ -358,7 +368,9 @@ def _step(timestamps: pl.Series) -> float:
     if not diffs.size:
         return 0.0
     step = float(np.median(diffs))
-    return step if np.mean(np.abs(diffs - step) <= 1e-3 * step) >= 0.9 else 0.0
+    multiple = diffs / step
+    on_grid = np.abs(multiple - np.round(multiple)) <= 1e-3 * np.maximum(multiple, 1.0)  # gaps are fine
+    return step if np.mean(on_grid) >= 0.9 else 0.0
 
 
 def _periods(step: float) -> tuple[int, ...]:

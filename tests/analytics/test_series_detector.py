@@ -66,6 +66,14 @@ def test_a_noiseless_daily_cycle_is_not_an_anomaly(step):
     assert (SeasonalSeries().fit(frame).score_samples(frame) >= THRESHOLD).sum() == 0
 
 
+def test_missing_points_do_not_shift_the_daily_phase():
+    frame = series(daily_sine() + np.random.default_rng(8).normal(0, 1, 4032))
+    kept = frame.filter(pl.Series(np.random.default_rng(9).random(4032) > 0.05))  # 5 % of the points lost
+    detector = SeasonalSeries().fit(kept)
+    assert detector.periods_ == (288, 2016)
+    assert (detector.score_samples(kept) >= THRESHOLD).sum() == 0
+
+
 def test_a_weekday_weekend_cycle_is_learned_where_the_old_detector_flags_every_monday():
     t = np.arange(288 * 21)  # three weeks at 5 minutes, starting on a Monday
     weekend = (t // 288) % 7 >= 5
