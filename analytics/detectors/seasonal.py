@@ -32,7 +32,7 @@ from analytics import calibration
 from analytics.detectors.base import ANOMALY_SCHEMA, empty_anomalies
 
 DAY, WEEK = 86_400.0, 7 * 86_400.0
-_PRIOR_WEIGHT = 10.0  # pseudo-exceedances behind the prior tail index
+_PRIOR_WEIGHT = 10.0  # pseudo-exceedances behind the prior tail shape
 
 
 class SeasonalSeries(BaseEstimator):
@@ -51,9 +51,10 @@ class SeasonalSeries(BaseEstimator):
     seasons : int, default 3
         Earlier days (or weeks) averaged by the seasonal predictors.
     short_window : int, default 6
-        Points in the short mean that catches small persistent changes.
+        Points in the short mean of residuals (small persistent changes) and in the median squared
+        residual (a burst of variance).
     change_window : int, default 10
-        Points in the recent mean compared with the longer baseline (drift, shifts, a lost pattern).
+        Points in the recent median compared with the longer baseline (drift, shifts, a lost pattern).
     baseline_window : int, default 1000
         Points in that baseline, and in the history that scales the comparison.
     tail_history : int, default 5000
@@ -79,7 +80,7 @@ class SeasonalSeries(BaseEstimator):
     periods_ : tuple of int
         Seasonal periods in points learned from the timestamps (daily, weekly), possibly empty.
     step_ : float
-        Median sampling interval in seconds.
+        Sampling interval in seconds (0 when the timestamps are irregular or too few).
     version_ : str
         Identifies the fitted parameters.
     """
@@ -167,7 +168,7 @@ class SeasonalSeries(BaseEstimator):
         z = np.nan_to_num(residual / scale, nan=0.0)
         short_z = _windowed_z(pl.Series(np.clip(z, -3.0, 3.0)).rolling_mean(self.short_window, min_samples=1)
                               .to_numpy(), self.scale_window, 1.0 / np.sqrt(self.short_window))
-        # Slow change: the recent mean of the deseasonalised values against their own longer history.
+        # Slow change: the recent median of the deseasonalised values against their own longer history.
         offset = np.zeros(n)
         for row in range(2, len(candidates)):
             better = (errors[row] < errors[1]) & (errors[row] <= np.min(errors[2:], axis=0))
