@@ -68,7 +68,7 @@ class SeasonalSeries(BaseEstimator):
         Points after a rare point during which later points are discounted by it (one alarm per incident).
     repeat_discount : float, default 1.0
         Fraction of the recent rarest ``-log10 p`` (beyond ``repeat_free``) taken off each point's own.
-    repeat_free : float, default 3.0
+    repeat_free : float, default 2.5
         Recent rarity that costs nothing (a one-in-a-thousand point happens every thousand points).
     scale_floor : float, default 0.0
         Smallest scale in value units (1.0 suits counts: one event more is not news).
@@ -93,7 +93,7 @@ class SeasonalSeries(BaseEstimator):
                  error_span: int = 100, seasons: int = 3, short_window: int = 6, change_window: int = 10,
                  baseline_window: int = 1000, tail_history: int = 5000, tail_shape: float = 0.1,
                  evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
-                 repeat_free: float = 3.0,
+                 repeat_free: float = 2.5,
                  scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
         self.min_periods = min_periods
         self.level_window = level_window
