@@ -22,7 +22,7 @@ import polars as pl
 from psycopg_pool import ConnectionPool
 
 from analytics import pipeline
-from analytics.detectors import Detector, UnivariateSeries, empty_anomalies
+from analytics.detectors import Detector, SeasonalSeries, empty_anomalies
 from analytics.errors import ModelNotFound, TamperedModel  # noqa: F401 - re-exported for callers
 from storage.timescale import anomalies as store
 from storage.timescale import features as source
@@ -48,6 +48,9 @@ class JobConfig:
     context: timedelta = timedelta(days=2)  # most events read before a scored range (first-seen checks)
     min_score: float | None = None
     series: bool = True
+    # Rollup history read before each scored range of the series detector (its level, scale and, from a
+    # day on, its hour-of-day profile); longer learns more and costs more each minute.
+    series_history: timedelta = timedelta(hours=26)
     # Stored models are pickles: each is sealed with an HMAC under this key and refused at load when the
     # seal does not match, so write access to `detector_models` is not code execution in the worker.
     # The worker passes `analytics_model_key` (or a key generated under the data directory); the empty
@@ -206,17 +209,21 @@ def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, sco
     job = "score:univariate_series"
     mark = watermarks.job_watermark(pool, job)
     start = min((mark or end - config.first_run) - config.late, end)
-    history = timedelta(hours=3)
+    history = config.series_history
     frame = rollups.series(pool, rollups.SeriesQuery(start=start - history, end=end, interval="1m",
                                                      group_by=("event_type", "outcome")))
     found = [empty_anomalies()]
     minutes = pl.datetime_range(_floor(start - history, timedelta(minutes=1)), end - timedelta(minutes=1), "1m",
                                 eager=True, time_zone="UTC").alias("timestamp").to_frame()
     for (event_type, outcome), group in frame.group_by("event_type", "outcome"):
-        series = (minutes.join(group.select(pl.col("bucket").alias("timestamp"), pl.col("events").cast(pl.Float64)
-                                            .alias("value")), on="timestamp", how="left")
+        # The series starts at its first bucket, not at the start of the read: a series that has just
+        # appeared (the platform's own setup events on a fresh install) is in its cold start, not "after
+        # hours of zeros".
+        series = (minutes.filter(pl.col("timestamp") >= group["bucket"].min())
+                  .join(group.select(pl.col("bucket").alias("timestamp"), pl.col("events").cast(pl.Float64)
+                                     .alias("value")), on="timestamp", how="left")
                   .with_columns(pl.col("value").fill_null(0.0)))
-        detector = UnivariateSeries(scale_floor=1.0).fit(series.filter(pl.col("timestamp") < start))
+        detector = SeasonalSeries(scale_floor=1.0).fit(series.filter(pl.col("timestamp") < start))
         found.append(detector.detect(series, entity=f"events_1m:event_type={event_type},outcome={outcome}",
                                      step=timedelta(minutes=1), start=start, min_score=config.min_score))
     kept, dropped = suppress(pl.concat(found), scopes)

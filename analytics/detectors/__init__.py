@@ -8,6 +8,7 @@ from analytics.detectors.counts import FailedLoginBurst, PasswordSpraying
 from analytics.detectors.export import ExportVolume
 from analytics.detectors.multivariate import MultivariateOutlier
 from analytics.detectors.privileged import PrivilegedAction
+from analytics.detectors.seasonal import SeasonalSeries
 from analytics.detectors.series import UnivariateSeries
 from analytics.detectors.stuffing import FailureThenSuccess
 
@@ -18,4 +19,4 @@ EVENT_DETECTORS: dict[str, type[Detector]] = {
 
 __all__ = ["ANOMALY_SCHEMA", "EVENT_DETECTORS", "Detector", "ExportVolume", "FailedLoginBurst",
            "FailureThenSuccess", "MultivariateOutlier", "NewContext", "PasswordSpraying", "PrivilegedAction",
-           "UnivariateSeries", "empty_anomalies"]
+           "SeasonalSeries", "UnivariateSeries", "empty_anomalies"]

@@ -11,7 +11,7 @@ import orjson
 import polars as pl
 
 from analytics import evaluation, pipeline
-from analytics.detectors import UnivariateSeries
+from analytics.detectors import SeasonalSeries
 from analytics.errors import AnalyticsError, MalformedInput
 from analytics.events import read_ndjson, read_series_csv
 from auditwatch.cli.context import Context, pass_ctx
@@ -88,8 +88,8 @@ def _analyze(frame: pl.DataFrame, until: datetime | None, min_score: float | Non
 @click.argument("series_path", metavar="SERIES.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write timestamp,value,anomaly_score.")
-@click.option("--window", default=60, show_default=True, type=click.IntRange(3, 100_000),
-              help="Preceding points that form each point's baseline.")
+@click.option("--window", default=400, show_default=True, type=click.IntRange(20, 100_000),
+              help="Preceding residuals that form each point's scale.")
 @click.option("--on-error", type=ON_ERROR, default="stop", show_default=True,
               help="On a malformed line: stop with its line number, or skip it (and report it).")
 def analyze_series(series_path: Path, out: Path, window: int, on_error: str) -> None:
@@ -97,10 +97,10 @@ def analyze_series(series_path: Path, out: Path, window: int, on_error: str) -> 
     frame = _read_with_progress(series_path, read_series_csv, on_error, "reading series")
     if frame.is_empty():
         raise click.ClickException(f"{series_path} holds no points; it needs a `timestamp,value` header and rows")
-    detector = UnivariateSeries(window=window, min_periods=min(10, window)).fit(frame)
+    detector = SeasonalSeries(scale_window=window).fit(frame)
     scored = detector.score_frame(frame)
     scored.select(pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ"), "value",
-                  pl.col("anomaly_score").round(6)).write_csv(out)
+                  pl.col("anomaly_score").round(9)).write_csv(out)
     flagged = int((scored["anomaly_score"] >= detector.threshold).sum())
     click.echo(f"scored {scored.height:,} points, {flagged} at or above {detector.threshold} → {out}")
 

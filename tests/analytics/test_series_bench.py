@@ -1,0 +1,85 @@
+"""The window-based streaming scorer and the labelled series corpus behind ``bench/series.py``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.series_corpus import SPLITS, corpus, generate
+from bench.series_score import PROFILES, perfect_detector, probation, score_corpus, windows
+
+STANDARD = PROFILES["standard"]
+
+
+def _sigmoid_reward(position: float) -> float:
+    """The published scaled sigmoid, written out independently of the scorer."""
+    return 2 / (1 + math.exp(5 * position)) - 1
+
+
+def test_windows_are_a_tenth_of_the_series_split_between_anomalies_and_merge_when_they_overlap():
+    assert windows(1000, [500]) == [(450, 550)]
+    assert windows(1000, [300, 700]) == [(275, 325), (675, 725)]
+    assert windows(1000, [500, 520]) == [(475, 545)]  # two 50-point windows that overlap become one
+    assert windows(1000, []) == []
+    assert probation(1000) == 150 and probation(20_000) == 750
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_perfect_scores_100_and_never_alarming_scores_0(profile):
+    corpus_ = [(perfect_detector(1000, [500]), [500]), (perfect_detector(2000, [600, 1500]), [600, 1500])]
+    assert score_corpus(corpus_, PROFILES[profile]).normalized == pytest.approx(100.0)
+    silent = [(np.zeros(1000), [500]), (np.zeros(2000), [600, 1500])]
+    assert score_corpus(silent, PROFILES[profile]).normalized == pytest.approx(0.0)
+    always = [(np.ones(1000), [500]), (np.ones(2000), [600, 1500])]
+    assert score_corpus(always, PROFILES[profile], threshold=1.0).normalized < 0
+
+
+def test_a_hand_made_example_has_the_published_score():
+    scores = np.zeros(1000)
+    scores[500] = 0.9  # in the window [450, 550], at its centre
+    scores[900] = 0.8  # far after the window: a full false positive
+    scores[100] = 0.95  # inside the probation: not scored
+    width = 101
+    reward = _sigmoid_reward(-(550 - 500 + 1) / width) / _sigmoid_reward(-1.0)
+    raw = reward - 0.11
+    result = score_corpus([(scores, [500])], STANDARD, threshold=0.8)
+    assert result.raw == pytest.approx(raw) and (result.null, result.perfect) == (-1.0, 1.0)
+    assert result.normalized == pytest.approx(100 * (raw + 1) / 2)
+    # The optimiser prefers the threshold above the false positive: only the detection counts.
+    best = score_corpus([(scores, [500])], STANDARD)
+    assert best.threshold == pytest.approx(0.9) and best.raw == pytest.approx(reward)
+
+
+def test_earlier_detection_earns_more_and_a_false_positive_just_after_a_window_costs_less():
+    def one(at: int) -> float:
+        scores = np.zeros(1000)
+        scores[at] = 1.0
+        return score_corpus([(scores, [500])], STANDARD, threshold=1.0).raw
+
+    assert one(450) > one(500) > one(549) > 0
+    missed = -1.0  # the window's false negative
+    assert -0.11 < one(560) - missed < 0 and one(900) - missed == pytest.approx(-0.11)
+
+
+def test_one_threshold_is_chosen_for_the_whole_corpus():
+    a = np.zeros(1000)
+    a[500] = 0.5  # a detection at 0.5
+    b = np.zeros(1000)
+    b[300:340] = 0.7  # forty false positives above it, in a series without anomalies
+    best = score_corpus([(a, [500]), (b, [])], STANDARD)
+    assert best.threshold > 0.7 and best.normalized == pytest.approx(0.0)  # 40 x 0.11 > one detection
+    b[300:340] = 0.3
+    assert score_corpus([(a, [500]), (b, [])], STANDARD).threshold == pytest.approx(0.5)
+
+
+def test_the_corpus_is_reproducible_and_its_splits_differ():
+    assert set(SPLITS["tune"].seeds).isdisjoint(SPLITS["report"].seeds)
+    one, again = generate(3, SPLITS["tune"]), generate(3, SPLITS["tune"])
+    assert one.frame.equals(again.frame) and one.anomalies == again.anomalies
+    tune = corpus("tune")
+    assert 1_000 <= min(s.frame.height for s in tune) and max(s.frame.height for s in tune) <= 16_000
+    assert {s.name.split("-")[1] for s in tune} == {"1m", "5m", "60m"}
+    assert all(probation(s.frame.height) < min(s.anomalies, default=10**9) for s in tune)
+    assert sum(1 for s in tune if not s.anomalies) >= 3  # noise-only series, where every alarm is false
