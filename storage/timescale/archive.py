@@ -37,7 +37,7 @@ from storage.cold.schema import Column, arrow_schema, record_batch
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.errors import StorageError
 from storage.timescale import integrity, legal_hold, queries, rollups, self_audit
-from storage.timescale.db import pool_edition
+from storage.timescale.db import advisory_lock, pool_edition
 from storage.timescale.queries import EventQuery
 from storage.timescale.self_audit import Auditor
 
@@ -385,29 +385,29 @@ def run(pool: ConnectionPool, store: ColdStore, *, now: datetime, hot_days: int,
     native = pool_edition(pool) == "timescale"
     with pool.connection() as catalogue:
         catalogue.autocommit = True
-        if not catalogue.execute("SELECT pg_try_advisory_lock(%s)", (ARCHIVE_LOCK,)).fetchone()[0]:
-            raise ArchiveBusy("another archive or retention run is in progress; try again when it ends")
         try:
-            result.repaired = repair(catalogue, store)
-            columns = table_columns(catalogue)
-            chunks = old_chunks(catalogue, now - timedelta(days=hot_days))
-            holds = legal_hold.active(catalogue)
-            todo = []
-            for chunk in chunks:
-                if holds and _held(catalogue, chunk, holds):
-                    result.held.append(chunk.name)
+            with advisory_lock(catalogue, ARCHIVE_LOCK, wait=False) as taken:
+                if not taken:
+                    raise ArchiveBusy("another archive or retention run is in progress; try again when it ends")
+                result.repaired = repair(catalogue, store)
+                columns = table_columns(catalogue)
+                chunks = old_chunks(catalogue, now - timedelta(days=hot_days))
+                holds = legal_hold.active(catalogue)
+                todo = []
+                for chunk in chunks:
+                    if holds and _held(catalogue, chunk, holds):
+                        result.held.append(chunk.name)
+                        if progress:
+                            progress(chunk, "held")
+                    else:
+                        todo.append(chunk)
+                _materialise_rollups(pool, todo, now=now, native=native)
+                for chunk in todo:
+                    outcome = _archive_chunk(pool, catalogue, store, chunk, columns, audit=audit, native=native,
+                                             hook=hook, batch_rows=batch_rows, layout=layout, result=result)
                     if progress:
-                        progress(chunk, "held")
-                else:
-                    todo.append(chunk)
-            _materialise_rollups(pool, todo, now=now, native=native)
-            for chunk in todo:
-                outcome = _archive_chunk(pool, catalogue, store, chunk, columns, audit=audit, native=native,
-                                         hook=hook, batch_rows=batch_rows, layout=layout, result=result)
-                if progress:
-                    progress(chunk, outcome)
+                        progress(chunk, outcome)
         finally:
-            catalogue.execute("SELECT pg_advisory_unlock(%s)", (ARCHIVE_LOCK,))
             catalogue.autocommit = False
     return result
 

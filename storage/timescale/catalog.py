@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from storage.auth import ApiKey, Role, new_secret, secret_matches, split_key
+from storage.timescale.db import advisory_lock
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,8 @@ def get_setting(pool: ConnectionPool, key: str) -> Any | None:
 
 def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str) -> Any | None:
     """Store a setting; returns the previous value (for the config_change audit event)."""
-    with pool.connection() as conn:
-        # Serialise writers of this key (a row lock cannot, before the row exists).
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('settings:' || %s))", (key,))
+    # Serialise writers of this key (a row lock cannot, before the row exists).
+    with pool.connection() as conn, advisory_lock(conn, f"settings:{key}", scope="xact"):
         previous = conn.execute("SELECT value FROM settings WHERE key = %s", (key,)).fetchone()
         conn.execute(
             "INSERT INTO settings (key, value, updated_by) VALUES (%s, %s, %s) "

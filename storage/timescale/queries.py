@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.errors import InvalidCursor
 from storage.events import COLUMNS, EventRecord, Outcome
+from storage.timescale.db import where
 
 
 @dataclass(frozen=True)
@@ -95,35 +96,13 @@ _SELECT = sql.SQL("SELECT {cols} FROM audit_events").format(
 
 
 def _where(query: EventQuery, after: Position | None) -> tuple[sql.Composable, list[Any]]:
-    clauses: list[sql.Composable] = []
-    params: list[Any] = []
-    if query.start_time is not None:
-        clauses.append(sql.SQL('"timestamp" >= %s'))
-        params.append(query.start_time)
-    if query.end_time is not None:
-        clauses.append(sql.SQL('"timestamp" < %s'))
-        params.append(query.end_time)
-    if query.user_id is not None:
-        clauses.append(sql.SQL("user_id = %s"))
-        params.append(query.user_id)
-    if query.event_types:
-        clauses.append(sql.SQL("event_type = ANY(%s::text[])"))
-        params.append(list(query.event_types))
-    if query.outcome is not None:
-        clauses.append(sql.SQL("outcome = %s"))
-        params.append(str(query.outcome))
-    if query.source_ip is not None:
-        clauses.append(sql.SQL("source_ip <<= %s::inet"))
-        params.append(query.source_ip)
-    if query.metadata is not None:
-        clauses.append(sql.SQL("metadata @> %s"))
-        params.append(Jsonb(query.metadata))
+    w = (where().ge("timestamp", query.start_time).lt("timestamp", query.end_time).eq("user_id", query.user_id)
+         .any("event_type", query.event_types).eq("outcome", str(query.outcome) if query.outcome else None)
+         .within("source_ip", query.source_ip)
+         .compare("metadata", "@>", Jsonb(query.metadata) if query.metadata is not None else None))
     if after is not None:
-        clauses.append(sql.SQL('("timestamp", event_id) < (%s, %s)'))
-        params.extend([after.timestamp, after.event_id])
-    if not clauses:
-        return sql.SQL(""), params
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses), params
+        w.add('("timestamp", event_id) < (%s, %s)', after.timestamp, after.event_id)
+    return w.sql(), w.params
 
 
 def filters(query: EventQuery) -> tuple[sql.Composable, list[Any]]:
