@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import io
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import polars as pl
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from storage.errors import DatabaseUnavailable, ExtensionMissing
+from storage.errors import DatabaseUnavailable, ExtensionMissing, TooManyRows
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,37 @@ def require_timescaledb(conn: psycopg.Connection) -> None:
             "the server has no timescaledb extension. Install TimescaleDB on it (and add it to "
             "shared_preload_libraries), or use the embedded database: unset AUDITWATCH_DATABASE_URL."
         )
+
+
+# -- bulk reads ----------------------------------------------------------------------------------------
+
+def copy_frame(conn: psycopg.Connection, statement: sql.Composable, params: Sequence[Any] | dict[str, Any],
+               schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Run ``COPY (statement) TO STDOUT`` as CSV and parse it into a frame of ``schema``.
+
+    Columns are matched by position, not by name; Datetime columns of the schema are expected
+    as epoch microseconds (bigint).
+    """
+    wire = {name: (pl.Int64() if isinstance(dtype, pl.Datetime) else dtype) for name, dtype in schema.items()}
+    copy = sql.SQL("COPY ({}) TO STDOUT (FORMAT CSV)").format(statement)
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(copy, params) as stream:
+        for block in stream:
+            buffer.write(block)
+    data = buffer.getvalue()
+    frame = pl.read_csv(data, has_header=False, schema=wire) if data else pl.DataFrame(schema=wire)
+    times = [name for name, dtype in schema.items() if isinstance(dtype, pl.Datetime)]
+    return frame.with_columns(pl.from_epoch(name, time_unit="us").dt.replace_time_zone("UTC") for name in times)
+
+
+def check_size(frame: pl.DataFrame, max_rows: int | None, what: str) -> pl.DataFrame:
+    """``frame``, unless it has more than ``max_rows`` rows (readers fetch max_rows + 1 to know)."""
+    if max_rows is not None and frame.height > max_rows:
+        raise TooManyRows(
+            f"more than {max_rows:,} {what} match; narrow the time range or the filters, or pass a larger "
+            "max_rows (None for no limit) if the memory is there"
+        )
+    return frame
 
 
 # -- WHERE clauses ---------------------------------------------------------------------------------

@@ -1,23 +1,30 @@
-"""Reading events back: filters, keyset pagination, totals and streamed exports."""
+"""Reading events back: the one events query type (``EventQuery``) and its readers: pages with keyset
+pagination, totals, streamed exports, and ``events_frame``, the one bulk read into Polars.
+
+``events_frame`` runs ``COPY ... TO STDOUT`` as CSV and Polars parses it in native code, an order of
+magnitude faster than fetching tuples into Python; times travel as epoch microseconds, ``metadata``
+as JSON text.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import polars as pl
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from storage.errors import InvalidCursor
 from storage.events import COLUMNS, EventRecord, Outcome
-from storage.timescale.db import where
+from storage.timescale.db import check_size, copy_frame, where
 
 
 @dataclass(frozen=True)
@@ -208,3 +215,75 @@ def stream(pool: ConnectionPool, query: EventQuery, *, batch: int = 2000,
             cur.execute(statement, params)
             for row in cur:
                 yield record_of(row)
+
+
+# -- bulk reads as frames --------------------------------------------------------------------------
+
+UTC_US = pl.Datetime("us", "UTC")
+
+# How each audit_events column is selected for the frame, and the dtype it is read as.
+_EVENT_COLUMNS: dict[str, tuple[sql.Composable, pl.DataType]] = {
+    "event_id": (sql.SQL("event_id::text"), pl.String()),
+    "timestamp": (sql.SQL('(extract(epoch FROM "timestamp") * 1000000)::bigint'), UTC_US),
+    "event_type": (sql.Identifier("event_type"), pl.String()),
+    "user_id": (sql.Identifier("user_id"), pl.String()),
+    "outcome": (sql.Identifier("outcome"), pl.String()),
+    "source": (sql.Identifier("source"), pl.String()),
+    "source_ip": (sql.SQL("host(source_ip)"), pl.String()),
+    "source_country": (sql.Identifier("source_country"), pl.String()),
+    "source_asn": (sql.Identifier("source_asn"), pl.String()),
+    "user_agent": (sql.Identifier("user_agent"), pl.String()),
+    "resource_id": (sql.Identifier("resource_id"), pl.String()),
+    "metadata": (sql.SQL("metadata::text"), pl.String()),
+    "received_at": (sql.SQL("(extract(epoch FROM received_at) * 1000000)::bigint"), UTC_US),
+}
+
+
+def event_schema(columns: Sequence[str] | None = None) -> dict[str, pl.DataType]:
+    """The frame dtypes of these audit_events columns (all of them by default), in order."""
+    names = list(columns) if columns else list(COLUMNS)
+    unknown = [c for c in names if c not in _EVENT_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown event columns {unknown}; choose from {', '.join(COLUMNS)}")
+    return {c: _EVENT_COLUMNS[c][1] for c in names}
+
+
+def events_frame(pool: ConnectionPool, query: EventQuery, *, columns: Sequence[str] | None = None,
+                 max_rows: int | None = None) -> pl.DataFrame:
+    """Every event matching ``query``, oldest first, as one frame read over COPY (``query.limit`` is ignored).
+
+    The one bulk events reader: the analytics jobs, their notebook helpers, the data API and the
+    cold-tier reads all come through here.
+    """
+    names = list(event_schema(columns))
+    select = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(_EVENT_COLUMNS[c][0], sql.Identifier(c)) for c in names)
+    where, params = _where(query, None)
+    statement = sql.SQL('SELECT {} FROM audit_events{} ORDER BY "timestamp", event_id').format(select, where)
+    if max_rows is not None:
+        statement += sql.SQL(" LIMIT %s")
+        params = [*params, max_rows + 1]
+    with pool.connection() as conn:
+        frame = copy_frame(conn, statement, params, {c: _EVENT_COLUMNS[c][1] for c in names})
+    return check_size(frame, max_rows, "events")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The first and last stored event time (None for an empty store) and the number of events."""
+
+    first: datetime | None
+    last: datetime | None
+    events: int
+
+
+def time_range(pool: ConnectionPool) -> TimeRange:
+    """Where the data is, so a notebook can aim at it instead of at a guessed date.
+
+    The times are in ``datetime.UTC`` whatever the session's TimeZone: Polars compares datetimes
+    only within one zone name, and frames here are "UTC", not "Etc/UTC".
+    """
+    with pool.connection() as conn:
+        first, last, count = conn.execute(
+            'SELECT min("timestamp"), max("timestamp"), count(*) FROM audit_events').fetchone()
+    return TimeRange(first.astimezone(UTC) if first else None, last.astimezone(UTC) if last else None, count)
