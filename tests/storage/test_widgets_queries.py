@@ -11,8 +11,8 @@ from psycopg.types.json import Jsonb
 
 from storage.events import Outcome
 from storage.timescale import anomalies, rollups
-from storage.timescale.anomalies import AnomalyQuery
 from storage.timescale import widgets_queries as wq
+from storage.timescale.anomalies import AnomalyQuery
 from storage.timescale.writer import EventWriter
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
