@@ -26,7 +26,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
@@ -36,9 +35,8 @@ from storage.cold.layout import DEFAULT_LAYOUT, Layout
 from storage.cold.schema import Column, arrow_schema, record_batch
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.errors import StorageError
-from storage.timescale import integrity, legal_hold, queries, rollups, self_audit
+from storage.timescale import integrity, legal_hold, rollups, self_audit
 from storage.timescale.db import advisory_lock, pool_edition
-from storage.timescale.queries import EventQuery
 from storage.timescale.self_audit import Auditor
 
 log = logging.getLogger(__name__)
@@ -453,26 +451,6 @@ def _archive_chunk(pool, catalogue, store, chunk, columns, *, audit, native, hoo
 
 
 # -- reading hot rows in the archive's encoding ---------------------------------------------------
-
-def hot_table(pool: ConnectionPool, query: EventQuery, *, limit: int | None = None,
-              batch_rows: int = 50_000) -> pa.Table:
-    """Matching hot rows, newest first, encoded exactly as archived rows are (for cross-tier frames)."""
-    where, params = queries._where(query, None)
-    with pool.connection() as conn:
-        columns = table_columns(conn)
-        schema = arrow_schema(columns)
-        statement = sql.SQL("SELECT {} FROM audit_events").format(_select_list(columns)) + where + sql.SQL(
-            ' ORDER BY "timestamp" DESC, event_id DESC')
-        if limit is not None:
-            statement += sql.SQL(" LIMIT %s")
-            params = [*params, limit]
-        batches = []
-        with conn.transaction(), conn.cursor(name="aw_hot_frame") as cur:
-            cur.execute(statement, params)
-            while block := cur.fetchmany(batch_rows):
-                batches.append(record_batch(columns, schema, block))
-    return pa.Table.from_batches(batches, schema=schema)
-
 
 # -- status ---------------------------------------------------------------------------------------
 

@@ -249,20 +249,23 @@ def event_schema(columns: Sequence[str] | None = None) -> dict[str, pl.DataType]
 
 
 def events_frame(pool: ConnectionPool, query: EventQuery, *, columns: Sequence[str] | None = None,
-                 max_rows: int | None = None) -> pl.DataFrame:
+                 max_rows: int | None = None, newest_first: bool = False, limit: int | None = None) -> pl.DataFrame:
     """Every event matching ``query``, oldest first, as one frame read over COPY (``query.limit`` is ignored).
 
     The one bulk events reader: the analytics jobs, their notebook helpers, the data API and the
-    cold-tier reads all come through here.
+    tiered reads (``storage.tiers``, hot part) all come through here. More than ``max_rows`` matches
+    raise TooManyRows; ``limit`` instead keeps the first ``limit`` rows (with ``newest_first``, the newest).
     """
     names = list(event_schema(columns))
     select = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(_EVENT_COLUMNS[c][0], sql.Identifier(c)) for c in names)
     where, params = _where(query, None)
-    statement = sql.SQL('SELECT {} FROM audit_events{} ORDER BY "timestamp", event_id').format(select, where)
-    if max_rows is not None:
+    order = _ORDER if newest_first else sql.SQL(' ORDER BY "timestamp", event_id')
+    statement = sql.SQL("SELECT {} FROM audit_events{}").format(select, where) + order
+    caps = [c for c in (limit, None if max_rows is None else max_rows + 1) if c is not None]
+    if caps:
         statement += sql.SQL(" LIMIT %s")
-        params = [*params, max_rows + 1]
+        params = [*params, min(caps)]
     with pool.connection() as conn:
         frame = copy_frame(conn, statement, params, {c: _EVENT_COLUMNS[c][1] for c in names})
     return check_size(frame, max_rows, "events")
