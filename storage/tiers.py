@@ -79,8 +79,9 @@ def _scalar_eq(a: Any, b: Any) -> bool:
 
 def predicate(query: EventQuery, after: Position | None = None) -> pl.Expr:
     """The EventQuery's filters (same meaning as the SQL of ``queries._where``) as one expression over
-    archived rows, for ``scan_parquet`` to push into the row-group reads. Metadata containment (jsonb
-    ``@>``, which Polars has no expression for) is the one part left to ``metadata_filter``."""
+    archived rows, for ``scan_parquet`` to push into the row-group reads. Two parts still run per row:
+    an IPv6 network (see ``storage.cold.inet``) and metadata containment (jsonb ``@>``, which Polars
+    has no expression for: ``metadata_filter``)."""
     ts = pl.col("timestamp")
     parts: list[pl.Expr] = []
     if query.start_time is not None:
