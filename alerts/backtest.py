@@ -17,8 +17,7 @@ import polars as pl
 from psycopg_pool import ConnectionPool
 
 from alerts.rules import Absence, Anomaly, Rule, Threshold
-from storage.timescale import alerts as store
-from storage.timescale import rollups
+from storage.timescale import anomalies, rollups, rule_inputs
 
 
 @dataclass(frozen=True)
@@ -55,17 +54,17 @@ def backtest(pool: ConnectionPool, rule: Rule, *, start: datetime, end: datetime
     if isinstance(cond, Threshold):
         return _threshold(pool, rule, cond, start, end, progress)
     if isinstance(cond, Anomaly):
-        hits = store.anomaly_hits(pool, start=start, end=end, detectors=cond.detectors, min_score=cond.min_score,
+        hits = anomalies.anomaly_hits(pool, start=start, end=end, detectors=cond.detectors, min_score=cond.min_score,
                                   severities=cond.severities)
         episodes = [Episode({"entity_type": h.entity_type, "entity_value": h.entity_value}, h.window_end,
                             h.window_end, h.anomalies) for h in hits]
         return BacktestResult(rule.id, start, end, "anomalies table", episodes)
     if isinstance(cond, Absence):
-        gaps = store.sender_gaps(pool, field_name=cond.field, values=cond.values, start=start, end=end,
+        gaps = rule_inputs.sender_gaps(pool, field_name=cond.field, values=cond.values, start=start, end=end,
                                  min_gap_seconds=cond.silent_for.total_seconds())
         episodes = [Episode({cond.field: sender}, before + cond.silent_for, after,
                             int((after - before).total_seconds() // 60)) for sender, before, after in gaps]
-        tail = store.last_seen(pool, field_name=cond.field, values=cond.values, since=start, until=end)
+        tail = rule_inputs.last_seen(pool, field_name=cond.field, values=cond.values, since=start, until=end)
         episodes += [Episode({cond.field: s}, last + cond.silent_for, end, int((end - last).total_seconds() // 60))
                      for s, last in tail.items() if last is not None and end - last >= cond.silent_for]
         return BacktestResult(rule.id, start, end, "raw events (gaps per sender)", episodes)

@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from alerts.errors import DeliveryError
 from alerts.notifiers import Notifier
-from storage.timescale import alerts as store
+from storage.timescale import outbox
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,16 @@ def dispatch(pool: ConnectionPool, notifiers: Mapping[str, Notifier], *, now: da
     clock = clock or (lambda: now)
     rng = rng or random.Random()
     result = DispatchResult()
-    for claim in store.claim_due(pool, now=now, lease_seconds=policy.lease.total_seconds(), limit=limit):
+    for claim in outbox.claim_due(pool, now=now, lease_seconds=policy.lease.total_seconds(), limit=limit):
         note = claim.notification
         notifier = notifiers.get(note.receiver)
         if notifier is None:
-            store.record_attempt(pool, note.notification_id, at=clock(), outcome="failed",
+            outbox.record_attempt(pool, note.notification_id, at=clock(), outcome="failed",
                                  error=f"receiver {note.receiver!r} is not configured (no credentials in settings)")
             result.failed.append(note.notification_id)
             continue
         if claim.reclaimed and notifier.confirm(note.notification_id, note.payload):
-            store.record_attempt(pool, note.notification_id, at=clock(), outcome="confirmed",
+            outbox.record_attempt(pool, note.notification_id, at=clock(), outcome="confirmed",
                                  error="delivered by an earlier attempt whose result was not recorded")
             result.confirmed.append(note.notification_id)
             continue
@@ -79,16 +79,16 @@ def dispatch(pool: ConnectionPool, notifiers: Mapping[str, Notifier], *, now: da
                 wait = policy.delay(note.attempts, exc.retry_after, rng)
                 log.warning("notification %s to %s failed (%s); retrying in %.0f s", note.notification_id,
                             note.receiver, message, wait.total_seconds())
-                store.record_attempt(pool, note.notification_id, at=at, outcome="retry", status_code=exc.status_code,
+                outbox.record_attempt(pool, note.notification_id, at=at, outcome="retry", status_code=exc.status_code,
                                      error=message, retry_after=exc.retry_after, next_attempt_at=at + wait)
                 result.retrying.append(note.notification_id)
             else:
                 log.error("notification %s to %s failed for good: %s", note.notification_id, note.receiver, message)
-                store.record_attempt(pool, note.notification_id, at=at, outcome="failed",
+                outbox.record_attempt(pool, note.notification_id, at=at, outcome="failed",
                                      status_code=exc.status_code, error=message)
                 result.failed.append(note.notification_id)
             continue
-        store.record_attempt(pool, note.notification_id, at=clock(), outcome="delivered")
+        outbox.record_attempt(pool, note.notification_id, at=clock(), outcome="delivered")
         result.delivered.append(note.notification_id)
     return result
 

@@ -20,6 +20,8 @@ from alerts.lifecycle import Flapping, Observation
 from alerts.routing import Routing
 from alerts.rules import Absence, Anomaly, Rule, RuleSource, Threshold, default_directories
 from storage.timescale import alerts as store
+from storage.timescale import anomalies, rule_inputs
+from storage.timescale.db import advisory_lock
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def observe(pool: ConnectionPool, rule: Rule, *, now: datetime) -> list[Observat
     """The groups for which the rule's condition holds at ``now``."""
     cond = rule.condition
     if isinstance(cond, Threshold):
-        hits = store.threshold_hits(pool, start=now - cond.window, end=now, event_types=cond.event_types,
+        hits = rule_inputs.threshold_hits(pool, start=now - cond.window, end=now, event_types=cond.event_types,
                                     outcome=cond.outcome, group_by=cond.group_by, distinct=cond.distinct,
                                     at_least=cond.at_least)
         return [Observation(h.group, h.distinct if cond.distinct else h.events, {
@@ -67,7 +69,7 @@ def observe(pool: ConnectionPool, rule: Rule, *, now: datetime) -> list[Observat
             "first_at": h.first_at.isoformat(), "last_at": h.last_at.isoformat(),
             "window": int(cond.window.total_seconds()), "sample_event_ids": h.sample_event_ids}) for h in hits]
     if isinstance(cond, Anomaly):
-        hits = store.anomaly_hits(pool, start=now - cond.lookback, end=now, detectors=cond.detectors,
+        hits = anomalies.anomaly_hits(pool, start=now - cond.lookback, end=now, detectors=cond.detectors,
                                   min_score=cond.min_score, severities=cond.severities)
         merged: dict[tuple[str, str], Observation] = {}
         for h in hits:  # one alert per entity, whichever detectors saw it
@@ -84,7 +86,7 @@ def observe(pool: ConnectionPool, rule: Rule, *, now: datetime) -> list[Observat
                 "window_end": (best or h).window_end.isoformat()})
         return list(merged.values())
     if isinstance(cond, Absence):
-        seen = store.last_seen(pool, field_name=cond.field, values=cond.values, since=now - cond.lookback,
+        seen = rule_inputs.last_seen(pool, field_name=cond.field, values=cond.values, since=now - cond.lookback,
                                until=now)
         return [Observation({cond.field: value}, int((now - last).total_seconds() // 60),
                             {"last_seen": last.isoformat(), "silent_minutes": int((now - last).total_seconds() // 60)})
@@ -99,36 +101,35 @@ def evaluate(pool: ConnectionPool, config: AlertConfig, *, now: datetime,
     result = EvaluationResult()
     with pool.connection() as conn:
         conn.autocommit = True
-        # Wait out a delivery tick's short flush (or another worker's evaluation) rather than skip a run.
-        if not store.lock(conn, store.EVALUATOR_LOCK, timeout_seconds=5):
-            conn.autocommit = False
-            return EvaluationResult(ran=False)
         try:
-            last = store.last_runs(conn)
-            enabled = {rid: r for rid, r in rules.items() if r.enabled}
-            for rule in enabled.values():
-                if rule.interval > timedelta(0) and rule.id in last and now - last[rule.id] < rule.interval:
-                    continue
-                result.rules += 1
-                try:
-                    observations = observe(pool, rule, now=now)
-                except psycopg.Error as exc:
-                    log.error("alert rule %s could not be evaluated: %s", rule.id, exc)
-                    result.errors[rule.id] = str(exc)
+            # Wait out a delivery tick's short flush (or another worker's evaluation) rather than skip a run.
+            with advisory_lock(conn, store.EVALUATOR_LOCK, wait=5) as taken:
+                if not taken:
+                    return EvaluationResult(ran=False)
+                last = store.last_runs(conn)
+                enabled = {rid: r for rid, r in rules.items() if r.enabled}
+                for rule in enabled.values():
+                    if rule.interval > timedelta(0) and rule.id in last and now - last[rule.id] < rule.interval:
+                        continue
+                    result.rules += 1
+                    try:
+                        observations = observe(pool, rule, now=now)
+                    except psycopg.Error as exc:
+                        log.error("alert rule %s could not be evaluated: %s", rule.id, exc)
+                        result.errors[rule.id] = str(exc)
+                        with conn.transaction():
+                            store.mark_run(conn, rule.id, now, str(exc))
+                        continue
                     with conn.transaction():
-                        store.mark_run(conn, rule.id, now, str(exc))
-                    continue
+                        result.changes += _apply(conn, rule, observations, now=now, flapping=config.flapping)
+                        store.mark_run(conn, rule.id, now)
                 with conn.transaction():
-                    result.changes += _apply(conn, rule, observations, now=now, flapping=config.flapping)
-                    store.mark_run(conn, rule.id, now)
-            with conn.transaction():
-                orphans = lifecycle.resolve_orphans(store.open_alerts(conn), set(enabled), now=now)
-                _save(conn, orphans, now)
-                result.changes += orphans
-                result.enqueued = pipeline.plan(conn, config.routing, receivers=config.receivers, now=now,
-                                                public_url=config.public_url)
+                    orphans = lifecycle.resolve_orphans(store.open_alerts(conn), set(enabled), now=now)
+                    _save(conn, orphans, now)
+                    result.changes += orphans
+                    result.enqueued = pipeline.plan(conn, config.routing, receivers=config.receivers, now=now,
+                                                    public_url=config.public_url)
         finally:
-            store.unlock(conn, store.EVALUATOR_LOCK)
             conn.autocommit = False
     return result
 
@@ -139,14 +140,12 @@ def flush(pool: ConnectionPool, config: AlertConfig, *, now: datetime) -> list[i
     with pool.connection() as conn:
         conn.autocommit = True
         try:
-            if not store.try_lock(conn, store.EVALUATOR_LOCK):
-                return []
-            try:
+            with advisory_lock(conn, store.EVALUATOR_LOCK, wait=False) as taken:
+                if not taken:
+                    return []
                 with conn.transaction():
                     return pipeline.plan(conn, config.routing, receivers=config.receivers, now=now,
                                          public_url=config.public_url)
-            finally:
-                store.unlock(conn, store.EVALUATOR_LOCK)
         finally:
             conn.autocommit = False
 

@@ -30,7 +30,7 @@ def example_events(example: Example, now: datetime) -> list[EventRecord]:
 
 
 def example_anomalies(example: Example, now: datetime) -> list[dict[str, Any]]:
-    """Rows for storage.timescale.alerts.insert_anomaly: a 5-minute window ending at ``at``."""
+    """Anomaly rows (detector, entity, window, score, severity, summary): a 5-minute window ending at ``at``."""
     out = []
     for spec in example.anomalies:
         end = now + example_offset(spec.get("at", "-1m"))

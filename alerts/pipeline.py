@@ -18,6 +18,7 @@ import psycopg
 
 from alerts.routing import Route, Routing, acknowledged, inhibited, resolve, silenced_by
 from storage.timescale import alerts as store
+from storage.timescale import outbox
 from storage.timescale.alerts import AlertRow, GroupState
 
 LOCAL = "local"
@@ -119,14 +120,14 @@ def _decide(conn, receiver: str, key: str, group: _Group | None, state: GroupSta
                    {"fingerprint": fp, "status": "resolved", "title": fp, "severity": "info", "labels": {}}
                    for fp in resolved]
         kind = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
-        enqueued.append(store.enqueue(conn, receiver=receiver, group_key=key, kind=kind, now=now, payload={
+        enqueued.append(outbox.enqueue(conn, receiver=receiver, group_key=key, kind=kind, now=now, payload={
             "receiver": receiver, "group_key": key, "group_labels": group.labels if group else {},
             "status": kind, "alerts": alerts}))
         state.firing = sorted((told - set(resolved)) | set(active))
         state.acked = sorted(set(state.acked) & set(state.firing))
         state.last_sent_at = now
     if newly_acked:
-        enqueued.append(store.enqueue(conn, receiver=receiver, group_key=key, kind="acknowledged", now=now, payload={
+        enqueued.append(outbox.enqueue(conn, receiver=receiver, group_key=key, kind="acknowledged", now=now, payload={
             "receiver": receiver, "group_key": key, "group_labels": group.labels if group else {},
             "status": "acknowledged",
             "alerts": [alert_json(active[fp], public_url=public_url, status="acknowledged") for fp in newly_acked]}))

@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from alerts.errors import RuleError, RuleProblem
-from storage.timescale.alerts import ABSENCE_FIELDS, ANOMALY_SEVERITIES, THRESHOLD_FIELDS
+from storage.timescale.anomalies import SEVERITIES as ANOMALY_SEVERITIES
+from storage.timescale.anomalies import at_or_above
+from storage.timescale.rule_inputs import ABSENCE_FIELDS, THRESHOLD_FIELDS
 
 log = logging.getLogger(__name__)
 PACKAGED_RULES = Path(__file__).with_name("rules")
@@ -80,7 +82,7 @@ class Anomaly:
 
     @property
     def severities(self) -> tuple[str, ...]:
-        return ANOMALY_SEVERITIES[ANOMALY_SEVERITIES.index(self.min_severity):]
+        return at_or_above(self.min_severity)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import orjson
 import polars as pl
+from psycopg_pool import ConnectionPool
 
 from analytics.errors import MalformedInput, MissingColumns
+from storage.timescale import queries
+from storage.timescale.queries import EventQuery
 
 TS = pl.Datetime("us", "UTC")
 SCHEMA: dict[str, pl.DataType] = {
@@ -218,3 +221,9 @@ def write_ndjson(frame: pl.DataFrame, path: Path | str, *, progress: Callable[[i
             if progress:
                 progress(min(offset + chunk, events.height))
     return events.height
+
+
+def read(pool: ConnectionPool, start: datetime, end: datetime) -> pl.DataFrame:
+    """Events with ``start <= timestamp < end`` from the store, in ``SCHEMA``: the one read path of the
+    scoring jobs, the backtests and the notebooks' tuning helpers."""
+    return queries.events_frame(pool, EventQuery(start_time=start, end_time=end), columns=list(SCHEMA))

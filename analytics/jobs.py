@@ -16,17 +16,16 @@ import logging
 import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import polars as pl
 from psycopg_pool import ConnectionPool
 
-from analytics import pipeline
+from analytics import events, pipeline
 from analytics.detectors import Detector, SeasonalSeries, empty_anomalies
 from analytics.errors import ModelNotFound, TamperedModel  # noqa: F401 - re-exported for callers
 from storage.timescale import anomalies as store
-from storage.timescale import features as source
-from storage.timescale import rollups, watermarks
+from storage.timescale import catalog, rollups, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +98,8 @@ def unseal(blob: bytes, key: bytes, *, what: str) -> bytes:
 def refit(pool: ConnectionPool, name: str, *, now: datetime, config: JobConfig) -> Detector:
     """Fit one detector on the history before ``now`` and store it under its version."""
     end = _floor(now - config.end_offset, timedelta(minutes=1))
-    history = source.events_frame(pool, end - config.history, end)
-    detector = pipeline.build([name], peer_groups=source.peer_groups(pool))[name].fit(history)
+    history = events.read(pool, end - config.history, end)
+    detector = pipeline.build([name], peer_groups=catalog.peer_groups(pool))[name].fit(history)
     store.save_model(pool, detector=name, version=detector.version_, model=seal(pickle.dumps(detector), config.model_key),
                      params={k: repr(v) for k, v in detector.get_params().items() if k != "peer_groups"},
                      trained_from=end - config.history, trained_to=end, fitted_at=now)
@@ -180,7 +179,7 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         high = min(low + config.max_span, end)
         trained = [t for _, t, _ in models.values() if t is not None]
         context_from = max(min([low - timedelta(hours=1), *trained]), low - config.context)
-        frame = source.events_frame(pool, context_from, high)
+        frame = events.read(pool, context_from, high)
         for name, (detector, _, start) in models.items():
             if start >= high:
                 continue
@@ -235,13 +234,13 @@ def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, sco
     result.ranges["univariate_series"] = (start, end)
 
 
-def reproduce(pool: ConnectionPool, anomaly: dict[str, Any], *, key: bytes = b"") -> pl.DataFrame:
+def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes = b"") -> pl.DataFrame:
     """Rescore an anomaly's window with the model version that produced it (for audits and debugging)."""
-    name, version = anomaly["detector"], anomaly["detector_version"]
+    name, version = anomaly.detector, anomaly.detector_version
     detector, stored = load(pool, name, version, key=key)
-    lo = anomaly["window_start"]
+    lo = anomaly.window_start
     context_from = max(min(lo - timedelta(hours=1), stored.trained_to or lo), lo - timedelta(days=2))
-    frame = source.events_frame(pool, context_from, anomaly["window_end"])
+    frame = events.read(pool, context_from, anomaly.window_end)
     scored = detector.score_frame(frame, start=lo)
-    return scored.filter((pl.col("entity_type") == anomaly["entity_type"])
-                         & (pl.col("entity_value") == anomaly["entity_value"]) & (pl.col("window_start") == lo))
+    return scored.filter((pl.col("entity_type") == anomaly.entity_type)
+                         & (pl.col("entity_value") == anomaly.entity_value) & (pl.col("window_start") == lo))

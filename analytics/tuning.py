@@ -17,13 +17,11 @@ from typing import Any
 import polars as pl
 from psycopg_pool import ConnectionPool
 
-from analytics import evaluation
+from analytics import evaluation, events
 from analytics.calibration import ANOMALY_SCORE
 from analytics.detectors import Detector
 from analytics.events import TS, normalize
 from analytics.scenarios import Incident
-from storage.timescale import frames
-from storage.timescale.queries import EventQuery
 
 # Windows before the scored range that detectors may read as context (first-seen checks, rolling sums).
 CONTEXT = timedelta(hours=1)
@@ -87,8 +85,8 @@ def backtest_range(pool: ConnectionPool, detectors: Mapping[str, Detector], *, t
     """``backtest`` over events read from the store: fit on ``train``, score ``test`` (both [start, end))."""
     if train[1] > test[0]:
         raise ValueError("the training range must end before the test range starts (no peeking at the test)")
-    history = frames.events_frame(pool, EventQuery(start_time=train[0], end_time=train[1]))
-    scored = frames.events_frame(pool, EventQuery(start_time=max(test[0] - context, train[1]), end_time=test[1]))
+    history = events.read(pool, train[0], train[1])  # the scoring job's own read path
+    scored = events.read(pool, max(test[0] - context, train[1]), test[1])
     frame = pl.concat([history, scored])
     return backtest(detectors, frame, train_end=test[0], end=test[1], context=context)
 

@@ -35,7 +35,7 @@ from bench.harness import ROOT, database, percentile, server
 from storage.auth import Role
 from storage.events import EventRecord, Outcome
 from storage.timescale import alerts as store
-from storage.timescale import catalog, db, rollups
+from storage.timescale import catalog, db, outbox, rollups, rule_inputs
 from storage.timescale.writer import EventWriter
 
 
@@ -90,7 +90,7 @@ def latency(args: argparse.Namespace, url: str, tmp: Path) -> None:
                 time.sleep(0.5)
         if args.verbose:  # where the time went, per trial: evaluation, group wait, delivery
             firing = {a.group_values.get("user_id"): a for a in store.list_alerts(pool, limit=1000)}
-            notes = {n.payload["alerts"][0]["fingerprint"]: n for n in store.notifications(pool, receiver="pagerduty",
+            notes = {n.payload["alerts"][0]["fingerprint"]: n for n in outbox.notifications(pool, receiver="pagerduty",
                                                                                           limit=1000)}
             pd_times = _pd_times(pd, crossed)
             for user, at in sorted(crossed.items(), key=lambda kv: kv[1]):
@@ -169,7 +169,7 @@ def query_costs(url: str, events: int) -> None:
                 ("1m per user_id", timedelta(minutes=1), ["user_id"], None, ["user_id"]),
                 ("10m distinct users per source_ip", timedelta(minutes=10), ["source_ip"], "user_id",
                  ["source_ip", "user_id"])):
-            raw = timed(lambda w=window, g=group_by, d=distinct: store.threshold_hits(
+            raw = timed(lambda w=window, g=group_by, d=distinct: rule_inputs.threshold_hits(
                 pool, start=now - w, end=now, event_types=["user_login"], outcome="failure", group_by=g, distinct=d,
                 at_least=10))
             rollup = timed(lambda w=window, d=dims: rollups.series(pool, rollups.SeriesQuery(

@@ -3,7 +3,7 @@
 Loads N events over 30 days (SQL-side generation, as bench/query.py), then reads the newest
 day, and every event, three ways, in the same run:
 
-- ``frames``: ``storage.timescale.frames.events_frame`` (what ``AuditData.events`` uses);
+- ``frames``: ``storage.timescale.queries.events_frame`` (what ``AuditData.events`` uses);
 - ``rows``: ``queries.stream`` (the export path: a server-side cursor, one EventRecord per row)
   collected into a frame, which is what a notebook without the data API would do;
 - ``fetchall``: ``pl.read_database`` on a psycopg connection (tuples, then a frame).
@@ -21,7 +21,7 @@ import polars as pl
 
 from bench.harness import database
 from bench.query import DAYS, load
-from storage.timescale import db, frames, queries
+from storage.timescale import db, queries
 from storage.timescale.queries import EventQuery
 
 
@@ -65,7 +65,7 @@ def main() -> None:
             for label, (low, high) in ranges.items():
                 query = EventQuery(start_time=low, end_time=high)
                 paths = {
-                    "frames": lambda q=query: frames.events_frame(pool, q, max_rows=None),
+                    "frames": lambda q=query: queries.events_frame(pool, q, max_rows=None),
                     "rows": lambda q=query: _rows_frame(pool, q),
                     "fetchall": lambda q=query: _fetchall_frame(url, q),
                 }

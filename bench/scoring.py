@@ -138,10 +138,9 @@ def main() -> None:
           f"{'met' if best * 1_000_000 / hour.height <= 5 else 'MISSED'}")
 
     if args.with_db:
-        from analytics.events import to_records
+        from analytics.events import read, to_records
         from bench.harness import database
         from storage.timescale import db
-        from storage.timescale import features as source
         from storage.timescale.writer import EventWriter
 
         with database() as url:
@@ -149,7 +148,7 @@ def main() -> None:
             try:
                 EventWriter(pool).write(to_records(hour))
                 began = time.perf_counter()
-                back = source.events_frame(pool, hour["timestamp"].min(), hour["timestamp"].max() + timedelta(1))
+                back = read(pool, hour["timestamp"].min(), hour["timestamp"].max() + timedelta(1))
                 read = time.perf_counter() - began
                 print(f"  COPY → Polars read of the hour: {back.height:,} events in {read:.2f} s")
             finally:

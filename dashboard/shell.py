@@ -23,7 +23,7 @@ from dashboard.render import search_href
 from dashboard.timerange import DEFAULT, PRESETS
 from dashboard.widgets import anomalies as anomaly_widget
 from dashboard.widgets.alerts import SILENCE_HOURS
-from storage.timescale import widgets_queries as wq
+from storage.timescale import anomalies as anomaly_store
 
 FILTER_KEYS = ("event_type", "outcome", "user_id", "source_ip")
 FILTER_LABELS = {"event_type": "type", "outcome": "outcome", "user_id": "user", "source_ip": "IP"}
@@ -176,7 +176,7 @@ def register_callbacks(app: Dash) -> None:
             anomaly_id = uuid.UUID(str(raw))
         except ValueError:
             return no_update, no_update
-        return "aw-modal open", anomaly_widget.explanation(wq.anomaly(current().pool, anomaly_id))
+        return "aw-modal open", anomaly_widget.explanation(anomaly_store.get_anomaly(current().pool, anomaly_id))
 
     @app.callback(
         Output(ids.ALERTS_VERSION, "data"), Output(ids.ALERTS_STATUS, "children"),

@@ -8,7 +8,7 @@
     ...                        group_by=("event_type", "outcome"))
 
 The filters are the query API's (``GET /api/v1/logs``), with the same meaning; the frames
-come over COPY (see ``storage.timescale.frames``). Given the archive root (``archive=``), events
+come over COPY (see ``storage.timescale.queries.events_frame``). Given the archive root (``archive=``), events
 come from both tiers: hot rows from TimescaleDB, archived days from their Parquet files (see
 ``storage.tiers``), each marked in a ``tier`` column. The connection is read-only unless
 ``read_only=False``: every transaction starts with ``default_transaction_read_only``, so a
@@ -31,9 +31,9 @@ from storage import tiers
 from storage.cold.store import ColdStore
 from storage.errors import InvalidFilter, TooManyRows
 from storage.events import Outcome
-from storage.timescale import db, frames, rollups
-from storage.timescale.frames import AnomalyQuery, TimeRange
-from storage.timescale.queries import EventQuery
+from storage.timescale import alerts, anomalies, catalog, db, queries, rollups
+from storage.timescale.anomalies import AnomalyQuery
+from storage.timescale.queries import EventQuery, TimeRange
 from storage.timescale.rollups import SeriesQuery
 
 DEFAULT_MAX_ROWS = 5_000_000  # the export API's ceiling: a frame that size is ~2 GB of memory
@@ -121,7 +121,7 @@ class AuditData:
 
     def time_range(self) -> TimeRange:
         """The first and last event time and the event count, to aim a notebook at the data."""
-        return frames.time_range(self.pool)
+        return queries.time_range(self.pool)
 
     def events(self, start: Moment | None = None, end: Moment | None = None, *, user_id: str | None = None,
                event_type: str | Sequence[str] | None = None, outcome: str | None = None,
@@ -141,8 +141,8 @@ class AuditData:
             raise InvalidFilter('`metadata` must be a dict, e.g. {"dataset": "crm"}')
         query = EventQuery(start_time=low, end_time=high, user_id=user_id, event_types=_types(event_type),
                            outcome=_outcome(outcome), source_ip=_network(source_ip), metadata=metadata)
-        schema = frames.event_schema(columns)
-        hot = frames.events_frame(self.pool, query, columns=list(schema), max_rows=max_rows).with_columns(
+        schema = queries.event_schema(columns)
+        hot = queries.events_frame(self.pool, query, columns=list(schema), max_rows=max_rows).with_columns(
             tier=pl.lit(tiers.HOT))
         cold = self._archived(query, schema)
         if cold is None:
@@ -197,13 +197,14 @@ class AuditData:
         ``explanation`` is JSON text (``pl.col("explanation").str.json_path_match("$.summary")``).
         """
         low, high = _range(start, end)
-        if min_severity is not None and min_severity not in frames.SEVERITIES:
-            raise InvalidFilter(f"`min_severity` must be one of {', '.join(frames.SEVERITIES)}")
+        if min_severity is not None and min_severity not in anomalies.SEVERITIES:
+            raise InvalidFilter(f"`min_severity` must be one of {', '.join(anomalies.SEVERITIES)}")
         if min_score is not None and not 0 <= min_score <= 1:
             raise InvalidFilter("`min_score` is a calibrated score between 0 and 1")
-        return frames.anomalies_frame(self.pool, AnomalyQuery(
+        return anomalies.anomalies_frame(self.pool, AnomalyQuery(
             start=low, end=high, detectors=_types(detector), entity_type=entity_type, entity_value=entity_value,
-            min_score=min_score, min_severity=min_severity), max_rows=max_rows)
+            min_score=min_score, severities=anomalies.at_or_above(min_severity) if min_severity else (),
+            order="oldest"), max_rows=max_rows)
 
     def alerts(self, *, state: str | Sequence[str] | None = None, since: Moment | None = None,
                rule_id: str | Sequence[str] | None = None) -> pl.DataFrame:
@@ -214,11 +215,11 @@ class AuditData:
         acknowledgements are the alerting package's (``auditwatch alerts list``).
         """
         states = _types(state)
-        unknown = set(states) - set(frames.ALERT_STATES)
+        unknown = set(states) - set(alerts.ALERT_STATES)
         if unknown:
-            raise InvalidFilter(f"`state` must be among {', '.join(frames.ALERT_STATES)}, not {sorted(unknown)}")
-        return frames.alerts_frame(self.pool, states=states, since=_moment(since, "since"), rule_ids=_types(rule_id))
+            raise InvalidFilter(f"`state` must be among {', '.join(alerts.ALERT_STATES)}, not {sorted(unknown)}")
+        return alerts.alerts_frame(self.pool, states=states, since=_moment(since, "since"), rule_ids=_types(rule_id))
 
     def users(self) -> pl.DataFrame:
         """The user directory (department, kind), to join onto events by ``user_id``."""
-        return frames.users_frame(self.pool)
+        return catalog.users_frame(self.pool)

@@ -3,12 +3,12 @@
 Callers (the query API, notebooks) ask with an EventQuery and never need to know where a day
 lives. Archived files are chosen from the catalogue (only ``complete`` files, whose chunk is gone,
 so no row is read twice), pruned by their day partition, time range and event types, then
-scanned lazily with Polars so the remaining filters push down to Parquet row groups.
+scanned lazily with Polars, the EventQuery's filters turned into one predicate (``predicate``)
+that the scan pushes down to Parquet row groups.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -18,6 +18,7 @@ import orjson
 import polars as pl
 from psycopg_pool import ConnectionPool
 
+from storage.cold.inet import in_network
 from storage.cold.store import ColdStore
 from storage.events import EventRecord, Outcome
 from storage.timescale import archive, queries
@@ -52,7 +53,7 @@ def cold_files(pool: ConnectionPool, query: EventQuery, after: Position | None =
             and (f.min_time is None or end is None or f.min_time < end)]
 
 
-# -- filters as Polars expressions -----------------------------------------------------------------
+# -- filters as one Polars predicate ----------------------------------------------------------------
 
 def _contains(doc: Any, pattern: Any) -> bool:
     """PostgreSQL's jsonb ``@>`` on parsed JSON."""
@@ -76,54 +77,50 @@ def _scalar_eq(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _ip_in(network: str):
-    net = ipaddress.ip_network(network, strict=False)
-
-    def check(text: str | None) -> bool:
-        if text is None:
-            return False
-        try:
-            return ipaddress.ip_address(text) in net
-        except ValueError:
-            return False
-
-    return check
-
-
-def filter_cold(frame: pl.LazyFrame, query: EventQuery, after: Position | None = None) -> pl.LazyFrame:
-    """The EventQuery's filters over archived rows (same meaning as the SQL in queries._where)."""
+def predicate(query: EventQuery, after: Position | None = None) -> pl.Expr:
+    """The EventQuery's filters (same meaning as the SQL of ``queries._where``) as one expression over
+    archived rows, for ``scan_parquet`` to push into the row-group reads. Two parts still run per row:
+    an IPv6 network (see ``storage.cold.inet``) and metadata containment (jsonb ``@>``, which Polars
+    has no expression for: ``metadata_filter``)."""
     ts = pl.col("timestamp")
+    parts: list[pl.Expr] = []
     if query.start_time is not None:
-        frame = frame.filter(ts >= query.start_time.astimezone(UTC))
+        parts.append(ts >= query.start_time.astimezone(UTC))  # Polars compares only identical zone names
     if query.end_time is not None:
-        frame = frame.filter(ts < query.end_time.astimezone(UTC))
+        parts.append(ts < query.end_time.astimezone(UTC))
     if query.user_id is not None:
-        frame = frame.filter(pl.col("user_id") == query.user_id)
+        parts.append(pl.col("user_id") == query.user_id)
     if query.event_types:
-        frame = frame.filter(pl.col("event_type").is_in(list(query.event_types)))
+        parts.append(pl.col("event_type").is_in(list(query.event_types)))
     if query.outcome is not None:
-        frame = frame.filter(pl.col("outcome") == str(query.outcome))
-    if after is not None:
-        moment = after.timestamp.astimezone(UTC)  # Polars compares only identical zone names
-        frame = frame.filter((ts < moment) | ((ts == moment) & (pl.col("event_id") < str(after.event_id))))
+        parts.append(pl.col("outcome") == str(query.outcome))
     if query.source_ip is not None:
-        check = _ip_in(query.source_ip)
-        frame = frame.filter(pl.col("source_ip").map_elements(check, return_dtype=pl.Boolean, skip_nulls=False))
-    if query.metadata is not None:
-        pattern = query.metadata
-        frame = frame.filter(pl.col("metadata").map_elements(
-            lambda text: _contains(orjson.loads(text), pattern), return_dtype=pl.Boolean))
-    return frame
+        parts.append(in_network("source_ip", query.source_ip))
+    if after is not None:
+        moment = after.timestamp.astimezone(UTC)
+        parts.append((ts < moment) | ((ts == moment) & (pl.col("event_id") < str(after.event_id))))
+    return pl.all_horizontal(parts) if parts else pl.lit(True)
+
+
+def metadata_filter(frame: pl.LazyFrame, query: EventQuery) -> pl.LazyFrame:
+    """jsonb containment over the rows the pushed-down predicate kept."""
+    if query.metadata is None:
+        return frame
+    pattern = query.metadata
+    return frame.filter(pl.col("metadata").map_elements(lambda text: _contains(orjson.loads(text), pattern),
+                                                        return_dtype=pl.Boolean))
 
 
 def cold_lazy(store: ColdStore, files: list[ArchiveFile], query: EventQuery,
               after: Position | None = None) -> pl.LazyFrame | None:
     if not files:
         return None
-    # One scan per file, stacked diagonally: files written before a column was added lack it.
-    scans = [store.scan([f.path]) for f in files]
+    # One scan per file, each filtered by the same predicate (pushed into its row groups), stacked
+    # diagonally: files written before a column was added lack it.
+    where = predicate(query, after)
+    scans = [store.scan([f.path]).filter(where) for f in files]
     frame = scans[0] if len(scans) == 1 else pl.concat(scans, how="diagonal_relaxed")
-    return filter_cold(frame, query, after)
+    return metadata_filter(frame, query)
 
 
 # -- frames for analysis ---------------------------------------------------------------------------
@@ -132,10 +129,11 @@ def events_frame(pool: ConnectionPool, store: ColdStore, query: EventQuery, *,
                  limit: int | None = None) -> pl.DataFrame:
     """Every matching event across tiers, newest first, with a ``tier`` column ("hot" / "cold").
 
-    Columns are audit_events' own in the archive encoding (uuid, inet and jsonb as text;
-    timestamps as UTC microseconds). ``query.limit`` (a page size) is ignored; pass ``limit``.
+    Columns are ``storage.events.COLUMNS`` in the archive encoding (uuid, inet and jsonb as text;
+    timestamps as UTC microseconds); the hot part comes from ``queries.events_frame``, the one events
+    reader. ``query.limit`` (a page size) is ignored; pass ``limit``.
     """
-    hot = pl.from_arrow(archive.hot_table(pool, query, limit=limit)).with_columns(tier=pl.lit(HOT))
+    hot = queries.events_frame(pool, query, newest_first=True, limit=limit).with_columns(tier=pl.lit(HOT))
     cold = cold_lazy(store, cold_files(pool, query), query)
     frames = [hot]
     if cold is not None:

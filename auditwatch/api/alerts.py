@@ -20,6 +20,7 @@ from ingest.http import HttpError, current_key, json_response, require
 from ingest.validate import parse_timestamp
 from storage.auth import Permission
 from storage.timescale import alerts as store
+from storage.timescale import outbox
 
 FINGERPRINT = re.compile(r"[0-9a-f]{20}")
 MAX_ACK = timedelta(days=30)
@@ -148,11 +149,11 @@ def create_blueprint(services: Services) -> Blueprint:
         receiver = params.one("receiver")
         if receiver is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,63}", receiver):
             raise HttpError(400, "invalid_receiver", "`receiver` is a receiver name such as pagerduty", "receiver")
-        notes = store.notifications(pool, fingerprint=_fingerprint(fingerprint) if fingerprint else None,
+        notes = outbox.notifications(pool, fingerprint=_fingerprint(fingerprint) if fingerprint else None,
                                     receiver=receiver, statuses=[status] if status else None,
                                     limit=params.whole_number(params.one("limit") or "100", "limit", 1000))
         tries: dict[int, list] = {}
-        for a in store.attempts(pool, notification_ids=[n.notification_id for n in notes], limit=10_000):
+        for a in outbox.attempts(pool, notification_ids=[n.notification_id for n in notes], limit=10_000):
             tries.setdefault(a.notification_id, []).append(
                 {"at": a.at.isoformat(), "outcome": a.outcome, "status_code": a.status_code, "error": a.error,
                  "retry_after": a.retry_after})

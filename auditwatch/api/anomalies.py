@@ -122,7 +122,7 @@ def create_blueprint(services: Services) -> Blueprint:
     def list_anomalies():
         params.check_params(LIST_PARAMS)
         query = _parse_list(settings.max_query_limit)
-        frame = store.list_anomalies(services.pool, query)
+        frame = store.anomalies_frame(services.pool, query)
         rows = [anomaly_json(r) for r in frame.iter_rows(named=True)]
         last = frame.row(-1, named=True) if frame.height == query.limit else None
         return json_response({"anomalies": rows,
@@ -158,7 +158,7 @@ def create_blueprint(services: Services) -> Blueprint:
             found = store.get_anomaly(services.pool, anomaly_id)
             if found is None:
                 raise HttpError(404, "not_found", "no stored anomaly has this id", "anomaly_id")
-            detector, entity_type, entity_value = found["detector"], found["entity_type"], found["entity_value"]
+            detector, entity_type, entity_value = found.detector, found.entity_type, found.entity_value
         else:
             detector = params.string(body, "detector", required=False, max_len=64)
             entity_type = params.string(body, "entity_type", required=False, max_len=32)

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from dash import dcc, html
+from psycopg_pool import ConnectionPool
 
 from dashboard import ids
 from dashboard.render import PALETTE, SEVERITY_COLORS, RenderContext, empty, figure, graph, search_href
-from storage.timescale import widgets_queries as wq
+from storage.timescale.anomalies import Anomaly, AnomalyQuery, list_anomalies
 
 SIZES = {"low": 8, "medium": 11, "high": 14, "critical": 18}
+
+
+def read(pool: ConnectionPool, start: datetime, end: datetime, *, entity_value: str | None = None,
+         min_score: float = 0.0, limit: int = 500) -> list[Anomaly]:
+    """The widget's anomalies: windows overlapping [start, end), highest score first."""
+    return list_anomalies(pool, AnomalyQuery(start=start, end=end, entity_value=entity_value, min_score=min_score,
+                                             order="score", limit=limit))
 
 
 def render(rc: RenderContext, params: dict[str, Any]) -> Any:
     filters = rc.merged_filters(params)
     value = filters.user_id or filters.source_ip
-    found = wq.anomalies(rc.pool, rc.start, rc.end, entity_value=value, min_score=params["min_score"] / 100,
-                         limit=500)
+    found = read(rc.pool, rc.start, rc.end, entity_value=value, min_score=params["min_score"] / 100)
     if not found:
         return empty("No anomalies in this range",
                      "Detectors write anomalies here once the analytics jobs run (`auditwatch worker`).")
@@ -56,7 +64,7 @@ def _table(title: str, values: Any) -> html.Div | None:
         html.Tr([html.Th(str(k)), html.Td(str(v))]) for k, v in values.items()]), className="aw-table")])
 
 
-def explanation(anomaly: wq.Anomaly | None) -> html.Div:
+def explanation(anomaly: Anomaly | None) -> html.Div:
     """The modal body: summary, observed vs expected, feature contributions, the sample events."""
     if anomaly is None:
         return html.Div("This anomaly no longer exists (it was re-scored or expired).")

@@ -8,7 +8,9 @@ from typing import Any
 from dash import dcc, html
 
 from dashboard.render import RenderContext, search_href, short_number
+from storage.timescale import anomalies as anomaly_store
 from storage.timescale import widgets_queries as wq
+from storage.timescale.anomalies import AnomalyQuery
 
 METRICS = {
     "events_per_min": "Events / min",
@@ -61,7 +63,7 @@ def render(rc: RenderContext, params: dict[str, Any]) -> html.Div:
                                       start_time=start.isoformat(timespec="seconds")))
     if metric == "anomalies_today":
         midnight = rc.now.replace(hour=0, minute=0, second=0, microsecond=0)
-        count = wq.anomaly_count(rc.pool, midnight, rc.now + timedelta(seconds=1))
+        count = anomaly_store.anomaly_count(rc.pool, AnomalyQuery(start=midnight, end=rc.now + timedelta(seconds=1)))
         return _tile(label, short_number(count), "since 00:00 UTC" if count else "none scored since 00:00 UTC",
                      tone="warn" if count else "")
     if metric == "active_alerts":

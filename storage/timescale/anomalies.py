@@ -1,7 +1,13 @@
-"""Anomalies, analyst feedback, job watermarks and fitted models (migration 0007).
+"""The anomalies table: its row shape, severities, the one query type, the one reader and the one writer;
+plus analyst feedback, job watermarks and fitted models (migration 0007).
 
 Anomalies are upserted on (detector, entity, window): a scoring job that reruns over a window
 rewrites the same rows (same ``anomaly_id`` and ``detected_at``), so scoring is idempotent.
+
+Every reader of anomalies (the HTTP API, the dashboard, the data API, alert rules) asks through
+``AnomalyQuery`` and ``anomalies_frame``, so one question has one answer. A time range selects the
+anomalies whose window OVERLAPS [start, end): "what was abnormal in this hour" includes a window
+that began before the hour and ran into it.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import polars as pl
@@ -20,15 +26,178 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from storage.errors import TooManyRows
+from storage.timescale.db import copy_frame, where
+
 TS = pl.Datetime("us", "UTC")
-ANOMALY_COLUMNS = ("anomaly_id", "detector", "detector_version", "entity_type", "entity_value", "window_start",
-                   "window_end", "score", "severity", "explanation", "sample_event_ids", "detected_at")
-FRAME_SCHEMA = {"anomaly_id": pl.String, "detector": pl.String, "detector_version": pl.String,
-                "entity_type": pl.String, "entity_value": pl.String, "window_start": TS, "window_end": TS,
-                "score": pl.Float64, "severity": pl.String, "explanation": pl.String,
-                "sample_event_ids": pl.List(pl.String), "detected_at": TS}
-SEVERITIES = ("low", "medium", "high", "critical")
+SEVERITIES = ("low", "medium", "high", "critical")  # ascending; the anomalies table's CHECK holds the same
 ENTITY_TYPES = ("user", "source_ip", "user_ip", "series")
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One stored anomaly (the row shape; ``FRAME_SCHEMA`` is the same columns as a frame)."""
+
+    anomaly_id: uuid.UUID
+    detector: str
+    detector_version: str
+    entity_type: str
+    entity_value: str
+    window_start: datetime
+    window_end: datetime
+    score: float
+    severity: str
+    explanation: dict[str, Any]
+    sample_event_ids: tuple[uuid.UUID, ...]
+    detected_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Anomaly:
+        """A frame row (ids and JSON as text) as an Anomaly."""
+        explanation = row["explanation"]
+        return cls(**{**row, "anomaly_id": uuid.UUID(row["anomaly_id"]),
+                         "explanation": orjson.loads(explanation) if isinstance(explanation, str) else explanation,
+                         "sample_event_ids": tuple(uuid.UUID(i) for i in row["sample_event_ids"] or ())})
+
+
+ANOMALY_COLUMNS = tuple(f.name for f in dataclasses.fields(Anomaly))
+FRAME_SCHEMA: dict[str, pl.DataType] = {
+    "anomaly_id": pl.String(), "detector": pl.String(), "detector_version": pl.String(),
+    "entity_type": pl.String(), "entity_value": pl.String(), "window_start": TS, "window_end": TS,
+    "score": pl.Float64(), "severity": pl.String(), "explanation": pl.String(),
+    "sample_event_ids": pl.List(pl.String()), "detected_at": TS}  # in ANOMALY_COLUMNS order
+
+
+def at_or_above(severity: str) -> tuple[str, ...]:
+    """The severities from ``severity`` up (``min_severity`` filters)."""
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+    return SEVERITIES[SEVERITIES.index(severity):]
+
+
+@dataclass(frozen=True)
+class AnomalyQuery:
+    """Which anomalies: every field narrows the result.
+
+    ``start``/``end`` select windows overlapping [start, end) (``window_end > start AND window_start < end``);
+    ``ended_after``/``ended_by`` select windows that ended in (ended_after, ended_by] (alert rules, which
+    look at each anomaly once, when it ends).
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+    detectors: Sequence[str] = ()
+    entity_type: str | None = None
+    entity_value: str | None = None
+    min_score: float | None = None
+    severities: Sequence[str] = ()
+    detected_after: datetime | None = None
+    ended_after: datetime | None = None
+    ended_by: datetime | None = None
+    anomaly_id: uuid.UUID | None = None
+    limit: int | None = None
+    before: tuple[datetime, str] | None = None  # keyset (newest order): (window_start, anomaly_id) of the last row
+    order: Literal["newest", "oldest", "score"] = "newest"
+
+
+_ORDERS = {
+    "newest": sql.SQL(" ORDER BY window_start DESC, anomaly_id DESC"),
+    "oldest": sql.SQL(" ORDER BY window_start, detector, entity_type, entity_value"),
+    "score": sql.SQL(" ORDER BY score DESC, window_start DESC"),
+}
+_SELECT = sql.SQL(
+    "SELECT anomaly_id::text, detector, detector_version, entity_type, entity_value, "
+    "(extract(epoch FROM window_start) * 1000000)::bigint, (extract(epoch FROM window_end) * 1000000)::bigint, "
+    "score, severity, explanation::text, array_to_json(sample_event_ids)::text, "
+    "(extract(epoch FROM detected_at) * 1000000)::bigint FROM anomalies")
+_WIRE = {**FRAME_SCHEMA, "sample_event_ids": pl.String()}
+
+
+def _where(q: AnomalyQuery):
+    unknown = set(q.severities) - set(SEVERITIES)
+    if unknown:
+        raise ValueError(f"severities must be among {', '.join(SEVERITIES)}, not {sorted(unknown)}")
+    w = (where().gt("window_end", q.start).lt("window_start", q.end).any("detector", q.detectors)
+         .eq("entity_type", q.entity_type).eq("entity_value", q.entity_value).ge("score", q.min_score)
+         .any("severity", q.severities).gt("detected_at", q.detected_after)
+         .gt("window_end", q.ended_after).le("window_end", q.ended_by).eq("anomaly_id", q.anomaly_id))
+    if q.before is not None:
+        w.add("(window_start, anomaly_id) < (%s, %s::uuid)", *q.before)
+    return w
+
+
+def anomalies_frame(pool: ConnectionPool, q: AnomalyQuery, *, max_rows: int | None = None) -> pl.DataFrame:
+    """Anomalies matching ``q`` as a frame of ``FRAME_SCHEMA`` (explanation as JSON text), over COPY.
+
+    ``q.limit`` cuts the result (a page); ``max_rows`` raises TooManyRows past it instead (a notebook
+    asking for more than fits in memory should narrow the question, not get a silent cut).
+    """
+    w = _where(q)
+    statement = _SELECT + w.sql() + _ORDERS[q.order]
+    params = list(w.params)
+    caps = [c for c in (q.limit, None if max_rows is None else max_rows + 1) if c is not None]
+    if caps:
+        cap = min(caps)
+        statement += sql.SQL(" LIMIT %s")
+        params.append(cap)
+    with pool.connection() as conn:
+        frame = copy_frame(conn, statement, params, _WIRE)
+    if max_rows is not None and frame.height > max_rows:
+        raise TooManyRows(f"more than {max_rows:,} anomalies match; narrow the time range or the filters, or pass "
+                          "a larger max_rows (None for no limit) if the memory is there")
+    return frame.with_columns(pl.col("sample_event_ids").str.json_decode(pl.List(pl.String())))
+
+
+def list_anomalies(pool: ConnectionPool, q: AnomalyQuery) -> list[Anomaly]:
+    """The same rows as ``anomalies_frame``, one ``Anomaly`` each (for code that walks them one by one)."""
+    return [Anomaly.from_row(r) for r in anomalies_frame(pool, q).iter_rows(named=True)]
+
+
+def get_anomaly(pool: ConnectionPool, anomaly_id: uuid.UUID) -> Anomaly | None:
+    """One anomaly by id, or None."""
+    found = list_anomalies(pool, AnomalyQuery(anomaly_id=anomaly_id, limit=1))
+    return found[0] if found else None
+
+
+def anomaly_count(pool: ConnectionPool, q: AnomalyQuery) -> int:
+    """How many anomalies match ``q`` (its limit and order aside)."""
+    w = _where(dataclasses.replace(q, limit=None, before=None))
+    with pool.connection() as conn:
+        return conn.execute(sql.SQL("SELECT count(*) FROM anomalies") + w.sql(), w.params).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class AnomalyHit:
+    """Anomalies of one (detector, entity) in a rule's lookback: the strongest score and severity."""
+
+    detector: str
+    entity_type: str
+    entity_value: str
+    score: float
+    severity: str
+    anomalies: int
+    window_end: datetime
+    summary: str
+
+
+def anomaly_hits(pool: ConnectionPool, *, start: datetime, end: datetime, detectors: Sequence[str],
+                 min_score: float, severities: Sequence[str], limit: int = 1000) -> list[AnomalyHit]:
+    """Anomalies whose window ended in (start, end], at or above a score and severity, per (detector, entity)."""
+    frame = anomalies_frame(pool, AnomalyQuery(ended_after=start, ended_by=end, detectors=detectors,
+                                               min_score=min_score, severities=severities))
+    if frame.is_empty():
+        return []
+    rank = pl.col("severity").replace_strict(list(SEVERITIES), list(range(len(SEVERITIES))), return_dtype=pl.Int8)
+    summary = pl.col("explanation").str.json_path_match("$.summary").fill_null("")
+    hits = (frame.group_by("detector", "entity_type", "entity_value")
+            .agg(pl.col("score").max(), pl.col("severity").sort_by(rank, descending=True).first(),
+                 pl.len().alias("anomalies"), pl.col("window_end").max(),
+                 summary.sort_by("score", descending=True).first().alias("summary"))
+            .sort("score", descending=True).head(limit))
+    return [AnomalyHit(**row) for row in hits.iter_rows(named=True)]
+
+
+# -- the writer ---------------------------------------------------------------------------------------
 
 _UPSERT = sql.SQL("""
     INSERT INTO anomalies (detector, detector_version, entity_type, entity_value, window_start, window_end,
@@ -58,7 +227,7 @@ def _uuid_or_none(value: str) -> str | None:
 
 
 def upsert(pool: ConnectionPool, frame: pl.DataFrame, *, detected_at: datetime) -> UpsertResult:
-    """Store anomaly rows (``analytics.detectors.ANOMALY_SCHEMA``); reruns rewrite, never duplicate."""
+    """Store anomaly rows (``analytics.detectors.ANOMALY_SCHEMA``): the one writer; reruns rewrite, never duplicate."""
     if frame.is_empty():
         return UpsertResult(0, 0)
     rows = []
@@ -79,65 +248,6 @@ def upsert(pool: ConnectionPool, frame: pl.DataFrame, *, detected_at: datetime) 
             if not cur.nextset():
                 break
     return UpsertResult(inserted, updated)
-
-
-@dataclass(frozen=True)
-class AnomalyQuery:
-    """Filters of ``GET /api/v1/anomalies``; every field narrows the result (newest window first)."""
-
-    start: datetime | None = None  # window_start >= start
-    end: datetime | None = None  # window_start < end
-    detectors: Sequence[str] = ()
-    entity_type: str | None = None
-    entity_value: str | None = None
-    min_score: float | None = None
-    severities: Sequence[str] = ()
-    detected_after: datetime | None = None
-    limit: int = 100
-    before: tuple[datetime, str] | None = None  # keyset: (window_start, anomaly_id) of the last row seen
-
-
-def list_anomalies(pool: ConnectionPool, q: AnomalyQuery) -> pl.DataFrame:
-    """Anomalies matching ``q`` as a Polars frame (``FRAME_SCHEMA``), newest window first."""
-    clauses: list[sql.Composable] = []
-    params: dict[str, Any] = {"limit": q.limit}
-    for column, op, name, value in (("window_start", ">=", "start", q.start), ("window_start", "<", "end", q.end),
-                                    ("entity_type", "=", "etype", q.entity_type),
-                                    ("entity_value", "=", "evalue", q.entity_value),
-                                    ("score", ">=", "min_score", q.min_score),
-                                    ("detected_at", ">", "detected_after", q.detected_after)):
-        if value is not None:
-            clauses.append(sql.SQL("{} {} {}").format(sql.Identifier(column), sql.SQL(op), sql.Placeholder(name)))
-            params[name] = value
-    if q.detectors:
-        clauses.append(sql.SQL("detector = ANY(%(detectors)s::text[])"))
-        params["detectors"] = list(q.detectors)
-    if q.severities:
-        clauses.append(sql.SQL("severity = ANY(%(severities)s::text[])"))
-        params["severities"] = list(q.severities)
-    if q.before is not None:
-        clauses.append(sql.SQL("(window_start, anomaly_id) < (%(b_ts)s, %(b_id)s::uuid)"))
-        params.update(b_ts=q.before[0], b_id=q.before[1])
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-    statement = sql.SQL(
-        "SELECT anomaly_id::text, detector, detector_version, entity_type, entity_value, window_start, window_end, "
-        "score, severity, explanation::text, sample_event_ids::text[], detected_at FROM anomalies{} "
-        "ORDER BY window_start DESC, anomaly_id DESC LIMIT %(limit)s").format(where)
-    with pool.connection() as conn:
-        rows = conn.execute(statement, params).fetchall()
-    return pl.DataFrame(rows, schema=FRAME_SCHEMA, orient="row")
-
-
-def get_anomaly(pool: ConnectionPool, anomaly_id: uuid.UUID) -> dict[str, Any] | None:
-    """One anomaly as a dict, or None."""
-    with pool.connection() as conn:
-        row = conn.execute(
-            "SELECT anomaly_id::text, detector, detector_version, entity_type, entity_value, window_start, "
-            "window_end, score, severity, explanation::text, sample_event_ids::text[], detected_at "
-            "FROM anomalies WHERE anomaly_id = %s", (anomaly_id,)).fetchone()
-    if row is None:
-        return None
-    return {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in zip(ANOMALY_COLUMNS, row, strict=True)}
 
 
 # -- feedback -----------------------------------------------------------------------------------------

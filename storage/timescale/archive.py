@@ -15,18 +15,21 @@ verified files whose chunk still exists are re-checked and reused.
 
 Rollups keep the aggregates of archived days: before a drop the chunk's range is materialised in
 the rollups, and the drop records no invalidation, so series over old ranges stay correct.
+
+(Over 400 lines on purpose: the crash-safety argument above spans the catalogue rows, the file
+steps and the repair, and reads best in one file.)
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
@@ -36,9 +39,8 @@ from storage.cold.layout import DEFAULT_LAYOUT, Layout
 from storage.cold.schema import Column, arrow_schema, record_batch
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.errors import StorageError
-from storage.timescale import legal_hold, queries, removals, rollups, self_audit, watermarks
-from storage.timescale.db import pool_edition
-from storage.timescale.queries import EventQuery
+from storage.timescale import legal_hold, removals, rollups, self_audit, watermarks
+from storage.timescale.db import advisory_lock, pool_edition
 from storage.timescale.self_audit import Auditor
 
 log = logging.getLogger(__name__)
@@ -377,38 +379,45 @@ def eligible(pool: ConnectionPool, *, now: datetime, hot_days: int) -> list[Chun
         return old_chunks(conn, now - timedelta(days=hot_days))
 
 
+@contextmanager
+def exclusive(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """An autocommit connection holding the archive lock: one archive or retention run at a time."""
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            with advisory_lock(conn, ARCHIVE_LOCK, wait=False) as taken:
+                if not taken:
+                    raise ArchiveBusy("another archive or retention run is in progress; try again when it ends")
+                yield conn
+        finally:
+            conn.autocommit = False
+
+
 def run(pool: ConnectionPool, store: ColdStore, *, now: datetime, hot_days: int, audit: Auditor,
         hook: Hook = _no_hook, progress: Callable[[Chunk, str], None] | None = None,
         batch_rows: int = 50_000, layout: Layout = DEFAULT_LAYOUT) -> ArchiveResult:
     """Archive every chunk older than ``hot_days`` that no legal hold keeps; safe to rerun after a crash."""
     result = ArchiveResult()
     native = pool_edition(pool) == "timescale"
-    with pool.connection() as catalogue:
-        catalogue.autocommit = True
-        if not catalogue.execute("SELECT pg_try_advisory_lock(%s)", (ARCHIVE_LOCK,)).fetchone()[0]:
-            raise ArchiveBusy("another archive or retention run is in progress; try again when it ends")
-        try:
-            result.repaired = repair(catalogue, store)
-            columns = table_columns(catalogue)
-            chunks = old_chunks(catalogue, now - timedelta(days=hot_days))
-            holds = legal_hold.active(catalogue)
-            todo = []
-            for chunk in chunks:
-                if holds and _held(catalogue, chunk, holds):
-                    result.held.append(chunk.name)
-                    if progress:
-                        progress(chunk, "held")
-                else:
-                    todo.append(chunk)
-            _materialise_rollups(pool, todo, now=now, native=native)
-            for chunk in todo:
-                outcome = _archive_chunk(pool, catalogue, store, chunk, columns, audit=audit, native=native,
-                                         hook=hook, batch_rows=batch_rows, layout=layout, result=result)
+    with exclusive(pool) as catalogue:
+        result.repaired = repair(catalogue, store)
+        columns = table_columns(catalogue)
+        chunks = old_chunks(catalogue, now - timedelta(days=hot_days))
+        holds = legal_hold.active(catalogue)
+        todo = []
+        for chunk in chunks:
+            if holds and _held(catalogue, chunk, holds):
+                result.held.append(chunk.name)
                 if progress:
-                    progress(chunk, outcome)
-        finally:
-            catalogue.execute("SELECT pg_advisory_unlock(%s)", (ARCHIVE_LOCK,))
-            catalogue.autocommit = False
+                    progress(chunk, "held")
+            else:
+                todo.append(chunk)
+        _materialise_rollups(pool, todo, now=now, native=native)
+        for chunk in todo:
+            outcome = _archive_chunk(pool, catalogue, store, chunk, columns, audit=audit, native=native,
+                                     hook=hook, batch_rows=batch_rows, layout=layout, result=result)
+            if progress:
+                progress(chunk, outcome)
     return result
 
 
@@ -450,28 +459,6 @@ def _archive_chunk(pool, catalogue, store, chunk, columns, *, audit, native, hoo
         log.warning("not archiving %s: %s", chunk.name, why)
         return "skipped"
     return "skipped"
-
-
-# -- reading hot rows in the archive's encoding ---------------------------------------------------
-
-def hot_table(pool: ConnectionPool, query: EventQuery, *, limit: int | None = None,
-              batch_rows: int = 50_000) -> pa.Table:
-    """Matching hot rows, newest first, encoded exactly as archived rows are (for cross-tier frames)."""
-    where, params = queries._where(query, None)
-    with pool.connection() as conn:
-        columns = table_columns(conn)
-        schema = arrow_schema(columns)
-        statement = sql.SQL("SELECT {} FROM audit_events").format(_select_list(columns)) + where + sql.SQL(
-            ' ORDER BY "timestamp" DESC, event_id DESC')
-        if limit is not None:
-            statement += sql.SQL(" LIMIT %s")
-            params = [*params, limit]
-        batches = []
-        with conn.transaction(), conn.cursor(name="aw_hot_frame") as cur:
-            cur.execute(statement, params)
-            while block := cur.fetchmany(batch_rows):
-                batches.append(record_batch(columns, schema, block))
-    return pa.Table.from_batches(batches, schema=schema)
 
 
 # -- status ---------------------------------------------------------------------------------------

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import polars as pl
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from storage.auth import ApiKey, Role, new_secret, secret_matches, split_key
+from storage.timescale.db import advisory_lock, copy_frame
 
 
 @dataclass(frozen=True)
@@ -181,9 +183,8 @@ def get_setting(pool: ConnectionPool, key: str) -> Any | None:
 
 def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str) -> Any | None:
     """Store a setting; returns the previous value (for the config_change audit event)."""
-    with pool.connection() as conn:
-        # Serialise writers of this key (a row lock cannot, before the row exists).
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('settings:' || %s))", (key,))
+    # Serialise writers of this key (a row lock cannot, before the row exists).
+    with pool.connection() as conn, advisory_lock(conn, f"settings:{key}", scope="xact"):
         previous = conn.execute("SELECT value FROM settings WHERE key = %s", (key,)).fetchone()
         conn.execute(
             "INSERT INTO settings (key, value, updated_by) VALUES (%s, %s, %s) "
@@ -233,3 +234,28 @@ def key_by_id(pool: ConnectionPool, key_id: uuid.UUID) -> ApiKey | None:
         row = conn.execute(sql.SQL("SELECT {} FROM api_keys WHERE key_id = %s").format(_KEY_COLUMNS),
                            (key_id,)).fetchone()
     return _key(row) if row else None
+
+
+# -- the user directory as frames -------------------------------------------------------------------
+
+_USER_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String(), "display_name": pl.String(), "email": pl.String(), "department": pl.String(),
+    "kind": pl.String(), "created_at": pl.Datetime("us", "UTC"), "disabled_at": pl.Datetime("us", "UTC"),
+}
+
+
+def users_frame(pool: ConnectionPool) -> pl.DataFrame:
+    """The user directory, to join departments and kinds onto events."""
+    statement = sql.SQL(
+        "SELECT user_id, display_name, email, department, kind, "
+        "(extract(epoch FROM created_at) * 1000000)::bigint, (extract(epoch FROM disabled_at) * 1000000)::bigint "
+        "FROM users ORDER BY user_id")
+    with pool.connection() as conn:
+        return copy_frame(conn, statement, [], _USER_SCHEMA)
+
+
+def peer_groups(pool: ConnectionPool) -> dict[str, str]:
+    """User id → peer group: the registered department, else the account kind (human, service, apikey)."""
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT user_id, coalesce(department, kind) FROM users").fetchall()
+    return {user_id: group for user_id, group in rows}

@@ -1,14 +1,21 @@
-"""Connection pool and server facts (versions, TimescaleDB edition)."""
+"""Connection pool, server facts, and the two helpers every table module shares: ``where()`` and
+``advisory_lock()``."""
 
 from __future__ import annotations
 
+import io
 import weakref
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+import polars as pl
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from storage.errors import DatabaseUnavailable, ExtensionMissing
+from storage.errors import DatabaseUnavailable, ExtensionMissing, TooManyRows
 
 
 @dataclass(frozen=True)
@@ -101,3 +108,159 @@ def require_timescaledb(conn: psycopg.Connection) -> None:
             "the server has no timescaledb extension. Install TimescaleDB on it (and add it to "
             "shared_preload_libraries), or use the embedded database: unset AUDITWATCH_DATABASE_URL."
         )
+
+
+# -- bulk reads ----------------------------------------------------------------------------------------
+
+def copy_frame(conn: psycopg.Connection, statement: sql.Composable, params: Sequence[Any] | dict[str, Any],
+               schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Run ``COPY (statement) TO STDOUT`` as CSV and parse it into a frame of ``schema``.
+
+    Columns are matched by position, not by name; Datetime columns of the schema are expected
+    as epoch microseconds (bigint).
+    """
+    wire = {name: (pl.Int64() if isinstance(dtype, pl.Datetime) else dtype) for name, dtype in schema.items()}
+    copy = sql.SQL("COPY ({}) TO STDOUT (FORMAT CSV)").format(statement)
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(copy, params) as stream:
+        for block in stream:
+            buffer.write(block)
+    data = buffer.getvalue()
+    frame = pl.read_csv(data, has_header=False, schema=wire) if data else pl.DataFrame(schema=wire)
+    times = [name for name, dtype in schema.items() if isinstance(dtype, pl.Datetime)]
+    return frame.with_columns(pl.from_epoch(name, time_unit="us").dt.replace_time_zone("UTC") for name in times)
+
+
+def check_size(frame: pl.DataFrame, max_rows: int | None, what: str) -> pl.DataFrame:
+    """``frame``, unless it has more than ``max_rows`` rows (readers fetch max_rows + 1 to know)."""
+    if max_rows is not None and frame.height > max_rows:
+        raise TooManyRows(
+            f"more than {max_rows:,} {what} match; narrow the time range or the filters, or pass a larger "
+            "max_rows (None for no limit) if the memory is there"
+        )
+    return frame
+
+
+# -- WHERE clauses ---------------------------------------------------------------------------------
+
+Column = str | sql.Composable
+
+
+def _col(column: Column) -> sql.Composable:
+    return sql.Identifier(column) if isinstance(column, str) else column
+
+
+@dataclass
+class Where:
+    """A WHERE clause built from optional filters: a filter whose value is None (or empty) is left out.
+
+    Positional ``%s`` parameters, composed with psycopg.sql, never with f-strings::
+
+        w = where().eq("user_id", q.user_id).any("event_type", q.event_types).ge("timestamp", q.start)
+        conn.execute(sql.SQL("SELECT ... FROM t") + w.sql() + sql.SQL(" LIMIT %s"), [*w.params, limit])
+    """
+
+    clauses: list[sql.Composable] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str | sql.Composable, *params: Any) -> Where:
+        """Any condition with its own ``%s`` placeholders (always added)."""
+        self.clauses.append(sql.SQL(clause) if isinstance(clause, str) else clause)
+        self.params.extend(params)
+        return self
+
+    def compare(self, column: Column, op: str, value: Any, *, cast: str | None = None) -> Where:
+        """``column <op> value`` unless value is None; ``cast`` is a type name for the placeholder."""
+        if value is None:
+            return self
+        placeholder = sql.SQL("%s::" + cast) if cast else sql.SQL("%s")  # cast: a fixed type name from code
+        return self.add(sql.SQL("{} {} {}").format(_col(column), sql.SQL(op), placeholder), value)
+
+    def eq(self, column: Column, value: Any) -> Where:
+        return self.compare(column, "=", value)
+
+    def ge(self, column: Column, value: Any) -> Where:
+        return self.compare(column, ">=", value)
+
+    def gt(self, column: Column, value: Any) -> Where:
+        return self.compare(column, ">", value)
+
+    def lt(self, column: Column, value: Any) -> Where:
+        return self.compare(column, "<", value)
+
+    def le(self, column: Column, value: Any) -> Where:
+        return self.compare(column, "<=", value)
+
+    def any(self, column: Column, values: Sequence[Any] | None, *, cast: str = "text") -> Where:
+        """``column = ANY(values)`` unless values is empty."""
+        if not values:
+            return self
+        return self.add(sql.SQL("{} = ANY({})").format(_col(column), sql.SQL("%s::" + cast + "[]")), list(values))
+
+    def within(self, column: Column, network: str | None) -> Where:
+        """An inet column inside an address or CIDR block."""
+        return self.compare(column, "<<=", network, cast="inet")
+
+    def sql(self, keyword: str = " WHERE ") -> sql.Composable:
+        """`` WHERE a AND b`` (or nothing when no filter applies)."""
+        if not self.clauses:
+            return sql.SQL("")
+        return sql.SQL(keyword) + sql.SQL(" AND ").join(self.clauses)
+
+    def conditions(self) -> sql.Composable:
+        """The conditions alone (``TRUE`` when none), for a WHERE written around them."""
+        return sql.SQL(" AND ").join(self.clauses) if self.clauses else sql.SQL("TRUE")
+
+
+def where() -> Where:
+    """An empty WHERE clause to narrow step by step."""
+    return Where()
+
+
+# -- advisory locks --------------------------------------------------------------------------------
+
+LockKey = int | str  # a bigint key, or a text hashed with hashtext() (per-name locks)
+
+
+def _key(key: LockKey) -> tuple[sql.Composable, Any]:
+    return (sql.SQL("hashtext(%s)"), key) if isinstance(key, str) else (sql.SQL("%s::bigint"), key)
+
+
+@contextmanager
+def advisory_lock(conn: psycopg.Connection, key: LockKey, *, scope: Literal["session", "xact"] = "session",
+                  wait: bool | float = True) -> Iterator[bool]:
+    """Hold a PostgreSQL advisory lock for the ``with`` block; yields whether it was taken.
+
+    ``wait=True`` blocks until the lock is free, ``False`` only tries, a number waits up to that many
+    seconds. A session lock is released when the block ends (the connection should be autocommit, or
+    idle); a transaction lock (``scope="xact"``) must be taken inside a transaction and is released by
+    its commit or rollback.
+    """
+    if scope not in ("session", "xact"):
+        raise ValueError("scope must be 'session' or 'xact'")
+    suffix = "_xact" if scope == "xact" else ""
+    expr, value = _key(key)
+    if wait is False:
+        taken = conn.execute(sql.SQL("SELECT pg_try_advisory{}_lock({})").format(sql.SQL(suffix), expr),
+                             (value,)).fetchone()[0]
+    elif wait is True:
+        conn.execute(sql.SQL("SELECT pg_advisory{}_lock({})").format(sql.SQL(suffix), expr), (value,))
+        taken = True
+    else:
+        timeout = sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(float(wait) * 1000)}ms"))
+        try:
+            if scope == "xact":  # the timeout then holds for the rest of the caller's transaction
+                conn.execute(timeout)
+                conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(expr), (value,))
+            else:
+                with conn.transaction():
+                    conn.execute(timeout)
+                    conn.execute(sql.SQL("SELECT pg_advisory_lock({})").format(expr), (value,))
+            taken = True
+        except psycopg.errors.LockNotAvailable:
+            taken = False
+    try:
+        yield taken
+    finally:
+        if taken and scope == "session" and not conn.closed:
+            conn.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(expr), (value,))

@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.errors import HoldNotFound, LegalHoldError
 from storage.timescale import self_audit
+from storage.timescale.db import where
 from storage.timescale.self_audit import Auditor
 
 
@@ -161,20 +162,10 @@ def predicate(holds: Sequence[LegalHold]) -> tuple[sql.Composable, list[Any]]:
     alternatives: list[sql.Composable] = []
     params: list[Any] = []
     for hold in holds:
-        terms: list[sql.Composable] = []
-        if hold.start_time is not None:
-            terms.append(sql.SQL('"timestamp" >= %s'))
-            params.append(hold.start_time)
-        if hold.end_time is not None:
-            terms.append(sql.SQL('"timestamp" < %s'))
-            params.append(hold.end_time)
-        if hold.user_id is not None:
-            terms.append(sql.SQL("user_id = %s"))
-            params.append(hold.user_id)
-        if hold.case_id is not None:
-            terms.append(sql.SQL("metadata @> %s"))
-            params.append(Jsonb({"case_id": hold.case_id}))
-        alternatives.append(sql.SQL("(") + sql.SQL(" AND ").join(terms) + sql.SQL(")"))
+        w = (where().ge("timestamp", hold.start_time).lt("timestamp", hold.end_time).eq("user_id", hold.user_id)
+             .compare("metadata", "@>", Jsonb({"case_id": hold.case_id}) if hold.case_id is not None else None))
+        alternatives.append(sql.SQL("(") + w.conditions() + sql.SQL(")"))
+        params.extend(w.params)
     if not alternatives:
         return sql.SQL("FALSE"), params
     return sql.SQL("(") + sql.SQL(" OR ").join(alternatives) + sql.SQL(")"), params

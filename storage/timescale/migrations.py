@@ -9,6 +9,7 @@ from importlib import resources
 import psycopg
 
 from storage.errors import MigrationError
+from storage.timescale.db import advisory_lock
 
 # Any constant works; it only has to be the same in every process that migrates.
 MIGRATION_LOCK = 0x4155_4449_5457_4348 & 0x7FFF_FFFF_FFFF_FFFF
@@ -47,47 +48,46 @@ def migrate(conn: psycopg.Connection, *, chunk_interval: str | None = None) -> l
         conn.rollback()
     previous_autocommit = conn.autocommit
     conn.autocommit = True
-    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
-        conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version    integer PRIMARY KEY,
-                   name       text NOT NULL,
-                   checksum   text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
-        for migration in available():
-            if migration.version in done:
-                if done[migration.version] != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version}_{migration.name} was edited after it was applied; "
-                        "add a new migration instead of changing an applied one"
-                    )
-                continue
-            try:
-                with conn.transaction():
-                    conn.execute(migration.sql)
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
-            except psycopg.Error as exc:
-                raise MigrationError(f"migration {migration.version}_{migration.name} failed: {exc}") from exc
-            applied.append(migration)
-        if chunk_interval:
+        with advisory_lock(conn, MIGRATION_LOCK):
             conn.execute(
-                "SELECT set_chunk_time_interval('audit_events', %s::interval)", (chunk_interval,)
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version    integer PRIMARY KEY,
+                       name       text NOT NULL,
+                       checksum   text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-        newest = max((m.version for m in available()), default=0)
-        ahead = [v for v in done if v > newest]
-        if ahead:
-            raise MigrationError(
-                f"the database is at schema version {max(ahead)}, newer than this code knows ({newest}); "
-                "upgrade Auditwatch before running it against this database"
-            )
+            done = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
+            for migration in available():
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.version}_{migration.name} was edited after it was applied; "
+                            "add a new migration instead of changing an applied one"
+                        )
+                    continue
+                try:
+                    with conn.transaction():
+                        conn.execute(migration.sql)
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                            (migration.version, migration.name, migration.checksum),
+                        )
+                except psycopg.Error as exc:
+                    raise MigrationError(f"migration {migration.version}_{migration.name} failed: {exc}") from exc
+                applied.append(migration)
+            if chunk_interval:
+                conn.execute(
+                    "SELECT set_chunk_time_interval('audit_events', %s::interval)", (chunk_interval,)
+                )
+            newest = max((m.version for m in available()), default=0)
+            ahead = [v for v in done if v > newest]
+            if ahead:
+                raise MigrationError(
+                    f"the database is at schema version {max(ahead)}, newer than this code knows ({newest}); "
+                    "upgrade Auditwatch before running it against this database"
+                )
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         conn.autocommit = previous_autocommit
     return applied
 

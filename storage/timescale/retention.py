@@ -27,7 +27,7 @@ from storage.cold.layout import DEFAULT_LAYOUT
 from storage.cold.schema import Column
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.timescale import archive, legal_hold, removals, self_audit
-from storage.timescale.archive import ARCHIVE_LOCK, ArchiveBusy, ArchiveFile, ArchiveResult
+from storage.timescale.archive import ArchiveBusy, ArchiveFile, ArchiveResult
 from storage.timescale.self_audit import Auditor
 
 log = logging.getLogger(__name__)
@@ -236,38 +236,31 @@ def apply(pool: ConnectionPool, store: ColdStore, *, now: datetime, audit: Audit
           progress: Callable[[FileAction], None] | None = None) -> RetentionResult:
     """Delete (or rewrite without) archived rows past their cold retention, sparing held rows."""
     result = RetentionResult()
-    with pool.connection() as lock:
-        lock.autocommit = True
-        if not lock.execute("SELECT pg_try_advisory_lock(%s)", (ARCHIVE_LOCK,)).fetchone()[0]:
-            raise ArchiveBusy("another archive or retention run is in progress; try again when it ends")
-        try:
-            result.repaired = archive.repair(lock, store)
-            policy = policy or load_policy(lock)
-            candidates = _candidates(archive.files(lock, states=("complete",)), policy, now)
-            holds = legal_hold.active(lock)
-            for f in candidates:
-                action, remaining = _assess(store, f, policy, now, holds)
-                if action.action == "delete":
-                    if _delete(pool, store, action, audit, hook):
-                        result.deleted.append(action)
-                    else:
-                        result.problems.append(action)
-                elif action.action == "rewrite" and remaining is not None:
-                    new_id = _rewrite(pool, store, action, remaining, audit, hook)
-                    if new_id is None:
-                        result.problems.append(action)
-                    else:
-                        result.rewritten.append((action, new_id))
-                elif action.action == "held":
-                    result.held.append(action)
+    with archive.exclusive(pool) as lock:
+        result.repaired = archive.repair(lock, store)
+        policy = policy or load_policy(lock)
+        candidates = _candidates(archive.files(lock, states=("complete",)), policy, now)
+        holds = legal_hold.active(lock)
+        for f in candidates:
+            action, remaining = _assess(store, f, policy, now, holds)
+            if action.action == "delete":
+                if _delete(pool, store, action, audit, hook):
+                    result.deleted.append(action)
                 else:
-                    log.error("retention skipped %s: %s", f.path, action.problem)
                     result.problems.append(action)
-                if progress:
-                    progress(action)
-        finally:
-            lock.execute("SELECT pg_advisory_unlock(%s)", (ARCHIVE_LOCK,))
-            lock.autocommit = False
+            elif action.action == "rewrite" and remaining is not None:
+                new_id = _rewrite(pool, store, action, remaining, audit, hook)
+                if new_id is None:
+                    result.problems.append(action)
+                else:
+                    result.rewritten.append((action, new_id))
+            elif action.action == "held":
+                result.held.append(action)
+            else:
+                log.error("retention skipped %s: %s", f.path, action.problem)
+                result.problems.append(action)
+            if progress:
+                progress(action)
     return result
 
 

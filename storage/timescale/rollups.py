@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from storage.timescale import watermarks
-from storage.timescale.db import pool_edition
+from storage.timescale.db import Where, advisory_lock, pool_edition, where
 
 DIMENSIONS = ("event_type", "outcome", "user_id", "source_ip")
 ROLLUPS = {"1m": ("events_1m", timedelta(minutes=1)), "1h": ("events_1h", timedelta(hours=1))}
@@ -124,12 +124,9 @@ def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(
         try:
             if native:
                 return _refresh_native(conn, now=now, late=late, end_offset=end_offset)
-            conn.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK,))
-            try:
+            with advisory_lock(conn, REFRESH_LOCK):
                 return _refresh_tables(conn, now=now, late=late, end_offset=end_offset, span=span,
                                        progress=progress)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK,))
         finally:
             conn.autocommit = False
 
@@ -205,22 +202,9 @@ class SeriesQuery:
     source_ip: str | None = None  # address or CIDR
 
 
-def _filters(q: SeriesQuery) -> tuple[list[sql.Composable], dict[str, Any]]:
-    clauses: list[sql.Composable] = []
-    params: dict[str, Any] = {}
-    if q.event_types:
-        clauses.append(sql.SQL("event_type = ANY(%(types)s::text[])"))
-        params["types"] = list(q.event_types)
-    if q.outcome:
-        clauses.append(sql.SQL("outcome = %(outcome)s"))
-        params["outcome"] = q.outcome
-    if q.user_id:
-        clauses.append(sql.SQL("user_id = %(user_id)s"))
-        params["user_id"] = q.user_id
-    if q.source_ip:
-        clauses.append(sql.SQL("source_ip <<= %(source_ip)s::inet"))
-        params["source_ip"] = q.source_ip
-    return clauses, params
+def _filters(q: SeriesQuery) -> Where:
+    return (where().any("event_type", q.event_types).eq("outcome", q.outcome or None)
+            .eq("user_id", q.user_id or None).within("source_ip", q.source_ip or None))
 
 
 def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
@@ -237,34 +221,35 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
         table = TYPE_ROLLUPS[q.interval]
     start, end = _floor(q.start, step), q.end
     dims = [sql.Identifier(d) for d in q.group_by]
-    clauses, params = _filters(q)
-    params.update(start=start, end=end, step=step)
+    params: list[Any] = []
 
-    def source(relation: str, time_col: str, count: str, low: str, high: str) -> sql.Composable:
-        where = [sql.SQL("{t} >= %({low})s AND {t} < %({high})s").format(
-            t=sql.Identifier(time_col), low=sql.SQL(low), high=sql.SQL(high)), *clauses]
-        return sql.SQL("SELECT time_bucket(%(step)s, {t}) AS bucket{dims}, {count} AS events FROM {rel} "
-                       "WHERE {where} GROUP BY 1{groups}").format(
+    def source(relation: str, time_col: str, count: str, low: datetime, high: datetime) -> sql.Composable:
+        w = where().ge(time_col, low).lt(time_col, high)
+        filters = _filters(q)
+        w.clauses += filters.clauses
+        params.extend([step, *w.params, *filters.params])
+        return sql.SQL("SELECT time_bucket(%s, {t}) AS bucket{dims}, {count} AS events FROM {rel}{where} "
+                       "GROUP BY 1{groups}").format(
             t=sql.Identifier(time_col), rel=sql.Identifier(relation), count=sql.SQL(count),
             dims=sql.SQL("").join(sql.SQL(", ") + d for d in dims),
             groups=sql.SQL("").join(sql.SQL(", {}").format(sql.Literal(i + 2)) for i in range(len(dims))),
-            where=sql.SQL(" AND ").join(where))
+            where=w.sql())
 
     native = pool_edition(pool) == "timescale"
     with pool.connection() as conn:
         if native:
-            parts = [source(table, "bucket", "sum(events)", "start", "end")]
+            parts = [source(table, "bucket", "sum(events)", start, end)]
         else:
             marks = watermarks.read_all(conn, "rollup")
             wm_1m = marks.get("events_1m") or start
             wm_1h = min(marks.get("events_1h") or start, wm_1m)
-            params.update(wm_1m=max(min(wm_1m, end), start), wm_1h=max(min(wm_1h, end), start))
+            wm_1m, wm_1h = max(min(wm_1m, end), start), max(min(wm_1h, end), start)
             if q.interval == "1h":
-                parts = [source(hour_table, "bucket", "sum(events)", "start", "wm_1h"),
-                         source(minute_table, "bucket", "sum(events)", "wm_1h", "wm_1m")]
+                parts = [source(hour_table, "bucket", "sum(events)", start, wm_1h),
+                         source(minute_table, "bucket", "sum(events)", wm_1h, wm_1m)]
             else:
-                parts = [source(minute_table, "bucket", "sum(events)", "start", "wm_1m")]
-            parts.append(source("audit_events", "timestamp", "count(*)", "wm_1m", "end"))
+                parts = [source(minute_table, "bucket", "sum(events)", start, wm_1m)]
+            parts.append(source("audit_events", "timestamp", "count(*)", wm_1m, end))
         outer_dims = sql.SQL("").join(sql.SQL(", ") + d for d in dims)
         statement = sql.SQL(
             "COPY (SELECT (extract(epoch FROM bucket) * 1000000)::bigint AS bucket{dims}, sum(events)::bigint "

@@ -1,16 +1,18 @@
-"""Aggregates the dashboard widgets show, read from rollups (and short raw windows only)."""
+"""Aggregates the dashboard widgets show, read through the rollups' reader (and short raw windows only).
+
+The anomaly widgets read ``storage.timescale.anomalies`` directly, like every other reader of anomalies.
+"""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from storage.timescale.db import where
 from storage.timescale.rollups import SeriesQuery, series
 
 # Raw-event aggregates (countries, ingest lag) never look further back than this.
@@ -108,8 +110,8 @@ def hour_of_week(pool: ConnectionPool, start: datetime, end: datetime, filters: 
 _COUNTRIES = sql.SQL("""
     SELECT coalesce(source_country, 'unknown') AS country, count(*) AS events,
            count(*) FILTER (WHERE outcome = 'failure') AS failures
-    FROM audit_events WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s {extra}
-    GROUP BY 1 ORDER BY 2 DESC LIMIT %(limit)s
+    FROM audit_events{where}
+    GROUP BY 1 ORDER BY 2 DESC LIMIT %s
 """)
 
 
@@ -120,18 +122,11 @@ def countries(pool: ConnectionPool, start: datetime, end: datetime, filters: Fil
     Returns the frame and the start actually used (at most RAW_WINDOW_CAP before ``end``).
     """
     start = max(start, end - RAW_WINDOW_CAP)
-    extra: list[sql.Composable] = []
-    params: dict[str, Any] = {"start": start, "end": end, "limit": limit}
-    for column, value in (("event_type", filters.event_type), ("outcome", filters.outcome),
-                          ("user_id", filters.user_id)):
-        if value:
-            extra.append(sql.SQL("AND {} = %({})s").format(sql.Identifier(column), sql.SQL(column)))
-            params[column] = value
-    if filters.source_ip:
-        extra.append(sql.SQL("AND source_ip <<= %(source_ip)s::inet"))
-        params["source_ip"] = filters.source_ip
+    w = (where().ge("timestamp", start).lt("timestamp", end).eq("event_type", filters.event_type or None)
+         .eq("outcome", filters.outcome or None).eq("user_id", filters.user_id or None)
+         .within("source_ip", filters.source_ip or None))
     with pool.connection() as conn:
-        rows = conn.execute(_COUNTRIES.format(extra=sql.SQL(" ").join(extra)), params).fetchall()
+        rows = conn.execute(_COUNTRIES.format(where=w.sql()), [*w.params, limit]).fetchall()
     frame = pl.DataFrame(rows, schema={"country": pl.String, "events": pl.Int64, "failures": pl.Int64},
                          orient="row")
     return frame, start
@@ -157,60 +152,3 @@ def ingest_lag(pool: ConnectionPool, *, now: datetime, window: timedelta = timed
             (now - window, now + timedelta(minutes=5)),
         ).fetchone()
     return IngestLag(row[0], row[1], row[2], row[3])
-
-
-# -- anomalies (the 0007 contract) -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Anomaly:
-    anomaly_id: uuid.UUID
-    detector: str
-    detector_version: str
-    entity_type: str
-    entity_value: str
-    window_start: datetime
-    window_end: datetime
-    score: float
-    severity: str
-    explanation: dict[str, Any]
-    sample_event_ids: tuple[uuid.UUID, ...]
-    detected_at: datetime
-
-
-_ANOMALY_COLUMNS = sql.SQL("anomaly_id, detector, detector_version, entity_type, entity_value, window_start, "
-                           "window_end, score, severity, explanation, sample_event_ids, detected_at")
-
-
-def _anomaly(row: tuple) -> Anomaly:
-    return Anomaly(*row[:10], tuple(row[10] or ()), row[11])
-
-
-def anomalies(pool: ConnectionPool, start: datetime, end: datetime, *, entity_type: str | None = None,
-              entity_value: str | None = None, min_score: float = 0.0, limit: int = 500) -> list[Anomaly]:
-    """Anomalies whose window starts in [start, end), highest score first."""
-    clauses = [sql.SQL("window_start >= %s AND window_start < %s AND score >= %s")]
-    params: list[Any] = [start, end, min_score]
-    if entity_value is not None:
-        clauses.append(sql.SQL("entity_value = %s"))
-        params.append(entity_value)
-    if entity_type is not None:
-        clauses.append(sql.SQL("entity_type = %s"))
-        params.append(entity_type)
-    statement = sql.SQL("SELECT {} FROM anomalies WHERE {} ORDER BY score DESC, window_start DESC LIMIT %s").format(
-        _ANOMALY_COLUMNS, sql.SQL(" AND ").join(clauses))
-    with pool.connection() as conn:
-        rows = conn.execute(statement, [*params, limit]).fetchall()
-    return [_anomaly(r) for r in rows]
-
-
-def anomaly(pool: ConnectionPool, anomaly_id: uuid.UUID) -> Anomaly | None:
-    with pool.connection() as conn:
-        row = conn.execute(sql.SQL("SELECT {} FROM anomalies WHERE anomaly_id = %s LIMIT 1").format(_ANOMALY_COLUMNS),
-                           (anomaly_id,)).fetchone()
-    return _anomaly(row) if row else None
-
-
-def anomaly_count(pool: ConnectionPool, since: datetime, until: datetime) -> int:
-    with pool.connection() as conn:
-        return conn.execute("SELECT count(*) FROM anomalies WHERE window_start >= %s AND window_start < %s",
-                            (since, until)).fetchone()[0]

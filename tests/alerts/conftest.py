@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+import polars as pl
 import pytest
 from psycopg_pool import ConnectionPool
 
@@ -17,11 +19,25 @@ from alerts.notifiers import Notifier, ReceiverSettings, build_notifiers
 from alerts.routing import load_routing
 from alerts.testing import FakePagerDuty, FakeSlack
 from storage.events import EventRecord
+from storage.timescale import anomalies
 from storage.timescale.writer import EventWriter
 
 # A fixed clock: every event and evaluation time in these tests is relative to it.
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
+
+
+
+def insert_anomaly(pool: ConnectionPool, *, detector: str, entity_type: str, entity_value: str,
+                   window_start: datetime, window_end: datetime, score: float, severity: str,
+                   summary: str = "", detector_version: str = "test") -> None:
+    """One anomaly row through the one writer (``anomalies.upsert``), as a scoring job would store it."""
+    frame = pl.DataFrame([{"detector": detector, "detector_version": detector_version, "entity_type": entity_type,
+                           "entity_value": entity_value, "window_start": window_start, "window_end": window_end,
+                           "score": score, "severity": severity, "explanation": orjson.dumps({"summary": summary}).decode(),
+                           "sample_event_ids": []}],
+                         schema_overrides={"sample_event_ids": pl.List(pl.String)})
+    anomalies.upsert(pool, frame, detected_at=window_end)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from storage.events import EventRecord, Outcome
-from storage.timescale import alerts as store
+from storage.timescale import outbox
 from tests.alerts.conftest import T0, make_rig, seconds
 from tests.conftest import ROOT
 
@@ -42,7 +42,7 @@ def test_a_crash_mid_delivery(pool, tmp_path, fakes, db_url, receiver):
         if child.poll() is None:
             child.kill()
         held.set()
-    note = store.notifications(rig.pool, receiver=receiver)[0]
+    note = outbox.notifications(rig.pool, receiver=receiver)[0]
     assert note.status == "sending"  # sent, never recorded
     if receiver == "pagerduty":
         assert pd.actions() == ["trigger"]
@@ -51,7 +51,7 @@ def test_a_crash_mid_delivery(pool, tmp_path, fakes, db_url, receiver):
 
     assert rig.dispatch(T0 + seconds(30)).delivered == []  # still leased: nobody else touches it
     result = rig.dispatch(T0 + seconds(75))  # lease (60 s) over: the next dispatcher takes it
-    note = store.notifications(rig.pool, receiver=receiver)[0]
+    note = outbox.notifications(rig.pool, receiver=receiver)[0]
     assert note.status == "delivered"
     if receiver == "pagerduty":
         # Sent again with the same dedup_key: PagerDuty folds it into the one open incident.
@@ -61,5 +61,5 @@ def test_a_crash_mid_delivery(pool, tmp_path, fakes, db_url, receiver):
     else:
         # Found in the channel by its message metadata: not posted a second time.
         assert len(slack.messages) == 1 and note.notification_id in result.confirmed
-    assert all(n.status == "delivered" for n in store.notifications(rig.pool))
+    assert all(n.status == "delivered" for n in outbox.notifications(rig.pool))
     assert rig.dispatch(T0 + seconds(300)).delivered == []

@@ -11,6 +11,7 @@ from alerts import actions
 from alerts.lifecycle import fingerprint
 from storage.events import EventRecord, Outcome
 from storage.timescale import alerts as store
+from storage.timescale import outbox
 from tests.alerts.conftest import T0, make_rig, seconds
 
 
@@ -58,7 +59,7 @@ def test_a_burst_pages_once_and_posts_once_then_resolves_once(rig, fakes):
     assert states == ["firing", "resolved"]
     sink = [json.loads(line) for line in rig.receivers.sink_path.read_text().splitlines()]
     assert [n["status"] for n in sink] == ["firing", "resolved"]
-    assert all(n.status == "delivered" for n in store.notifications(rig.pool))
+    assert all(n.status == "delivered" for n in outbox.notifications(rig.pool))
 
 
 def test_one_message_per_group_and_one_incident_per_alert(rig, fakes):
@@ -153,7 +154,7 @@ def test_429_with_retry_after_and_500s_are_retried_by_the_dispatcher(rig, fakes)
     rig.evaluate(T0 + seconds(10))
     first = rig.dispatch(T0 + seconds(10))
     assert len(first.retrying) == 2 and slack.messages == [] and pd.events == []
-    pd_id = store.notifications(rig.pool, receiver="pagerduty")[0].notification_id
+    pd_id = outbox.notifications(rig.pool, receiver="pagerduty")[0].notification_id
     # PD: 5 s backoff after the first 500, then 10 s; Slack: exactly its Retry-After of 7 s.
     assert rig.dispatch(T0 + seconds(14)).retrying == []
     assert rig.dispatch(T0 + seconds(16)).retrying == [pd_id]
@@ -161,7 +162,7 @@ def test_429_with_retry_after_and_500s_are_retried_by_the_dispatcher(rig, fakes)
     assert rig.dispatch(T0 + seconds(25)).delivered == []
     assert rig.dispatch(T0 + seconds(26)).delivered == [pd_id]
     assert pd.actions(BURST_FP) == ["trigger"]
-    attempts = store.attempts(rig.pool)
+    attempts = outbox.attempts(rig.pool)
     slack_attempts = [(a.outcome, a.status_code, a.retry_after) for a in reversed(attempts) if a.receiver == "slack-oncall"]
     assert slack_attempts == [("retry", 429, 7.0), ("delivered", None, None)]
     pd_attempts = [(a.outcome, a.status_code) for a in reversed(attempts) if a.receiver == "pagerduty"]
@@ -177,7 +178,7 @@ def test_a_refused_credential_fails_for_good_without_leaking_it(pool, tmp_path, 
     rig.evaluate(T0)
     rig.evaluate(T0 + seconds(10))
     result = rig.dispatch(T0 + seconds(10))
-    slack_notes = store.notifications(rig.pool, receiver="slack-oncall")
+    slack_notes = outbox.notifications(rig.pool, receiver="slack-oncall")
     assert slack_notes[0].status == "failed" and slack_notes[0].notification_id in result.failed
     assert "invalid_auth" in slack_notes[0].last_error and "xoxb-wrong" not in slack_notes[0].last_error
 

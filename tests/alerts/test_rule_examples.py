@@ -10,9 +10,8 @@ import pytest
 from alerts.engine import observe
 from alerts.examples import example_anomalies, example_events
 from alerts.rules import PACKAGED_RULES, load_rules
-from storage.timescale import alerts as store
 from storage.timescale.writer import EventWriter
-from tests.alerts.conftest import T0
+from tests.alerts.conftest import T0, insert_anomaly
 
 RULES = load_rules(PACKAGED_RULES)
 CASES = [(rule, i) for rule in RULES.values() for i in range(len(rule.examples))]
@@ -36,7 +35,7 @@ def example_failures(pool, cases, start) -> list[str]:
         now = start + timedelta(days=10 * n)
         writer.write(example_events(example, now))
         for row in example_anomalies(example, now):
-            store.insert_anomaly(pool, **row)
+            insert_anomaly(pool, **row)
         observed = observe(pool, rule, now=now)
         if bool(observed) != example.fires:
             failures.append(f"{rule.id} / {example.name}: expected {'fire' if example.fires else 'quiet'}, "

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from analytics import labels as L
 from analytics.events import read_ndjson
-from auditwatch.cli import main
+from auditwatch.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 A_CLASSES = {"brute_force_fast", "brute_force_slow", "password_spraying", "credential_stuffing", "exfiltration",

@@ -10,11 +10,10 @@ import polars as pl
 import pytest
 
 from analytics import jobs
-from analytics.events import from_records
+from analytics.events import from_records, read
 from auditwatch.settings import load
 from auditwatch.worker import JOBS, LEADER_JOBS, build_scheduler
 from storage.timescale import anomalies as store
-from storage.timescale import features as source
 from storage.timescale import watermarks
 from storage.timescale.writer import EventWriter
 from tests.analytics.conftest import burst, event, records
@@ -34,7 +33,7 @@ def _write(pool, *events: dict) -> None:
 
 
 def test_events_read_back_with_copy_are_the_frame_analytics_reads(pool, loaded, tiny_dataset):
-    back = source.events_frame(pool, tiny_dataset.start, loaded)
+    back = read(pool, tiny_dataset.start, loaded)
     assert back.height == tiny_dataset.events.height
     original = tiny_dataset.events.sort("event_id")
     back = back.sort("event_id").select(original.columns)
@@ -50,7 +49,7 @@ def test_scoring_is_idempotent_and_stores_explained_versioned_anomalies(pool, lo
     _write(pool, *burst(now - timedelta(minutes=50), "u00001", 40, seconds=100))
     first = jobs.score_job(pool, now=now, config=CONFIG)
     assert first.ran and first.inserted > 0
-    stored = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    stored = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000))
     burst_rows = stored.filter(pl.col("detector") == "failed_login_burst")
     assert {"u00001", "185.220.1.2"} <= set(burst_rows["entity_value"])
     assert set(stored["detector_version"]) <= set(versions.values()) | {
@@ -61,7 +60,7 @@ def test_scoring_is_idempotent_and_stores_explained_versioned_anomalies(pool, lo
                                                                              timedelta(minutes=1))
     again = jobs.score_job(pool, now=now, config=CONFIG)
     assert (again.inserted, again.updated) == (0, 0)
-    after = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    after = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000))
     assert after.sort("anomaly_id")["anomaly_id"].to_list() == stored.sort("anomaly_id")["anomaly_id"].to_list()
     # The stored model reproduces the stored score.
     reproduced = jobs.reproduce(pool, store.get_anomaly(pool, uuid.UUID(row["anomaly_id"])))
@@ -76,7 +75,7 @@ def test_late_events_within_the_allowance_are_scored_on_the_next_run(pool, loade
     _write(pool, *burst(now - timedelta(minutes=40), "u00002", 40, seconds=100, ip="45.155.1.1"))
     later = jobs.score_job(pool, now=now + timedelta(minutes=2), config=CONFIG)
     assert later.inserted > 0
-    found = store.list_anomalies(pool, store.AnomalyQuery(entity_value="45.155.1.1"))
+    found = store.anomalies_frame(pool, store.AnomalyQuery(entity_value="45.155.1.1"))
     assert found.height > 0 and found["window_start"].max() >= now - timedelta(minutes=41)
 
 
@@ -89,7 +88,7 @@ def test_false_positive_feedback_is_honoured_by_later_scoring(pool, loaded):
     _write(pool, *burst(now - timedelta(minutes=30), "u00003", 40, seconds=100, ip="193.142.7.7"))
     result = jobs.score_job(pool, now=now, config=CONFIG)
     assert result.suppressed >= 1
-    stored = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    stored = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000))
     mine = stored.filter(pl.col("entity_value") == "u00003")
     assert mine.filter(pl.col("detector") == "failed_login_burst").is_empty()
     # The scope is this entity and this detector only: the source address is still reported.
@@ -138,13 +137,13 @@ def test_anomalies_list_as_polars_frames_with_filters(pool, loaded):
     _write(pool, *burst(loaded - timedelta(minutes=20), "u00004", 40, seconds=60, ip="45.155.4.4"),
            event(loaded - timedelta(minutes=5), "u00004", "data_export", metadata={"rows": 5_000_000}))
     jobs.score_job(pool, now=loaded, config=CONFIG)
-    everything = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    everything = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000))
     assert everything.schema == store.FRAME_SCHEMA
-    only = store.list_anomalies(pool, store.AnomalyQuery(detectors=["password_spraying", "failed_login_burst"],
+    only = store.anomalies_frame(pool, store.AnomalyQuery(detectors=["password_spraying", "failed_login_burst"],
                                                          entity_type="source_ip", min_score=0.9))
     assert only.height > 0 and set(only["entity_type"]) == {"source_ip"} and only["score"].min() >= 0.9
-    page = store.list_anomalies(pool, store.AnomalyQuery(limit=2))
-    rest = store.list_anomalies(pool, store.AnomalyQuery(limit=1000, before=(page["window_start"][-1],
+    page = store.anomalies_frame(pool, store.AnomalyQuery(limit=2))
+    rest = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000, before=(page["window_start"][-1],
                                                                                page["anomaly_id"][-1])))
     assert page.height + rest.height == everything.height
 

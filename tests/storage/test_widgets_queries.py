@@ -10,8 +10,9 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from storage.events import Outcome
-from storage.timescale import rollups
+from storage.timescale import anomalies, rollups
 from storage.timescale import widgets_queries as wq
+from storage.timescale.anomalies import AnomalyQuery
 from storage.timescale.writer import EventWriter
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -83,10 +84,14 @@ def test_anomalies_are_read_in_the_0007_shape(pool, db_url):
                 "('volume', '3', 'user', %s, %s, %s, %s, 'high', %s, %s)",
                 (entity, NOW - timedelta(hours=1), NOW, score, Jsonb({"summary": f"{entity} is odd"}),
                  [uuid.uuid4()]))
-    found = wq.anomalies(pool, NOW - timedelta(days=1), NOW)
+    def query(**narrow):
+        return anomalies.list_anomalies(pool, AnomalyQuery(start=NOW - timedelta(days=1), end=NOW, order="score",
+                                                           **narrow))
+
+    found = query()
     assert [a.entity_value for a in found] == ["mallory", "bob"]
     assert found[0].explanation["summary"] == "mallory is odd" and len(found[0].sample_event_ids) == 1
-    assert [a.entity_value for a in wq.anomalies(pool, NOW - timedelta(days=1), NOW, min_score=0.5)] == ["mallory"]
-    assert [a.entity_value for a in wq.anomalies(pool, NOW - timedelta(days=1), NOW, entity_value="bob")] == ["bob"]
-    assert wq.anomaly(pool, found[1].anomaly_id) == found[1]
-    assert wq.anomaly_count(pool, NOW - timedelta(days=1), NOW) == 2
+    assert [a.entity_value for a in query(min_score=0.5)] == ["mallory"]
+    assert [a.entity_value for a in query(entity_value="bob")] == ["bob"]
+    assert anomalies.get_anomaly(pool, found[1].anomaly_id) == found[1]
+    assert anomalies.anomaly_count(pool, AnomalyQuery(start=NOW - timedelta(days=1), end=NOW)) == 2
