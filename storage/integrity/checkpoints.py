@@ -23,8 +23,9 @@ from storage.errors import SigningKeyError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: also signs the removal chain's head (1: the batch chain alone)
 NO_PREVIOUS = "0" * 64
+_NO_REMOVALS = (0, bytes(32))
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class Checkpoint:
     def previous(self) -> str:
         return orjson.loads(self.payload)["previous"]
 
+    @property
+    def removals(self) -> tuple[int, bytes] | None:
+        """The signed head of the removal chain (position, hash); None for a version 1 checkpoint."""
+        body = orjson.loads(self.payload)
+        if "removals_pos" not in body:
+            return None
+        return int(body["removals_pos"]), bytes.fromhex(body["removals_hash"])
+
     def to_json_line(self) -> bytes:
         """One line of the export: the payload verbatim (a string), so re-serialising cannot alter it."""
         return orjson.dumps({
@@ -63,10 +72,12 @@ def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 
 
 def sign(key: Ed25519PrivateKey, *, chain_pos: int, chain_hash: bytes, events: int, created_at: datetime,
-         previous: Checkpoint | None) -> Checkpoint:
-    """A checkpoint of the head, chained to ``previous``."""
+         previous: Checkpoint | None, removals: tuple[int, bytes] = _NO_REMOVALS) -> Checkpoint:
+    """A checkpoint of the batch chain's head and the removal chain's, chained to ``previous``."""
     pub = public_bytes(key)
     payload = orjson.dumps({
+        "removals_pos": removals[0],
+        "removals_hash": removals[1].hex(),
         "version": CHECKPOINT_VERSION,
         "chain_pos": chain_pos,
         "chain_hash": chain_hash.hex(),
