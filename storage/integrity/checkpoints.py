@@ -148,6 +148,29 @@ def public_from_base64(text: str) -> bytes:
     return raw
 
 
+def public_path(private: Path) -> Path:
+    """Where the public half of the key in ``private`` is kept for verifiers: ``<private>.pub``."""
+    return private.with_name(private.name + ".pub")
+
+
+def write_public(path: Path, key: Ed25519PrivateKey | Ed25519PublicKey) -> None:
+    """Write the base64 public key (what `verify --public-key` reads), whole or not at all."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(base64.b64encode(public_bytes(key)).decode() + "\n")
+    os.replace(tmp, path)
+
+
+def load_public(path: Path) -> frozenset[bytes]:
+    """The public keys in ``path``: one base64 key a line, as `integrity keygen` and the signer write them."""
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the public key file {path}: {exc}") from None
+    if not lines:
+        raise SigningKeyError(f"the public key file {path} is empty; `auditwatch integrity keygen` prints a key")
+    return frozenset(public_from_base64(line) for line in lines)
+
+
 def load_or_create(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     """The key in ``path`` (base64 seed), created with mode 0600 if absent; True when created now.
 
@@ -155,7 +178,10 @@ def load_or_create(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     at once end up with the same complete key.
     """
     if path.exists():
-        return load(path), False
+        key = load(path)
+        if not public_path(path).exists():
+            write_public(public_path(path), key)
+        return key, False
     path.parent.mkdir(parents=True, exist_ok=True)
     key = generate()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -170,8 +196,9 @@ def load_or_create(path: Path) -> tuple[Ed25519PrivateKey, bool]:
         return load(path), False
     finally:
         tmp.unlink()
+    write_public(public_path(path), key)
     log.warning("generated a new Ed25519 integrity signing key at %s (mode 0600); back it up, and keep "
-                "its public key off this machine to check exported checkpoints", path)
+                "its public key (%s) off this machine to check exported checkpoints", path, public_path(path))
     return key, True
 
 

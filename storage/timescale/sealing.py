@@ -312,8 +312,9 @@ def write_checkpoint(pool: ConnectionPool, key: Ed25519PrivateKey, *, now: datet
     return cp
 
 
-def checkpoint_job(pool: ConnectionPool, *, key: Ed25519PrivateKey, now: datetime | None = None) -> None:
+def checkpoint_job(pool: ConnectionPool, *, key: Ed25519PrivateKey, now: datetime | None = None,
+                   trusted: frozenset[bytes] = frozenset()) -> None:
     """Scheduled: sign the chain head if anything was sealed since the last checkpoint."""
-    cp = write_checkpoint(pool, key, now=now or datetime.now(UTC))
+    cp = write_checkpoint(pool, key, now=now or datetime.now(UTC), trusted=trusted)
     if cp is not None:
         log.info("signed integrity checkpoint at chain position %d (%d events)", cp.chain_pos, cp.events)

@@ -344,7 +344,7 @@ def _check_checkpoints_kept(conn: psycopg.Connection, v: _Verifier, stored: Sequ
         v.problem("checkpoints_missing", f"{signed} checkpoints were signed but {len(stored)} are stored: signed "
                   "checkpoints were deleted (or the count of them edited); check with exported ones (--anchors)")
     if stored or not links:
-        if stored and stored[-1].chain_pos < links[-1][0]:
+        if stored and links and stored[-1].chain_pos < links[-1][0]:
             v.report.notes.append(f"{links[-1][0] - stored[-1].chain_pos} batches were sealed after the latest "
                                   "checkpoint; they are covered by the chain but not yet by a signature")
         return
