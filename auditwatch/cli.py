@@ -20,7 +20,7 @@ from auditwatch.services import Services, database_url
 from auditwatch.settings import Settings, SettingsError
 from storage.auth import Role
 from storage.errors import StorageError
-from storage.timescale import catalog, db, migrations, self_audit
+from storage.timescale import catalog, db, migrations, roles, self_audit
 from storage.timescale.cluster import LocalCluster
 from storage.timescale.writer import EventWriter
 
@@ -146,6 +146,8 @@ def _migrate(ctx: Context) -> None:
         try:
             db.require_timescaledb(conn)
             applied = migrations.migrate(conn, chunk_interval=ctx.settings.chunk_interval)
+            if ctx.settings.embedded:  # the API's least-privilege role (external servers: README "Database roles")
+                roles.apply(conn)
         except StorageError as exc:
             raise click.ClickException(str(exc)) from None
         version = migrations.current_version(conn)

@@ -22,3 +22,12 @@ def apply(conn: psycopg.Connection, *, app_role: str = APP_ROLE) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_catalog.set_config('auditwatch.app_role', %s, true)", (app_role,))
         conn.execute(script())
+
+
+def exists(owner_url: str, role: str = APP_ROLE) -> bool | None:
+    """Whether ``role`` exists on the server (None: the server cannot be reached)."""
+    try:
+        with psycopg.connect(owner_url, connect_timeout=10) as conn:
+            return conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+    except psycopg.OperationalError:
+        return None
