@@ -183,3 +183,66 @@ def test_integrity_functions_pin_their_search_path(conn):
     assert {name for name, _ in rows} >= {"integrity_append", "integrity_merkle_root", "integrity_record_removal"}
     for name, config in rows:
         assert config and any(c.startswith("search_path=pg_catalog") for c in config), (name, config)
+
+
+# -- removals recorded before migration 0011 -------------------------------------------------------------------
+
+@pytest.fixture
+def at_version_10(server_url):
+    """A database migrated up to 0010 (removal records not yet chained), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import _url_with_db
+
+    name = f"aw_v10_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _url_with_db(server_url, name)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_removals_recorded_before_the_chain_are_adopted_with_their_records(at_version_10, make_event, key):
+    import psycopg
+
+    from storage.timescale import db, migrations, self_audit
+
+    with psycopg.connect(at_version_10, autocommit=True) as c:
+        c.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                  "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        for m in migrations.available():
+            if m.version <= 10:
+                c.execute(m.sql)
+                c.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                          (m.version, m.name, m.checksum))
+    legacy = db.open_pool(at_version_10, min_size=1, max_size=2)
+    try:
+        archived = [make_event(timestamp=T0 - timedelta(days=100, minutes=i)) for i in range(3)]
+        deleted = [make_event(timestamp=T0 - timedelta(days=50, minutes=i)) for i in range(2)]
+        EventWriter(legacy).write(archived)
+        EventWriter(legacy).write(deleted)
+        with legacy.connection() as c:  # what the archiver did before 0011: a plain row and its self-audit record
+            c.execute("DELETE FROM audit_events WHERE \"timestamp\" < %s", (T0 - timedelta(days=40),))
+            c.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
+                      "VALUES (%s, %s, 'archive', 3, 'chunk_1', 'archiver')",
+                      (T0 - timedelta(days=101), T0 - timedelta(days=90)))
+            self_audit.store(c, self_audit.record("events_archived", "worker", now=T0, resource_id="chunk_1"))
+            # ... and one typed in by hand to hide the two deleted rows
+            c.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
+                      "VALUES (%s, %s, 'archive', 2, 'chunk_2', 'archiver')",
+                      (T0 - timedelta(days=51), T0 - timedelta(days=49)))
+        with psycopg.connect(at_version_10) as c:
+            migrations.migrate(c)
+        report = verify.verify(legacy, trusted_keys=[checkpoints.public_bytes(key)])
+        assert kinds(report) == {"removal_unmatched", "rows_missing"}, report.problems
+        unmatched = [p.message for p in report.problems if p.kind == "removal_unmatched"]
+        assert len(unmatched) == 1 and unmatched[0].startswith("removal record #2 (archive")
+        assert report.unchecked_batches == 1  # the adopted archive removal, matched by its record
+        assert sealing.write_checkpoint(legacy, key, now=T0) is not None  # the adopted chain continues
+    finally:
+        legacy.close()
