@@ -228,25 +228,24 @@ def _check_batches_continue(conn: psycopg.Connection, previous: Checkpoint | Non
         raise _refuse(f"the chain does not continue the last signed checkpoint: it ends at #{head_pos}, "
                       f"before the signed position {start}")
     expected = previous.chain_hash if previous and start else chain.ZERO_HASH
-    prev_pos = start
+    prev_pos, seen = start, start == 0
     for pos, seq, kind, rows, root, lo, hi, sealed_at, stored_prev, stored_hash in conn.execute(
             _LINKS_AFTER, (max(start, 1),)).fetchall():
         stored_prev, stored_hash = bytes(stored_prev), bytes(stored_hash)
-        if start and prev_pos == start and pos != start and expected == previous.chain_hash:
-            raise _refuse(f"the chain does not continue the last signed checkpoint: batch #{start} is missing")
-        if pos == start:
+        if not seen:  # the signed link itself
+            if pos != start:
+                break
             if stored_hash != expected:
                 raise _refuse(f"the chain does not continue the last signed checkpoint: batch #{pos} no longer "
                               "has the signed hash (history up to it was rewritten)")
-            expected = stored_hash
-            start = -1  # seen
+            seen = True
             continue
         if pos != prev_pos + 1 or stored_prev != expected:
             raise _refuse(f"batch #{pos} does not link to batch #{prev_pos}")
         if chain.chain_link(stored_prev, pos, seq, kind, rows, bytes(root), lo, hi, sealed_at) != stored_hash:
             raise _refuse(f"batch #{pos}'s chain hash does not match its fields")
         prev_pos, expected = pos, stored_hash
-    if start > 0:
+    if not seen:
         raise _refuse(f"the chain does not continue the last signed checkpoint: batch #{start} is missing")
     if (prev_pos, expected) != (head_pos, head_hash):
         raise _refuse(f"the chain does not continue the last signed checkpoint up to its head (position {head_pos})")
@@ -301,11 +300,11 @@ def write_checkpoint(pool: ConnectionPool, key: Ed25519PrivateKey, *, now: datet
             if why:
                 raise _refuse(f"the last stored checkpoint is not valid ({why})")
         _check_batches_continue(conn, previous, pos, head_hash)
-        removal_head = _check_removals_continue(conn, previous)
-        if previous is not None and previous.chain_pos == pos and previous.removals == removal_head and not force:
+        removals_at = _check_removals_continue(conn, previous)
+        if previous is not None and previous.chain_pos == pos and previous.removals == removals_at and not force:
             return None
         cp = checkpoints.sign(key, chain_pos=pos, chain_hash=head_hash, events=events, created_at=now,
-                              previous=previous, removals=removal_head)
+                              previous=previous, removals=removals_at)
         conn.execute(_CP_INSERT, (cp.chain_pos, cp.chain_hash, cp.events, cp.created_at, cp.public_key,
                                   cp.payload, cp.signature))
         conn.execute(_COUNT_SIGNED)

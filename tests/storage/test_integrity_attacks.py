@@ -159,6 +159,12 @@ def test_the_signer_refuses_a_chain_whose_new_links_were_forged(sealed, pool, ma
         sealing.write_checkpoint(pool, key, now=T0 + timedelta(minutes=5))
 
 
+def test_the_signer_refuses_when_the_signed_batch_was_deleted(sealed, pool, make_event, key, conn):
+    conn.execute("DELETE FROM integrity_batches WHERE chain_pos = 3")
+    with pytest.raises(IntegrityError, match="batch #3 is missing"):
+        sealing.write_checkpoint(pool, key, now=T0 + timedelta(minutes=5), force=True)
+
+
 def test_the_signer_refuses_when_every_checkpoint_was_deleted(sealed, pool, key, conn):
     conn.execute("DELETE FROM integrity_checkpoints")
     with pytest.raises(IntegrityError, match="checkpoints were deleted"):
