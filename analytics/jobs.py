@@ -108,8 +108,10 @@ def refit(pool: ConnectionPool, name: str, *, now: datetime, config: JobConfig) 
 
 
 def load(pool: ConnectionPool, name: str, version: str | None = None, *,
-         key: bytes = b"") -> tuple[Detector, store.StoredModel]:
-    """A stored detector (the newest, or ``version`` to reproduce an old score), its seal checked first."""
+         key: bytes) -> tuple[Detector, store.StoredModel]:
+    """A stored detector (the newest, or ``version`` to reproduce an old score), its seal checked first.
+
+    ``key`` is required: the worker's ``JobConfig.model_key`` (an empty default would check nothing)."""
     stored = store.load_model(pool, name, version)
     if stored is None:
         raise ModelNotFound(f"no stored model for {name}{f' version {version}' if version else ''}; "
@@ -234,8 +236,11 @@ def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, sco
     result.ranges["univariate_series"] = (start, end)
 
 
-def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes = b"") -> pl.DataFrame:
-    """Rescore an anomaly's window with the model version that produced it (for audits and debugging)."""
+def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes) -> pl.DataFrame:
+    """Rescore an anomaly's window with the model version that produced it (for audits and debugging).
+
+    ``key`` is the model sealing key the worker used (``JobConfig.model_key``); there is no default, so a
+    caller cannot unseal models by forgetting it."""
     name, version = anomaly.detector, anomaly.detector_version
     detector, stored = load(pool, name, version, key=key)
     lo = anomaly.window_start
