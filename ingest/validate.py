@@ -242,7 +242,7 @@ def validate_event(obj: Any, *, now: datetime, policy: ValidationPolicy, backfil
     if is_platform_principal(user_id):
         raise _reject(
             "reserved_principal", "user_id",
-            "`user_id` has the form of the platform's own principals (`apikey:…`, `cli:…`, `worker`), which "
+            "`user_id` has the form of the platform's own principals (`apikey:…`, `cli:…`), which "
             "only Auditwatch writes; send the application's own user id",
         )
     source = _text(obj, "source", required=False, scale=scale)

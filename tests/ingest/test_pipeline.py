@@ -200,7 +200,7 @@ def test_a_forged_erasure_tombstone_is_refused(services, users, conn):
     assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'event_erased'").fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("user_id", ["apikey:admin", "APIKEY:admin", "cli:root", "worker", " apikey:ops"])
+@pytest.mark.parametrize("user_id", ["apikey:admin", "APIKEY:admin", "cli:root", " apikey:ops"])
 def test_the_platforms_principals_are_refused_as_user_id(services, users, conn, user_id):
     users(user_id)
     result = services.pipeline.ingest([body(user_id, event_type="data_export")], CTX)
@@ -218,7 +218,7 @@ def test_the_platforms_source_is_refused(services, users, conn, source):
 
 def test_the_platforms_own_records_are_reserved_by_construction():
     """Whatever the platform writes as itself, ingest refuses: the self-audit builder's source, a key's
-    principal, an operator's and the worker's."""
+    principal, an operator's."""
     from datetime import UTC as utc
 
     from storage.auth import ApiKey, Role
@@ -228,8 +228,8 @@ def test_the_platforms_own_records_are_reserved_by_construction():
     record = self_audit.record("event_erased", "apikey:ops", now=datetime.now(utc))
     assert is_platform_source(record.source) and is_platform_source("auditwatch-cli")
     key = ApiKey(key_id=uuid.uuid4(), name="ops", role=Role.ADMIN, created_at=datetime.now(utc))
-    assert all(is_platform_principal(p) for p in (key.principal, "cli:alice", "worker"))
-    assert not any(is_platform_principal(p) for p in ("alice", "host:web1", "svc-backup", "workers"))
+    assert all(is_platform_principal(p) for p in (key.principal, "cli:alice"))
+    assert not any(is_platform_principal(p) for p in ("alice", "host:web1", "svc-backup", "worker"))
 
 
 def test_every_event_records_its_sending_key(services, users, conn):
