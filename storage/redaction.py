@@ -27,6 +27,8 @@ _SEPARATOR = re.compile(r"([ -])")
 # `name=value` as in a URL query, a cookie or a command line; the value ends at a separator.
 _PAIR = re.compile(r"([A-Za-z][A-Za-z0-9_.\-]{0,63})=([^\s&;,\"'<>()\[\]]+)")
 _SCHEME_CREDENTIAL = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE)
+# At least 13 digits, single spaces or dashes between them: only such text can hold a card (cheap C-level pre-check).
+_CARD_CANDIDATE = re.compile(r"\d(?:[ -]?\d){12}")
 _AUDITWATCH_KEY = re.compile(r"\baw_[0-9a-f]{32}_[A-Za-z0-9_\-]+")
 
 
@@ -81,6 +83,8 @@ class Redactor:
         self._needles = tuple(self._norm(k) for k in sensitive_keys)
         # Metadata keys repeat across events: decide each key once.
         self.is_sensitive = functools.lru_cache(maxsize=16384)(self._is_sensitive)  # type: ignore[method-assign]
+        # User agents and sources repeat across events; at most 4,096 texts of ≤ 1 KB are remembered.
+        self._text_cache = functools.lru_cache(maxsize=4096)(self._redact_text)
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -92,8 +96,9 @@ class Redactor:
 
     def redact_text(self, text: str | None) -> str | None:
         """A free-text field (user agent, resource id, source) with secrets and card numbers masked."""
-        if not text:
-            return text
+        return self._text_cache(text) if text else text
+
+    def _redact_text(self, text: str) -> str:
         if "=" in text:
             text = _PAIR.sub(lambda m: f"{m.group(1)}={REDACTED}" if self.is_sensitive(m.group(1)) else m.group(0),
                              text)
@@ -101,7 +106,7 @@ class Redactor:
             text = _SCHEME_CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
         if "aw_" in text:
             text = _AUDITWATCH_KEY.sub(REDACTED, text)
-        if len(text) >= 13 and any(c.isdigit() for c in text):
+        if len(text) >= 13 and _CARD_CANDIDATE.search(text):
             text = _mask_cards(text)
         return text
 
