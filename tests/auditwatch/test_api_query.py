@@ -439,6 +439,9 @@ def test_event_types_are_added_and_then_accepted(client, make_key, users, conn):
     builtin = client.get("/api/v1/event-types", headers=make_key("viewer")).get_json()["event_types"]
     assert {"user_login", "query_executed", "event_erased"} <= {t["event_type"] for t in builtin}
     assert all(t["builtin"] for t in builtin)
+    # Only the platform writes these; ingest refuses them (issue 14 #3).
+    assert {t["event_type"] for t in builtin if t["reserved"]} >= {"query_executed", "event_erased", "api_key_created"}
+    assert not any(t["reserved"] for t in builtin if t["event_type"] in ("user_login", "config_change"))
 
     body = {"event_type": "vpn.connect", "description": "A VPN session began", "ocsf_class": "Network [4001]"}
     created = client.post("/api/v1/event-types", json=body, headers=admin)
@@ -447,7 +450,7 @@ def test_event_types_are_added_and_then_accepted(client, make_key, users, conn):
     assert client.post("/api/v1/event-types", json=body, headers=admin).get_json()["created"] is False
 
     listed = {t["event_type"]: t for t in client.get("/api/v1/event-types", headers=admin).get_json()["event_types"]}
-    assert listed["vpn.connect"] == {**body, "builtin": False}
+    assert listed["vpn.connect"] == {**body, "builtin": False, "reserved": False}
     assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'config_change' "
                         "AND resource_id = 'vpn.connect'").fetchone()[0] == 1
 
