@@ -29,7 +29,7 @@ LIST_PARAMS = frozenset({"start_time", "end_time", "detector", "entity_type", "e
 FEEDBACK_FIELDS = frozenset({"anomaly_id", "scope", "detector", "entity_type", "entity_value", "verdict", "days",
                              "reason"})
 SCOPES = ("entity_detector", "entity", "detector")
-MAX_FEEDBACK_DAYS = 90  # migration 0012 holds false positives to this in the database too
+MAX_FEEDBACK_DAYS = 90  # migration 0013 holds false positives to this in the database too
 
 
 def _encode(window_start: datetime, anomaly_id: str) -> str:

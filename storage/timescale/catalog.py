@@ -34,7 +34,7 @@ class EventType:
     description: str
     ocsf_class: str | None
     builtin: bool
-    reserved: bool = False  # only the platform writes it; ingest refuses it (migration 0012)
+    reserved: bool = False  # only the platform writes it; ingest refuses it (migration 0013)
 
 
 # -- event types -----------------------------------------------------------------------------

@@ -26,9 +26,9 @@ PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expir
                   # the syslog parsers' types (0010)
                   "ssh_invalid_user", "ssh_connection_closed", "ssh_break_in_attempt", "auth_failure", "sudo", "su",
                   "syslog_message",
-                  # applications' reads of their own data, now that query_executed is the platform's (0012)
+                  # applications' reads of their own data, now that query_executed is the platform's (0013)
                   "data_query"}
-# Only the platform writes these; ingest refuses them (0012).
+# Only the platform writes these; ingest refuses them (0013).
 RESERVED_TYPES = {"query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
                   "events_expired", "events_archived", "legal_hold"}
 
