@@ -85,6 +85,28 @@ def window_counts(events: pl.LazyFrame, entity: str, window: str, *, distinct: s
     )
 
 
+def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelta) -> pl.LazyFrame:
+    """Failed logins with ``resolved``: the same user succeeded from the same address within ``within`` after.
+
+    A typo, an expired password or a stale token is resolved in seconds by its owner; a guess at
+    someone else's account is not. Behind a shared egress (NAT, VPN, proxy) hundreds of people may
+    fail once on one day, but each of them then gets in.
+    """
+    successes = (events.filter(is_successful_login() & pl.col("source_ip").is_not_null())
+                 .select("user_id", "source_ip", pl.col("timestamp").alias("_ok")).sort("_ok"))
+    return (failures.sort("timestamp")
+            .join_asof(successes, left_on="timestamp", right_on="_ok", by=["user_id", "source_ip"],
+                       strategy="forward", tolerance=within, check_sortedness=False)
+            .with_columns(pl.col("_ok").is_not_null().alias("resolved")).drop("_ok"))
+
+
+def without_resolved_failures(events: pl.LazyFrame, within: timedelta) -> pl.LazyFrame:
+    """The events minus the failed logins their owner resolved (see ``with_resolved``)."""
+    failures = with_resolved(events.filter(is_failed_login()), events, within)
+    return pl.concat([events.filter(~is_failed_login()),
+                      failures.filter(~pl.col("resolved")).drop("resolved")], how="vertical_relaxed")
+
+
 def failures_before_success(events: pl.LazyFrame, key: str, lookback: timedelta) -> pl.LazyFrame:
     """For each successful login: failed logins with the same ``key`` in the ``lookback`` before it."""
     base = events.filter(pl.col(key).is_not_null())
@@ -101,6 +123,29 @@ def failures_before_success(events: pl.LazyFrame, key: str, lookback: timedelta)
     return (at.join(before, on="event_id", how="left")
             .with_columns((pl.col("cum_now").fill_null(0) - pl.col("cum_before").fill_null(0)).alias("failures"))
             .drop("cum_now", "cum_before"))
+
+
+AFFINITY_KEYS = ("bucket", "dataset", "project", "team", "folder")
+
+
+def infer_cohorts(events: pl.LazyFrame, *, min_members: int = 5, max_share: float = 0.5) -> dict[str, str]:
+    """User → cohort, from the shared resources people work on (a team's bucket, dataset or project).
+
+    When no peer groups are known, a user's cohort is the resource they use most, weighted by how
+    specific it is (idf: a resource everybody uses says nothing); resources used by fewer than
+    ``min_members`` people or by more than ``max_share`` of them do not make a cohort.
+    """
+    keyed = events.filter(pl.col("user_id").is_not_null() & pl.col("metadata").is_not_null()).select(
+        "user_id", pl.coalesce([pl.col("metadata").str.json_path_match(f"$.{k}") for k in AFFINITY_KEYS])
+        .alias("resource")).filter(pl.col("resource").is_not_null())
+    uses = keyed.group_by("user_id", "resource").agg(pl.len().alias("n")).collect()
+    people = max(uses["user_id"].n_unique(), 1)
+    reach = uses.group_by("resource").agg(pl.len().alias("members"))
+    best = (uses.join(reach, on="resource")
+            .filter((pl.col("members") >= min_members) & (pl.col("members") <= max_share * people))
+            .with_columns((pl.col("n") * (people / pl.col("members")).log()).alias("w"))
+            .sort("w", descending=True).group_by("user_id", maintain_order=True).first())
+    return dict(best.select("user_id", pl.concat_str([pl.lit("cohort:"), pl.col("resource")])).iter_rows())
 
 
 def user_hour_vectors(events: pl.LazyFrame) -> pl.LazyFrame:

@@ -88,13 +88,13 @@ def _month_end(rng, add, people: People, close_days: list[int]) -> Incident:
     cohort = np.nonzero(people.department == "finance")[0]
     hours = np.concatenate([np.arange(d * 24, d * 24 + 24) for d in close_days])
     grid = people.working[np.ix_(cohort, hours)]
-    counts = rng.poisson(np.where(grid, rng.uniform(1.0, 4.0, size=(cohort.size, 1)), 0.0))
+    counts = rng.poisson(np.where(grid, rng.uniform(1.5, 5.0, size=(cohort.size, 1)), 0.0))
     ui, hi = np.nonzero(counts)
     reps = counts[ui, hi]
     who = np.repeat(cohort[ui], reps)
     hour = np.repeat(hours[hi], reps)
     n = who.size
-    rows = rng.lognormal(9.5, 0.9, size=n).astype(np.int64)
+    rows = rng.lognormal(10.5, 1.0, size=n).astype(np.int64)
     add(n, ts_us=people.t0 + hour * HOUR + rng.integers(0, HOUR, size=n),
         event_type=np.where(rng.random(n) < 0.7, "data_export", "export_requested").astype(object),
         user_id=people.user_ids[who], outcome="success", source_ip=people.address(who, hour // 24 // 7),

@@ -186,12 +186,12 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     # Travellers: another common country (or, rarely, one few people use), a hotel address.
     if traveling.any():
         # One destination per person and trip day.
-        away = np.array(names, dtype=object)[(eu[traveling] * 7 + day[traveling] * 13) % len(names)]
+        away = np.array(names, dtype=object)[(eu[traveling] * 7 + day[traveling] // 7 * 13) % len(names)]
         ctry[traveling] = away
         net[traveling] = [COUNTRIES[c][1][0][1] for c in away]
         ip[traveling] = [f"{COUNTRIES[c][1][0][0]}.77.{int(x)}" for c, x in zip(away, eu[traveling] % 250, strict=True)]
     if rare.any():
-        away = np.array(list(RARE_TRAVEL), dtype=object)[(eu[rare] * 7 + day[rare] * 13) % len(RARE_TRAVEL)]
+        away = np.array(list(RARE_TRAVEL), dtype=object)[(eu[rare] * 7 + day[rare] // 7 * 13) % len(RARE_TRAVEL)]
         ctry[rare] = away
         net[rare] = [RARE_TRAVEL[c][1] for c in away]
         ip[rare] = [f"{RARE_TRAVEL[c][0]}.9.{int(x)}" for c, x in zip(away, eu[rare] % 250, strict=True)]

@@ -1,9 +1,16 @@
-"""Unusual data export volume, against the user's own baseline and their peer group's.
+"""Unusual data export volume, against the user's own baseline, their peer group's, and their peers now.
 
 Volumes are log-normal-ish, so the baseline is a robust location and scale (median, MAD) of
 log(1 + volume) over the user's windows with any export, shrunk towards the peer group's when the
 user has little history. Rows exported (data_export, export_requested) and bytes downloaded are
 scored separately and the rarer one counts (with a factor two for looking twice).
+
+An entity is also scored against its peers *in the same window*: when far more members of a peer
+group are above their own baselines than chance allows (a department's month-end close), that is
+a cohort shift, and each member's excess is measured from where the cohort moved to; only a member
+who stands out of the moved cohort as well keeps their own score. Without known peer groups, the
+cohorts are inferred from shared resources (``features.infer_cohorts``), and the whole population is
+one more group.
 """
 
 from __future__ import annotations
@@ -37,11 +44,19 @@ class ExportVolume(Detector):
         Floor of the log-volume scale, so a user who always exports the same amount is not alarmed by a little more.
     df : float, default 30.0
         Degrees of freedom of the Student-t tail (a little heavier than normal).
+    cohort_z : float, default 2.5
+        A member above their own baseline by this much has moved; many moving together is a cohort shift.
+    min_cohort : int, default 5
+        Fewest member windows moving in one period (and three times what chance allows) that make a cohort shift.
+    cohort_period : str, default "1d"
+        The span over which members moving together are counted (a close or a quarter end lasts days).
 
     Attributes
     ----------
     baselines_ : dict
         Per (measure, window): per-user and per-group location and scale of log volume.
+    groups_ : dict
+        User → peer group in use: ``peer_groups``, or cohorts inferred from shared resources.
     version_ : str
         Identifies the fitted model.
     """
@@ -49,15 +64,19 @@ class ExportVolume(Detector):
     name = "export_volume"
 
     def __init__(self, *, windows: tuple[str, ...] = ("10m", "1h"), peer_groups: Mapping[str, str] | None = None,
-                 shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0) -> None:
+                 shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0, cohort_z: float = 2.5,
+                 min_cohort: int = 5, cohort_period: str = "1d") -> None:
         self.windows = windows
         self.peer_groups = peer_groups
         self.shrinkage = shrinkage
         self.min_scale = min_scale
         self.df = df
+        self.cohort_z = cohort_z
+        self.min_cohort = min_cohort
+        self.cohort_period = cohort_period
 
     def _volumes(self, events: pl.LazyFrame, window: str) -> pl.LazyFrame:
-        groups = dict(self.peer_groups or {})
+        groups = self.groups_
         return (
             events.with_columns(pl.col("timestamp").dt.truncate(F.every(window)).alias("window_start"))
             .group_by("user_id", "window_start")
@@ -75,6 +94,8 @@ class ExportVolume(Detector):
                 .collect().lazy())
 
     def _fit(self, events: pl.DataFrame) -> None:
+        self.groups_ = (dict(self.peer_groups) if self.peer_groups is not None
+                        else F.infer_cohorts(events.lazy()) if events.height else {})
         self.baselines_ = {}
         exports = self._exports(events.lazy())
         for window in self.windows:
@@ -120,15 +141,41 @@ class ExportVolume(Detector):
             best = np.argmin(np.stack([m[1] for m in per_measure]), axis=0)
             # The rarer measure of each window, and its baseline.
             _, p, loc, scale, z, peer = (np.choose(best, [m[i] for m in per_measure]) for i in range(6))
-            p = np.minimum(2 * p, 1.0)
             frame = volumes.with_columns(
                 pl.lit("user").alias("entity_type"), pl.col("user_id").alias("entity_value"),
                 pl.lit(window).alias("window"),
                 pl.Series("measure", np.array(list(MEASURES))[best]),
                 pl.Series("expected_log", loc), pl.Series("scale_log", scale), pl.Series("z", z),
-                pl.Series("peer_log", peer))
-            parts.append(with_scores(frame, p))
+                pl.Series("peer_log", peer), pl.Series("p_own", p))
+            frame = self._cohort_shift(frame)
+            p = np.where(frame["shift"].to_numpy() > 0, stats.t.sf(frame["z_now"].to_numpy(), self.df), frame["p_own"])
+            parts.append(with_scores(frame, np.minimum(2 * p, 1.0)))
         return pl.concat(parts, how="diagonal_relaxed") if parts else _empty_scores()
+
+    def _cohort_shift(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``shift`` (how far a cohort moved together in the window, in z) and ``z_now`` (the excess beyond it)."""
+        expected_share = float(stats.t.sf(self.cohort_z, self.df))
+        up = pl.col("z") > self.cohort_z
+        z_up = pl.col("z").filter(up)
+        stats_ = [pl.len().alias("active"), up.sum().alias("moved"), z_up.median().alias("m"),
+                  ((z_up - z_up.median()).abs().median() * 1.4826).alias("s")]
+        frame = frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"))
+        per = pl.concat([
+            frame.group_by("_period", "peer_group").agg(stats_).rename({"peer_group": "_g"}),
+            frame.group_by("_period").agg(stats_).with_columns(pl.lit("*").alias("_g")),
+        ], how="diagonal_relaxed")
+        present = (pl.col("moved") >= pl.max_horizontal(pl.lit(self.min_cohort),
+                                                      3 * pl.col("active") * expected_share + 2))
+        per = per.filter(present).select("_period", "_g", (pl.col("m") - self.cohort_z).alias("_shift"),
+                                         "m", pl.max_horizontal(pl.col("s"), pl.lit(0.5)).alias("_s"), "moved")
+        both = pl.concat([frame.with_row_index("_r").with_columns(pl.col("peer_group").alias("_g")),
+                          frame.with_row_index("_r").with_columns(pl.lit("*").alias("_g"))])
+        joined = (both.join(per, on=["_period", "_g"], how="inner")
+                  .filter(pl.col("z") <= pl.col("m") + 3 * pl.col("_s"))  # standing out of the cohort too: no shift
+                  .group_by("_r").agg(pl.col("_shift").max().alias("shift"), pl.col("moved").max().alias("cohort")))
+        return (frame.with_row_index("_r").join(joined, on="_r", how="left").drop("_r")
+                .with_columns(pl.col("shift").fill_null(0.0), pl.col("cohort").fill_null(0))
+                .with_columns((pl.col("z") - pl.col("shift")).alias("z_now")).drop("_period"))
 
     def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
         measure = row["measure"]
@@ -146,4 +193,5 @@ class ExportVolume(Detector):
             "peers": {"group": row["peer_group"], f"typical_{measure}": round(peer, 1),
                       "times_peer_typical": round(observed / max(peer, 1.0), 1)},
             "z": round(float(row["z"]), 2),
+            "cohort": {"members_moved_together": int(row["cohort"]), "shift_z": round(float(row["shift"]), 2)},
         }
