@@ -46,8 +46,10 @@ class SizeTail:
         self.sf_k0 = float(self.table[self.k0])
         beyond = sizes >= self.k0
         excess = sizes[beyond] - self.k0
-        mean_excess = float(np.average(excess, weights=weights[beyond])) if excess.size else 0.0
-        self.ratio = max(mean_excess / (1.0 + mean_excess), min_ratio)
+        # Geometric beyond k0: P(excess >= 1) estimates the ratio and, unlike the mean excess, a few huge
+        # windows (last week's attacks, still in a refit's history) cannot fatten the tail.
+        share = float(np.average(excess >= 1, weights=weights[beyond])) if excess.size else 0.0
+        self.ratio = min(max(share, min_ratio), 0.95)
 
     def sf(self, k: np.ndarray) -> np.ndarray:
         k = np.maximum(np.asarray(k, dtype=np.int64), 1)
