@@ -85,8 +85,10 @@ def window_counts(events: pl.LazyFrame, entity: str, window: str, *, distinct: s
     )
 
 
-def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelta) -> pl.LazyFrame:
-    """Failed logins with ``resolved``: the same user succeeded from the same address within ``within`` after.
+def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelta, *, max_run: int = 4
+                  ) -> pl.LazyFrame:
+    """Failed logins with ``resolved``: the same user succeeded from the same address within ``within`` after,
+    ending a run of at most ``max_run`` failures (a longer run that ends in a success may be a guess that worked).
 
     A typo, an expired password or a stale token is resolved in seconds by its owner; a guess at
     someone else's account is not. Behind a shared egress (NAT, VPN, proxy) hundreds of people may
@@ -94,10 +96,11 @@ def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelt
     """
     successes = (events.filter(is_successful_login() & pl.col("source_ip").is_not_null())
                  .select("user_id", "source_ip", pl.col("timestamp").alias("_ok")).sort("_ok"))
+    run = pl.len().over("user_id", "source_ip", "_ok")  # the failures this success ends
     return (failures.sort("timestamp")
             .join_asof(successes, left_on="timestamp", right_on="_ok", by=["user_id", "source_ip"],
                        strategy="forward", tolerance=within, check_sortedness=False)
-            .with_columns(pl.col("_ok").is_not_null().alias("resolved")).drop("_ok"))
+            .with_columns((pl.col("_ok").is_not_null() & (run <= max_run)).alias("resolved")).drop("_ok"))
 
 
 def without_resolved_failures(events: pl.LazyFrame, within: timedelta) -> pl.LazyFrame:

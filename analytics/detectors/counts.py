@@ -48,7 +48,11 @@ class SizeTail:
         excess = sizes[beyond] - self.k0
         # Geometric beyond k0: P(excess >= 1) estimates the ratio and, unlike the mean excess, a few huge
         # windows (last week's attacks, still in a refit's history) cannot fatten the tail.
+        # Shrunk towards the prior's ratio by ``min_support`` pseudo-windows: a tail learned from two entities'
+        # habits (two service accounts' retry loops) says little about everybody else.
+        w = float(weights[beyond].sum())
         share = float(np.average(excess >= 1, weights=weights[beyond])) if excess.size else 0.0
+        share = (w * share + min_support * prior) / (w + min_support)
         self.ratio = min(max(share, min_ratio), 0.95)
 
     def sf(self, k: np.ndarray) -> np.ndarray:
@@ -58,8 +62,8 @@ class SizeTail:
         return np.where(k <= self.k0, inside, beyond)
 
 
-def entity_weights(entities: pl.Series) -> np.ndarray:
-    """Weights that let no entity dominate a pooled distribution: at most a typical entity's share.
+def entity_weights(entities: pl.Series, *, cap: float = 3.0) -> np.ndarray:
+    """Weights that let no entity dominate a pooled distribution: each counts for at most ``cap`` windows.
 
     A service account whose stale token fails in bursts three times a day is normal *for it*
     (its own history says so); pooled unweighted, its bursts would make every burst look normal.
@@ -68,7 +72,6 @@ def entity_weights(entities: pl.Series) -> np.ndarray:
         return np.ones(0)
     per = entities.value_counts(name="_n")
     n = entities.to_frame("_e").join(per.rename({entities.name: "_e"}), on="_e", how="left")["_n"].to_numpy()
-    cap = max(3.0, float(np.quantile(per["_n"].to_numpy(), 0.9)))
     return np.minimum(1.0, cap / n)
 
 

@@ -73,11 +73,11 @@ class FailureThenSuccess(Detector):
         for etype in self.entity_types:
             column = ENTITY_COLUMNS[etype]
             found = F.failures_before_success(F.with_user_ip(self._logins(logins, etype)), column, lookback).collect()
-            failed = found.filter(pl.col("failures") > 0)
+            failed = found["failures"].to_numpy() > 0
+            weights = np.ones(found.height)
+            weights[failed] = entity_weights(found[column].filter(pl.Series(failed)))
             self.tails_[etype] = SizeTail(found["failures"].to_numpy() + 1, prior_mean=self.prior_mean,
-                                          weights=np.concatenate([np.ones(found.height - failed.height),
-                                                                  entity_weights(failed[column])])
-                                          if failed.height else None)
+                                          weights=weights)
             # Successes before which the entity failed, and how many failures it usually takes: its habit.
             self.own_[etype] = (found.group_by(column).agg(
                 pl.len().alias("logins"), (pl.col("failures") > 0).sum().alias("after_failures"),
