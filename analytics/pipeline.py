@@ -57,10 +57,10 @@ def fit_all(history: pl.DataFrame | pl.LazyFrame, detectors: dict[str, Detector]
 
 def detect_all(detectors: Mapping[str, Detector], events: pl.DataFrame | pl.LazyFrame, *,
                start: datetime | None = None, min_score: float | None = None,
-               progress: Callable[[str], None] | None = None, merge: bool = True) -> pl.DataFrame:
+               progress: Callable[[str], None] | None = None, merge: bool = False) -> pl.DataFrame:
     """Anomalies of every detector over ``events`` (windows from ``start`` on; earlier ones are context).
 
-    With ``merge`` (the default) the windows of one story are one incident (``merge_incidents``).
+    With ``merge`` the windows of one story are one incident (``merge_incidents``); ``analyze`` merges.
     """
     frame = normalize(events).collect()
     found = []
@@ -125,7 +125,7 @@ class Plan:
 
 def _span(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
-    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.0f} h"
+    return f"{hours / 24:.1f} days" if hours >= 24 else f"{hours:.0f} h"
 
 
 def plan(frame: pl.DataFrame, *, baseline_until: datetime | None = None, warmup: timedelta = WARMUP,
@@ -175,7 +175,7 @@ def analyze(events: pl.DataFrame, *, baseline_until: datetime | None = None, war
                             progress=(lambda name, label=label: progress(f"{label}: fitted {name}")) if progress
                             else None)
         found.append(detect_all(detectors, scored, start=step if step > how.first_event else None,
-                                min_score=min_score, merge=False,
+                                min_score=min_score,
                                 progress=(lambda name, label=label: progress(f"{label}: scored {name}")) if progress
                                 else None))
     return merge_incidents(pl.concat(found))

@@ -261,22 +261,25 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     attack_start = start + timedelta(days=days - attack_days)
     humans = np.arange(users)
     contractors = np.nonzero((joined > 0) & (department != "engineering"))[0]
+    insiders: list = []
     for d in (range(days - attack_days, days) if attacks else ()):
         for _ in range(attacks_per_day):
             incidents += _attacks(rng, b, start + timedelta(days=d), humans, admin, user_ids, start_hour,
                                   day_hours, browser, prefix, host, country, names)
-            incidents.append(_insider_chain(extra, b, start + timedelta(days=d), contractors if contractors.size
-                                            else humans[~admin], people, address))
+            fresh = np.setdiff1d(contractors, insiders)  # a different contractor each time
+            if fresh.size == 0:
+                fresh = np.setdiff1d(humans[~admin & (department != "engineering")], insiders)
+            insiders.append(int(extra.choice(fresh)))
+            incidents.append(_insider_chain(extra, b, start + timedelta(days=d), insiders[-1], people, address))
     events = b.frame(rng)
     peer_groups = {str(u): str(g) for u, g in zip(user_ids, department, strict=True)}
     return Dataset(events, sorted(incidents, key=lambda i: i.start), start, attack_start,
                    start + timedelta(days=days), users, peer_groups, sorted(benign, key=lambda i: i.start))
 
 
-def _insider_chain(rng, b: _Builder, day: datetime, candidates: np.ndarray, people: People, address) -> Incident:
+def _insider_chain(rng, b: _Builder, day: datetime, who: int, people: People, address) -> Incident:
     """A contractor who never did a privileged action: in at ~03:00, admin for themselves, a key, audit off."""
     us = 1_000_000
-    who = int(rng.choice(candidates))
     uid = str(people.user_ids[who])
     t = int(day.timestamp() * us) + int(rng.uniform(2.5, 3.75) * 3600 * us)
     steps = np.sort(rng.integers(30 * us, 420 * us, size=3))

@@ -171,7 +171,7 @@ class ExportVolume(Detector):
         both = pl.concat([frame.with_row_index("_r").with_columns(pl.col("peer_group").alias("_g")),
                           frame.with_row_index("_r").with_columns(pl.lit("*").alias("_g"))])
         joined = (both.join(per, on=["_period", "_g"], how="inner")
-                  .filter(pl.col("z") <= pl.col("m") + 3 * pl.col("_s"))  # standing out of the cohort too: no shift
+                  .filter(pl.col("z") <= pl.col("m") + 4 * pl.col("_s"))  # standing far out of the cohort too: no shift
                   .group_by("_r").agg(pl.col("_shift").max().alias("shift"), pl.col("moved").max().alias("cohort")))
         return (frame.with_row_index("_r").join(joined, on="_r", how="left").drop("_r")
                 .with_columns(pl.col("shift").fill_null(0.0), pl.col("cohort").fill_null(0))

@@ -7,7 +7,7 @@ day. Their product is the chance of seeing this action at this hour from this ac
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -97,10 +97,15 @@ class PrivilegedAction(Detector):
         p_hour = (at_hour + self.hour_prior * hour_share) / (n + self.hour_prior)
         # A release night: several actors doing this kind of action at an hour odd for each of them. The hour is
         # explained by the cohort (a planned change), so only the action's rarity for the actor remains.
-        odd = found.select("user_id", "event_type", pl.col("timestamp").dt.truncate(self.cohort_period).alias("_p"),
-                           pl.Series("_odd", p_hour < self.odd_hour))
-        crowd = odd.with_columns(pl.col("user_id").filter(pl.col("_odd")).n_unique().over("event_type", "_p")
-                                 .alias("_crowd"))["_crowd"].to_numpy()
+        # Counted on two grids half a period apart, so a night that straddles a boundary is seen whole.
+        period = pl.select(pl.lit(0).cast(pl.Datetime("us", "UTC")).dt.offset_by(self.cohort_period)).item()
+        shift = (period - datetime(1970, 1, 1, tzinfo=UTC)) / 2
+        odd = found.select("user_id", "event_type", pl.Series("_odd", p_hour < self.odd_hour),
+                           pl.col("timestamp").dt.truncate(self.cohort_period).alias("_a"),
+                           (pl.col("timestamp") + shift).dt.truncate(self.cohort_period).alias("_b"))
+        actors = pl.col("user_id").filter(pl.col("_odd")).n_unique()
+        crowd = odd.select(pl.max_horizontal(actors.over("event_type", "_a"), actors.over("event_type", "_b"))
+                           .alias("_crowd"))["_crowd"].to_numpy()
         cohort = crowd >= self.min_cohort
         p_hour = np.where(cohort, 1.0, p_hour)
         frame = found.with_columns(pl.Series("cohort", crowd),
