@@ -5,12 +5,11 @@ log(1 + volume) over the user's windows with any export, shrunk towards the peer
 user has little history. Rows exported (data_export, export_requested) and bytes downloaded are
 scored separately and the rarer one counts (with a factor two for looking twice).
 
-An entity is also scored against its peers *in the same window*: when far more members of a peer
-group are above their own baselines than chance allows (a department's month-end close), that is
-a cohort shift, and each member's excess is measured from where the cohort moved to; only a member
-who stands out of the moved cohort as well keeps their own score. Without known peer groups, the
-cohorts are inferred from shared resources (``features.infer_cohorts``), and the whole population is
-one more group.
+An entity is also scored against its peers *in the same period*: when far more of a peer group's
+windows are above their members' own baselines than chance allows (a department's month-end
+close), that is a cohort shift, and a window is anomalous only if it is rare for the member and
+also among the windows of the peers who moved with them. Without known peer groups, cohorts are
+inferred from shared resources (``features.infer_cohorts``); users in none form one group.
 """
 
 from __future__ import annotations
@@ -147,35 +146,33 @@ class ExportVolume(Detector):
                 pl.Series("measure", np.array(list(MEASURES))[best]),
                 pl.Series("expected_log", loc), pl.Series("scale_log", scale), pl.Series("z", z),
                 pl.Series("peer_log", peer), pl.Series("p_own", p))
-            frame = self._cohort_shift(frame)
-            p = np.where(frame["shift"].to_numpy() > 0, stats.t.sf(frame["z_now"].to_numpy(), self.df), frame["p_own"])
+            frame = self._cohort(frame)
+            # In a cohort shift a window must be rare for the member *and* among the peers who moved with them.
+            moved = frame["cohort"].to_numpy() > 0
+            p_cohort = stats.t.sf(frame["z_cohort"].fill_null(0.0).to_numpy(), self.df)
+            p = np.where(moved, np.maximum(frame["p_own"].to_numpy(), p_cohort), frame["p_own"].to_numpy())
             parts.append(with_scores(frame, np.minimum(2 * p, 1.0)))
         return pl.concat(parts, how="diagonal_relaxed") if parts else _empty_scores()
 
-    def _cohort_shift(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``shift`` (how far a cohort moved together in the window, in z) and ``z_now`` (the excess beyond it)."""
+    def _cohort(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Peers in the same period: ``cohort`` (member windows that moved together, 0 when no cohort shift) and
+        ``z_cohort`` (the window's log volume against the moved members' median and spread)."""
         expected_share = float(stats.t.sf(self.cohort_z, self.df))
+        frame = frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"),
+                                   (pl.col("expected_log") + pl.col("z") * pl.col("scale_log")).alias("_log"))
         up = pl.col("z") > self.cohort_z
-        z_up = pl.col("z").filter(up)
-        stats_ = [pl.len().alias("active"), up.sum().alias("moved"), z_up.median().alias("m"),
-                  ((z_up - z_up.median()).abs().median() * 1.4826).alias("s")]
-        frame = frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"))
-        per = pl.concat([
-            frame.group_by("_period", "peer_group").agg(stats_).rename({"peer_group": "_g"}),
-            frame.group_by("_period").agg(stats_).with_columns(pl.lit("*").alias("_g")),
-        ], how="diagonal_relaxed")
-        present = (pl.col("moved") >= pl.max_horizontal(pl.lit(self.min_cohort),
-                                                      3 * pl.col("active") * expected_share + 2))
-        per = per.filter(present).select("_period", "_g", (pl.col("m") - self.cohort_z).alias("_shift"),
-                                         "m", pl.max_horizontal(pl.col("s"), pl.lit(0.5)).alias("_s"), "moved")
-        both = pl.concat([frame.with_row_index("_r").with_columns(pl.col("peer_group").alias("_g")),
-                          frame.with_row_index("_r").with_columns(pl.lit("*").alias("_g"))])
-        joined = (both.join(per, on=["_period", "_g"], how="inner")
-                  .filter(pl.col("z") <= pl.col("m") + 4 * pl.col("_s"))  # standing far out of the cohort too: no shift
-                  .group_by("_r").agg(pl.col("_shift").max().alias("shift"), pl.col("moved").max().alias("cohort")))
-        return (frame.with_row_index("_r").join(joined, on="_r", how="left").drop("_r")
-                .with_columns(pl.col("shift").fill_null(0.0), pl.col("cohort").fill_null(0))
-                .with_columns((pl.col("z") - pl.col("shift")).alias("z_now")).drop("_period"))
+        log_up = pl.col("_log").filter(up)
+        per = (frame.group_by("_period", "peer_group")
+               .agg(pl.len().alias("_active"), up.sum().alias("cohort"), log_up.median().alias("cohort_log"),
+                    ((log_up - log_up.median()).abs().median() * 1.4826).alias("_spread"))
+               .filter(pl.col("cohort") >= pl.max_horizontal(pl.lit(self.min_cohort),
+                                                             3 * pl.col("_active") * expected_share + 2))
+               .select("_period", "peer_group", "cohort", "cohort_log",
+                       pl.max_horizontal(pl.col("_spread"), pl.lit(self.min_scale)).alias("cohort_scale")))
+        return (frame.join(per, on=["_period", "peer_group"], how="left")
+                .with_columns(pl.col("cohort").fill_null(0),
+                              ((pl.col("_log") - pl.col("cohort_log")) / pl.col("cohort_scale")).alias("z_cohort"))
+                .drop("_period", "_log"))
 
     def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
         measure = row["measure"]
@@ -193,5 +190,7 @@ class ExportVolume(Detector):
             "peers": {"group": row["peer_group"], f"typical_{measure}": round(peer, 1),
                       "times_peer_typical": round(observed / max(peer, 1.0), 1)},
             "z": round(float(row["z"]), 2),
-            "cohort": {"members_moved_together": int(row["cohort"]), "shift_z": round(float(row["shift"]), 2)},
+            "cohort": {"member_windows_moved_together": int(row["cohort"]),
+                       **({"typical_of_moved": round(float(np.expm1(row["cohort_log"])), 1),
+                           "z_among_moved": round(float(row["z_cohort"]), 2)} if row["cohort"] else {})},
         }
