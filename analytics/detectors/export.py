@@ -149,7 +149,8 @@ class ExportVolume(Detector):
             frame = self._cohort(frame)
             # In a cohort shift a window must be rare for the member *and* among the peers who moved with them.
             moved = frame["cohort"].to_numpy() > 0
-            p_cohort = stats.t.sf(frame["z_cohort"].fill_null(0.0).to_numpy(), self.df)
+            # Normal tail: the moved peers' spread is measured in this very period, robustly (no extra heaviness).
+            p_cohort = stats.norm.sf(frame["z_cohort"].fill_null(0.0).to_numpy())
             p = np.where(moved, np.maximum(frame["p_own"].to_numpy(), p_cohort), frame["p_own"].to_numpy())
             parts.append(with_scores(frame, np.minimum(2 * p, 1.0)))
         return pl.concat(parts, how="diagonal_relaxed") if parts else _empty_scores()

@@ -47,11 +47,14 @@ def actions(events: pl.LazyFrame) -> pl.LazyFrame:
             .with_columns(pl.col("timestamp").dt.hour().alias("hour")))
 
 
-def sessions(steps: pl.LazyFrame, gap: timedelta) -> pl.LazyFrame:
-    """Adds ``session`` (per actor, a new one after a gap longer than ``gap``) to time-sorted steps."""
-    return (steps.sort("user_id", "timestamp")
-            .with_columns(((pl.col("timestamp").diff().over("user_id") > gap).fill_null(True)
-                           .cast(pl.Int32).cum_sum().over("user_id")).alias("session")))
+def sessions(steps: pl.LazyFrame, gap: timedelta, span: timedelta) -> pl.LazyFrame:
+    """Adds ``session`` to time-sorted steps: per actor, a new one after a gap longer than ``gap``, and every
+    ``span`` within a busy day (a chain is minutes long; a whole working day is not one chain)."""
+    steps = (steps.sort("user_id", "timestamp")
+             .with_columns(((pl.col("timestamp").diff().over("user_id") > gap).fill_null(True)
+                            .cast(pl.Int32).cum_sum().over("user_id")).alias("_run")))
+    part = ((pl.col("timestamp") - pl.col("timestamp").min().over("user_id", "_run")) // span).cast(pl.Int32)
+    return steps.with_columns((pl.col("_run") * 10_000 + part).alias("session")).drop("_run")
 
 
 class SessionChain(Detector):
@@ -61,6 +64,8 @@ class SessionChain(Detector):
     ----------
     gap_minutes : float, default 30.0
         A session ends after this long without an event from the actor.
+    max_span_minutes : float, default 120.0
+        A busy stretch is cut into sessions this long, so a whole working day does not add up as one chain.
     prior : float, default 20.0
         Pseudo-events of population behaviour in each actor's action frequencies (shrinkage).
     hour_prior : float, default 50.0
@@ -86,10 +91,11 @@ class SessionChain(Detector):
 
     name = "session_chain"
 
-    def __init__(self, *, gap_minutes: float = 30.0, prior: float = 20.0, hour_prior: float = 50.0,
+    def __init__(self, *, gap_minutes: float = 30.0, max_span_minutes: float = 120.0, prior: float = 20.0, hour_prior: float = 50.0,
                  free_bits: float = 4.0, min_population_share: float = 1e-6,
                  calibration_events: int = 300_000) -> None:
         self.gap_minutes = gap_minutes
+        self.max_span_minutes = max_span_minutes
         self.prior = prior
         self.hour_prior = hour_prior
         self.free_bits = free_bits
@@ -118,7 +124,7 @@ class SessionChain(Detector):
         if steps.is_empty():
             return pl.DataFrame()
         gap = timedelta(minutes=self.gap_minutes)
-        steps = sessions(steps.lazy(), gap).collect()
+        steps = sessions(steps.lazy(), gap, timedelta(minutes=self.max_span_minutes)).collect()
         keys = ["user_id", "session"]
         # Each distinct action once per session (its first occurrence), and the session's start hour.
         own = steps.group_by(*keys, "action").agg(pl.len().alias("in_session"), pl.col("timestamp").min(),
