@@ -93,7 +93,8 @@ class ExportVolume(Detector):
                 .collect().lazy())
 
     def _fit(self, events: pl.DataFrame) -> None:
-        self.groups_ = (dict(self.peer_groups) if self.peer_groups is not None
+        # Known peer groups (an empty mapping, as a store without a directory gives, is none known).
+        self.groups_ = (dict(self.peer_groups) if self.peer_groups
                         else F.infer_cohorts(events.lazy()) if events.height else {})
         self.baselines_ = {}
         exports = self._exports(events.lazy())

@@ -53,7 +53,8 @@ def sessions(steps: pl.LazyFrame, gap: timedelta, span: timedelta) -> pl.LazyFra
     steps = (steps.sort("user_id", "timestamp")
              .with_columns(((pl.col("timestamp").diff().over("user_id") > gap).fill_null(True)
                             .cast(pl.Int32).cum_sum().over("user_id")).alias("_run")))
-    part = ((pl.col("timestamp") - pl.col("timestamp").min().over("user_id", "_run")) // span).cast(pl.Int32)
+    since = (pl.col("timestamp") - pl.col("timestamp").min().over("user_id", "_run")).dt.total_microseconds()
+    part = (since // int(span.total_seconds() * 1_000_000)).cast(pl.Int32)
     return steps.with_columns((pl.col("_run") * 10_000 + part).alias("session")).drop("_run")
 
 
