@@ -48,14 +48,18 @@ def actions(events: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def sessions(steps: pl.LazyFrame, gap: timedelta, span: timedelta) -> pl.LazyFrame:
-    """Adds ``session`` to time-sorted steps: per actor, a new one after a gap longer than ``gap``, and every
-    ``span`` within a busy day (a chain is minutes long; a whole working day is not one chain)."""
-    steps = (steps.sort("user_id", "timestamp")
-             .with_columns(((pl.col("timestamp").diff().over("user_id") > gap).fill_null(True)
-                            .cast(pl.Int32).cum_sum().over("user_id")).alias("_run")))
-    since = (pl.col("timestamp") - pl.col("timestamp").min().over("user_id", "_run")).dt.total_microseconds()
-    part = (since // int(span.total_seconds() * 1_000_000)).cast(pl.Int32)
-    return steps.with_columns((pl.col("_run") * 10_000 + part).alias("session")).drop("_run")
+    """Adds ``session`` to steps: per actor, a new one after a gap longer than ``gap``, and every ``span`` within
+    a busy stretch (a chain is minutes long; a whole working day is not one chain)."""
+    # Sorted by a hash of the actor (integers sort fast), so runs are found with shifts instead of windows.
+    actor = pl.col("_actor")
+    fresh = (actor != actor.shift()).fill_null(True) | (pl.col("timestamp").diff() > gap).fill_null(True)
+    since = (pl.col("timestamp") - pl.col("_start")).dt.total_microseconds()
+    return (steps.with_columns(pl.col("user_id").hash(11).alias("_actor")).sort("_actor", "timestamp")
+            .with_columns(fresh.alias("_fresh"))
+            .with_columns(pl.when(pl.col("_fresh")).then(pl.col("timestamp")).forward_fill().alias("_start"),
+                          pl.col("_fresh").cast(pl.Int64).cum_sum().alias("_run"))
+            .with_columns((pl.col("_run") * 10_000 + since // int(span.total_seconds() * 1_000_000)).alias("session"))
+            .drop("_actor", "_fresh", "_start", "_run"))
 
 
 class SessionChain(Detector):
@@ -166,6 +170,17 @@ class SessionChain(Detector):
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
         steps = actions(events).collect()
+        # Only actors with at least one costly step can have a session worth a row: find them on the distinct
+        # (actor, action) pairs, then build sessions for them alone.
+        pairs = (steps.select("user_id", "action").unique()
+                 .join(self.actor_actions_, on=["user_id", "action"], how="left")
+                 .join(self.actors_, on="user_id", how="left"))
+        pop = np.maximum(pairs["action"].replace_strict(self.population_, default=0.0, return_dtype=pl.Float64)
+                         .to_numpy(), self.min_population_share)
+        bits = -np.log2((pairs["c"].fill_null(0).to_numpy() + self.prior * pop)
+                        / (pairs["n"].fill_null(0).to_numpy() + self.prior))
+        costly = pairs.filter(pl.Series(bits > self.free_bits))["user_id"].unique()
+        steps = steps.filter(pl.col("user_id").is_in(costly.implode()))
         found = self._evidence(steps, leave_one_out=False)
         if found.is_empty():
             return _empty_scores()
