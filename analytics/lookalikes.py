@@ -69,7 +69,7 @@ def inject(rng: np.random.Generator, add: Callable[..., None], people: People, p
         out.append(_password_expiry(rng, add, people, plan["expiry"], logins))
     out += _retry_loops(rng, add, people, days)
     if "release" in plan:
-        out.append(_release_night(rng, add, people, plan["release"]))
+        out.append(_release_night(rng, add, people, plan["release"], last=plan["release"] == days - 1))
     for who, first, last, _far in trips:
         out.append(Incident("traveller", _at(people, first * 24), _at(people, (last + 1) * 24),
                             frozenset({str(people.user_ids[who])}), "abroad for days"))
@@ -129,7 +129,7 @@ def _retry_loops(rng, add, people: People, days: int) -> list[Incident]:
     out = []
     for i in range(2):
         sid, ip = f"svc-sync{i}", f"10.0.9.{i + 1}"
-        episodes = np.sort(rng.integers(0, days * HOUR * 1, size=int(rng.poisson(3 * days))))
+        episodes = np.sort(rng.integers(0, days * 24 * HOUR - 600 * US, size=int(rng.poisson(3 * days))))
         for t in episodes:
             k = int(rng.integers(5, 26))
             gaps = np.sort(rng.integers(0, int(rng.uniform(30, 150) * US), size=k))
@@ -143,14 +143,16 @@ def _retry_loops(rng, add, people: People, days: int) -> list[Incident]:
     return out
 
 
-def _release_night(rng, add, people: People, day: int) -> Incident:
-    """Engineers ship a release in the evening: config changes and checks between 21:00 and 02:00 UTC."""
+def _release_night(rng, add, people: People, day: int, *, last: bool = False) -> Incident:
+    """Engineers ship a release in the evening: config changes and checks between 21:00 and 02:00 UTC
+    (19:00 to midnight on the dataset's last day, so nothing falls after its end)."""
+    begin = 19 if last else 21
     engineers = np.nonzero((people.department == "engineering") & ~people.admin)[0]
     crew = rng.choice(engineers, size=min(engineers.size, max(5, engineers.size // 25)), replace=False)
     k = rng.integers(2, 7, size=crew.size)
     who = np.repeat(crew, k)
     n = who.size
-    ts = people.t0 + day * 24 * HOUR + int(21 * HOUR) + rng.integers(0, 5 * HOUR, size=n)
+    ts = people.t0 + day * 24 * HOUR + begin * HOUR + rng.integers(0, 5 * HOUR, size=n)
     flags = np.array([f'{{"setting":"feature_flag.release_{int(x)}"}}' for x in rng.integers(1, 40, size=n)],
                      dtype=object)
     add(n, ts_us=ts, event_type="config_change", user_id=people.user_ids[who], outcome="success",
@@ -158,10 +160,10 @@ def _release_night(rng, add, people: People, day: int) -> Incident:
         source_asn=people.asn[who], user_agent=people.user_agent[who], metadata=flags)
     q = n * 2
     qwho = np.repeat(crew, 2 * k)
-    add(q, ts_us=people.t0 + day * 24 * HOUR + int(21 * HOUR) + rng.integers(0, 5 * HOUR, size=q),
+    add(q, ts_us=people.t0 + day * 24 * HOUR + begin * HOUR + rng.integers(0, 5 * HOUR, size=q),
         event_type="query_executed", user_id=people.user_ids[qwho], outcome="success",
         source_ip=people.address(qwho, np.full(q, day // 7)), source_country=people.country[qwho],
         source_asn=people.asn[qwho], user_agent=people.user_agent[qwho], metadata='{"rows":20,"dataset":"deploys"}')
-    return Incident("release_night", _at(people, day * 24 + 21), _at(people, day * 24 + 26),
+    return Incident("release_night", _at(people, day * 24 + begin), _at(people, day * 24 + begin + 5),
                     frozenset(str(u) for u in people.user_ids[crew]), "a release")
 
