@@ -81,6 +81,8 @@ class SessionChain(Detector):
         Floor of an action's population frequency (an action nobody ever did).
     calibration_events : int, default 300000
         About how many history events' sessions (whole actors, a hashed sample) calibrate the evidence.
+    min_history : int, default 1000
+        Fewer history events than this and the detector stays silent (nothing is known to be rare yet).
 
     Attributes
     ----------
@@ -98,7 +100,7 @@ class SessionChain(Detector):
 
     def __init__(self, *, gap_minutes: float = 30.0, max_span_minutes: float = 120.0, prior: float = 20.0, hour_prior: float = 50.0,
                  free_bits: float = 4.0, min_population_share: float = 1e-6,
-                 calibration_events: int = 300_000) -> None:
+                 calibration_events: int = 300_000, min_history: int = 1000) -> None:
         self.gap_minutes = gap_minutes
         self.max_span_minutes = max_span_minutes
         self.prior = prior
@@ -106,9 +108,11 @@ class SessionChain(Detector):
         self.free_bits = free_bits
         self.min_population_share = min_population_share
         self.calibration_events = calibration_events
+        self.min_history = min_history
 
     def _fit(self, events: pl.DataFrame) -> None:
         steps = actions(events.lazy()).collect()
+        self.history_events_ = steps.height
         self.actors_ = steps.group_by("user_id").agg(pl.len().alias("n"))
         self.actor_actions_ = steps.group_by("user_id", "action").agg(pl.len().alias("c"))
         self.actor_hours_ = steps.group_by("user_id", "hour").agg(pl.len().alias("h"))
@@ -169,6 +173,8 @@ class SessionChain(Detector):
         return out
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
+        if self.history_events_ < self.min_history:
+            return _empty_scores()  # an honest cold start: without a population, no step is known to be rare
         steps = actions(events).collect()
         # Only actors with at least one costly step can have a session worth a row: find them on the distinct
         # (actor, action) pairs, then build sessions for them alone.
