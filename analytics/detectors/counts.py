@@ -31,7 +31,8 @@ class SizeTail:
         sizes = np.asarray(sizes, dtype=np.int64)
         weights = np.ones(sizes.size) if weights is None else np.asarray(weights, dtype=float)
         keep = sizes > 0
-        sizes, weights = sizes[keep], weights[keep]
+        order = np.lexsort((weights[keep], sizes[keep]))  # sums in one order: the same data, the same model
+        sizes, weights = sizes[keep][order], weights[keep][order]
         prior = (prior_mean - 1.0) / prior_mean
         self.n = float(weights.sum())
         if sizes.size == 0:
