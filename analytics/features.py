@@ -103,6 +103,20 @@ def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelt
             .with_columns((pl.col("_ok").is_not_null() & (run <= max_run)).alias("resolved")).drop("_ok"))
 
 
+def from_good_sources(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The events minus failed logins from addresses that never had a successful event in them.
+
+    What normal failure bursts look like is learned from sources that also do legitimate work; an
+    address that only ever failed (last week's spray or brute force, still inside a refit's history)
+    would teach the model that attacks are normal.
+    """
+    good = events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null()).select(
+        "source_ip").unique()
+    failed = is_failed_login() & pl.col("source_ip").is_not_null()
+    return pl.concat([events.filter(~failed),
+                      events.filter(failed).join(good, on="source_ip", how="semi")], how="vertical_relaxed")
+
+
 def without_resolved_failures(events: pl.LazyFrame, within: timedelta) -> pl.LazyFrame:
     """The events minus the failed logins their owner resolved (see ``with_resolved``)."""
     failures = with_resolved(events.filter(is_failed_login()), events, within)

@@ -106,7 +106,7 @@ class _HurdleCounts(Detector):
 
     def _fit(self, events: pl.DataFrame) -> None:
         lf = events.lazy()
-        picked = self._events(lf)
+        picked = self._events(F.from_good_sources(lf))
         if events.height:
             span_minutes = max((events["timestamp"].max() - events["timestamp"].min()).total_seconds() / 60, 1.0)
         else:

@@ -69,7 +69,7 @@ class FailureThenSuccess(Detector):
         lookback = timedelta(minutes=self.lookback_minutes)
         self.tails_ = {}
         self.own_ = {}
-        logins = events.lazy().filter(pl.col("event_type") == "user_login").collect().lazy()
+        logins = F.from_good_sources(events.lazy().filter(pl.col("event_type") == "user_login")).collect().lazy()
         for etype in self.entity_types:
             column = ENTITY_COLUMNS[etype]
             found = F.failures_before_success(F.with_user_ip(self._logins(logins, etype)), column, lookback).collect()
