@@ -26,8 +26,10 @@ MAX_REFITS = 12  # a long file is refitted at most this often (each refit costs 
 CONTEXT = timedelta(hours=1)  # events before a scored range that detectors read (sessions, rolling windows)
 MERGE_GAP = timedelta(hours=2)  # windows of one detector and entity closer than this are one incident
 
+# ``first_window_end``: when the incident could first have been reported (its first window closed), the
+# moment detection delay is measured to; ``last_seen`` moves on as the incident grows.
 INCIDENT_SCHEMA: dict[str, pl.DataType] = {**ANOMALY_SCHEMA, "first_seen": TS, "last_seen": TS,
-                                           "peak_score": pl.Float64, "windows": pl.Int64}
+                                           "first_window_end": TS, "peak_score": pl.Float64, "windows": pl.Int64}
 
 
 def build(names: Iterable[str] | None = None, *, peer_groups: Mapping[str, str] | None = None) -> dict[str, Detector]:
@@ -91,6 +93,7 @@ def merge_incidents(anomalies: pl.DataFrame, *, gap: timedelta = MERGE_GAP) -> p
     peak = pl.col("score").arg_max()
     merged = ordered.group_by(*keys, "_incident").agg(
         pl.col("window_start").min(), pl.col("window_end").max(), pl.col("score").max(),
+        pl.col("window_end").first().alias("first_window_end"),
         pl.col("detector_version").get(peak), pl.col("explanation").get(peak),
         pl.col("sample_event_ids").get(peak), pl.len().cast(pl.Int64).alias("windows"))
     merged = merged.with_columns(

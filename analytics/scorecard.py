@@ -51,12 +51,15 @@ def read_anomalies(path: Path | str) -> pl.DataFrame:
                 rows.append({"detector": str(obj["detector"]), "entity_type": obj.get("entity_type"),
                              "entity_value": str(obj["entity_value"]), "window_start": datetime.fromisoformat(start),
                              "window_end": datetime.fromisoformat(end),
+                             "first_window_end": (datetime.fromisoformat(obj["first_window_end"])
+                                                  if obj.get("first_window_end") else None),
                              "score": float(obj.get("score") or obj.get("peak_score") or 0.0)})
             except (orjson.JSONDecodeError, KeyError, StopIteration, TypeError, ValueError):
                 raise MalformedInput(line_no, "not an anomaly as `auditwatch analyze` writes them: it needs detector, "
                                      "entity_value, window_start (or start) and window_end (or end)") from None
     return pl.DataFrame(rows, schema={"detector": pl.String, "entity_type": pl.String, "entity_value": pl.String,
-                                      "window_start": TS, "window_end": TS, "score": pl.Float64})
+                                      "window_start": TS, "window_end": TS, "first_window_end": TS,
+                                      "score": pl.Float64})
 
 
 def merge(anomalies: pl.DataFrame, gap: timedelta = MERGE_GAP) -> pl.DataFrame:
@@ -191,10 +194,13 @@ def score(anomalies: pl.DataFrame, labels: Labels, *, classes: Sequence[str] = (
     true_alerts = set(hits["_row"].to_list())
     alerts = alerts.with_columns(pl.col("alert").is_in(list(true_alerts)).alias("true"))
 
-    # delays: the first matching window of each incident, from the raw windows
+    # delays: the first matching window of each incident, from the raw windows (a merged incident row
+    # carries its first window's end, when it could first have been reported)
     windows = meets(inside, incidents, start="window_start", end="window_end", grace=grace)
+    reported = (pl.coalesce("first_window_end", "window_end") if "first_window_end" in inside.columns
+                else pl.col("window_end"))
     timed = windows.join(inside.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-                         .select("_row", "window_end"), on="_row")
+                         .select("_row", reported.alias("window_end")), on="_row")
     first = dict(timed.group_by("key").agg(pl.col("window_end").min()).iter_rows())
     matched = hits.join(alerts.select(pl.col("alert").alias("_row"), "detector", "end"), on="_row")
     for key, end in matched.group_by("key").agg(pl.col("end").min()).iter_rows():

@@ -39,7 +39,7 @@ def test_analyze_writes_one_json_line_per_anomaly_with_every_field(run, tmp_path
     for anomaly in lines:
         assert set(anomaly) == {"detector", "detector_version", "entity_type", "entity_value", "window_start",
                                 "window_end", "score", "severity", "explanation", "sample_event_ids",
-                                "first_seen", "last_seen", "peak_score", "windows"}
+                                "first_seen", "last_seen", "first_window_end", "peak_score", "windows"}
         assert 0.6 <= anomaly["score"] <= 1 and anomaly["explanation"]["summary"]
         # Scored after the warm-up: the file's first two days were only learned from.
         assert anomaly["window_start"] >= (start + timedelta(days=2)).replace(hour=0).isoformat()[:10]

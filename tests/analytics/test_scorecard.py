@@ -109,3 +109,13 @@ def test_labels_and_anomalies_files_round_trip(tmp_path):
     out.write_text('{"detector": "x"}\n')
     with pytest.raises(MalformedInput, match="line 1"):
         scorecard.read_anomalies(out)
+
+
+def test_a_merged_incident_is_timed_from_its_first_window_not_its_last():
+    """analyze writes one row per incident: its delay is when its first window closed, not when it ended."""
+    merged = anomalies(("burst", "u4", 30.0, 35.0)).with_columns(pl.lit(at(30 + 1 / 12)).alias("first_window_end"))
+    card = scorecard.score(merged, LABELS)
+    exfil = next(c for c in card.classes if c.scenario == "exfil")
+    assert exfil.recall == 1.0 and exfil.median_delay_s == 300.0
+    plain = scorecard.score(anomalies(("burst", "u4", 30.0, 35.0)), LABELS)
+    assert next(c for c in plain.classes if c.scenario == "exfil").median_delay_s == 5 * 3600.0
