@@ -14,7 +14,7 @@ import pytest
 
 from alerts.rules import PACKAGED_RULES
 from storage.auth import Role
-from storage.timescale import catalog
+from storage.timescale import catalog, dashboards, self_audit
 from tests.auditwatch.test_api_alerts import FP, firing  # noqa: F401 - the fixture, reused
 
 ADMIN = "atomic-admin"
@@ -156,3 +156,22 @@ def test_every_change_writes_its_record(client, admin, conn, settings, firing): 
     # Every record is sealed in the integrity chain like any other event.
     assert conn.execute("SELECT count(*) FROM audit_events WHERE user_id = %s AND batch_seq IS NULL",
                         (f"apikey:{ADMIN}",)).fetchone()[0] == 0
+
+
+def test_saved_dashboards(services, conn):
+    """The dashboard's create / save / delete (dashboard.pages.custom) store their record with the change."""
+    def audit(change: str):
+        return lambda saved: self_audit.record("config_change", f"apikey:{ADMIN}", now=datetime.now(UTC),
+                                               resource_id=str(saved.dashboard_id), metadata={"change": change})
+
+    kept = dashboards.create(services.pool, owner="apikey:x", name="kept", config={}, audit=audit("created"))
+    assert audited(conn, "config_change", str(kept.dashboard_id)) == 1
+    conn.execute(_FAIL_AUDIT.replace("%s", f"'apikey:{ADMIN}'"))
+    with pytest.raises(psycopg.errors.RaiseException):
+        dashboards.create(services.pool, owner="apikey:x", name="ghost", config={}, audit=audit("created"))
+    with pytest.raises(psycopg.errors.RaiseException):
+        dashboards.save(services.pool, kept.dashboard_id, owner="apikey:x", version=kept.version, name="renamed",
+                        audit=audit("saved"))
+    with pytest.raises(psycopg.errors.RaiseException):
+        dashboards.delete(services.pool, kept.dashboard_id, owner="apikey:x", audit=audit("deleted"))
+    assert [d.name for d in dashboards.visible_to(services.pool, "apikey:x")] == ["kept"]
