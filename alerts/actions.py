@@ -1,7 +1,8 @@
 """What people do with alerts — list, acknowledge, silence — shared by the API, the CLI and the dashboard.
 
-Each change calls ``audit(resource_id, metadata)`` so the caller records a config_change-style audit
-event under its own principal.
+Each change calls ``audit(resource_id, metadata)``, the caller's builder of a config_change audit record
+under its own principal, and stores that record in the same transaction as the change: a change and its
+record commit together or not at all.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from psycopg_pool import ConnectionPool
 
 from alerts.errors import InvalidSilence, UnknownAlert
 from alerts.routing import LABEL_MATCHER_MAX
+from storage.events import EventRecord
 from storage.timescale import alerts as store
+from storage.timescale import self_audit
 from storage.timescale.alerts import AlertRow, Silence
 
 STATES = ("pending", "firing", "resolved")
 MAX_SILENCE = timedelta(days=90)
-Audit = Callable[[str, dict], None]
+Audit = Callable[[str, dict], EventRecord]  # (resource_id, metadata) -> the record to store
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,14 @@ def acknowledge(pool: ConnectionPool, fingerprint: str, *, by: str, comment: str
     now = now or datetime.now(UTC)
     if until is not None and until <= now:
         raise ValueError("`until` must be in the future; omit it to acknowledge until the alert resolves")
-    with pool.connection() as conn:
+    with pool.connection() as conn, conn.transaction():
         row = store.acknowledge(conn, fingerprint, by=by, comment=comment, until=until, now=now)
-    if row is None:
-        raise UnknownAlert(fingerprint)
-    if audit is not None:
-        audit(fingerprint, {"change": "alert_acknowledged", "rule_id": row.rule_id, "comment": comment,
-                            "until": until.isoformat() if until else None})
+        if row is None:
+            raise UnknownAlert(fingerprint)
+        if audit is not None:
+            self_audit.store(conn, audit(fingerprint, {"change": "alert_acknowledged", "rule_id": row.rule_id,
+                                                       "comment": comment,
+                                                       "until": until.isoformat() if until else None}))
     return _view(row, store.silences(pool, active_at=now), now)
 
 
@@ -114,11 +118,13 @@ def create_silence(pool: ConnectionPool, *, matchers: dict[str, str], starts_at:
         raise InvalidSilence(f"a silence may last at most {MAX_SILENCE.days} days; create a new one later")
     if not created_by or not comment or not comment.strip():
         raise InvalidSilence("say who creates the silence and why (`comment`)")
-    silence_id = store.create_silence(pool, matchers=matchers, starts_at=starts_at, ends_at=ends_at,
-                                      created_by=created_by, comment=comment)
-    if audit is not None:
-        audit(str(silence_id), {"change": "silence_created", "matchers": matchers, "starts_at": starts_at.isoformat(),
-                                "ends_at": ends_at.isoformat(), "comment": comment})
+    with pool.connection() as conn, conn.transaction():
+        silence_id = store.create_silence(conn, matchers=matchers, starts_at=starts_at, ends_at=ends_at,
+                                          created_by=created_by, comment=comment)
+        if audit is not None:
+            self_audit.store(conn, audit(str(silence_id), {
+                "change": "silence_created", "matchers": matchers, "starts_at": starts_at.isoformat(),
+                "ends_at": ends_at.isoformat(), "comment": comment}))
     return silence_id
 
 
@@ -129,11 +135,14 @@ def list_silences(pool: ConnectionPool, *, active_at: datetime | None = None, li
 def expire_silence(pool: ConnectionPool, silence_id: int, *, by: str, audit: Audit | None = None,
                    now: datetime | None = None) -> Silence:
     now = now or datetime.now(UTC)
-    silence = store.expire_silence(pool, silence_id, by=by, now=now)
-    if silence is None:
-        raise InvalidSilence(f"no live silence has id {silence_id}; list them with `auditwatch alerts silence list`")
-    if audit is not None:
-        audit(str(silence_id), {"change": "silence_expired", "matchers": silence.matchers})
+    with pool.connection() as conn, conn.transaction():
+        silence = store.expire_silence(conn, silence_id, by=by, now=now)
+        if silence is None:
+            raise InvalidSilence(f"no live silence has id {silence_id}; list them with "
+                                 "`auditwatch alerts silence list`")
+        if audit is not None:
+            self_audit.store(conn, audit(str(silence_id), {"change": "silence_expired",
+                                                           "matchers": silence.matchers}))
     return silence
 
 

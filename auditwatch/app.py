@@ -49,7 +49,8 @@ def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None
                     secret_key=secret_key(settings.dashboard_secret_key,
                                           settings.resolved_data_dir() / "dashboard-secret-key"),
                     session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
-                    alert_actions=alert_actions, key_cache_seconds=settings.key_cache_seconds)
+                    alert_actions=alert_actions, key_cache_seconds=settings.key_cache_seconds,
+                    audit_record=services.audit_record)
 
 
 def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:

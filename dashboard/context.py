@@ -7,12 +7,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import flask
 from psycopg_pool import ConnectionPool
 
 from storage.auth import ApiKey
+from storage.events import EventRecord
+from storage.timescale import self_audit
 
 EXTENSION = "auditwatch.dashboard"
 
@@ -27,8 +30,17 @@ class DashboardContext:
     # by the host so the dashboard never imports alerts/ itself; None where alerting is not configured.
     alert_actions: Any = None
     key_cache_seconds: float = 5.0
+    # audit_record(event_type, principal, *, metadata=, resource_id=, ...) -> the record, not yet written: for
+    # changes stored with their record in one transaction. None: ``self_audit.record`` with R9's default keys.
+    audit_record: Callable[..., Any] | None = None
     _keys: dict[uuid.UUID, tuple[ApiKey | None, float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, event_type: str, principal: str, **fields: Any) -> EventRecord:
+        """The audit record of a dashboard user's action, built by the one self-audit builder."""
+        if self.audit_record is not None:
+            return self.audit_record(event_type, principal, **fields)
+        return self_audit.record(event_type, principal, now=datetime.now(UTC), **fields)
 
     def session_key(self, key_id: uuid.UUID, lookup: Callable[[uuid.UUID], ApiKey | None]) -> ApiKey | None:
         """A session's key, looked up at most every ``key_cache_seconds`` (a revocation ends it that soon)."""

@@ -208,9 +208,9 @@ def act_on_alert(action: str, fingerprint: str, *, now: datetime) -> html.Span:
     if actions is None:
         return html.Span("Alerting is not configured.", className="aw-error")
 
-    def audit(resource_id: str, metadata: dict[str, Any]) -> None:
-        context.audit("config_change", who.principal, resource_id=resource_id,
-                      metadata={"via": "dashboard", **metadata})
+    def audit(resource_id: str, metadata: dict[str, Any]):  # the record; actions stores it with the change
+        return context.record("config_change", who.principal, resource_id=resource_id,
+                              metadata={"via": "dashboard", **metadata})
 
     if action == "ack":
         view = actions.acknowledge(context.pool, fingerprint, by=who.principal,

@@ -22,9 +22,9 @@ MAX_SPAN = timedelta(days=400)
 def _parse(value: str, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
-    except (AttributeError, ValueError):
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (AttributeError, ValueError, OverflowError):
         raise TimeRangeError(f"the custom {name} {value!r} is not a date and time like 2024-05-01T09:30") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def resolve(spec: dict[str, Any] | None, *, now: datetime, override: str | None = None) -> tuple[datetime, datetime]:

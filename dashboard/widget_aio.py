@@ -13,15 +13,17 @@ from typing import Any
 
 import psycopg
 from dash import ALL, MATCH, Dash, Input, Output, State, ctx, dcc, html, no_update
+from flask import request
 
 from dashboard import config as dashboard_config
-from dashboard import ids, timerange
+from dashboard import ids, timerange, widget_input
 from dashboard.auth import user
 from dashboard.context import current
 from dashboard.errors import DashboardError
 from dashboard.registry import HEIGHTS, WIDTHS, Param, Registry
 from dashboard.render import RenderContext, empty
 from storage.errors import StorageError
+from storage.events import Outcome
 from storage.timescale.widgets_queries import Filters
 
 ANY = "__any__"  # the dropdown value standing for an empty choice ("any" / "follow the global range")
@@ -121,7 +123,10 @@ def register_callbacks(app: Dash, registry: Registry) -> None:
     def change(_apply, _narrower, _wider, _taller, widget, values, control_ids, time_range, crossfilter):
         """Apply the editor's values and redraw in the same round trip, or resize (the chart reflows itself)."""
         action = ctx.triggered_id["subcomponent"]
-        widget = dict(widget)
+        try:
+            widget = widget_input.checked_widget(registry, widget)  # the stored config is browser state too
+        except DashboardError as exc:
+            return no_update, str(exc), no_update, no_update
         if action in ("narrower", "wider"):
             index = WIDTHS.index(widget["w"]) + (1 if action == "wider" else -1)
             widget["w"] = WIDTHS[max(0, min(index, len(WIDTHS) - 1))]
@@ -162,27 +167,64 @@ def register_callbacks(app: Dash, registry: Registry) -> None:
     )
     def draw(_card, time_range, crossfilter, _tick, _alerts_version, widget):
         """Query and draw one widget instance for the current range, cross-filter and refresh tick."""
-        return render_widget(registry, widget, time_range, crossfilter, now=datetime.now(UTC)), widget["title"]
+        refresh = ctx.triggered_id in (ids.TICK, ids.ALERTS_VERSION)
+        return draw_widget(registry, widget, time_range, crossfilter, now=datetime.now(UTC), refresh=refresh)
 
 
-def render_widget(registry: Registry, widget: dict[str, Any], time_range: dict | None, crossfilter: dict | None,
-                  *, now: datetime) -> html.Div:
-    """The body of one widget; errors become a readable state inside the tile, never a broken page."""
+def draw_widget(registry: Registry, widget: Any, time_range: Any, crossfilter: Any, *, now: datetime,
+                refresh: bool = False) -> tuple[html.Div, str]:
+    """The body and title of one widget from what the browser sent: checked first (``widget_input``), so a
+    forged config is refused inside the tile and reads nothing."""
+    try:
+        widget = widget_input.checked_widget(registry, widget)
+    except DashboardError as exc:
+        _audit_refusal(widget, str(exc))
+        return html.Div(empty("Cannot show this widget", str(exc)), className="aw-body-inner",
+                        **{"data-render": uuid.uuid4().hex[:8]}), "Invalid widget"
+    return render_widget(registry, widget, time_range, crossfilter, now=now, audit=not refresh), widget["title"]
+
+
+def _audit_refusal(widget: Any, problem: str) -> None:
+    """A refused widget config is recorded (a failed ``query_executed``): nobody sends one by accident."""
+    who = user()
+    current().audit("query_executed", who.principal, outcome=Outcome.FAILURE, source_ip=request.remote_addr,
+                    metadata={"route": "dashboard_widget", "refused": problem[:500],
+                              "widget_type": str(widget.get("type"))[:64] if isinstance(widget, dict) else None})
+
+
+def _audit_read(widget: dict[str, Any], filters: Filters, start: datetime, end: datetime) -> None:
+    """One ``query_executed`` record per draw of a widget, like the API's reads: the widget, its parameters
+    (those set), the cross-filter and the range read. Refresh ticks of an unchanged widget are not
+    recorded again (the first draw's record stands for them); see ``draw``."""
+    who = user()
+    current().audit("query_executed", who.principal, source_ip=request.remote_addr, resource_id=widget["id"],
+                    metadata={"route": "dashboard_widget", "widget_type": widget["type"],
+                              "params": {k: v for k, v in widget["params"].items() if v not in ("", [], None)},
+                              "filters": {k: v for k, v in vars(filters).items() if v},
+                              "start": start.isoformat(), "end": end.isoformat()})
+
+
+def render_widget(registry: Registry, widget: dict[str, Any], time_range: Any, crossfilter: Any,
+                  *, now: datetime, audit: bool = True) -> html.Div:
+    """The body of one widget (its config already checked against the registry); the range and
+    cross-filter are checked here. Errors become a readable state inside the tile, never a broken page."""
     widget_type = registry.get(widget.get("type"))
     token = uuid.uuid4().hex[:8]  # changes on every render: the browser tests and bench wait on it
     if widget_type is None:
         body = empty(f"Unknown widget type {widget.get('type')!r}", "Remove this widget or fix the dashboard YAML.")
     else:
         try:
-            start, end = timerange.resolve(time_range, now=now, override=widget["params"].get("range") or None)
+            filters = widget_input.checked_filters(crossfilter)
+            start, end = timerange.resolve(widget_input.checked_range(time_range), now=now,
+                                           override=widget["params"].get("range") or None)
             who = user()
             context = current()
             rc = RenderContext(pool=context.pool, aio_id=widget["id"], start=start, end=end, now=now,
-                               filters=Filters(**{k: v for k, v in (crossfilter or {}).items()
-                                                  if k in Filters.__dataclass_fields__ and v}),
-                               principal=who.principal, can_configure=who.can_configure,
+                               filters=filters, principal=who.principal, can_configure=who.can_configure,
                                alert_actions=context.alert_actions)
             body = widget_type.render(rc, widget["params"])
+            if audit:
+                _audit_read(widget, filters, start, end)
         except DashboardError as exc:
             body = empty("Cannot show this widget", str(exc))
         except (StorageError, psycopg.OperationalError) as exc:

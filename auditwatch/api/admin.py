@@ -1,4 +1,6 @@
-"""The admin API: API keys, registered users, event types and retention settings."""
+"""The admin API: API keys, registered users, event types and retention settings.
+
+Each change is stored together with its audit record, in one transaction (``caller.auditor``)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,6 @@ DEFAULT_RETENTION = {"hot_days": 90, "cold_years": 7}
 def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("admin", __name__)
 
-    def audit(event_type: str, **fields: Any) -> None:
-        caller.audit(services, event_type, **fields)
-
     @bp.get("/api/v1/keys")
     @require(Permission.MANAGE_KEYS)
     def list_keys():
@@ -41,8 +40,8 @@ def create_blueprint(services: Services) -> Blueprint:
             raise HttpError(400, "invalid_name", "`name` may hold letters, digits and _ . @ - (at most 64)", "name")
         if catalog.key_exists(services.pool, name):
             raise HttpError(409, "conflict", "a key with this name exists; choose another name", "name")
-        key, secret = catalog.create_key(services.pool, name, Role(role), created_by=current_key().principal)
-        audit("api_key_created", resource_id=str(key.key_id), metadata={"name": name, "role": role})
+        key, secret = catalog.create_key(services.pool, name, Role(role), created_by=current_key().principal,
+                                         audit=caller.auditor(services))
         return json_response({**_key_json(key), "key": secret}, 201)
 
     @bp.delete("/api/v1/keys/<name>")
@@ -50,11 +49,11 @@ def create_blueprint(services: Services) -> Blueprint:
     def revoke_key(name: str):
         if not catalog_name_ok(name):
             raise HttpError(400, "invalid_name", "a key name holds letters, digits and _ . @ - (at most 64)", "name")
-        key = catalog.revoke_key(services.pool, name, revoked_by=current_key().principal)
+        key = catalog.revoke_key(services.pool, name, revoked_by=current_key().principal,
+                                 audit=caller.auditor(services))
         if key is None:
             raise HttpError(404, "not_found", "no live key has this name or id", "name")
         services.forget_keys()
-        audit("api_key_revoked", resource_id=str(key.key_id), metadata={"name": key.name})
         return json_response(_key_json(key))
 
     # -- users and event types -------------------------------------------------------------------------
@@ -78,9 +77,8 @@ def create_blueprint(services: Services) -> Blueprint:
             user[name] = params.string(body, name, required=False)
         if any(ord(c) < 32 or ord(c) == 127 for c in user["user_id"]):
             raise HttpError(400, "control_characters", "`user_id` contains control characters", "user_id")
-        new = catalog.register_users(services.pool, [user], registered_by=current_key().principal)
-        if new:
-            audit("config_change", resource_id=user["user_id"], metadata={"change": "user_registered"})
+        new = catalog.register_users(services.pool, [user], registered_by=current_key().principal,
+                                     audit=caller.auditor(services))
         return json_response({"user_id": user["user_id"], "created": bool(new)}, 201 if new else 200)
 
     @bp.get("/api/v1/event-types")
@@ -101,9 +99,8 @@ def create_blueprint(services: Services) -> Blueprint:
                             "`.`, starting with a letter", "event_type")
         description = params.string(body, "description", required=False, max_len=1000) or ""
         ocsf = params.string(body, "ocsf_class", required=False, max_len=128)
-        created = catalog.add_event_type(services.pool, name, description, ocsf, current_key().principal)
-        if created:
-            audit("config_change", resource_id=name, metadata={"change": "event_type_added"})
+        created = catalog.add_event_type(services.pool, name, description, ocsf, current_key().principal,
+                                         audit=caller.auditor(services))
         return json_response({"event_type": name, "created": created}, 201 if created else 200)
 
     # -- retention settings ------------------------------------------------------------------------------
@@ -133,8 +130,8 @@ def create_blueprint(services: Services) -> Blueprint:
                 raise HttpError(400, "invalid_field", "`cold_years_by_type` must map event types to whole numbers "
                                 "of years from 1 to 100, e.g. {\"config_change\": 10}", "cold_years_by_type")
             value["cold_years_by_type"] = by_type
-        previous = catalog.put_setting(services.pool, "retention", value, current_key().principal)
-        audit("config_change", resource_id="retention", metadata={"before": previous, "after": value})
+        catalog.put_setting(services.pool, "retention", value, current_key().principal,
+                            audit=caller.auditor(services))
         return json_response(value)
 
     return bp

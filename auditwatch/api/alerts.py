@@ -6,6 +6,7 @@ import os
 import re
 import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, request
@@ -22,7 +23,7 @@ from ingest.http import HttpError, current_key, json_response, require
 from ingest.validate import parse_timestamp
 from storage.auth import Permission
 from storage.timescale import alerts as store
-from storage.timescale import outbox
+from storage.timescale import outbox, self_audit
 
 FINGERPRINT = re.compile(r"[0-9a-f]{20}")
 MAX_ACK = timedelta(days=30)
@@ -61,13 +62,38 @@ def rule_json(rule, *, text: bool = False) -> dict[str, Any]:
     return out
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: the evaluator never reads half a file."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:
+        out.write(text)
+    os.replace(out.name, path)
+
+
+def _change_rule_file(pool, path: Path, text: str | None, record) -> None:
+    """Save (``text``) or delete (None) a user rule file together with its audit record: the record is stored
+    first and commits only after the file changed; if anything fails, the file is put back as it was."""
+    previous = path.read_text(encoding="utf-8") if path.exists() else None
+    try:
+        with self_audit.storing(pool, record):
+            if text is None:
+                path.unlink()
+            else:
+                _write_atomically(path, text)
+    except BaseException:
+        if previous is None:
+            path.unlink(missing_ok=True)
+        elif text is not None or not path.exists():
+            _write_atomically(path, previous)
+        raise
+
+
 def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("alerts_api", __name__)
     settings = services.settings
     pool = services.pool
 
-    def audit(resource_id: str, metadata: dict[str, Any]) -> None:
-        caller.audit(services, "config_change", resource_id=resource_id, metadata=metadata)
+    def audit(resource_id: str, metadata: dict[str, Any]):  # the record; actions stores it with the change
+        return caller.auditor(services)("config_change", metadata, resource_id)
 
     def rules() -> dict:
         try:
@@ -201,11 +227,9 @@ def create_blueprint(services: Services) -> Blueprint:
         before = rules().get(rule_id)
         directory = rules_dir(settings)
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False, encoding="utf-8") as out:
-            out.write(text)
-        os.replace(out.name, directory / f"{rule_id}.yml")  # atomic: the evaluator never reads half a file
-        audit(rule_id, {"change": "alert_rule_saved", "created": before is None,
-                        "before": before.text if before else None, "after": text})
+        _change_rule_file(pool, directory / f"{rule_id}.yml", text, audit(rule_id, {
+            "change": "alert_rule_saved", "created": before is None, "before": before.text if before else None,
+            "after": text}))
         return json_response(rule_json(rule, text=True), 201 if before is None else 200)
 
     @bp.delete("/api/v1/alert-rules/<rule_id>")
@@ -218,8 +242,7 @@ def create_blueprint(services: Services) -> Blueprint:
                             "packaged rules cannot be deleted; PUT a copy with `enabled: false` to turn one off"
                             if packaged else f"no user rule has id {rule_id!r}", "rule_id")
         text = path.read_text(encoding="utf-8")
-        path.unlink()
-        audit(rule_id, {"change": "alert_rule_deleted", "before": text})
+        _change_rule_file(pool, path, None, audit(rule_id, {"change": "alert_rule_deleted", "before": text}))
         return json_response({"deleted": rule_id})
 
     # -- silences --------------------------------------------------------------------------------------

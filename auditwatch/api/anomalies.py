@@ -196,13 +196,14 @@ def create_blueprint(services: Services) -> Blueprint:
         if verdict == "false_positive":
             _check_suppression(key, detector, entity_type, entity_value)
         until = datetime.now(UTC) + timedelta(days=days) if days is not None else None
+        record = caller.auditor(services)  # the feedback and its record commit together
         feedback = store.add_feedback(services.pool, anomaly_id=anomaly_id, detector=detector,
                                       entity_type=entity_type, entity_value=entity_value, verdict=verdict,
-                                      until=until, reason=reason, created_by=principal)
-        services.audit("config_change", principal, **caller.origin(),
-                       resource_id=f"anomaly_feedback:{feedback.feedback_id}",
-                       metadata={"change": "anomaly_feedback", **{k: v for k, v in _feedback_json(feedback).items()
-                                                                  if k not in ("created_by", "created_at")}})
+                                      until=until, reason=reason, created_by=principal,
+                                      audit=lambda f: record("config_change", {
+                                          "change": "anomaly_feedback", **{k: v for k, v in _feedback_json(f).items()
+                                                                           if k not in ("created_by", "created_at")}},
+                                          f"anomaly_feedback:{f.feedback_id}"))
         return json_response(_feedback_json(feedback), 201)
 
     return bp

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import Blueprint
 
@@ -24,14 +23,7 @@ def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("archive", __name__)
 
     def auditor() -> Auditor:
-        principal = current_key().principal
-        where = caller.origin()
-
-        def record(event_type: str, metadata: dict[str, Any], resource_id: str | None):
-            return services.audit_record(event_type, principal, metadata=metadata, resource_id=resource_id,
-                                         **where)
-
-        return record
+        return caller.auditor(services)
 
     @bp.get("/api/v1/archive")
     @require(Permission.VIEW)

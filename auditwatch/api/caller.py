@@ -9,6 +9,7 @@ from flask import request
 from auditwatch.services import Services
 from ingest.http import current_key
 from ingest.pipeline import remote_ip
+from storage.timescale.self_audit import Auditor
 
 
 def origin() -> dict[str, str | None]:
@@ -19,3 +20,15 @@ def origin() -> dict[str, str | None]:
 def audit(services: Services, event_type: str, **fields: Any) -> None:
     """Record the calling key's action (reads, exports, key and config changes)."""
     services.audit(event_type, current_key().principal, **origin(), **fields)
+
+
+def auditor(services: Services) -> Auditor:
+    """The builder of the calling key's audit records, for storage functions that store the record in the
+    same transaction as the change it records (keys, users, event types, settings, holds, silences)."""
+    principal = current_key().principal
+    where = origin()
+
+    def build(event_type: str, metadata: dict[str, Any], resource_id: str | None):
+        return services.audit_record(event_type, principal, metadata=metadata, resource_id=resource_id, **where)
+
+    return build

@@ -1,10 +1,11 @@
-"""``auditwatch keys ...`` and ``auditwatch users ...``: API keys and registered users, audited like the API."""
+"""``auditwatch keys ...`` and ``auditwatch users ...``: API keys and registered users, each change committed
+with its audit record, like the API."""
 
 from __future__ import annotations
 
 import click
 
-from auditwatch.cli.context import Context, audit_cli, pass_ctx, whoami
+from auditwatch.cli.context import Context, cli_auditor, pass_ctx, whoami
 from storage.auth import Role
 from storage.timescale import catalog
 
@@ -27,8 +28,7 @@ def keys_create(ctx: Context, role: str, name: str) -> None:
     with ctx.pooled() as pool:
         if catalog.key_exists(pool, name):
             raise click.UsageError(f"a key named {name!r} exists; choose another name or revoke it first")
-        key, secret = catalog.create_key(pool, name, Role(role), created_by=f"cli:{whoami()}")
-        audit_cli(pool, "api_key_created", str(key.key_id), {"name": name, "role": role})
+        key, secret = catalog.create_key(pool, name, Role(role), created_by=f"cli:{whoami()}", audit=cli_auditor())
     click.echo(f"Created {role} key {name!r} ({key.key_id}). It is shown only now:", err=True)
     click.echo(secret)
 
@@ -50,10 +50,9 @@ def keys_list(ctx: Context) -> None:
 def keys_revoke(ctx: Context, name: str) -> None:
     """Revoke a key by name or id (servers stop accepting it within seconds)."""
     with ctx.pooled() as pool:
-        key = catalog.revoke_key(pool, name, revoked_by=f"cli:{whoami()}")
+        key = catalog.revoke_key(pool, name, revoked_by=f"cli:{whoami()}", audit=cli_auditor())
         if key is None:
             raise click.UsageError(f"no live key named {name!r}; see `auditwatch keys list`")
-        audit_cli(pool, "api_key_revoked", str(key.key_id), {"name": key.name})
     click.echo(f"Revoked {key.name!r}.")
 
 
@@ -73,9 +72,8 @@ def users_add(ctx: Context, user_ids: tuple[str, ...], display_name, email, depa
     with ctx.pooled() as pool:
         new = catalog.register_users(pool, [
             {"user_id": u, "display_name": display_name, "email": email, "department": department,
-             "kind": "service" if service else "human"} for u in user_ids], registered_by=f"cli:{whoami()}")
-        for u in user_ids:
-            audit_cli(pool, "config_change", u, {"change": "user_registered"})
+             "kind": "service" if service else "human"} for u in user_ids], registered_by=f"cli:{whoami()}",
+            audit=cli_auditor())
     click.echo(f"registered {new} new user(s); {len(user_ids) - new} already existed")
 
 

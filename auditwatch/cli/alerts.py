@@ -15,7 +15,7 @@ from alerts.rule_files import load_file, load_rules
 from alerts.rule_yaml import format_duration, parse_duration
 from alerts.rules import PACKAGED_RULES
 from auditwatch.alerting import rules_dir
-from auditwatch.cli.context import Context, audit_cli, pass_ctx, whoami
+from auditwatch.cli.context import Context, cli_auditor, pass_ctx, whoami
 
 
 def _duration(text: str, option: str):
@@ -122,6 +122,12 @@ def alerts_list(ctx: Context, states: tuple[str, ...], limit: int) -> None:
         click.echo(f"{a.fingerprint}  {a.state:8} {a.severity:8} {a.count:6}  {a.title}  {flags}")
 
 
+def _audit():
+    """The CLI user's config_change record builder; actions stores the record with the change."""
+    build = cli_auditor()
+    return lambda resource_id, metadata: build("config_change", metadata, resource_id)
+
+
 @alerts.command("ack")
 @click.argument("fingerprint")
 @click.option("--comment", default="", help="Why, for the on-call log.")
@@ -134,7 +140,7 @@ def ack(ctx: Context, fingerprint: str, comment: str, for_: str | None) -> None:
     by = f"cli:{whoami()}"
     with ctx.pooled(usage_errors=(AlertsError,)) as pool:
         view = actions.acknowledge(pool, fingerprint, by=by, comment=comment, until=until, now=now,
-                                   audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
+                                   audit=_audit())
     click.echo(f"acknowledged {view.title} until {view.acknowledged_until or 'resolved'}")
 
 
@@ -161,7 +167,7 @@ def silence_add(ctx: Context, matches: tuple[str, ...], for_: str, comment: str)
         silence_id = actions.create_silence(pool, matchers=matchers, starts_at=now,
                                             ends_at=now + _duration(for_, "--for"), created_by=f"cli:{whoami()}",
                                             comment=comment,
-                                            audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
+                                            audit=_audit())
     click.echo(f"silence {silence_id} created for {for_}")
 
 
@@ -183,5 +189,5 @@ def silence_list(ctx: Context, show_all: bool) -> None:
 def silence_expire(ctx: Context, silence_id: int) -> None:
     with ctx.pooled(usage_errors=(AlertsError,)) as pool:
         actions.expire_silence(pool, silence_id, by=f"cli:{whoami()}",
-                               audit=lambda rid, meta: audit_cli(pool, "config_change", rid, meta))
+                               audit=_audit())
     click.echo(f"silence {silence_id} ended")

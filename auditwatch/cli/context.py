@@ -18,7 +18,6 @@ from auditwatch.settings import Settings
 from storage.errors import StorageError
 from storage.timescale import db, self_audit
 from storage.timescale.cluster import LocalCluster
-from storage.timescale.writer import EventWriter
 
 
 class Context:
@@ -73,7 +72,7 @@ def whoami() -> str:
         return str(os.getuid())
 
 
-def audit_cli(pool, event_type: str, resource_id: str, metadata: dict) -> None:
-    """CLI actions on keys and users are audited like their API twins."""
-    EventWriter(pool).write([self_audit.record(event_type, f"cli:{whoami()}", now=datetime.now(UTC),
-                                               metadata=metadata, resource_id=resource_id, source="auditwatch-cli")])
+def cli_auditor() -> self_audit.Auditor:
+    """The builder of this CLI user's audit records, for changes stored with their record in one transaction."""
+    return self_audit.auditor(f"cli:{whoami()}", lambda: datetime.now(UTC), source="auditwatch-cli")
+

@@ -20,10 +20,16 @@ from storage.timescale import dashboards
 from storage.timescale.dashboards import EVERYONE, DashboardConflict
 
 
-def _audit(change: str, saved: dashboards.SavedDashboard, **extra: Any) -> None:
-    """Dashboard changes are configuration changes: recorded as config_change events."""
-    current().audit("config_change", user().principal, resource_id=str(saved.dashboard_id),
-                    metadata={"change": change, "dashboard": saved.name, "version": saved.version, **extra})
+def _audit(change: str, **extra: Any) -> dashboards.Audit:
+    """Dashboard changes are configuration changes: the builder of their config_change record, which the
+    store commits with the change."""
+    context, principal = current(), user().principal
+
+    def build(saved: dashboards.SavedDashboard):
+        return context.record("config_change", principal, resource_id=str(saved.dashboard_id),
+                              metadata={"change": change, "dashboard": saved.name, "version": saved.version, **extra})
+
+    return build
 
 
 def list_layout(**_query: Any) -> html.Div:
@@ -146,10 +152,11 @@ def register(app: Dash, registry: Registry) -> None:
                 if upload and not (text or "").strip():
                     text = base64.b64decode(upload.split(",", 1)[-1]).decode("utf-8", errors="strict")
                 document = config.from_yaml(registry, text or "")
-            saved = dashboards.create(current().pool, owner=who.principal, name=document["name"], config=document)
+            saved = dashboards.create(current().pool, owner=who.principal, name=document["name"], config=document,
+                                      audit=_audit("dashboard_created" if ctx.triggered_id == ids.DASH_CREATE
+                                                   else "dashboard_imported"))
         except (DashboardError, DashboardConflict, UnicodeDecodeError) as exc:
             return no_update, html.Div(str(exc), className="aw-error", id="aw-import-error")
-        _audit("dashboard_created" if ctx.triggered_id == ids.DASH_CREATE else "dashboard_imported", saved)
         return f"/dashboard/d/{saved.dashboard_id}", no_update
 
     @app.callback(
@@ -166,8 +173,8 @@ def register(app: Dash, registry: Registry) -> None:
         name, n = "My security overview", 2
         while name in existing:
             name, n = f"My security overview {n}", n + 1
-        saved = dashboards.create(current().pool, owner=who.principal, name=name, config={**document, "name": name})
-        _audit("dashboard_created", saved, copied_from="overview")
+        saved = dashboards.create(current().pool, owner=who.principal, name=name, config={**document, "name": name},
+                                  audit=_audit("dashboard_created", copied_from="overview"))
         return f"/dashboard/d/{saved.dashboard_id}"
 
     @app.callback(
@@ -217,18 +224,17 @@ def register(app: Dash, registry: Registry) -> None:
         pool = current().pool
         dashboard_id = uuid.UUID(meta["dashboard_id"])
         if ctx.triggered_id == ids.DASH_DELETE:
-            gone = dashboards.delete(pool, dashboard_id, owner=who.principal)
-            if gone is not None:
-                _audit("dashboard_deleted", gone)
+            dashboards.delete(pool, dashboard_id, owner=who.principal, audit=_audit("dashboard_deleted"))
             return no_update, no_update, "/dashboard/dashboards"
         try:
             document = config.validate(registry, {"name": name or "", "widgets": widgets or []})
             shared = _share_list(share_all, share_with)
             saved = dashboards.save(pool, dashboard_id, owner=who.principal, version=meta["version"],
-                                    name=document["name"], config=document, shared_with=shared)
+                                    name=document["name"], config=document, shared_with=shared,
+                                    audit=_audit("dashboard_saved", widgets=len(document["widgets"]),
+                                                 shared_with=list(shared)))
         except (DashboardError, DashboardConflict) as exc:
             return no_update, html.Div(str(exc), className="aw-error"), no_update
-        _audit("dashboard_saved", saved, widgets=len(document["widgets"]), shared_with=list(shared))
         return ({**meta, "version": saved.version, "name": saved.name},
                 html.Div(f"Saved “{saved.name}” (version {saved.version}).", className="aw-ok", id="aw-saved"),
                 no_update)

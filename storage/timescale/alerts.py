@@ -164,12 +164,12 @@ _SELECT_SILENCES = sql.SQL("SELECT silence_id, matchers, starts_at, ends_at, cre
                            "expired_by, expired_at FROM alert_silences")
 
 
-def create_silence(pool: ConnectionPool, *, matchers: dict[str, str], starts_at: datetime, ends_at: datetime,
+def create_silence(conn: psycopg.Connection, *, matchers: dict[str, str], starts_at: datetime, ends_at: datetime,
                    created_by: str, comment: str) -> int:
-    with pool.connection() as conn:
-        return conn.execute("INSERT INTO alert_silences (matchers, starts_at, ends_at, created_by, comment) "
-                            "VALUES (%s, %s, %s, %s, %s) RETURNING silence_id",
-                            (Jsonb(matchers), starts_at, ends_at, created_by, comment)).fetchone()[0]
+    """Within the caller's transaction (which stores its audit record too)."""
+    return conn.execute("INSERT INTO alert_silences (matchers, starts_at, ends_at, created_by, comment) "
+                        "VALUES (%s, %s, %s, %s, %s) RETURNING silence_id",
+                        (Jsonb(matchers), starts_at, ends_at, created_by, comment)).fetchone()[0]
 
 
 def silences(conn_or_pool: psycopg.Connection | ConnectionPool, *, active_at: datetime | None = None,
@@ -189,9 +189,10 @@ def silences(conn_or_pool: psycopg.Connection | ConnectionPool, *, active_at: da
         return cur.execute(statement, params).fetchall()
 
 
-def expire_silence(pool: ConnectionPool, silence_id: int, *, by: str, now: datetime) -> Silence | None:
-    """End a silence now (kept for the record); None when there is no such live silence."""
-    with pool.connection() as conn, conn.cursor(row_factory=class_row(Silence)) as cur:
+def expire_silence(conn: psycopg.Connection, silence_id: int, *, by: str, now: datetime) -> Silence | None:
+    """End a silence now (kept for the record), within the caller's transaction; None when there is no such
+    live silence."""
+    with conn.cursor(row_factory=class_row(Silence)) as cur:
         return cur.execute(
             "UPDATE alert_silences SET expired_by = %s, expired_at = %s WHERE silence_id = %s AND expired_at IS NULL "
             "RETURNING silence_id, matchers, starts_at, ends_at, created_by, comment, created_at, expired_by, "

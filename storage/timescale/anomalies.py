@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from storage.errors import TooManyRows
+from storage.timescale import self_audit
 from storage.timescale.db import copy_frame, where
 
 TS = pl.Datetime("us", "UTC")
@@ -272,14 +273,18 @@ _FEEDBACK_COLUMNS = sql.SQL("feedback_id, anomaly_id, detector, entity_type, ent
 
 def add_feedback(pool: ConnectionPool, *, anomaly_id: uuid.UUID | None, detector: str | None,
                  entity_type: str | None, entity_value: str | None, verdict: str, until: datetime | None,
-                 reason: str, created_by: str) -> Feedback:
-    """Record an analyst's verdict and its scope."""
-    with pool.connection() as conn, conn.cursor(row_factory=class_row(Feedback)) as cur:
-        return cur.execute(
+                 reason: str, created_by: str, audit: Callable[[Feedback], Any] | None = None) -> Feedback:
+    """Record an analyst's verdict and its scope; ``audit(feedback)`` builds its audit record, stored in the
+    same transaction."""
+    with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=class_row(Feedback)) as cur:
+        feedback = cur.execute(
             sql.SQL("INSERT INTO anomaly_feedback (anomaly_id, detector, entity_type, entity_value, verdict, until, "
                     "reason, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {}").format(
                 _FEEDBACK_COLUMNS),
             (anomaly_id, detector, entity_type, entity_value, verdict, until, reason, created_by)).fetchone()
+        if audit is not None:
+            self_audit.store(conn, audit(feedback))
+        return feedback
 
 
 def list_feedback(pool: ConnectionPool, *, limit: int = 100) -> list[Feedback]:

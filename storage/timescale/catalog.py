@@ -1,4 +1,11 @@
-"""Users, event types, API keys and run-time settings: the small tables around the events."""
+"""Users, event types, API keys and run-time settings: the small tables around the events.
+
+Every change an operator makes here (a key created or revoked, a user registered, an event type
+added, a setting stored) takes ``audit``, the builder of its audit record
+(``storage.timescale.self_audit.Auditor``), and stores that record in the same transaction as the
+change: there is never a change without its record, nor a record of a change that did not happen.
+``audit=None`` is only for the platform's own bookkeeping (ingest registering unknown senders, tests).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from storage.auth import ApiKey, Role, new_secret, secret_matches, split_key
+from storage.timescale import self_audit
 from storage.timescale.db import advisory_lock, copy_frame
+from storage.timescale.self_audit import Auditor
 
 
 @dataclass(frozen=True)
@@ -49,14 +58,16 @@ def event_types(pool: ConnectionPool) -> list[EventType]:
 
 
 def add_event_type(pool: ConnectionPool, event_type: str, description: str, ocsf_class: str | None,
-                   created_by: str) -> bool:
-    """Add a type to the catalogue; False if it was already there."""
-    with pool.connection() as conn:
+                   created_by: str, *, audit: Auditor | None = None) -> bool:
+    """Add a type to the catalogue; False if it was already there (then nothing is audited)."""
+    with pool.connection() as conn, conn.transaction():
         row = conn.execute(
             "INSERT INTO event_types (event_type, description, ocsf_class, created_by) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT DO NOTHING RETURNING 1",
             (event_type, description, ocsf_class, created_by),
         ).fetchone()
+        if row is not None and audit is not None:
+            self_audit.store(conn, audit("config_change", {"change": "event_type_added"}, event_type))
     return row is not None
 
 
@@ -71,8 +82,10 @@ def existing_users(pool: ConnectionPool, user_ids: Iterable[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-def register_users(pool: ConnectionPool, users: Iterable[dict[str, Any]], registered_by: str) -> int:
-    """Insert users that are not there yet; returns how many were new."""
+def register_users(pool: ConnectionPool, users: Iterable[dict[str, Any]], registered_by: str, *,
+                   audit: Auditor | None = None) -> int:
+    """Insert users that are not there yet; returns how many were new. With ``audit``, each new user's
+    ``config_change`` record (``user_registered``) is stored in the same transaction."""
     rows = [
         (u["user_id"], u.get("display_name"), u.get("email"), u.get("department"), u.get("kind", "human"),
          registered_by)
@@ -80,19 +93,22 @@ def register_users(pool: ConnectionPool, users: Iterable[dict[str, Any]], regist
     ]
     if not rows:
         return 0
-    with pool.connection() as conn, conn.cursor() as cur:
+    with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO users (user_id, display_name, email, department, kind, registered_by) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING RETURNING 1",
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
             rows,
             returning=True,
         )
-        new = 0
+        added: list[str] = []
         while True:
-            new += len(cur.fetchall())
+            added += [r[0] for r in cur.fetchall()]
             if not cur.nextset():
                 break
-    return new
+        if audit is not None:
+            for user_id in added:
+                self_audit.store(conn, audit("config_change", {"change": "user_registered"}, user_id))
+    return len(added)
 
 
 def list_users(pool: ConnectionPool, *, limit: int = 1000, after: str | None = None) -> list[User]:
@@ -113,11 +129,13 @@ def _key(row: tuple) -> ApiKey:
     return ApiKey(key_id=row[0], name=row[1], role=Role(row[2]), created_at=row[3], revoked_at=row[4])
 
 
-def create_key(pool: ConnectionPool, name: str, role: Role, created_by: str) -> tuple[ApiKey, str]:
-    """Create a key; returns it with the secret string, which is shown once and never stored."""
+def create_key(pool: ConnectionPool, name: str, role: Role, created_by: str, *,
+               audit: Auditor | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns it with the secret string, which is shown once and never stored.
+    With ``audit``, its ``api_key_created`` record commits with it."""
     key_id = uuid.uuid4()
     secret, secret_hash = new_secret(key_id)
-    with pool.connection() as conn:
+    with pool.connection() as conn, conn.transaction():
         row = conn.execute(
             sql.SQL("INSERT INTO api_keys (key_id, name, role, secret_hash, created_by) "
                     "VALUES (%s, %s, %s, %s, %s) RETURNING {}").format(_KEY_COLUMNS),
@@ -128,6 +146,8 @@ def create_key(pool: ConnectionPool, name: str, role: Role, created_by: str) -> 
             "INSERT INTO users (user_id, kind, registered_by) VALUES (%s, 'apikey', %s) ON CONFLICT DO NOTHING",
             (f"apikey:{name}", created_by),
         )
+        if audit is not None:
+            self_audit.store(conn, audit("api_key_created", {"name": name, "role": str(role)}, str(key_id)))
     return _key(row), secret
 
 
@@ -159,18 +179,22 @@ def list_keys(pool: ConnectionPool) -> list[ApiKey]:
     return [_key(r) for r in rows]
 
 
-def revoke_key(pool: ConnectionPool, name_or_id: str, revoked_by: str) -> ApiKey | None:
-    """Revoke a live key by name or id; None if there is no such live key."""
+def revoke_key(pool: ConnectionPool, name_or_id: str, revoked_by: str, *,
+               audit: Auditor | None = None) -> ApiKey | None:
+    """Revoke a live key by name or id; None if there is no such live key. With ``audit``, its
+    ``api_key_revoked`` record commits with the revocation."""
     try:
         key_id = uuid.UUID(name_or_id)
     except ValueError:
         key_id = None
-    with pool.connection() as conn:
+    with pool.connection() as conn, conn.transaction():
         row = conn.execute(
             sql.SQL("UPDATE api_keys SET revoked_at = now(), revoked_by = %s "
                     "WHERE (name = %s OR key_id = %s) AND revoked_at IS NULL RETURNING {}").format(_KEY_COLUMNS),
             (revoked_by, name_or_id, key_id),
         ).fetchone()
+        if row is not None and audit is not None:
+            self_audit.store(conn, audit("api_key_revoked", {"name": row[1]}, str(row[0])))
     return _key(row) if row else None
 
 
@@ -182,10 +206,12 @@ def get_setting(pool: ConnectionPool, key: str) -> Any | None:
     return row[0] if row else None
 
 
-def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str) -> Any | None:
-    """Store a setting; returns the previous value (for the config_change audit event)."""
+def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str, *,
+                audit: Auditor | None = None) -> Any | None:
+    """Store a setting; returns the previous value. With ``audit``, its ``config_change`` record
+    (before and after) commits with it."""
     # Serialise writers of this key (a row lock cannot, before the row exists).
-    with pool.connection() as conn, advisory_lock(conn, f"settings:{key}", scope="xact"):
+    with pool.connection() as conn, conn.transaction(), advisory_lock(conn, f"settings:{key}", scope="xact"):
         previous = conn.execute("SELECT value FROM settings WHERE key = %s", (key,)).fetchone()
         conn.execute(
             "INSERT INTO settings (key, value, updated_by) VALUES (%s, %s, %s) "
@@ -193,6 +219,9 @@ def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str) -> 
             "updated_at = now()",
             (key, Jsonb(value), updated_by),
         )
+        if audit is not None:
+            self_audit.store(conn, audit("config_change", {"before": previous[0] if previous else None,
+                                                           "after": value}, key))
     return previous[0] if previous else None
 
 

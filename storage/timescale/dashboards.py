@@ -1,8 +1,12 @@
-"""Saved dashboards: per-user layouts, shared read-only with named principals or everyone."""
+"""Saved dashboards: per-user layouts, shared read-only with named principals or everyone.
+
+Creating, saving and deleting take ``audit(saved) -> record``: the change's config_change record is stored in
+the same transaction, so a change and its record commit together or not at all."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +17,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from storage.errors import StorageError
+from storage.events import EventRecord
+from storage.timescale import self_audit
 
 EVERYONE = "*"
 
@@ -46,16 +52,25 @@ def _row(row: tuple) -> SavedDashboard:
     return SavedDashboard(row[0], row[1], row[2], row[3], tuple(row[4]), row[5], row[6], row[7])
 
 
+Audit = Callable[["SavedDashboard"], EventRecord]  # the change's audit record, stored in its transaction
+
+
+def _audited(conn: psycopg.Connection, row: tuple | None, audit: Audit | None) -> tuple | None:
+    if row is not None and audit is not None:
+        self_audit.store(conn, audit(_row(row)))
+    return row
+
+
 def create(pool: ConnectionPool, *, owner: str, name: str, config: dict[str, Any],
-           shared_with: tuple[str, ...] = ()) -> SavedDashboard:
+           shared_with: tuple[str, ...] = (), audit: Audit | None = None) -> SavedDashboard:
     """A new dashboard for ``owner``; a name the owner already uses is a conflict."""
     try:
-        with pool.connection() as conn:
-            row = conn.execute(
+        with pool.connection() as conn, conn.transaction():
+            row = _audited(conn, conn.execute(
                 sql.SQL("INSERT INTO dashboards (owner, name, config, shared_with) VALUES (%s, %s, %s, %s) "
                         "RETURNING {}").format(_COLUMNS),
                 (owner, name, Jsonb(config), list(shared_with)),
-            ).fetchone()
+            ).fetchone(), audit)
     except psycopg.errors.UniqueViolation:
         raise DashboardConflict(f"you already have a dashboard named {name!r}; choose another name") from None
     return _row(row)
@@ -81,7 +96,7 @@ def visible_to(pool: ConnectionPool, principal: str) -> list[SavedDashboard]:
 
 def save(pool: ConnectionPool, dashboard_id: uuid.UUID, *, owner: str, version: int,
          name: str | None = None, config: dict[str, Any] | None = None,
-         shared_with: tuple[str, ...] | None = None) -> SavedDashboard:
+         shared_with: tuple[str, ...] | None = None, audit: Audit | None = None) -> SavedDashboard:
     """Update what is given, if ``owner`` owns it and nobody saved since ``version``."""
     changes: list[sql.Composable] = []
     params: list[Any] = []
@@ -95,8 +110,8 @@ def save(pool: ConnectionPool, dashboard_id: uuid.UUID, *, owner: str, version: 
         "WHERE dashboard_id = %s AND owner = %s AND version = %s RETURNING {cols}"
     ).format(changes=sql.SQL(", ").join([*changes, sql.SQL("owner = owner")]), cols=_COLUMNS)
     try:
-        with pool.connection() as conn:
-            row = conn.execute(statement, [*params, dashboard_id, owner, version]).fetchone()
+        with pool.connection() as conn, conn.transaction():
+            row = _audited(conn, conn.execute(statement, [*params, dashboard_id, owner, version]).fetchone(), audit)
     except psycopg.errors.UniqueViolation:
         raise DashboardConflict(f"you already have a dashboard named {name!r}; choose another name") from None
     if row is None:
@@ -108,11 +123,12 @@ def save(pool: ConnectionPool, dashboard_id: uuid.UUID, *, owner: str, version: 
     return _row(row)
 
 
-def delete(pool: ConnectionPool, dashboard_id: uuid.UUID, *, owner: str) -> SavedDashboard | None:
+def delete(pool: ConnectionPool, dashboard_id: uuid.UUID, *, owner: str,
+           audit: Audit | None = None) -> SavedDashboard | None:
     """Delete one of ``owner``'s dashboards; None if there is no such dashboard of theirs."""
-    with pool.connection() as conn:
-        row = conn.execute(
+    with pool.connection() as conn, conn.transaction():
+        row = _audited(conn, conn.execute(
             sql.SQL("DELETE FROM dashboards WHERE dashboard_id = %s AND owner = %s RETURNING {}").format(_COLUMNS),
             (dashboard_id, owner),
-        ).fetchone()
+        ).fetchone(), audit)
     return _row(row) if row else None

@@ -10,11 +10,13 @@ action without its record, nor a record of an action that did not happen.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from storage.events import EventRecord, Outcome
 from storage.redaction import Redactor
@@ -52,3 +54,14 @@ def auditor(actor: str, clock: Callable[[], datetime], *, source: str = "auditwa
 def store(conn: psycopg.Connection, record: EventRecord) -> None:
     """Insert the record within the caller's transaction, sealed in the integrity chain."""
     insert_rows_sealed(conn, [row_of(record)])
+
+
+@contextmanager
+def storing(pool: ConnectionPool, record: EventRecord) -> Iterator[None]:
+    """For a change outside the database (e.g. a rule file): store ``record`` first, run the block (the
+    change) inside the same transaction, and commit only if it succeeds. A record that cannot be stored
+    stops the change; a change that fails leaves no record. If the commit itself fails after the block,
+    the caller must undo its change (it sees the exception)."""
+    with pool.connection() as conn, conn.transaction():
+        store(conn, record)
+        yield

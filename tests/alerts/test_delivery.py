@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from alerts import actions
 from alerts.lifecycle import fingerprint
 from storage.events import EventRecord, Outcome
 from storage.timescale import alerts as store
-from storage.timescale import outbox
+from storage.timescale import outbox, self_audit
 from tests.alerts.conftest import T0, make_rig, seconds
 
 
@@ -89,12 +89,21 @@ def test_a_critical_alert_inhibits_its_warnings(rig, fakes):
     assert len(slack.in_channel("#sec-oncall")) == 1 and len(pd.incidents) == 1
 
 
+def recording(calls: list):
+    """An ``actions`` audit builder that also notes its calls; actions stores the record with the change."""
+    def build(resource_id, metadata):
+        calls.append((resource_id, metadata))
+        return self_audit.record("config_change", "tests", now=datetime.now(UTC), metadata=metadata,
+                                 resource_id=resource_id)
+    return build
+
+
 def test_a_silence_mutes_and_its_end_releases(rig, fakes):
     slack, pd = fakes
     calls = []
     actions.create_silence(rig.pool, matchers={"rule_id": "failed_login_burst", "user_id": "victim"},
                            starts_at=T0 - seconds(60), ends_at=T0 + seconds(60), created_by="oncall",
-                           comment="pentest", audit=lambda rid, meta: calls.append((rid, meta)))
+                           comment="pentest", audit=recording(calls))
     assert calls and calls[0][1]["change"] == "silence_created"
     for step in range(5):
         now = T0 + seconds(10 * step)
@@ -123,7 +132,7 @@ def test_acknowledge_tells_pagerduty_once_and_stops_repeats(rig, fakes):
     assert pd.actions(BURST_FP) == ["trigger"]
     audit = []
     view = actions.acknowledge(rig.pool, BURST_FP, by="alice", comment="looking", now=T0 + seconds(25),
-                               audit=lambda rid, meta: audit.append((rid, meta)))
+                               audit=recording(audit))
     assert view.acknowledged_by == "alice" and audit[0][0] == BURST_FP
     burst_at(T0 + seconds(30))
     burst_at(T0 + seconds(40))

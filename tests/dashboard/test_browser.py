@@ -42,12 +42,15 @@ def test_the_overview_shows_the_seeded_data(context, live, keys, seeded):
     page = context.new_page()
     sign_in(page, live.url, keys["viewer"])
     wait_for_widgets(page, 15)
-    # The seeded day plus the platform's own audit trail (these sign-ins), counted from raw events.
+    # The seeded day plus the platform's own audit trail (sign-ins, searches, widget reads), counted from raw
+    # events. Each widget's read is recorded as it draws, so the tile counts between none and all of this
+    # page's other 14 widget-read records, depending on the order they drew in.
     with psycopg.connect(seeded.url) as conn:
         total = conn.execute("SELECT count(*) FROM audit_events WHERE \"timestamp\" > now() - interval '24 hours'"
                              ).fetchone()[0]
-    assert len(seeded.events) < total < len(seeded.events) + 200  # plus sign-ins, searches of other tests
-    expect(card(page, "kpi-total").locator(".aw-kpi-value")).to_have_text(f"{total:,}")
+    assert len(seeded.events) < total < len(seeded.events) + 400  # plus sign-ins, searches, reads of other tests
+    shown = int(card(page, "kpi-total").locator(".aw-kpi-value").inner_text().replace(",", ""))
+    assert total - 15 <= shown <= total, (shown, total)
     failed = seeded.count(datetime.now(UTC) - timedelta(hours=1), event_type="user_login", outcome="failure")
     assert failed >= 60
     expect(card(page, "kpi-failed").locator(".aw-kpi-value")).to_have_text(f"{failed:,}")
