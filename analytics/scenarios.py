@@ -8,6 +8,9 @@ export every night. Attacks (brute force fast and slow, password spraying, crede
 a final success, exfiltration by export volume, privilege escalation at night, a login from a new
 country) are injected in the last days and returned as ``Incident`` labels. Generation is
 vectorised (NumPy → Polars) and seeded: the same arguments give the same events.
+
+Why ~430 lines: generator A is one seeded world (population, rhythms, attacks) whose draws must
+happen in one order to stay reproducible; its benign look-alikes already live in ``lookalikes.py``.
 """
 
 from __future__ import annotations

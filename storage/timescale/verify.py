@@ -4,6 +4,9 @@ Hot rows are hashed in SQL (``sealing.leaf_sql``); archived ranges are read back
 cold tier (``cold_reader``) and hashed in Python (``storage.integrity.chain``); lawful erasures and
 removals are accounted for by their tombstones and removal records. This is the one integrity module
 that reads the archive: the write side (``sealing.py``, ``erasure.py``, ``removals.py``) never does.
+
+Why ~430 lines: verification is one walk (hot, cold, removals, checkpoints) over one snapshot, and
+splitting the walk would spread the one transaction that makes its answer consistent.
 """
 
 from __future__ import annotations
