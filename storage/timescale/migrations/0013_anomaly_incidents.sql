@@ -1,0 +1,15 @@
+-- Anomalies become incidents: overlapping or adjacent windows of one detector and entity (gap at most the
+-- merge gap the scoring job passes, 1 h by default) are ONE row that grows. window_start/window_end are the
+-- incident's span (first seen, last seen), score/severity/explanation/sample ids those of its peak window,
+-- peak_at that window's start, and window_starts every window merged in (so a rerun over the same windows
+-- changes nothing: storage/timescale/anomalies.py upsert); windows is their count.
+ALTER TABLE anomalies ADD COLUMN peak_at       timestamptz;
+ALTER TABLE anomalies ADD COLUMN window_starts timestamptz[] NOT NULL DEFAULT '{}';
+ALTER TABLE anomalies ADD COLUMN windows       integer NOT NULL DEFAULT 1 CHECK (windows >= 1);
+
+-- Rows stored before: each was one window, its own peak.
+UPDATE anomalies SET peak_at = window_start, window_starts = ARRAY[window_start];
+ALTER TABLE anomalies ALTER COLUMN peak_at SET NOT NULL;
+
+-- The merge looks up an entity's incidents near the new windows.
+CREATE INDEX anomalies_incident_idx ON anomalies (detector, entity_type, entity_value, window_end DESC);
