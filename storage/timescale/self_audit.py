@@ -14,11 +14,33 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import polars as pl
 import psycopg
+from psycopg import sql
 
 from storage.events import EventRecord, Outcome
 from storage.redaction import Redactor
 from storage.timescale.writer import insert_rows_sealed, row_of
+
+# The platform's own principals, as its audit records name them in ``user_id``: API keys (``apikey:<name>``),
+# the CLI (``cli:<login>``), ingest registrations (``ingest:<principal>``) and the named services. Their
+# activity (setting up users, rules and keys; reads; archiving) is a population of its own: the user
+# detectors do not score it and its rollup series has its own baseline (analytics.jobs).
+PLATFORM_PREFIXES = ("apikey:", "cli:", "ingest:")
+PLATFORM_ACTORS = ("worker", "syslog", "seed-demo", "auditwatch", "auditwatch-up", "auditwatch-cli", "bench")
+
+
+def platform_actor(column: str = "user_id") -> pl.Expr:
+    """True where ``column`` names one of the platform's own principals (a Polars expression)."""
+    col = pl.col(column)
+    return col.is_in(PLATFORM_ACTORS) | pl.any_horizontal(col.str.starts_with(p) for p in PLATFORM_PREFIXES)
+
+
+def platform_sql(column: str = "user_id") -> tuple[sql.Composable, list[Any]]:
+    """The same test as ``platform_actor`` as SQL (with its two parameters)."""
+    clause = sql.SQL("({col} = ANY(%s::text[]) OR {col} LIKE ANY(%s::text[]))").format(col=sql.Identifier(column))
+    return clause, [list(PLATFORM_ACTORS), [p + "%" for p in PLATFORM_PREFIXES]]
+
 
 # (event_type, metadata, resource_id) -> the record to store
 Auditor = Callable[[str, dict[str, Any], str | None], EventRecord]

@@ -13,3 +13,13 @@ ALTER TABLE anomalies ALTER COLUMN peak_at SET NOT NULL;
 
 -- The merge looks up an entity's incidents near the new windows.
 CREATE INDEX anomalies_incident_idx ON anomalies (detector, entity_type, entity_value, window_end DESC);
+
+-- Ranges of events written behind the scoring jobs (a bulk `auditwatch ingest`, a backfill, the demo's
+-- history): the writer notes them with the rollup invalidations, the scoring job claims them once the
+-- backfill has settled and scores them again (bounded to `analytics_backfill_days`).
+CREATE TABLE score_invalidations (
+    low      timestamptz NOT NULL,
+    high     timestamptz NOT NULL,
+    noted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX score_invalidations_noted_idx ON score_invalidations (noted_at);
