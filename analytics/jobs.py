@@ -333,9 +333,16 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
         low = lo
         while low < hi:
             high = min(_floor(low, config.refit_every) + config.refit_every, hi)
-            # Fitted only on the events before the span; the first spans of a store learn from its warm-up.
+            # Fitted only on the events before the span. With less than the warm-up before it (the first hours
+            # of a store), on the store's first warm-up of events around it, the span itself left out, so an
+            # attack in it is not part of its own baseline.
             train_to = max(_floor(low, timedelta(minutes=1)), min(oldest + config.warmup, end))
-            history = people(events.read(pool, train_to - config.history, train_to))
+            if train_to > low:
+                train_to = min(train_to + (high - low), end)
+                history = people(events.read(pool, train_to - config.history, train_to)).filter(
+                    (pl.col("timestamp") < low) | (pl.col("timestamp") >= high))
+            else:
+                history = people(events.read(pool, train_to - config.history, train_to))
             context_from = max(min(low - timedelta(hours=1), train_to), low - config.context)
             frame = people(events.read(pool, context_from, high))
             for name in names:
