@@ -18,7 +18,8 @@ from psycopg_pool import ConnectionPool
 from alerts import lifecycle, pipeline
 from alerts.lifecycle import Flapping, Observation
 from alerts.routing import Routing
-from alerts.rules import Absence, Anomaly, Rule, RuleSource, Threshold, default_directories
+from alerts.rule_files import RuleSource, default_directories
+from alerts.rules import Absence, Anomaly, Rule, Threshold
 from storage.timescale import alerts as store
 from storage.timescale import anomalies, rule_inputs
 from storage.timescale.db import advisory_lock

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from alerts.errors import ConfigError
-from alerts.rules import parse_duration
+from alerts.rule_yaml import parse_duration
 from storage.timescale.alerts import AlertRow, Silence
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.yml")

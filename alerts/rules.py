@@ -8,10 +8,9 @@ overrides packaged ones by id.
 
 from __future__ import annotations
 
-import logging
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,17 +19,15 @@ from typing import Any
 import yaml
 
 from alerts.errors import RuleError, RuleProblem
+from alerts.rule_yaml import Checker, Lines, parse_duration
 from storage.timescale.anomalies import SEVERITIES as ANOMALY_SEVERITIES
 from storage.timescale.anomalies import at_or_above
 from storage.timescale.rule_inputs import ABSENCE_FIELDS, THRESHOLD_FIELDS
 
-log = logging.getLogger(__name__)
 PACKAGED_RULES = Path(__file__).with_name("rules")
 SEVERITIES = ("info", "warning", "critical")
 RULE_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 LABEL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
-_DURATION = re.compile(r"(\d+)(s|m|h|d)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Anything that looks like a credential has no place in a rule file (they come from settings).
 _SECRET_KEY = re.compile(r"token|secret|password|routing_key|api_key|webhook_url", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"xox[abprs]-|hooks\.slack\.com/services/|https?://[^/\s]*:[^@/\s]+@")
@@ -41,21 +38,6 @@ TOP_FIELDS = {"id", "title", "description", "severity", "labels", "runbook_url",
               "threshold", "anomaly", "absence", "examples", "enabled"}
 CONDITIONS = ("threshold", "anomaly", "absence")
 EVENT_FIELDS = {"at", "repeat", "spacing", "event_type", "user_id", "outcome", "source_ip", "source"}
-
-
-def parse_duration(text: Any) -> timedelta:
-    """'30s', '10m', '2h', '7d' → timedelta; ValueError says the accepted form."""
-    if isinstance(text, str) and (m := _DURATION.fullmatch(text.strip())):
-        return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"{text!r} is not a duration; write a whole number and a unit, e.g. 30s, 10m, 2h, 7d")
-
-
-def format_duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit in ("d", "h", "m"):
-        if seconds and seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
 
 
 @dataclass(frozen=True)
@@ -142,102 +124,6 @@ def _placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-# -- loading with line numbers ---------------------------------------------------------------------
-
-class _Lines:
-    """Line numbers of every key and list item of a YAML document, by path."""
-
-    def __init__(self, root: yaml.Node | None) -> None:
-        self.lines: dict[tuple, int] = {}
-        self.duplicates: list[tuple[tuple, int]] = []
-        if root is not None:
-            self._walk(root, ())
-
-    def _walk(self, node: yaml.Node, path: tuple) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key, value in node.value:
-                name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
-                if name in seen:
-                    self.duplicates.append((path + (name,), key.start_mark.line + 1))
-                seen.add(name)
-                self.lines[path + (name,)] = key.start_mark.line + 1
-                self._walk(value, path + (name,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._walk(item, path + (i,))
-
-    def at(self, path: tuple) -> int | None:
-        while path not in self.lines and path:
-            path = path[:-1]
-        return self.lines.get(path)
-
-
-class _Checker:
-    """Collects every problem of one file instead of stopping at the first."""
-
-    def __init__(self, path: str, lines: _Lines) -> None:
-        self.path = path
-        self.lines = lines
-        self.problems: list[RuleProblem] = []
-
-    def fail(self, where: tuple, message: str) -> None:
-        name = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in where).replace(".[", "[") or None
-        self.problems.append(RuleProblem(self.path, self.lines.at(where), name, message))
-
-    def known(self, data: Mapping, allowed: Iterable[str], where: tuple) -> None:
-        for key in data:
-            if key not in allowed:
-                self.fail(where + (key,), f"unknown field; allowed here: {', '.join(sorted(allowed))}")
-
-    def get(self, data: Mapping, key: str, where: tuple, kind: type | tuple[type, ...], *, required: bool = False,
-            default: Any = None) -> Any:
-        if key not in data or data[key] is None:
-            if required:
-                self.fail(where + (key,) if where else (key,), "is required")
-            return default
-        value = data[key]
-        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else ()):
-            self.fail(where + (key,), f"must be {_kind_name(kind)}, not a boolean")
-            return default
-        if not isinstance(value, kind):
-            self.fail(where + (key,), f"must be {_kind_name(kind)}, not {type(value).__name__}")
-            return default
-        return value
-
-    def duration(self, data: Mapping, key: str, where: tuple, default: timedelta | None = None, *,
-                 required: bool = False) -> timedelta | None:
-        raw = self.get(data, key, where, str, required=required)
-        if raw is None:
-            return default
-        try:
-            return parse_duration(raw)
-        except ValueError as exc:
-            self.fail(where + (key,), str(exc))
-            return default
-
-    def names(self, data: Mapping, key: str, where: tuple, allowed: Iterable[str] | None = None) -> tuple[str, ...]:
-        raw = self.get(data, key, where, (list, str), default=[])
-        items = [raw] if isinstance(raw, str) else raw
-        out = []
-        for i, item in enumerate(items):
-            if not isinstance(item, str) or not item:
-                self.fail(where + (key, i), "must be a non-empty string")
-            elif allowed is not None and item not in allowed:
-                self.fail(where + (key, i), f"{item!r} is not one of {', '.join(allowed)}")
-            else:
-                out.append(item)
-        return tuple(out)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    words = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", dict: "a mapping",
-             list: "a list"}
-    return " or ".join(words.get(k, k.__name__) for k in kinds)
-
-
 def parse_rule(text: str, path: str = "<rule>") -> Rule:
     """One rule from YAML text; RuleError lists every problem with its line and field."""
     if len(text.encode()) > MAX_RULE_BYTES:
@@ -266,7 +152,7 @@ def parse_rule(text: str, path: str = "<rule>") -> Rule:
                                      f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) from None
     except RecursionError:
         raise RuleError([RuleProblem(path, None, None, "nested too deeply; a rule is a few levels deep")]) from None
-    check = _Checker(path, _Lines(root))
+    check = Checker(path, Lines(root))
     for where, line in check.lines.duplicates:
         check.problems.append(RuleProblem(path, line, ".".join(map(str, where)), "appears twice; keep one"))
     if not isinstance(data, dict):
@@ -320,7 +206,7 @@ def parse_rule(text: str, path: str = "<rule>") -> Rule:
         enabled=check.get(data, "enabled", (), bool, default=True), path=path, text=text)
 
 
-def _no_secrets(check: _Checker, node: Any, where: tuple) -> None:
+def _no_secrets(check: Checker, node: Any, where: tuple) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if isinstance(key, str) and _SECRET_KEY.search(key) and where[:1] != ("examples",):
@@ -334,7 +220,7 @@ def _no_secrets(check: _Checker, node: Any, where: tuple) -> None:
         check.fail(where, "this looks like a credential; set it in settings or the environment instead")
 
 
-def _threshold(check: _Checker, body: dict, where: tuple) -> Threshold | None:
+def _threshold(check: Checker, body: dict, where: tuple) -> Threshold | None:
     check.known(body, {"event_type", "outcome", "window", "group_by", "distinct", "at_least"}, where)
     window = check.duration(body, "window", where, required=True)
     at_least = check.get(body, "at_least", where, int, required=True)
@@ -357,7 +243,7 @@ def _threshold(check: _Checker, body: dict, where: tuple) -> Threshold | None:
                      outcome=outcome, group_by=group_by, distinct=distinct)
 
 
-def _anomaly(check: _Checker, body: dict, where: tuple) -> Anomaly | None:
+def _anomaly(check: Checker, body: dict, where: tuple) -> Anomaly | None:
     check.known(body, {"detectors", "min_score", "min_severity", "lookback"}, where)
     score = check.get(body, "min_score", where, (int, float), default=0.0)
     if not 0 <= score <= 1:
@@ -370,7 +256,7 @@ def _anomaly(check: _Checker, body: dict, where: tuple) -> Anomaly | None:
                    lookback=check.duration(body, "lookback", where, timedelta(minutes=15)))
 
 
-def _absence(check: _Checker, body: dict, where: tuple) -> Absence | None:
+def _absence(check: Checker, body: dict, where: tuple) -> Absence | None:
     check.known(body, {"field", "values", "silent_for", "lookback"}, where)
     name = check.get(body, "field", where, str, required=True)
     if name is not None and name not in ABSENCE_FIELDS:
@@ -387,7 +273,7 @@ def _absence(check: _Checker, body: dict, where: tuple) -> Absence | None:
     return Absence(field=name, values=values, silent_for=silent_for, lookback=lookback or timedelta(hours=24))
 
 
-def _examples(check: _Checker, data: dict, condition: Any) -> tuple[Example, ...]:
+def _examples(check: Checker, data: dict, condition: Any) -> tuple[Example, ...]:
     raw = check.get(data, "examples", (), list, default=[])
     if not raw:
         check.fail(("examples",), "every rule needs examples: at least one that fires and one that does not")
@@ -447,80 +333,3 @@ example_offset = _offset
 
 
 # -- rule sets ------------------------------------------------------------------------------------------
-
-def load_file(path: Path) -> Rule:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError([RuleProblem(str(path), None, None, f"cannot read the file: {exc}")]) from None
-    rule = parse_rule(text, str(path))
-    expected = path.stem
-    if rule.id != expected:
-        raise RuleError([RuleProblem(str(path), 1, "id", f"the id {rule.id!r} must match the file name "
-                                                          f"({expected}.yml), so one file holds one rule")])
-    return rule
-
-
-def load_rules(*directories: Path | str | None) -> dict[str, Rule]:
-    """Every rule of the directories, later ones overriding earlier ones by id; all problems at once."""
-    rules: dict[str, Rule] = {}
-    problems: list[RuleProblem] = []
-    for directory in directories:
-        if not directory:
-            continue
-        directory = Path(directory)
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.y*ml")):
-            try:
-                rules[path.stem] = load_file(path)
-            except RuleError as exc:
-                problems.extend(exc.problems)
-    if problems:
-        raise RuleError(problems)
-    return rules
-
-
-class RuleSource:
-    """The rules of some directories, re-read when a file changes (evaluations pick up edits).
-
-    A file that turns invalid keeps its last valid version in force and the problem is reported
-    (``problems``), so a typo in one rule never stops the others from being evaluated.
-    """
-
-    def __init__(self, *directories: Path | str | None) -> None:
-        self.directories = tuple(Path(d) for d in directories if d)
-        self.problems: list[RuleProblem] = []
-        self._files: dict[Path, tuple[tuple[int, int], Rule | None, list[RuleProblem]]] = {}
-
-    def current(self) -> dict[str, Rule]:
-        files: dict[Path, tuple[tuple[int, int], Rule | None, list[RuleProblem]]] = {}
-        rules: dict[str, Rule] = {}
-        for directory in self.directories:
-            for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue  # removed while listing
-                signature = (stat.st_mtime_ns, stat.st_size)
-                before, rule, problems = self._files.get(path, (None, None, []))
-                if signature != before:
-                    try:
-                        rule, problems = load_file(path), []
-                    except RuleError as exc:
-                        problems = list(exc.problems)
-                        if rule is not None:
-                            problems.append(RuleProblem(str(path), None, None,
-                                                        "its last valid version stays in force until this is fixed"))
-                        for problem in problems:  # once per change of the file, not once per evaluation
-                            log.error("alert rule problem: %s", problem)
-                files[path] = (signature, rule, problems)
-                if rule is not None:
-                    rules[rule.id] = rule
-        self._files = files
-        self.problems = [p for _, _, found in files.values() for p in found]
-        return rules
-
-
-def default_directories(user_dir: Path | str | None) -> tuple[Path, ...]:
-    return (PACKAGED_RULES,) + ((Path(user_dir),) if user_dir else ())

@@ -68,13 +68,8 @@ def parse(values: Mapping[str, Any], *, start: datetime | None, end: datetime | 
 
 
 def as_params(query: EventQuery) -> dict[str, Any]:
-    """The query's filters as URL parameters (export links, audit records)."""
-    return {k: v for k, v in {
-        "start_time": query.start_time.isoformat() if query.start_time else None,
-        "end_time": query.end_time.isoformat() if query.end_time else None,
-        "user_id": query.user_id,
-        "event_type": list(query.event_types) or None,
-        "outcome": str(query.outcome) if query.outcome else None,
-        "source_ip": query.source_ip,
-        "metadata": json.dumps(query.metadata) if query.metadata else None,
-    }.items() if v is not None}
+    """The query's filters as URL parameters (export links, audit records): metadata as JSON text."""
+    params = query.filters()
+    if "metadata" in params:
+        params["metadata"] = json.dumps(params["metadata"])
+    return params

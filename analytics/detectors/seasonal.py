@@ -23,19 +23,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import orjson
 import polars as pl
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from analytics import calibration
-from analytics.detectors.base import ANOMALY_SCHEMA, empty_anomalies
+from analytics.detectors.series import SeriesScoring
 
 DAY, WEEK = 86_400.0, 7 * 86_400.0
 _PRIOR_WEIGHT = 10.0  # pseudo-exceedances behind the prior tail shape
 
 
-class SeasonalSeries(BaseEstimator):
+class SeasonalSeries(SeriesScoring, BaseEstimator):
     """Causal anomaly scores of a ``timestamp,value`` series, calibrated to [0, 1).
 
     Parameters
@@ -197,42 +196,6 @@ class SeasonalSeries(BaseEstimator):
         z[cold] = 0.0
         expected = x - residual
         return expected, scale, log10_p, z
-
-    def score_samples(self, X: pl.DataFrame) -> np.ndarray:
-        """Calibrated scores in [0, 1), higher is rarer, one per point of ``X``."""
-        return self.score_frame(X)["anomaly_score"].to_numpy()
-
-    def decision_function(self, X: pl.DataFrame) -> np.ndarray:
-        """``threshold - score``: negative for anomalies."""
-        return self.threshold - self.score_samples(X)
-
-    def predict(self, X: pl.DataFrame) -> np.ndarray:
-        """-1 for anomalous points, 1 for normal ones."""
-        return np.where(self.score_samples(X) >= self.threshold, -1, 1)
-
-    def detect(self, X: pl.DataFrame, *, entity: str, step: Any, start: datetime | None = None,
-               min_score: float | None = None) -> pl.DataFrame:
-        """Anomalous points as anomaly rows for the series named ``entity`` (buckets of length ``step``)."""
-        cut = self.threshold if min_score is None else min_score
-        found = self.score_frame(X, start=start).filter(pl.col("anomaly_score") >= cut)
-        if found.is_empty():
-            return empty_anomalies()
-        rows = []
-        for row in found.iter_rows(named=True):
-            direction = "above" if row["value"] > row["expected"] else "below"
-            rows.append({
-                "detector": self.name, "detector_version": self.version_, "entity_type": "series",
-                "entity_value": entity, "window_start": row["timestamp"], "window_end": row["timestamp"] + step,
-                "score": row["anomaly_score"], "severity": calibration.severity(row["anomaly_score"]),
-                "explanation": orjson.dumps({
-                    "summary": f"{entity}: {row['value']:g} is {direction} the expected {row['expected']:g} "
-                               f"by {abs(row['z']):.1f} scales",
-                    "observed": {"value": row["value"]}, "expected": {"value": row["expected"], "scale": row["scale"]},
-                    "features": [{"name": "value", "value": row["value"], "contribution": 1.0}],
-                    "peers": {}, "p_value": row["p_value"]}).decode(),
-                "sample_event_ids": [],
-            })
-        return pl.DataFrame(rows, schema=ANOMALY_SCHEMA)
 
 
 def score_from_log10_p(log10_p: np.ndarray) -> np.ndarray:

@@ -21,7 +21,54 @@ from analytics import calibration
 from analytics.detectors.base import ANOMALY_SCHEMA, empty_anomalies
 
 
-class UnivariateSeries(BaseEstimator):
+class SeriesScoring:
+    """The estimator surface both series detectors share: scores, decisions, and anomaly rows.
+
+    A subclass provides ``score_frame`` (columns ``timestamp, value, expected, scale, z, p_value,
+    anomaly_score``), ``threshold``, ``name``, ``version_`` and ``expected_word`` (how its expectation
+    is named in an explanation).
+    """
+
+    expected_word = "the expected"
+
+    def score_samples(self, X: pl.DataFrame) -> np.ndarray:
+        """Calibrated scores in [0, 1], higher is rarer, one per point of ``X``."""
+        return self.score_frame(X)["anomaly_score"].to_numpy()
+
+    def decision_function(self, X: pl.DataFrame) -> np.ndarray:
+        """``threshold - score``: negative for anomalies."""
+        return self.threshold - self.score_samples(X)
+
+    def predict(self, X: pl.DataFrame) -> np.ndarray:
+        """-1 for anomalous points, 1 for normal ones."""
+        return np.where(self.score_samples(X) >= self.threshold, -1, 1)
+
+    def detect(self, X: pl.DataFrame, *, entity: str, step: Any, start: datetime | None = None,
+               min_score: float | None = None) -> pl.DataFrame:
+        """Anomalous points as anomaly rows for the series named ``entity`` (buckets of length ``step``)."""
+        cut = self.threshold if min_score is None else min_score
+        found = self.score_frame(X, start=start).filter(pl.col("anomaly_score") >= cut)
+        if found.is_empty():
+            return empty_anomalies()
+        rows = []
+        for row in found.iter_rows(named=True):
+            direction = "above" if row["value"] > row["expected"] else "below"
+            rows.append({
+                "detector": self.name, "detector_version": self.version_, "entity_type": "series",
+                "entity_value": entity, "window_start": row["timestamp"], "window_end": row["timestamp"] + step,
+                "score": row["anomaly_score"], "severity": calibration.severity(row["anomaly_score"]),
+                "explanation": orjson.dumps({
+                    "summary": f"{entity}: {row['value']:g} is {direction} {self.expected_word} {row['expected']:g} "
+                               f"by {abs(row['z']):.1f} scales",
+                    "observed": {"value": row["value"]}, "expected": {"value": row["expected"], "scale": row["scale"]},
+                    "features": [{"name": "value", "value": row["value"], "contribution": 1.0}],
+                    "peers": {}, "p_value": row["p_value"]}).decode(),
+                "sample_event_ids": [],
+            })
+        return pl.DataFrame(rows, schema=ANOMALY_SCHEMA)
+
+
+class UnivariateSeries(SeriesScoring, BaseEstimator):
     """Causal robust z-scores of a ``timestamp,value`` series, calibrated to [0, 1].
 
     Parameters
@@ -45,6 +92,7 @@ class UnivariateSeries(BaseEstimator):
 
     name = "univariate_series"
     version = "1"
+    expected_word = "the recent median"
     threshold = calibration.ANOMALY_SCORE
 
     def __init__(self, *, window: int = 60, min_periods: int = 10, df: float = 10.0,
@@ -87,43 +135,6 @@ class UnivariateSeries(BaseEstimator):
                                                    pl.Series("p_value", p),
                                                    pl.Series("anomaly_score", calibration.score_from_p(p)))
         return out.filter(pl.col("timestamp") >= start.astimezone(UTC)) if start is not None else out
-
-    def score_samples(self, X: pl.DataFrame) -> np.ndarray:
-        """Calibrated scores in [0, 1], higher is rarer, one per point of ``X``."""
-        return self.score_frame(X)["anomaly_score"].to_numpy()
-
-    def decision_function(self, X: pl.DataFrame) -> np.ndarray:
-        """``threshold - score``: negative for anomalies."""
-        return self.threshold - self.score_samples(X)
-
-    def predict(self, X: pl.DataFrame) -> np.ndarray:
-        """-1 for anomalous points, 1 for normal ones."""
-        return np.where(self.score_samples(X) >= self.threshold, -1, 1)
-
-    def detect(self, X: pl.DataFrame, *, entity: str, step: Any, start: datetime | None = None,
-               min_score: float | None = None) -> pl.DataFrame:
-        """Anomalous points as anomaly rows for the series named ``entity`` (buckets of length ``step``)."""
-        cut = self.threshold if min_score is None else min_score
-        found = self.score_frame(X, start=start).filter(pl.col("anomaly_score") >= cut)
-        if found.is_empty():
-            return empty_anomalies()
-        rows = []
-        for row in found.iter_rows(named=True):
-            direction = "above" if row["value"] > row["expected"] else "below"
-            rows.append({
-                "detector": self.name, "detector_version": self.version_, "entity_type": "series",
-                "entity_value": entity, "window_start": row["timestamp"], "window_end": row["timestamp"] + step,
-                "score": row["anomaly_score"], "severity": calibration.severity(row["anomaly_score"]),
-                "explanation": orjson.dumps({
-                    "summary": f"{entity}: {row['value']:g} is {direction} the recent median {row['expected']:g} "
-                               f"by {abs(row['z']):.1f} scales",
-                    "observed": {"value": row["value"]}, "expected": {"value": row["expected"], "scale": row["scale"]},
-                    "features": [{"name": "value", "value": row["value"], "contribution": 1.0}],
-                    "peers": {}, "p_value": row["p_value"]}).decode(),
-                "sample_event_ids": [],
-            })
-        return pl.DataFrame(rows, schema=ANOMALY_SCHEMA)
-
 
 def _values(X: pl.DataFrame) -> np.ndarray:
     if "value" not in X.columns:

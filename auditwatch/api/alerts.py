@@ -12,7 +12,9 @@ from flask import Blueprint, request
 
 from alerts import actions
 from alerts.errors import InvalidSilence, RuleError, UnknownAlert
-from alerts.rules import PACKAGED_RULES, RULE_ID, format_duration, load_rules, parse_rule
+from alerts.rule_files import load_rules
+from alerts.rule_yaml import format_duration
+from alerts.rules import PACKAGED_RULES, RULE_ID, parse_rule
 from auditwatch.alerting import rules_dir
 from auditwatch.api import caller, params
 from auditwatch.services import Services

@@ -91,21 +91,6 @@ def _parse_query(max_limit: int, *, paged: bool = True) -> EventQuery:
                       metadata=metadata_filter, limit=limit)
 
 
-def _filters_of(query: EventQuery) -> dict[str, Any]:
-    """The query's filters as recorded in the query_executed / export_requested audit event."""
-    return {
-        k: v for k, v in {
-            "start_time": query.start_time.isoformat() if query.start_time else None,
-            "end_time": query.end_time.isoformat() if query.end_time else None,
-            "user_id": query.user_id,
-            "event_type": list(query.event_types) or None,
-            "outcome": str(query.outcome) if query.outcome else None,
-            "source_ip": query.source_ip,
-            "metadata": query.metadata,
-        }.items() if v is not None
-    }
-
-
 def _event_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -136,7 +121,7 @@ def create_blueprint(services: Services) -> Blueprint:
         # Hot and archived (cold) events, merged newest first; each says which tier it came from.
         page = tiers.search(services.pool, services.archive, query, after=after,
                             with_total=include_total in {"true", "1"})
-        audit("query_executed", metadata={"route": "list_events", "filters": _filters_of(query),
+        audit("query_executed", metadata={"route": "list_events", "filters": query.filters(),
                                           "returned": len(page.events)})
         body: dict[str, Any] = {
             "events": [{**e.to_json(), "tier": tier} for e, tier in zip(page.events, page.tiers, strict=True)],
@@ -164,7 +149,7 @@ def create_blueprint(services: Services) -> Blueprint:
         if fmt not in {"csv", "ndjson"}:
             raise HttpError(400, "invalid_format", "`format` must be csv or ndjson", "format")
         query = _parse_query(settings.max_query_limit, paged=False)
-        audit("export_requested", metadata={"format": fmt, "filters": _filters_of(query)})
+        audit("export_requested", metadata={"format": fmt, "filters": query.filters()})
         rows = queries.stream(services.pool, query, max_rows=settings.max_export_rows)
         return Response(stream_with_context(export.lines(rows, fmt)), mimetype=export.MIMETYPES[fmt], headers={
             "Content-Disposition": f'attachment; filename="audit-events.{fmt}"'})

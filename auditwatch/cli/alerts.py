@@ -11,7 +11,9 @@ import click
 from alerts import actions
 from alerts.backtest import backtest
 from alerts.errors import AlertsError, RuleError
-from alerts.rules import PACKAGED_RULES, format_duration, load_file, load_rules, parse_duration
+from alerts.rule_files import load_file, load_rules
+from alerts.rule_yaml import format_duration, parse_duration
+from alerts.rules import PACKAGED_RULES
 from auditwatch.alerting import rules_dir
 from auditwatch.cli.context import Context, audit_cli, pass_ctx, whoami
 

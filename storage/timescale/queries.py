@@ -40,6 +40,18 @@ class EventQuery:
     metadata: dict[str, Any] | None = None  # JSONB containment
     limit: int = 100
 
+    def filters(self) -> dict[str, Any]:
+        """The filters that are set, in the query API's parameter names (audit records, export links)."""
+        return {k: v for k, v in {
+            "start_time": self.start_time.isoformat() if self.start_time else None,
+            "end_time": self.end_time.isoformat() if self.end_time else None,
+            "user_id": self.user_id,
+            "event_type": list(self.event_types) or None,
+            "outcome": str(self.outcome) if self.outcome else None,
+            "source_ip": self.source_ip,
+            "metadata": self.metadata or None,
+        }.items() if v is not None}
+
     def fingerprint(self) -> str:
         """Identifies the filters (not the limit), so a cursor cannot be replayed on another query."""
         parts = orjson.dumps(

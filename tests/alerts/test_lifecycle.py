@@ -6,7 +6,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 from alerts.lifecycle import Observation, fingerprint, resolve_orphans, step
-from alerts.rules import PACKAGED_RULES, load_rules
+from alerts.rule_files import load_rules
+from alerts.rules import PACKAGED_RULES
 from tests.alerts.conftest import T0
 
 RULE = load_rules(PACKAGED_RULES)["failed_login_burst"]

@@ -9,7 +9,8 @@ import pytest
 
 from alerts.engine import observe
 from alerts.examples import example_anomalies, example_events
-from alerts.rules import PACKAGED_RULES, load_rules
+from alerts.rule_files import load_rules
+from alerts.rules import PACKAGED_RULES
 from storage.timescale.writer import EventWriter
 from tests.alerts.conftest import T0, insert_anomaly
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from alerts.errors import RuleError
-from alerts.rules import PACKAGED_RULES, load_rules, parse_duration, parse_rule
+from alerts.rule_files import load_rules
+from alerts.rule_yaml import parse_duration
+from alerts.rules import PACKAGED_RULES, parse_rule
 
 GOOD = textwrap.dedent("""\
     id: many_exports
@@ -110,7 +112,7 @@ def test_bad_durations(text):
 def test_edits_are_picked_up_and_a_bad_edit_keeps_the_last_valid_version(tmp_path: Path, caplog):
     import os
 
-    from alerts.rules import RuleSource
+    from alerts.rule_files import RuleSource
     source = RuleSource(PACKAGED_RULES, tmp_path)
     assert "many_exports" not in source.current()
     path = tmp_path / "many_exports.yml"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
 from analytics import scenarios
 from analytics.events import from_records, to_records
+from auditwatch.cli.main import main
 
 _ids = itertools.count()
 
@@ -74,3 +77,17 @@ from tests.auditwatch.conftest import (  # noqa: E402, F401
     shared_services,
     shared_settings,
 )
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """The `auditwatch` CLI in-process, in an empty directory with no AUDITWATCH_* settings."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("AUDITWATCH_"):
+            monkeypatch.delenv(name)
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    return invoke

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import polars as pl
-import pytest
-from click.testing import CliRunner
 
-from auditwatch.cli.main import main
 from tests.analytics.conftest import T0, burst, event
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("AUDITWATCH_"):
-            monkeypatch.delenv(name)
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def _write_events(path: Path, history: pl.DataFrame, extra: list[dict]) -> None:

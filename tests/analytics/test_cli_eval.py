@@ -8,29 +8,13 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
-from click.testing import CliRunner
 
 from analytics import labels as L
 from analytics.events import read_ndjson
-from auditwatch.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 A_CLASSES = {"brute_force_fast", "brute_force_slow", "password_spraying", "credential_stuffing", "exfiltration",
              "night_privilege_escalation", "new_country_login"}
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("AUDITWATCH_"):
-            monkeypatch.delenv(name)
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_eval_of_generator_a_small_meets_the_targets_in_a_subprocess(tmp_path):

@@ -21,7 +21,7 @@ def _write(pool, events: list[dict]) -> None:
 
 
 def _series_anomalies(pool) -> pl.DataFrame:
-    stored = store.list_anomalies(pool, store.AnomalyQuery(limit=1000))
+    stored = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000))
     return stored.filter(pl.col("detector") == "univariate_series")
 
 

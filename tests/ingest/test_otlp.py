@@ -275,7 +275,7 @@ def test_a_small_gzip_of_many_empty_records_is_refused_before_anything_is_built(
 
 
 def test_a_protobuf_record_count_is_read_off_the_wire():
-    from ingest.otlp import TooManyRecords, count_protobuf_records
+    from ingest.otlp_wire import TooManyRecords, count_protobuf_records
 
     assert count_protobuf_records(_empty_records_protobuf(7), 10) == 7
     with pytest.raises(TooManyRecords):
