@@ -299,7 +299,7 @@ def history_ranges(pool: ConnectionPool, *, end: datetime, now: datetime,
     for lo, hi in clipped:
         if lo >= hi:
             continue
-        if merged and lo <= merged[-1][1]:
+        if merged and lo <= merged[-1][1] + config.late:  # a quiet minute between two batches is one range
             merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
         else:
             merged.append((lo, hi))
