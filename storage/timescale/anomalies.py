@@ -116,7 +116,8 @@ _SELECT = sql.SQL(
     "SELECT anomaly_id::text, detector, detector_version, entity_type, entity_value, "
     "(extract(epoch FROM window_start) * 1000000)::bigint, (extract(epoch FROM window_end) * 1000000)::bigint, "
     "score, severity, explanation::text, array_to_json(sample_event_ids)::text, "
-    "(extract(epoch FROM detected_at) * 1000000)::bigint, (extract(epoch FROM peak_at) * 1000000)::bigint, "
+    "(extract(epoch FROM detected_at) * 1000000)::bigint, "
+    "(extract(epoch FROM coalesce(peak_at, window_start)) * 1000000)::bigint, "
     "windows FROM anomalies")
 _WIRE = {**FRAME_SCHEMA, "sample_event_ids": pl.String()}
 
@@ -212,8 +213,10 @@ _MERGE_LOCK = 0x414E_4F4D_4D52  # 'ANOMMR': one merge at a time (the scoring lea
 
 _NEARBY = sql.SQL("""
     SELECT a.anomaly_id, a.detector, a.entity_type, a.entity_value, a.detector_version, a.window_start,
-           a.window_end, a.score, a.severity, a.explanation, array_to_json(a.sample_event_ids)::text, a.peak_at,
-           a.window_starts, a.detected_at
+           a.window_end, a.score, a.severity, a.explanation, array_to_json(a.sample_event_ids)::text,
+           coalesce(a.peak_at, a.window_start),
+           CASE WHEN cardinality(a.window_starts) = 0 THEN ARRAY[a.window_start] ELSE a.window_starts END,
+           a.detected_at
     FROM anomalies a
     JOIN unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS k(d, t, v, lo, hi)
       ON a.detector = k.d AND a.entity_type = k.t AND a.entity_value = k.v

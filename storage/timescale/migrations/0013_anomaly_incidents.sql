@@ -7,9 +7,9 @@ ALTER TABLE anomalies ADD COLUMN peak_at       timestamptz;
 ALTER TABLE anomalies ADD COLUMN window_starts timestamptz[] NOT NULL DEFAULT '{}';
 ALTER TABLE anomalies ADD COLUMN windows       integer NOT NULL DEFAULT 1 CHECK (windows >= 1);
 
--- Rows stored before: each was one window, its own peak.
+-- Rows stored before: each was one window, its own peak. (A row written without them by other code reads the
+-- same way: peak_at NULL is its window_start, and an empty window_starts is its one window.)
 UPDATE anomalies SET peak_at = window_start, window_starts = ARRAY[window_start];
-ALTER TABLE anomalies ALTER COLUMN peak_at SET NOT NULL;
 
 -- The merge looks up an entity's incidents near the new windows.
 CREATE INDEX anomalies_incident_idx ON anomalies (detector, entity_type, entity_value, window_end DESC);
