@@ -38,8 +38,9 @@ class EmpiricalTail:
     """Tail probabilities of a raw score from its distribution on normal data.
 
     Inside the sample the tail is empirical (with a +1 so it is never zero); beyond the top
-    ``tail_fraction`` of the sample it is extrapolated with an exponential fitted to the excesses,
-    which is what makes a one-in-a-million statement possible from fifty thousand samples.
+    ``tail_fraction`` of the sample it is extrapolated with an exponential fitted (robustly, by the
+    median) to the excesses, which is what makes a one-in-a-million statement possible from fifty
+    thousand samples.
     """
 
     def __init__(self, *, tail_fraction: float = 0.01) -> None:
@@ -54,7 +55,9 @@ class EmpiricalTail:
         k = min(k, raw.size)
         self.threshold_ = raw[-k]
         excess = raw[-k:] - self.threshold_
-        self.scale_ = max(float(excess.mean()), 1e-9)
+        # The exponential's scale from the median excess (scale * ln 2): a few extreme samples in the history
+        # (last week's attack, still in the refit's window) cannot stretch the tail that judges the next one.
+        self.scale_ = max(float(np.median(excess)) / np.log(2), float(excess.mean()) / 4, 1e-9)
         self.tail_p_ = k / (raw.size + 1)
         return self
 

@@ -85,6 +85,45 @@ def window_counts(events: pl.LazyFrame, entity: str, window: str, *, distinct: s
     )
 
 
+def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelta, *, max_run: int = 4
+                  ) -> pl.LazyFrame:
+    """Failed logins with ``resolved``: the same user succeeded from the same address within ``within`` after,
+    ending a run of at most ``max_run`` failures (a longer run that ends in a success may be a guess that worked).
+
+    A typo, an expired password or a stale token is resolved in seconds by its owner; a guess at
+    someone else's account is not. Behind a shared egress (NAT, VPN, proxy) hundreds of people may
+    fail once on one day, but each of them then gets in.
+    """
+    successes = (events.filter(is_successful_login() & pl.col("source_ip").is_not_null())
+                 .select("user_id", "source_ip", pl.col("timestamp").alias("_ok")).sort("_ok"))
+    run = pl.len().over("user_id", "source_ip", "_ok")  # the failures this success ends
+    return (failures.sort("timestamp")
+            .join_asof(successes, left_on="timestamp", right_on="_ok", by=["user_id", "source_ip"],
+                       strategy="forward", tolerance=within, check_sortedness=False)
+            .with_columns((pl.col("_ok").is_not_null() & (run <= max_run)).alias("resolved")).drop("_ok"))
+
+
+def from_good_sources(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The events minus failed logins from addresses that never had a successful event in them.
+
+    What normal failure bursts look like is learned from sources that also do legitimate work; an
+    address that only ever failed (last week's spray or brute force, still inside a refit's history)
+    would teach the model that attacks are normal.
+    """
+    good = events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null()).select(
+        "source_ip").unique()
+    failed = is_failed_login() & pl.col("source_ip").is_not_null()
+    return pl.concat([events.filter(~failed),
+                      events.filter(failed).join(good, on="source_ip", how="semi")], how="vertical_relaxed")
+
+
+def without_resolved_failures(events: pl.LazyFrame, within: timedelta) -> pl.LazyFrame:
+    """The events minus the failed logins their owner resolved (see ``with_resolved``)."""
+    failures = with_resolved(events.filter(is_failed_login()), events, within)
+    return pl.concat([events.filter(~is_failed_login()),
+                      failures.filter(~pl.col("resolved")).drop("resolved")], how="vertical_relaxed")
+
+
 def failures_before_success(events: pl.LazyFrame, key: str, lookback: timedelta) -> pl.LazyFrame:
     """For each successful login: failed logins with the same ``key`` in the ``lookback`` before it."""
     base = events.filter(pl.col(key).is_not_null())
@@ -103,13 +142,45 @@ def failures_before_success(events: pl.LazyFrame, key: str, lookback: timedelta)
             .drop("cum_now", "cum_before"))
 
 
+AFFINITY_KEYS = ("bucket", "dataset", "project", "team", "folder")
+
+
+def infer_cohorts(events: pl.LazyFrame, *, min_members: int = 5, max_share: float = 0.5,
+                  sample: int = 300_000) -> dict[str, str]:
+    """User → cohort, from the shared resources people work on (a team's bucket, dataset or project).
+
+    When no peer groups are known, a user's cohort is the resource they use most, weighted by how
+    specific it is (idf: a resource everybody uses says nothing); resources used by fewer than
+    ``min_members`` people or by more than ``max_share`` of them do not make a cohort.
+    """
+    keyed = events.filter(pl.col("user_id").is_not_null() & pl.col("metadata").is_not_null())
+    keyed = keyed.filter(pl.int_range(pl.len()) % (pl.len() // sample + 1) == 0)  # an even sample: it is a habit
+    keyed = keyed.select(
+        "user_id", pl.coalesce([pl.col("metadata").str.json_path_match(f"$.{k}") for k in AFFINITY_KEYS])
+        .alias("resource")).filter(pl.col("resource").is_not_null())
+    uses = keyed.group_by("user_id", "resource").agg(pl.len().alias("n")).collect()
+    people = max(uses["user_id"].n_unique(), 1)
+    reach = uses.group_by("resource").agg(pl.len().alias("members"))
+    best = (uses.join(reach, on="resource")
+            .filter((pl.col("members") >= min_members) & (pl.col("members") <= max_share * people))
+            .with_columns((pl.col("n") * (people / pl.col("members")).log()).alias("w"))
+            .sort("w", descending=True).group_by("user_id", maintain_order=True).first())
+    return dict(best.select("user_id", pl.concat_str([pl.lit("cohort:"), pl.col("resource")])).iter_rows())
+
+
 def user_hour_vectors(events: pl.LazyFrame) -> pl.LazyFrame:
     """One row per user and hour: the behaviour vector the multivariate detector reads."""
+    # Metadata is parsed only for the events that carry a volume or a target (a JSON path per event is costly).
+    parsed = pl.col("event_type").is_in(EXPORT_TYPES + DOWNLOAD_TYPES + PRIVILEGED_TYPES)
+    keep = ["user_id", "timestamp", "event_type", "source_ip", "event_id", "outcome"]
+    rich = events.filter(parsed).select(*keep, export_rows().alias("_rows"), download_bytes().alias("_bytes"),
+                                        is_privileged().alias("_priv"))
+    plain = events.filter(~parsed).select(*keep, pl.lit(0.0).alias("_rows"), pl.lit(0.0).alias("_bytes"),
+                                          pl.lit(False).alias("_priv"))
     return (
-        events.with_columns(pl.col("timestamp").dt.truncate("1h").alias("window_start"),
-                            export_rows().alias("_rows"), download_bytes().alias("_bytes"),
-                            is_privileged().alias("_priv"), is_failed_login().alias("_fail"))
-        .group_by("user_id", "window_start")
+        pl.concat([rich, plain]).sort("timestamp")
+        .with_columns(pl.col("timestamp").dt.truncate("1h").alias("window_start"), is_failed_login().alias("_fail"))
+        .group_by("user_id", "window_start", maintain_order=True)
         .agg(
             pl.len().alias("events"),
             pl.col("event_type").n_unique().alias("event_types"),

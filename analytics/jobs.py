@@ -134,8 +134,10 @@ def refit(pool: ConnectionPool, name: str, *, now: datetime, config: JobConfig) 
 
 
 def load(pool: ConnectionPool, name: str, version: str | None = None, *,
-         key: bytes = b"") -> tuple[Detector, store.StoredModel]:
-    """A stored detector (the newest, or ``version`` to reproduce an old score), its seal checked first."""
+         key: bytes) -> tuple[Detector, store.StoredModel]:
+    """A stored detector (the newest, or ``version`` to reproduce an old score), its seal checked first.
+
+    ``key`` is required: the worker's ``JobConfig.model_key`` (an empty default would check nothing)."""
     stored = store.load_model(pool, name, version)
     if stored is None:
         raise ModelNotFound(f"no stored model for {name}{f' version {version}' if version else ''}; "
@@ -156,10 +158,21 @@ def refit_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
 
 # -- scoring -----------------------------------------------------------------------------------------
 
+def about_filer(entity_type: pl.Expr, entity_value: pl.Expr, filer: pl.Expr) -> pl.Expr:
+    """True where an anomaly's entity is the person who filed the feedback: their user, or their user from
+    an address (``user|address``). Feedback never hides findings about the one who gave it."""
+    return (((entity_type == "user") & (entity_value == filer))
+            | ((entity_type == "user_ip") & (entity_value.str.split("|").list.first() == filer)))
+
+
 def suppress(found: pl.DataFrame, scopes: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Drop anomalies inside an active false-positive scope; returns what is kept and how many were dropped."""
+    """Drop anomalies inside an active false-positive scope; returns what is kept and how many were dropped.
+
+    An anomaly about the scope's own filer (``created_by``) is never dropped, whatever the scope."""
     if found.is_empty() or scopes.is_empty():
         return found, 0
+    if "created_by" not in scopes.columns:
+        scopes = scopes.with_columns(created_by=pl.lit(None, dtype=pl.String))
     indexed = found.with_row_index("_row")
     pairs = indexed.select("_row", "detector", "entity_type", "entity_value", "window_start").join(
         scopes.rename({"detector": "s_detector", "entity_type": "s_type", "entity_value": "s_value"}), how="cross")
@@ -168,6 +181,7 @@ def suppress(found: pl.DataFrame, scopes: pl.DataFrame) -> tuple[pl.DataFrame, i
         & (pl.col("s_type").is_null() | ((pl.col("s_type") == pl.col("entity_type"))
                                          & (pl.col("s_value") == pl.col("entity_value"))))
         & (pl.col("until").is_null() | (pl.col("until") > pl.col("window_start")))
+        & ~about_filer(pl.col("entity_type"), pl.col("entity_value"), pl.col("created_by")).fill_null(False)
     )["_row"].unique()
     kept = indexed.filter(~pl.col("_row").is_in(hit.implode())).drop("_row")
     return kept, found.height - kept.height
@@ -358,8 +372,11 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
     log.info("scored history: %d new anomalies", result.inserted - before)
 
 
-def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes = b"") -> pl.DataFrame:
-    """Rescore an anomaly's peak window with the model version that produced it (for audits and debugging)."""
+def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes) -> pl.DataFrame:
+    """Rescore an anomaly's peak window with the model version that produced it (for audits and debugging).
+
+    ``key`` is the model sealing key the worker used (``JobConfig.model_key``); there is no default, so a
+    caller cannot unseal models by forgetting it."""
     name, version = anomaly.detector, anomaly.detector_version
     detector, stored = load(pool, name, version, key=key)
     lo = anomaly.peak_at

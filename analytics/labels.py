@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from analytics.errors import AnalyticsError
-from analytics.scenarios import Incident
+from storage.incidents import Incident
 
 FORMAT = "auditwatch-labels/1"
 

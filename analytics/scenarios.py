@@ -19,7 +19,10 @@ import numpy as np
 import polars as pl
 
 from analytics.events import SCHEMA, TS
+from analytics.lookalikes import People, inject, lookalike_plan, trips_plan
 from storage.incidents import Incident
+
+__all__ = ["SCENARIOS", "Dataset", "Incident", "generate", "to_frame"]
 
 COUNTRIES = {  # country: (weight, [(ip prefix, asn)])
     "US": (50, [("24.48", "AS7922"), ("66.249", "AS15169"), ("98.210", "AS7018")]),
@@ -40,7 +43,9 @@ SCANNER_UA = "python-requests/2.31"
 WORK_MIX = {"file_download": 30, "file_upload": 12, "query_executed": 25, "data_export": 2, "export_requested": 2}
 ADMIN_MIX = {"config_change": 6, "permission_change": 2, "api_key_created": 1, "password_change": 1}
 SCENARIOS = ("brute_force_fast", "brute_force_slow", "password_spraying", "credential_stuffing",
-             "exfiltration", "night_privilege_escalation", "new_country_login")
+             "exfiltration", "night_privilege_escalation", "new_country_login", "insider_chain")
+DEPARTMENTS = {"engineering": 0.3, "finance": 0.05, "sales": 0.3, "support": 0.25, "hr": 0.05, "legal": 0.05}
+VPN_IPS = ("98.210.250.1", "98.210.250.2", "98.210.250.3")  # corporate VPN egress: many people, one address
 BURSTS = ("brute_force_fast", "password_spraying", "credential_stuffing")
 
 
@@ -53,6 +58,7 @@ class Dataset:
     end: datetime
     users: int
     peer_groups: dict[str, str] = field(default_factory=dict)
+    lookalikes: list[Incident] = field(default_factory=list)  # benign patterns that look like attacks
 
 
 class _Builder:
@@ -88,9 +94,15 @@ class _Builder:
 
 
 def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: int = 7,
-             start: datetime = datetime(2024, 3, 4, tzinfo=UTC), attacks_per_day: int = 1) -> Dataset:
-    """Normal traffic over ``days`` days with labelled attacks in the last ``attack_days``."""
+             start: datetime = datetime(2024, 3, 4, tzinfo=UTC), attacks_per_day: int = 1, attacks: bool = True,
+             lookalikes: bool = True) -> Dataset:
+    """Normal traffic over ``days`` days with labelled attacks in the last ``attack_days``.
+
+    ``attacks=False`` gives a month of steady traffic with no attack at all; ``lookalikes`` adds the benign
+    patterns every organisation has (``analytics.lookalikes``) to the scored days, labelled separately.
+    """
     rng = np.random.default_rng(seed)
+    extra = np.random.default_rng([seed, 13])  # look-alikes and joiners: the base traffic stays as it was
     b = _Builder()
     hours = days * 24
     t0 = int(start.timestamp() * 1_000_000)
@@ -113,7 +125,7 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     browser = rng.integers(0, 3, size=users)
     mobile_ua = np.where(second_device, 3, browser)
     rate = rng.gamma(4.0, 1.5, size=users)  # events per busy hour, ~6 on average
-    department = rng.choice(["engineering", "finance", "sales", "support", "hr", "legal"], size=users)
+    department = rng.choice(list(DEPARTMENTS), size=users, p=list(DEPARTMENTS.values()))
     user_ids = np.array([f"u{i:05d}" for i in range(users)], dtype=object)
     host = rng.integers(1, 255, size=(users, 2))
 
@@ -123,6 +135,19 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
                         dtype=object)
 
     office_ip = np.array([f"{COUNTRIES['US'][1][0][0]}.200.{10 + i}" for i in range(10)], dtype=object)
+    # Remote workers behind the corporate VPN: a few egress addresses shared by hundreds of people.
+    vpn = np.where((office < 0) & (extra.random(users) < 0.4), extra.choice(3, size=users, p=[0.6, 0.25, 0.15]), -1)
+    vpn_ip = np.array(VPN_IPS, dtype=object)
+
+    def address(u: np.ndarray, week: np.ndarray) -> np.ndarray:
+        return np.where(office[u] >= 0, office_ip[np.maximum(office[u], 0)],
+                        np.where(vpn[u] >= 0, vpn_ip[np.maximum(vpn[u], 0)], home_ip(u, week)))
+
+    # Contractors and new joiners: their history starts part-way through (never an admin).
+    joined = np.where((extra.random(users) < 0.03) & ~admin, extra.integers(days // 3, max(days - attack_days, days // 3 + 1),
+                                                                            size=users), 0)
+    scored_days = list(range(days - attack_days, days))
+    plan = lookalike_plan(extra, scored_days, start) if lookalikes else {}
 
     # -- working hours: a users x hours intensity grid ----------------------------------------------------
     hour_index = np.arange(hours)
@@ -132,6 +157,9 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     on_shift = offset < day_hours[:, None]
     weekend = (dow >= 5)[None, :]
     day_off = rng.random((users, days)) < 0.04  # leave and sick days
+    day_off |= np.arange(days)[None, :] < joined[:, None]
+    if "holiday" in plan:  # a public holiday: almost nobody works
+        day_off[:, plan["holiday"]] |= extra.random(users) < 0.92
     working = on_shift & ~(weekend & (rng.random((users, hours)) < 0.92)) & ~np.repeat(day_off, 24, axis=1)
     shape = 0.6 + 0.6 * np.sin(np.pi * (offset + 0.5) / day_hours[:, None])
     lam = np.where(working, rate[:, None] * shape, 0.0)
@@ -145,22 +173,25 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     ts = t0 + eh * hour_us + rng.integers(0, hour_us, size=n)
     travel_day = rng.random((users, days)) < 0.002
     rare_travel_day = rng.random((users, days)) < 0.00015
+    trips = trips_plan(extra, users, days, plan) if lookalikes else []
+    for who, first_day, last_day, far in trips:  # a trip of several days, somewhere common or rare
+        (rare_travel_day if far else travel_day)[who, first_day:last_day + 1] = True
     day = eh // 24
     traveling = travel_day[eu, day]
     rare = rare_travel_day[eu, day]
     week = day // 7
-    ip = np.where(office[eu] >= 0, office_ip[np.maximum(office[eu], 0)], home_ip(eu, week))
+    ip = address(eu, week)
     ctry = np.array(names, dtype=object)[country[eu]]
     net = asn[eu].copy()
     # Travellers: another common country (or, rarely, one few people use), a hotel address.
     if traveling.any():
         # One destination per person and trip day.
-        away = np.array(names, dtype=object)[(eu[traveling] * 7 + day[traveling] * 13) % len(names)]
+        away = np.array(names, dtype=object)[(eu[traveling] * 7 + day[traveling] // 7 * 13) % len(names)]
         ctry[traveling] = away
         net[traveling] = [COUNTRIES[c][1][0][1] for c in away]
         ip[traveling] = [f"{COUNTRIES[c][1][0][0]}.77.{int(x)}" for c, x in zip(away, eu[traveling] % 250, strict=True)]
     if rare.any():
-        away = np.array(list(RARE_TRAVEL), dtype=object)[(eu[rare] * 7 + day[rare] * 13) % len(RARE_TRAVEL)]
+        away = np.array(list(RARE_TRAVEL), dtype=object)[(eu[rare] * 7 + day[rare] // 7 * 13) % len(RARE_TRAVEL)]
         ctry[rare] = away
         net[rare] = [RARE_TRAVEL[c][1] for c in away]
         ip[rare] = [f"{RARE_TRAVEL[c][0]}.9.{int(x)}" for c, x in zip(away, eu[rare] % 250, strict=True)]
@@ -173,7 +204,11 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     admin_types = np.array(list(ADMIN_MIX), dtype=object)[
         rng.choice(len(ADMIN_MIX), size=n, p=np.array(list(ADMIN_MIX.values())) / sum(ADMIN_MIX.values()))]
     types = np.where(is_admin_work, admin_types, types)
+    # Engineers flip feature flags and deploy settings now and then, during the day.
+    types = np.where((department[eu] == "engineering") & ~admin[eu] & (extra.random(n) < 0.004), "config_change", types)
     meta = _metadata(rng, types, department[eu], user_ids)
+    flags = (types == "config_change") & (department[eu] == "engineering") & ~admin[eu]
+    meta[flags] = [f'{{"setting":"feature_flag.f{int(x)}"}}' for x in extra.integers(1, 60, size=int(flags.sum()))]
     b.add(n, ts_us=ts, event_type=types, user_id=user_ids[eu], outcome="success", source_ip=ip,
           source_country=ctry, source_asn=net, user_agent=ua, metadata=meta,
           resource_id=np.where(np.isin(types, ["password_change", "permission_change"]),
@@ -183,7 +218,7 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     first = working & ~np.roll(working, 1, axis=1)
     lu, lh = np.nonzero(first)
     lt = t0 + lh * hour_us + rng.integers(0, 600_000_000, size=lu.size)
-    l_ip = np.where(office[lu] >= 0, office_ip[np.maximum(office[lu], 0)], home_ip(lu, lh // 24 // 7))
+    l_ip = address(lu, lh // 24 // 7)
     l_ctry = np.array(names, dtype=object)[country[lu]]
     typos = np.where(rng.random(lu.size) < 0.04, 1, 0)
     typos = np.where(clumsy[lu] & (rng.random(lu.size) < 0.3), rng.choice([1, 2, 2, 3], size=lu.size), typos)
@@ -215,18 +250,56 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
                   source_ip=f"10.0.{i // 250}.{i % 250 + 1}", user_agent="python-requests/2.32",
                   metadata=np.array([f'{{"rows":{int(r)},"dataset":"backup"}}' for r in rows], dtype=object))
 
+    # -- benign look-alikes ------------------------------------------------------------------------------------
+    people = People(user_ids=user_ids, department=department, admin=admin, working=working, address=address,
+                    country=np.array(names, dtype=object)[country], asn=asn,
+                    user_agent=np.array(BROWSERS, dtype=object)[browser], vpn=vpn, t0=t0, start=start)
+    benign = inject(extra, b.add, people, plan, days=days, logins=(lu, lh, lt, l_ip), trips=trips) if lookalikes else []
+
     # -- attacks ---------------------------------------------------------------------------------------------
     incidents: list[Incident] = []
     attack_start = start + timedelta(days=days - attack_days)
     humans = np.arange(users)
-    for d in range(days - attack_days, days):
+    contractors = np.nonzero((joined > 0) & (department != "engineering"))[0]
+    insiders: list = []
+    for d in (range(days - attack_days, days) if attacks else ()):
         for _ in range(attacks_per_day):
             incidents += _attacks(rng, b, start + timedelta(days=d), humans, admin, user_ids, start_hour,
                                   day_hours, browser, prefix, host, country, names)
+            fresh = np.setdiff1d(contractors, insiders)  # a different contractor each time
+            if fresh.size == 0:
+                fresh = np.setdiff1d(humans[~admin & (department != "engineering")], insiders)
+            insiders.append(int(extra.choice(fresh)))
+            incidents.append(_insider_chain(extra, b, start + timedelta(days=d), insiders[-1], people, address))
     events = b.frame(rng)
     peer_groups = {str(u): str(g) for u, g in zip(user_ids, department, strict=True)}
     return Dataset(events, sorted(incidents, key=lambda i: i.start), start, attack_start,
-                   start + timedelta(days=days), users, peer_groups)
+                   start + timedelta(days=days), users, peer_groups, sorted(benign, key=lambda i: i.start))
+
+
+def _insider_chain(rng, b: _Builder, day: datetime, who: int, people: People, address) -> Incident:
+    """A contractor who never did a privileged action: in at ~03:00, admin for themselves, a key, audit off."""
+    us = 1_000_000
+    uid = str(people.user_ids[who])
+    t = int(day.timestamp() * us) + int(rng.uniform(2.5, 3.75) * 3600 * us)
+    steps = np.sort(rng.integers(30 * us, 420 * us, size=3))
+    types = ["user_login", "permission_change", "api_key_created", "config_change"]
+    meta = ['{"method":"password"}', f'{{"granted":"admin","target_user":"{uid}"}}', '{"scope":"all"}',
+            '{"setting":"audit.retention_days","value":1}']
+    stamps = [t, t + int(steps[0]), t + int(steps[1]), t + int(steps[2])]
+    if rng.random() < 0.5:  # and sometimes takes a modest export on the way out
+        types.append("data_export")
+        meta.append(f'{{"rows":{int(rng.integers(2_000, 20_000))},"dataset":"crm"}}')
+        stamps.append(stamps[-1] + int(rng.integers(20, 120)) * us)
+    k = len(types)
+    week = np.full(1, (day - people.start).days // 7)
+    b.add(k, ts_us=np.array(stamps), event_type=np.array(types, dtype=object), user_id=uid, outcome="success",
+          source_ip=str(address(np.array([who]), week)[0]), source_country=str(people.country[who]),
+          source_asn=str(people.asn[who]), user_agent=str(people.user_agent[who]),
+          resource_id=np.array([None, uid, None, None, None][:k], dtype=object), metadata=np.array(meta, dtype=object))
+    end = datetime.fromtimestamp(stamps[-1] / us, UTC)
+    return Incident("insider_chain", datetime.fromtimestamp(t / us, UTC), end, frozenset({uid}),
+                    "self-granted admin, an API key and audit retention set to 1 day within minutes")
 
 
 def _metadata(rng: np.random.Generator, types: np.ndarray, department: np.ndarray, user_ids: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditwatch.settings import Settings
+from storage.errors import SigningKeyError
 from storage.integrity import checkpoints
 
 
@@ -24,13 +25,33 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
     return key
 
 
-def trusted_keys(settings: Settings, extra: tuple[str, ...] = ()) -> frozenset[bytes]:
-    """Public keys whose checkpoints verify accepts: the signing key's and any rotated-out ones."""
-    keys = {checkpoints.public_bytes(signing_key(settings))}
-    keys.update(checkpoints.public_from_base64(k) for k in (*settings.integrity_trusted_keys, *extra))
+def verification_keys(settings: Settings, extra: tuple[str, ...] = (), public_key_file: str | None = None
+                      ) -> frozenset[bytes]:
+    """Public keys whose checkpoints verify accepts; never reads nor creates the private key.
+
+    ``public_key_file`` (else the signer's ``<key file>.pub``, when present), the configured trusted keys
+    (rotated-out ones) and ``extra``. Raises SigningKeyError when there is none.
+    """
+    keys = set(checkpoints.public_from_base64(k) for k in (*settings.integrity_trusted_keys, *extra))
+    if public_key_file:
+        keys |= checkpoints.load_public(Path(public_key_file).expanduser())
+    else:
+        default = checkpoints.public_path(key_path(settings))
+        if default.exists():
+            keys |= checkpoints.load_public(default)
+    if not keys:
+        raise SigningKeyError(
+            "no public key to check the signed checkpoints with: pass --public-key FILE (the `.pub` file "
+            f"written beside the signing key, here {checkpoints.public_path(key_path(settings))}, or by "
+            "`auditwatch integrity keygen --out`), --trust BASE64, or set AUDITWATCH_INTEGRITY_TRUSTED_KEYS")
     return frozenset(keys)
+
+
+def trusted_keys(settings: Settings) -> frozenset[bytes]:
+    """The rotated-out public keys the signer still accepts on the checkpoints it continues."""
+    return frozenset(checkpoints.public_from_base64(k) for k in settings.integrity_trusted_keys)
 
 
 def checkpoint_job_kwargs(settings: Settings) -> dict:
     """The worker's arguments for storage.timescale.sealing:checkpoint_job."""
-    return {"key": signing_key(settings)}
+    return {"key": signing_key(settings), "trusted": trusted_keys(settings)}

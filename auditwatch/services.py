@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,13 +21,33 @@ from storage import location
 from storage.auth import ApiKey
 from storage.cold.store import ColdStore
 from storage.events import EventRecord, Outcome
-from storage.timescale import catalog, db, self_audit
+from storage.timescale import catalog, db, roles, self_audit
+from storage.timescale.cluster import DATABASE, LocalCluster
 from storage.timescale.writer import EventWriter, GroupCommitter
+
+log = logging.getLogger(__name__)
 
 
 def database_url(settings: Settings) -> str:
     """The configured server, or the embedded cluster under the data directory."""
     return location.database_url(settings.database_url, settings.resolved_data_dir(), settings.db_port)
+
+
+def app_database_url(settings: Settings) -> str:
+    """Where the API and the writer connect: the configured server as given (point it at the app role of
+    storage/timescale/roles.sql; README "Database roles"), or the embedded cluster as that least-privilege
+    role once `auditwatch migrate` (or `up`) has made it, which may append events but never change one."""
+    if settings.database_url:
+        return settings.database_url
+    cluster = LocalCluster(settings.resolved_data_dir(), port=settings.db_port)
+    made = roles.exists(cluster.url)
+    if made is None:
+        return cluster.url  # not running: open_pool says how to start it
+    if not made:
+        log.warning("the embedded database has no %s role yet: the API connects as the owner; run "
+                    "`auditwatch migrate` to make it", roles.APP_ROLE)
+        return cluster.url
+    return cluster.url_for(DATABASE, user=roles.APP_ROLE)
 
 
 def archive_root(settings: Settings) -> str:
@@ -70,7 +91,8 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings, *, url: str | None = None) -> Services:
-        pool = db.open_pool(url or database_url(settings), min_size=settings.pool_min, max_size=settings.pool_max)
+        pool = db.open_pool(url or app_database_url(settings), min_size=settings.pool_min,
+                            max_size=settings.pool_max)
         writer = EventWriter(pool, sealed=settings.integrity)
         committer = GroupCommitter(writer, max_group_events=settings.group_commit_max_events,
                                    threads=settings.group_commit_threads)

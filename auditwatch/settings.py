@@ -45,7 +45,7 @@ class Settings:
     # Ingest rules
     clock_skew_seconds: int = 300  # R2
     unknown_users: str = "reject"  # R4: reject | register
-    rate_limit_per_minute: int = 1000  # R6; 0 disables
+    rate_limit_per_minute: int = 600_000  # R6: events per sending API key per minute; 0 disables
     max_metadata_bytes: int = 10 * 1024  # R7
     geoip: bool = True  # R8
     geoip_mmdb: str = ""  # a MaxMind country/city .mmdb instead of the bundled database

@@ -19,7 +19,7 @@ from apscheduler.util import ref_to_obj
 
 from analytics.jobs import JobConfig
 from auditwatch.services import archive_root, database_url
-from auditwatch.settings import Settings
+from auditwatch.settings import Settings, SettingsError
 from storage.timescale import db
 from storage.timescale.leader import AdvisoryLeader
 
@@ -52,18 +52,35 @@ def cold_kwargs(settings: Settings) -> dict:
 
 
 def model_key(settings: Settings) -> bytes:
-    """The key that seals stored detector models: the setting, or one generated under the data directory."""
+    """The key that seals stored detector models: the setting, or one generated under the data directory.
+
+    Written to a private temporary file and hard-linked into place, so a worker starting at the same
+    moment sees either no key file or the whole key, never an empty one.
+    """
     if settings.analytics_model_key:
         return settings.analytics_model_key.encode()
     path = settings.resolved_data_dir() / "analytics-model.key"
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
             out.write(secrets.token_hex(32))
-        log.info("generated the model sealing key %s; set AUDITWATCH_ANALYTICS_MODEL_KEY on multi-host setups", path)
-    except FileExistsError:
-        pass
-    return path.read_text().strip().encode()
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+            log.info("generated the model sealing key %s; set AUDITWATCH_ANALYTICS_MODEL_KEY on multi-host setups",
+                     path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise SettingsError(f"the model sealing key file {path} is empty; delete it to have a new one generated "
+                            "(stored models then need `auditwatch analytics refit`), or set "
+                            "AUDITWATCH_ANALYTICS_MODEL_KEY")
+    return key.encode()
 
 
 def analytics_config(settings: Settings) -> JobConfig:

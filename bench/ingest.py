@@ -28,7 +28,7 @@ from storage.timescale import catalog, db
 from storage.timescale.writer import copy_direct, row_of
 
 N_USERS = 2000
-TYPES = ("user_login", "file_download", "file_upload", "query_executed", "data_export")
+TYPES = ("user_login", "file_download", "file_upload", "data_query", "data_export")
 
 
 def event_json(i: int, now: datetime) -> dict:

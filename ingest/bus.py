@@ -38,6 +38,7 @@ import psycopg
 from nats.js import api
 from psycopg_pool import PoolTimeout
 
+from ingest.busguard import BusGuard
 from ingest.errors import Unavailable
 from storage.errors import DatabaseUnavailable
 from storage.events import EventRecord, Outcome
@@ -333,11 +334,12 @@ class WriterStats:
 
 
 class BusWriter:
-    """Consumes the work queue into TimescaleDB: batch write, ack after commit, dead-letter poison."""
+    """Consumes the work queue into TimescaleDB: re-validate, batch write, ack after commit, dead-letter poison."""
 
-    def __init__(self, config: BusConfig, writer: EventWriter) -> None:
+    def __init__(self, config: BusConfig, writer: EventWriter, *, guard: BusGuard | None = None) -> None:
         self.config = config
         self._writer = writer
+        self._guard = guard or BusGuard(writer.pool)
         self.stats = WriterStats()
 
     async def run(self, stop: asyncio.Event, *, on_batch: Callable[[WriterStats], None] | None = None) -> None:
@@ -371,13 +373,39 @@ class BusWriter:
                 await nc.flush(timeout=5)
             await nc.close()
 
+    def _checked(self, decoded: list[tuple[Any, EventRecord]]) -> list[tuple[Any, EventRecord | ValueError]]:
+        """Each record as the guard lets it be stored (received_at: when JetStream stored the message), or why not."""
+        out: list[tuple[Any, EventRecord | ValueError]] = []
+        for msg, record in decoded:
+            try:
+                out.append((msg, self._guard.check(record, msg.metadata.timestamp)))
+            except ValueError as exc:
+                out.append((msg, exc))
+        return out
+
     async def _process(self, js, msgs: list, loop: asyncio.AbstractEventLoop) -> None:
-        good: list[tuple[Any, EventRecord]] = []
+        decoded: list[tuple[Any, EventRecord]] = []
         for msg in msgs:
             try:
-                good.append((msg, decode(msg.data)))
+                decoded.append((msg, decode(msg.data)))
             except ValueError as exc:
                 await self._failed(js, msg, f"malformed message: {exc}")
+        if not decoded:
+            return
+        try:
+            checked = await loop.run_in_executor(None, self._checked, decoded)
+        except AVAILABILITY_ERRORS as exc:  # the catalogue could not be read: not the messages' fault
+            log.error("writer: database unavailable (%s); %d messages will be redelivered", exc, len(decoded))
+            for msg, _ in decoded:
+                await msg.nak(delay=2)
+            await asyncio.sleep(2)
+            return
+        good: list[tuple[Any, EventRecord]] = []
+        for msg, outcome in checked:
+            if isinstance(outcome, EventRecord):
+                good.append((msg, outcome))
+            else:
+                await self._failed(js, msg, f"refused on re-validation: {outcome}")
         if not good:
             return
         try:

@@ -34,8 +34,7 @@ USER_AGENTS = (
 )
 # (event_type, weight) during a working hour of an ordinary user
 WORK_MIX = (
-    ("file_download", 30), ("file_upload", 12), ("query_executed", 25), ("data_export", 2),
-    ("export_requested", 2), ("config_change", 1),
+    ("file_download", 30), ("file_upload", 12), ("data_query", 25), ("data_export", 4), ("config_change", 1),
 )
 
 
@@ -187,9 +186,9 @@ class DemoTraffic:
             if kind in ("file_download", "file_upload"):
                 resource = f"doc-{rng.randrange(10_000)}"
                 metadata = {"bytes": int(rng.lognormvariate(12, 1.2)), "bucket": user.department}
-            elif kind in ("data_export", "export_requested"):
+            elif kind == "data_export":
                 metadata = {"rows": int(rng.lognormvariate(7, 1.0)), "dataset": rng.choice(("crm", "billing", "hr"))}
-            elif kind == "query_executed":
+            elif kind == "data_query":
                 metadata = {"rows": rng.randrange(1, 500), "dataset": rng.choice(("crm", "billing", "tickets"))}
             elif kind == "config_change":
                 if not user.admin:
@@ -203,7 +202,7 @@ class DemoTraffic:
     def _service_hour(self, rng, user: DemoUser, hour: datetime, out: list) -> None:
         for _ in range(_poisson(rng, 30)):
             t = hour + timedelta(seconds=rng.uniform(0, 3600))
-            out.append(self._event(rng, t, "query_executed", user,
+            out.append(self._event(rng, t, "data_query", user,
                                    metadata={"rows": rng.randrange(1, 5000), "dataset": "warehouse"}))
         if user.user_id.startswith("svc-backup") and hour.hour == 2:  # the nightly export that is normal
             out.append(self._event(rng, hour + timedelta(minutes=5), "data_export", user,

@@ -1,14 +1,13 @@
 """The ingest pipeline: validate → catalogue checks → rate limit → redact → enrich → write.
 
 Every event of a batch gets its own outcome; valid events are stored even when others
-are rejected, and a request is answered only after its events are committed.
+are rejected, and a request is answered only after its events are committed. Every stored
+event records who sent it (``metadata._ingest.sender``: the key's principal, ``syslog``, ``cli:<login>``),
+inside the integrity leaf hash, so the record of the sender is as tamper-evident as the event.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,11 +15,12 @@ from typing import Any, Literal, Protocol
 
 from psycopg_pool import ConnectionPool
 
+from ingest.catalogue import EventTypes
 from ingest.enrich import GeoLookup
 from ingest.errors import EventRejected, IngestError, RateLimited
 from ingest.ratelimit import RateLimiter
 from ingest.redact import Redactor
-from ingest.validate import ValidationPolicy, ValidEvent, normal_ip, validate_event
+from ingest.validate import INGEST_KEY, ValidationPolicy, ValidEvent, normal_ip, validate_event
 from storage.events import EventRecord
 from storage.timescale import catalog
 
@@ -35,14 +35,16 @@ def utcnow() -> datetime:
 class IngestPolicy:
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     unknown_users: UnknownUsers = "reject"  # R4
-    rate_limit_per_minute: int | None = 1000  # R6; None disables
-    rate_limit_lease: int | None = None  # events leased ahead per user and process; None: limit // 50
+    rate_limit_per_minute: int | None = 600_000  # R6, per sending key; None disables
+    rate_limit_lease: int | None = None  # events leased ahead per key and process; None: limit // 50
     catalog_ttl: float = 10.0
 
 
 @dataclass(frozen=True)
 class RequestContext:
-    """Who sent the events and from where; fills gaps the events leave (source_ip, user_agent)."""
+    """Who sent the events and from where; fills gaps the events leave (source_ip, user_agent).
+
+    ``principal`` is the sender: R6 counts against it, and every event records it."""
 
     principal: str
     backfill: bool = False
@@ -95,25 +97,6 @@ class BatchResult:
         return body
 
 
-class _TtlSet:
-    """A set refreshed from the database at most every ``ttl`` seconds, and on a miss."""
-
-    def __init__(self, load: Callable[[], set[str]], ttl: float) -> None:
-        self._load = load
-        self._ttl = ttl
-        self._items: set[str] = set()
-        self._loaded = -1e9
-        self._lock = threading.Lock()
-
-    def __contains__(self, item: str) -> bool:
-        now = time.monotonic()
-        if now - self._loaded > self._ttl or (item not in self._items and now - self._loaded > 1.0):
-            with self._lock:
-                self._items = self._load()
-                self._loaded = now
-        return item in self._items
-
-
 class EventSink(Protocol):
     """Where finished records go: the group committer (direct path) or the bus publisher. ``write`` returns
     only once the records are durable, True where an event was new."""
@@ -130,9 +113,7 @@ class IngestPipeline:
         self._redactor = redactor
         self.policy = policy
         self._now = now
-        self._event_types = _TtlSet(
-            lambda: {t.event_type for t in catalog.event_types(pool)}, policy.catalog_ttl
-        )
+        self._event_types = EventTypes(pool, policy.catalog_ttl)
         self._known_users: set[str] = set()
         self._limiter = RateLimiter(pool, policy.rate_limit_per_minute or 0, lease=policy.rate_limit_lease)
 
@@ -153,10 +134,10 @@ class IngestPipeline:
             except EventRejected as exc:
                 results.append(EventResult(index, _event_id_of(item), "rejected", exc))
                 continue
-            if event.event_type not in self._event_types:
-                results.append(EventResult(index, str(event.event_id), "rejected", EventRejected(
-                    "unknown_event_type", f"event type `{event.event_type}` is not in the catalogue (R3); "
-                    "an admin can add it with POST /api/v1/event-types", "event_type")))
+            try:
+                self._event_types.check(event.event_type)  # R3, and the types only the platform writes
+            except EventRejected as exc:
+                results.append(EventResult(index, str(event.event_id), "rejected", exc))
                 continue
             valid.append((index, event))
             results.append(None)  # type: ignore[arg-type]  # filled below
@@ -164,7 +145,7 @@ class IngestPipeline:
         valid = self._check_users(valid, results, ctx)
         retry_after = None
         if ctx.rate_limited and self.policy.rate_limit_per_minute is not None:
-            valid, retry_after = self._rate_limit(valid, results, now)
+            valid, retry_after = self._rate_limit(valid, results, ctx, now)
 
         records = [self._record(event, ctx, now) for _, event in valid]
         statuses = self._committer.write(records) if records else []
@@ -205,24 +186,21 @@ class IngestPipeline:
                 kept.append((index, event))
         return kept
 
-    def _rate_limit(self, valid, results, now: datetime):
-        """R6: at most N events per user per minute, counted in the database across processes."""
+    def _rate_limit(self, valid, results, ctx: RequestContext, now: datetime):
+        """R6: at most N events per sending key per minute, counted in the database across processes.
+
+        Counted per sender, not per event user: a key cannot spend the budget of the users it writes
+        about, so a compromised key cannot get genuine events about a victim refused. Events over the
+        limit are refused with 429 and ``Retry-After``, never dropped without a word to the sender."""
         limit = self.policy.rate_limit_per_minute
         window = now.replace(second=0, microsecond=0)
-        granted = self._limiter.take(dict(Counter(e.user_id for _, e in valid)), window)
-        kept = []
-        refused = 0
+        granted = self._limiter.take({ctx.principal: len(valid)}, window).get(ctx.principal, 0) if valid else 0
         retry_after = max(1, 60 - now.second)
-        for index, event in valid:
-            if granted.get(event.user_id, 0) > 0:
-                granted[event.user_id] -= 1
-                kept.append((index, event))
-            else:
-                refused += 1
-                results[index] = EventResult(index, str(event.event_id), "rejected", RateLimited(
-                    f"more than {limit} events this minute for this user (R6); retry after {retry_after} s",
-                    retry_after))
-        return kept, (retry_after if refused else None)
+        for index, event in valid[granted:]:
+            results[index] = EventResult(index, str(event.event_id), "rejected", RateLimited(
+                f"this key sent more than {limit} events this minute (R6); nothing was stored for this event, "
+                f"send it again after {retry_after} s", retry_after, field=None))
+        return valid[:granted], (retry_after if granted < len(valid) else None)
 
     def _record(self, event: ValidEvent, ctx: RequestContext, now: datetime) -> EventRecord:
         source_ip = event.source_ip or remote_ip(ctx.remote_addr)
@@ -236,13 +214,14 @@ class IngestPipeline:
             user_id=event.user_id,
             received_at=now,
             outcome=event.outcome,
-            source=event.source or ctx.source,
+            source=self._redactor.redact_text(event.source or ctx.source),
             source_ip=source_ip,
             source_country=country,
             source_asn=asn,
-            user_agent=event.user_agent or ctx.user_agent,
-            resource_id=event.resource_id,
-            metadata=self._redactor.redact(event.metadata) if event.metadata else event.metadata,
+            user_agent=self._redactor.redact_text(event.user_agent or ctx.user_agent),
+            resource_id=self._redactor.redact_text(event.resource_id),
+            metadata={**(self._redactor.redact(event.metadata) if event.metadata else {}),
+                      INGEST_KEY: {"sender": ctx.principal}},
         )
 
 

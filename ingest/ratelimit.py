@@ -1,10 +1,10 @@
-"""R6 across processes: per-user budgets per minute live in PostgreSQL.
+"""R6 across processes: per-sender (API key) budgets per minute live in PostgreSQL.
 
-Each process leases small slices of a user's budget, so most requests need no round
+Each process leases small slices of a sender's budget, so most requests need no round
 trip to the database. The sum of all leases never exceeds the limit, so the limit holds
 across any number of servers; the price is that a slice leased by one process and not
 used there within the minute is not available to another (at most ``lease - 1`` events
-per user, process and minute). Small limits lease nothing ahead and are exact.
+per sender, process and minute). Small limits lease nothing ahead and are exact.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class RateLimiter:
         self._last_prune = 0.0
 
     def take(self, wanted: dict[str, int], window: datetime) -> dict[str, int]:
-        """How many of ``wanted[user]`` events each user may send in ``window`` (a minute start)."""
+        """How many of ``wanted[sender]`` events each sender may send in ``window`` (a minute start)."""
         granted: dict[str, int] = {}
         reserved: dict[str, int] = {}
         ask: dict[str, int] = {}

@@ -18,6 +18,7 @@ import orjson
 
 from ingest.errors import EventRejected
 from storage.events import Outcome
+from storage.platform import is_platform_principal, is_platform_source
 
 REQUIRED = ("event_id", "timestamp", "event_type", "user_id")
 OPTIONAL = ("outcome", "source", "source_ip", "user_agent", "resource_id", "metadata")
@@ -35,6 +36,8 @@ _OUTCOMES = {o.value: o for o in Outcome}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 LIMITS = {"user_id": 256, "source": 128, "user_agent": 1024, "resource_id": 512, "source_ip": 64}
+# The metadata key under which the pipeline records who sent an event (``{"sender": principal}``).
+INGEST_KEY = "_ingest"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class ValidationPolicy:
     clock_skew: timedelta = timedelta(minutes=5)  # R2
     max_metadata_bytes: int = 10 * 1024  # R7: metadata must be under this many bytes of JSON
     max_metadata_depth: int = 16
+    # Text limits are LIMITS times this: the bus writer re-checks redacted values, which may have grown.
+    text_limit_scale: int = 1
 
 
 @dataclass(slots=True)
@@ -64,7 +69,7 @@ def _reject(code: str, field: str | None, message: str) -> EventRejected:
     return EventRejected(code, message, field)
 
 
-def _text(obj: dict[str, Any], field: str, *, required: bool) -> str | None:
+def _text(obj: dict[str, Any], field: str, *, required: bool, scale: int = 1) -> str | None:
     value = obj.get(field)
     if value is None:
         if required:
@@ -75,7 +80,7 @@ def _text(obj: dict[str, Any], field: str, *, required: bool) -> str | None:
     if required and not value.strip():
         raise _reject("missing_field", field, f"`{field}` must not be empty (R1)")
     limit = LIMITS.get(field)
-    if limit is not None and len(value) > limit:
+    if limit is not None and len(value) > limit * scale:
         raise _reject("too_long", field, f"`{field}` is longer than {limit} characters")
     if _CONTROL.search(value):
         raise _reject("control_characters", field, f"`{field}` contains control characters")
@@ -114,6 +119,9 @@ def _metadata(value: Any, policy: ValidationPolicy) -> dict[str, Any]:
         raise _reject("wrong_type", "metadata", "`metadata` must be a JSON object")
     if not value:
         return value
+    if INGEST_KEY in value:
+        raise _reject("reserved_metadata", "metadata",
+                      f"`metadata.{INGEST_KEY}` is set by the server (it records the sending key); leave it out")
     # Depth first: it bounds the recursion below and orjson's own (which raises past 255 levels).
     _check_tree(value, 1, policy.max_metadata_depth)
     try:
@@ -223,13 +231,26 @@ def validate_event(obj: Any, *, now: datetime, policy: ValidationPolicy, backfil
     if timestamp < _EPOCH:
         raise _reject("timestamp_out_of_window", "timestamp", "`timestamp` is before 1970")
 
+    scale = policy.text_limit_scale
     event_type = _text(obj, "event_type", required=True)
     if not EVENT_TYPE.fullmatch(event_type):
         raise _reject(
             "invalid_event_type", "event_type",
             "`event_type` must be lower-case letters, digits, `_` or `.`, starting with a letter, at most 64",
         )
-    user_id = _text(obj, "user_id", required=True)
+    user_id = _text(obj, "user_id", required=True, scale=scale)
+    if is_platform_principal(user_id):
+        raise _reject(
+            "reserved_principal", "user_id",
+            "`user_id` has the form of the platform's own principals (`apikey:…`, `cli:…`), which "
+            "only Auditwatch writes; send the application's own user id",
+        )
+    source = _text(obj, "source", required=False, scale=scale)
+    if is_platform_source(source):
+        raise _reject(
+            "reserved_source", "source",
+            "`source` `auditwatch` (and `auditwatch-…`) marks the platform's own records; name your application",
+        )
 
     raw_outcome = obj.get("outcome")
     if raw_outcome is None:
@@ -249,9 +270,9 @@ def validate_event(obj: Any, *, now: datetime, policy: ValidationPolicy, backfil
         event_type=event_type,
         user_id=user_id,
         outcome=outcome,
-        source=_text(obj, "source", required=False),
+        source=source,
         source_ip=source_ip,
-        user_agent=_text(obj, "user_agent", required=False),
-        resource_id=_text(obj, "resource_id", required=False),
+        user_agent=_text(obj, "user_agent", required=False, scale=scale),
+        resource_id=_text(obj, "resource_id", required=False, scale=scale),
         metadata=_metadata(obj.get("metadata"), policy),
     )

@@ -1,8 +1,10 @@
-"""R9: sensitive metadata never reaches storage or logs (ingested events and the platform's own records).
+"""R9: sensitive data never reaches storage or logs (ingested events and the platform's own records).
 
 Values under sensitive keys are replaced, and strings that look like payment card
 numbers (13-19 digits, optionally grouped by spaces or dashes, passing Luhn) are masked
-wherever they appear in metadata.
+wherever they appear in metadata. The free-text fields (user_agent, resource_id, source) get
+``redact_text``: cards masked, and the secret of a ``name=secret`` pair with a sensitive name
+(a URL's ``?token=``), of ``Bearer``/``Basic`` credentials and of Auditwatch API keys replaced.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ DEFAULT_SENSITIVE_KEYS = (
 # A run of digit groups joined by single spaces or dashes; cards are looked for group by group inside it.
 _DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
 _SEPARATOR = re.compile(r"([ -])")
+# `name=value` as in a URL query, a cookie or a command line; the value ends at a separator.
+_PAIR = re.compile(r"([A-Za-z][A-Za-z0-9_.\-]{0,63})=([^\s&;,\"'<>()\[\]]+)")
+_SCHEME_CREDENTIAL = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE)
+# At least 13 digits, single spaces or dashes between them: only such text can hold a card (cheap C-level pre-check).
+_CARD_CANDIDATE = re.compile(r"\d(?:[ -]?\d){12}")
+_AUDITWATCH_KEY = re.compile(r"\baw_[0-9a-f]{32}_[A-Za-z0-9_\-]+")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -75,6 +83,8 @@ class Redactor:
         self._needles = tuple(self._norm(k) for k in sensitive_keys)
         # Metadata keys repeat across events: decide each key once.
         self.is_sensitive = functools.lru_cache(maxsize=16384)(self._is_sensitive)  # type: ignore[method-assign]
+        # User agents and sources repeat across events; at most 4,096 texts of ≤ 1 KB are remembered.
+        self._text_cache = functools.lru_cache(maxsize=4096)(self._redact_text)
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -83,6 +93,22 @@ class Redactor:
     def _is_sensitive(self, key: str) -> bool:
         norm = self._norm(key)
         return any(needle in norm for needle in self._needles)
+
+    def redact_text(self, text: str | None) -> str | None:
+        """A free-text field (user agent, resource id, source) with secrets and card numbers masked."""
+        return self._text_cache(text) if text else text
+
+    def _redact_text(self, text: str) -> str:
+        if "=" in text:
+            text = _PAIR.sub(lambda m: f"{m.group(1)}={REDACTED}" if self.is_sensitive(m.group(1)) else m.group(0),
+                             text)
+        if " " in text:
+            text = _SCHEME_CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        if "aw_" in text:
+            text = _AUDITWATCH_KEY.sub(REDACTED, text)
+        if len(text) >= 13 and _CARD_CANDIDATE.search(text):
+            text = _mask_cards(text)
+        return text
 
     def redact(self, value: Any) -> Any:
         if isinstance(value, dict):

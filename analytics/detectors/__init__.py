@@ -1,4 +1,4 @@
-"""The seven detectors, each a scikit-learn estimator; ``EVENT_DETECTORS`` is what a scoring run uses."""
+"""The event detectors, each a scikit-learn estimator; ``EVENT_DETECTORS`` is what a scoring run uses."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from analytics.detectors.multivariate import MultivariateOutlier
 from analytics.detectors.privileged import PrivilegedAction
 from analytics.detectors.seasonal import SeasonalSeries
 from analytics.detectors.series import UnivariateSeries
+from analytics.detectors.session import SessionChain
 from analytics.detectors.stuffing import FailureThenSuccess
 
 EVENT_DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (FailedLoginBurst, PasswordSpraying, FailureThenSuccess, ExportVolume,
-                              PrivilegedAction, NewContext, MultivariateOutlier)
+                              PrivilegedAction, NewContext, MultivariateOutlier, SessionChain)
 }
 
 __all__ = ["ANOMALY_SCHEMA", "EVENT_DETECTORS", "Detector", "ExportVolume", "FailedLoginBurst",
            "FailureThenSuccess", "MultivariateOutlier", "NewContext", "PasswordSpraying", "PrivilegedAction",
-           "SeasonalSeries", "UnivariateSeries", "empty_anomalies"]
+           "SeasonalSeries", "SessionChain", "UnivariateSeries", "empty_anomalies"]

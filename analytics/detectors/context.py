@@ -65,7 +65,8 @@ class NewContext(Detector):
 
     def _fit(self, events: pl.DataFrame) -> None:
         long = self._long(events.lazy())
-        self.known_ = long.group_by("user_id", "attribute", "value").agg(pl.len().alias("seen")).collect()
+        self.known_ = long.group_by("user_id", "attribute", "value").agg(
+            pl.len().alias("seen"), pl.col("timestamp").dt.date().n_unique().alias("days")).collect()
         counts = events.lazy().filter(pl.col("source_ip").is_not_null() & (pl.col("outcome") != "failure")).group_by("user_id").agg(
             pl.len().alias("n")).collect()
         distinct = self.known_.group_by("user_id", "attribute").agg(pl.len().alias("d")).pivot(
@@ -82,8 +83,10 @@ class NewContext(Detector):
         self.hour_share_ = share / share.sum()
         self.population_ = {
             "users": max(events.select(pl.col("user_id").n_unique()).item() if events.height else 0, 1),
-            **{a: dict(self.known_.filter(pl.col("attribute") == a).group_by("value").agg(pl.len().alias("u"))
-                       .iter_rows()) for a in ATTRIBUTES},
+            # Users who came back to a value on another day: a one-day visit (an attacker's session, a stopover)
+            # does not make a country or network familiar to the population.
+            **{a: dict(self.known_.filter((pl.col("attribute") == a) & (pl.col("days") >= 2)).group_by("value")
+                       .agg(pl.len().alias("u")).iter_rows()) for a in ATTRIBUTES},
         }
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:

@@ -10,6 +10,7 @@ rate, the floor that keeps one failure from a never-seen IP from looking like an
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -26,24 +27,34 @@ class SizeTail:
     """P(count >= k | count > 0): empirical where the data are, geometric beyond."""
 
     def __init__(self, sizes: np.ndarray, *, min_support: int = 20, prior_mean: float = 1.5,
-                 min_ratio: float = 0.25) -> None:
+                 min_ratio: float = 0.25, weights: np.ndarray | None = None) -> None:
         sizes = np.asarray(sizes, dtype=np.int64)
-        sizes = sizes[sizes > 0]
+        weights = np.ones(sizes.size) if weights is None else np.asarray(weights, dtype=float)
+        keep = sizes > 0
+        order = np.lexsort((weights[keep], sizes[keep]))  # sums in one order: the same data, the same model
+        sizes, weights = sizes[keep][order], weights[keep][order]
         prior = (prior_mean - 1.0) / prior_mean
-        self.n = int(sizes.size)
-        if self.n == 0:
+        self.n = float(weights.sum())
+        if sizes.size == 0:
             self.k0, self.sf_k0, self.ratio, self.table = 1, 1.0, max(prior, min_ratio), np.array([1.0, 1.0])
             return
         top = int(sizes.max())
-        ge = np.bincount(sizes, minlength=top + 2)[::-1].cumsum()[::-1]  # ge[k] = #(sizes >= k)
+        ge = np.bincount(sizes, weights=weights, minlength=top + 2)[::-1].cumsum()[::-1]  # ge[k] = #(sizes >= k)
         supported = np.nonzero(ge >= min_support)[0]
         self.k0 = int(supported.max()) if supported.size else 1
         self.table = (ge[: self.k0 + 1] + 0.5) / (self.n + 0.5)
         self.table[0] = self.table[1] = 1.0
         self.sf_k0 = float(self.table[self.k0])
-        excess = sizes[sizes >= self.k0] - self.k0
-        mean_excess = float(excess.mean()) if excess.size else 0.0
-        self.ratio = max(mean_excess / (1.0 + mean_excess), min_ratio)
+        beyond = sizes >= self.k0
+        excess = sizes[beyond] - self.k0
+        # Geometric beyond k0: P(excess >= 1) estimates the ratio and, unlike the mean excess, a few huge
+        # windows (last week's attacks, still in a refit's history) cannot fatten the tail.
+        # Shrunk towards the prior's ratio by ``min_support`` pseudo-windows: a tail learned from two entities'
+        # habits (two service accounts' retry loops) says little about everybody else.
+        w = float(weights[beyond].sum())
+        share = float(np.average(excess >= 1, weights=weights[beyond])) if excess.size else 0.0
+        share = (w * share + min_support * prior) / (w + min_support)
+        self.ratio = min(max(share, min_ratio), 0.95)
 
     def sf(self, k: np.ndarray) -> np.ndarray:
         k = np.maximum(np.asarray(k, dtype=np.int64), 1)
@@ -52,28 +63,50 @@ class SizeTail:
         return np.where(k <= self.k0, inside, beyond)
 
 
+def entity_weights(entities: pl.Series, *, cap: float = 3.0) -> np.ndarray:
+    """Weights that let no entity dominate a pooled distribution: each counts for at most ``cap`` windows.
+
+    A service account whose stale token fails in bursts three times a day is normal *for it*
+    (its own history says so); pooled unweighted, its bursts would make every burst look normal.
+    """
+    if entities.is_empty():
+        return np.ones(0)
+    per = entities.value_counts(name="_n")
+    n = entities.to_frame("_e").join(per.rename({entities.name: "_e"}), on="_e", how="left")["_n"].to_numpy()
+    return np.minimum(1.0, cap / n)
+
+
 class _HurdleCounts(Detector):
     """Shared engine of the count detectors; subclasses choose the events and the statistic."""
 
     distinct: str | None = None
     noun = "events"
+    # Entity types counted without the failures their owner resolved (see ``features.with_resolved``): a source
+    # address is judged by the guesses it sends, not by its people's typos and expired passwords.
+    unresolved_only: tuple[str, ...] = ("source_ip",)
 
     def __init__(self, *, windows: tuple[str, ...] = ("1m", "10m", "1h"),
                  entity_types: tuple[str, ...] = ("user", "source_ip"), prior_rate_per_minute: float = 2e-5,
-                 prior_days: float = 7.0, prior_mean_size: float = 1.5, season_smoothing: float = 5.0) -> None:
+                 prior_days: float = 7.0, prior_mean_size: float = 1.5, season_smoothing: float = 5.0,
+                 resolve_minutes: float = 10.0) -> None:
         self.windows = windows
         self.entity_types = entity_types
         self.prior_rate_per_minute = prior_rate_per_minute
         self.prior_days = prior_days
         self.prior_mean_size = prior_mean_size
         self.season_smoothing = season_smoothing
+        self.resolve_minutes = resolve_minutes
 
     def _events(self, events: pl.LazyFrame) -> pl.LazyFrame:
-        return F.with_user_ip(events.filter(F.is_failed_login()))
+        failures = F.with_resolved(events.filter(F.is_failed_login()), events, timedelta(minutes=self.resolve_minutes))
+        return F.with_user_ip(failures).collect().lazy()
+
+    def _picked(self, picked: pl.LazyFrame, etype: str) -> pl.LazyFrame:
+        return picked.filter(~pl.col("resolved")) if etype in self.unresolved_only else picked
 
     def _fit(self, events: pl.DataFrame) -> None:
         lf = events.lazy()
-        picked = self._events(lf)
+        picked = self._events(F.from_good_sources(lf))
         if events.height:
             span_minutes = max((events["timestamp"].max() - events["timestamp"].min()).total_seconds() / 60, 1.0)
         else:
@@ -86,7 +119,7 @@ class _HurdleCounts(Detector):
             for window in self.windows:
                 minutes = F.WINDOWS[window].total_seconds() / 60
                 slots = max(span_minutes / minutes, 1.0)
-                counts = F.window_counts(picked, column, window, distinct=self.distinct).collect()
+                counts = F.window_counts(self._picked(picked, etype), column, window, distinct=self.distinct).collect()
                 occurrences = counts.group_by("entity_value").agg(pl.len().alias("n"),
                                                                   pl.col("count").sum().alias("total"))
                 floor = min(self.prior_rate_per_minute * minutes, 1.0)
@@ -99,7 +132,8 @@ class _HurdleCounts(Detector):
                     (per_how + k) / (exposure + k / mean_rate)) / mean_rate
                 self.models_[(etype, window)] = {
                     "slots": slots, "pop_rate": pop_rate, "season": np.clip(season, 0.25, 4.0),
-                    "tail": SizeTail(counts["count"].to_numpy(), prior_mean=self.prior_mean_size),
+                    "tail": SizeTail(counts["count"].to_numpy(), prior_mean=self.prior_mean_size,
+                                     weights=entity_weights(counts["entity_value"])),
                     "entities": occurrences, "prior": self.prior_days * 1440 / minutes,
                 }
 
@@ -107,7 +141,8 @@ class _HurdleCounts(Detector):
         picked = self._events(events)
         parts = []
         for (etype, window), model in self.models_.items():
-            counts = F.window_counts(picked, ENTITY_COLUMNS[etype], window, distinct=self.distinct).collect()
+            counts = F.window_counts(self._picked(picked, etype), ENTITY_COLUMNS[etype], window,
+                                     distinct=self.distinct).collect()
             if counts.is_empty():
                 continue
             counts = counts.join(model["entities"], on="entity_value", how="left")
@@ -182,6 +217,9 @@ class FailedLoginBurst(_HurdleCounts):
         Mean failures per failing window assumed where history has none.
     season_smoothing : float, default 5.0
         Pseudo-count shrinking the hour-of-week profile towards flat.
+    resolve_minutes : float, default 10.0
+        A failure its owner follows with a success from the same address within this is resolved (a typo,
+        an expired password) and not counted against the address.
 
     Attributes
     ----------
@@ -207,8 +245,9 @@ class PasswordSpraying(_HurdleCounts):
         Tumbling windows scored.
     entity_types : tuple of str, default ("source_ip",)
         Only sources spray.
-    prior_rate_per_minute, prior_days, prior_mean_size, season_smoothing
-        As in ``FailedLoginBurst``.
+    prior_rate_per_minute, prior_days, prior_mean_size, season_smoothing, resolve_minutes
+        As in ``FailedLoginBurst``; only unresolved failures count (many people behind one VPN address who
+        each fail once and then get in are not a spray).
 
     Attributes
     ----------
@@ -221,10 +260,13 @@ class PasswordSpraying(_HurdleCounts):
     name = "password_spraying"
     distinct = "user_id"
     noun = "distinct users failing"
+    unresolved_only = ("source_ip", "user", "user_ip")
 
     def __init__(self, *, windows: tuple[str, ...] = ("1m", "10m", "1h"),
                  entity_types: tuple[str, ...] = ("source_ip",), prior_rate_per_minute: float = 2e-5,
-                 prior_days: float = 7.0, prior_mean_size: float = 1.2, season_smoothing: float = 5.0) -> None:
+                 prior_days: float = 7.0, prior_mean_size: float = 1.2, season_smoothing: float = 5.0,
+                 resolve_minutes: float = 10.0) -> None:
         super().__init__(windows=windows, entity_types=entity_types, prior_rate_per_minute=prior_rate_per_minute,
-                         prior_days=prior_days, prior_mean_size=prior_mean_size, season_smoothing=season_smoothing)
+                         prior_days=prior_days, prior_mean_size=prior_mean_size, season_smoothing=season_smoothing,
+                         resolve_minutes=resolve_minutes)
 

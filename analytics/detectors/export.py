@@ -1,9 +1,15 @@
-"""Unusual data export volume, against the user's own baseline and their peer group's.
+"""Unusual data export volume, against the user's own baseline, their peer group's, and their peers now.
 
 Volumes are log-normal-ish, so the baseline is a robust location and scale (median, MAD) of
 log(1 + volume) over the user's windows with any export, shrunk towards the peer group's when the
 user has little history. Rows exported (data_export, export_requested) and bytes downloaded are
 scored separately and the rarer one counts (with a factor two for looking twice).
+
+An entity is also scored against its peers *in the same period*: when far more of a peer group's
+windows are above their members' own baselines than chance allows (a department's month-end
+close), that is a cohort shift, and a window is anomalous only if it is rare for the member and
+also among the windows of the peers who moved with them. Without known peer groups, cohorts are
+inferred from shared resources (``features.infer_cohorts``); users in none form one group.
 """
 
 from __future__ import annotations
@@ -37,11 +43,19 @@ class ExportVolume(Detector):
         Floor of the log-volume scale, so a user who always exports the same amount is not alarmed by a little more.
     df : float, default 30.0
         Degrees of freedom of the Student-t tail (a little heavier than normal).
+    cohort_z : float, default 2.5
+        A member above their own baseline by this much has moved; many moving together is a cohort shift.
+    min_cohort : int, default 5
+        Fewest member windows moving in one period (and three times what chance allows) that make a cohort shift.
+    cohort_period : str, default "1d"
+        The span over which members moving together are counted (a close or a quarter end lasts days).
 
     Attributes
     ----------
     baselines_ : dict
         Per (measure, window): per-user and per-group location and scale of log volume.
+    groups_ : dict
+        User → peer group in use: ``peer_groups``, or cohorts inferred from shared resources.
     version_ : str
         Identifies the fitted model.
     """
@@ -49,15 +63,19 @@ class ExportVolume(Detector):
     name = "export_volume"
 
     def __init__(self, *, windows: tuple[str, ...] = ("10m", "1h"), peer_groups: Mapping[str, str] | None = None,
-                 shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0) -> None:
+                 shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0, cohort_z: float = 2.5,
+                 min_cohort: int = 5, cohort_period: str = "1d") -> None:
         self.windows = windows
         self.peer_groups = peer_groups
         self.shrinkage = shrinkage
         self.min_scale = min_scale
         self.df = df
+        self.cohort_z = cohort_z
+        self.min_cohort = min_cohort
+        self.cohort_period = cohort_period
 
     def _volumes(self, events: pl.LazyFrame, window: str) -> pl.LazyFrame:
-        groups = dict(self.peer_groups or {})
+        groups = self.groups_
         return (
             events.with_columns(pl.col("timestamp").dt.truncate(F.every(window)).alias("window_start"))
             .group_by("user_id", "window_start")
@@ -75,6 +93,9 @@ class ExportVolume(Detector):
                 .collect().lazy())
 
     def _fit(self, events: pl.DataFrame) -> None:
+        # Known peer groups (an empty mapping, as a store without a directory gives, is none known).
+        self.groups_ = (dict(self.peer_groups) if self.peer_groups
+                        else F.infer_cohorts(events.lazy()) if events.height else {})
         self.baselines_ = {}
         exports = self._exports(events.lazy())
         for window in self.windows:
@@ -120,15 +141,40 @@ class ExportVolume(Detector):
             best = np.argmin(np.stack([m[1] for m in per_measure]), axis=0)
             # The rarer measure of each window, and its baseline.
             _, p, loc, scale, z, peer = (np.choose(best, [m[i] for m in per_measure]) for i in range(6))
-            p = np.minimum(2 * p, 1.0)
             frame = volumes.with_columns(
                 pl.lit("user").alias("entity_type"), pl.col("user_id").alias("entity_value"),
                 pl.lit(window).alias("window"),
                 pl.Series("measure", np.array(list(MEASURES))[best]),
                 pl.Series("expected_log", loc), pl.Series("scale_log", scale), pl.Series("z", z),
-                pl.Series("peer_log", peer))
-            parts.append(with_scores(frame, p))
+                pl.Series("peer_log", peer), pl.Series("p_own", p))
+            frame = self._cohort(frame)
+            # In a cohort shift a window must be rare for the member *and* among the peers who moved with them.
+            moved = frame["cohort"].to_numpy() > 0
+            # Normal tail: the moved peers' spread is measured in this very period, robustly (no extra heaviness).
+            p_cohort = stats.norm.sf(frame["z_cohort"].fill_null(0.0).to_numpy())
+            p = np.where(moved, np.maximum(frame["p_own"].to_numpy(), p_cohort), frame["p_own"].to_numpy())
+            parts.append(with_scores(frame, np.minimum(2 * p, 1.0)))
         return pl.concat(parts, how="diagonal_relaxed") if parts else _empty_scores()
+
+    def _cohort(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Peers in the same period: ``cohort`` (member windows that moved together, 0 when no cohort shift) and
+        ``z_cohort`` (the window's log volume against the moved members' median and spread)."""
+        expected_share = float(stats.t.sf(self.cohort_z, self.df))
+        frame = frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"),
+                                   (pl.col("expected_log") + pl.col("z") * pl.col("scale_log")).alias("_log"))
+        up = pl.col("z") > self.cohort_z
+        log_up = pl.col("_log").filter(up)
+        per = (frame.group_by("_period", "peer_group")
+               .agg(pl.len().alias("_active"), up.sum().alias("cohort"), log_up.median().alias("cohort_log"),
+                    ((log_up - log_up.median()).abs().median() * 1.4826).alias("_spread"))
+               .filter(pl.col("cohort") >= pl.max_horizontal(pl.lit(self.min_cohort),
+                                                             3 * pl.col("_active") * expected_share + 2))
+               .select("_period", "peer_group", "cohort", "cohort_log",
+                       pl.max_horizontal(pl.col("_spread"), pl.lit(self.min_scale)).alias("cohort_scale")))
+        return (frame.join(per, on=["_period", "peer_group"], how="left")
+                .with_columns(pl.col("cohort").fill_null(0),
+                              ((pl.col("_log") - pl.col("cohort_log")) / pl.col("cohort_scale")).alias("z_cohort"))
+                .drop("_period", "_log"))
 
     def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
         measure = row["measure"]
@@ -146,4 +192,7 @@ class ExportVolume(Detector):
             "peers": {"group": row["peer_group"], f"typical_{measure}": round(peer, 1),
                       "times_peer_typical": round(observed / max(peer, 1.0), 1)},
             "z": round(float(row["z"]), 2),
+            "cohort": {"member_windows_moved_together": int(row["cohort"]),
+                       **({"typical_of_moved": round(float(np.expm1(row["cohort_log"])), 1),
+                           "z_among_moved": round(float(row["z_cohort"]), 2)} if row["cohort"] else {})},
         }

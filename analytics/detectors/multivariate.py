@@ -54,8 +54,8 @@ class MultivariateOutlier(Detector):
         self.max_train = max_train
         self.random_state = random_state
 
-    def _vectors(self, events: pl.LazyFrame) -> pl.DataFrame:
-        vectors = F.user_hour_vectors(events).collect()
+    def _vectors(self, events: pl.LazyFrame, vectors: pl.DataFrame | None = None) -> pl.DataFrame:
+        vectors = F.user_hour_vectors(events).collect() if vectors is None else vectors
         vectors = vectors.join(self.hour_profile_, on=["user_id", "hour"], how="left").join(
             self.user_hours_, on="user_id", how="left")
         share = (vectors["active"].fill_null(0).to_numpy() + 1.0) / (vectors["hours"].fill_null(0).to_numpy() + 24.0)
@@ -65,7 +65,7 @@ class MultivariateOutlier(Detector):
         raw_vectors = F.user_hour_vectors(events.lazy()).collect()
         self.hour_profile_ = raw_vectors.group_by("user_id", "hour").agg(pl.len().alias("active"))
         self.user_hours_ = raw_vectors.group_by("user_id").agg(pl.len().alias("hours"))
-        vectors = self._vectors(events.lazy())
+        vectors = self._vectors(events.lazy(), raw_vectors)
         X = vectors.select(COLUMNS).to_numpy().astype(float)
         if X.shape[0] < 50:
             X = np.vstack([X, np.zeros((50 - X.shape[0], len(COLUMNS)))])

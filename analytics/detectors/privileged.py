@@ -7,7 +7,7 @@ day. Their product is the chance of seeing this action at this hour from this ac
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,13 @@ class PrivilegedAction(Detector):
         Pseudo-events of population activity mixed into each actor's hour-of-day profile.
     min_type_share : float, default 1e-4
         Floor of the population share of a privileged type never seen in history.
+    min_cohort : int, default 4
+        Distinct actors doing one kind of action at an hour odd for each of them, within ``cohort_period``,
+        that make it a planned cohort change (a release night): their hour is not held against them.
+    cohort_period : str, default "6h"
+        The span in which such actors are counted together.
+    odd_hour : float, default 0.02
+        An hour holding less than this share of an actor's activity is odd for them.
 
     Attributes
     ----------
@@ -44,10 +51,14 @@ class PrivilegedAction(Detector):
 
     name = "privileged_action"
 
-    def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4) -> None:
+    def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4,
+                 min_cohort: int = 4, cohort_period: str = "6h", odd_hour: float = 0.02) -> None:
         self.type_prior = type_prior
         self.hour_prior = hour_prior
         self.min_type_share = min_type_share
+        self.min_cohort = min_cohort
+        self.cohort_period = cohort_period
+        self.odd_hour = odd_hour
 
     @staticmethod
     def _actions(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -84,7 +95,20 @@ class PrivilegedAction(Detector):
         hour_share = self.hour_share_[found["hour"].to_numpy()]
         p_type = (done + self.type_prior * type_share) / (n + self.type_prior)
         p_hour = (at_hour + self.hour_prior * hour_share) / (n + self.hour_prior)
-        frame = found.with_columns(
+        # A release night: several actors doing this kind of action at an hour odd for each of them. The hour is
+        # explained by the cohort (a planned change), so only the action's rarity for the actor remains.
+        # Counted on two grids half a period apart, so a night that straddles a boundary is seen whole.
+        period = pl.select(pl.lit(0).cast(pl.Datetime("us", "UTC")).dt.offset_by(self.cohort_period)).item()
+        shift = (period - datetime(1970, 1, 1, tzinfo=UTC)) / 2
+        odd = found.select("user_id", "event_type", pl.Series("_odd", p_hour < self.odd_hour),
+                           pl.col("timestamp").dt.truncate(self.cohort_period).alias("_a"),
+                           (pl.col("timestamp") + shift).dt.truncate(self.cohort_period).alias("_b"))
+        actors = pl.col("user_id").filter(pl.col("_odd")).n_unique()
+        crowd = odd.select(pl.max_horizontal(actors.over("event_type", "_a"), actors.over("event_type", "_b"))
+                           .alias("_crowd"))["_crowd"].to_numpy()
+        cohort = crowd >= self.min_cohort
+        p_hour = np.where(cohort, 1.0, p_hour)
+        frame = found.with_columns(pl.Series("cohort", crowd),
             pl.lit("user").alias("entity_type"), pl.col("user_id").alias("entity_value"),
             pl.col("timestamp").dt.truncate("1m").alias("window_start"),
             (pl.col("timestamp").dt.truncate("1m") + timedelta(minutes=1)).alias("window_end"),
@@ -111,6 +135,7 @@ class PrivilegedAction(Detector):
                  "contribution": _share(row["p_hour"], row["p_type"])},
             ],
             "peers": {"population_share_of_action": round(float(row["pop_type_share"]), 8),
+                      "actors_at_odd_hours_alike": int(row["cohort"]),
                       "population_share_at_hour": round(float(row["pop_hour_share"]), 6)},
         }
 

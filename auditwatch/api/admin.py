@@ -89,7 +89,7 @@ def create_blueprint(services: Services) -> Blueprint:
         params.check_params(frozenset())
         return json_response({"event_types": [
             {"event_type": t.event_type, "description": t.description, "ocsf_class": t.ocsf_class,
-             "builtin": t.builtin} for t in catalog.event_types(services.pool)]})
+             "builtin": t.builtin, "reserved": t.reserved} for t in catalog.event_types(services.pool)]})
 
     @bp.post("/api/v1/event-types")
     @require(Permission.MANAGE_CATALOG)

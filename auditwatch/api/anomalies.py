@@ -2,6 +2,8 @@
 
 A false-positive verdict is scoped (this entity, this detector, or both, for N days); the scoring
 job honours it from its next run, and the verdict itself is audited as a ``config_change`` event.
+Suppression is bounded (issue 14 #9): at most ``MAX_FEEDBACK_DAYS``, never without an expiry; a whole
+detector only by an admin; and never about the filer themselves (the scoring job holds to that too).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
 from ingest.validate import EVENT_TYPE, parse_timestamp
-from storage.auth import Permission
+from storage.auth import ApiKey, Permission
 from storage.timescale import anomalies as store
 
 LIST_PARAMS = frozenset({"start_time", "end_time", "detector", "entity_type", "entity_value", "min_score",
@@ -26,7 +28,7 @@ LIST_PARAMS = frozenset({"start_time", "end_time", "detector", "entity_type", "e
 FEEDBACK_FIELDS = frozenset({"anomaly_id", "scope", "detector", "entity_type", "entity_value", "verdict", "days",
                              "reason"})
 SCOPES = ("entity_detector", "entity", "detector")
-MAX_FEEDBACK_DAYS = 365
+MAX_FEEDBACK_DAYS = 90  # migration 0013 holds false positives to this in the database too
 
 
 def _encode(window_start: datetime, anomaly_id: str) -> str:
@@ -74,6 +76,18 @@ def _feedback_json(f: store.Feedback) -> dict[str, Any]:
             "detector": f.detector, "entity_type": f.entity_type, "entity_value": f.entity_value,
             "verdict": f.verdict, "until": f.until.isoformat() if f.until else None, "reason": f.reason,
             "created_by": f.created_by, "created_at": f.created_at.isoformat()}
+
+
+def _check_suppression(key: ApiKey, detector: str | None, entity_type: str | None, entity_value: str | None) -> None:
+    """Who may suppress what: a whole detector takes an admin, and nobody suppresses findings about themselves."""
+    if entity_type is None and not key.can(Permission.MANAGE_ALERT_RULES):
+        raise HttpError(403, "admin_required", f"suppressing detector `{detector}` for every entity switches "
+                        "detection off; only an admin may. Scope the false positive to the entity instead "
+                        "(`scope: entity_detector` with `entity_type` and `entity_value`)", "scope")
+    if entity_type in ("user", "user_ip") and entity_value is not None and (
+            entity_value == key.principal or entity_value.split("|", 1)[0] == key.principal):
+        raise HttpError(403, "self_suppression", "a false positive about yourself must be filed by someone else, "
+                        "so nobody can switch detection off for their own actions", "entity_value")
 
 
 def _parse_list(max_limit: int) -> store.AnomalyQuery:
@@ -148,10 +162,12 @@ def create_blueprint(services: Services) -> Blueprint:
         if scope not in SCOPES:
             raise HttpError(400, "invalid_field", f"`scope` must be one of {', '.join(SCOPES)}", "scope")
         days = body.get("days", 30)
-        if days is not None and (not isinstance(days, int) or isinstance(days, bool)
-                                 or not 1 <= days <= MAX_FEEDBACK_DAYS):
-            raise HttpError(400, "invalid_field", f"`days` must be a whole number from 1 to {MAX_FEEDBACK_DAYS}, "
-                            "or null for no expiry", "days")
+        if days is None and verdict == "true_positive":
+            pass  # a confirmed finding suppresses nothing: it may stand without an expiry
+        elif not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_FEEDBACK_DAYS:
+            raise HttpError(400, "invalid_field", f"`days` must be a whole number from 1 to {MAX_FEEDBACK_DAYS}: a "
+                            "false positive suppresses detection for a bounded time; file it again to extend it",
+                            "days")
         reason = params.string(body, "reason", required=False, max_len=2000) or ""
         anomaly_id = None
         if body.get("anomaly_id") is not None:
@@ -176,8 +192,11 @@ def create_blueprint(services: Services) -> Blueprint:
         if detector is None and entity_type is None:
             raise HttpError(400, "missing_scope", "say what the verdict covers: an `anomaly_id`, or a `detector` "
                             "and/or an `entity_type` with `entity_value`", "scope")
+        key = current_key()
+        principal = key.principal
+        if verdict == "false_positive":
+            _check_suppression(key, detector, entity_type, entity_value)
         until = datetime.now(UTC) + timedelta(days=days) if days is not None else None
-        principal = current_key().principal
         feedback = store.add_feedback(services.pool, anomaly_id=anomaly_id, detector=detector,
                                       entity_type=entity_type, entity_value=entity_value, verdict=verdict,
                                       until=until, reason=reason, created_by=principal)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -59,15 +59,23 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
               "(default: all but the last day when the file spans 2+ days, else population priors).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
               help="Report windows from this calibrated score (default 0.6: one window in a million).")
-def analyze(events_path: Path, out: Path, on_error: str, baseline_until: str | None, min_score: float | None) -> None:
+@click.option("--warmup", "warmup_days", type=click.FloatRange(0, 365), default=pipeline.WARMUP.days,
+              show_default=True, help="Days at the start of the file only learned from; every later window is "
+              "scored by models fitted on the events before it (ignored with --baseline-until).")
+def analyze(events_path: Path, out: Path, on_error: str, baseline_until: str | None, min_score: float | None,
+            warmup_days: float) -> None:
     """Run every detector over a file of events (the ingest schema); history in the file is the baseline."""
     frame = _read_with_progress(events_path, read_ndjson, on_error, "reading events")
     if frame.is_empty():
         raise click.ClickException(f"{events_path} holds no events; it needs one JSON event per line")
     until = _parse_time(baseline_until, "--baseline-until")
+    warmup = timedelta(days=warmup_days)
+    how = pipeline.plan(frame.sort("timestamp"), baseline_until=until, warmup=warmup)
     try:
-        with click.progressbar(length=2 * len(pipeline.build()), label="detecting", file=sys.stderr) as bar:
-            found = _analyze(frame, until, min_score, lambda _name: bar.update(1))
+        with click.progressbar(length=2 * len(pipeline.build()) * len(how.steps), label="detecting",
+                               file=sys.stderr) as bar:
+            found = pipeline.analyze(frame, baseline_until=until, warmup=warmup, min_score=min_score,
+                                     progress=lambda _name: bar.update(1))
     except AnalyticsError as exc:
         raise click.ClickException(str(exc)) from None
     with open(out, "wb") as handle:
@@ -77,11 +85,7 @@ def analyze(events_path: Path, out: Path, on_error: str, baseline_until: str | N
                 "explanation": orjson.loads(row["explanation"])}) + b"\n")
     by_detector = found.group_by("detector").len().sort("detector").iter_rows()
     click.echo(f"{found.height} anomalies in {frame.height:,} events → {out}"
-               + "".join(f"\n  {name}: {n}" for name, n in by_detector))
-
-
-def _analyze(frame: pl.DataFrame, until: datetime | None, min_score: float | None, progress) -> pl.DataFrame:
-    return pipeline.analyze(frame, baseline_until=until, min_score=min_score, progress=progress)
+               + "".join(f"\n  {name}: {n}" for name, n in by_detector) + f"\n{how.describe()}")
 
 
 @click.command("analyze-series")

@@ -10,7 +10,7 @@ import psycopg
 
 from auditwatch.cli.context import Context, pass_ctx
 from storage.errors import StorageError
-from storage.timescale import db, migrations
+from storage.timescale import db, migrations, roles
 
 
 @click.group(name="db")
@@ -93,6 +93,8 @@ def apply_migrations(ctx: Context) -> None:
         try:
             db.require_timescaledb(conn)
             applied = migrations.migrate(conn, chunk_interval=ctx.settings.chunk_interval)
+            if ctx.settings.embedded:  # the API's least-privilege role (external servers: README "Database roles")
+                roles.apply(conn)
         except StorageError as exc:
             raise click.ClickException(str(exc)) from None
         version = migrations.current_version(conn)

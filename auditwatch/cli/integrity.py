@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -80,18 +80,20 @@ class _Progress:
 @click.option("--anchors", type=click.Path(exists=True, dir_okay=False),
               help="Checkpoints exported earlier (`integrity export-checkpoints`), kept off this machine.")
 @click.option("--trust", multiple=True, help="Another trusted public key (base64), e.g. a rotated-out one.")
+@click.option("--public-key", "public_key", type=click.Path(dir_okay=False),
+              help="The signer's public key file (default: the `.pub` beside the signing key, if present).")
 @pass_ctx
 def verify(ctx: Context, since: datetime | None, until: datetime | None, anchors: str | None,
-           trust: tuple[str, ...]) -> None:
+           trust: tuple[str, ...], public_key: str | None) -> None:
     """Recompute the hash chain, signed checkpoints and every batch of events; report the first broken link.
 
+    Needs only public keys: the private signing key is neither read nor created.
     Exit status 0: intact. 1: tampering found (each problem says what and where).
     """
     if since and until and since >= until:
         raise click.UsageError("--since must be before --until")
-    key = _signing_key(ctx)
     try:
-        trusted = keys.trusted_keys(ctx.settings, trust) | {checkpoints.public_bytes(key)}
+        trusted = keys.verification_keys(ctx.settings, trust, public_key)
         exported = []
         if anchors:
             exported = [checkpoints.from_json_line(line) for line in Path(anchors).read_bytes().splitlines()
@@ -103,7 +105,8 @@ def verify(ctx: Context, since: datetime | None, until: datetime | None, anchors
     try:
         cold = verification.cold_reader(pool, ColdStore(archive_root(ctx.settings)))
         report = verification.verify(pool, trusted_keys=trusted, since=since, until=until, anchors=exported,
-                                  progress=progress, cold=cold)
+                                     progress=progress, cold=cold, now=datetime.now(UTC),
+                                     checkpoint_every=timedelta(seconds=ctx.settings.integrity_checkpoint_seconds))
     except psycopg.errors.UndefinedTable as exc:
         raise click.ClickException(f"the database has no integrity tables ({exc.diag.message_primary}); "
                                    "run `auditwatch migrate`") from None
@@ -145,8 +148,9 @@ def integrity_group() -> None:
 def checkpoint(ctx: Context, force: bool) -> None:
     """Sign the chain head now (the worker does this every integrity_checkpoint_seconds)."""
     key = _signing_key(ctx)
-    with ctx.pooled() as pool:
-        cp = sealing.write_checkpoint(pool, key, now=datetime.now(UTC), force=force)
+    with ctx.pooled(errors=(StorageError,)) as pool:
+        cp = sealing.write_checkpoint(pool, key, now=datetime.now(UTC), force=force,
+                                      trusted=keys.trusted_keys(ctx.settings))
     if cp is None:
         click.echo("nothing sealed since the last checkpoint; use --force to sign again")
         return
@@ -182,7 +186,10 @@ def keygen(out: str | None) -> None:
             raise click.UsageError(f"{out} exists; choose another path (a key is never overwritten)") from None
         with os.fdopen(fd, "w") as fh:
             fh.write(checkpoints.to_base64(key) + "\n")
+        pub = checkpoints.public_path(Path(out))
+        checkpoints.write_public(pub, key)
         click.echo(f"private key written to {out}; set AUDITWATCH_INTEGRITY_SIGNING_KEY_FILE={out}", err=True)
+        click.echo(f"public key written to {pub} (for `verify --public-key {pub}`)", err=True)
     else:
         click.echo("private key (set AUDITWATCH_INTEGRITY_SIGNING_KEY to it; keep it secret):", err=True)
         click.echo(checkpoints.to_base64(key))

@@ -25,6 +25,7 @@ from typing import Any
 from ingest.syslog import pam, sshd, su, sudo
 from ingest.syslog.auth import Auth, Parser
 from ingest.syslog.header import SyslogMessage, parse_header, zone_of
+from storage.platform import is_platform_source
 
 # Fixed for ever: changing it would change every syslog event's id.
 NAMESPACE = uuid.UUID("0b6f3a4e-8d52-5c1e-9a57-2f1d3c4b5a69")
@@ -51,6 +52,15 @@ def _account(name: str) -> str:
     name a client tried; escaping it keeps `host:web1` or `apikey:deploy` typed at a login prompt from posing
     as one of our own principals."""
     return _escape(name).replace(":", "#072")[:256]
+
+
+def _source(app: str | None) -> str:
+    """The app name as the event's source; one that would pose as the platform's own (Auditwatch's own logs
+    forwarded to syslog) is marked as coming through syslog, so the line is kept, not refused."""
+    if not app:
+        return "syslog"
+    source = _escape(app)[:128]
+    return f"syslog:{source}"[:128] if is_platform_source(source) else source
 
 
 def host_principal(host: str | None) -> str:
@@ -105,7 +115,7 @@ def to_event(message: SyslogMessage, *, raw: str, peer: str | None = None, occur
         "event_type": auth.event_type if auth else "syslog_message",
         "user_id": _account(user) if user else host_principal(host or peer),
         "outcome": auth.outcome if auth else "unknown",
-        "source": (_escape(message.app)[:128] if message.app else "syslog"),
+        "source": _source(message.app),
         "resource_id": host or peer,
         "metadata": {k: v for k, v in metadata.items() if v is not None},
     }

@@ -138,3 +138,24 @@ def chain_link(prev_hash: bytes, chain_pos: int, batch_seq: int, kind: str, rows
         struct.pack(">i", len(kind_bytes)), kind_bytes, struct.pack(">q", rows), root,
         struct.pack(">qqq", micros(lo), micros(hi), micros(sealed_at)),
     ))).digest()
+
+
+_REMOVAL_TAG = b"AWRMVL01"
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return struct.pack(">i", len(data)) + data
+
+
+def removal_link(prev_hash: bytes, chain_pos: int, lo: int | datetime, hi: int | datetime, reason: str, rows: int,
+                 archive_ref: str | None, removed_by: str, removed_at: int | datetime,
+                 audit_event_id: uuid.UUID | None, audit_event_at: int | datetime | None) -> bytes:
+    """The chain hash of one removal record, as integrity_removal_link() computes it (migration 0011)."""
+    return hashlib.sha256(b"".join((
+        _REMOVAL_TAG, prev_hash, struct.pack(">qqq", chain_pos, micros(lo), micros(hi)), _text(reason),
+        struct.pack(">q", rows), b"\x00" if archive_ref is None else b"\x01" + _text(archive_ref),
+        _text(removed_by), struct.pack(">q", micros(removed_at)),
+        b"\x00" if audit_event_id is None else b"\x01" + audit_event_id.bytes,
+        b"\x00" if audit_event_at is None else b"\x01" + struct.pack(">q", micros(audit_event_at)),
+    ))).digest()

@@ -23,8 +23,9 @@ from storage.errors import SigningKeyError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: also signs the removal chain's head (1: the batch chain alone)
 NO_PREVIOUS = "0" * 64
+_NO_REMOVALS = (0, bytes(32))
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class Checkpoint:
     def previous(self) -> str:
         return orjson.loads(self.payload)["previous"]
 
+    @property
+    def removals(self) -> tuple[int, bytes] | None:
+        """The signed head of the removal chain (position, hash); None for a version 1 checkpoint."""
+        body = orjson.loads(self.payload)
+        if "removals_pos" not in body:
+            return None
+        return int(body["removals_pos"]), bytes.fromhex(body["removals_hash"])
+
     def to_json_line(self) -> bytes:
         """One line of the export: the payload verbatim (a string), so re-serialising cannot alter it."""
         return orjson.dumps({
@@ -63,10 +72,12 @@ def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 
 
 def sign(key: Ed25519PrivateKey, *, chain_pos: int, chain_hash: bytes, events: int, created_at: datetime,
-         previous: Checkpoint | None) -> Checkpoint:
-    """A checkpoint of the head, chained to ``previous``."""
+         previous: Checkpoint | None, removals: tuple[int, bytes] = _NO_REMOVALS) -> Checkpoint:
+    """A checkpoint of the batch chain's head and the removal chain's, chained to ``previous``."""
     pub = public_bytes(key)
     payload = orjson.dumps({
+        "removals_pos": removals[0],
+        "removals_hash": removals[1].hex(),
         "version": CHECKPOINT_VERSION,
         "chain_pos": chain_pos,
         "chain_hash": chain_hash.hex(),
@@ -137,6 +148,29 @@ def public_from_base64(text: str) -> bytes:
     return raw
 
 
+def public_path(private: Path) -> Path:
+    """Where the public half of the key in ``private`` is kept for verifiers: ``<private>.pub``."""
+    return private.with_name(private.name + ".pub")
+
+
+def write_public(path: Path, key: Ed25519PrivateKey | Ed25519PublicKey) -> None:
+    """Write the base64 public key (what `verify --public-key` reads), whole or not at all."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(base64.b64encode(public_bytes(key)).decode() + "\n")
+    os.replace(tmp, path)
+
+
+def load_public(path: Path) -> frozenset[bytes]:
+    """The public keys in ``path``: one base64 key a line, as `integrity keygen` and the signer write them."""
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the public key file {path}: {exc}") from None
+    if not lines:
+        raise SigningKeyError(f"the public key file {path} is empty; `auditwatch integrity keygen` prints a key")
+    return frozenset(public_from_base64(line) for line in lines)
+
+
 def load_or_create(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     """The key in ``path`` (base64 seed), created with mode 0600 if absent; True when created now.
 
@@ -144,7 +178,10 @@ def load_or_create(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     at once end up with the same complete key.
     """
     if path.exists():
-        return load(path), False
+        key = load(path)
+        if not public_path(path).exists():
+            write_public(public_path(path), key)
+        return key, False
     path.parent.mkdir(parents=True, exist_ok=True)
     key = generate()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -159,8 +196,9 @@ def load_or_create(path: Path) -> tuple[Ed25519PrivateKey, bool]:
         return load(path), False
     finally:
         tmp.unlink()
+    write_public(public_path(path), key)
     log.warning("generated a new Ed25519 integrity signing key at %s (mode 0600); back it up, and keep "
-                "its public key off this machine to check exported checkpoints", path)
+                "its public key (%s) off this machine to check exported checkpoints", path, public_path(path))
     return key, True
 
 

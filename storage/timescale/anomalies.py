@@ -348,13 +348,13 @@ def list_feedback(pool: ConnectionPool, *, limit: int = 100) -> list[Feedback]:
 
 
 def suppressions(pool: ConnectionPool, *, now: datetime) -> pl.DataFrame:
-    """Active false-positive scopes: (detector, entity_type, entity_value, until); null means any."""
+    """Active false-positive scopes: (detector, entity_type, entity_value, until, created_by); null means any."""
     with pool.connection() as conn:
         rows = conn.execute(
-            "SELECT detector, entity_type, entity_value, until FROM anomaly_feedback "
+            "SELECT detector, entity_type, entity_value, until, created_by FROM anomaly_feedback "
             "WHERE verdict = 'false_positive' AND (until IS NULL OR until > %s)", (now,)).fetchall()
     return pl.DataFrame(rows, schema={"detector": pl.String, "entity_type": pl.String, "entity_value": pl.String,
-                                      "until": TS}, orient="row")
+                                      "until": TS, "created_by": pl.String}, orient="row")
 
 
 # -- models (job watermarks: storage.timescale.watermarks) ---------------------------------------------------------------------------

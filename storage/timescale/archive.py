@@ -39,7 +39,7 @@ from storage.cold.layout import DEFAULT_LAYOUT, Layout
 from storage.cold.schema import Column, arrow_schema, record_batch
 from storage.cold.store import ColdStore, Hook, _no_hook
 from storage.errors import StorageError
-from storage.timescale import legal_hold, removals, rollups, self_audit, watermarks
+from storage.timescale import legal_hold, removals, rollups, watermarks
 from storage.timescale.db import advisory_lock, pool_edition
 from storage.timescale.self_audit import Auditor
 
@@ -331,13 +331,13 @@ def _drop(pool: ConnectionPool, chunk: Chunk, archived: Sequence[ArchiveFile], *
         conn.execute("UPDATE log_archives SET state = 'complete', completed_at = now() "
                      "WHERE archive_id = ANY(%s) AND state = 'verified'", ([f.archive_id for f in archived],))
         # Tamper evidence: the range left the hot table lawfully; verify reads it back from the files.
+        # Its sealed events_archived record is stored with it, naming the removal's link.
         removals.record_removal(conn, chunk.range_start, chunk.range_end, reason="archive", rows=rows,
-                                 removed_by="archiver", archive_ref=chunk.name)
-        self_audit.store(conn, audit("events_archived", {
-            "chunk": chunk.name, "range_start": chunk.range_start.isoformat(),
-            "range_end": chunk.range_end.isoformat(), "rows": rows,
-            "files": [{"archive_id": f.archive_id, "path": f.path, "rows": f.rows, "sha256": f.sha256}
-                      for f in archived]}, chunk.name))
+                                 removed_by="archiver", archive_ref=chunk.name, record=audit("events_archived", {
+                                     "chunk": chunk.name, "range_start": chunk.range_start.isoformat(),
+                                     "range_end": chunk.range_end.isoformat(), "rows": rows,
+                                     "files": [{"archive_id": f.archive_id, "path": f.path, "rows": f.rows,
+                                                "sha256": f.sha256} for f in archived]}, chunk.name))
         hook("drop_uncommitted")
     return None
 

@@ -36,6 +36,7 @@ class EventType:
     description: str
     ocsf_class: str | None
     builtin: bool
+    reserved: bool = False  # only the platform writes it; ingest refuses it (migration 0014)
 
 
 # -- event types -----------------------------------------------------------------------------
@@ -43,7 +44,7 @@ class EventType:
 def event_types(pool: ConnectionPool) -> list[EventType]:
     with pool.connection() as conn, conn.cursor(row_factory=class_row(EventType)) as cur:
         return cur.execute(
-            "SELECT event_type, description, ocsf_class, builtin FROM event_types ORDER BY event_type"
+            "SELECT event_type, description, ocsf_class, builtin, reserved FROM event_types ORDER BY event_type"
         ).fetchall()
 
 
@@ -198,27 +199,27 @@ def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str) -> 
 # -- R6: shared rate-limit counters --------------------------------------------------------------------
 
 def consume_rate(pool: ConnectionPool, counts: dict[str, int], window_start: datetime, limit: int) -> dict[str, int]:
-    """Take up to ``counts[user]`` from each user's budget for this window; returns how many each got.
+    """Take up to ``counts[sender]`` from each sending key's budget for this window; returns how many each got.
 
-    One statement for all users of a request; the row lock on each counter makes concurrent
+    One statement for all senders asked for; the row lock on each counter makes concurrent
     processes see each other's consumption, so the limit holds across any number of servers.
     """
     if not counts:
         return {}
-    users = list(counts)
-    wanted = [counts[u] for u in users]
+    senders = list(counts)
+    wanted = [counts[u] for u in senders]
     with pool.connection() as conn:
         rows = conn.execute(
-            "INSERT INTO ingest_rate AS r (user_id, window_start, events) "
+            "INSERT INTO ingest_rate AS r (sender, window_start, events) "
             "SELECT u, %s, n FROM unnest(%s::text[], %s::int[]) AS t(u, n) ORDER BY u "
-            "ON CONFLICT (user_id, window_start) DO UPDATE SET events = r.events + EXCLUDED.events "
-            "RETURNING user_id, events",
-            (window_start, users, wanted),
+            "ON CONFLICT (sender, window_start) DO UPDATE SET events = r.events + EXCLUDED.events "
+            "RETURNING sender, events",
+            (window_start, senders, wanted),
         ).fetchall()
     granted = {}
-    for user_id, total in rows:
-        before = total - counts[user_id]
-        granted[user_id] = max(0, min(counts[user_id], limit - before))
+    for sender, total in rows:
+        before = total - counts[sender]
+        granted[sender] = max(0, min(counts[sender], limit - before))
     return granted
 
 

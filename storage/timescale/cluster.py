@@ -95,8 +95,9 @@ class LocalCluster:
     def url(self) -> str:
         return f"postgresql://{SUPERUSER}@/{DATABASE}?host={self.socket_dir}&port={self.port}"
 
-    def url_for(self, dbname: str) -> str:
-        return f"postgresql://{SUPERUSER}@/{dbname}?host={self.socket_dir}&port={self.port}"
+    def url_for(self, dbname: str, user: str = SUPERUSER) -> str:
+        """``user`` the owner (the superuser that migrates, archives and signs) or a role of roles.sql."""
+        return f"postgresql://{user}@/{dbname}?host={self.socket_dir}&port={self.port}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -23,39 +23,30 @@ from storage.timescale.queries import record_of
 from storage.timescale.sealing import COLUMN_LIST, leaf_sql
 from storage.timescale.writer import insert_rows_sealed, row_of
 
-_ERASE = sql.SQL("DELETE FROM audit_events WHERE event_id = %s RETURNING {cols}, batch_seq, {leaf}")
-_LEGACY_BATCH = ("SELECT batch_seq FROM integrity_batches WHERE kind = 'legacy' AND lo <= %s AND hi >= %s "
-                 "ORDER BY chain_pos LIMIT 1")
-_TOMBSTONE = ("INSERT INTO integrity_tombstones (event_id, \"timestamp\", batch_seq, leaf, erasure_event_id, "
-              "erased_by, erased_at) VALUES (%s, %s, %s, %s, %s, %s, %s)")
+_READ = sql.SQL("SELECT {cols}, batch_seq, {leaf} FROM audit_events WHERE event_id = %s")
+_ERASE = "SELECT integrity_erase(%s, %s, %s, %s, %s)"
 
 
 @dataclass(frozen=True)
 class Erased:
-    row: tuple  # the COLUMNS values as deleted
+    row: tuple  # the COLUMNS values as read before the delete
     batch_seq: int | None
     leaf: bytes
 
 
-def delete_for_erasure(conn: psycopg.Connection, event_id: uuid.UUID) -> list[Erased]:
-    """Delete every row with this event_id, returning each with the batch and leaf it was sealed under."""
-    out = []
-    for r in conn.execute(_ERASE.format(cols=COLUMN_LIST, leaf=leaf_sql()), (event_id,)).fetchall():
-        seq = r[len(COLUMNS)]
-        if seq is None:  # a row adopted by migration 0005 belongs to its day's legacy batch
-            found = conn.execute(_LEGACY_BATCH, (r[1], r[1])).fetchone()
-            seq = found[0] if found else None
-        out.append(Erased(tuple(r[:len(COLUMNS)]), seq, bytes(r[len(COLUMNS) + 1])))
-    return out
+def rows_to_erase(conn: psycopg.Connection, event_id: uuid.UUID) -> list[Erased]:
+    """Every stored row with this event_id, with the batch and leaf it was sealed under."""
+    return [Erased(tuple(r[:len(COLUMNS)]), r[len(COLUMNS)], bytes(r[len(COLUMNS) + 1]))
+            for r in conn.execute(_READ.format(cols=COLUMN_LIST, leaf=leaf_sql()), (event_id,)).fetchall()]
 
 
-def record_tombstones(conn: psycopg.Connection, erased: Sequence[Erased], *, erasure_event_id: uuid.UUID,
-                      erased_by: str, erased_at: datetime) -> None:
-    """Keep each erased row's leaf so its batch still verifies; same transaction as the delete."""
-    for e in erased:
-        if e.batch_seq is None:
-            continue  # the row was never sealed: nothing to keep verifiable
-        conn.execute(_TOMBSTONE, (e.row[0], e.row[1], e.batch_seq, e.leaf, erasure_event_id, erased_by, erased_at))
+def erase_rows(conn: psycopg.Connection, event_id: uuid.UUID, rows: Sequence[Erased], *, erasure_event_id: uuid.UUID,
+               erased_by: str, erased_at: datetime) -> int:
+    """Delete the rows read by ``rows_to_erase`` and keep their tombstones, through integrity_erase() (the
+    application's database role may not DELETE an event itself). The erasure's event_erased record
+    ``erasure_event_id`` must be stored in the same transaction: the database checks at commit."""
+    return conn.execute(_ERASE, (event_id, [e.leaf for e in rows], erasure_event_id, erased_by,
+                                 erased_at)).fetchone()[0]
 
 
 def erase_event(pool: ConnectionPool, event_id: uuid.UUID,
@@ -65,15 +56,15 @@ def erase_event(pool: ConnectionPool, event_id: uuid.UUID,
     Returns what was erased; nothing is written when there was nothing to erase.
     """
     with pool.connection() as conn:
-        removed = delete_for_erasure(conn, event_id)
+        removed = rows_to_erase(conn, event_id)
         erased = [record_of(e.row) for e in removed]
         if erased:
             record = audit(erased)
-            leaves = [e.leaf.hex() for e in removed if e.batch_seq is not None]
+            leaves = [e.leaf.hex() for e in removed]  # those of rows never sealed have no tombstone: harmless
             record = dataclasses.replace(record, metadata={**record.metadata, "integrity": {"erased_leaves": leaves}})
+            erase_rows(conn, event_id, removed, erasure_event_id=record.event_id, erased_by=record.user_id,
+                       erased_at=record.timestamp)
             insert_rows_sealed(conn, [row_of(record)])
-            record_tombstones(conn, removed, erasure_event_id=record.event_id, erased_by=record.user_id,
-                              erased_at=record.timestamp)
             times = [e.timestamp for e in erased]
             conn.execute("INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)", (min(times), max(times)))
     return erased

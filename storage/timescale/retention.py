@@ -181,9 +181,8 @@ def _delete(pool: ConnectionPool, store: ColdStore, action: FileAction, audit: A
         conn.execute("UPDATE log_archives SET state = 'expired', deleted_at = now() "
                      "WHERE archive_id = %s AND state = 'complete'", (action.file.archive_id,))
         removals.record_removal(conn, action.file.range_start, action.file.range_end, reason="retention",
-                                 rows=action.file.rows or 0, removed_by="retention",
-                                 archive_ref=action.file.path)
-        self_audit.store(conn, audit("events_expired", _audit_metadata(action), action.file.path))
+                                 rows=action.file.rows or 0, removed_by="retention", archive_ref=action.file.path,
+                                 record=audit("events_expired", _audit_metadata(action), action.file.path))
     hook("expired_committed")
     store.remove(action.file.path)
     return True
@@ -223,9 +222,9 @@ def _rewrite(pool: ConnectionPool, store: ColdStore, action: FileAction, remaini
                          "WHERE archive_id = %s AND state = 'complete'", (new_id, old.archive_id))
             removals.record_removal(conn, old.range_start, old.range_end, reason="retention",
                                      rows=(old.rows or 0) - kept.num_rows, removed_by="retention",
-                                     archive_ref=old.path)
-            self_audit.store(conn, audit("events_expired", _audit_metadata(
-                action, new_archive_id=new_id, new_path=path, new_sha256=done.sha256), old.path))
+                                     archive_ref=old.path, record=audit("events_expired", _audit_metadata(
+                                         action, new_archive_id=new_id, new_path=path, new_sha256=done.sha256),
+                                         old.path))
     hook("rewrite_committed")
     store.remove(old.path)
     return new_id

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from storage.errors import IntegrityError
 from storage.events import COLUMNS, EventRecord
 from storage.integrity import chain, checkpoints
 from storage.integrity.checkpoints import Checkpoint
@@ -32,33 +34,43 @@ log = logging.getLogger(__name__)
 # -- the leaf hash in SQL (storage.integrity.chain.canonical is the reference) -------------------------
 
 
+# Every function, operator and type is schema-qualified: a function of the same name created in a
+# schema searched earlier (or one that matches an unknown literal better, as convert_to(text, text)
+# would) must not change what is hashed. verify also pins the search_path of its transaction.
+_CAT = sql.SQL(" OPERATOR(pg_catalog.||) ")
+
+
 def _text(expr: sql.Composable) -> sql.Composable:
-    return sql.SQL("coalesce('\\x01'::bytea || int4send(octet_length(convert_to({e}, 'UTF8'))) "
-                   "|| convert_to({e}, 'UTF8'), '\\x00'::bytea)").format(e=expr)
+    return sql.SQL("coalesce('\\x01'::pg_catalog.bytea{c}pg_catalog.int4send(pg_catalog.octet_length("
+                   "pg_catalog.convert_to({e}, 'UTF8'::pg_catalog.name))){c}"
+                   "pg_catalog.convert_to({e}, 'UTF8'::pg_catalog.name), '\\x00'::pg_catalog.bytea)").format(
+        e=expr, c=_CAT)
 
 
 def _micros(expr: sql.Composable) -> sql.Composable:
     # The binary send form: int8 microseconds since 2000-01-01 UTC, independent of TimeZone/DateStyle.
-    return sql.SQL("timestamptz_send({})").format(expr)
+    return sql.SQL("pg_catalog.timestamptz_send({})").format(expr)
 
 
 def leaf_sql(qualifier: str | None = None) -> sql.Composable:
     """sha256(0x00 || canonical row) over the columns of ``qualifier`` (a table or alias), built only
-    from built-in functions, so an attacker who redefines a stored function cannot fool verify."""
+    from schema-qualified built-ins, so no stored or shadowing function can fool verify."""
     def col(name: str) -> sql.Composable:
         return sql.Identifier(qualifier, name) if qualifier else sql.Identifier(name)
 
     texts = []
     for name in chain.TEXT_FIELDS:
         if name == "source_ip":
-            texts.append(_text(sql.SQL("(host({c}) || '/' || masklen({c}))").format(c=col(name))))
+            texts.append(_text(sql.SQL("(pg_catalog.host({c}){cat}'/'::pg_catalog.text{cat}"
+                                       "pg_catalog.masklen({c})::pg_catalog.text)").format(c=col(name), cat=_CAT)))
         elif name == "metadata":
-            texts.append(_text(sql.SQL("{}::text").format(col(name))))
+            texts.append(_text(sql.SQL("{}::pg_catalog.text").format(col(name))))
         else:
             texts.append(_text(col(name)))
-    return sql.SQL("sha256('\\x00'::bytea || '\\x01'::bytea || uuid_send({eid}) || {ts} || {texts} || {rat})").format(
-        eid=col("event_id"), ts=_micros(col("timestamp")), texts=sql.SQL(" || ").join(texts),
-        rat=_micros(col("received_at")))
+    return sql.SQL("pg_catalog.sha256('\\x00'::pg_catalog.bytea{cat}'\\x01'::pg_catalog.bytea{cat}"
+                   "pg_catalog.uuid_send({eid}){cat}{ts}{cat}{texts}{cat}{rat})").format(
+        eid=col("event_id"), ts=_micros(col("timestamp")), texts=_CAT.join(texts),
+        rat=_micros(col("received_at")), cat=_CAT)
 
 
 # -- batches, in the writer's transaction ---------------------------------------------------------------
@@ -72,10 +84,12 @@ _INSERT_SEALED = sql.SQL(
 _APPEND = "SELECT integrity_append(%s, 'batch', %s, %s, %s, %s)"
 # What PostgreSQL makes of the two values that do not round-trip as sent (jsonb normalises numbers, key
 # order and spacing; inet prints addresses its own way), parsed by the same input functions as the COPY.
-_NORMALISE = ("SELECT nextval('integrity_batch_seq'), "
-              "ARRAY(SELECT m::jsonb::text FROM unnest(%b::text[]) WITH ORDINALITY AS t(m, o) ORDER BY o), "
-              "ARRAY(SELECT host(a::inet) || '/' || masklen(a::inet) FROM unnest(%b::text[]) WITH ORDINALITY "
-              "AS t(a, o) ORDER BY o)")
+_NORMALISE = ("SELECT pg_catalog.nextval('integrity_batch_seq'), "
+              "ARRAY(SELECT m::pg_catalog.jsonb::pg_catalog.text FROM pg_catalog.unnest(%b::pg_catalog.text[]) "
+              "WITH ORDINALITY AS t(m, o) ORDER BY o), "
+              "ARRAY(SELECT pg_catalog.host(a::pg_catalog.inet) OPERATOR(pg_catalog.||) '/'::pg_catalog.text "
+              "OPERATOR(pg_catalog.||) pg_catalog.masklen(a::pg_catalog.inet)::pg_catalog.text "
+              "FROM pg_catalog.unnest(%b::pg_catalog.text[]) WITH ORDINALITY AS t(a, o) ORDER BY o)")
 
 
 def next_batch(cursor: psycopg.Cursor) -> int:
@@ -156,25 +170,150 @@ def list_checkpoints(pool: ConnectionPool) -> list[Checkpoint]:
         return stored_checkpoints(conn)
 
 
-def write_checkpoint(pool: ConnectionPool, key: Ed25519PrivateKey, *, now: datetime,
-                     force: bool = False) -> Checkpoint | None:
-    """Sign the current head, chained to the previous checkpoint; None when nothing was sealed since."""
+# -- the removal chain (records written by removals.record_removal), signed with the batch head -----------
+
+_REMOVAL_CHAIN = ("SELECT id, chain_pos, lo, hi, reason, rows, archive_ref, removed_by, removed_at, audit_event_id, "
+                  "audit_event_at, prev_hash, chain_hash FROM integrity_removals ORDER BY chain_pos NULLS LAST, id")
+_REMOVAL_HEAD = "SELECT chain_pos, chain_hash FROM integrity_removal_head WHERE id = 1"
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One row of integrity_removals as stored (nothing in it is trusted until verify recomputes it)."""
+
+    id: int
+    chain_pos: int | None
+    lo: datetime
+    hi: datetime
+    reason: str
+    rows: int
+    archive_ref: str | None
+    removed_by: str
+    removed_at: datetime
+    audit_event_id: uuid.UUID | None
+    audit_event_at: datetime | None
+    prev_hash: bytes | None
+    chain_hash: bytes | None
+
+
+def stored_removals(conn: psycopg.Connection) -> list[Removal]:
+    """Every removal record, in chain order (unchained rows last), within the caller's transaction."""
+    return [Removal(*r[:11], *(bytes(h) if h is not None else None for h in r[11:]))
+            for r in conn.execute(_REMOVAL_CHAIN).fetchall()]
+
+
+def removal_head(conn: psycopg.Connection) -> tuple[int, bytes]:
+    """The removal chain's head as stored: (chain_pos, chain_hash)."""
+    pos, digest = conn.execute(_REMOVAL_HEAD).fetchone()
+    return pos, bytes(digest)
+
+
+_SIGNED = "SELECT checkpoints FROM integrity_signed WHERE id = 1"
+_COUNT_SIGNED = "UPDATE integrity_signed SET checkpoints = checkpoints + 1 WHERE id = 1"
+_LINKS_AFTER = ("SELECT chain_pos, batch_seq, kind, rows, root, lo, hi, sealed_at, prev_hash, chain_hash "
+                "FROM integrity_batches WHERE chain_pos >= %s ORDER BY chain_pos")
+
+
+def _refuse(why: str) -> IntegrityError:
+    return IntegrityError(f"refusing to sign the chain head: {why}. Run `auditwatch verify` (with checkpoints "
+                          "exported off this machine, `--anchors`) to find where history was changed.")
+
+
+def _check_batches_continue(conn: psycopg.Connection, previous: Checkpoint | None,
+                            head_pos: int, head_hash: bytes) -> None:
+    """The batch chain from the last signed position to the head: the signed link is still there, and
+    every later link recomputes and follows the one before it."""
+    start = previous.chain_pos if previous else 0
+    if start > head_pos:
+        raise _refuse(f"the chain does not continue the last signed checkpoint: it ends at #{head_pos}, "
+                      f"before the signed position {start}")
+    expected = previous.chain_hash if previous and start else chain.ZERO_HASH
+    prev_pos, seen = start, start == 0
+    for pos, seq, kind, rows, root, lo, hi, sealed_at, stored_prev, stored_hash in conn.execute(
+            _LINKS_AFTER, (max(start, 1),)).fetchall():
+        stored_prev, stored_hash = bytes(stored_prev), bytes(stored_hash)
+        if not seen:  # the signed link itself
+            if pos != start:
+                break
+            if stored_hash != expected:
+                raise _refuse(f"the chain does not continue the last signed checkpoint: batch #{pos} no longer "
+                              "has the signed hash (history up to it was rewritten)")
+            seen = True
+            continue
+        if pos != prev_pos + 1 or stored_prev != expected:
+            raise _refuse(f"batch #{pos} does not link to batch #{prev_pos}")
+        if chain.chain_link(stored_prev, pos, seq, kind, rows, bytes(root), lo, hi, sealed_at) != stored_hash:
+            raise _refuse(f"batch #{pos}'s chain hash does not match its fields")
+        prev_pos, expected = pos, stored_hash
+    if not seen:
+        raise _refuse(f"the chain does not continue the last signed checkpoint: batch #{start} is missing")
+    if (prev_pos, expected) != (head_pos, head_hash):
+        raise _refuse(f"the chain does not continue the last signed checkpoint up to its head (position {head_pos})")
+
+
+def _check_removals_continue(conn: psycopg.Connection, previous: Checkpoint | None) -> tuple[int, bytes]:
+    """The removal chain, from its last signed head to its stored head; returns that head."""
+    signed = previous.removals if previous else None
+    start, expected = signed if signed else (0, chain.ZERO_HASH)
+    prev_pos = 0
+    link = chain.ZERO_HASH
+    for r in stored_removals(conn):
+        if r.chain_pos is None:
+            raise _refuse(f"removal record #{r.id} ({r.reason}, {r.lo.isoformat()} .. {r.hi.isoformat()}) is not in "
+                          "the removal chain: it was inserted by hand")
+        if r.chain_pos != prev_pos + 1 or r.prev_hash != link or r.chain_hash != chain.removal_link(
+                link, r.chain_pos, r.lo, r.hi, r.reason, r.rows, r.archive_ref, r.removed_by, r.removed_at,
+                r.audit_event_id, r.audit_event_at):
+            raise _refuse(f"removal record #{r.id} at removal chain position {r.chain_pos} was altered or "
+                          "the one before it deleted")
+        prev_pos, link = r.chain_pos, r.chain_hash
+        if prev_pos == start and link != expected:
+            raise _refuse("the removal chain does not continue the last signed checkpoint")
+    if prev_pos < start:
+        raise _refuse(f"the removal chain ends at position {prev_pos}, before the signed {start}")
+    if (prev_pos, link) != removal_head(conn):
+        raise _refuse("the removal chain's head does not match its last record")
+    return prev_pos, link
+
+
+def write_checkpoint(pool: ConnectionPool, key: Ed25519PrivateKey, *, now: datetime, force: bool = False,
+                     trusted: frozenset[bytes] = frozenset()) -> Checkpoint | None:
+    """Sign the current heads, chained to the previous checkpoint; None when nothing changed since.
+
+    Refuses (``IntegrityError``) to sign a head that does not continue the last signed checkpoint, so a
+    rewritten chain never gets a signature: the last checkpoint must be valid (signed by this key or a
+    ``trusted`` one), its batch and removal links still in place, and every link since recomputable.
+    """
+    own = checkpoints.public_bytes(key)
     with pool.connection() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHECKPOINT_LOCK,))
         pos, head_hash, events = head(conn)
+        head_hash = bytes(head_hash)
         row = conn.execute(_CP_LATEST).fetchone()
         previous = _checkpoint(row) if row else None
-        if previous is not None and previous.chain_pos == pos and not force:
+        signed = conn.execute(_SIGNED).fetchone()[0]
+        stored = conn.execute("SELECT count(*) FROM integrity_checkpoints").fetchone()[0]
+        if stored != signed:
+            raise _refuse(f"{signed} checkpoints were signed but {stored} are stored: checkpoints were deleted")
+        if previous is not None:
+            why = checkpoints.check(previous, trusted | {own})
+            if why:
+                raise _refuse(f"the last stored checkpoint is not valid ({why})")
+        _check_batches_continue(conn, previous, pos, head_hash)
+        removals_at = _check_removals_continue(conn, previous)
+        if previous is not None and previous.chain_pos == pos and previous.removals == removals_at and not force:
             return None
-        cp = checkpoints.sign(key, chain_pos=pos, chain_hash=bytes(head_hash), events=events,
-                              created_at=now, previous=previous)
+        cp = checkpoints.sign(key, chain_pos=pos, chain_hash=head_hash, events=events, created_at=now,
+                              previous=previous, removals=removals_at)
         conn.execute(_CP_INSERT, (cp.chain_pos, cp.chain_hash, cp.events, cp.created_at, cp.public_key,
                                   cp.payload, cp.signature))
+        conn.execute(_COUNT_SIGNED)
     return cp
 
 
-def checkpoint_job(pool: ConnectionPool, *, key: Ed25519PrivateKey, now: datetime | None = None) -> None:
+def checkpoint_job(pool: ConnectionPool, *, key: Ed25519PrivateKey, now: datetime | None = None,
+                   trusted: frozenset[bytes] = frozenset()) -> None:
     """Scheduled: sign the chain head if anything was sealed since the last checkpoint."""
-    cp = write_checkpoint(pool, key, now=now or datetime.now(UTC))
+    cp = write_checkpoint(pool, key, now=now or datetime.now(UTC), trusted=trusted)
     if cp is not None:
         log.info("signed integrity checkpoint at chain position %d (%d events)", cp.chain_pos, cp.events)

@@ -22,6 +22,7 @@ from storage.integrity import chain, checkpoints
 from storage.integrity.checkpoints import Checkpoint
 from storage.timescale import archive
 from storage.timescale.sealing import head, leaf_sql, stored_checkpoints
+from storage.timescale.verify_removals import lawful_removals
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,15 @@ _BATCHES = ("SELECT chain_pos, batch_seq, kind, rows, root, lo, hi, sealed_at, p
 _TOMBSTONES = "SELECT batch_seq, event_id, \"timestamp\", leaf, erasure_event_id FROM integrity_tombstones"
 _ERASURE_RECORDS = ("SELECT event_id, metadata -> 'integrity' -> 'erased_leaves' FROM audit_events "
                     "WHERE event_type = 'event_erased' AND event_id = ANY(%s)")
-_REMOVALS = "SELECT id, lo, hi, reason, rows, archive_ref FROM integrity_removals ORDER BY lo"
+# pg_catalog first, then the application's schema: no function or operator created elsewhere can shadow a
+# built-in that the queries below (the leaf hash above all) call; temporary objects come last.
+# (current_schema() is read before: once pinned, it would be pg_catalog.)
+_SCHEMA = "SELECT pg_catalog.current_schema()"
+_PIN_SEARCH_PATH = ("SELECT pg_catalog.set_config('search_path', pg_catalog.concat('pg_catalog, ', "
+                    "pg_catalog.quote_ident(%s), ', pg_temp'), true)")
+_SIGNED = "SELECT checkpoints FROM integrity_signed WHERE id = 1"
 _CHUNKS = ("SELECT range_start, range_end FROM timescaledb_information.chunks "
-           "WHERE hypertable_schema = current_schema() AND hypertable_name = 'audit_events' ORDER BY range_start")
+           "WHERE hypertable_schema = %s AND hypertable_name = 'audit_events' ORDER BY range_start")
 _EXTENT = 'SELECT min("timestamp"), max("timestamp") FROM audit_events'
 _SLICE = sql.SQL('SELECT batch_seq, event_id, "timestamp", {leaf} FROM audit_events '
                  'WHERE "timestamp" >= %s AND "timestamp" < %s')
@@ -106,6 +113,7 @@ class _Verifier:
         self.legacy_lo: list[datetime] = []
         self.cold = False  # whether archived rows can be read back
         self.removals: Sequence[tuple] = ()
+        self.first_sealed: datetime | None = None
 
     def problem(self, kind: str, message: str, chain_pos: int | None = None, at: datetime | None = None) -> None:
         count = self.per_kind.get(kind, 0)
@@ -140,6 +148,8 @@ class _Verifier:
                 self.problem("batch_altered", f"batch #{pos} (events {lo:%Y-%m-%d %H:%M:%S} .. {hi:%Y-%m-%d %H:%M:%S}):"
                              " its chain hash does not match its fields: the integrity_batches row was edited", pos)
             events += n
+            if self.first_sealed is None:
+                self.first_sealed = sealed_at
             links.append((pos, stored_hash, events))
             b = _Batch(pos, seq, kind, n, root, lo, hi)
             self.all_seqs[seq] = b
@@ -256,28 +266,28 @@ class _Verifier:
 
 def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: datetime | None = None,
            until: datetime | None = None, anchors: Sequence[Checkpoint] = (),
-           progress: Callable[[int, int], None] | None = None, cold: ColdReader | None = None) -> VerifyReport:
+           progress: Callable[[int, int], None] | None = None, cold: ColdReader | None = None,
+           checkpoint_every: timedelta | None = None, now: datetime | None = None) -> VerifyReport:
     """Recompute the chain, the checkpoints, and every batch's root from the stored rows.
 
     Runs in one REPEATABLE READ snapshot, so concurrent writers neither disturb nor are blocked by it.
     ``since``/``until`` limit which batches' contents are recomputed (those overlapping the window);
     the chain and the checkpoints are always checked whole. ``progress(done, total)`` counts events.
+    Only public keys are needed. ``checkpoint_every`` (the signer's interval): a chain sealed more than
+    twice that long before ``now`` (default: the database's clock) must have a checkpoint.
     """
     report = VerifyReport()
     v = _Verifier(report, since, until)
     v.cold = cold is not None
+    trusted = frozenset(trusted_keys)
     with pool.connection() as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        schema = conn.execute(_SCHEMA).fetchone()[0]
+        conn.execute(_PIN_SEARCH_PATH, (schema,))
         links = v.check_chain(conn.execute(_BATCHES), head(conn))
         stored = stored_checkpoints(conn)
-        v.check_checkpoints(stored, anchors, links, frozenset(trusted_keys))
-        if not stored and links:
-            report.notes.append("no signed checkpoint yet: removal of the newest batches would go unnoticed; "
-                                "run `auditwatch integrity checkpoint` (the worker does it periodically)")
-        elif stored and stored[-1].chain_pos < links[-1][0]:
-            report.notes.append(f"{links[-1][0] - stored[-1].chain_pos} batches were sealed after the latest "
-                                "checkpoint; they are covered by the chain but not yet by a signature")
-
+        v.check_checkpoints(stored, anchors, links, trusted)
+        _check_checkpoints_kept(conn, v, stored, links, checkpoint_every, now)
         tombstones = conn.execute(_TOMBSTONES).fetchall()
         backing: dict = {}
         if tombstones:
@@ -292,9 +302,10 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
             if seq in v.scope:
                 v.scope[seq].tombstones.append(leaf)
 
-        removals = conn.execute(_REMOVALS).fetchall()
+        removals = lawful_removals(conn, [cp for cp in (*stored, *anchors) if checkpoints.check(cp, trusted) is None],
+                                   v.problem)
         v.removals = removals
-        slices = _slices(conn, v, removals)
+        slices = _slices(conn, v, removals, schema)
         total = sum(b.rows for b in v.scope.values())
         done = 0
         pending = sorted(v.scope.values(), key=lambda b: b.hi)
@@ -323,7 +334,33 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
     return report
 
 
-def _slices(conn: psycopg.Connection, v: _Verifier, removals: Sequence[tuple]) -> list[tuple]:
+def _check_checkpoints_kept(conn: psycopg.Connection, v: _Verifier, stored: Sequence[Checkpoint],
+                            links: list[tuple[int, bytes, int]], every: timedelta | None,
+                            now: datetime | None) -> None:
+    """Checkpoints are never deleted lawfully: all that were signed must be there, and a chain that should
+    have been signed by now must have been."""
+    signed = conn.execute(_SIGNED).fetchone()[0]
+    if len(stored) != signed:
+        v.problem("checkpoints_missing", f"{signed} checkpoints were signed but {len(stored)} are stored: signed "
+                  "checkpoints were deleted (or the count of them edited); check with exported ones (--anchors)")
+    if stored or not links:
+        if stored and links and stored[-1].chain_pos < links[-1][0]:
+            v.report.notes.append(f"{links[-1][0] - stored[-1].chain_pos} batches were sealed after the latest "
+                                  "checkpoint; they are covered by the chain but not yet by a signature")
+        return
+    if every is not None and v.first_sealed is not None:
+        now = now or conn.execute("SELECT pg_catalog.now()").fetchone()[0]
+        if v.first_sealed < now - 2 * every:
+            v.problem("checkpoints_missing", f"there is no signed checkpoint, yet batch #1 was sealed at "
+                      f"{v.first_sealed:%Y-%m-%d %H:%M:%S}, more than twice the checkpoint interval ({every}) ago: "
+                      "the checkpoints were deleted, or the signer never ran (then sign now with `auditwatch "
+                      "integrity checkpoint`, knowing the chain up to now is vouched for by nothing)", 1)
+            return
+    v.report.notes.append("no signed checkpoint yet: removal of the newest batches would go unnoticed; "
+                          "run `auditwatch integrity checkpoint` (the worker does it periodically)")
+
+
+def _slices(conn: psycopg.Connection, v: _Verifier, removals: Sequence[tuple], schema: str) -> list[tuple]:
     """(lo, hi, archive removal or None) in time order, covering every chunk and archived range in scope."""
     lo = min([b.lo for b in v.scope.values()] + ([v.since] if v.since else []), default=None)
     hi = max([b.hi for b in v.scope.values()] + ([v.until] if v.until else []), default=None)
@@ -337,7 +374,7 @@ def _slices(conn: psycopg.Connection, v: _Verifier, removals: Sequence[tuple]) -
         return []
     end = hi + timedelta(microseconds=1)
     out = []
-    for start, stop in conn.execute(_CHUNKS).fetchall():
+    for start, stop in conn.execute(_CHUNKS, (schema,)).fetchall():
         if stop > lo and start < end:
             out.append((max(start, lo), min(stop, end), None))
     for r in removals:

@@ -106,6 +106,11 @@ class EventWriter:
         self._sealed = sealed  # tamper evidence (storage/timescale/sealing.py); off only to measure it
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
+    @property
+    def pool(self) -> ConnectionPool:
+        """The pool it writes through (the bus writer reads the catalogue through it too)."""
+        return self._pool
+
     def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
         """Mark the range of events that land behind the rollups' refresh window, in the same
         transaction, so the refresh recomputes it (backfills; ordinary traffic is never late)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import polars as pl
@@ -126,9 +126,9 @@ def test_feedback_is_stored_audited_and_honoured(client, make_key, stored, servi
 def test_feedback_scopes_a_detector_or_an_entity_without_an_anomaly(client, make_key):
     admin = make_key(Role.ADMIN)
     by_detector = client.post("/api/v1/anomalies/feedback", headers=admin,
-                              json={"scope": "detector", "detector": "multivariate_outlier", "days": None})
+                              json={"scope": "detector", "detector": "multivariate_outlier", "days": 90})
     assert by_detector.status_code == 201
-    assert by_detector.get_json()["entity_type"] is None and by_detector.get_json()["until"] is None
+    assert by_detector.get_json()["entity_type"] is None and by_detector.get_json()["until"] is not None
     by_entity = client.post("/api/v1/anomalies/feedback", headers=admin,
                             json={"scope": "entity", "entity_type": "source_ip", "entity_value": "10.0.0.5"})
     assert by_entity.status_code == 201 and by_entity.get_json()["detector"] is None
@@ -139,6 +139,9 @@ def test_feedback_scopes_a_detector_or_an_entity_without_an_anomaly(client, make
     ({"anomaly_id": str(uuid.uuid4())}, 404, "not_found"),
     ({"detector": "x", "days": 0}, 400, "invalid_field"),
     ({"detector": "x", "days": True}, 400, "invalid_field"),
+    ({"detector": "x", "days": None}, 400, "invalid_field"),  # a false positive never lasts for ever
+    ({"detector": "x", "days": 91}, 400, "invalid_field"),
+    ({"detector": "x", "days": 365}, 400, "invalid_field"),
     ({"detector": "x", "scope": "everything"}, 400, "invalid_field"),
     ({"detector": "x", "verdict": "maybe"}, 400, "invalid_field"),
     ({"entity_type": "user"}, 400, "invalid_field"),
@@ -159,3 +162,61 @@ def test_feedback_needs_json_and_the_triage_permission(client, make_key):
         assert (response.status_code, response.get_json()["code"]) == (403, "forbidden")
     assert client.get("/api/v1/anomalies", headers=make_key(Role.SYSTEM)).status_code == 403
     assert client.get("/api/v1/anomalies").status_code == 401
+
+
+# -- bounded suppression (issue 14 #9) -------------------------------------------------------------------------
+
+def test_an_auditor_cannot_switch_a_detector_off(client, make_key, services):
+    auditor = make_key(Role.AUDITOR, "insider")
+    response = client.post("/api/v1/anomalies/feedback", headers=auditor,
+                           json={"scope": "detector", "detector": "export_volume", "days": 30})
+    assert (response.status_code, response.get_json()["code"]) == (403, "admin_required")
+    assert "only an admin" in response.get_json()["message"]
+    assert store.list_feedback(services.pool) == []
+    # The same auditor may still triage one entity under that detector, for a bounded time.
+    scoped = client.post("/api/v1/anomalies/feedback", headers=auditor, json={
+        "detector": "export_volume", "entity_type": "user", "entity_value": "bob", "days": 90})
+    assert scoped.status_code == 201 and scoped.get_json()["until"] is not None
+
+
+@pytest.mark.parametrize("entity_type, entity_value",
+                         [("user", "apikey:insider"), ("user_ip", "apikey:insider|10.0.0.9")])
+@pytest.mark.parametrize("scope", ["entity", "entity_detector"])
+def test_nobody_suppresses_findings_about_themselves(client, make_key, services, entity_type, entity_value, scope):
+    for role in (Role.AUDITOR, Role.ADMIN):
+        key = make_key(role, "insider") if role is Role.AUDITOR else make_key(role)
+        body = {"scope": scope, "detector": "export_volume", "entity_type": entity_type, "entity_value": entity_value}
+        if role is Role.ADMIN:  # an admin may file it about someone else
+            assert client.post("/api/v1/anomalies/feedback", headers=key, json=body).status_code == 201
+        else:
+            response = client.post("/api/v1/anomalies/feedback", headers=key, json=body)
+            assert (response.status_code, response.get_json()["code"]) == (403, "self_suppression")
+
+
+def test_no_scope_hides_anomalies_about_its_filer(services):
+    """Even an admin's detector-wide suppression keeps reporting the admin's own anomalies."""
+    now = T0 + timedelta(days=1)
+    store.add_feedback(services.pool, anomaly_id=None, detector="export_volume", entity_type=None, entity_value=None,
+                       verdict="false_positive", until=now + timedelta(days=10), reason="noisy",
+                       created_by="apikey:root")
+    found = pl.DataFrame([
+        {"detector": "export_volume", "entity_type": etype, "entity_value": value, "window_start": now,
+         "window_end": now + timedelta(hours=1), "score": 0.9, "severity": "critical", "detector_version": "v",
+         "explanation": "{}", "sample_event_ids": []}
+        for etype, value in [("user", "bob"), ("user", "apikey:root"), ("user_ip", "apikey:root|10.1.1.1"),
+                             ("user_ip", "apikey:rooted|10.1.1.1")]], schema=ANOMALY_SCHEMA)
+    kept, dropped = suppress(found, store.suppressions(services.pool, now=now))
+    assert dropped == 2
+    assert set(kept["entity_value"]) == {"apikey:root", "apikey:root|10.1.1.1"}
+
+
+def test_the_database_refuses_unbounded_false_positives(services):
+    import psycopg
+
+    for until in (None, datetime.now(UTC) + timedelta(days=92)):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            store.add_feedback(services.pool, anomaly_id=None, detector="x", entity_type=None, entity_value=None,
+                               verdict="false_positive", until=until, reason="", created_by="apikey:x")
+    confirmed = store.add_feedback(services.pool, anomaly_id=None, detector="x", entity_type=None, entity_value=None,
+                                   verdict="true_positive", until=None, reason="", created_by="apikey:x")
+    assert confirmed.until is None

@@ -31,18 +31,21 @@ def test_analyze_writes_one_json_line_per_anomaly_with_every_field(run, tmp_path
     events = tmp_path / "events.ndjson"
     _write_events(events, two_days, burst(attack_at, "u00001", 50, seconds=120) + [
         event(attack_at + timedelta(hours=1), "u00002", "file_download", metadata={"bytes": 1000})])
-    result = run("analyze", str(events), "--out", str(tmp_path / "anomalies.jsonl"))
+    result = run("analyze", str(events), "--out", str(tmp_path / "anomalies.jsonl"), "--warmup", "2")
     assert result.exit_code == 0, result.output
     lines = [orjson.loads(line) for line in (tmp_path / "anomalies.jsonl").read_bytes().splitlines()]
     assert lines, result.output
     assert {"u00001", "185.220.1.2"} <= {a["entity_value"] for a in lines}
     for anomaly in lines:
         assert set(anomaly) == {"detector", "detector_version", "entity_type", "entity_value", "window_start",
-                                "window_end", "score", "severity", "explanation", "sample_event_ids"}
+                                "window_end", "score", "severity", "explanation", "sample_event_ids",
+                                "first_seen", "last_seen", "peak_score", "windows"}
         assert 0.6 <= anomaly["score"] <= 1 and anomaly["explanation"]["summary"]
-        # Scored from the last day on: the file's earlier days were the baseline.
+        # Scored after the warm-up: the file's first two days were only learned from.
         assert anomaly["window_start"] >= (start + timedelta(days=2)).replace(hour=0).isoformat()[:10]
-    assert "anomalies in" in result.output
+    burst_ = next(a for a in lines if a["entity_value"] == "u00001" and a["detector"] == "failed_login_burst")
+    assert burst_["windows"] >= 1 and burst_["last_seen"] >= burst_["first_seen"]  # one incident, not its windows
+    assert "anomalies in" in result.output and "warm-up 2.0 days" in result.output
 
 
 def test_analyze_stops_at_a_malformed_line_with_its_number_or_skips_it(run, tmp_path):

@@ -14,7 +14,7 @@ from analytics.events import read_ndjson
 
 ROOT = Path(__file__).resolve().parents[2]
 A_CLASSES = {"brute_force_fast", "brute_force_slow", "password_spraying", "credential_stuffing", "exfiltration",
-             "night_privilege_escalation", "new_country_login"}
+             "night_privilege_escalation", "new_country_login", "insider_chain"}
 
 
 def test_eval_of_generator_a_small_meets_the_targets_in_a_subprocess(tmp_path):

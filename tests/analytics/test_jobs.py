@@ -66,7 +66,9 @@ def test_scoring_is_idempotent_and_stores_explained_versioned_anomalies(pool, lo
     after = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000))
     assert after.sort("anomaly_id")["anomaly_id"].to_list() == stored.sort("anomaly_id")["anomaly_id"].to_list()
     # The stored model reproduces the stored score.
-    reproduced = jobs.reproduce(pool, store.get_anomaly(pool, uuid.UUID(row["anomaly_id"])))
+    with pytest.raises(TypeError, match="key"):
+        jobs.reproduce(pool, store.get_anomaly(pool, uuid.UUID(row["anomaly_id"])))  # no default key
+    reproduced = jobs.reproduce(pool, store.get_anomaly(pool, uuid.UUID(row["anomaly_id"])), key=CONFIG.model_key)
     assert reproduced["score"][0] == pytest.approx(row["score"])
 
 
@@ -180,3 +182,32 @@ def test_the_worker_generates_one_model_key_under_the_data_dir(tmp_path):
     assert len(first) == 64 and model_key(settings) == first
     assert (tmp_path / "analytics-model.key").stat().st_mode & 0o777 == 0o600
     assert model_key(settings.replace(analytics_model_key="from-env")) == b"from-env"
+
+
+def test_workers_starting_at_once_all_read_the_same_whole_model_key(tmp_path):
+    """The key used to be created empty and written after: a concurrent start could read b""."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = ("import sys; from auditwatch.settings import load; from auditwatch.worker import model_key; "
+              "s = load(config_file=None, environ={}, overrides={'data_dir': sys.argv[1]}); "
+              "print(model_key(s).decode())")
+    for attempt in range(3):
+        data = tmp_path / f"d{attempt}"
+        procs = [subprocess.Popen([sys.executable, "-c", script, str(data)], stdout=subprocess.PIPE, text=True,
+                                  cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                 for _ in range(6)]
+        keys = {p.communicate(timeout=120)[0].strip() for p in procs}
+        assert all(p.returncode == 0 for p in procs)
+        assert len(keys) == 1 and len(keys.pop()) == 64
+    assert not [p for p in tmp_path.rglob(".*.tmp")]  # no temporary file left behind
+
+
+def test_an_empty_model_key_file_is_refused_with_what_to_do(tmp_path):
+    from auditwatch.settings import SettingsError
+    from auditwatch.worker import model_key
+    (tmp_path / "analytics-model.key").write_text("")
+    with pytest.raises(SettingsError, match="delete it"):
+        model_key(load(config_file=None, environ={}, overrides={"data_dir": str(tmp_path)}))

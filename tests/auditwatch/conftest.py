@@ -48,8 +48,9 @@ T = TypeVar("T")
 def in_one_minute(attempt: Callable[[str], T]) -> T:
     """Run ``attempt(fresh_user_id)`` so that it falls within one clock minute.
 
-    R6 counts each user's events per calendar minute; a run that straddles a minute boundary
-    is repeated with a fresh user, so rate-limit assertions are exact, not flaky.
+    R6 counts each sending key's events per calendar minute; a run that straddles a minute boundary
+    is repeated with a fresh user (make the key inside ``attempt`` too), so rate-limit assertions are
+    exact, not flaky.
     """
     for _ in range(3):
         minute = datetime.now(UTC).replace(second=0, microsecond=0)

@@ -44,8 +44,10 @@ def test_single_event_is_created_then_a_retry_is_a_duplicate(client, make_key, u
     assert stored(conn, sent["event_id"]) == {sent["event_id"]: 1}
     row = conn.execute("SELECT event_type, user_id, outcome, source, host(source_ip), user_agent, resource_id, "
                        "metadata FROM audit_events WHERE event_id = %s", (sent["event_id"],)).fetchone()
-    assert row == ("user_login", "alice", "success", "vpn", "203.0.113.9", "curl/8", "doc-1",
-                   {"bucket": "hr", "size": 12})
+    assert row[:7] == ("user_login", "alice", "success", "vpn", "203.0.113.9", "curl/8", "doc-1")
+    # The metadata as sent, plus the sending key's principal (issue 14 #3).
+    assert row[7] == {"bucket": "hr", "size": 12, "_ingest": {"sender": row[7]["_ingest"]["sender"]}}
+    assert row[7]["_ingest"]["sender"].startswith("apikey:system-")
 
 
 def test_missing_source_ip_and_user_agent_come_from_the_request(client, make_key, users, conn):
@@ -178,10 +180,10 @@ def test_batch_over_the_limit_is_refused_whole(client, make_key, users, conn, me
 
 def test_rate_limit_refuses_a_single_post_with_retry_after(app_with, users, make_key, conn):
     client = app_with(rate_limit_per_minute=3).test_client()
-    key = make_key("system")
 
     def attempt(user_id: str):
         users(user_id)
+        key = make_key("system")  # R6 counts per key: a fresh key for each try at one minute
         return user_id, [client.post("/api/v1/logs", json=event(user_id), headers=key) for _ in range(4)]
 
     user_id, responses = in_one_minute(attempt)
@@ -189,33 +191,38 @@ def test_rate_limit_refuses_a_single_post_with_retry_after(app_with, users, make
     refused = responses[-1]
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     body = error_of(refused)
-    assert (body["code"], body["field"]) == ("rate_limited", "user_id")
+    assert (body["code"], body["field"]) == ("rate_limited", None) and "this key" in body["message"]
     assert conn.execute("SELECT count(*) FROM audit_events WHERE user_id = %s", (user_id,)).fetchone()[0] == 3
 
 
-def test_rate_limit_in_a_batch_is_per_event_and_per_user(app_with, users, make_key, conn):
+def test_rate_limit_in_a_batch_is_per_event_and_per_key(app_with, users, make_key, conn):
     client = app_with(rate_limit_per_minute=3).test_client()
-    key = make_key("system")
 
     def attempt(user_id: str):
         other = f"{user_id}-other"
         users(user_id, other)
-        batch = [event(user_id) for _ in range(5)] + [event(other)]
+        key, second_key = make_key("system"), make_key("system")
+        batch = [event(user_id) for _ in range(2)] + [event(other)] + [event(user_id) for _ in range(3)]
         partial = client.post("/api/v1/logs/batch", json=batch, headers=key)
-        refused = client.post("/api/v1/logs/batch", json=[event(user_id), event(user_id)], headers=key)
-        return user_id, partial, refused
+        refused = client.post("/api/v1/logs/batch", json=[event(user_id), event(other)], headers=key)
+        # Another key is not touched by the first one's budget, whoever its events are about (issue 14 #8).
+        elsewhere = client.post("/api/v1/logs/batch", json=[event(user_id) for _ in range(3)], headers=second_key)
+        return user_id, partial, refused, elsewhere
 
-    user_id, partial, refused = in_one_minute(attempt)
+    user_id, partial, refused, elsewhere = in_one_minute(attempt)
     assert partial.status_code == 200
     assert 1 <= int(partial.headers["Retry-After"]) <= 60
     body = partial.get_json()
-    assert (body["accepted"], body["rejected"]) == (4, 2)
-    assert [(e["index"], e["code"]) for e in body["errors"]] == [(3, "rate_limited"), (4, "rate_limited")]
+    assert (body["accepted"], body["rejected"]) == (3, 3)
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [(3, "rate_limited"), (4, "rate_limited"),
+                                                                 (5, "rate_limited")]
     # Every event of this batch is over the limit: the whole request is a 429, still per event.
     assert refused.status_code == 429
     assert "Retry-After" in refused.headers
     assert refused.get_json()["rejected"] == 2
-    assert conn.execute("SELECT count(*) FROM audit_events WHERE user_id = %s", (user_id,)).fetchone()[0] == 3
+    assert elsewhere.status_code == 200 and elsewhere.get_json()["accepted"] == 3
+    assert conn.execute("SELECT count(*) FROM audit_events WHERE user_id = %s", (user_id,)).fetchone()[0] == 5
+
 
 
 def test_admin_ingests_but_viewer_and_auditor_may_not(client, make_key, users):
@@ -233,3 +240,26 @@ def test_acknowledged_event_ids_are_the_ones_sent(client, make_key, users):
     response = client.post("/api/v1/logs", json=sent, headers=make_key("system"))
     assert response.status_code == 201
     assert uuid.UUID(response.get_json()["event_id"]) == uuid.UUID(sent["event_id"])
+
+
+def test_an_ingest_key_cannot_forge_the_platforms_records(client, make_key, users, conn):
+    """Issue 14 #3 over HTTP: a forged erasure tombstone, a key principal and the platform's source are 422s."""
+    users("alice")
+    key = make_key("system")
+    tombstone = event("alice", event_type="event_erased", source="auditwatch",
+                      metadata={"integrity": {"erased_leaves": ["ab" * 32]}})
+    for sent, code, field in [
+        ({**tombstone, "source": "app"}, "reserved_event_type", "event_type"),
+        (event("alice", event_type="api_key_created"), "reserved_event_type", "event_type"),
+        (event("apikey:admin-1", event_type="data_export"), "reserved_principal", "user_id"),
+        (event("alice", source="auditwatch"), "reserved_source", "source"),
+        (event("alice", metadata={"_ingest": {"sender": "apikey:admin-1"}}), "reserved_metadata", "metadata"),
+    ]:
+        response = client.post("/api/v1/logs", json=sent, headers=key)
+        assert response.status_code == 422, response.data
+        assert (error_of(response)["code"], error_of(response)["field"]) == (code, field)
+    batch = client.post("/api/v1/logs/batch", json=[{**tombstone, "source": "app"}, event("alice")], headers=key)
+    assert batch.status_code == 200 and batch.get_json()["accepted"] == 1
+    assert batch.get_json()["errors"][0]["code"] == "reserved_event_type"
+    assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'event_erased' "
+                        "OR source = 'auditwatch' AND user_id = 'alice'").fetchone()[0] == 0

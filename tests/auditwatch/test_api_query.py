@@ -56,6 +56,9 @@ def seeded(shared_client, shared_services, role_keys) -> dict[str, Any]:
     return {"dave": dave}
 
 
+SENT_BY = {"_ingest": {"sender": "apikey:shared-system"}}  # what ingest records of the seeding key
+
+
 def ids_of(response) -> list[str]:
     assert response.status_code == 200, response.get_data()
     return [e["event_id"] for e in response.get_json()["events"]]
@@ -103,6 +106,8 @@ def test_one_event_reads_back_as_sent(shared_client, role_keys, seeded):
     assert response.status_code == 200
     body = response.get_json()
     assert set(body) == set(COLUMNS)
+    # As sent, plus the sending key that ingest records in metadata._ingest (issue 14 #3).
+    assert body["metadata"].pop("_ingest") == {"sender": "apikey:shared-system"}
     assert {k: body[k] for k in sent if k != "timestamp"} == {k: v for k, v in sent.items() if k != "timestamp"}
     assert datetime.fromisoformat(body["timestamp"]) == datetime.fromisoformat(sent["timestamp"])
     assert datetime.fromisoformat(body["received_at"]) > T0
@@ -245,7 +250,8 @@ def test_ndjson_export_streams_the_matching_events(shared_client, role_keys, see
     assert response.headers["Content-Disposition"] == 'attachment; filename="audit-events.ndjson"'
     lines = [orjson.loads(line) for line in response.get_data().splitlines()]
     assert [e["event_id"] for e in lines] == [SEED["a1"]["event_id"], SEED["a2"]["event_id"]]
-    assert lines[0]["metadata"] == {"bucket": "hr", "level": {"x": 1}}
+    sender = lines[0]["metadata"].pop("_ingest")["sender"]  # recorded by ingest (issue 14 #3)
+    assert lines[0]["metadata"] == {"bucket": "hr", "level": {"x": 1}} and sender.startswith("apikey:")
 
     row = shared_conn.execute(
         "SELECT user_id, metadata FROM audit_events WHERE event_type = 'export_requested' "
@@ -271,7 +277,7 @@ def test_csv_export_matches_the_filter(shared_client, role_keys, seeded):
     assert tuple(rows[0]) == COLUMNS
     records = [dict(zip(COLUMNS, row, strict=True)) for row in rows[1:]]
     assert [r["event_id"] for r in records] == [SEED["a1"]["event_id"], SEED["b1"]["event_id"]]
-    assert orjson.loads(records[1]["metadata"]) == {"bucket": "hr", "tags": ["a", "b"]}
+    assert orjson.loads(records[1]["metadata"]) == {"bucket": "hr", "tags": ["a", "b"], **SENT_BY}
     assert records[1]["source_ip"] == "192.168.1.10"
 
 
@@ -285,7 +291,7 @@ def test_csv_export_neutralises_formulas(shared_client, role_keys, seeded):
     assert record["resource_id"] == "'=HYPERLINK(\"http://x.example\")"
     assert record["user_agent"] == "'@SUM(A1)"
     assert record["source"] == "'+cmd"
-    assert orjson.loads(record["metadata"]) == {"note": "-1"}
+    assert orjson.loads(record["metadata"]) == {"note": "-1", **SENT_BY}
     # The NDJSON export carries the values unchanged.
     raw = shared_client.get("/api/v1/logs/export", query_string={"user_id": "=evil"},
                             headers=role_keys[Role.AUDITOR]).get_data()
@@ -433,6 +439,9 @@ def test_event_types_are_added_and_then_accepted(client, make_key, users, conn):
     builtin = client.get("/api/v1/event-types", headers=make_key("viewer")).get_json()["event_types"]
     assert {"user_login", "query_executed", "event_erased"} <= {t["event_type"] for t in builtin}
     assert all(t["builtin"] for t in builtin)
+    # Only the platform writes these; ingest refuses them (issue 14 #3).
+    assert {t["event_type"] for t in builtin if t["reserved"]} >= {"query_executed", "event_erased", "api_key_created"}
+    assert not any(t["reserved"] for t in builtin if t["event_type"] in ("user_login", "config_change"))
 
     body = {"event_type": "vpn.connect", "description": "A VPN session began", "ocsf_class": "Network [4001]"}
     created = client.post("/api/v1/event-types", json=body, headers=admin)
@@ -441,7 +450,7 @@ def test_event_types_are_added_and_then_accepted(client, make_key, users, conn):
     assert client.post("/api/v1/event-types", json=body, headers=admin).get_json()["created"] is False
 
     listed = {t["event_type"]: t for t in client.get("/api/v1/event-types", headers=admin).get_json()["event_types"]}
-    assert listed["vpn.connect"] == {**body, "builtin": False}
+    assert listed["vpn.connect"] == {**body, "builtin": False, "reserved": False}
     assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'config_change' "
                         "AND resource_id = 'vpn.connect'").fetchone()[0] == 1
 

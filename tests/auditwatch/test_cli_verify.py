@@ -12,6 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from auditwatch.cli.main import main
+from storage.integrity import checkpoints
 from tests.auditwatch.conftest import event
 from tests.conftest import ROOT
 
@@ -65,14 +66,15 @@ def test_api_traffic_verifies_clean_and_tampering_is_reported_with_where(run, cl
     conn.execute("DELETE FROM integrity_checkpoints")
     conn.execute("UPDATE integrity_head SET chain_pos = b.chain_pos, chain_hash = b.chain_hash FROM "
                  "(SELECT chain_pos, chain_hash FROM integrity_batches ORDER BY chain_pos DESC LIMIT 1) b")
-    alone = run("verify")
-    assert alone.exit_code == 0, alone.output  # the database alone no longer knows
+    alone = run("verify")  # the database counts the checkpoints it signed
+    assert alone.exit_code == 1 and "[checkpoints_missing]" in alone.output, alone.output
     caught = run("verify", "--anchors", str(anchors))
     assert caught.exit_code == 1
     assert "[truncated]" in caught.output and "the newest batches (and their events) were removed" in caught.output
 
 
 def test_verify_windows_and_bad_input(run, tmp_path):
+    assert run("integrity", "checkpoint").exit_code == 0  # makes the key and its .pub
     ok = run("verify", "--since", "2024-05-01", "--until", "2024-05-02T00:00:00+02:00")
     assert ok.exit_code == 0, ok.output
     bad = run("verify", "--since", "yesterday")
@@ -101,9 +103,14 @@ def test_a_configured_key_is_used_and_one_readable_by_others_is_refused(run, tmp
     exported = CliRunner().invoke(main, ["integrity", "export-checkpoints", "-"], env=env)
     line = json.loads(exported.stdout.splitlines()[0])
     assert line["public_key"] == public
+    assert "public key written to" in made.output
+    assert (tmp_path / "signing.key.pub").read_text().strip() == public
     out.chmod(0o644)
-    refused = CliRunner().invoke(main, ["verify"], env=env)
+    refused = CliRunner().invoke(main, ["integrity", "checkpoint", "--force"], env=env)
     assert refused.exit_code == 1 and "chmod 600" in refused.output
+    # The verifier never reads the private key: its public half is enough.
+    checked = CliRunner().invoke(main, ["verify", "--public-key", str(tmp_path / "signing.key.pub")], env=env)
+    assert checked.exit_code == 0 and "OK: no tampering found" in checked.output, checked.output
 
 
 def test_verify_runs_as_a_module(db_url, tmp_path):
@@ -111,11 +118,12 @@ def test_verify_runs_as_a_module(db_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITWATCH_")}
     env.update(AUDITWATCH_DATABASE_URL=db_url, AUDITWATCH_DATA_DIR=str(tmp_path / "data"),
                PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "auditwatch.cli", "verify"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    public = base64.b64encode(checkpoints.public_bytes(checkpoints.generate())).decode()
+    done = subprocess.run([sys.executable, "-m", "auditwatch.cli", "verify", "--trust", public], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "OK: no tampering found" in done.stdout
-    assert Path(tmp_path / "data" / "integrity" / "signing.key").exists()
+    assert not Path(tmp_path / "data" / "integrity" / "signing.key").exists()  # verify creates no key
 
 
 def test_the_worker_signs_checkpoints_with_the_project_local_key(settings, services, tmp_path):
@@ -138,5 +146,36 @@ def test_the_worker_signs_checkpoints_with_the_project_local_key(settings, servi
 def test_verify_on_an_unmigrated_database_says_to_migrate(empty_db_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = {"AUDITWATCH_DATABASE_URL": empty_db_url, "AUDITWATCH_DATA_DIR": str(tmp_path / "data")}
-    result = CliRunner().invoke(main, ["verify"], env=env)
+    public = base64.b64encode(checkpoints.public_bytes(checkpoints.generate())).decode()
+    result = CliRunner().invoke(main, ["verify", "--trust", public], env=env)
     assert result.exit_code == 1 and "auditwatch migrate" in result.output
+
+
+def test_verify_with_no_public_key_says_how_to_give_one(run, tmp_path):
+    refused = run("verify")
+    assert refused.exit_code == 2 and "--public-key" in refused.output
+    assert not (tmp_path / "data" / "integrity" / "signing.key").exists()
+
+
+def test_a_forged_retention_record_and_a_deleted_export_are_reported(run, client, make_key, users, conn, tmp_path):
+    """Issue 14's reproduction end to end: one INSERT into integrity_removals marked 'retention' and a DELETE
+    of a data_export event printed `OK: no tampering found` ("1 batches expired by retention")."""
+    users("alice")
+    batch = [event("alice", event_type="data_export", metadata={"rows": 10 * i}) for i in range(5)]
+    assert client.post("/api/v1/logs/batch", json=batch, headers=make_key("system")).status_code in (200, 201, 207)
+    assert run("integrity", "checkpoint").exit_code == 0
+    private = tmp_path / "data" / "integrity" / "signing.key"
+    public = tmp_path / "data" / "integrity" / "signing.key.pub"
+    private.unlink()  # the verifier's machine holds only the public key
+    assert run("verify", "--public-key", str(public)).exit_code == 0
+    assert not private.exists()
+
+    victim = batch[2]
+    conn.execute("DELETE FROM audit_events WHERE event_id = %s", (victim["event_id"],))
+    conn.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, removed_by) "
+                 "VALUES (now() - interval '1 day', now() + interval '1 day', 'retention', 1, 'retention')")
+    result = run("verify")
+    assert result.exit_code == 1, result.output
+    assert "TAMPERING DETECTED" in result.output and "0 batches expired by retention" in result.output
+    assert "[rows_missing]" in result.output and "[removal_forged]" in result.output
+    assert not private.exists()

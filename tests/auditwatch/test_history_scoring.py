@@ -19,15 +19,14 @@ from ingest.demo import DemoTraffic
 from ingest.seed import seed_demo
 from storage.auth import Role
 from storage.incidents import Incident
+from storage.platform import is_platform_principal
 from storage.timescale import anomalies, rollups
-from storage.timescale.self_audit import PLATFORM_ACTORS, PLATFORM_PREFIXES
 
 PAGING = ("high", "critical")
 
 
 def _platform(entity_value: str) -> bool:
-    return (entity_value in PLATFORM_ACTORS or entity_value.startswith(PLATFORM_PREFIXES)
-            or entity_value.startswith(PLATFORM_SERIES))
+    return is_platform_principal(entity_value) or entity_value.startswith(PLATFORM_SERIES)
 
 
 def _found(frame: pl.DataFrame, incident: Incident) -> pl.DataFrame:

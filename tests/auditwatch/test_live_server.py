@@ -54,7 +54,9 @@ def test_an_event_posted_over_http_reads_back(server, keys):
     assert one.status_code == 200
     body = one.json()
     assert (body["user_id"], body["outcome"], body["source_ip"]) == ("alice", "failure", "198.51.100.20")
-    assert body["metadata"] == {"door": "B2", "password": "[REDACTED]"}
+    sender = body["metadata"]["_ingest"]["sender"]  # the system key that posted it (issue 14 #3)
+    assert sender.startswith("apikey:")
+    assert body["metadata"] == {"door": "B2", "password": "[REDACTED]", "_ingest": {"sender": sender}}
     assert body["user_agent"].startswith("python-requests/")
 
     listed = requests.get(f"{server.url}/api/v1/logs", params={"user_id": "alice", "outcome": "failure"},

@@ -194,10 +194,11 @@ def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(na
     publisher = BusPublisher(client)
     conn.execute("ALTER TABLE audit_events ADD CONSTRAINT test_no_poison CHECK (user_id <> 'poison')")
     now = datetime.now(UTC)
+    sent = {"_ingest": {"sender": "apikey:bus-test"}}  # as a publishing node records it
     good = [EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="fine",
-                        received_at=now, source="bus-test") for _ in range(20)]
+                        received_at=now, source="bus-test", metadata=sent) for _ in range(20)]
     bad = EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="poison",
-                      received_at=now, source="bus-test")
+                      received_at=now, source="bus-test", metadata=sent)
     assert publisher.write(good[:10] + [bad] + good[10:]) == [True] * 21
     assert publisher.write(good[:3]) == [False] * 3  # JetStream's duplicate window absorbs a re-publish
     client.call(lambda js: js.publish(config.subject, b"\x00garbage", stream=config.stream))
@@ -210,6 +211,52 @@ def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(na
         client.close()
     assert len(stored_ids(conn)) == 20 and writer.stats.stored == 20
     assert writer.stats.retried == 4  # each of the two failed twice before its third, final delivery
+
+
+def test_the_writer_re_validates_every_message_and_sets_received_at_itself(nats_server, services, conn):
+    """Anyone who can publish to the subject must not be able to write what ingest refuses (issue 14 #3)."""
+    config = BusConfig(url=nats_server.url, ack_wait=5, batch=50, max_failures=1)
+    client = BusClient(config)
+    publisher = BusPublisher(client)
+    now = datetime.now(UTC)
+    sent = {"_ingest": {"sender": "apikey:bus-test"}}
+
+    def record(**fields) -> EventRecord:
+        base = {"event_id": uuid.uuid4(), "timestamp": now, "event_type": "user_login", "user_id": "fine",
+                "received_at": now, "source": "bus-test", "metadata": sent}
+        return EventRecord(**{**base, **fields})
+
+    honest = record(user_agent="curl/8 ?token=s3cr3t-value", metadata={**sent, "password": "hunter2"})
+    backdated = record(received_at=datetime(2001, 1, 1, tzinfo=UTC))
+    forged = {
+        "no sender": record(metadata={}),
+        "reserved type": record(event_type="event_erased", metadata={
+            **sent, "integrity": {"erased_leaves": ["00" * 32]}}),
+        "platform principal": record(user_id="apikey:admin"),
+        "platform source": record(source="auditwatch"),
+        "unknown type": record(event_type="not_in_catalogue"),
+        "far future": record(timestamp=datetime(2099, 1, 1, tzinfo=UTC)),
+        "control characters": record(resource_id="a\x00b"),
+    }
+    assert all(publisher.write([honest, backdated, *forged.values()]))
+    writer = BusWriter(config, EventWriter(services.pool))
+    running = InThread(lambda stop: writer.run(stop))
+    try:
+        wait_for(lambda: writer.stats.stored == 2 and writer.stats.dead_lettered == len(forged), 60,
+                 "two stored and every forged message dead-lettered")
+    finally:
+        running.stop()
+        client.close()
+    rows = {r[0]: r[1:] for r in conn.execute(
+        "SELECT event_id::text, received_at, user_agent, metadata FROM audit_events WHERE source = 'bus-test'")}
+    assert set(rows) == {str(honest.event_id), str(backdated.event_id)}
+    for received_at, _, _ in rows.values():  # JetStream's time of storing the message, not the publisher's
+        assert abs((received_at - now).total_seconds()) < 60
+    _, user_agent, metadata = rows[str(honest.event_id)]
+    assert user_agent == "curl/8 ?token=[REDACTED]"  # R9 again on the writer: a raw publisher skipped it
+    assert metadata == {"password": "[REDACTED]", "_ingest": {"sender": "apikey:bus-test"}}
+    assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'event_erased' "
+                        "OR user_id = 'apikey:admin' OR source = 'auditwatch'").fetchone()[0] == 0
 
 
 def test_a_syslog_node_publishes_to_the_bus_and_a_writer_stores(nats_server, settings, conn):
@@ -241,3 +288,5 @@ def test_a_syslog_node_publishes_to_the_bus_and_a_writer_stores(nats_server, set
             running_writer.stop()
     assert conn.execute("SELECT count(*), count(DISTINCT source_ip) FROM audit_events WHERE event_type = 'user_login' "
                         "AND outcome = 'failure'").fetchone() == (50, 50)
+    assert conn.execute("SELECT DISTINCT metadata->'_ingest'->>'sender' FROM audit_events "
+                        "WHERE event_type = 'user_login'").fetchall() == [("syslog",)]

@@ -311,3 +311,23 @@ def test_an_out_of_range_time_rejects_that_record_only(client, ingest_key, users
     assert answer.status_code == 200
     parsed = logs_service_pb2.ExportLogsServiceResponse.FromString(answer.data)
     assert parsed.partial_success.rejected_log_records == 1
+
+
+def test_records_posing_as_the_platform_are_rejected_and_the_sender_recorded(client, ingest_key, users, conn):
+    """Issue 14 #3 over OTLP: reserved types, principals and source are per-record rejections."""
+    users("alice")
+    body = json_request(
+        record("event_erased", **{"audit.metadata": {"integrity": {"erased_leaves": ["ab" * 32]}}}),
+        record("api_key_created"),
+        record("user_login", "apikey:admin"),
+        record("user_login", **{"audit.source": "auditwatch"}),
+        record("user_login"),
+    )
+    response = client.post("/v1/logs", json=body, headers=ingest_key)
+    assert response.status_code == 200
+    message = response.get_json()["partialSuccess"]["errorMessage"]
+    assert response.get_json()["partialSuccess"]["rejectedLogRecords"] == "4"
+    for code in ("reserved_event_type", "reserved_principal", "reserved_source"):
+        assert code in message
+    rows = conn.execute("SELECT event_type, user_id, metadata->'_ingest'->>'sender' FROM audit_events").fetchall()
+    assert len(rows) == 1 and rows[0][:2] == ("user_login", "alice") and rows[0][2].startswith("apikey:")

@@ -23,6 +23,7 @@ from storage.timescale import catalog
 from tests.conftest import opened_services
 
 CTX = RequestContext(principal="tests")
+SENDER = {"_ingest": {"sender": "tests"}}  # what the pipeline records about CTX's sender in every event
 
 
 def utc_now() -> datetime:
@@ -98,7 +99,7 @@ def test_valid_event_is_stored_with_every_field(services, users, conn, now):
     assert (row["event_type"], row["user_id"], row["outcome"], row["source"], str(row["source_ip"]),
             row["user_agent"], row["resource_id"]) == (
         "user_login", "alice", "failure", "vpn", "192.0.2.10", "curl/8.5", "doc:1")
-    assert row["metadata"] == {"attempt": 2, "ok": False}
+    assert row["metadata"] == {"attempt": 2, "ok": False, **SENDER}
     assert row["source_country"] is None and row["source_asn"] is None  # a documentation address
 
 
@@ -108,7 +109,7 @@ def test_defaults_for_optional_fields(services, users, conn):
     assert statuses(services.pipeline.ingest([sent], CTX)) == ["created"]
     row = stored(conn, sent["event_id"])
     assert row["outcome"] == str(Outcome.UNKNOWN)
-    assert row["metadata"] == {}
+    assert row["metadata"] == SENDER
     assert row["source"] is row["source_ip"] is row["user_agent"] is row["resource_id"] is None
 
 
@@ -123,7 +124,7 @@ def test_empty_batch_writes_nothing(services, conn):
 
 def test_r3_every_builtin_type_is_accepted(services, users, conn):
     users("alice")
-    types = [t.event_type for t in catalog.event_types(services.pool)]
+    types = [t.event_type for t in catalog.event_types(services.pool) if not t.reserved]
     assert "user_login" in types and len(types) >= 10
     result = services.pipeline.ingest([body(event_type=t) for t in types], CTX)
     assert statuses(result) == ["created"] * len(types)
@@ -163,6 +164,89 @@ def test_r3_a_short_catalog_ttl_picks_up_new_types_quickly(services, users):
     catalog.add_event_type(services.pool, "badge_swipe", "", "Entity Management [3004]", "tests")
     time.sleep(0.1)
     assert statuses(pipeline.ingest([body(event_type="badge_swipe")], CTX)) == ["created"]
+
+
+# -- what only the platform writes (issue 14 #3) ------------------------------------------------------------------
+
+PLATFORM_ONLY = ("query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
+                 "events_expired", "events_archived", "legal_hold")
+
+
+def test_the_catalogue_marks_the_platforms_own_types_reserved(services):
+    reserved = {t.event_type for t in catalog.event_types(services.pool) if t.reserved}
+    assert reserved == set(PLATFORM_ONLY)
+
+
+@pytest.mark.parametrize("event_type", PLATFORM_ONLY)
+def test_reserved_event_types_are_refused(services, users, conn, event_type):
+    users("alice")
+    sent = body(event_type=event_type)
+    result = services.pipeline.ingest([sent], CTX)
+    assert codes(result) == ["reserved_event_type"]
+    error = result.results[0].error
+    assert (error.field, error.status) == ("event_type", 422) and "only Auditwatch writes it" in error.message
+    assert stored(conn, sent["event_id"]) is None
+
+
+def test_a_forged_erasure_tombstone_is_refused(services, users, conn):
+    """The reproduction: an ingest key posing as the platform's erasure record, whose
+    metadata.integrity.erased_leaves verify would accept as the excuse for a deleted event."""
+    users("alice")
+    forged = body(event_type="event_erased", source="auditwatch", metadata={
+        "reason": "gdpr", "integrity": {"erased_leaves": ["ab" * 32], "batch_seq": 1}})
+    for attempt in (forged, {**forged, "source": "app"}, {**forged, "source": None}):
+        result = services.pipeline.ingest([{k: v for k, v in attempt.items() if v is not None}], CTX)
+        assert result.accepted == 0 and codes(result)[0] in ("reserved_event_type", "reserved_source")
+    assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'event_erased'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("user_id", ["apikey:admin", "APIKEY:admin", "cli:root", " apikey:ops"])
+def test_the_platforms_principals_are_refused_as_user_id(services, users, conn, user_id):
+    users(user_id)
+    result = services.pipeline.ingest([body(user_id, event_type="data_export")], CTX)
+    assert codes(result) == ["reserved_principal"] and result.results[0].error.field == "user_id"
+    assert count(conn) == 0
+
+
+@pytest.mark.parametrize("source", ["auditwatch", "Auditwatch", "auditwatch-cli", "auditwatch-dashboard "])
+def test_the_platforms_source_is_refused(services, users, conn, source):
+    users("alice")
+    result = services.pipeline.ingest([body(source=source)], CTX)
+    assert codes(result) == ["reserved_source"] and result.results[0].error.field == "source"
+    assert count(conn) == 0
+
+
+def test_the_platforms_own_records_are_reserved_by_construction():
+    """Whatever the platform writes as itself, ingest refuses: the self-audit builder's source, a key's
+    principal, an operator's."""
+    from datetime import UTC as utc
+
+    from storage.auth import ApiKey, Role
+    from storage.platform import is_platform_principal, is_platform_source
+    from storage.timescale import self_audit
+
+    record = self_audit.record("event_erased", "apikey:ops", now=datetime.now(utc))
+    assert is_platform_source(record.source) and is_platform_source("auditwatch-cli")
+    key = ApiKey(key_id=uuid.uuid4(), name="ops", role=Role.ADMIN, created_at=datetime.now(utc))
+    assert all(is_platform_principal(p) for p in (key.principal, "cli:alice"))
+    assert not any(is_platform_principal(p) for p in ("alice", "host:web1", "svc-backup", "worker"))
+
+
+def test_every_event_records_its_sending_key(services, users, conn):
+    users("alice")
+    a, b = body(metadata={"k": 1}), body()
+    services.pipeline.ingest([a], RequestContext(principal="apikey:billing"))
+    services.pipeline.ingest([b], RequestContext(principal="syslog", rate_limited=False))
+    assert stored(conn, a["event_id"])["metadata"] == {"k": 1, "_ingest": {"sender": "apikey:billing"}}
+    assert stored(conn, b["event_id"])["metadata"] == {"_ingest": {"sender": "syslog"}}
+
+
+def test_a_client_cannot_set_the_sender_record(services, users, conn):
+    users("alice")
+    sent = body(metadata={"_ingest": {"sender": "apikey:admin"}})
+    result = services.pipeline.ingest([sent], CTX)
+    assert codes(result) == ["reserved_metadata"] and result.results[0].error.field == "metadata"
+    assert count(conn) == 0
 
 
 # -- R4: users -------------------------------------------------------------------------------------------------
@@ -258,7 +342,7 @@ def test_r5_a_resent_event_keeps_what_was_stored_first(services, users, conn):
     changed = {**sent, "metadata": {"version": 2}, "outcome": "failure"}
     assert statuses(services.pipeline.ingest([changed], CTX)) == ["duplicate"]
     row = stored(conn, sent["event_id"])
-    assert row["metadata"] == {"version": 1} and row["outcome"] == "unknown"
+    assert row["metadata"] == {"version": 1, **SENDER} and row["outcome"] == "unknown"
 
 
 def test_r5_the_same_event_in_equivalent_spellings_is_a_duplicate(services, users, conn):
@@ -329,20 +413,35 @@ def test_backfill_context_accepts_history(services, users, conn):
 # -- R6: the rate limit ------------------------------------------------------------------------------------------
 
 
-def test_r6_limit_inside_one_batch(services, users, conn, now):
+def test_r6_limit_inside_one_batch_counts_the_sending_key(services, users, conn, now):
     users("alice", "bob")
     pipeline = pipeline_over(services, now=now, rate_limit_per_minute=5)
-    items = [body("alice", at=now) for _ in range(8)] + [body("bob", at=now) for _ in range(2)]
+    items = [body("alice", at=now) for _ in range(3)] + [body("bob", at=now) for _ in range(4)]
     result = pipeline.ingest(items, CTX)
-    assert statuses(result) == ["created"] * 5 + ["rejected"] * 3 + ["created"] * 2
+    # One key's budget, whichever users its events are about: the first five in the batch go in.
+    assert statuses(result) == ["created"] * 5 + ["rejected"] * 2
     expected_retry = 60 - now.second
     assert result.retry_after == expected_retry
-    for refused in result.results[5:8]:
+    for refused in result.results[5:]:
         err = refused.error
         assert isinstance(err, RateLimited)
-        assert (err.code, err.field, err.status, err.retry_after) == ("rate_limited", "user_id", 429, expected_retry)
-        assert "R6" in err.message
-    assert count(conn, "alice") == 5 and count(conn, "bob") == 2
+        assert (err.code, err.field, err.status, err.retry_after) == ("rate_limited", None, 429, expected_retry)
+        assert "R6" in err.message and "this key" in err.message
+    assert count(conn, "alice") == 3 and count(conn, "bob") == 2
+
+
+def test_r6_a_flooding_key_cannot_spend_a_victims_budget(services, users, conn, now):
+    """Issue 14 #8: a compromised key sending as the victim must not get genuine events about them refused."""
+    users("victim")
+    pipeline = pipeline_over(services, now=now, rate_limit_per_minute=5)
+    hostile = RequestContext(principal="apikey:compromised")
+    flood = pipeline.ingest([body("victim", at=now) for _ in range(20)], hostile)
+    assert flood.accepted == 5 and set(codes(flood)[5:]) == {"rate_limited"}
+    genuine = pipeline.ingest([body("victim", at=now, outcome="failure") for _ in range(5)],
+                              RequestContext(principal="apikey:sso"))
+    assert statuses(genuine) == ["created"] * 5 and genuine.retry_after is None
+    assert conn.execute("SELECT sender, events FROM ingest_rate ORDER BY sender").fetchall() == [
+        ("apikey:compromised", 20), ("apikey:sso", 5)]
 
 
 def test_r6_limit_across_requests_and_the_next_minute(services, users, conn, now):
@@ -416,8 +515,9 @@ def test_r6_is_shared_by_two_processes(settings, conn, now):
         # The Services' own pipelines, on the real clock, as a server's workers run them.
         _wait_out_the_minute_end()
         catalog.register_users(a.pool, [{"user_id": "bob"}], "tests")
-        from_a = a.pipeline.ingest([body("bob") for _ in range(3)], CTX)
-        from_b = b.pipeline.ingest([body("bob") for _ in range(3)], CTX)
+        other_key = RequestContext(principal="tests-2")  # CTX's budget may be spent in this very minute
+        from_a = a.pipeline.ingest([body("bob") for _ in range(3)], other_key)
+        from_b = b.pipeline.ingest([body("bob") for _ in range(3)], other_key)
         assert statuses(from_a) == ["created"] * 3
         assert statuses(from_b) == ["created", "created", "rejected"]
         assert from_b.results[2].error.code == "rate_limited" and from_b.retry_after is not None
@@ -471,6 +571,7 @@ def test_r9_metadata_is_redacted_before_it_is_stored(services, users, conn):
         "note": f"paid with {REDACTED_CARD} today",
         "pan": REDACTED_CARD,
         "order": "1234",
+        **SENDER,
     }
     text = conn.execute("SELECT metadata::text FROM audit_events WHERE event_id = %s", (sent["event_id"],)).fetchone()[0]
     for secret in ("hunter2", "sk_live_abc", "k-123", "4111", "5555555555554444"):
@@ -483,7 +584,33 @@ def test_r9_configured_extra_keys_are_redacted(settings, conn):
         sent = body(metadata={"ssn": "123-45-6789", "Badge_ID": 7, "password": "x", "name": "Alice"})
         svc.pipeline.ingest([sent], CTX)
     assert stored(conn, sent["event_id"])["metadata"] == {
-        "ssn": REDACTED, "Badge_ID": REDACTED, "password": REDACTED, "name": "Alice"}
+        "ssn": REDACTED, "Badge_ID": REDACTED, "password": REDACTED, "name": "Alice", **SENDER}
+
+
+def test_r9_free_text_fields_are_redacted_too(services, users, conn):
+    """Issue 14 #13: cards and secrets in user_agent, resource_id and source never reach storage."""
+    users("alice")
+    sent = body(user_agent="sync/2.0 (Authorization: Bearer sk_live_abcdef123456)",
+                resource_id="/download?file=7&access_token=tok-98765&card=4111111111111111",
+                source="billing 5555-5555-5555-4444")
+    assert statuses(services.pipeline.ingest([sent], CTX)) == ["created"]
+    row = stored(conn, sent["event_id"])
+    assert row["user_agent"] == f"sync/2.0 (Authorization: Bearer {REDACTED})"
+    assert row["resource_id"] == f"/download?file=7&access_token={REDACTED}&card={REDACTED_CARD}"
+    assert row["source"] == f"billing {REDACTED_CARD}"
+    text = conn.execute("SELECT audit_events::text FROM audit_events WHERE event_id = %s",
+                        (sent["event_id"],)).fetchone()[0]
+    for secret in ("sk_live_abcdef123456", "tok-98765", "4111111111111111", "5555-5555-5555-4444"):
+        assert secret not in text
+
+
+def test_r9_free_text_redaction_leaves_ordinary_values_alone(services, users, conn):
+    users("alice")
+    ua = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
+    sent = body(user_agent=ua, resource_id="doc:42?page=3", source="vpn-gw-1")
+    services.pipeline.ingest([sent], CTX)
+    row = stored(conn, sent["event_id"])
+    assert (row["user_agent"], row["resource_id"], row["source"]) == (ua, "doc:42?page=3", "vpn-gw-1")
 
 
 def test_pipeline_redact_helper(services):

@@ -33,7 +33,7 @@ def test_leases_save_round_trips(pools, conn):
 
     for _ in range(200):
         assert limiter.take({"alice": 1}, WINDOW) == {"alice": 1}
-    counted = conn.execute("SELECT events FROM ingest_rate WHERE user_id = 'alice'").fetchone()[0]
+    counted = conn.execute("SELECT events FROM ingest_rate WHERE sender = 'alice'").fetchone()[0]
     # 200 events served; the database was asked for at most the next lease beyond them.
     assert 200 <= counted <= 200 + limiter.lease
 

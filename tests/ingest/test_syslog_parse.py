@@ -249,3 +249,14 @@ def test_linux_2k_counts():
     assert c[("su", "success")] == 86
     assert c[("user_login", "failure")] == 0 and c[("user_login", "success")] == 0
     assert c[("syslog_message", "unknown")] == 1424
+
+
+def test_an_app_named_like_the_platform_is_kept_as_coming_through_syslog():
+    """Auditwatch's own logs forwarded to syslog must be stored, not refused as posing as its records."""
+    from storage.platform import is_platform_source
+
+    for app, source in [("auditwatch", "syslog:auditwatch"), ("AuditWatch-worker", "syslog:AuditWatch-worker"),
+                        ("sshd", "sshd"), (None, "syslog")]:
+        header = f"<38>1 2026-11-28T19:59:58Z web1 {app or '-'} 1 - - started"
+        event = one(header)
+        assert event["source"] == source and not is_platform_source(event["source"])

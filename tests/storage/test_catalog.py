@@ -147,7 +147,12 @@ def test_existing_users(pool):
 
 def test_event_types_add_and_list(pool):
     before = catalog.event_types(pool)
-    assert len(before) == 18 + 7  # the seed's 14 + event_erased (0001) + legal_hold, events_archived/expired (0006), and the syslog parsers' 7 (0010)
+    # the seed's 14 + event_erased (0001) + legal_hold, events_archived/expired (0006), the syslog parsers' 7
+    # (0010) and data_query (0014)
+    assert len(before) == 18 + 7 + 1
+    assert {t.event_type for t in before if t.reserved} == {
+        "query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
+        "events_expired", "events_archived", "legal_hold"}
     assert all(t.builtin for t in before)
     assert [t.event_type for t in before] == sorted(t.event_type for t in before)
 

@@ -25,7 +25,12 @@ SEEDED_TYPES = {
 PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expired",
                   # the syslog parsers' types (0010)
                   "ssh_invalid_user", "ssh_connection_closed", "ssh_break_in_attempt", "auth_failure", "sudo", "su",
-                  "syslog_message"}
+                  "syslog_message",
+                  # applications' reads of their own data, now that query_executed is the platform's (0014)
+                  "data_query"}
+# Only the platform writes these; ingest refuses them (0014).
+RESERVED_TYPES = {"query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
+                  "events_expired", "events_archived", "legal_hold"}
 
 
 def _migrated(url: str, **kwargs) -> psycopg.Connection:
@@ -253,6 +258,8 @@ def test_event_types_catalogue_is_seeded(conn):
     # The seed's fourteen, plus the types the platform records its own actions under.
     assert types == SEEDED_TYPES | PLATFORM_TYPES
     assert all(builtin and description for _, builtin, description in rows)
+    reserved = {r[0] for r in conn.execute("SELECT event_type FROM event_types WHERE reserved").fetchall()}
+    assert reserved == RESERVED_TYPES
 
 
 # -- server facts ----------------------------------------------------------------------------------------

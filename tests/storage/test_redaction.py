@@ -255,3 +255,28 @@ def test_property_redaction_is_total_idempotent_and_leaves_nothing_sensitive(met
         if isinstance(leaf, str):
             for run in re.findall(r"\d+", leaf):
                 assert not (13 <= len(run) <= 19 and luhn_ok(run))
+
+
+# -- free-text fields (issue 14 #13: user_agent, resource_id, source) ----------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("/export?id=7&token=abc123&page=2", "/export?id=7&token=[REDACTED]&page=2"),
+    ("/x?Session-Id=s3cr3t;path=/", "/x?Session-Id=[REDACTED];path=/"),
+    ("sync/2 Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "sync/2 Authorization: Bearer [REDACTED]"),
+    ("probe basic dXNlcjpwYXNzd29yZA==", "probe basic [REDACTED]"),
+    ("key aw_0123456789abcdef0123456789abcdef_AbC-dEf_123 leaked", "key [REDACTED] leaked"),
+    ("order 4111-1111-1111-1111", "order [REDACTED:card]"),
+    ("Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+     "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"),
+    ("doc:42?page=3&sort=asc", "doc:42?page=3&sort=asc"),
+    ("", ""),
+    (None, None),
+])
+def test_redact_text(text, expected):
+    redactor = Redactor()
+    assert redactor.redact_text(text) == expected
+    assert redactor.redact_text(expected) == expected  # idempotent: the bus writer redacts again
+
+
+def test_redact_text_honours_configured_keys():
+    assert Redactor(("ssn",)).redact_text("/p?ssn=123-45-6789&x=1") == "/p?ssn=[REDACTED]&x=1"

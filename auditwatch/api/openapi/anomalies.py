@@ -80,7 +80,9 @@ PATHS: dict[str, Any] = {
                     "entity_value": {"type": "string"},
                     "verdict": {"type": "string", "enum": ["false_positive", "true_positive"],
                                 "default": "false_positive"},
-                    "days": {"type": "integer", "minimum": 1, "maximum": 365, "nullable": True, "default": 30},
+                    "days": {"type": "integer", "minimum": 1, "maximum": 90, "nullable": True, "default": 30,
+                             "description": "how long a false positive suppresses detection (null only for a "
+                                            "true positive)"},
                     "reason": {"type": "string", "maxLength": 2000}}}}}},
             "responses": {"201": {"description": "recorded"}, "404": _ERROR, "415": _ERROR, **_AUTH_ERRORS},
         },

@@ -1,0 +1,169 @@
+"""Benign patterns that look like attacks, for the scenario generator (``analytics.scenarios``).
+
+Every organisation has them, and a detector that pages on them is turned off: a department's
+month-end close (a cohort exporting heavily for days), a password-expiry day (hundreds of people
+failing once or twice behind the corporate VPN, then succeeding), service accounts in retry loops,
+travellers abroad for days, a public holiday, a release night (engineers changing settings off
+hours). Each is injected independently of the attack injector and returned as a labelled
+``Incident`` (``scenario`` = the pattern), so an evaluation can count how many anomalies each
+one draws: every one of them is a false alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from storage.incidents import Incident
+
+PATTERNS = ("month_end_close", "password_expiry", "service_retry_loop", "traveller", "holiday", "release_night")
+US = 1_000_000
+HOUR = 3_600 * US
+
+
+@dataclass
+class People:
+    """What the look-alikes need of the generated population (arrays indexed by user)."""
+
+    user_ids: np.ndarray
+    department: np.ndarray
+    admin: np.ndarray
+    working: np.ndarray  # users x hours: on shift
+    address: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (users, weeks) -> source ip
+    country: np.ndarray  # country code per user
+    asn: np.ndarray
+    user_agent: np.ndarray
+    vpn: np.ndarray  # VPN egress index per user, -1 when not on the VPN
+    t0: int  # first hour, microseconds since the epoch
+    start: datetime
+
+
+def lookalike_plan(rng: np.random.Generator, scored_days: list[int], start: datetime) -> dict:
+    """Which scored days hold which pattern: the cohort events fall on weekdays, as they do in real life."""
+    weekdays = [d for d in scored_days if (start + timedelta(days=d)).weekday() < 5] or list(scored_days)
+    return {"month_end": weekdays[:3], "expiry": weekdays[min(1, len(weekdays) - 1)],
+            "release": weekdays[min(2, len(weekdays) - 1)], "trips_from": scored_days[0],
+            **({"holiday": weekdays[3]} if len(weekdays) > 3 else {})}
+
+
+def trips_plan(rng: np.random.Generator, users: int, days: int, plan: dict) -> list[tuple[int, int, int, bool]]:
+    """A few people abroad for 3-5 days from the first scored day: (user, first day, last day, rare country)."""
+    out = []
+    for who in rng.choice(users, size=max(2, users // 250), replace=False):
+        first = plan["trips_from"] + int(rng.integers(0, 2))
+        out.append((int(who), first, min(first + int(rng.integers(2, 5)), days - 1), bool(rng.random() < 0.3)))
+    return out
+
+
+def inject(rng: np.random.Generator, add: Callable[..., None], people: People, plan: dict, *, days: int,
+           logins: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+           trips: list[tuple[int, int, int, bool]]) -> list[Incident]:
+    """Add every planned pattern's events through ``add`` (the generator's builder); returns their labels."""
+    out: list[Incident] = []
+    if plan.get("month_end"):
+        out.append(_month_end(rng, add, people, plan["month_end"]))
+    if "expiry" in plan:
+        out.append(_password_expiry(rng, add, people, plan["expiry"], logins))
+    out += _retry_loops(rng, add, people, days)
+    if "release" in plan:
+        out.append(_release_night(rng, add, people, plan["release"], last=plan["release"] == days - 1))
+    for who, first, last, _far in trips:
+        out.append(Incident("traveller", _at(people, first * 24), _at(people, (last + 1) * 24),
+                            frozenset({str(people.user_ids[who])}), "abroad for days"))
+    if "holiday" in plan:
+        d = plan["holiday"]
+        out.append(Incident("holiday", _at(people, d * 24), _at(people, d * 24 + 24), frozenset(), "traffic drops"))
+    return out
+
+
+def _at(people: People, hour: float) -> datetime:
+    return people.start + timedelta(hours=hour)
+
+
+def _month_end(rng, add, people: People, close_days: list[int]) -> Incident:
+    """A whole department (finance, ~5% of people) exports heavily through its working hours for days."""
+    cohort = np.nonzero(people.department == "finance")[0]
+    hours = np.concatenate([np.arange(d * 24, d * 24 + 24) for d in close_days])
+    grid = people.working[np.ix_(cohort, hours)]
+    counts = rng.poisson(np.where(grid, rng.uniform(1.5, 5.0, size=(cohort.size, 1)), 0.0))
+    ui, hi = np.nonzero(counts)
+    reps = counts[ui, hi]
+    who = np.repeat(cohort[ui], reps)
+    hour = np.repeat(hours[hi], reps)
+    n = who.size
+    rows = rng.lognormal(10.5, 1.0, size=n).astype(np.int64)
+    add(n, ts_us=people.t0 + hour * HOUR + rng.integers(0, HOUR, size=n),
+        event_type=np.where(rng.random(n) < 0.7, "data_export", "export_requested").astype(object),
+        user_id=people.user_ids[who], outcome="success", source_ip=people.address(who, hour // 24 // 7),
+        source_country=people.country[who], source_asn=people.asn[who], user_agent=people.user_agent[who],
+        metadata=np.array([f'{{"rows":{r},"dataset":"ledger"}}' for r in rows], dtype=object))
+    return Incident("month_end_close", _at(people, close_days[0] * 24), _at(people, close_days[-1] * 24 + 24),
+                    frozenset(str(u) for u in people.user_ids[cohort]), "a department's month-end close")
+
+
+def _password_expiry(rng, add, people: People, day: int, logins) -> Incident:
+    """Most people on the main VPN egress fail once or twice at their first login, reset, then get in."""
+    lu, lh, lt, l_ip = logins
+    sel = np.nonzero((lh // 24 == day) & (people.vpn[lu] == 0) & (rng.random(lu.size) < 0.8))[0]
+    tries = rng.choice([1, 1, 1, 2, 2, 3], size=sel.size)
+    for k in range(1, 4):
+        pick = sel[tries >= k]
+        add(pick.size, ts_us=lt[pick] - (5 - k) * rng.integers(8 * US, 25 * US, size=pick.size),
+            event_type="user_login", user_id=people.user_ids[lu[pick]], outcome="failure", source_ip=l_ip[pick],
+            source_country=people.country[lu[pick]], source_asn=people.asn[lu[pick]],
+            user_agent=people.user_agent[lu[pick]], metadata='{"method":"password","reason":"password_expired"}')
+    add(sel.size, ts_us=lt[sel] - rng.integers(2 * US, 6 * US, size=sel.size), event_type="password_change",
+        user_id=people.user_ids[lu[sel]], outcome="success", source_ip=l_ip[sel],
+        source_country=people.country[lu[sel]], source_asn=people.asn[lu[sel]], user_agent=people.user_agent[lu[sel]],
+        resource_id=people.user_ids[lu[sel]], metadata='{"reason":"expired"}')
+    users = frozenset(str(u) for u in people.user_ids[lu[sel]])
+    return Incident("password_expiry", _at(people, day * 24), _at(people, day * 24 + 24),
+                    users | frozenset(str(i) for i in np.unique(l_ip[sel])), f"{len(users)} expired passwords")
+
+
+def _retry_loops(rng, add, people: People, days: int) -> list[Incident]:
+    """Two sync services whose stale credential fails in bursts, then a retry with the fresh one works."""
+    out = []
+    for i in range(2):
+        sid, ip = f"svc-sync{i}", f"10.0.9.{i + 1}"
+        episodes = np.sort(rng.integers(0, days * 24 * HOUR - 600 * US, size=int(rng.poisson(3 * days))))
+        for t in episodes:
+            k = int(rng.integers(5, 26))
+            gaps = np.sort(rng.integers(0, int(rng.uniform(30, 150) * US), size=k))
+            add(k, ts_us=people.t0 + t + gaps, event_type="user_login", user_id=sid, outcome="failure",
+                source_ip=ip, user_agent="sync-agent/3.1", metadata='{"method":"token","reason":"expired_token"}')
+            add(1, ts_us=np.array([people.t0 + t + int(gaps[-1]) + 3 * US]), event_type="user_login",
+                user_id=np.array([sid], dtype=object), outcome="success", source_ip=ip, user_agent="sync-agent/3.1",
+                metadata='{"method":"token"}')
+            start = people.start + timedelta(microseconds=int(t))
+            out.append(Incident("service_retry_loop", start, start + timedelta(seconds=160), frozenset({sid, ip})))
+    return out
+
+
+def _release_night(rng, add, people: People, day: int, *, last: bool = False) -> Incident:
+    """Engineers ship a release in the evening: config changes and checks between 21:00 and 02:00 UTC
+    (19:00 to midnight on the dataset's last day, so nothing falls after its end)."""
+    begin = 19 if last else 21
+    engineers = np.nonzero((people.department == "engineering") & ~people.admin)[0]
+    crew = rng.choice(engineers, size=min(engineers.size, max(5, engineers.size // 25)), replace=False)
+    k = rng.integers(2, 7, size=crew.size)
+    who = np.repeat(crew, k)
+    n = who.size
+    ts = people.t0 + day * 24 * HOUR + begin * HOUR + rng.integers(0, 5 * HOUR, size=n)
+    flags = np.array([f'{{"setting":"feature_flag.release_{int(x)}"}}' for x in rng.integers(1, 40, size=n)],
+                     dtype=object)
+    add(n, ts_us=ts, event_type="config_change", user_id=people.user_ids[who], outcome="success",
+        source_ip=people.address(who, np.full(n, day // 7)), source_country=people.country[who],
+        source_asn=people.asn[who], user_agent=people.user_agent[who], metadata=flags)
+    q = n * 2
+    qwho = np.repeat(crew, 2 * k)
+    add(q, ts_us=people.t0 + day * 24 * HOUR + begin * HOUR + rng.integers(0, 5 * HOUR, size=q),
+        event_type="query_executed", user_id=people.user_ids[qwho], outcome="success",
+        source_ip=people.address(qwho, np.full(q, day // 7)), source_country=people.country[qwho],
+        source_asn=people.asn[qwho], user_agent=people.user_agent[qwho], metadata='{"rows":20,"dataset":"deploys"}')
+    return Incident("release_night", _at(people, day * 24 + begin), _at(people, day * 24 + begin + 5),
+                    frozenset(str(u) for u in people.user_ids[crew]), "a release")
+

@@ -1,0 +1,65 @@
+"""The bus writer's own checks: a message is re-validated as if it had just arrived.
+
+Anyone who can publish to the work-queue subject could otherwise write any row: a reserved type, a
+platform principal, an unredacted secret, a chosen ``received_at``. So the writer re-runs the
+ingest checks on each message (field validation, R3 and the reserved types, R9 redaction), insists on
+the sender that the publishing node recorded, and stamps ``received_at`` with the time JetStream
+stored the message (set by the server, never by the publisher).
+
+The sender itself cannot be proven from a message; restrict who may publish to the subject with NATS
+accounts or credentials, so that only API and syslog nodes can.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from psycopg_pool import ConnectionPool
+
+from ingest.catalogue import EventTypes
+from ingest.errors import EventRejected
+from ingest.redact import Redactor
+from ingest.validate import INGEST_KEY, LIMITS, ValidationPolicy, validate_event
+from storage.events import EventRecord
+
+_CLIENT_FIELDS = ("event_id", "timestamp", "event_type", "user_id", "outcome", "source", "source_ip", "user_agent",
+                  "resource_id")
+# Redaction may lengthen what a node validated ("token=x" becomes "token=[REDACTED]"): allow for it.
+BUS_POLICY = ValidationPolicy(max_metadata_bytes=64 * 1024, text_limit_scale=2)
+
+
+class BusGuard:
+    """Re-validates decoded bus records before the writer stores them."""
+
+    def __init__(self, pool: ConnectionPool, *, redactor: Redactor | None = None,
+                 policy: ValidationPolicy = BUS_POLICY, catalog_ttl: float = 10.0) -> None:
+        self._types = EventTypes(pool, catalog_ttl)
+        self._redactor = redactor or Redactor()
+        self._policy = policy
+
+    def check(self, record: EventRecord, stored_at: datetime) -> EventRecord:
+        """The record to store, or EventRejected (a ValueError) saying why the message is refused."""
+        metadata = dict(record.metadata)
+        stamp = metadata.pop(INGEST_KEY, None)
+        sender = stamp.get("sender") if isinstance(stamp, dict) and len(stamp) == 1 else None
+        if not isinstance(sender, str) or not sender or len(sender) > LIMITS["user_id"]:
+            raise EventRejected("missing_sender", f"a bus message must carry `metadata.{INGEST_KEY}.sender`, the "
+                                "principal that sent it to the publishing node", "metadata")
+        stored_at = stored_at.astimezone(UTC)
+        obj = {name: value for name, value in record.to_json().items() if name in _CLIENT_FIELDS and value is not None}
+        obj["metadata"] = metadata
+        # History is allowed (a node accepts backfill from system keys); the future is not.
+        event = validate_event(obj, now=stored_at, policy=self._policy, backfill=True)
+        self._types.check(event.event_type)
+        for name in ("source_country", "source_asn"):
+            value = getattr(record, name)
+            if value is not None and (not isinstance(value, str) or len(value) > 256):
+                raise EventRejected("wrong_type", f"`{name}` must be a short string", name)
+        redact_text = self._redactor.redact_text
+        return EventRecord(
+            event_id=event.event_id, timestamp=event.timestamp, event_type=event.event_type, user_id=event.user_id,
+            received_at=stored_at, outcome=event.outcome, source=redact_text(event.source),
+            source_ip=event.source_ip, source_country=record.source_country, source_asn=record.source_asn,
+            user_agent=redact_text(event.user_agent), resource_id=redact_text(event.resource_id),
+            metadata={**self._redactor.redact(event.metadata), INGEST_KEY: {"sender": sender}},
+        )

@@ -1,0 +1,98 @@
+"""The offline path: prequential ``analyze`` (fit only on the past), one incident per story, the session chain."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import polars as pl
+import pytest
+
+from analytics import calibration, pipeline
+from analytics.detectors import SessionChain
+from analytics.detectors.base import ANOMALY_SCHEMA
+from analytics.events import normalize
+from tests.analytics.conftest import T0, burst, event, frame
+
+
+def _row(start, minutes, score, entity="u1", detector="failed_login_burst"):
+    return {"detector": detector, "detector_version": "v", "entity_type": "user", "entity_value": entity,
+            "window_start": start, "window_end": start + timedelta(minutes=minutes), "score": score,
+            "severity": calibration.severity(score), "explanation": orjson.dumps({"summary": str(score)}).decode(),
+            "sample_event_ids": [str(score)]}
+
+
+def test_overlapping_windows_of_one_entity_and_detector_are_one_incident_with_its_peak():
+    rows = [_row(T0, 1, 0.7), _row(T0, 10, 0.95), _row(T0 + timedelta(minutes=10), 60, 0.8),
+            _row(T0 + timedelta(hours=5), 1, 0.65),  # hours later: a new incident
+            _row(T0, 1, 0.9, entity="u2"), _row(T0, 1, 0.9, detector="password_spraying")]
+    merged = pipeline.merge_incidents(pl.DataFrame(rows, schema=ANOMALY_SCHEMA))
+    mine = merged.filter(pl.col("entity_value") == "u1", pl.col("detector") == "failed_login_burst").sort("first_seen")
+    assert mine.height == 2 and merged.height == 4
+    first = mine.row(0, named=True)
+    assert first["first_seen"] == first["window_start"] == T0
+    assert first["last_seen"] == first["window_end"] == T0 + timedelta(minutes=70)
+    assert first["peak_score"] == first["score"] == 0.95 and first["severity"] == "critical"
+    assert first["windows"] == 3 and orjson.loads(first["explanation"])["summary"] == "0.95"
+    assert set(pipeline.INCIDENT_SCHEMA) >= set(ANOMALY_SCHEMA)  # still writable to the anomalies table
+
+
+@pytest.fixture(scope="module")
+def five_days(history) -> pl.DataFrame:
+    return history.filter(pl.col("timestamp") < history["timestamp"].min() + timedelta(days=5))
+
+
+def test_analyze_scores_every_window_after_the_warmup_with_models_of_the_past_only(five_days):
+    lo, hi = five_days["timestamp"].min(), five_days["timestamp"].max()
+    plan = pipeline.plan(five_days)
+    assert plan.scored_from == (lo + pipeline.WARMUP).replace(minute=0, second=0, microsecond=0)
+    assert plan.refit_every == pipeline.REFIT_EVERY and len(plan.steps) >= 4
+    assert "warm-up 3.0 days" in plan.describe()
+    day4 = (lo + timedelta(days=3, hours=10)).replace(minute=0, second=0, microsecond=0)
+    day5 = day4 + timedelta(days=1)
+    first = burst(day4, "u00001", 40, seconds=100)
+    later = burst(day5, "u00002", 40, seconds=100, ip="185.220.7.7")
+    with_first = pl.concat([five_days, normalize(frame(*first)).collect()])
+    found = pipeline.analyze(with_first)
+    assert {"u00001", "185.220.1.2"} <= set(found["entity_value"])
+    assert found["window_start"].min() >= plan.scored_from
+    # Prequential: what happens later (inside the same file span) does not change what was found before it.
+    both = pipeline.analyze(pl.concat([with_first, normalize(frame(*later)).collect()]))
+    assert {"u00002", "185.220.7.7"} <= set(both["entity_value"])
+    keys = ["detector", "entity_value", "window_start", "score"]
+    before = both.filter(pl.col("last_seen") < day5 - timedelta(hours=1)).select(keys).sort(keys)
+    assert before.equals(found.filter(pl.col("last_seen") < day5 - timedelta(hours=1)).select(keys).sort(keys))
+    assert hi >= day5  # the extra burst lay inside the file's span, so the refit cadence was the same
+
+
+def test_a_file_shorter_than_the_warmup_is_scored_from_priors():
+    events = frame(*burst(T0, "root", 60, seconds=120, ip="203.0.113.9"))
+    plan = pipeline.plan(normalize(events).collect())
+    assert plan.refit_every is None and "priors" in plan.describe()
+    assert {"root", "203.0.113.9"} <= set(pipeline.analyze(events)["entity_value"])
+
+
+def test_session_chain_adds_up_modest_steps_and_leaves_an_ordinary_session_alone(history):
+    detector = SessionChain().fit(history)
+    newcomer = "contractor-1"  # no history: judged against the population
+    at = T0.replace(hour=3, minute=17)
+    chain = [event(at, newcomer),
+             event(at + timedelta(minutes=2), newcomer, "permission_change", resource=newcomer,
+                   metadata={"granted": "admin", "target_user": newcomer}),
+             event(at + timedelta(minutes=4), newcomer, "api_key_created", metadata={"scope": "all"}),
+             event(at + timedelta(minutes=7), newcomer, "config_change",
+                   metadata={"setting": "audit.retention_days", "value": 1})]
+    worker = history.filter(pl.col("user_id").str.starts_with("u")).group_by("user_id").len().sort("len")["user_id"][-1]
+    usual = history.filter(pl.col("user_id") == worker).sort("timestamp").tail(30)
+    ordinary = usual.with_columns(pl.col("timestamp") + (T0 - usual["timestamp"].min()) + timedelta(days=1))
+    found = detector.detect(pl.concat([normalize(frame(*chain)).collect(), ordinary]))
+    assert found["entity_value"].to_list() == [newcomer]
+    explanation = orjson.loads(found["explanation"][0])
+    steps = {s["action"]: s for s in explanation["steps"]}
+    assert {"permission_change/admin/self", "api_key_created/all", "config_change/audit"} <= set(steps)
+    assert all(s["contribution"] > 0 for a, s in steps.items() if a != "user_login")
+    assert sum(s["contribution"] for s in explanation["steps"]) == pytest.approx(
+        explanation["observed"]["evidence_bits"], rel=1e-3)
+    # Each step alone is modest: no single step would make the session anomalous.
+    single = detector.score_frame(frame(chain[0], chain[2]))
+    assert single["score"].max() < calibration.ANOMALY_SCORE

@@ -1,0 +1,63 @@
+"""The API and writer run as the least-privilege app role of storage/timescale/roles.sql (issue 14 #2):
+everything they do works, and an event cannot be changed or deleted through their connection."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from auditwatch.app import create_app
+from auditwatch.services import Services
+from storage.auth import Role
+from storage.timescale import catalog, roles, verify
+from tests.auditwatch.conftest import event
+
+
+@pytest.fixture
+def as_app_role(settings, db_url, conn):
+    """(client, services) of an app whose pool connects as a fresh app role."""
+    name = f"aw_app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url) as owner:
+        roles.apply(owner, app_role=name)
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    info["user"] = name
+    services = Services.open(settings, url=psycopg.conninfo.make_conninfo(**info))
+    app = create_app(settings, services=services)
+    app.testing = True
+    try:
+        yield app.test_client(), services
+    finally:
+        services.close()
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_the_api_works_as_the_app_role_and_cannot_rewrite_history(as_app_role, pool):
+    client, services = as_app_role
+    _, secret = catalog.create_key(services.pool, "admin-1", Role.ADMIN, "tests")
+    admin = {"Authorization": f"Bearer {secret}"}
+    assert client.post("/api/v1/users", json={"user_id": "alice"}, headers=admin).status_code == 201
+    made = client.post("/api/v1/keys", json={"name": "ingest", "role": "system"}, headers=admin)
+    assert made.status_code == 201, made.get_json()
+    system = {"Authorization": f"Bearer {made.get_json()['key']}"}
+    batch = [event("alice", metadata={"n": i}) for i in range(6)]
+    assert client.post("/api/v1/logs/batch", json=batch, headers=system).status_code in (200, 201, 207)
+    assert client.get("/api/v1/logs?limit=10", headers=admin).status_code == 200
+    hold = client.post("/api/v1/legal-holds", headers=admin, json={
+        "user_id": "bob", "start_time": "2024-01-01T00:00:00Z", "reason": "litigation hold LIT-7"})
+    assert hold.status_code == 201, hold.get_json()
+    erased = client.delete(f"/api/v1/logs/{batch[1]['event_id']}", json={"reason": "GDPR art. 17"}, headers=admin)
+    assert erased.status_code == 200, erased.get_json()
+    assert client.delete("/api/v1/keys/ingest", headers=admin).status_code == 200
+    services.committer.close()
+
+    with services.pool.connection() as c, pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+        c.execute("UPDATE audit_events SET user_id = 'mallory' WHERE event_id = %s", (batch[2]["event_id"],))
+    assert refused.value.sqlstate == "42501"
+    with services.pool.connection() as c, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        c.execute("DELETE FROM audit_events WHERE event_id = %s", (batch[2]["event_id"],))
+    report = verify.verify(pool, trusted_keys=[])
+    assert report.ok and report.erased == 1, report.problems
