@@ -197,7 +197,7 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
     end = _floor(now - config.end_offset, timedelta(minutes=1))
     result = ScoreResult(ran=True)
     scopes = store.suppressions(pool, now=now)
-    _score_history(pool, end=end, config=config, scopes=scopes, now=now, result=result)
+    history_fitted = _score_history(pool, end=end, config=config, scopes=scopes, now=now, result=result)
     models: dict[str, tuple[Detector, datetime | None, datetime]] = {}
     for name in _names(config):
         mark = watermarks.job_watermark(pool, f"score:{name}")
@@ -206,6 +206,11 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         try:
             detector, stored = load(pool, name, key=config.model_key)
             trained_to = stored.trained_to
+            if getattr(detector, "n_events_", 1) == 0 and history_fitted:
+                # Fitted at a first start on an empty store, and history has arrived since (`up`'s demo):
+                # live scoring learns from it now rather than at the next scheduled refit.
+                detector = refit(pool, name, now=now, config=config)
+                trained_to = detector.trained_to_
         except TamperedModel as exc:
             log.warning("%s; refitting it now", exc)
             detector = refit(pool, name, now=now, config=config)
@@ -321,16 +326,19 @@ def history_ranges(pool: ConnectionPool, *, end: datetime, now: datetime,
 
 
 def _score_history(pool: ConnectionPool, *, end: datetime, config: JobConfig, scopes: pl.DataFrame,
-                   now: datetime, result: ScoreResult) -> None:
-    """Score history prequentially: each ``refit_every`` span with models fitted on what came before it."""
+                   now: datetime, result: ScoreResult) -> bool:
+    """Score history prequentially: each ``refit_every`` span with models fitted on what came before it.
+
+    Returns whether any history was scored."""
     ranges, claimed = history_ranges(pool, end=end, now=now, config=config)
     if not ranges:
-        return
+        return False
     try:
         _score_ranges(pool, ranges, end=end, config=config, scopes=scopes, now=now, result=result)
     except BaseException:
         watermarks.unclaim(pool, claimed)
         raise
+    return True
 
 
 def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]], *, end: datetime,

@@ -12,7 +12,7 @@ import pytest
 
 from alerts.dispatch import dispatch
 from alerts.engine import evaluate, flush
-from analytics.jobs import PLATFORM_SERIES, score_job
+from analytics.jobs import PLATFORM_SERIES, load, score_job
 from auditwatch.alerting import deliver_kwargs, evaluate_kwargs
 from auditwatch.worker import analytics_kwargs
 from ingest.demo import DemoTraffic
@@ -82,6 +82,12 @@ def test_up_scores_the_demo_history_and_pages_nothing_about_the_platform(setting
     found = anomalies.anomalies_frame(pool, anomalies.AnomalyQuery(start=now - timedelta(hours=25),
                                                                    end=now + timedelta(hours=1)))
     assert scored_history > 0 and found.height > 0
+    # Live scoring no longer uses the models fitted on the empty store at start: they learnt the history.
+    live = score_job(pool, now=now + timedelta(minutes=5), **worker.analytics)
+    key = worker.analytics["config"].model_key
+    for name, version in live.versions.items():
+        detector, _ = load(pool, name, version, key=key)
+        assert detector.n_events_ > 15_000, name
 
     # Every injected incident is an anomaly (the dashboard's anomaly widget reads the same frame).
     missed = [i.scenario for i in seeded.incidents if _found(found, i).is_empty()]
