@@ -1,8 +1,15 @@
 """The scheduled analytics jobs: score new windows, refit baselines, both on the elected leader only.
 
 ``score_job`` scores each detector over [watermark - late allowance, now - end offset) and upserts
-what it finds, so a rerun rewrites the same rows (idempotent) and events that arrive late, within
-the allowance, are counted on the next run. ``refit_job`` refits every detector on recent history
+what it finds as incidents (``storage.timescale.anomalies.upsert`` merges windows), so a rerun
+rewrites nothing (idempotent) and events that arrive late, within the allowance, are counted on the
+next run. History is scored too: on a first start over a store that already holds events, and for
+ranges written behind the job (a bulk ingest, a backfill, the demo's history), once they settle,
+bounded to ``JobConfig.backfill``. History is scored prequentially: each ``refit_every`` span with
+models fitted only on the events before it (or, inside the first ``warmup`` of the store, on that
+warm-up itself), as the live job would have scored it. The platform's own principals
+(``storage.timescale.self_audit``) are not scored by the user detectors; their rollup series are
+scored as their own population, and their anomalies are capped at ``medium`` so they never page. ``refit_job`` refits every detector on recent history
 on a slower schedule and stores each model under a version that the anomalies it scores carry, so
 a score can be reproduced from the stored model. Analyst feedback (false positives, scoped to an
 entity and/or a detector until a date) is applied before anything is stored.
@@ -25,7 +32,8 @@ from analytics import events, pipeline
 from analytics.detectors import Detector, SeasonalSeries, empty_anomalies
 from analytics.errors import ModelNotFound, TamperedModel  # noqa: F401 - re-exported for callers
 from storage.timescale import anomalies as store
-from storage.timescale import catalog, rollups, watermarks
+from storage.timescale import catalog, queries, rollups, watermarks
+from storage.timescale.self_audit import platform_actor
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +50,12 @@ class JobConfig:
     history: timedelta = timedelta(days=14)
     late: timedelta = timedelta(hours=1)  # rescored every run, so late events inside it are counted
     end_offset: timedelta = timedelta(seconds=30)  # leave the newest seconds to in-flight writes
-    first_run: timedelta = timedelta(hours=1)  # what a detector without a watermark scores first
+    first_run: timedelta = timedelta(hours=1)  # what a detector without a watermark scores live first
+    backfill: timedelta = timedelta(days=3)  # history scored on a first start and after a backfill, at most
+    refit_every: timedelta = timedelta(hours=6)  # history is scored with a model refitted this often
+    warmup: timedelta = timedelta(hours=12)  # the first span of a store learns from itself (nothing is before)
+    settle: timedelta = timedelta(seconds=90)  # a backfill is scored once nothing more arrived for this long
+    merge_gap: timedelta = timedelta(hours=1)  # windows of one detector and entity this close are one incident
     max_span: timedelta = timedelta(hours=6)  # catch up in steps of at most this
     context: timedelta = timedelta(days=2)  # most events read before a scored range (first-seen checks)
     min_score: float | None = None
@@ -95,14 +108,27 @@ def unseal(blob: bytes, key: bytes, *, what: str) -> bytes:
     return model
 
 
+def people(frame: pl.DataFrame) -> pl.DataFrame:
+    """The events of the organisation's users: without the platform's own principals' activity."""
+    return frame.filter(~platform_actor("user_id").fill_null(False))
+
+
+def _fit(pool: ConnectionPool, name: str, history: pl.DataFrame, *, start: datetime, end: datetime,
+         fitted_at: datetime, config: JobConfig, peer_groups=None) -> Detector:
+    """Fit one detector on ``history`` (the events of [start, end)) and store it under its version."""
+    groups = catalog.peer_groups(pool) if peer_groups is None else peer_groups
+    detector = pipeline.build([name], peer_groups=groups)[name].fit(history)
+    store.save_model(pool, detector=name, version=detector.version_, model=seal(pickle.dumps(detector), config.model_key),
+                     params={k: repr(v) for k, v in detector.get_params().items() if k != "peer_groups"},
+                     trained_from=start, trained_to=end, fitted_at=fitted_at)
+    return detector
+
+
 def refit(pool: ConnectionPool, name: str, *, now: datetime, config: JobConfig) -> Detector:
     """Fit one detector on the history before ``now`` and store it under its version."""
     end = _floor(now - config.end_offset, timedelta(minutes=1))
-    history = events.read(pool, end - config.history, end)
-    detector = pipeline.build([name], peer_groups=catalog.peer_groups(pool))[name].fit(history)
-    store.save_model(pool, detector=name, version=detector.version_, model=seal(pickle.dumps(detector), config.model_key),
-                     params={k: repr(v) for k, v in detector.get_params().items() if k != "peer_groups"},
-                     trained_from=end - config.history, trained_to=end, fitted_at=now)
+    history = people(events.read(pool, end - config.history, end))
+    detector = _fit(pool, name, history, start=end - config.history, end=end, fitted_at=now, config=config)
     log.info("refit %s on %d events: version %s", name, history.height, detector.version_)
     return detector
 
@@ -171,6 +197,7 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
     end = _floor(now - config.end_offset, timedelta(minutes=1))
     result = ScoreResult(ran=True)
     scopes = store.suppressions(pool, now=now)
+    history_fitted = _score_history(pool, end=end, config=config, scopes=scopes, now=now, result=result)
     models: dict[str, tuple[Detector, datetime | None, datetime]] = {}
     for name in _names(config):
         mark = watermarks.job_watermark(pool, f"score:{name}")
@@ -179,6 +206,11 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         try:
             detector, stored = load(pool, name, key=config.model_key)
             trained_to = stored.trained_to
+            if getattr(detector, "n_events_", 1) == 0 and history_fitted:
+                # Fitted at a first start on an empty store, and history has arrived since (`up`'s demo):
+                # live scoring learns from it now rather than at the next scheduled refit.
+                detector = refit(pool, name, now=now, config=config)
+                trained_to = detector.trained_to_
         except TamperedModel as exc:
             log.warning("%s; refitting it now", exc)
             detector = refit(pool, name, now=now, config=config)
@@ -193,71 +225,171 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         high = min(low + config.max_span, end)
         trained = [t for _, t, _ in models.values() if t is not None]
         context_from = max(min([low - timedelta(hours=1), *trained]), low - config.context)
-        frame = events.read(pool, context_from, high)
+        frame = people(events.read(pool, context_from, high))
         for name, (detector, _, start) in models.items():
             if start >= high:
                 continue
             found = detector.detect(frame, start=max(low, start), min_score=config.min_score)
-            found, dropped = suppress(found, scopes)
-            written = store.upsert(pool, found, detected_at=now)
-            result.inserted += written.inserted
-            result.updated += written.updated
-            result.suppressed += dropped
+            _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             watermarks.advance_job(pool, f"score:{name}", high)
         low = high
     for name, (detector, _, start) in models.items():
         result.ranges[name] = (start, end)
         result.versions[name] = detector.version_
     if config.series:
-        _score_series(pool, end=end, config=config, scopes=scopes, now=now, result=result)
+        mark = watermarks.job_watermark(pool, SERIES_JOB)
+        start = min((mark or end - config.first_run) - config.late, end)
+        _score_series(pool, start=start, end=end, config=config, scopes=scopes, now=now, result=result)
+        watermarks.advance_job(pool, SERIES_JOB, end)
     if result.inserted or result.suppressed:
         log.info("scored %s: %d new anomalies, %d updated, %d suppressed by feedback",
                  ", ".join(result.ranges), result.inserted, result.updated, result.suppressed)
     return result
 
 
-def _score_series(pool: ConnectionPool, *, end: datetime, config: JobConfig, scopes: pl.DataFrame, now: datetime,
-                  result: ScoreResult) -> None:
-    """The univariate detector over the per-minute rollup series (events by type and outcome)."""
-    job = "score:univariate_series"
-    mark = watermarks.job_watermark(pool, job)
-    start = min((mark or end - config.first_run) - config.late, end)
-    history = config.series_history
-    frame = rollups.series(pool, rollups.SeriesQuery(start=start - history, end=end, interval="1m",
-                                                     group_by=("event_type", "outcome")))
-    found = [empty_anomalies()]
-    minutes = pl.datetime_range(_floor(start - history, timedelta(minutes=1)), end - timedelta(minutes=1), "1m",
-                                eager=True, time_zone="UTC").alias("timestamp").to_frame()
-    for (event_type, outcome), group in frame.group_by("event_type", "outcome"):
-        # The series starts at its first bucket, not at the start of the read: a series that has just
-        # appeared (the platform's own setup events on a fresh install) is in its cold start, not "after
-        # hours of zeros".
-        series = (minutes.filter(pl.col("timestamp") >= group["bucket"].min())
-                  .join(group.select(pl.col("bucket").alias("timestamp"), pl.col("events").cast(pl.Float64)
-                                     .alias("value")), on="timestamp", how="left")
-                  .with_columns(pl.col("value").fill_null(0.0)))
-        detector = SeasonalSeries(scale_floor=1.0).fit(series.filter(pl.col("timestamp") < start))
-        found.append(detector.detect(series, entity=f"events_1m:event_type={event_type},outcome={outcome}",
-                                     step=timedelta(minutes=1), start=start, min_score=config.min_score))
-    kept, dropped = suppress(pl.concat(found), scopes)
-    written = store.upsert(pool, kept, detected_at=now)
+def _store(pool: ConnectionPool, found: pl.DataFrame, *, scopes: pl.DataFrame, now: datetime, config: JobConfig,
+           result: ScoreResult) -> None:
+    kept, dropped = suppress(found, scopes)
+    written = store.upsert(pool, kept, detected_at=now, merge_gap=config.merge_gap)
     result.inserted += written.inserted
     result.updated += written.updated
     result.suppressed += dropped
-    watermarks.advance_job(pool, job, end)
+
+
+SERIES_JOB = "score:univariate_series"
+PLATFORM_SERIES = "events_1m:population=platform,"  # entity prefix of the platform's own series
+_PLATFORM_MAX_SEVERITY = "medium"  # below every paging rule: the platform's activity is shown, never paged
+
+
+def _score_series(pool: ConnectionPool, *, start: datetime, end: datetime, config: JobConfig,
+                  scopes: pl.DataFrame, now: datetime, result: ScoreResult) -> None:
+    """The univariate detector over the per-minute rollup series (events by type and outcome), per population.
+
+    Each series is fitted on its own ``series_history`` before ``start`` only, so scoring history is
+    prequential by construction.
+    """
+    history = config.series_history
+    minutes = pl.datetime_range(_floor(start - history, timedelta(minutes=1)), end - timedelta(minutes=1), "1m",
+                                eager=True, time_zone="UTC").alias("timestamp").to_frame()
+    found = [empty_anomalies()]
+    for population, prefix in (("users", "events_1m:"), ("platform", PLATFORM_SERIES)):
+        frame = rollups.series(pool, rollups.SeriesQuery(start=start - history, end=end, interval="1m",
+                                                         group_by=("event_type", "outcome"), population=population))
+        for (event_type, outcome), group in frame.group_by("event_type", "outcome"):
+            # The series starts at its first bucket, not at the start of the read: a series that has just
+            # appeared (the platform's own setup events on a fresh install) is in its cold start, not "after
+            # hours of zeros".
+            series = (minutes.filter(pl.col("timestamp") >= group["bucket"].min())
+                      .join(group.select(pl.col("bucket").alias("timestamp"), pl.col("events").cast(pl.Float64)
+                                         .alias("value")), on="timestamp", how="left")
+                      .with_columns(pl.col("value").fill_null(0.0)))
+            detector = SeasonalSeries(scale_floor=1.0).fit(series.filter(pl.col("timestamp") < start))
+            hits = detector.detect(series, entity=f"{prefix}event_type={event_type},outcome={outcome}",
+                                   step=timedelta(minutes=1), start=start, min_score=config.min_score)
+            if population == "platform" and not hits.is_empty():
+                capped = store.SEVERITIES[:store.SEVERITIES.index(_PLATFORM_MAX_SEVERITY) + 1]
+                hits = hits.with_columns(pl.when(pl.col("severity").is_in(capped)).then(pl.col("severity"))
+                                         .otherwise(pl.lit(_PLATFORM_MAX_SEVERITY)).alias("severity"))
+            found.append(hits)
+    _store(pool, pl.concat(found), scopes=scopes, now=now, config=config, result=result)
     result.ranges["univariate_series"] = (start, end)
 
 
+# -- history --------------------------------------------------------------------------------------------
+
+def history_ranges(pool: ConnectionPool, *, end: datetime, now: datetime,
+                   config: JobConfig) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """What history to score now: the store's past on a first start, and settled backfills (claimed).
+
+    Returns the ranges to score (merged, bounded to ``config.backfill``) and the claimed backfill
+    ranges (to put back should scoring fail).
+    """
+    floor = _floor(end - config.backfill, timedelta(minutes=1))
+    claimed = watermarks.claim_unscored(pool, settled_before=now - config.settle)
+    ranges = [(lo, hi + timedelta(microseconds=1)) for lo, hi in claimed]
+    names = [*(f"score:{n}" for n in _names(config)), *([SERIES_JOB] if config.series else [])]
+    if any(watermarks.job_watermark(pool, n) is None for n in names):
+        oldest = queries.first_event_time(pool)
+        if oldest is not None:
+            ranges.append((oldest, end))
+    minute = timedelta(minutes=1)
+    clipped = sorted((max(_floor(lo, minute), floor), min(_floor(hi, minute) + minute, end)) for lo, hi in ranges)
+    merged: list[tuple[datetime, datetime]] = []
+    for lo, hi in clipped:
+        if lo >= hi:
+            continue
+        if merged and lo <= merged[-1][1] + config.late:  # a quiet minute between two batches is one range
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged, claimed
+
+
+def _score_history(pool: ConnectionPool, *, end: datetime, config: JobConfig, scopes: pl.DataFrame,
+                   now: datetime, result: ScoreResult) -> bool:
+    """Score history prequentially: each ``refit_every`` span with models fitted on what came before it.
+
+    Returns whether any history was scored."""
+    ranges, claimed = history_ranges(pool, end=end, now=now, config=config)
+    if not ranges:
+        return False
+    try:
+        _score_ranges(pool, ranges, end=end, config=config, scopes=scopes, now=now, result=result)
+    except BaseException:
+        watermarks.unclaim(pool, claimed)
+        raise
+    return True
+
+
+def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]], *, end: datetime,
+                  config: JobConfig, scopes: pl.DataFrame, now: datetime, result: ScoreResult) -> None:
+    oldest = queries.first_event_time(pool) or ranges[0][0]
+    total = sum(((hi - lo) for lo, hi in ranges), timedelta(0))
+    done = timedelta(0)
+    groups = catalog.peer_groups(pool)
+    names = _names(config)
+    log.info("scoring history %s: %s in %d range(s), models refitted every %s", ", ".join(
+        f"{lo:%Y-%m-%d %H:%M}–{hi:%Y-%m-%d %H:%M}" for lo, hi in ranges), total, len(ranges), config.refit_every)
+    before = result.inserted
+    for lo, hi in ranges:
+        low = lo
+        while low < hi:
+            high = min(_floor(low, config.refit_every) + config.refit_every, hi)
+            # Fitted only on the events before the span. With less than the warm-up before it (the first hours
+            # of a store), on the store's first warm-up of events around it, the span itself left out, so an
+            # attack in it is not part of its own baseline.
+            train_to = max(_floor(low, timedelta(minutes=1)), min(oldest + config.warmup, end))
+            if train_to > low:
+                train_to = min(train_to + (high - low), end)
+                history = people(events.read(pool, train_to - config.history, train_to)).filter(
+                    (pl.col("timestamp") < low) | (pl.col("timestamp") >= high))
+            else:
+                history = people(events.read(pool, train_to - config.history, train_to))
+            context_from = max(min(low - timedelta(hours=1), train_to), low - config.context)
+            frame = people(events.read(pool, context_from, high))
+            for name in names:
+                detector = _fit(pool, name, history, start=train_to - config.history, end=train_to,
+                                fitted_at=train_to, config=config, peer_groups=groups)
+                found = detector.detect(frame, start=low, min_score=config.min_score)
+                _store(pool, found, scopes=scopes, now=now, config=config, result=result)
+            if config.series:
+                _score_series(pool, start=low, end=high, config=config, scopes=scopes, now=now, result=result)
+            done += high - low
+            log.info("scoring history %s: %.0f %%", f"{high:%Y-%m-%d %H:%M}", 100 * done / total)
+            low = high
+    log.info("scored history: %d new anomalies", result.inserted - before)
+
+
 def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes) -> pl.DataFrame:
-    """Rescore an anomaly's window with the model version that produced it (for audits and debugging).
+    """Rescore an anomaly's peak window with the model version that produced it (for audits and debugging).
 
     ``key`` is the model sealing key the worker used (``JobConfig.model_key``); there is no default, so a
     caller cannot unseal models by forgetting it."""
     name, version = anomaly.detector, anomaly.detector_version
     detector, stored = load(pool, name, version, key=key)
-    lo = anomaly.window_start
+    lo = anomaly.peak_at
     context_from = max(min(lo - timedelta(hours=1), stored.trained_to or lo), lo - timedelta(days=2))
-    frame = events.read(pool, context_from, anomaly.window_end)
+    frame = people(events.read(pool, context_from, anomaly.window_end))
     scored = detector.score_frame(frame, start=lo)
     return scored.filter((pl.col("entity_type") == anomaly.entity_type)
                          & (pl.col("entity_value") == anomaly.entity_value) & (pl.col("window_start") == lo))

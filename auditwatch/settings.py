@@ -76,6 +76,10 @@ class Settings:
     analytics_score_seconds: int = 60  # how often new windows are scored
     analytics_refit_seconds: int = 6 * 3600  # how often baselines are refitted and stored as a new version
     analytics_history_days: float = 14.0  # history each refit learns from
+    # History scored when the worker starts on a store that holds it, and after a backfill (days, at most).
+    analytics_backfill_days: float = 3.0
+    # Anomalous windows of one detector and entity closer than this are one incident that grows.
+    analytics_merge_gap_minutes: int = 60
     analytics_late_minutes: int = 60  # rescored every run, so events arriving this late are still counted
     analytics_min_score: float = 0.6  # calibrated score (0.6: one window in a million) from which to store
     # Seals stored models (HMAC) so only workers holding it can load them; every worker of one database needs
@@ -180,6 +184,9 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`max_batch` must be between 1 and 100000")
     if not 0 <= settings.analytics_min_score <= 1:
         raise SettingsError("`analytics_min_score` must be between 0 and 1")
+    if settings.analytics_backfill_days < 0 or settings.analytics_merge_gap_minutes < 0:
+        raise SettingsError("`analytics_backfill_days` and `analytics_merge_gap_minutes` cannot be negative "
+                            "(a backfill of 0 scores no history; a gap of 0 merges only overlapping windows)")
     if settings.analytics_score_seconds < 1 or settings.analytics_refit_seconds < 1:
         raise SettingsError("`analytics_score_seconds` and `analytics_refit_seconds` must be at least 1")
     if settings.integrity_checkpoint_seconds < 1:

@@ -85,7 +85,10 @@ def model_key(settings: Settings) -> bytes:
 
 def analytics_config(settings: Settings) -> JobConfig:
     return JobConfig(model_key=model_key(settings), history=timedelta(days=settings.analytics_history_days),
-                     late=timedelta(minutes=settings.analytics_late_minutes), min_score=settings.analytics_min_score)
+                     late=timedelta(minutes=settings.analytics_late_minutes), min_score=settings.analytics_min_score,
+                     backfill=timedelta(days=settings.analytics_backfill_days),
+                     refit_every=timedelta(seconds=settings.analytics_refit_seconds),
+                     merge_gap=timedelta(minutes=settings.analytics_merge_gap_minutes))
 
 
 def analytics_kwargs(settings: Settings) -> dict:

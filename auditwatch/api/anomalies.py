@@ -64,6 +64,7 @@ def anomaly_json(row: dict[str, Any]) -> dict[str, Any]:
         "anomaly_id": row["anomaly_id"], "detector": row["detector"], "detector_version": row["detector_version"],
         "entity_type": row["entity_type"], "entity_value": row["entity_value"],
         "window_start": row["window_start"].isoformat(), "window_end": row["window_end"].isoformat(),
+        "peak_at": row["peak_at"].isoformat(), "windows": row["windows"],
         "score": row["score"], "severity": row["severity"],
         "explanation": orjson.loads(explanation) if isinstance(explanation, str) else explanation,
         "sample_event_ids": list(row["sample_event_ids"] or []), "detected_at": row["detected_at"].isoformat(),

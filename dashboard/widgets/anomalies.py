@@ -34,12 +34,13 @@ def render(rc: RenderContext, params: dict[str, Any]) -> Any:
     for index, detector in enumerate(detectors):
         mine = [a for a in found if a.detector == detector]
         traces.append({
-            "type": "scatter", "x": [a.window_start for a in mine], "y": [a.score for a in mine], "name": detector,
+            "type": "scatter", "x": [a.peak_at for a in mine], "y": [a.score for a in mine], "name": detector,
             "mode": "markers",
             "marker": {"size": [SIZES.get(a.severity, 10) for a in mine], "color": PALETTE[index % 12],
                        "line": {"width": 1, "color": [SEVERITY_COLORS.get(a.severity, "#fff") for a in mine]}},
             "customdata": [str(a.anomaly_id) for a in mine],
-            "text": [f"{a.entity_type} {a.entity_value}<br>{a.severity} · "
+            "text": [f"{a.entity_type} {a.entity_value}<br>{a.severity} · {a.windows} window(s) "
+                     f"{a.window_start:%H:%M}–{a.window_end:%H:%M} · "
                      f"{(a.explanation or {}).get('summary', '')[:80]}" for a in mine],
             "hovertemplate": "%{text}<br>score %{y:.2f} · %{x|%d %b %H:%M}<extra>" + detector + "</extra>",
         })
@@ -76,8 +77,9 @@ def explanation(anomaly: Anomaly | None) -> html.Div:
         html.H3([html.Span(f"{anomaly.score:.2f}", className=f"aw-sev aw-sev-{anomaly.severity}"),
                  f" {anomaly.detector} · {anomaly.entity_type} {anomaly.entity_value}"]),
         html.P(info.get("summary") or "The detector gave no summary.", className="aw-summary"),
-        html.P(f"Window {anomaly.window_start:%Y-%m-%d %H:%M} – {anomaly.window_end:%H:%M} UTC · severity "
-               f"{anomaly.severity} · detector version {anomaly.detector_version}", className="aw-note"),
+        html.P(f"Incident {anomaly.window_start:%Y-%m-%d %H:%M} – {anomaly.window_end:%Y-%m-%d %H:%M} UTC "
+               f"({anomaly.windows} window{'s' if anomaly.windows != 1 else ''}, peak at {anomaly.peak_at:%H:%M}) · "
+               f"severity {anomaly.severity} · detector version {anomaly.detector_version}", className="aw-note"),
         html.Div([_table("Observed", info.get("observed")), _table("Expected", info.get("expected"))],
                  className="aw-two"),
         html.Div([html.H4("What contributed"), html.Table(html.Tbody([

@@ -1,8 +1,11 @@
 """The anomalies table: its row shape, severities, the one query type, the one reader and the one writer;
-plus analyst feedback, job watermarks and fitted models (migration 0007).
+plus analyst feedback, job watermarks and fitted models (migrations 0007, 0013).
 
-Anomalies are upserted on (detector, entity, window): a scoring job that reruns over a window
-rewrites the same rows (same ``anomaly_id`` and ``detected_at``), so scoring is idempotent.
+A stored anomaly is an incident (``anomaly_merge``): the windows of one detector and entity that
+overlap or lie within the merge gap are one row that grows, spanning ``window_start`` (first seen)
+to ``window_end`` (last seen), with the score, severity and explanation of its peak window
+(``peak_at``) and the count of ``windows`` merged in. A scoring job that reruns over the same
+windows rewrites nothing (same ``anomaly_id`` and ``detected_at``), so scoring is idempotent.
 
 Every reader of anomalies (the HTTP API, the dashboard, the data API, alert rules) asks through
 ``AnomalyQuery`` and ``anomalies_frame``, so one question has one answer. A time range selects the
@@ -16,7 +19,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -27,6 +30,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from storage.errors import TooManyRows
+from storage.timescale import anomaly_merge as merging
 from storage.timescale import self_audit
 from storage.timescale.db import copy_frame, where
 
@@ -51,6 +55,8 @@ class Anomaly:
     explanation: dict[str, Any]
     sample_event_ids: tuple[uuid.UUID, ...]
     detected_at: datetime
+    peak_at: datetime  # start of the peak window (score, severity and explanation are its)
+    windows: int  # windows merged into this incident
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Anomaly:
@@ -66,7 +72,8 @@ FRAME_SCHEMA: dict[str, pl.DataType] = {
     "anomaly_id": pl.String(), "detector": pl.String(), "detector_version": pl.String(),
     "entity_type": pl.String(), "entity_value": pl.String(), "window_start": TS, "window_end": TS,
     "score": pl.Float64(), "severity": pl.String(), "explanation": pl.String(),
-    "sample_event_ids": pl.List(pl.String()), "detected_at": TS}  # in ANOMALY_COLUMNS order
+    "sample_event_ids": pl.List(pl.String()), "detected_at": TS, "peak_at": TS,
+    "windows": pl.Int32()}  # in ANOMALY_COLUMNS order
 
 
 def at_or_above(severity: str) -> tuple[str, ...]:
@@ -110,7 +117,9 @@ _SELECT = sql.SQL(
     "SELECT anomaly_id::text, detector, detector_version, entity_type, entity_value, "
     "(extract(epoch FROM window_start) * 1000000)::bigint, (extract(epoch FROM window_end) * 1000000)::bigint, "
     "score, severity, explanation::text, array_to_json(sample_event_ids)::text, "
-    "(extract(epoch FROM detected_at) * 1000000)::bigint FROM anomalies")
+    "(extract(epoch FROM detected_at) * 1000000)::bigint, "
+    "(extract(epoch FROM coalesce(peak_at, window_start)) * 1000000)::bigint, "
+    "windows FROM anomalies")
 _WIRE = {**FRAME_SCHEMA, "sample_event_ids": pl.String()}
 
 
@@ -200,24 +209,40 @@ def anomaly_hits(pool: ConnectionPool, *, start: datetime, end: datetime, detect
 
 # -- the writer ---------------------------------------------------------------------------------------
 
-_UPSERT = sql.SQL("""
-    INSERT INTO anomalies (detector, detector_version, entity_type, entity_value, window_start, window_end,
-                           score, severity, explanation, sample_event_ids, detected_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::uuid[], %s)
-    ON CONFLICT (detector, entity_type, entity_value, window_start) DO UPDATE SET
-        detector_version = EXCLUDED.detector_version, window_end = EXCLUDED.window_end,
-        score = EXCLUDED.score, severity = EXCLUDED.severity, explanation = EXCLUDED.explanation,
-        sample_event_ids = EXCLUDED.sample_event_ids
-    WHERE (anomalies.score, anomalies.severity, anomalies.explanation, anomalies.sample_event_ids)
-          IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.severity, EXCLUDED.explanation, EXCLUDED.sample_event_ids)
-    RETURNING (xmax = 0) AS inserted
+MERGE_GAP = timedelta(hours=1)  # windows closer than this (of one detector and entity) are one incident
+_MERGE_LOCK = 0x414E_4F4D_4D52  # 'ANOMMR': one merge at a time (the scoring leader, a CLI rescore)
+
+_NEARBY = sql.SQL("""
+    SELECT a.anomaly_id, a.detector, a.entity_type, a.entity_value, a.detector_version, a.window_start,
+           a.window_end, a.score, a.severity, a.explanation, array_to_json(a.sample_event_ids)::text,
+           coalesce(a.peak_at, a.window_start),
+           CASE WHEN cardinality(a.window_starts) = 0 THEN ARRAY[a.window_start] ELSE a.window_starts END,
+           a.detected_at
+    FROM anomalies a
+    JOIN unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS k(d, t, v, lo, hi)
+      ON a.detector = k.d AND a.entity_type = k.t AND a.entity_value = k.v
+     AND a.window_end >= k.lo AND a.window_start <= k.hi
+    FOR UPDATE OF a
 """)
+_INSERT = sql.SQL("""
+    INSERT INTO anomalies (anomaly_id, detector, detector_version, entity_type, entity_value, window_start,
+                           window_end, score, severity, explanation, sample_event_ids, detected_at, peak_at,
+                           window_starts, windows)
+    VALUES (coalesce(%s::uuid, gen_random_uuid()), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::uuid[], %s, %s, %s, %s)
+""")
+_UPDATE = sql.SQL("""
+    UPDATE anomalies SET detector_version = %s, window_end = %s, score = %s, severity = %s, explanation = %s,
+                         sample_event_ids = %s::uuid[], peak_at = %s, window_starts = %s, windows = %s
+    WHERE detector = %s AND entity_type = %s AND entity_value = %s AND window_start = %s AND anomaly_id = %s
+""")
+_DELETE = sql.SQL("DELETE FROM anomalies WHERE detector = %s AND entity_type = %s AND entity_value = %s "
+                  "AND window_start = %s AND anomaly_id = %s")
 
 
 @dataclass(frozen=True)
 class UpsertResult:
-    inserted: int
-    updated: int
+    inserted: int  # new incidents
+    updated: int  # stored incidents that grew, moved earlier or absorbed another
 
 
 def _uuid_or_none(value: str) -> str | None:
@@ -227,27 +252,61 @@ def _uuid_or_none(value: str) -> str | None:
         return None
 
 
-def upsert(pool: ConnectionPool, frame: pl.DataFrame, *, detected_at: datetime) -> UpsertResult:
-    """Store anomaly rows (``analytics.detectors.ANOMALY_SCHEMA``): the one writer; reruns rewrite, never duplicate."""
+def _windows(frame: pl.DataFrame) -> dict[tuple[str, str, str], list[merging.Window]]:
+    found: dict[tuple[str, str, str], list[merging.Window]] = {}
+    for r in frame.iter_rows(named=True):
+        ids = tuple(i for i in (_uuid_or_none(x) for x in (r["sample_event_ids"] or [])) if i)
+        explanation = orjson.loads(r["explanation"]) if isinstance(r["explanation"], str) else r["explanation"]
+        found.setdefault((r["detector"], r["entity_type"], r["entity_value"]), []).append(merging.Window(
+            r["detector_version"], r["window_start"], r["window_end"], min(max(float(r["score"]), 0.0), 1.0),
+            r["severity"], explanation or {}, ids))
+    return found
+
+
+def upsert(pool: ConnectionPool, frame: pl.DataFrame, *, detected_at: datetime,
+           merge_gap: timedelta = MERGE_GAP) -> UpsertResult:
+    """Store anomaly rows (``analytics.detectors.ANOMALY_SCHEMA``) as incidents: the one writer.
+
+    Each window joins the stored incident of its detector and entity that it overlaps or lies within
+    ``merge_gap`` of (bridging two merges them), or starts a new one; reruns rewrite nothing.
+    """
     if frame.is_empty():
         return UpsertResult(0, 0)
-    rows = []
-    for r in frame.iter_rows(named=True):
-        ids = [i for i in (_uuid_or_none(x) for x in (r["sample_event_ids"] or [])) if i]
-        rows.append((r["detector"], r["detector_version"], r["entity_type"], r["entity_value"], r["window_start"],
-                     r["window_end"], min(max(float(r["score"]), 0.0), 1.0), r["severity"],
-                     Jsonb(orjson.loads(r["explanation"]) if isinstance(r["explanation"], str) else r["explanation"]),
-                     ids, detected_at))
+    windows = _windows(frame)
+    keys = list(windows)
+    lows = [min(w.start for w in windows[k]) - merge_gap for k in keys]
+    highs = [max(w.end for w in windows[k]) + merge_gap for k in keys]
     inserted = updated = 0
-    with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        cur.executemany(_UPSERT, rows, returning=True)
-        while True:
-            row = cur.fetchone()
-            if row is not None:
-                inserted += bool(row[0])
-                updated += not row[0]
-            if not cur.nextset():
-                break
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MERGE_LOCK,))
+        stored: dict[tuple[str, str, str], list[merging.Incident]] = {}
+        for row in conn.execute(_NEARBY, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+                                          lows, highs)).fetchall():
+            (anomaly_id, detector, entity_type, entity_value, version, start, end, score, severity, explanation,
+             samples, peak_at, starts, first_detected) = row
+            stored.setdefault((detector, entity_type, entity_value), []).append(merging.Incident(
+                anomaly_id, version, start, end, score, severity, explanation, tuple(orjson.loads(samples)),
+                peak_at, tuple(sorted(starts)), first_detected))
+        inserts, updates, deletes = [], [], []
+        for key in keys:
+            plan = merging.merge(stored.get(key, []), windows[key], gap=merge_gap)
+            moved = {i.anomaly_id for i in plan.insert if i.anomaly_id is not None}
+            inserted += len(plan.insert) - len(moved)
+            updated += merging.touched(plan)
+            deletes += [(*key, d.start, d.anomaly_id) for d in plan.delete]
+            inserts += [(i.anomaly_id, key[0], i.detector_version, key[1], key[2], i.start, i.end, i.score,
+                         i.severity, Jsonb(i.explanation), list(i.sample_event_ids), i.detected_at or detected_at,
+                         i.peak_at, list(i.window_starts), len(i.window_starts)) for i in plan.insert]
+            updates += [(u.detector_version, u.end, u.score, u.severity, Jsonb(u.explanation),
+                         list(u.sample_event_ids), u.peak_at, list(u.window_starts), len(u.window_starts),
+                         *key, u.start, u.anomaly_id) for u in plan.update]
+        with conn.cursor() as cur:
+            if deletes:
+                cur.executemany(_DELETE, deletes)
+            if updates:
+                cur.executemany(_UPDATE, updates)
+            if inserts:
+                cur.executemany(_INSERT, inserts)
     return UpsertResult(inserted, updated)
 
 

@@ -292,6 +292,13 @@ class TimeRange:
     events: int
 
 
+def first_event_time(pool: ConnectionPool) -> datetime | None:
+    """The oldest stored event's time (None for an empty store), without counting anything."""
+    with pool.connection() as conn:
+        first = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
+    return first.astimezone(UTC) if first else None
+
+
 def time_range(pool: ConnectionPool) -> TimeRange:
     """Where the data is, so a notebook can aim at it instead of at a guessed date.
 

@@ -16,7 +16,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import psycopg
@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.timescale import watermarks
 from storage.timescale.db import Where, advisory_lock, pool_edition, where
+from storage.timescale.self_audit import platform_sql
 
 DIMENSIONS = ("event_type", "outcome", "user_id", "source_ip")
 ROLLUPS = {"1m": ("events_1m", timedelta(minutes=1)), "1h": ("events_1h", timedelta(hours=1))}
@@ -200,11 +201,17 @@ class SeriesQuery:
     outcome: str | None = None
     user_id: str | None = None
     source_ip: str | None = None  # address or CIDR
+    # "users": without the platform's own principals (self_audit.PLATFORM_*); "platform": only theirs.
+    population: Literal["all", "users", "platform"] = "all"
 
 
 def _filters(q: SeriesQuery) -> Where:
-    return (where().any("event_type", q.event_types).eq("outcome", q.outcome or None)
-            .eq("user_id", q.user_id or None).within("source_ip", q.source_ip or None))
+    w = (where().any("event_type", q.event_types).eq("outcome", q.outcome or None)
+         .eq("user_id", q.user_id or None).within("source_ip", q.source_ip or None))
+    if q.population != "all":
+        clause, params = platform_sql("user_id")
+        w.add(clause if q.population == "platform" else sql.SQL("NOT ") + clause, *params)
+    return w
 
 
 def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
@@ -215,7 +222,7 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
     if unknown:
         raise ValueError(f"cannot group by {sorted(unknown)}; choose from {', '.join(DIMENSIONS)}")
     table, step = ROLLUPS[q.interval]
-    coarse = set(q.group_by) <= set(TYPE_DIMENSIONS) and not q.user_id and not q.source_ip
+    coarse = set(q.group_by) <= set(TYPE_DIMENSIONS) and not q.user_id and not q.source_ip and q.population == "all"
     minute_table, hour_table = ("events_type_1m", "events_type_1h") if coarse else ("events_1m", "events_1h")
     if coarse:
         table = TYPE_ROLLUPS[q.interval]

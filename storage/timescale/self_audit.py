@@ -15,12 +15,33 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import polars as pl
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from storage.events import EventRecord, Outcome
+from storage.platform import PRINCIPAL_PREFIXES
 from storage.redaction import Redactor
 from storage.timescale.writer import insert_rows_sealed, row_of
+
+# The platform's own principals, as its audit records name them in ``user_id`` (``storage.platform``: API keys
+# ``apikey:<name>``, operators ``cli:<login>``; ingest refuses them from producers). Their activity (setting
+# up users, rules and keys; reads; exports) is a population of its own: the user detectors do not score it
+# and its rollup series has its own baseline (analytics.jobs).
+
+
+def platform_actor(column: str = "user_id") -> pl.Expr:
+    """True where ``column`` names one of the platform's own principals (a Polars expression)."""
+    col = pl.col(column).str.to_lowercase()
+    return pl.any_horizontal(col.str.starts_with(p) for p in PRINCIPAL_PREFIXES)
+
+
+def platform_sql(column: str = "user_id") -> tuple[sql.Composable, list[Any]]:
+    """The same test as ``platform_actor`` as SQL (with its parameter)."""
+    clause = sql.SQL("(lower({col}) LIKE ANY(%s::text[]))").format(col=sql.Identifier(column))
+    return clause, [[p + "%" for p in PRINCIPAL_PREFIXES]]
+
 
 # (event_type, metadata, resource_id) -> the record to store
 Auditor = Callable[[str, dict[str, Any], str | None], EventRecord]

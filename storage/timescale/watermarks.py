@@ -3,7 +3,8 @@
 A watermark only moves forward (``greatest``), so two runs racing, or a retry of an older
 window, can never rewind it. Two tables hold them, by family (migrations 0002 and 0007):
 ``rollup_watermarks`` for the rollup refresh (``events_1m``, ``events_1h``) and
-``detector_state`` for the scoring jobs (``score:<detector>``). The alert evaluator's
+``detector_state`` for the scoring jobs (``score:<detector>``); ``score_invalidations`` (0013) holds
+the ranges written behind the scoring jobs, for them to score again. The alert evaluator's
 ``alert_rule_runs`` is a per-rule last-run record with its error, not a window mark, and
 stays with the alerts state.
 """
@@ -68,3 +69,25 @@ def advance_job(pool: ConnectionPool, job: str, value: datetime) -> None:
     """Move a scoring job's watermark forward (never back: two runs racing cannot rewind it)."""
     with pool.connection() as conn:
         advance(conn, "job", job, value)
+
+
+def claim_unscored(pool: ConnectionPool, *, settled_before: datetime) -> list[tuple[datetime, datetime]]:
+    """The ranges of events written behind the scoring jobs (backfills), claimed (deleted) for rescoring.
+
+    Nothing is claimed while a backfill is still arriving (a range noted after ``settled_before``):
+    history is scored once, when it is all there, not hour by hour against a model of its first hour.
+    """
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("LOCK TABLE score_invalidations IN EXCLUSIVE MODE")
+        newest = conn.execute("SELECT max(noted_at) FROM score_invalidations").fetchone()[0]
+        if newest is None or newest >= settled_before:
+            return []
+        rows = conn.execute("DELETE FROM score_invalidations RETURNING low, high").fetchall()
+    return [(low.astimezone(UTC), high.astimezone(UTC)) for low, high in rows]
+
+
+def unclaim(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]]) -> None:
+    """Put claimed ranges back (the scoring of them failed), so a later run scores them."""
+    if ranges:
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO score_invalidations (low, high) VALUES (%s, %s)", ranges)

@@ -51,6 +51,7 @@ _INSERT = sql.SQL(
 # allowance is an hour) and are recorded as an invalidation for it.
 LATE_AFTER = timedelta(minutes=30)
 _NOTE_LATE = "INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)"
+_NOTE_UNSCORED = "INSERT INTO score_invalidations (low, high) VALUES (%s, %s)"  # the scoring job's share
 
 
 def _dumps(obj) -> bytes:
@@ -117,6 +118,7 @@ class EventWriter:
         if oldest < datetime.now(UTC) - self._late_after:
             newest = max(r.timestamp for r in records)
             conn.execute(_NOTE_LATE, (oldest, newest))
+            conn.execute(_NOTE_UNSCORED, (oldest, newest))
 
     def write(self, records: Sequence[EventRecord]) -> list[bool]:
         """Store ``records``; True where the event was inserted, False where it was a duplicate.

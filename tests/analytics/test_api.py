@@ -52,7 +52,8 @@ def test_list_returns_explained_anomalies_newest_first(client, make_key, stored)
     assert [a["entity_value"] for a in found] == ["carol", "bob", "45.155.1.1", "185.220.1.2", "alice"]
     first = found[0]
     assert set(first) == {"anomaly_id", "detector", "detector_version", "entity_type", "entity_value", "window_start",
-                          "window_end", "score", "severity", "explanation", "sample_event_ids", "detected_at"}
+                          "window_end", "peak_at", "windows", "score", "severity", "explanation", "sample_event_ids",
+                          "detected_at"}
     assert first["explanation"]["summary"] == "carol did something"
     assert response.get_json()["next"] is None
 
