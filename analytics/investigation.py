@@ -11,18 +11,23 @@ from datetime import UTC, datetime
 import polars as pl
 
 
-def hourly_baseline(hourly: pl.DataFrame, *, until: datetime, sigmas: float = 3.0) -> pl.DataFrame:
+def hourly_baseline(hourly: pl.DataFrame, *, until: datetime, since: datetime | None = None,
+                    sigmas: float = 3.0) -> pl.DataFrame:
     """Each hour's ``events`` next to what the same hour of day looked like before ``until``.
 
     ``hourly`` has ``bucket`` and ``events`` for one entity (missing hours count as zero). Adds
     ``expected`` (the mean for that hour of day over the earlier days), ``upper`` (``sigmas``
-    standard deviations above it) and ``above`` (events beyond ``upper``).
+    standard deviations above it) and ``above`` (events beyond ``upper``). ``since`` is where the
+    looked-at history starts: hours from it on with no events count as zero, so an entity first seen
+    in the window (an attacker's address) has an expected count of zero, not none.
     """
     until = until.astimezone(UTC)
     if hourly.is_empty():
         return hourly.with_columns(expected=pl.lit(None, pl.Float64), upper=pl.lit(None, pl.Float64),
                                    above=pl.lit(None, pl.Boolean))
     first = hourly["bucket"].min()
+    if since is not None:
+        first = min(first, since.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
     last = hourly["bucket"].max()
     grid = pl.datetime_range(first, last, "1h", eager=True, time_zone="UTC").alias("bucket").to_frame()
     full = (grid.join(hourly.select("bucket", pl.col("events").cast(pl.Float64)), on="bucket", how="left")

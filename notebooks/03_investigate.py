@@ -99,7 +99,8 @@ types = sorted(samples["event_type"].unique().to_list()) or sorted(
     timeline.filter((pl.col("bucket") >= START - timedelta(hours=1)) & (pl.col("bucket") < STOP))["event_type"]
     .unique().to_list())
 hourly = timeline.filter(pl.col("event_type").is_in(types)).group_by("bucket").agg(pl.col("events").sum())
-baseline = hourly_baseline(hourly, until=START.replace(minute=0, second=0, microsecond=0))
+baseline = hourly_baseline(hourly, since=max(span.first, START - LOOKBACK),
+                           until=START.replace(minute=0, second=0, microsecond=0))
 px.line(baseline.unpivot(index="bucket", on=["events", "expected", "upper"], variable_name="series"),
         x="bucket", y="value", color="series", title=f"{', '.join(types)} per hour: actual against baseline")
 

@@ -45,3 +45,14 @@ def test_peer_comparison_ranks_the_entity_within_its_department():
     assert peers.filter(pl.col("user_id") == "cyd")["rank"][0] == 3  # ties share the rank
     with pytest.raises(ValueError, match="not in the user directory"):
         peer_comparison(counts, USERS, entity="mallory")
+
+
+def test_an_entity_first_seen_in_the_window_has_a_zero_baseline_from_since():
+    """An attacker's address has no earlier hours at all: from ``since`` on, its quiet hours count as zero."""
+    hourly = pl.DataFrame({"bucket": [T + 62 * H], "events": [60]})
+    alone = hourly_baseline(hourly, until=T + 62 * H).row(0, named=True)
+    assert alone["expected"] is None and alone["above"] is None  # nothing to compare with
+    seen = hourly_baseline(hourly, since=T, until=T + 62 * H)
+    window = seen.filter(pl.col("bucket") == T + 62 * H).row(0, named=True)
+    assert (window["events"], window["expected"], window["upper"], window["above"]) == (60.0, 0.0, 0.0, True)
+    assert seen["bucket"].min() == T
