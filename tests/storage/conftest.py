@@ -33,3 +33,34 @@ def make_event():
         return EventRecord(**{**defaults, **fields})
 
     return make
+
+
+@pytest.fixture
+def scratch_url(server_url):
+    """The URL of an empty database of its own, dropped afterwards (for schemas older than the code's)."""
+    import psycopg
+    from psycopg import sql
+
+    from tests.conftest import _url_with_db
+
+    name = f"aw_scratch_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _url_with_db(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def migrate_up_to(conn, version: int) -> None:
+    """Apply the migrations up to ``version`` as an old release did (on an autocommit connection)."""
+    from storage.timescale import migrations
+
+    conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                 "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+    for m in migrations.available():
+        if m.version <= version:
+            conn.execute(m.sql)
+            conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                         (m.version, m.name, m.checksum))

@@ -22,8 +22,7 @@ from storage.errors import SigningKeyError
 from storage.integrity import chain, checkpoints
 from storage.timescale import erasure, migrations, removals, sealing, self_audit, verify
 from storage.timescale.writer import EventWriter, insert_rows, row_of
-from tests.conftest import _url_with_db
-from tests.storage.conftest import T0
+from tests.storage.conftest import T0, migrate_up_to
 
 
 @pytest.fixture
@@ -426,38 +425,18 @@ def test_archived_ranges_are_verified_from_the_cold_rows(pool, make_event, check
 
 # -- rows that existed before migration 0005 ---------------------------------------------------------------
 
-@pytest.fixture
-def pre_integrity_url(server_url):
-    """A database migrated to 0004 with events in it, then brought to the current schema."""
-    name = f"aw_legacy_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _url_with_db(server_url, name)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def test_rows_from_before_the_migration_are_adopted_and_verifiable(pre_integrity_url, make_event, key):
+def test_rows_from_before_the_migration_are_adopted_and_verifiable(scratch_url, make_event, key):
     from storage.timescale import db
 
-    with psycopg.connect(pre_integrity_url, autocommit=True) as c:
-        c.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-                  "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-        for m in migrations.available():
-            if m.version < 5:
-                c.execute(m.sql)
-                c.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                          (m.version, m.name, m.checksum))
+    with psycopg.connect(scratch_url, autocommit=True) as c:
+        migrate_up_to(c, 4)
         events = [make_event(timestamp=T0 - timedelta(hours=9 * i), metadata={"x": -0.0, "n": i}) for i in range(8)]
         with c.cursor() as cur:
             insert_rows(cur, [row_of(e) for e in events])
         migrations.migrate(c)
         # one legacy batch per day of event time: the events span four days
         assert c.execute("SELECT count(*) FROM integrity_batches WHERE kind = 'legacy'").fetchone()[0] == 4
-    legacy_pool = db.open_pool(pre_integrity_url, min_size=1, max_size=2)
+    legacy_pool = db.open_pool(scratch_url, min_size=1, max_size=2)
     try:
         trusted = [checkpoints.public_bytes(key)]
         EventWriter(legacy_pool).write([make_event()])
@@ -470,7 +449,7 @@ def test_rows_from_before_the_migration_are_adopted_and_verifiable(pre_integrity
         erasure.erase_event(legacy_pool, events[2].event_id, audit)
         report = verify.verify(legacy_pool, trusted_keys=trusted)
         assert report.ok and report.erased == 1, report.problems
-        with psycopg.connect(pre_integrity_url, autocommit=True) as c:
+        with psycopg.connect(scratch_url, autocommit=True) as c:
             c.execute("UPDATE audit_events SET resource_id = 'x' WHERE event_id = %s", (events[5].event_id,))
         assert kinds(verify.verify(legacy_pool, trusted_keys=trusted)) == {"content_changed"}
     finally:

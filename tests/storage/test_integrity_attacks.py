@@ -16,7 +16,7 @@ from storage.errors import IntegrityError
 from storage.integrity import chain, checkpoints
 from storage.timescale import sealing, verify
 from storage.timescale.writer import EventWriter
-from tests.storage.conftest import T0
+from tests.storage.conftest import T0, migrate_up_to
 
 
 @pytest.fixture
@@ -193,45 +193,21 @@ def test_integrity_functions_pin_their_search_path(conn):
 
 # -- removals recorded before migration 0011 -------------------------------------------------------------------
 
-@pytest.fixture
-def at_version_10(server_url):
-    """A database migrated up to 0010 (removal records not yet chained), dropped afterwards."""
-    import uuid
-
-    import psycopg
-
-    from tests.conftest import _url_with_db
-
-    name = f"aw_v10_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _url_with_db(server_url, name)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def test_removals_recorded_before_the_chain_are_adopted_with_their_records(at_version_10, make_event, key):
+def test_removals_recorded_before_the_chain_are_adopted_with_their_records(scratch_url, make_event, key):
     import psycopg
 
     from storage.timescale import db, migrations, self_audit
 
-    with psycopg.connect(at_version_10, autocommit=True) as c:
-        c.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-                  "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-        for m in migrations.available():
-            if m.version <= 10:
-                c.execute(m.sql)
-                c.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                          (m.version, m.name, m.checksum))
-    legacy = db.open_pool(at_version_10, min_size=1, max_size=2)
+    with psycopg.connect(scratch_url, autocommit=True) as c:
+        migrate_up_to(c, 10)  # removal records not yet chained
+    legacy = db.open_pool(scratch_url, min_size=1, max_size=2)
     try:
         archived = [make_event(timestamp=T0 - timedelta(days=100, minutes=i)) for i in range(3)]
         deleted = [make_event(timestamp=T0 - timedelta(days=50, minutes=i)) for i in range(2)]
-        EventWriter(legacy).write(archived)
-        EventWriter(legacy).write(deleted)
+        # Today's writer on the 0010 schema: late batches must not be noted (no score_invalidations yet).
+        old_writer = EventWriter(legacy, late_after=timedelta(days=36500))
+        old_writer.write(archived)
+        old_writer.write(deleted)
         with legacy.connection() as c:  # what the archiver did before 0011: a plain row and its self-audit record
             c.execute("DELETE FROM audit_events WHERE \"timestamp\" < %s", (T0 - timedelta(days=40),))
             c.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
@@ -242,7 +218,7 @@ def test_removals_recorded_before_the_chain_are_adopted_with_their_records(at_ve
             c.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
                       "VALUES (%s, %s, 'archive', 2, 'chunk_2', 'archiver')",
                       (T0 - timedelta(days=51), T0 - timedelta(days=49)))
-        with psycopg.connect(at_version_10) as c:
+        with psycopg.connect(scratch_url) as c:
             migrations.migrate(c)
         report = verify.verify(legacy, trusted_keys=[checkpoints.public_bytes(key)])
         assert kinds(report) == {"removal_unmatched", "rows_missing"}, report.problems
