@@ -36,21 +36,23 @@ def make_event():
 
 
 @pytest.fixture
-def scratch_url(server_url):
-    """The URL of an empty database of its own, dropped afterwards (for schemas older than the code's)."""
-    import psycopg
-    from psycopg import sql
+def key():
+    """A fresh Ed25519 checkpoint signing key."""
+    from storage.integrity import checkpoints
 
-    from tests.conftest import _url_with_db
+    return checkpoints.generate()
 
-    name = f"aw_scratch_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield _url_with_db(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+@pytest.fixture
+def check(pool, key):
+    """Run verify with the test key trusted; returns the report."""
+    from storage.integrity import checkpoints
+    from storage.timescale import verify
+
+    def run(**kwargs) -> verify.VerifyReport:
+        return verify.verify(pool, trusted_keys=[checkpoints.public_bytes(key)], **kwargs)
+
+    return run
 
 
 def migrate_up_to(conn, version: int) -> None:

@@ -26,21 +26,6 @@ from tests.storage.conftest import T0, migrate_up_to
 
 
 @pytest.fixture
-def key():
-    return checkpoints.generate()
-
-
-@pytest.fixture
-def check(pool, key):
-    """Run verify with the test key trusted; returns the report."""
-
-    def run(**kwargs) -> verify.VerifyReport:
-        return verify.verify(pool, trusted_keys=[checkpoints.public_bytes(key)], **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def sealed(pool, make_event, key):
     """Three sealed batches of five events each, the newest covered by a signed checkpoint."""
     batches = []
@@ -425,10 +410,10 @@ def test_archived_ranges_are_verified_from_the_cold_rows(pool, make_event, check
 
 # -- rows that existed before migration 0005 ---------------------------------------------------------------
 
-def test_rows_from_before_the_migration_are_adopted_and_verifiable(scratch_url, make_event, key):
+def test_rows_from_before_the_migration_are_adopted_and_verifiable(empty_db_url, make_event, key):
     from storage.timescale import db
 
-    with psycopg.connect(scratch_url, autocommit=True) as c:
+    with psycopg.connect(empty_db_url, autocommit=True) as c:
         migrate_up_to(c, 4)
         events = [make_event(timestamp=T0 - timedelta(hours=9 * i), metadata={"x": -0.0, "n": i}) for i in range(8)]
         with c.cursor() as cur:
@@ -436,7 +421,7 @@ def test_rows_from_before_the_migration_are_adopted_and_verifiable(scratch_url, 
         migrations.migrate(c)
         # one legacy batch per day of event time: the events span four days
         assert c.execute("SELECT count(*) FROM integrity_batches WHERE kind = 'legacy'").fetchone()[0] == 4
-    legacy_pool = db.open_pool(scratch_url, min_size=1, max_size=2)
+    legacy_pool = db.open_pool(empty_db_url, min_size=1, max_size=2)
     try:
         trusted = [checkpoints.public_bytes(key)]
         EventWriter(legacy_pool).write([make_event()])
@@ -449,7 +434,7 @@ def test_rows_from_before_the_migration_are_adopted_and_verifiable(scratch_url, 
         erasure.erase_event(legacy_pool, events[2].event_id, audit)
         report = verify.verify(legacy_pool, trusted_keys=trusted)
         assert report.ok and report.erased == 1, report.problems
-        with psycopg.connect(scratch_url, autocommit=True) as c:
+        with psycopg.connect(empty_db_url, autocommit=True) as c:
             c.execute("UPDATE audit_events SET resource_id = 'x' WHERE event_id = %s", (events[5].event_id,))
         assert kinds(verify.verify(legacy_pool, trusted_keys=trusted)) == {"content_changed"}
     finally:

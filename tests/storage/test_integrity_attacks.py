@@ -20,19 +20,6 @@ from tests.storage.conftest import T0, migrate_up_to
 
 
 @pytest.fixture
-def key():
-    return checkpoints.generate()
-
-
-@pytest.fixture
-def check(pool, key):
-    def run(**kwargs) -> verify.VerifyReport:
-        return verify.verify(pool, trusted_keys=[checkpoints.public_bytes(key)], **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def sealed(pool, make_event, key):
     """Three sealed batches (one holds a data_export), the newest covered by a signed checkpoint."""
     batches = []
@@ -193,14 +180,14 @@ def test_integrity_functions_pin_their_search_path(conn):
 
 # -- removals recorded before migration 0011 -------------------------------------------------------------------
 
-def test_removals_recorded_before_the_chain_are_adopted_with_their_records(scratch_url, make_event, key):
+def test_removals_recorded_before_the_chain_are_adopted_with_their_records(empty_db_url, make_event, key):
     import psycopg
 
     from storage.timescale import db, migrations, self_audit
 
-    with psycopg.connect(scratch_url, autocommit=True) as c:
+    with psycopg.connect(empty_db_url, autocommit=True) as c:
         migrate_up_to(c, 10)  # removal records not yet chained
-    legacy = db.open_pool(scratch_url, min_size=1, max_size=2)
+    legacy = db.open_pool(empty_db_url, min_size=1, max_size=2)
     try:
         archived = [make_event(timestamp=T0 - timedelta(days=100, minutes=i)) for i in range(3)]
         deleted = [make_event(timestamp=T0 - timedelta(days=50, minutes=i)) for i in range(2)]
@@ -218,7 +205,7 @@ def test_removals_recorded_before_the_chain_are_adopted_with_their_records(scrat
             c.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
                       "VALUES (%s, %s, 'archive', 2, 'chunk_2', 'archiver')",
                       (T0 - timedelta(days=51), T0 - timedelta(days=49)))
-        with psycopg.connect(scratch_url) as c:
+        with psycopg.connect(empty_db_url) as c:
             migrations.migrate(c)
         report = verify.verify(legacy, trusted_keys=[checkpoints.public_bytes(key)])
         assert kinds(report) == {"removal_unmatched", "rows_missing"}, report.problems
