@@ -124,7 +124,7 @@ def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(
         conn.autocommit = True
         try:
             if native:
-                return _refresh_native(conn, now=now, late=late, end_offset=end_offset)
+                return _refresh_native(conn, now=now, late=late, end_offset=end_offset, progress=progress)
             with advisory_lock(conn, REFRESH_LOCK):
                 return _refresh_tables(conn, now=now, late=late, end_offset=end_offset, span=span,
                                        progress=progress)
@@ -167,7 +167,7 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
     return RefreshResult(ranges, end, hour_end)
 
 
-def _refresh_native(conn, *, now, late, end_offset) -> RefreshResult:
+def _refresh_native(conn, *, now, late, end_offset, progress) -> RefreshResult:
     minute, hour = timedelta(minutes=1), timedelta(hours=1)
     end = _floor(now - end_offset, minute)
     oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
@@ -180,6 +180,8 @@ def _refresh_native(conn, *, now, late, end_offset) -> RefreshResult:
             if _floor(start, hour) < hour_end:
                 conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
                              (hours, _floor(start, hour), hour_end))
+        if progress:
+            progress(start, end)
     conn.execute("DELETE FROM rollup_invalidations")  # TimescaleDB tracks its own invalidations
     return RefreshResult([(start, end)], end, _floor(end, hour), native=True)
 
