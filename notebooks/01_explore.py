@@ -20,7 +20,9 @@
 # %%
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 import plotly.express as px
 import polars as pl
 
@@ -145,6 +147,26 @@ px.scatter(exports, x="timestamp", y="rows", color="kind", hover_name="user_id",
  .group_by("user_id", "department").agg(exports=pl.len(), rows=pl.col("rows").sum(),
                                          night_exports=(pl.col("hour") < 6).sum())
  .sort("rows", descending=True).head(10))
+
+# %% [markdown]
+# ## The cold tier from other engines
+#
+# Archived days are plain Parquet in Hive layout (`year=/month=/day=/events-*.parquet` under the
+# archive root), so DuckDB, Polars, Trino or Spark read them without Auditwatch. Files being
+# written end in `.parquet.tmp` and are not matched. Before anything is archived the root is empty.
+
+# %% tags=["cold-engines"]
+archived = sorted(Path(STORE.archive_root).glob("year=*/month=*/day=*/*.parquet")) \
+    if "://" not in str(STORE.archive_root) else []
+if archived:
+    dataset = f"{STORE.archive_root}/**/*.parquet"
+    with duckdb.connect() as con:
+        per_day = con.execute("SELECT year, month, day, count(*) AS events FROM read_parquet(?, "
+                              "hive_partitioning = true) GROUP BY ALL ORDER BY ALL", [dataset]).fetchall()
+    print(per_day)
+    print(pl.scan_parquet(dataset, hive_partitioning=True).group_by("event_type").agg(pl.len()).collect())
+else:
+    print(f"no archived days under {STORE.archive_root} yet (`auditwatch archive run` moves old days there)")
 
 # %%
 aw.close()
