@@ -10,7 +10,7 @@ change: there is never a change without its record, nor a record of a change tha
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -207,9 +207,12 @@ def get_setting(pool: ConnectionPool, key: str) -> Any | None:
 
 
 def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str, *,
-                audit: Auditor | None = None) -> Any | None:
+                audit: Auditor | None = None, audit_form: Callable[[Any], Any] = lambda v: v) -> Any | None:
     """Store a setting; returns the previous value. With ``audit``, its ``config_change`` record
-    (before and after) commits with it."""
+    (before and after, each through ``audit_form``) commits with it.
+
+    ``audit_form`` reshapes a value for the record, e.g. a map keyed by event type into a list, as
+    the record is redacted (R9) and a key such as ``password_reset`` would be masked."""
     # Serialise writers of this key (a row lock cannot, before the row exists).
     with pool.connection() as conn, conn.transaction(), advisory_lock(conn, f"settings:{key}", scope="xact"):
         previous = conn.execute("SELECT value FROM settings WHERE key = %s", (key,)).fetchone()
@@ -220,8 +223,8 @@ def put_setting(pool: ConnectionPool, key: str, value: Any, updated_by: str, *,
             (key, Jsonb(value), updated_by),
         )
         if audit is not None:
-            self_audit.store(conn, audit("config_change", {"before": previous[0] if previous else None,
-                                                           "after": value}, key))
+            self_audit.store(conn, audit("config_change", {
+                "before": audit_form(previous[0]) if previous else None, "after": audit_form(value)}, key))
     return previous[0] if previous else None
 
 

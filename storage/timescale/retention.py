@@ -170,7 +170,9 @@ def _holds_changed(conn: psycopg.Connection, action: FileAction) -> bool:
 def _audit_metadata(action: FileAction, **extra: Any) -> dict[str, Any]:
     f = action.file
     return {"archive_id": f.archive_id, "path": f.path, "day": f.day.isoformat(), "action": action.action,
-            "rows_removed": action.expired_rows, "by_type": action.expired_by_type, "rows_kept": action.kept_rows,
+            "rows_removed": action.expired_rows, "rows_kept": action.kept_rows,
+            # A list, not a map keyed by type: R9 would redact a key such as "password_reset" or "auth_failure".
+            "by_type": [{"event_type": t, "rows": n} for t, n in sorted(action.expired_by_type.items())],
             "held_rows": action.held_rows, "sha256": f.sha256, **extra}
 
 

@@ -121,10 +121,18 @@ def test_archive_status_reports_the_cold_tier(client, services, make_key):
     assert body["policy"] == {"hot_days": 90, "cold_years": 7, "cold_years_by_type": {}}
 
 
-def test_per_type_cold_retention_is_a_retention_setting(client, make_key):
+def test_per_type_cold_retention_is_a_retention_setting(client, services, make_key):
     headers = make_key(Role.ADMIN)
     ok = client.put("/api/v1/retention", headers=headers, json={"cold_years_by_type": {"config_change": 10}})
     assert ok.status_code == 200 and ok.get_json()["cold_years_by_type"] == {"config_change": 10}
+    # The audit record names every type, even ones whose names R9 treats as sensitive keys.
+    sensitive = {"password_reset": 12, "auth_failure": 3, "session_start": 2}
+    assert client.put("/api/v1/retention", headers=headers, json={"cold_years_by_type": sensitive}).status_code == 200
+    [change] = [e for e in queries.search(services.pool, EventQuery(event_types=("config_change",))).events
+                if e.resource_id == "retention" and "password_reset" in str(e.metadata["after"])]
+    assert change.metadata["after"]["cold_years_by_type"] == [
+        {"event_type": t, "cold_years": y} for t, y in sorted(sensitive.items())]
+    assert change.metadata["before"]["cold_years_by_type"] == [{"event_type": "config_change", "cold_years": 10}]
     for bad in ({"config_change": 0}, {"Bad Type": 3}, {"config_change": True}, ["config_change"]):
         response = client.put("/api/v1/retention", headers=headers, json={"cold_years_by_type": bad})
         assert response.status_code == 400 and error_of(response)["field"] == "cold_years_by_type"
