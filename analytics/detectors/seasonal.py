@@ -278,17 +278,30 @@ def _seasonal(x: np.ndarray, level: np.ndarray, slots: np.ndarray, period: int, 
         return np.where(count > 0, level + total / count, np.nan)
 
 
-def _stuck_log10(x: np.ndarray) -> np.ndarray:
-    """log10 of the chance of the current run of repeated values, given how often values repeated before."""
+def _stuck_log10(x: np.ndarray, slack: float = 1.5) -> np.ndarray:
+    """log10 of the chance of the current run of repeated values, beyond the runs of that value seen before.
+
+    A value the series often sits at (a count at 0 overnight, a metric clipped at 0) has long runs as a
+    matter of course: such a run is news only past ``slack`` times the longest earlier run of the same
+    value, by how often runs went on rather than ended. A run at a value never repeated before (a sensor
+    stuck mid-range) is news at once.
+    """
     same = np.zeros(x.size, dtype=bool)
     same[1:] = x[1:] == x[:-1]
-    seen = np.cumsum(same)
     pairs = np.arange(x.size)
-    rate = (np.concatenate([[0], seen[:-1]]) + 1.0) / (pairs + 2.0)  # repeats before this point, smoothed
     run_id = np.cumsum(~same)
     start = np.flatnonzero(~same)
     run = pairs - start[run_id - 1]
-    return np.where(same, run * np.log10(rate), 0.0)
+    repeats = np.concatenate([[0], np.cumsum(same)[:-1]])
+    rate = (repeats + 1.0) / (repeats + run_id + 2.0)  # a run went on rather than ended, smoothed
+    lengths = np.r_[start[1:] - 1, x.size - 1] - start
+    longest: dict[float, int] = {}
+    before = np.zeros(start.size)
+    for j, (value, length) in enumerate(zip(x[start].tolist(), lengths.tolist(), strict=True)):
+        before[j] = longest.get(value, 0)
+        longest[value] = max(longest.get(value, 0), length)
+    beyond = np.maximum(run - slack * before[run_id - 1], 0.0)
+    return np.where(same, beyond * np.log10(rate), 0.0)
 
 
 def _windowed_z(stat: np.ndarray, window: int, min_scale: float | np.ndarray) -> np.ndarray:
@@ -326,15 +339,25 @@ def _ew_mean_before(values: np.ndarray, span: int) -> np.ndarray:
 
 
 def _step(timestamps: pl.Series) -> float:
-    """The sampling interval in seconds, or 0 when the series is irregular (then no seasonality)."""
+    """The sampling interval in seconds, or 0 when the series is irregular (then no seasonality).
+
+    Gaps are fine, and so is a collector that does not tick on the dot: when the points sit within 40 %
+    of a step of a regular grid whose step divides a day, that grid is the sampling interval.
+    """
     diffs = timestamps.diff().dt.total_microseconds().drop_nulls().to_numpy() / 1e6
     diffs = diffs[diffs > 0]
     if not diffs.size:
         return 0.0
-    step = float(np.median(diffs))
-    multiple = diffs / step
-    on_grid = np.abs(multiple - np.round(multiple)) <= 1e-3 * np.maximum(multiple, 1.0)  # gaps are fine
-    return step if np.mean(on_grid) >= 0.9 else 0.0
+    median = float(np.median(diffs))
+    since = (timestamps - timestamps[0]).dt.total_microseconds().to_numpy() / 1e6
+    candidates = [median]
+    if median < DAY:
+        candidates.append(DAY / round(DAY / median))
+    for step, tolerance in zip(candidates, (1e-3, 0.4), strict=False):
+        phase = since / step
+        if np.mean(np.abs(phase - np.round(phase)) <= tolerance) >= 0.9:
+            return step
+    return 0.0
 
 
 def _periods(step: float) -> tuple[int, ...]:
