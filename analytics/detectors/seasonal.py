@@ -73,6 +73,9 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         Smallest scale in value units (1.0 suits counts: one event more is not news).
     relative_floor : float, default 1e-3
         Smallest scale as a fraction of the series' recent spread, so a noiseless series is not infinitely sure.
+    count_floor : float, default 1.0
+        While every value so far is a whole number >= 0 (a count), the smallest scale is this times
+        ``sqrt(level + 1)``, the Poisson noise of the level (0 turns it off).
 
     Attributes
     ----------
@@ -93,7 +96,7 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
                  baseline_window: int = 1000, tail_history: int = 5000, tail_shape: float = 0.1,
                  evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
                  repeat_free: float = 2.5,
-                 scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
+                 scale_floor: float = 0.0, relative_floor: float = 1e-3, count_floor: float = 1.0) -> None:
         self.min_periods = min_periods
         self.level_window = level_window
         self.scale_window = scale_window
@@ -110,6 +113,7 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         self.repeat_free = repeat_free
         self.scale_floor = scale_floor
         self.relative_floor = relative_floor
+        self.count_floor = count_floor
 
     def fit(self, X: pl.DataFrame, y: Any = None) -> SeasonalSeries:
         """Learn the sampling interval and the seasonal periods it allows; returns ``self``.
@@ -156,6 +160,12 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
                   - prior.rolling_quantile(0.25, window_size=self.scale_window, min_samples=2)).to_numpy()
         floor = np.maximum(self.scale_floor, self.relative_floor * np.nan_to_num(spread, nan=0.0))
         floor = np.maximum(floor, 1e-9 * np.maximum(np.abs(np.nan_to_num(level, nan=0.0)), 1.0))
+        # Counts (every earlier value a whole number >= 0): one event more is not news, and the noise of a
+        # count grows like the square root of its level (Poisson), however often it sat at exactly 0.
+        odd = np.cumsum((x != np.round(x)) | (x < 0))
+        counts = np.r_[True, odd[:-1] == 0]
+        poisson = self.count_floor * np.sqrt(np.maximum(np.nan_to_num(level, nan=0.0), 0.0) + 1.0)
+        floor = np.where(counts, np.maximum(floor, poisson), floor)
         residuals = np.vstack([x - c for c in candidates])
         errors = np.vstack([_ew_mean_before(np.abs(r), self.error_span) for r in residuals])
         scales = np.vstack([_scale_before(r, self.scale_window) for r in residuals])
