@@ -166,6 +166,13 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         counts = np.r_[True, odd[:-1] == 0]
         poisson = self.count_floor * np.sqrt(np.maximum(np.nan_to_num(level, nan=0.0), 0.0) + 1.0)
         floor = np.where(counts, np.maximum(floor, poisson), floor)
+        if len(candidates) > 2:  # the predictors blended by their recent accuracy, as one more predictor
+            stack = np.vstack(candidates)
+            err = np.vstack([_ew_mean_before(np.abs(x - c), self.error_span) for c in candidates])
+            weight = np.where(np.isnan(stack) | np.isnan(err), 0.0, 1.0 / (np.nan_to_num(err) + 1e-9) ** 2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                candidates.append(np.where(weight.sum(axis=0) > 0, (weight * np.nan_to_num(stack)).sum(axis=0)
+                                           / weight.sum(axis=0), np.nan))
         residuals = np.vstack([x - c for c in candidates])
         errors = np.vstack([_ew_mean_before(np.abs(r), self.error_span) for r in residuals])
         scales = np.vstack([_scale_before(r, self.scale_window) for r in residuals])
