@@ -119,7 +119,9 @@ def test_a_spike_in_counts_is_found():
     values = rng.poisson(20, 400).astype(float)
     values[300] = 400
     s = scores(values)
-    assert np.argmax(s) == 300 and s[300] >= 0.9
+    # p <= 1e-7: the count's Poisson floor keeps the scale honest, and 240 points of history only
+    # support so extreme a tail extrapolation (it was >= 0.9 before that floor).
+    assert np.argmax(s) == 300 and s[300] >= 0.7
     assert (s >= THRESHOLD).sum() == 1
 
 
