@@ -139,7 +139,8 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         slots = np.arange(frame.height)
         if periods and frame.height:  # positions on the regular grid: a lag of a day stays a day across gaps
             since = (frame["timestamp"] - frame["timestamp"][0]).dt.total_microseconds().to_numpy() / 1e6
-            slots = np.round(since / step).astype(np.int64)
+            slots = np.round(_grid_phase(since, step)).astype(np.int64)
+            slots -= slots[0]
             if slots[-1] > 10 * frame.height:
                 periods = ()
         expected, scale, log10_p, z = self._score(frame["value"].to_numpy(), periods, slots)
@@ -199,7 +200,13 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         stats_ = (z, short_z, change_z, np.maximum(burst, 0.0))
         parts = [_tail_log10(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
                  for stat in stats_]
-        parts.append(_stuck_log10(x))
+        # A run is one piece of news, told once when it is conclusive: evidence that grew a little with every
+        # repeated value would slip under the repeat discount at every step and never rank.
+        # Only runs that start after a whole day has been seen, when the series has a day: the first night is
+        # not a stuck sensor.
+        run_start = np.maximum.accumulate(np.where(np.r_[True, x[1:] != x[:-1]], slots, 0))
+        stuck = np.where(run_start < max(periods[:1], default=0), 0.0, _stuck_log10(x))
+        parts.append(np.where(stuck <= -self.evidence_cap, -self.evidence_cap, 0.0))
         # Slow evidence saturates, so a shift already flagged does not escalate into a run of alarms.
         parts = [parts[0]] + [np.maximum(part, -self.evidence_cap) for part in parts[1:]]
         log10_p = np.minimum.reduce(parts) + np.log10(len(parts))
@@ -367,14 +374,22 @@ def _step(timestamps: pl.Series) -> float:
         return 0.0
     median = float(np.median(diffs))
     since = (timestamps - timestamps[0]).dt.total_microseconds().to_numpy() / 1e6
-    candidates = [median]
-    if median < DAY:
-        candidates.append(DAY / round(DAY / median))
-    for step, tolerance in zip(candidates, (1e-3, 0.4), strict=False):
-        phase = since / step
+    candidates = [(median, 1e-3)]
+    if median < DAY:  # the median of jittered intervals is near the step, not on it
+        per_day = round(DAY / median)
+        candidates += [(DAY / k, 0.4) for k in (per_day, per_day - 1, per_day + 1) if k > 0]
+    for step, tolerance in candidates:
+        phase = _grid_phase(since, step)
         if np.mean(np.abs(phase - np.round(phase)) <= tolerance) >= 0.9:
             return step
     return 0.0
+
+
+def _grid_phase(since: np.ndarray, step: float) -> np.ndarray:
+    """Positions in steps on the regular grid that fits the points best (the first point may be late)."""
+    phase = since / step
+    offset = np.angle(np.mean(np.exp(2j * np.pi * phase))) / (2 * np.pi)
+    return phase - offset
 
 
 def _periods(step: float) -> tuple[int, ...]:
