@@ -1,9 +1,17 @@
 """A labelled corpus of univariate series with anomalies, generated from a seed.
 
-Independent of the public benchmark (our holdout): we never look at it. Series mix a level, daily and
-weekly seasonality (when the sampling rate allows), trend, noise of several shapes (Gaussian,
-heavy-tailed, autocorrelated, counts) and 0-3 anomalies: spikes, dips, level shifts, ramps (drift),
-variance bursts, a lost daily pattern and flatlines. Each anomaly is labelled at its first point.
+Independent of the public benchmark (our holdout): we never look at it. Two families of series:
+
+- **metrics** (latency, CPU, temperature): a level that wanders, daily seasonality with a harmonic
+  (several seasonalities at once) and a day-of-week profile when the sampling rate allows, trend, noise of
+  several shapes (Gaussian, heavy-tailed Student-t, autocorrelated AR(1), Poisson-like);
+- **counts** (events per bucket): Poisson draws from a rate with a daily and weekly profile, often low
+  enough that most buckets are 0.
+
+Then what real collection does to a series: benign 3-4 sigma blips, isolated missing points and missing
+stretches, and jittered (irregular) timestamps. 0-3 anomalies each: spikes, dips, clustered spikes,
+level shifts that persist, ramps (drift), variance bursts and persistent changes of variance, a lost daily
+pattern, flatlines and outages (a count drops to 0). Each anomaly is labelled at its first point.
 
 Two splits with different seeds *and* different parameter ranges: ``tune`` is the only one any
 parameter of the detector was chosen on; ``report`` is what the README quotes.
@@ -18,7 +26,8 @@ import numpy as np
 import polars as pl
 
 STEPS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(hours=1))
-KINDS = ("spike", "dip", "shift", "ramp", "variance", "pattern_loss", "flatline")
+KINDS = ("spike", "dip", "cluster", "shift", "ramp", "variance", "variance_shift", "pattern_loss", "flatline")
+COUNT_KINDS = ("spike", "cluster", "shift", "drop", "outage", "pattern_loss")
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
 
@@ -34,13 +43,19 @@ class Ranges:
     variance: tuple[float, float]  # multiplier of the noise
     noise_mix: tuple[float, float, float, float]  # gaussian, student-t, AR(1), poisson
     benign_rate: float  # isolated 3-4 sigma blips that are *not* anomalies, per 1,000 points
+    counts: float  # share of count series
+    missing: float  # chance of missing points and stretches
+    irregular: float  # chance of jittered timestamps (as a fraction of the step, up to)
+    jitter: float
 
 
 SPLITS = {
-    "tune": Ranges(seeds=range(0, 60), length=(1_000, 16_000), spike=(5.0, 12.0), shift=(3.0, 8.0),
-                   ramp=(4.0, 10.0), variance=(3.0, 6.0), noise_mix=(0.4, 0.2, 0.2, 0.2), benign_rate=1.0),
-    "report": Ranges(seeds=range(10_000, 10_060), length=(1_500, 20_000), spike=(4.0, 15.0), shift=(2.5, 10.0),
-                     ramp=(3.0, 12.0), variance=(2.5, 8.0), noise_mix=(0.25, 0.3, 0.25, 0.2), benign_rate=2.0),
+    "tune": Ranges(seeds=range(0, 80), length=(1_000, 16_000), spike=(5.0, 12.0), shift=(3.0, 8.0),
+                   ramp=(4.0, 10.0), variance=(3.0, 6.0), noise_mix=(0.4, 0.2, 0.2, 0.2), benign_rate=1.0,
+                   counts=0.25, missing=0.3, irregular=0.2, jitter=0.2),
+    "report": Ranges(seeds=range(10_000, 10_080), length=(1_500, 20_000), spike=(4.0, 15.0), shift=(2.5, 10.0),
+                     ramp=(3.0, 12.0), variance=(2.5, 8.0), noise_mix=(0.25, 0.3, 0.25, 0.2), benign_rate=2.0,
+                     counts=0.3, missing=0.4, irregular=0.25, jitter=0.35),
 }
 
 
@@ -66,41 +81,111 @@ def generate(seed: int, ranges: Ranges) -> Series:
     n = int(np.exp(rng.uniform(np.log(ranges.length[0]), np.log(ranges.length[1]))))
     step = STEPS[rng.integers(len(STEPS))]
     per_day = timedelta(days=1) / step
+    profile = _profile(rng, n, step)
+    if rng.random() < ranges.counts:
+        values, anomalies, kinds = _counts(rng, n, per_day, profile, ranges)
+    else:
+        values, anomalies, kinds = _metric(rng, n, per_day, profile, ranges)
+    seconds = np.arange(n) * step.total_seconds()
+    if rng.random() < ranges.irregular:  # a collector that does not tick on the dot
+        seconds = seconds + rng.uniform(-ranges.jitter, ranges.jitter, n) * step.total_seconds()
+    keep = np.ones(n, dtype=bool)
+    if rng.random() < ranges.missing:
+        keep &= rng.random(n) > rng.uniform(0.0, 0.03)  # isolated lost points
+        for _ in range(int(rng.integers(1, 4))):  # outages of the collector
+            lo = int(rng.integers(0, n))
+            keep[lo:lo + int(rng.integers(5, max(6, n // 60)))] = False
+    keep[anomalies] = True  # a label stays on its point
+    index = np.cumsum(keep) - 1
+    stamps = [T0 + timedelta(seconds=float(s)) for s in seconds[keep]]
+    frame = pl.DataFrame({"timestamp": pl.Series(stamps, dtype=pl.Datetime("us", "UTC")), "value": values[keep]})
+    return Series(name=f"s{seed}-{int(step.total_seconds() // 60)}m-{frame.height}", frame=frame,
+                  anomalies=[int(index[a]) for a in anomalies], kinds=kinds)
+
+
+def _profile(rng: np.random.Generator, n: int, step: timedelta) -> np.ndarray:
+    """A unit-amplitude daily and weekly shape (0 for none): a working day, a harmonic, quieter weekdays."""
     t = np.arange(n)
-    phase_day = 2 * np.pi * t / per_day
+    per_day = timedelta(days=1) / step
+    phase = 2 * np.pi * t / per_day
+    if rng.random() >= 0.7:
+        return np.zeros(n)
+    shape = (np.sin(phase + rng.uniform(0, 2 * np.pi))
+             + rng.uniform(0, 0.6) * np.sin(2 * phase + rng.uniform(0, 2 * np.pi))
+             + rng.uniform(0, 0.3) * np.sin(3 * phase + rng.uniform(0, 2 * np.pi)))
+    if rng.random() < 0.6:  # day of week: quieter weekends, and a busier or quieter day or two
+        weekday = ((t * step.total_seconds()) // 86_400).astype(int) % 7  # T0 is a Monday
+        by_day = np.where(np.arange(7) >= 5, -rng.uniform(0.3, 1.0), rng.normal(0, 0.2, 7))
+        shape = shape + by_day[weekday]
+    return shape
+
+
+def _metric(rng: np.random.Generator, n: int, per_day: float, profile: np.ndarray, ranges: Ranges
+            ) -> tuple[np.ndarray, list[int], list[str]]:
     level = rng.uniform(-50, 500) if rng.random() < 0.7 else rng.uniform(0, 5)
     sigma = abs(level) * rng.uniform(0.01, 0.1) + rng.uniform(0.1, 2.0)
-    base = np.full(n, level, dtype=float)
-    if rng.random() < 0.7:  # daily shape: a sine plus a harmonic (a working day)
-        amp = sigma * rng.uniform(1, 15)
-        base += amp * (np.sin(phase_day + rng.uniform(0, 2 * np.pi))
-                       + rng.uniform(0, 0.6) * np.sin(2 * phase_day + rng.uniform(0, 2 * np.pi)))
-        if rng.random() < 0.5:  # quieter weekends
-            weekday = (t * step.total_seconds() // 86_400) % 7  # T0 is a Monday
-            base -= np.where(weekday >= 5, amp * rng.uniform(0.3, 1.0), 0.0)
+    base = level + sigma * rng.uniform(1, 15) * profile
     if rng.random() < 0.3:
         base += np.linspace(0, sigma * rng.uniform(-20, 20), n)
+    if rng.random() < 0.3:  # the level wanders a little: a slow random walk, not an anomaly
+        base += np.cumsum(rng.normal(0, sigma * rng.uniform(0.005, 0.03), n))
     values = base + _noise(rng, n, sigma, ranges.noise_mix, base)
     blips = rng.random(n) < ranges.benign_rate / 1000
     values[blips] += rng.choice([-1, 1], size=blips.sum()) * rng.uniform(3, 4, size=blips.sum()) * sigma
     anomalies, kinds = [], []
-    count = rng.choice([0, 1, 2, 2, 3, 3])
-    if count:
-        start = int(0.2 * n)
-        slots = np.sort(rng.choice(np.arange(start, int(0.95 * n)), size=count, replace=False))
-        for at in slots:
-            if anomalies and at - anomalies[-1] < 0.08 * n:
-                continue
-            kind = KINDS[rng.integers(len(KINDS))]
-            values = _inject(rng, kind, values, int(at), sigma, ranges, per_day, base)
-            anomalies.append(int(at))
-            kinds.append(kind)
+    for at in _slots(rng, n):
+        kind = KINDS[rng.integers(len(KINDS))]
+        values = _inject(rng, kind, values, at, sigma, ranges, per_day, base)
+        anomalies.append(at)
+        kinds.append(kind)
     if rng.random() < 0.3:
         values = np.maximum(values, 0.0)
-    frame = pl.DataFrame({"timestamp": pl.datetime_range(T0, T0 + (n - 1) * step, step, eager=True,
-                                                         time_zone="UTC"), "value": values})
-    return Series(name=f"s{seed}-{int(step.total_seconds() // 60)}m-{n}", frame=frame, anomalies=anomalies,
-                  kinds=kinds)
+    return values, anomalies, kinds
+
+
+def _counts(rng: np.random.Generator, n: int, per_day: float, profile: np.ndarray, ranges: Ranges
+            ) -> tuple[np.ndarray, list[int], list[str]]:
+    """Events per bucket: Poisson from a rate with a daily and weekly profile; anomalies change the rate."""
+    mean = float(np.exp(rng.uniform(np.log(0.3), np.log(80))))
+    rate = mean * np.exp(rng.uniform(0.2, 1.2) * profile)
+    anomalies, kinds = [], []
+    extra = np.zeros(n)
+    for at in _slots(rng, n):
+        kind = COUNT_KINDS[rng.integers(len(COUNT_KINDS))]
+        if kind in ("drop", "outage") and mean < 3:
+            kind = "shift"  # a drop from almost nothing is not visible
+        sd = np.sqrt(max(mean, 1.0))
+        if kind == "spike":
+            width = int(rng.integers(1, 4))
+            extra[at:at + width] += rng.uniform(*ranges.spike) * sd * 1.5 + 3
+        elif kind == "cluster":
+            for k in np.sort(rng.choice(np.arange(0, 40), size=int(rng.integers(3, 7)), replace=False)):
+                extra[min(at + k, n - 1)] += rng.uniform(*ranges.spike) * sd + 3
+            extra[at] += rng.uniform(*ranges.spike) * sd + 3
+        elif kind == "shift":
+            rate[at:] *= rng.uniform(2.0, 5.0) if mean < 20 else rng.uniform(1.5, 3.0)
+        elif kind == "drop":
+            rate[at:] *= rng.uniform(0.1, 0.5)
+        elif kind == "outage":
+            rate[at:at + int(rng.integers(20, max(21, n // 20)))] = 0.0
+        else:  # pattern_loss: the daily rhythm stops (a batch job that no longer runs), the mean stays
+            length = int(min(max(per_day, 30), n - at))
+            rate[at:at + length] = rate.mean() * rng.uniform(1.3, 2.0)
+        anomalies.append(at)
+        kinds.append(kind)
+    return (rng.poisson(rate) + np.round(extra)).astype(float), anomalies, kinds
+
+
+def _slots(rng: np.random.Generator, n: int) -> list[int]:
+    """0-3 anomaly positions after the first 20 % and at least 8 % of the series apart."""
+    count = rng.choice([0, 1, 2, 2, 3, 3])
+    if not count:
+        return []
+    picked: list[int] = []
+    for at in np.sort(rng.choice(np.arange(int(0.2 * n), int(0.95 * n)), size=count, replace=False)):
+        if not picked or at - picked[-1] >= 0.08 * n:
+            picked.append(int(at))
+    return picked
 
 
 def _noise(rng: np.random.Generator, n: int, sigma: float, mix: tuple[float, ...], base: np.ndarray) -> np.ndarray:
@@ -132,6 +217,10 @@ def _inject(rng: np.random.Generator, kind: str, values: np.ndarray, at: int, si
     elif kind == "dip":
         width = int(rng.integers(1, 4))
         values[at:at + width] -= rng.uniform(*ranges.spike) * sigma * 1.5
+    elif kind == "cluster":  # a few spikes within a short stretch: one incident
+        values[at] += sign * rng.uniform(*ranges.spike) * sigma
+        for k in rng.choice(np.arange(1, 40), size=int(rng.integers(2, 6)), replace=False):
+            values[min(at + k, n - 1)] += sign * rng.uniform(*ranges.spike) * sigma
     elif kind == "shift":
         values[at:] += sign * rng.uniform(*ranges.shift) * sigma
     elif kind == "ramp":
@@ -142,6 +231,8 @@ def _inject(rng: np.random.Generator, kind: str, values: np.ndarray, at: int, si
         length = int(rng.integers(10, max(11, n // 30)))
         noise = rng.normal(0, sigma * rng.uniform(*ranges.variance), min(length, n - at))
         values[at:at + length] += noise
+    elif kind == "variance_shift":  # the noise grows and stays grown (a new, flakier dependency)
+        values[at:] += rng.standard_t(4, n - at) * sigma * rng.uniform(*ranges.variance) * 0.7
     elif kind == "pattern_loss":
         length = int(min(max(per_day, 30), n - at))
         values[at:at + length] = np.mean(base) + rng.normal(0, sigma, length) + sign * sigma * 2

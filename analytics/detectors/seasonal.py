@@ -73,6 +73,9 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         Smallest scale in value units (1.0 suits counts: one event more is not news).
     relative_floor : float, default 1e-3
         Smallest scale as a fraction of the series' recent spread, so a noiseless series is not infinitely sure.
+    count_floor : float, default 1.0
+        While every value so far is a whole number >= 0 (a count), the smallest scale is this times
+        ``sqrt(level + 1)``, the Poisson noise of the level (0 turns it off).
 
     Attributes
     ----------
@@ -93,7 +96,7 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
                  baseline_window: int = 1000, tail_history: int = 5000, tail_shape: float = 0.1,
                  evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
                  repeat_free: float = 2.5,
-                 scale_floor: float = 0.0, relative_floor: float = 1e-3) -> None:
+                 scale_floor: float = 0.0, relative_floor: float = 1e-3, count_floor: float = 1.0) -> None:
         self.min_periods = min_periods
         self.level_window = level_window
         self.scale_window = scale_window
@@ -110,6 +113,7 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         self.repeat_free = repeat_free
         self.scale_floor = scale_floor
         self.relative_floor = relative_floor
+        self.count_floor = count_floor
 
     def fit(self, X: pl.DataFrame, y: Any = None) -> SeasonalSeries:
         """Learn the sampling interval and the seasonal periods it allows; returns ``self``.
@@ -135,7 +139,8 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         slots = np.arange(frame.height)
         if periods and frame.height:  # positions on the regular grid: a lag of a day stays a day across gaps
             since = (frame["timestamp"] - frame["timestamp"][0]).dt.total_microseconds().to_numpy() / 1e6
-            slots = np.round(since / step).astype(np.int64)
+            slots = np.round(_grid_phase(since, step)).astype(np.int64)
+            slots -= slots[0]
             if slots[-1] > 10 * frame.height:
                 periods = ()
         expected, scale, log10_p, z = self._score(frame["value"].to_numpy(), periods, slots)
@@ -156,6 +161,19 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
                   - prior.rolling_quantile(0.25, window_size=self.scale_window, min_samples=2)).to_numpy()
         floor = np.maximum(self.scale_floor, self.relative_floor * np.nan_to_num(spread, nan=0.0))
         floor = np.maximum(floor, 1e-9 * np.maximum(np.abs(np.nan_to_num(level, nan=0.0)), 1.0))
+        # Counts (every earlier value a whole number >= 0): one event more is not news, and the noise of a
+        # count grows like the square root of its level (Poisson), however often it sat at exactly 0.
+        odd = np.cumsum((x != np.round(x)) | (x < 0))
+        counts = np.r_[True, odd[:-1] == 0]
+        poisson = self.count_floor * np.sqrt(np.maximum(np.nan_to_num(level, nan=0.0), 0.0) + 1.0)
+        floor = np.where(counts, np.maximum(floor, poisson), floor)
+        if len(candidates) > 2:  # the predictors blended by their recent accuracy, as one more predictor
+            stack = np.vstack(candidates)
+            err = np.vstack([_ew_mean_before(np.abs(x - c), self.error_span) for c in candidates])
+            weight = np.where(np.isnan(stack) | np.isnan(err), 0.0, 1.0 / (np.nan_to_num(err) + 1e-9) ** 2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                candidates.append(np.where(weight.sum(axis=0) > 0, (weight * np.nan_to_num(stack)).sum(axis=0)
+                                           / weight.sum(axis=0), np.nan))
         residuals = np.vstack([x - c for c in candidates])
         errors = np.vstack([_ew_mean_before(np.abs(r), self.error_span) for r in residuals])
         scales = np.vstack([_scale_before(r, self.scale_window) for r in residuals])
@@ -182,7 +200,13 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         stats_ = (z, short_z, change_z, np.maximum(burst, 0.0))
         parts = [_tail_log10(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
                  for stat in stats_]
-        parts.append(_stuck_log10(x))
+        # A run is one piece of news, told once when it is conclusive: evidence that grew a little with every
+        # repeated value would slip under the repeat discount at every step and never rank.
+        # Only runs that start after a whole day has been seen, when the series has a day: the first night is
+        # not a stuck sensor.
+        run_start = np.maximum.accumulate(np.where(np.r_[True, x[1:] != x[:-1]], slots, 0))
+        stuck = np.where(run_start < max(periods[:1], default=0), 0.0, _stuck_log10(x))
+        parts.append(np.where(stuck <= -self.evidence_cap, -self.evidence_cap, 0.0))
         # Slow evidence saturates, so a shift already flagged does not escalate into a run of alarms.
         parts = [parts[0]] + [np.maximum(part, -self.evidence_cap) for part in parts[1:]]
         log10_p = np.minimum.reduce(parts) + np.log10(len(parts))
@@ -278,17 +302,30 @@ def _seasonal(x: np.ndarray, level: np.ndarray, slots: np.ndarray, period: int, 
         return np.where(count > 0, level + total / count, np.nan)
 
 
-def _stuck_log10(x: np.ndarray) -> np.ndarray:
-    """log10 of the chance of the current run of repeated values, given how often values repeated before."""
+def _stuck_log10(x: np.ndarray, slack: float = 1.5) -> np.ndarray:
+    """log10 of the chance of the current run of repeated values, beyond the runs of that value seen before.
+
+    A value the series often sits at (a count at 0 overnight, a metric clipped at 0) has long runs as a
+    matter of course: such a run is news only past ``slack`` times the longest earlier run of the same
+    value, by how often runs went on rather than ended. A run at a value never repeated before (a sensor
+    stuck mid-range) is news at once.
+    """
     same = np.zeros(x.size, dtype=bool)
     same[1:] = x[1:] == x[:-1]
-    seen = np.cumsum(same)
     pairs = np.arange(x.size)
-    rate = (np.concatenate([[0], seen[:-1]]) + 1.0) / (pairs + 2.0)  # repeats before this point, smoothed
     run_id = np.cumsum(~same)
     start = np.flatnonzero(~same)
     run = pairs - start[run_id - 1]
-    return np.where(same, run * np.log10(rate), 0.0)
+    repeats = np.concatenate([[0], np.cumsum(same)[:-1]])
+    rate = (repeats + 1.0) / (repeats + run_id + 2.0)  # a run went on rather than ended, smoothed
+    lengths = np.r_[start[1:] - 1, x.size - 1] - start
+    longest: dict[float, int] = {}
+    before = np.zeros(start.size)
+    for j, (value, length) in enumerate(zip(x[start].tolist(), lengths.tolist(), strict=True)):
+        before[j] = longest.get(value, 0)
+        longest[value] = max(longest.get(value, 0), length)
+    beyond = np.maximum(run - slack * before[run_id - 1], 0.0)
+    return np.where(same, beyond * np.log10(rate), 0.0)
 
 
 def _windowed_z(stat: np.ndarray, window: int, min_scale: float | np.ndarray) -> np.ndarray:
@@ -326,15 +363,33 @@ def _ew_mean_before(values: np.ndarray, span: int) -> np.ndarray:
 
 
 def _step(timestamps: pl.Series) -> float:
-    """The sampling interval in seconds, or 0 when the series is irregular (then no seasonality)."""
+    """The sampling interval in seconds, or 0 when the series is irregular (then no seasonality).
+
+    Gaps are fine, and so is a collector that does not tick on the dot: when the points sit within 40 %
+    of a step of a regular grid whose step divides a day, that grid is the sampling interval.
+    """
     diffs = timestamps.diff().dt.total_microseconds().drop_nulls().to_numpy() / 1e6
     diffs = diffs[diffs > 0]
     if not diffs.size:
         return 0.0
-    step = float(np.median(diffs))
-    multiple = diffs / step
-    on_grid = np.abs(multiple - np.round(multiple)) <= 1e-3 * np.maximum(multiple, 1.0)  # gaps are fine
-    return step if np.mean(on_grid) >= 0.9 else 0.0
+    median = float(np.median(diffs))
+    since = (timestamps - timestamps[0]).dt.total_microseconds().to_numpy() / 1e6
+    candidates = [(median, 1e-3)]
+    if median < DAY:  # the median of jittered intervals is near the step, not on it
+        per_day = round(DAY / median)
+        candidates += [(DAY / k, 0.4) for k in (per_day, per_day - 1, per_day + 1) if k > 0]
+    for step, tolerance in candidates:
+        phase = _grid_phase(since, step)
+        if np.mean(np.abs(phase - np.round(phase)) <= tolerance) >= 0.9:
+            return step
+    return 0.0
+
+
+def _grid_phase(since: np.ndarray, step: float) -> np.ndarray:
+    """Positions in steps on the regular grid that fits the points best (the first point may be late)."""
+    phase = since / step
+    offset = np.angle(np.mean(np.exp(2j * np.pi * phase))) / (2 * np.pi)
+    return phase - offset
 
 
 def _periods(step: float) -> tuple[int, ...]:

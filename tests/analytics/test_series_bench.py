@@ -79,7 +79,24 @@ def test_the_corpus_is_reproducible_and_its_splits_differ():
     one, again = generate(3, SPLITS["tune"]), generate(3, SPLITS["tune"])
     assert one.frame.equals(again.frame) and one.anomalies == again.anomalies
     tune = corpus("tune")
-    assert 1_000 <= min(s.frame.height for s in tune) and max(s.frame.height for s in tune) <= 16_000
+    assert 900 <= min(s.frame.height for s in tune) and max(s.frame.height for s in tune) <= 16_000  # minus gaps
     assert {s.name.split("-")[1] for s in tune} == {"1m", "5m", "60m"}
     assert all(probation(s.frame.height) < min(s.anomalies, default=10**9) for s in tune)
     assert sum(1 for s in tune if not s.anomalies) >= 3  # noise-only series, where every alarm is false
+
+
+def test_the_corpus_has_what_real_collection_does_to_a_series():
+    tune = corpus("tune")
+    gaps = irregular = sparse_counts = 0
+    for s in tune:
+        seconds = s.frame["timestamp"].diff().dt.total_seconds(fractional=True).drop_nulls().to_numpy()
+        step = np.median(seconds)
+        assert np.all(seconds > 0)  # jitter never reorders points
+        gaps += bool(np.any(seconds > 1.8 * step))
+        irregular += bool(np.mean(np.abs(seconds / step - np.round(seconds / step)) > 0.05) > 0.2)
+        values = s.frame["value"].to_numpy()
+        sparse_counts += bool(np.all(values == np.round(values)) and np.mean(values == 0) > 0.2)
+        assert all(0 <= a < s.frame.height for a in s.anomalies)
+    assert gaps >= 10 and irregular >= 5 and sparse_counts >= 3
+    kinds = {k for s in tune for k in s.kinds}
+    assert {"cluster", "variance_shift", "outage", "shift", "flatline"} <= kinds
