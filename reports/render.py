@@ -50,11 +50,23 @@ def params_json(params: Params) -> str:
     return json.dumps(params.to_json(), indent=2, sort_keys=True, default=str)
 
 
+_BREAK = "\u200b"  # a zero-width space: where a narrow column may wrap an identifier
+
+
+def _wrappable(value: str) -> str:
+    """Identifiers (snake_case, dotted, paths) may wrap after _ . / so narrow columns stay inside the page."""
+    for mark in "_./":
+        value = value.replace(mark, mark + _BREAK)
+    return value
+
+
 def _table_view(t: Table, index: int) -> dict[str, Any]:
     shown = t.frame.head(t.limit)
-    rows = [[{"text": text(v), "num": isinstance(v, int | float) and not isinstance(v, bool)} for v in row]
+    rows = [[{"text": _wrappable(text(v)) if isinstance(v, str) else text(v),
+              "num": isinstance(v, int | float) and not isinstance(v, bool)} for v in row]
             for row in shown.iter_rows()]
-    return {"key": t.key, "title": t.title, "query": t.query, "note": t.note, "columns": t.frame.columns,
+    return {"key": t.key, "title": t.title, "query": t.query, "note": t.note,
+            "columns": [c.replace("_", " ") for c in t.frame.columns],
             "rows": rows, "more": t.frame.height - shown.height, "total": f"{t.frame.height:,}",
             "sheet": _sheet_name(t.key, index)}
 

@@ -18,8 +18,12 @@ def build(src: Source, p: Params) -> Content:
     idle = timedelta(days=int(p.options["idle_days"]))
     since = p.end - idle
     keys, keys_q = src.keys()
-    activity, activity_q = src.events(p, start=since, end=p.end, columns=["timestamp", "user_id"], scoped=False)
-    last = activity.group_by("user_id").agg(pl.col("timestamp").max().alias("last_activity"))
+    activity, activity_q = src.events(p, start=since, end=p.end, columns=["timestamp", "user_id", "outcome"],
+                                      scoped=False)
+    # A failed attempt on an account is not its holder's activity (a spray touches dormant accounts too).
+    activity_q += "\n    .filter(outcome != 'failure')"
+    last = (activity.filter(pl.col("outcome") != "failure")
+            .group_by("user_id").agg(pl.col("timestamp").max().alias("last_activity")))
 
     held = (keys.filter(pl.col("created_at") < p.end)
             .with_columns(active=pl.col("revoked_at").is_null() | (pl.col("revoked_at") >= p.end))
@@ -41,7 +45,7 @@ def build(src: Source, p: Params) -> Content:
     revocation = (pl.col("event_type") == "api_key_revoked") | pl.col("revoked").is_not_null()
 
     users, users_q = src.users()
-    dormant = (users.filter(pl.col("created_at") < p.end)
+    dormant = (users.filter((pl.col("created_at") < p.end) & (pl.col("kind") != "apikey"))
                .filter(pl.col("disabled_at").is_null() | (pl.col("disabled_at") >= p.end))
                .join(last, on="user_id", how="anti")
                .select("user_id", "display_name", "department", "kind", "created_at")
@@ -70,7 +74,7 @@ def build(src: Source, p: Params) -> Content:
             Table("unused_keys", f"Active keys unused for {days} days", held_q + "\n  .filter(active & "
                   "last_activity is null)", unused),
             Table("dormant_accounts", f"Accounts with no activity in the {days} days before period end",
-                  f"{users_q}\n  .filter(created_at < end, not disabled by end)\n  .anti_join({activity_q}, "
+                  f"{users_q}\n  .filter(created_at < end, kind != 'apikey', not disabled by end)\n  .anti_join({activity_q}, "
                   "on='user_id')", dormant),
         ])
 

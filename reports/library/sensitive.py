@@ -28,7 +28,7 @@ def build(src: Source, p: Params) -> Content:
               .sort("timestamp"))
     by_user = (tagged.group_by("user_id")
                .agg(pl.col("export").sum().alias("exports"), (~pl.col("export")).sum().alias("queries"),
-                    pl.col("rows").sum().alias("rows_exported"), pl.col("target").n_unique().alias("resources"),
+                    pl.col("rows").filter(pl.col("export")).sum().alias("rows_exported"), pl.col("target").n_unique().alias("resources"),
                     pl.col("tag").unique().sort().str.join(", ").alias("tags"),
                     pl.col("timestamp").max().alias("last_access"))
                .sort(["exports", "queries", "user_id"], descending=[True, True, False]))
@@ -40,7 +40,7 @@ def build(src: Source, p: Params) -> Content:
         "Accesses to tagged resources": tagged.height,
         "Exports": int(tagged["export"].sum()),
         "Queries and views": int((~tagged["export"]).sum()),
-        "Rows exported": int(tagged["rows"].sum() or 0),
+        "Rows exported": int(tagged.filter(pl.col("export"))["rows"].sum() or 0),
         "Users with access": by_user.height,
         "Tagged resources touched": by_resource.height,
     }
