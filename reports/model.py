@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from reports.errors import BadScope, ReportError
-
-if TYPE_CHECKING:
-    from reports.source import Source
 
 SCOPE_KINDS = ("all", "user", "source", "ip", "alert")
 
@@ -99,7 +96,8 @@ class Content:
     summary: list[str] = field(default_factory=list)
 
 
-Builder = Callable[["Source", Params], Content]
+# (reports.source.Source, Params) -> Content; the source module imports this one, not the other way round.
+Builder = Callable[[Any, Params], Content]
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,8 @@ def build(src: Source, p: Params) -> Content:
     timeline = pl.concat([
         events.select(pl.col("timestamp").alias("at"), pl.lit("event").alias("kind"),
                       pl.concat_str("event_type", pl.lit(" ("), "outcome", pl.lit(")")).alias("what"),
-                      pl.concat_str([pl.col("source_ip"), pl.col("resource_id"), pl.col("metadata")], separator=" ",
-                                    ignore_nulls=True).alias("detail")),
+                      pl.concat_str([pl.format("user {}", "user_id"), pl.col("source_ip"), pl.col("resource_id"),
+                                     pl.col("metadata")], separator=" ", ignore_nulls=True).alias("detail")),
         anomalies.select(pl.col("window_start").alias("at"), pl.lit("anomaly").alias("kind"),
                          pl.concat_str("detector", pl.lit(" "), "severity").alias("what"),
                          pl.col("explanation").str.json_path_match("$.summary").fill_null("").alias("detail")),
