@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tests.conftest import ROOT
 from tests.test_import_cycles import cycles, imports, modules
 
 PRODUCT = ("ingest", "storage", "analytics", "alerts", "dashboard", "auditwatch", "reports")
