@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class Generated:
     out_dir: Path
     generated_by: str
     generated_at: datetime
+    seconds: dict[str, float]  # time spent reading and computing, proving, and writing (not part of the report)
 
     @property
     def pdf(self) -> Path:
@@ -59,12 +61,23 @@ def manifest_hash(files: dict[str, str]) -> str:
 
 def generate(source: Source, params: Params, out_dir: str | Path, *, generated_by: str, now: datetime,
              trusted_keys: Iterable[bytes], archive: ColdStore | None = None,
-             report_id: uuid.UUID | None = None) -> Generated:
+             report_id: uuid.UUID | None = None, proof: Proof | None = None) -> Generated:
     """Write ``report.pdf``, ``report.html``, one CSV per table, ``appendix.xlsx``, ``params.json``,
-    ``figures.json``, ``proof.json`` and ``SHA256SUMS`` into ``out_dir``."""
+    ``figures.json``, ``proof.json`` and ``SHA256SUMS`` into ``out_dir``.
+
+    ``proof``: one made by ``prove`` for the same period, shared by several reports generated together
+    (verify recomputes every event of the period, the costliest step); by default it is made here.
+    """
+    if proof is not None and (proof.start, proof.end) != (params.start, params.end):
+        raise ValueError(f"the proof covers {proof.start.isoformat()}..{proof.end.isoformat()}, not the report's "
+                         f"period {params.start.isoformat()}..{params.end.isoformat()}")
     definition = registry.get(params.name)
+    began = time.perf_counter()
     content = definition.build(source, params)
-    proof = prove(source.pool, params.start, params.end, trusted_keys=trusted_keys, archive=archive, now=now)
+    built = time.perf_counter()
+    if proof is None:
+        proof = prove(source.pool, params.start, params.end, trusted_keys=trusted_keys, archive=archive, now=now)
+    proved = time.perf_counter()
     report_id = report_id or uuid.uuid4()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,8 +101,9 @@ def generate(source: Source, params: Params, out_dir: str | Path, *, generated_b
                                               "proof.json": proof_json})
     files = {name: _sha256(out / name) for name in ["report.pdf", "report.html", *appendices]}
     (out / "SHA256SUMS").write_text("".join(f"{h}  {name}\n" for name, h in sorted(files.items())))
+    seconds = {"build": built - began, "proof": proved - built, "render": time.perf_counter() - proved}
     return Generated(report_id, params, dict(content.figures), proof, files, manifest_hash(files), out,
-                     generated_by, now)
+                     generated_by, now, seconds)
 
 
 def store(pool, generated: Generated, *, location: str | None = None, source: str = "auditwatch") -> None:

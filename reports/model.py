@@ -84,7 +84,7 @@ class Table:
     query: str
     frame: pl.DataFrame
     note: str = ""
-    limit: int = 200  # rows shown in the PDF; the appendices hold every row
+    limit: int = 100  # rows shown in the PDF (WeasyPrint lays out ~20 rows/s here); the appendices hold all
 
 
 @dataclass

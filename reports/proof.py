@@ -19,6 +19,8 @@ from storage.timescale import sealing, verify
 class Proof:
     """What ``auditwatch verify --since FROM --until TO`` found, and the checkpoint an auditor can check offline."""
 
+    start: datetime
+    end: datetime
     ok: bool
     chain_length: int
     batches: int
@@ -43,7 +45,7 @@ class Proof:
         return "INTACT: chain verified and the period's end is covered by a signed checkpoint"
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "verdict": self.verdict, "chain_length": self.chain_length, "batches": self.batches,
+        return {"from": self.start.isoformat(), "to": self.end.isoformat(), "ok": self.ok, "verdict": self.verdict, "chain_length": self.chain_length, "batches": self.batches,
                 "events": self.events, "erased": self.erased, "expired_batches": self.expired_batches,
                 "checkpoints": self.checkpoints, "problems": self.problems, "notes": self.notes,
                 "checkpoint": self.checkpoint}
@@ -72,6 +74,6 @@ def prove(pool: ConnectionPool, start: datetime, end: datetime, *, trusted_keys:
     result = verify.verify(pool, trusted_keys=trusted, since=start, until=end, cold=cold, now=now)
     cp = covering(sealing.list_checkpoints(pool), end, trusted)
     problems = [f"[{p.kind}] {p.message}" for p in result.problems]
-    return Proof(ok=result.ok, chain_length=result.chain_length, batches=result.batches, events=result.events,
+    return Proof(start=start, end=end, ok=result.ok, chain_length=result.chain_length, batches=result.batches, events=result.events,
                  erased=result.erased, expired_batches=result.expired_batches, checkpoints=result.checkpoints,
                  problems=problems, notes=list(result.notes), checkpoint=_exported(cp) if cp else None)

@@ -119,19 +119,23 @@ def _sheet_name(key: str, index: int) -> str:
     return f"{index + 1}_{key}"[:31]
 
 
+XLSX_MAX_ROWS = 10_000  # per sheet: Excel stops at 1,048,576 rows and openpyxl is slow; the CSV has all
+
+
 def xlsx(tables: list[Table], params: Params, path: Path) -> None:
     """One sheet per table (its query in the first row), and a parameters sheet."""
     from openpyxl import Workbook
 
-    book = Workbook()
-    first = book.active
-    first.title = "parameters"
+    book = Workbook(write_only=True)
+    first = book.create_sheet("parameters")
     for key, value in params.to_json().items():
         first.append([key, json.dumps(value, sort_keys=True) if isinstance(value, dict) else value])
     for i, t in enumerate(tables):
         sheet = book.create_sheet(_sheet_name(t.key, i))
         sheet.append([f"query: {t.query}"])
-        flat = _flat(t.frame)
+        flat = _flat(t.frame.head(XLSX_MAX_ROWS))
+        if t.frame.height > XLSX_MAX_ROWS:
+            sheet.append([f"first {XLSX_MAX_ROWS:,} of {t.frame.height:,} rows; every row is in {t.key}.csv"])
         sheet.append(flat.columns)
         for row in flat.iter_rows():
             sheet.append(list(row))

@@ -80,7 +80,7 @@ def build(src: Source, p: Params) -> Content:
             Table("anomalies", "Anomalies", anomalies_q, anomalies.select(
                 "window_start", "window_end", "detector", "severity", "score", "peak_at")),
             Table("timeline", "Timeline", "concat(\n  " + events_q + ",\n  " + anomalies_q + ",\n  " +
-                  " + ".join(q for _, q in history) + "\n).sort('at')", timeline, limit=400),
+                  " + ".join(q for _, q in history) + "\n).sort('at')", timeline, limit=200),
         ])
 
 

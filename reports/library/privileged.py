@@ -57,7 +57,7 @@ def build(src: Source, p: Params) -> Content:
                   changes_q + "\n  .group_by('user_id', 'event_type').agg(len, sum(out_of_hours), min/max(timestamp))",
                   by_actor),
             Table("changes", "Every privileged change", changes_q + "\n  .with_columns(hour_utc = "
-                  "timestamp.dt.hour(), out_of_hours = hour_utc not in business_hours)", detail, limit=300),
+                  "timestamp.dt.hour(), out_of_hours = hour_utc not in business_hours)", detail, limit=150),
             Table("alerts", "Alerts raised in the period and how they were handled",
                   alerts_q + f"\n  .filter({p.start.isoformat()} <= started_at < {p.end.isoformat()})", raised,
                   "state, acknowledgement and resolution are the alert's as stored when the report was generated."),

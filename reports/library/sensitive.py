@@ -55,7 +55,7 @@ def build(src: Source, p: Params) -> Content:
                   "\n  .group_by('user_id').agg(exports, queries, sum(rows), n_unique(target))", by_user),
             Table("by_resource", "Tagged resources accessed", access_q + steps +
                   "\n  .group_by('target', 'tag').agg(len, n_unique(user_id))", by_resource),
-            Table("accesses", "Every access to a tagged resource", access_q + steps, detail, limit=300),
+            Table("accesses", "Every access to a tagged resource", access_q + steps, detail, limit=150),
         ])
 
 
