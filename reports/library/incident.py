@@ -25,8 +25,8 @@ def _entity(src: Source, p: Params) -> tuple[str, str, pl.DataFrame, str]:
         group = json.loads(row["group_values"][0] or "{}")
         etype = group.get("entity_type") or ("user" if "user_id" in group else "source_ip")
         value = group.get("entity_value") or group.get("user_id") or group.get("source_ip")
-        if value is None:
-            raise BadScope(f"alert {p.scope.value} is not about one entity (its group is {group}); "
+        if value is None or etype not in _ENTITY_TYPES.values():
+            raise BadScope(f"alert {p.scope.value} is not about one user or address (its group is {group}); "
                            "scope the report by user:ID or ip:ADDRESS instead")
         return etype, value, row, alerts_q + f"\n  .filter(fingerprint == {p.scope.value!r})"
     etype = _ENTITY_TYPES[p.scope.kind]
