@@ -16,4 +16,4 @@ class BadScope(ReportError):
 
 
 class RenderError(RuntimeError):
-    """The PDF or a appendix could not be written (a missing system library, a full disk)."""
+    """The PDF or an appendix could not be written (a missing system library, a full disk)."""
