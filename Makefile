@@ -30,11 +30,12 @@ notebooks: install
 install: $(STAMP) system-deps
 
 # PostgreSQL + TimescaleDB (skipped when an external server is configured); chromium for the dashboard's
-# browser tests.
+# browser tests; pango (WeasyPrint) and poppler-utils for the reports.
 system-deps:
 	@bash scripts/install-timescaledb.sh
 	@bash scripts/install-nats.sh
 	@bash scripts/install-browser.sh
+	@bash scripts/install-reports.sh
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Python dependencies"

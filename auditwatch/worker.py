@@ -18,6 +18,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.util import ref_to_obj
 
 from analytics.jobs import JobConfig
+from auditwatch import reporting
 from auditwatch.services import archive_root, database_url
 from auditwatch.settings import Settings, SettingsError
 from storage.timescale import db
@@ -121,6 +122,10 @@ def build_scheduler(pool, settings: Settings | None = None, leader: AdvisoryLead
         first = datetime.now(UTC) + (min(timedelta(seconds=seconds), FIRST_REFIT_DELAY) if job_id in DELAYED_JOBS
                                      else timedelta(0))
         scheduler.add_job(func, "interval", seconds=seconds, id=job_id, kwargs=kwargs, next_run_time=first)
+    if settings is not None and leader is not None:  # scheduled reports: once across workers, on the leader
+        for job_id, trigger, kwargs in reporting.report_jobs(settings):
+            scheduler.add_job("reports.jobs:scheduled_report", trigger, id=job_id,
+                              kwargs={"pool": pool, "leader": leader, **kwargs})
     return scheduler
 
 

@@ -15,6 +15,7 @@ from auditwatch.cli import (
     ingest,
     integrity,
     notebooks,
+    report,
     run,
     storage,
 )
@@ -37,5 +38,5 @@ def main(ctx: click.Context, config: str | None) -> None:
 for _command in (db.db_group, db.migrate, run.serve, run.worker, run.up, storage.storage, access.keys, access.users,
                  demo.demo, archive.archive_group, archive.retention_group, archive.hold_group, integrity.verify,
                  integrity.integrity_group, alerts.alerts, *analytics.COMMANDS, *ingest.COMMANDS,
-                 notebooks.seed_demo_command):
+                 notebooks.seed_demo_command, report.report_group):
     main.add_command(_command)

@@ -169,7 +169,7 @@ def test_r3_a_short_catalog_ttl_picks_up_new_types_quickly(services, users):
 # -- what only the platform writes (issue 14 #3) ------------------------------------------------------------------
 
 PLATFORM_ONLY = ("query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
-                 "events_expired", "events_archived", "legal_hold")
+                 "events_expired", "events_archived", "legal_hold", "report_generated")
 
 
 def test_the_catalogue_marks_the_platforms_own_types_reserved(services):

@@ -27,10 +27,12 @@ PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expir
                   "ssh_invalid_user", "ssh_connection_closed", "ssh_break_in_attempt", "auth_failure", "sudo", "su",
                   "syslog_message",
                   # applications' reads of their own data, now that query_executed is the platform's (0014)
-                  "data_query"}
-# Only the platform writes these; ingest refuses them (0014).
+                  "data_query",
+                  # the record of generating a compliance report (0016)
+                  "report_generated"}
+# Only the platform writes these; ingest refuses them (0014, 0016).
 RESERVED_TYPES = {"query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
-                  "events_expired", "events_archived", "legal_hold"}
+                  "events_expired", "events_archived", "legal_hold", "report_generated"}
 
 
 def _migrated(url: str, **kwargs) -> psycopg.Connection:

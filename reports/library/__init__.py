@@ -1,0 +1,1 @@
+"""The shipped reports, one module each: a ``DEFINITION`` and its builder."""
