@@ -59,15 +59,16 @@ def _ctrl_c(proc: subprocess.Popen) -> int:
         raise
 
 
-def _group_gone(pgid: int, seconds: float = 30) -> bool:
+def _group_left(pgid: int, seconds: float = 30) -> str:
+    """The processes of the group still running after ``seconds`` ("" when none)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return True
+            return ""
         time.sleep(0.2)
-    return False
+    return subprocess.run(["ps", "-o", "pid,stat,args", "-g", str(pgid)], capture_output=True, text=True).stdout
 
 
 def test_ctrl_c_on_up_stops_everything_and_exits_0(db_url, tmp_path):
@@ -82,7 +83,8 @@ def test_ctrl_c_on_up_stops_everything_and_exits_0(db_url, tmp_path):
     output = log.read_text()
     assert code == 0, f"exit {code}:\n{output[-3000:]}"
     assert "stopping" in output
-    assert _group_gone(proc.pid), "a component outlived `up`"
+    left = _group_left(proc.pid)
+    assert not left, f"components outlived `up`:\n{left}"
 
 
 @pytest.fixture
@@ -108,5 +110,6 @@ def test_ctrl_c_on_up_with_the_embedded_database_exits_0_and_stops_it(open_dir):
     output = log.read_text()
     assert code == 0, f"exit {code}:\n{output[-3000:]}"
     assert "stopping" in output and "database stopped" in output
-    assert _group_gone(proc.pid), "a component outlived `up`"
+    left = _group_left(proc.pid)
+    assert not left, f"components outlived `up`:\n{left}"
     assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists(), "the embedded database still runs"
