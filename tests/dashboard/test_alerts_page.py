@@ -25,7 +25,7 @@ from storage.timescale import alerts as alert_store
 from storage.timescale import catalog, db
 from storage.timescale.writer import EventWriter
 from tests.conftest import fresh_database, start_server
-from tests.dashboard.browser import TIMEOUT, expect, shot
+from tests.dashboard.browser import DRAW_TIMEOUT, TIMEOUT, expect, shot
 from tests.dashboard.conftest import seed_database
 
 VICTIM = "oncall-victim"
@@ -117,7 +117,7 @@ def test_viewers_see_the_alert_but_cannot_act(browser, live, keys, delivered):
         page.goto(f"{live.url}/dashboard/alerts?fingerprint={FP}")
         page.fill("#key", keys["viewer"])
         page.click("button[type=submit]")
-        expect(page.locator("#aw-alert-title")).to_contain_text(VICTIM)
+        expect(page.locator("#aw-alert-title")).to_contain_text(VICTIM, timeout=DRAW_TIMEOUT)
         expect(page.locator("#aw-alert-ack")).to_have_count(0)
         expect(page.locator(".aw-panel", has_text="Your role sees alerts")).to_have_count(1)
     finally:
@@ -145,7 +145,7 @@ def test_a_delivered_notification_links_to_the_alert_and_on_call_acknowledges_it
         page.fill("#key", keys["admin"])
         page.click("button[type=submit]")
         page.wait_for_url(link, timeout=TIMEOUT)
-        expect(page.locator("#aw-alert-title")).to_have_text(f"Failed-login burst for {VICTIM}")
+        expect(page.locator("#aw-alert-title")).to_have_text(f"Failed-login burst for {VICTIM}", timeout=DRAW_TIMEOUT)
         facts = page.locator("#aw-alert-facts")
         expect(facts.locator(".aw-state")).to_have_text("firing")
         expect(facts).to_contain_text("failed_login_burst")
@@ -203,7 +203,7 @@ def test_a_delivered_notification_links_to_the_alert_and_on_call_acknowledges_it
         page.goto(row_link)
         page.locator("#aw-alerts-table a", has_text=VICTIM).click()
         page.wait_for_url(f"**/dashboard/alerts?fingerprint={FP}")
-        expect(page.locator("#aw-alert-title")).to_contain_text(VICTIM)
+        expect(page.locator("#aw-alert-title")).to_contain_text(VICTIM, timeout=DRAW_TIMEOUT)
         page.goto(f"{live.url}/dashboard/alerts?fingerprint=nope")
         expect(page.locator("#aw-alert-missing")).to_contain_text("No alert has this fingerprint")
     finally:
@@ -221,3 +221,25 @@ def test_a_delivered_notification_links_to_the_alert_and_on_call_acknowledges_it
             "user_id = 'apikey:page-admin' AND metadata->>'via' = 'dashboard' ORDER BY \"timestamp\"").fetchall()]
     assert changes == ["alert_acknowledged", "silence_created", "alert_resolved"]
     assert urlsplit(link).path == "/dashboard/alerts"
+
+
+def test_the_alert_page_fits_a_phone(browser, live, keys, delivered):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                              device_scale_factor=2)
+    ctx.set_default_timeout(TIMEOUT)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{live.url}/dashboard/alerts?fingerprint={FP}")
+        page.fill("#key", keys["admin"])
+        page.click("button[type=submit]")
+        expect(page.locator("#aw-alert-title")).to_contain_text(VICTIM, timeout=DRAW_TIMEOUT)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the page scrolls sideways"
+        panels = [p.bounding_box() for p in page.locator(".aw-alert-grid > *").all()]
+        assert len({round(b["x"]) for b in panels}) == 1, "panels side by side on a phone"
+        shot(page, "23-alert-detail-phone")
+        page.goto(f"{live.url}/dashboard/alerts")
+        expect(page.locator("#aw-alerts-table")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, "24-alerts-list-phone")
+    finally:
+        ctx.close()
