@@ -30,12 +30,14 @@ notebooks: install
 install: $(STAMP) system-deps
 
 # PostgreSQL + TimescaleDB (skipped when an external server is configured); chromium for the dashboard's
-# browser tests; pango (WeasyPrint) and poppler-utils for the reports.
+# browser tests; pango (WeasyPrint) and poppler-utils for the reports; Alertmanager for the alerting tests
+# that push to a real one.
 system-deps:
 	@bash scripts/install-timescaledb.sh
 	@bash scripts/install-nats.sh
 	@bash scripts/install-browser.sh
 	@bash scripts/install-reports.sh
+	@bash scripts/install-alertmanager.sh
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Python dependencies"

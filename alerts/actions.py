@@ -8,7 +8,7 @@ record commit together or not at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import ConnectionPool
@@ -98,6 +98,32 @@ def acknowledge(pool: ConnectionPool, fingerprint: str, *, by: str, comment: str
                                                        "comment": comment,
                                                        "until": until.isoformat() if until else None}))
     return _view(row, store.silences(pool, active_at=now), now)
+
+
+def resolve(pool: ConnectionPool, fingerprint: str, *, by: str, comment: str, audit: Audit | None = None,
+            now: datetime | None = None) -> AlertView:
+    """Resolve a pending or firing alert by hand (a false positive, a fixed cause): a lifecycle transition
+    like the evaluator's, recorded in the alert's history; receivers told it fired are told it resolved at
+    the next evaluation. If the rule's condition still holds, the next evaluation opens a new alert."""
+    now = now or datetime.now(UTC)
+    if not comment or not comment.strip():
+        raise ValueError("say why the alert is resolved (`comment`)")
+    with pool.connection() as conn, conn.transaction():
+        row = store.alerts_by_fingerprint(conn, [fingerprint], lock=True).get(fingerprint)
+        if row is None:
+            raise UnknownAlert(fingerprint)
+        if row.state == "resolved":
+            raise ValueError(f"alert {fingerprint} is already resolved")
+        done = replace(row, state="resolved", resolved_at=now, updated_at=now, inactive_since=row.inactive_since
+                       or now, flapping=False, acknowledged_by=None, acknowledged_at=None,
+                       acknowledged_until=None, ack_comment=None)
+        store.save_alert(conn, done)
+        store.add_history(conn, done, at=now, from_state=row.state, to_state="resolved",
+                          detail={"reason": "resolved by hand", "by": by, "comment": comment})
+        if audit is not None:
+            self_audit.store(conn, audit(fingerprint, {"change": "alert_resolved", "rule_id": row.rule_id,
+                                                       "from_state": row.state, "comment": comment}))
+    return _view(done, store.silences(pool, active_at=now), now)
 
 
 def create_silence(pool: ConnectionPool, *, matchers: dict[str, str], starts_at: datetime, ends_at: datetime,

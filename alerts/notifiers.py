@@ -26,6 +26,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
+from alerts import alertmanager
 from alerts.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -243,23 +244,41 @@ class PagerDuty:
 # -- generic webhook -----------------------------------------------------------------------------------
 
 class Webhook:
-    """POST the notification as JSON, signed: X-Auditwatch-Signature = sha256 HMAC of "<timestamp>.<body>"."""
+    """POST the notification as JSON, signed: X-Auditwatch-Signature = sha256 HMAC of "<timestamp>.<body>".
 
-    def __init__(self, name: str, *, url: str, secret: str, timeout: float = 10, verify: str | bool = True) -> None:
+    ``format="auditwatch"`` sends our own payload; ``"alertmanager"`` sends Alertmanager's webhook payload
+    (version 4), so receivers written for Alertmanager take our alerts unchanged (signed when a secret is set).
+    """
+
+    FORMATS = ("auditwatch", "alertmanager")
+
+    def __init__(self, name: str, *, url: str, secret: str, timeout: float = 10, verify: str | bool = True,
+                 format: str = "auditwatch", external_url: str = "") -> None:
+        if format not in self.FORMATS:
+            raise ValueError(f"webhook format must be one of {', '.join(self.FORMATS)}, not {format!r}")
         self.name = name
         self._url = url
         self._secret = secret.encode()
         self._timeout = timeout
         self._verify = verify
+        self._format = format
+        self._external_url = external_url
+
+    def body(self, notification_id: int, payload: Mapping[str, Any]) -> bytes:
+        document = alertmanager.webhook_payload(payload, external_url=self._external_url) \
+            if self._format == "alertmanager" else {"notification_id": notification_id, **payload}
+        return json.dumps(document, separators=(",", ":"), default=str).encode()
 
     def send(self, notification_id: int, payload: Mapping[str, Any]) -> None:
-        body = json.dumps({"notification_id": notification_id, **payload}, separators=(",", ":")).encode()
-        stamp = str(int(time.time()))
-        signature = hmac.new(self._secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        body = self.body(notification_id, payload)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": f"auditwatch-{notification_id}"}
+        if self._secret:
+            stamp = str(int(time.time()))
+            signature = hmac.new(self._secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+            headers.update({"X-Auditwatch-Timestamp": stamp, "X-Auditwatch-Signature": f"sha256={signature}"})
         try:
-            response = requests.post(self._url, data=body, timeout=self._timeout, verify=self._verify, headers={
-                "Content-Type": "application/json", "X-Auditwatch-Timestamp": stamp,
-                "X-Auditwatch-Signature": f"sha256={signature}", "Idempotency-Key": f"auditwatch-{notification_id}"})
+            response = requests.post(self._url, data=body, timeout=self._timeout, verify=self._verify,
+                                     headers=headers)
         except requests.RequestException as exc:
             raise DeliveryError(f"cannot reach the webhook: {type(exc).__name__}") from None
         if not 200 <= response.status_code < 300:
@@ -339,6 +358,9 @@ class ReceiverSettings:
     webhook_secret: str = ""
     ca_bundle: str = ""  # extra CA for Slack and the webhook (self-hosted proxies, tests)
     timeout: float = 10.0
+    webhook_format: str = "auditwatch"  # or "alertmanager": Alertmanager's webhook payload, version 4
+    alertmanager_urls: tuple[str, ...] = ()  # push alerts to these Alertmanagers (POST /api/v2/alerts)
+    external_url: str = ""  # this installation's public URL (externalURL of Alertmanager-format payloads)
 
     def secrets(self) -> list[str]:
         return [s for s in (self.slack_token, self.slack_webhook_url, self.pagerduty_routing_key,
@@ -362,7 +384,13 @@ def build_notifiers(settings: ReceiverSettings) -> dict[str, Notifier]:
         out["pagerduty"] = PagerDuty("pagerduty", routing_key=settings.pagerduty_routing_key,
                                      base_url=settings.pagerduty_url, ca_bundle=settings.pagerduty_ca_bundle or None,
                                      timeout=settings.timeout)
-    if settings.webhook_url and settings.webhook_secret:
+    # Our own format is always signed; Alertmanager-format receivers often cannot check a signature.
+    if settings.webhook_url and (settings.webhook_secret or settings.webhook_format == "alertmanager"):
         out["webhook"] = Webhook("webhook", url=settings.webhook_url, secret=settings.webhook_secret,
-                                 timeout=settings.timeout, verify=settings.ca_bundle or True)
+                                 timeout=settings.timeout, verify=settings.ca_bundle or True,
+                                 format=settings.webhook_format, external_url=settings.external_url)
+    if settings.alertmanager_urls:
+        out["alertmanager"] = alertmanager.AlertmanagerPush("alertmanager", urls=list(settings.alertmanager_urls),
+                                                            timeout=settings.timeout,
+                                                            verify=settings.ca_bundle or True)
     return out

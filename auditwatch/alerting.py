@@ -27,7 +27,9 @@ def receiver_settings(settings: Settings) -> ReceiverSettings:
         slack_webhook_url=settings.slack_webhook_url, pagerduty_routing_key=settings.pagerduty_routing_key,
         pagerduty_url=settings.pagerduty_events_url, pagerduty_ca_bundle=settings.pagerduty_ca_bundle,
         webhook_url=settings.alerts_webhook_url, webhook_secret=settings.alerts_webhook_secret,
-        ca_bundle=settings.alerts_ca_bundle)
+        ca_bundle=settings.alerts_ca_bundle, webhook_format=settings.alerts_webhook_format,
+        alertmanager_urls=tuple(u.strip() for u in settings.alertmanager_urls.split(",") if u.strip()),
+        external_url=public_url(settings))
 
 
 def public_url(settings: Settings) -> str:

@@ -133,6 +133,8 @@ class Settings:
     pagerduty_ca_bundle: str = ""  # a CA file for a PagerDuty proxy or test double
     alerts_webhook_url: str = ""  # generic webhook, HMAC-signed with alerts_webhook_secret
     alerts_webhook_secret: str = ""
+    alerts_webhook_format: str = "auditwatch"  # or "alertmanager" (Alertmanager's webhook payload, version 4)
+    alertmanager_urls: str = ""  # comma-separated Alertmanager URLs to push every alert to (POST /api/v2/alerts)
     alerts_ca_bundle: str = ""  # a CA file for Slack / webhook endpoints behind a private CA
     # Dashboard (Dash at /dashboard/): the session cookie's signing secret (empty: generated once into
     # data_dir/dashboard-secret-key), how long a sign-in lasts, and whether to serve the dashboard at all.
@@ -198,6 +200,12 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`integrity_checkpoint_seconds` must be at least 1")
     if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):
         raise SettingsError("`database_url` must be a postgresql:// URL (or empty for the embedded database)")
+    if settings.alerts_webhook_format not in {"auditwatch", "alertmanager"}:
+        raise SettingsError("`alerts_webhook_format` must be `auditwatch` (our payload, signed) or `alertmanager` "
+                            "(Alertmanager's webhook payload, version 4)")
+    if settings.alertmanager_urls and not all(u.strip().startswith(("http://", "https://"))
+                                              for u in settings.alertmanager_urls.split(",")):
+        raise SettingsError("`alertmanager_urls` takes http(s) URLs, comma-separated, e.g. http://alertmanager:9093")
     if settings.syslog_unknown_users not in {"register", "host"}:
         raise SettingsError("`syslog_unknown_users` must be `register` or `host`")
     if settings.bus_url and not all(u.strip().startswith(("nats://", "tls://")) for u in settings.bus_url.split(",")):

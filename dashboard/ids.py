@@ -48,6 +48,16 @@ ENTITY_KIND = "aw-entity-kind"
 ENTITY_VALUE = "aw-entity-value"
 ENTITY_GO = "aw-entity-go"
 
+# -- alerts page --------------------------------------------------------------------------------
+ALERT_FP = "aw-alert-fp"  # store: the fingerprint the detail shows
+ALERT_DETAIL = "aw-alert-detail"
+ALERT_ACK = "aw-alert-ack"
+ALERT_SILENCE = "aw-alert-silence"
+ALERT_SILENCE_FOR = "aw-alert-silence-for"
+ALERT_RESOLVE = "aw-alert-resolve"
+ALERT_REASON = "aw-alert-reason"
+ALERT_FLASH = "aw-alert-flash"
+
 # -- custom dashboards ------------------------------------------------------------------------------
 DASH_LIST = "aw-dash-list"
 DASH_NEW_NAME = "aw-dash-new-name"

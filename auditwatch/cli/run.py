@@ -86,8 +86,13 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
         if failed:
             raise click.ClickException(f"a component exited with status {failed[0].returncode}; see its output above")
     except KeyboardInterrupt:
+        # Ctrl-C reached the whole foreground group (make, this process, every component): a clean
+        # shutdown follows, and `up` exits 0 so that `make up` reports no error.
         click.echo("\nstopping ...")
     finally:
+        # A second Ctrl-C while the components stop must not cut the shutdown (and the database's stop) short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -97,7 +102,10 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
         if settings.embedded and not keep_db:
-            ctx.cluster().down()
+            try:
+                ctx.cluster().down()
+            except StorageError as exc:
+                raise click.ClickException(f"the embedded database did not stop cleanly: {exc}") from None
             click.echo("database stopped")
 
 

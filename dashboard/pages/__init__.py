@@ -8,9 +8,10 @@ from dashboard.registry import Registry
 
 
 def register(app: Dash, registry: Registry) -> None:
-    from dashboard.pages import custom, entity, overview, search
+    from dashboard.pages import alerts, custom, entity, overview, search
 
     overview.register(app, registry)
     search.register(app, registry)
     entity.register(app, registry)
     custom.register(app, registry)
+    alerts.register(app, registry)

@@ -52,7 +52,9 @@ def layout(registry: Registry, kind: str = "user", value: str = "", **_query: An
     form = html.Form([
         html.Select([html.Option(label, value=k, selected=k == kind) for k, label in KINDS.items()], name="kind",
                     className="aw-input", **{"aria-label": "Entity kind"}),
-        dcc.Input(name="value", value=value, placeholder="user id or IP address", className="aw-input",
+        # Dash 4 wraps the field in a container (which gets the className); the flex row shrank that
+        # container to the field's 16 px minimum, so the stylesheet gives it a width (aw-entity-id).
+        dcc.Input(name="value", value=value, placeholder="user id or IP address", className="aw-input aw-entity-id",
                   id="aw-entity-value"),
         html.Button("Open", type="submit", className="aw-button"),
     ], method="get", action="/dashboard/entity", className="aw-entity-form")

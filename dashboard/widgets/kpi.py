@@ -9,6 +9,7 @@ from dash import dcc, html
 
 from dashboard.render import RenderContext, search_href, short_number
 from storage.timescale import anomalies as anomaly_store
+from storage.timescale import rollups
 from storage.timescale import widgets_queries as wq
 from storage.timescale.anomalies import AnomalyQuery
 
@@ -22,13 +23,27 @@ METRICS = {
 }
 
 
-def _tile(label: str, value: str, sub: str, *, tone: str = "", href: str | None = None) -> html.Div:
+def _tile(label: str, value: str, sub: str, *, tone: str = "", href: str | None = None,
+          note: Any = None) -> html.Div:
     return html.Div([
         html.Div(label, className="aw-kpi-label"),
         html.Div(value, className=f"aw-kpi-value {tone}"),
         html.Div([sub, " ", dcc.Link("events →", href=href, className="aw-kpi-link") if href else None],
                  className="aw-kpi-sub"),
+        note,
     ], className="aw-kpi")
+
+
+def catching_up(rc: RenderContext) -> html.Div | None:
+    """Counts from the rollups miss events written behind their watermark (a history load, a backfill)
+    until the next refresh; the raw-event widgets (countries, latest events) already show them. Say so."""
+    behind = rollups.pending(rc.pool, rc.start, rc.end)
+    if not behind:
+        return None
+    first, last = behind[0][0], behind[-1][1]
+    return html.Div(f"rollups catching up: events from {first:%d %b %H:%M}–{last:%H:%M} UTC are not counted yet",
+                    className="aw-kpi-note", title="Events were written into the past (a history load or backfill); "
+                    "the rollup refresh (every minute) will count them.")
 
 
 def _seconds(value: float | None) -> str:
@@ -51,10 +66,11 @@ def render(rc: RenderContext, params: dict[str, Any]) -> html.Div:
         total = wq.total(rc.pool, rc.start, rc.end, filters)
         minutes = max((rc.end - rc.start).total_seconds() / 60, 1)
         return _tile(label, short_number(round(total / minutes, 2)), "average over the range",
-                     href=search_href(**_search_filters(filters)))
+                     href=search_href(**_search_filters(filters)), note=catching_up(rc))
     if metric == "events_total":
         total = wq.total(rc.pool, rc.start, rc.end, filters)
-        return _tile(label, short_number(total), span, href=search_href(**_search_filters(filters)))
+        return _tile(label, short_number(total), span, href=search_href(**_search_filters(filters)),
+                     note=catching_up(rc))
     if metric == "failed_logins_hour":
         start = rc.now - timedelta(hours=1)
         failed = wq.total(rc.pool, start, rc.now, filters, event_types=("user_login",), outcome="failure")

@@ -300,3 +300,13 @@ def status(pool: ConnectionPool) -> list[RollupStatus]:
             watermark = None if native else _watermark(conn, table)
             found.append(RollupStatus(table, native, watermark, rows))
     return found
+
+
+def pending(pool: ConnectionPool, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """Time ranges within [start, end) whose events the rollups do not count yet: written behind the
+    watermark (a history load, a backfill, an erasure) and waiting for the next refresh. Empty on the
+    community edition, where TimescaleDB's own aggregates track their invalidations."""
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT low, high FROM rollup_invalidations WHERE low < %s AND high >= %s "
+                            "ORDER BY low", (end, start)).fetchall()
+    return _merge([(max(low, start), min(high + timedelta(microseconds=1), end)) for low, high in rows])
