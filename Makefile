@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint bench install system-deps notebooks
+.PHONY: up test lint bench install system-deps notebooks lock
 
 up: install
 	$(BIN)/auditwatch up
@@ -35,10 +35,21 @@ system-deps:
 	@bash scripts/install-timescaledb.sh
 	@bash scripts/install-nats.sh
 	@bash scripts/install-browser.sh
+	@bash scripts/install-prometheus.sh
 
-$(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing Python dependencies"
+# The exact versions of requirements.lock (hash-checked), then the project itself on top without
+# resolving again. After changing dependencies in pyproject.toml run `make lock` and commit both files.
+$(STAMP): pyproject.toml requirements.lock
+	@echo "==> creating $(VENV) and installing Python dependencies from requirements.lock"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	@touch $(STAMP)
+
+# Recompile requirements.lock from pyproject.toml (runtime + dev extra) against PyPI, with hashes.
+lock:
+	@test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q pip-tools; }
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+		--extra dev --output-file requirements.lock pyproject.toml
