@@ -30,12 +30,12 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 JOB_LAST_SUCCESS = Gauge("auditwatch_job_last_success_timestamp_seconds",
-                         "When each scheduled job last finished without an error (Unix time).", ["job"])
-JOB_DURATION = Histogram("auditwatch_job_duration_seconds", "How long each scheduled job run took.", ["job"],
+                         "When each scheduled job last finished without an error (Unix time).", ["scheduled_job"])
+JOB_DURATION = Histogram("auditwatch_job_duration_seconds", "How long each scheduled job run took.", ["scheduled_job"],
                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
-JOB_FAILURES = Counter("auditwatch_job_failures_total", "Scheduled job runs that raised an error.", ["job"])
+JOB_FAILURES = Counter("auditwatch_job_failures_total", "Scheduled job runs that raised an error.", ["scheduled_job"])
 JOB_MISSED = Counter("auditwatch_job_missed_total", "Scheduled runs skipped (the previous run was still going).",
-                     ["job"])
+                     ["scheduled_job"])
 LEADER = Gauge("auditwatch_worker_leader", "1 while this worker holds the analytics leader lock, else 0.",
                ["worker"])
 HTTP_SECONDS = Histogram("auditwatch_http_request_duration_seconds",
