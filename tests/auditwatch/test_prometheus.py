@@ -22,6 +22,7 @@ import requests
 from storage.auth import Role
 from storage.timescale import catalog, db
 from tests.auditwatch.conftest import event
+from tests.auditwatch.test_ops_files import grafana_exprs
 from tests.conftest import ROOT, free_port, start_server
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -109,6 +110,8 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[dict]:
 global:
   scrape_interval: 1s
   scrape_timeout: 900ms
+  evaluation_interval: 1s
+rule_files: ["{ROOT / 'deploy' / 'prometheus' / 'auditwatch-alerts.yml'}"]
 scrape_configs:
   - job_name: api
     static_configs: [{{targets: ["127.0.0.1:{api_port}"]}}]
@@ -195,3 +198,16 @@ def test_prometheus_scrapes_the_stack_and_promql_sees_what_happened(stack, db_ur
     prom.eventually('sum(auditwatch_worker_leader{job="worker"})', 1, timeout=180)
     prom.eventually('count(auditwatch_integrity_checkpoint_age_seconds{job="worker"} < 600)', 1)
     assert prom.value('sum(auditwatch_job_failures_total{job="worker"})') == 0, stack["logs"]["worker"].read_text()
+
+    # The shipped Grafana dashboard's queries parse and run; the shipped alert rules load and evaluate.
+    for expr in grafana_exprs():
+        prom.query(expr.replace("$__rate_interval", "1m"))
+    deadline = time.monotonic() + 30
+    while True:
+        groups = requests.get(f"{prom.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        if len(rules) == 8 and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert [(r["name"], r["health"]) for r in rules if r["health"] != "ok"] == []
+    assert len(rules) == 8
