@@ -14,3 +14,5 @@ def register(app: Dash, registry: Registry) -> None:
     search.register(app, registry)
     entity.register(app, registry)
     custom.register(app, registry)
+    from dashboard.pages import ops  # the platform's own health (its own module: see ops.py)
+    ops.register(app, registry)
