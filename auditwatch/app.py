@@ -8,6 +8,7 @@ from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
 from alerts import actions as alert_actions
+from auditwatch import health, logs
 from auditwatch.api import admin as admin_api
 from auditwatch.api import alerts as alerts_api
 from auditwatch.api import anomalies as anomalies_api
@@ -57,6 +58,7 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     """Attach the pool and pipeline; nothing connects at import time."""
     services = services or Services.open(settings)
     app.extensions["auditwatch"] = services
+    logs.init_app(app, access=settings.access_log)  # request ids in and out, access log, request histogram
 
     @app.before_request
     def authenticate():
@@ -78,6 +80,7 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(ingest_admin_api.create_blueprint(services))
     app.register_blueprint(otlp.create_blueprint(services.pipeline, max_records=settings.otlp_max_records))
     app.register_blueprint(alerts_api.create_blueprint(services))
+    app.register_blueprint(health.create_blueprint(health.Readiness(services.pool, services.bus)))
     if settings.dashboard:
         _mount_dashboard(app, settings, services)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gunicorn.app.base import BaseApplication
 
+from auditwatch import logs, metrics
 from auditwatch.settings import Settings
 
 
@@ -30,6 +33,8 @@ class AuditwatchServer(BaseApplication):
             "proc_name": "auditwatch",
             # Several servers (tests, benchmarks, `up`) may run side by side: no shared control socket.
             "control_socket_disable": True,
+            # Multiprocess metrics: a dead worker's live gauges (pool use) must not count any more.
+            "child_exit": _child_exit,
         }.items():
             self.cfg.set(name, value)
 
@@ -40,5 +45,18 @@ class AuditwatchServer(BaseApplication):
         return create_app(self._settings)
 
 
+def _child_exit(_server, worker) -> None:
+    metrics.mark_process_dead(worker.pid)
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """Where the gunicorn workers' metric files go: the setting, or one directory per port under data_dir."""
+    if settings.metrics_dir:
+        return Path(settings.metrics_dir)
+    return settings.resolved_data_dir() / "metrics" / str(settings.port)
+
+
 def serve(settings: Settings, *, log_level: str = "info") -> None:
+    logs.configure(settings.log_format)
+    metrics.enable_multiprocess(metrics_dir(settings))  # before the fork: see auditwatch/metrics.py
     AuditwatchServer(settings, log_level=log_level).run()

@@ -141,6 +141,15 @@ class Settings:
     dashboard: bool = True
     dashboard_secret_key: str = ""
     dashboard_session_hours: float = 12.0
+    # Operations: logs, and the health/metrics port of the processes that are not the API (the API serves
+    # /healthz, /readyz and /metrics itself). 0 turns a port off.
+    log_format: str = "text"  # text | json (one JSON object a line, with request ids)
+    access_log: bool = True  # one line per API request
+    ops_host: str = "127.0.0.1"  # where the worker, syslog listener and writer serve /healthz, /readyz, /metrics
+    worker_ops_port: int = 9464
+    syslog_ops_port: int = 9465
+    writer_ops_port: int = 9466
+    metrics_dir: str = ""  # gunicorn multiprocess metrics files; default <data_dir>/metrics/<port>
 
     @property
     def embedded(self) -> bool:
@@ -213,6 +222,8 @@ def _validate(settings: Settings) -> Settings:
     for entry in settings.syslog_source_zones:
         if "=" not in entry:
             raise SettingsError(f"`syslog_source_zones` entry {entry!r} must be host=Area/City")
+    if settings.log_format not in {"text", "json"}:
+        raise SettingsError("`log_format` must be `text` or `json`")
     if settings.alerts_eval_seconds < 1 or settings.alerts_dispatch_seconds < 0.5:
         raise SettingsError("`alerts_eval_seconds` must be at least 1 and `alerts_dispatch_seconds` at least 0.5")
     return settings

@@ -18,9 +18,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.util import ref_to_obj
 
 from analytics.jobs import JobConfig
-from auditwatch import reporting
+from auditwatch import health, logs, metrics, reporting
 from auditwatch.services import archive_root, database_url
 from auditwatch.settings import Settings, SettingsError
+from storage.metrics import StateCollector
 from storage.timescale import db
 from storage.timescale.leader import AdvisoryLeader
 
@@ -130,7 +131,7 @@ def build_scheduler(pool, settings: Settings | None = None, leader: AdvisoryLead
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format)
     # Jobs every few seconds: log their failures, not each run and each HTTP request.
     for noisy in ("apscheduler.executors.default", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -138,10 +139,14 @@ def run(settings: Settings) -> None:
     pool = db.open_pool(database_url(settings), min_size=1, max_size=8, name="worker")
     leader = AdvisoryLeader(database_url(settings), name=f"auditwatch-worker-{os.getpid()}")
     scheduler = build_scheduler(pool, settings, leader)
+    metrics.JobWatcher(leader.name).attach(scheduler)
+    stop_ops = health.serve_ops(settings.ops_host, settings.worker_ops_port, pool=pool,
+                                collectors=(StateCollector(pool),))
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
     log.info("worker started with jobs: %s", ", ".join(job.id for job in scheduler.get_jobs()))
     try:
         scheduler.start()
     finally:
+        stop_ops()
         leader.release()
         pool.close()

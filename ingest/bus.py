@@ -41,8 +41,10 @@ import psycopg
 from nats.js import api
 from psycopg_pool import PoolTimeout
 
+from ingest import metrics
 from ingest.busguard import BusGuard
 from ingest.errors import Unavailable
+from storage import request_ids
 from storage.errors import DatabaseUnavailable
 from storage.events import EventRecord, Outcome
 from storage.timescale.writer import EventWriter
@@ -208,10 +210,11 @@ class BusPublisher:
         if not records:
             return []
         config = self.config
+        trace = request_ids.headers()  # read here, in the request's thread: the bus loop has no request context
 
         async def publish(js) -> list[bool]:
             futures = [await js.publish_async(config.subject, encode(r), stream=config.stream,
-                                              headers={api.Header.MSG_ID: message_id(r)}) for r in records]
+                                              headers={api.Header.MSG_ID: message_id(r), **trace}) for r in records]
             try:
                 acks = await asyncio.wait_for(asyncio.gather(*futures), config.publish_timeout)
             except BaseException:
@@ -358,6 +361,7 @@ class BusWriter:
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                await metrics.observe_bus(js, sub, config)  # lag and dead letters, every few seconds
                 try:
                     msgs = await sub.fetch(config.batch, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
@@ -437,6 +441,8 @@ class BusWriter:
         for msg, _ in good:
             await msg.ack()  # after commit: a crash before this point means redelivery, which R5 absorbs
         self._count(statuses)
+        log.info("writer: stored %d events (%d new)", len(good), sum(statuses),
+                 extra={"request_ids": request_ids.from_headers(m.headers for m, _ in good)})
 
     def _count(self, statuses: list[bool]) -> None:
         new = sum(statuses)

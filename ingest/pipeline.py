@@ -8,6 +8,7 @@ inside the integrity leaf hash, so the record of the sender is as tamper-evident
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from psycopg_pool import ConnectionPool
 
+from ingest import metrics
 from ingest.catalogue import EventTypes
 from ingest.enrich import GeoLookup
 from ingest.errors import EventRejected, IngestError, RateLimited
@@ -122,6 +124,7 @@ class IngestPipeline:
     def ingest(self, items: Sequence[Any], ctx: RequestContext) -> BatchResult:
         """Validate and store a batch. Items that are IngestError instances (lines that did not
         parse) are reported as rejected in place."""
+        started = time.perf_counter()
         now = self._now()
         results: list[EventResult] = []
         valid: list[tuple[int, ValidEvent]] = []
@@ -151,7 +154,7 @@ class IngestPipeline:
         statuses = self._committer.write(records) if records else []
         for (index, event), inserted in zip(valid, statuses, strict=True):
             results[index] = EventResult(index, str(event.event_id), "created" if inserted else "duplicate")
-        return BatchResult(results, retry_after)
+        return metrics.record_batch(metrics.channel_of(ctx.principal), BatchResult(results, retry_after), started)
 
     def redact(self, metadata: dict[str, Any]) -> dict[str, Any]:
         return self._redactor.redact(metadata)

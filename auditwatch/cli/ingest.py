@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import click
 import orjson
 
+from auditwatch import health, logs
 from auditwatch.cli.context import Context, pass_ctx, whoami
 from auditwatch.services import Services, bus_config
 from ingest.errors import IngestError
@@ -115,6 +115,7 @@ def ingest_file(ctx: Context, path: str, register_users: bool, batch_size: int, 
 @pass_ctx
 def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int | None, tls_port: int | None) -> None:
     """Receive syslog (RFC 5424/3164 over UDP, TCP and TLS) and store it as audit events."""
+    from ingest.metrics import SyslogCollector
     from ingest.syslog.header import SyslogError
     from ingest.syslog.ingestor import SyslogIngestor, parse_zones
     from ingest.syslog.listener import ListenerConfig, SyslogListener, run_forever, server_ssl_context
@@ -137,7 +138,7 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
         zones = parse_zones(s.syslog_source_zones)
     except SyslogError as exc:
         raise click.UsageError(f"syslog_source_zones: {exc.message}") from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(s.log_format)
     services = _services(ctx.__class__(s))
     try:
         ingestor = SyslogIngestor(services.pipeline, services.pool, zone=s.syslog_zone, zones=zones,
@@ -162,12 +163,15 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
             click.echo(line, err=True)
             last[:] = [line]
 
+    stop_ops = health.serve_ops(s.ops_host, s.syslog_ops_port, pool=services.pool, bus=services.bus,
+                                collectors=(SyslogCollector(listener),))
     try:
         run_forever(listener, report=report)
     except OSError as exc:
         raise click.ClickException(f"cannot listen: {exc} (is the port in use? set AUDITWATCH_SYSLOG_UDP_PORT / "
                                    "AUDITWATCH_SYSLOG_TCP_PORT)") from None
     finally:
+        stop_ops()
         services.close()
 
 
@@ -175,7 +179,8 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
 @pass_ctx
 def writer(ctx: Context) -> None:
     """Consume the JetStream bus into TimescaleDB (run any number of these)."""
-    from ingest.bus import BusWriter
+    from ingest.bus import BusClient, BusWriter
+    from ingest.metrics import WriterCollector
     from storage.timescale import db
     from storage.timescale.writer import EventWriter
 
@@ -183,12 +188,14 @@ def writer(ctx: Context) -> None:
     if config is None:
         raise click.UsageError("no bus configured: set AUDITWATCH_BUS_URL=nats://host:4222 (without a bus the "
                                "API and syslog nodes write to the database themselves)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(ctx.settings.log_format)
     try:
         pool = db.open_pool(ctx.url, min_size=1, max_size=4, name="writer")
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
     bus_writer = BusWriter(config, EventWriter(pool))
+    stop_ops = health.serve_ops(ctx.settings.ops_host, ctx.settings.writer_ops_port, pool=pool,
+                                bus=BusClient(config), collectors=(WriterCollector(bus_writer),))
     last = [0]
 
     def progress(stats) -> None:
@@ -211,6 +218,7 @@ def writer(ctx: Context) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot reach the bus at {config.url}: {exc}") from None
     finally:
+        stop_ops()
         pool.close()
     progress(bus_writer.stats)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from auditwatch import settings as settings_mod
@@ -26,9 +28,13 @@ from auditwatch.settings import SettingsError
 @click.group()
 @click.option("--config", type=click.Path(dir_okay=False), envvar="AUDITWATCH_CONFIG",
               help="A TOML settings file (default: ./auditwatch.toml if present).")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Logs as text or as JSON lines (default: the log_format setting, text).")
 @click.pass_context
-def main(ctx: click.Context, config: str | None) -> None:
+def main(ctx: click.Context, config: str | None, log_format: str | None) -> None:
     """Auditwatch: audit logging and security analytics on TimescaleDB."""
+    if log_format:
+        os.environ["AUDITWATCH_LOG_FORMAT"] = log_format  # the processes `up` starts inherit it
     try:
         ctx.obj = Context(settings_mod.load(config_file=config or "auto"))
     except SettingsError as exc:

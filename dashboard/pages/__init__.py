@@ -8,10 +8,11 @@ from dashboard.registry import Registry
 
 
 def register(app: Dash, registry: Registry) -> None:
-    from dashboard.pages import alerts, custom, entity, overview, search
+    from dashboard.pages import alerts, custom, entity, ops, overview, search
 
     overview.register(app, registry)
     search.register(app, registry)
     entity.register(app, registry)
     custom.register(app, registry)
     alerts.register(app, registry)
+    ops.register(app, registry)

@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
+from storage import request_ids
 from storage.events import COLUMNS, EventRecord
 from storage.timescale import sealing
 
@@ -197,11 +198,12 @@ def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:
 
 
 class _Pending:
-    __slots__ = ("records", "future")
+    __slots__ = ("records", "future", "request_id")
 
     def __init__(self, records: Sequence[EventRecord]) -> None:
         self.records = records
         self.future: Future[list[bool]] = Future()
+        self.request_id = request_ids.current()  # the submitting API request's, for the commit's log line
 
 
 class GroupCommitter:
@@ -287,6 +289,9 @@ class GroupCommitter:
         with self._stats_lock:
             self.commits += 1
             self.requests += len(group)
+        ids = request_ids.distinct(p.request_id for p in group)  # API requests: INFO; syslog, self-audit: DEBUG
+        log.log(logging.INFO if ids else logging.DEBUG, "stored %d events (%d new) for %d requests", len(records),
+                sum(statuses), len(group), extra={"request_ids": ids})
         start = 0
         for pending in group:
             end = start + len(pending.records)

@@ -81,7 +81,7 @@ def sink() -> Iterator[Sink]:
 def alertmanager(sink: Sink, tmp_path_factory) -> Iterator[str]:
     """A real Alertmanager on a free loopback port, routing everything to the sink's /am (resolved too)."""
     if not Path(ALERTMANAGER).exists():
-        pytest.fail(f"{ALERTMANAGER} is missing: run scripts/install-alertmanager.sh")
+        pytest.fail(f"{ALERTMANAGER} is missing: run scripts/install-prometheus.sh")
     tmp = tmp_path_factory.mktemp("alertmanager")
     config = tmp / "alertmanager.yml"
     config.write_text(f"""
