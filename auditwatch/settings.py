@@ -70,6 +70,12 @@ class Settings:
     # Cold tier: Parquet archive, retention and legal hold (retention periods themselves are the
     # run-time `retention` setting, PUT /api/v1/retention)
     archive_url: str = ""  # a directory or a pyarrow filesystem URL (s3://bucket/prefix); empty: <data_dir>/archive
+    # S3-protocol stores (AWS, MinIO, Ceph, R2): endpoint, region and addressing go in the URL's query string,
+    # s3://bucket/prefix?endpoint=http://minio:9000&region=us-east-1&path_style=true; credentials only here
+    # (prefer AUDITWATCH_ARCHIVE_*), or empty for the standard AWS chain (AWS_* variables, ~/.aws, instance role).
+    archive_access_key_id: str = ""
+    archive_secret_access_key: str = ""
+    archive_session_token: str = ""
     archive_interval_seconds: int = 6 * 3600  # how often the worker archives and expires (each run is idempotent)
     # Analytics (anomaly detection jobs in `auditwatch worker`, on the leader only; see analytics/jobs.py)
     analytics_enabled: bool = True

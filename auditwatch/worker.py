@@ -18,7 +18,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.util import ref_to_obj
 
 from analytics.jobs import JobConfig
-from auditwatch.services import archive_root, database_url
+from auditwatch.services import archive_options, archive_root, database_url
 from auditwatch.settings import Settings, SettingsError
 from storage.timescale import db
 from storage.timescale.leader import AdvisoryLeader
@@ -48,7 +48,7 @@ FIRST_REFIT_DELAY = timedelta(minutes=3)
 
 
 def cold_kwargs(settings: Settings) -> dict:
-    return {"archive_root": archive_root(settings)}
+    return {"archive_root": archive_root(settings), "archive_options": archive_options(settings)}
 
 
 def model_key(settings: Settings) -> bytes:
