@@ -12,6 +12,7 @@ from auditwatch.cli import (
     archive,
     db,
     demo,
+    export,
     ingest,
     integrity,
     notebooks,
@@ -35,7 +36,7 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 for _command in (db.db_group, db.migrate, run.serve, run.worker, run.up, storage.storage, access.keys, access.users,
-                 demo.demo, archive.archive_group, archive.retention_group, archive.hold_group, integrity.verify,
+                 demo.demo, export.export, archive.archive_group, archive.retention_group, archive.hold_group, integrity.verify,
                  integrity.integrity_group, alerts.alerts, *analytics.COMMANDS, *ingest.COMMANDS,
                  notebooks.seed_demo_command):
     main.add_command(_command)
