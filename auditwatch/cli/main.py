@@ -16,6 +16,7 @@ from auditwatch.cli import (
     ingest,
     integrity,
     notebooks,
+    rules,
     run,
     storage,
 )
@@ -37,6 +38,6 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 for _command in (db.db_group, db.migrate, run.serve, run.worker, run.up, storage.storage, access.keys, access.users,
                  demo.demo, export.export, archive.archive_group, archive.retention_group, archive.hold_group, integrity.verify,
-                 integrity.integrity_group, alerts.alerts, *analytics.COMMANDS, *ingest.COMMANDS,
+                 integrity.integrity_group, alerts.alerts, rules.rules_group, *analytics.COMMANDS, *ingest.COMMANDS,
                  notebooks.seed_demo_command):
     main.add_command(_command)
