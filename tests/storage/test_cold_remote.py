@@ -97,3 +97,25 @@ def test_the_settings_reach_the_store(s3_endpoint, tmp_path):
     assert set(inspect.signature(retention.archive_job).parameters) >= {"archive_root", "archive_options"}
     again = ColdStore(kwargs["archive_root"], options=kwargs["archive_options"])
     assert again.listing().keys() == {"t.parquet"}
+
+
+def test_the_worker_jobs_archive_to_s3_with_the_options_they_are_given(pool, s3_endpoint):
+    """The scheduled jobs get the URL and the credentials as keyword arguments (auditwatch.worker.cold_kwargs)."""
+    import boto3
+
+    from storage.timescale import archive, retention
+    from tests.storage.cold_data import seed
+
+    events = seed(pool, days=(100, 99), per_day=6, recent=0)  # 2024: long past hot retention today
+    bucket = new_bucket(s3_endpoint)
+    url = f"s3://{bucket}/cold?endpoint={s3_endpoint}&region=us-east-1&path_style=true"
+    result = retention.archive_job(pool, url, archive_options=S3_CREDENTIALS)
+    assert result is not None and result.rows == len(events) and len(result.archived) == 2
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id=S3_CREDENTIALS["access_key_id"],
+                          aws_secret_access_key=S3_CREDENTIALS["secret_access_key"])
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="cold/")["Contents"]
+            if not o["Key"].endswith("/")}
+    assert keys == {f"cold/{f.path}" for f in archive.list_files(pool, states=("complete",))}
+    expired = retention.expire_job(pool, url, archive_options=S3_CREDENTIALS)
+    assert expired is not None and expired.deleted == [] and expired.problems == []
