@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -128,8 +129,6 @@ def import_text(text: str, catalogue: Catalogue, *, origin: str = "") -> ImportR
 
 def import_paths(paths: Iterable[str], catalogue: Catalogue) -> ImportResult:
     """Every ``*.yml`` / ``*.yaml`` file of the given files and directories (recursively)."""
-    from pathlib import Path
-
     result = ImportResult()
     for given in paths:
         root = Path(given)

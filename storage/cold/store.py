@@ -47,10 +47,11 @@ class ColdStore:
         text = str(root)
         if not text:
             raise ArchiveError("the archive root is empty; set `archive_url` (a directory or a URL such as s3://bucket/audit)")
-        if "://" in text:
+        from_url = ObjectStoreOptions()
+        if "://" not in text:
+            text = str(Path(text).expanduser().resolve())
+        elif urlsplit(text).scheme.lower() == "s3":
             text, from_url = split_url(text)
-        else:
-            text, from_url = str(Path(text).expanduser().resolve()), ObjectStoreOptions()
         self.options = from_url.merged(options_from(options))
         self.storage_options: dict[str, str] | None = None
         try:
@@ -63,7 +64,9 @@ class ColdStore:
                 self.fs, self.base = self.options.arrow_s3(), bucket_and_prefix
                 self.storage_options = self.options.polars()
             else:
+                # Other object stores (gs://, ...) keep pyarrow's own URL options; file URIs drop them.
                 self.fs, self.base = pafs.FileSystem.from_uri(text)
+                text = urlsplit(text)._replace(query="", fragment="").geturl()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise ArchiveError(f"cannot open the archive root {text!r} ({exc}); use a directory or a URL "
                                "pyarrow understands, such as s3://bucket/prefix") from None

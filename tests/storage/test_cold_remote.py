@@ -54,12 +54,18 @@ def test_bad_archive_urls_say_what_to_do(url, message):
         ColdStore(url)
 
 
+def test_other_object_stores_keep_pyarrows_url_options_out_of_file_uris(tmp_path):
+    store = ColdStore(f"file://{tmp_path}/cold?unused=1")  # pyarrow's from_uri takes (and ignores) it
+    assert store.root == f"file://{tmp_path}/cold" and store.uri("a.parquet") == f"{tmp_path}/cold/a.parquet"
+    assert store.storage_options is None
+
+
 def test_half_a_credential_pair_is_refused():
     with pytest.raises(ArchiveError, match="set both"):
         ColdStore("s3://b/p?endpoint=http://127.0.0.1:1", options={"access_key_id": "only"})
 
 
-def test_wrong_credentials_fail_on_the_real_server_and_right_ones_read_back(s3_endpoint):
+def test_write_list_and_scan_on_the_real_server_and_polars_needs_the_options(s3_endpoint):
     bucket = new_bucket(s3_endpoint)
     url = f"s3://{bucket}/x?endpoint={s3_endpoint}&region=us-east-1"
     store = ColdStore(url, options=S3_CREDENTIALS)
