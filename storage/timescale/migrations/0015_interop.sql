@@ -40,3 +40,17 @@ UPDATE event_types AS t SET class_uid = v.class_uid, activity_id = v.activity_id
     ('syslog_message',           0, 99, 'Base Event [0]')
   ) AS v(event_type, class_uid, activity_id, ocsf_class)
  WHERE t.event_type = v.event_type AND t.builtin;
+
+-- The forwarder (forwarder/): how far each destination has been sent, as a position in the integrity
+-- chain. Chain positions are assigned under the head lock at the end of each writer transaction, so
+-- the committed positions are always a gapless prefix: a cursor on them never skips a batch that
+-- commits late (batch_seq, taken earlier, would). The events themselves are the outbox.
+CREATE TABLE forwarder_cursors (
+    destination  text        PRIMARY KEY CHECK (destination ~ '^[a-z][a-z0-9_.-]{0,63}$'),
+    chain_pos    bigint      NOT NULL DEFAULT 0,
+    forwarded    bigint      NOT NULL DEFAULT 0,   -- events sent so far
+    failures     integer     NOT NULL DEFAULT 0,   -- consecutive failed attempts (0 after a success)
+    last_error   text,
+    retry_at     timestamptz,                      -- no attempt before this (backoff)
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
