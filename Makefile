@@ -35,6 +35,7 @@ system-deps:
 	@bash scripts/install-timescaledb.sh
 	@bash scripts/install-nats.sh
 	@bash scripts/install-browser.sh
+	@bash scripts/install-rsyslog.sh
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Python dependencies"
