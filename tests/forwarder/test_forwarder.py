@@ -232,3 +232,33 @@ def seq_taken(pool) -> int:
     with pool.connection() as conn:
         value, called = conn.execute("SELECT last_value, is_called FROM integrity_batch_seq").fetchone()
     return value if called else 0
+
+
+def test_the_worker_job_forwards_to_the_configured_destinations_once_per_destination(pool, rsyslog, tmp_path):
+    from auditwatch import settings as settings_mod
+    from auditwatch.worker import JOBS, forward_kwargs
+    from forwarder.jobs import LOCK_PREFIX, forward_job
+    from storage.timescale.db import advisory_lock
+
+    url, out = rsyslog
+    receiver = Receiver(fail=0)
+    try:
+        settings = settings_mod.load(config_file=None, environ={
+            "AUDITWATCH_DATA_DIR": str(tmp_path), "AUDITWATCH_FORWARD_SYSLOG_URL": url,
+            "AUDITWATCH_FORWARD_SYSLOG_PAYLOAD": "cef", "AUDITWATCH_FORWARD_HTTP_URL": receiver.url})
+        assert "forward" in {j[0] for j in JOBS}
+        kwargs = forward_kwargs(settings)
+        assert [d["name"] for d in kwargs["destinations"]] == ["syslog", "http"]
+        sent = events(7)
+        write_batches(pool, [sent[:3], sent[3:]])
+        with pool.connection() as conn:  # another worker is sending to syslog right now
+            conn.autocommit = True
+            with advisory_lock(conn, LOCK_PREFIX + "syslog", wait=False) as held:
+                assert held
+                assert forward_job(pool, **kwargs) == {"http": 7}
+            conn.autocommit = False
+        assert forward_job(pool, **kwargs) == {"syslog": 7, "http": 0}
+        assert len(received(out, 7)) == 7 and len(receiver.lines) == 7
+        assert forward_job(pool, destinations=[]) == {}
+    finally:
+        receiver.close()
