@@ -38,6 +38,7 @@ system-deps:
 	@bash scripts/install-browser.sh
 	@bash scripts/install-reports.sh
 	@bash scripts/install-prometheus.sh
+	@bash scripts/install-rsyslog.sh
 
 # The exact versions of requirements.lock (hash-checked), then the project itself on top without
 # resolving again. After changing dependencies in pyproject.toml run `make lock` and commit both files.

@@ -7,7 +7,7 @@ from datetime import UTC
 from apscheduler.triggers.cron import CronTrigger
 
 from auditwatch import integrity
-from auditwatch.services import archive_root
+from auditwatch.services import archive_options, archive_root
 from auditwatch.settings import Settings, SettingsError
 from reports.errors import ReportError
 from reports.jobs import Schedule
@@ -31,5 +31,5 @@ def report_jobs(settings: Settings) -> list[tuple[str, CronTrigger, dict]]:
         jobs.append((f"report_{i}_{schedule.name}", trigger, {
             "name": schedule.name, "period": schedule.period, "scope": schedule.scope, "out_root": out_root,
             "trusted_keys": frozenset(trusted), "archive_root": archive_root(settings),
-            "publish_to_archive": settings.reports_to_archive}))
+            "archive_options": archive_options(settings), "publish_to_archive": settings.reports_to_archive}))
     return jobs

@@ -55,6 +55,18 @@ def archive_root(settings: Settings) -> str:
     return location.archive_root(settings.archive_url, settings.resolved_data_dir())
 
 
+def archive_options(settings: Settings) -> dict[str, str]:
+    """The cold tier's object-store credentials (the other options travel in ``archive_url``)."""
+    values = {"access_key_id": settings.archive_access_key_id,
+              "secret_access_key": settings.archive_secret_access_key,
+              "session_token": settings.archive_session_token}
+    return {k: v for k, v in values.items() if v}
+
+
+def cold_store(settings: Settings) -> ColdStore:
+    return ColdStore(archive_root(settings), options=archive_options(settings))
+
+
 def ingest_policy(settings: Settings) -> IngestPolicy:
     return IngestPolicy(
         validation=ValidationPolicy(
@@ -115,7 +127,7 @@ class Services:
 
     @property
     def archive(self) -> ColdStore:
-        return ColdStore(archive_root(self.settings))
+        return cold_store(self.settings)
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The key's record, cached briefly so each request does not cost a query.

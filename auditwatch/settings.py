@@ -70,6 +70,20 @@ class Settings:
     # Cold tier: Parquet archive, retention and legal hold (retention periods themselves are the
     # run-time `retention` setting, PUT /api/v1/retention)
     archive_url: str = ""  # a directory or a pyarrow filesystem URL (s3://bucket/prefix); empty: <data_dir>/archive
+    # S3-protocol stores (AWS, MinIO, Ceph, R2): endpoint, region and addressing go in the URL's query string,
+    # s3://bucket/prefix?endpoint=http://minio:9000&region=us-east-1&path_style=true; credentials only here
+    # (prefer AUDITWATCH_ARCHIVE_*), or empty for the standard AWS chain (AWS_* variables, ~/.aws, instance role).
+    archive_access_key_id: str = ""
+    archive_secret_access_key: str = ""
+    archive_session_token: str = ""
+    # Forwarder (forwarder/): stream stored events to other SIEMs; both empty: off. Each destination keeps its
+    # own position, so a SIEM that is down catches up later and nothing is sent twice.
+    forward_syslog_url: str = ""  # tcp://host:514 or tls://host:6514: RFC 5424, octet-counted (RFC 6587)
+    forward_syslog_payload: str = "ocsf"  # ocsf (OCSF 1.1 JSON) or cef (ArcSight CEF)
+    forward_http_url: str = ""  # POSTs OCSF JSON lines as application/x-ndjson
+    forward_http_token: str = ""  # sent as a Bearer token; prefer AUDITWATCH_FORWARD_HTTP_TOKEN
+    forward_interval_seconds: int = 10
+    forward_max_events: int = 1000  # per send: whole integrity batches up to this many events
     archive_interval_seconds: int = 6 * 3600  # how often the worker archives and expires (each run is idempotent)
     # Analytics (anomaly detection jobs in `auditwatch worker`, on the leader only; see analytics/jobs.py)
     analytics_enabled: bool = True

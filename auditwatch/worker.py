@@ -19,7 +19,7 @@ from apscheduler.util import ref_to_obj
 
 from analytics.jobs import JobConfig
 from auditwatch import health, logs, metrics, reporting
-from auditwatch.services import archive_root, database_url
+from auditwatch.services import archive_options, archive_root, database_url
 from auditwatch.settings import Settings, SettingsError
 from storage.metrics import StateCollector
 from storage.timescale import db
@@ -40,6 +40,8 @@ JOBS = (
      "auditwatch.integrity:checkpoint_job_kwargs"),
     ("alerts_evaluate", "alerts.jobs:evaluate_rules", "alerts_eval_seconds", "auditwatch.alerting:evaluate_kwargs"),
     ("alerts_deliver", "alerts.jobs:deliver", "alerts_dispatch_seconds", "auditwatch.alerting:deliver_kwargs"),
+    # Safe on every worker: a per-destination advisory lock lets one send at a time.
+    ("forward", "forwarder.jobs:forward_job", "forward_interval_seconds", "auditwatch.worker:forward_kwargs"),
 )
 # Jobs that must run once across all workers: only on the holder of the analytics advisory lock.
 LEADER_JOBS = frozenset({"score_anomalies", "refit_detectors"})
@@ -49,8 +51,19 @@ DELAYED_JOBS = frozenset({"refit_detectors"})
 FIRST_REFIT_DELAY = timedelta(minutes=3)
 
 
+def forward_kwargs(settings: Settings) -> dict:
+    destinations = []
+    if settings.forward_syslog_url:
+        destinations.append({"name": "syslog", "kind": "syslog", "url": settings.forward_syslog_url,
+                             "payload": settings.forward_syslog_payload, "max_events": settings.forward_max_events})
+    if settings.forward_http_url:
+        destinations.append({"name": "http", "kind": "http", "url": settings.forward_http_url,
+                             "token": settings.forward_http_token or None, "max_events": settings.forward_max_events})
+    return {"destinations": destinations}
+
+
 def cold_kwargs(settings: Settings) -> dict:
-    return {"archive_root": archive_root(settings)}
+    return {"archive_root": archive_root(settings), "archive_options": archive_options(settings)}
 
 
 def model_key(settings: Settings) -> bytes:

@@ -10,11 +10,11 @@ copied under ``reports/`` in the cold tier's archive root.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from psycopg_pool import ConnectionPool
 
@@ -78,7 +78,8 @@ def publish(store: ColdStore, generated: engine.Generated, prefix: str = "report
 
 
 def scheduled_report(pool: ConnectionPool, *, name: str, period: str, out_root: str,
-                     trusted_keys: Iterable[bytes], archive_root: str | None = None, scope: str | None = None,
+                     trusted_keys: Iterable[bytes], archive_root: str | None = None,
+                     archive_options: Mapping[str, Any] | None = None, scope: str | None = None,
                      publish_to_archive: bool = False, leader: Leader | None = None,
                      now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> engine.Generated | None:
     """Generate ``name`` for the period just ended, unless the worker already did (or this worker is not the
@@ -93,7 +94,7 @@ def scheduled_report(pool: ConnectionPool, *, name: str, period: str, out_root: 
             and r.scope == str(params.scope)]
     if done:
         return None
-    store = ColdStore(archive_root) if archive_root else None
+    store = ColdStore(archive_root, options=archive_options) if archive_root else None
     out = Path(out_root) / name / f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
     generated = engine.generate(Source(AuditData(pool, read_only=False, cold=store)), params, out,
                                 generated_by=WORKER, now=moment, trusted_keys=trusted_keys, archive=store)

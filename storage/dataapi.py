@@ -18,7 +18,7 @@ notebook cannot change the audit trail by accident.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -42,13 +42,13 @@ Moment = datetime | str
 
 
 def connect(url: str, *, archive: str | Path | None = None, read_only: bool = True,
-            pool_size: int = 4) -> AuditData:
+            pool_size: int = 4, archive_options: Mapping[str, str] | None = None) -> AuditData:
     """Open the data API on a database URL, and the cold tier's archive root if given.
 
     In the notebooks: ``AUDITWATCH_DATABASE_URL`` (or the embedded database) and
     ``auditwatch.services.archive_root(settings)``.
     """
-    cold = ColdStore(archive) if archive else None
+    cold = ColdStore(archive, options=archive_options) if archive else None
     return AuditData(db.open_pool(url, min_size=1, max_size=pool_size, name="dataapi", read_only=read_only),
                      read_only=read_only, cold=cold)
 

@@ -1,4 +1,4 @@
-"""Stored events as export files: CSV (spreadsheet-safe) and NDJSON, streamed in chunks.
+"""Stored events as export files: CSV (spreadsheet-safe), NDJSON and OCSF NDJSON, streamed in chunks.
 
 The API's ``/api/v1/logs/export`` and the dashboard's export link both write through here, so an
 export reads the same whichever door it was asked at.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from storage.events import COLUMNS, EventRecord
+from storage.ocsf import OcsfType, to_ocsf
 
 CHUNK_CHARS = 64 * 1024
 # A leading one of these makes a spreadsheet read the cell as a formula (CSV injection).
@@ -61,9 +62,21 @@ def ndjson_lines(rows: Iterable[EventRecord]) -> Iterator[bytes]:
     return (dumps(event.to_json()) + b"\n" for event in rows)
 
 
-MIMETYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
+def ocsf_lines(rows: Iterable[EventRecord], types: Mapping[str, OcsfType]) -> Iterator[bytes]:
+    """One OCSF 1.1 event per line, of the class the catalogue gives the event's type."""
+    return (dumps(to_ocsf(event, types.get(event.event_type))) + b"\n" for event in rows)
 
 
-def lines(rows: Iterable[EventRecord], fmt: str) -> Iterator[str] | Iterator[bytes]:
-    """The export body in ``fmt`` (``csv`` or ``ndjson``)."""
-    return csv_lines(rows) if fmt == "csv" else ndjson_lines(rows)
+FORMATS = ("csv", "ndjson", "ocsf")
+MIMETYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "ocsf": "application/x-ndjson"}
+EXTENSIONS = {"csv": "csv", "ndjson": "ndjson", "ocsf": "ocsf.ndjson"}
+
+
+def lines(rows: Iterable[EventRecord], fmt: str, *,
+          ocsf_types: Mapping[str, OcsfType] | None = None) -> Iterator[str] | Iterator[bytes]:
+    """The export body in ``fmt`` (``csv``, ``ndjson`` or ``ocsf``, which needs the catalogue's ``ocsf_types``)."""
+    if fmt == "csv":
+        return csv_lines(rows)
+    if fmt == "ocsf":
+        return ocsf_lines(rows, ocsf_types or {})
+    return ndjson_lines(rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED_PACKAGES = ("ingest", "storage", "analytics", "alerts", "dashboard", "auditwatch")
+CHECKED_PACKAGES = ("ingest", "storage", "analytics", "alerts", "dashboard", "forwarder", "auditwatch")
 
 
 def modules(packages: Iterable[str], root: Path = ROOT) -> dict[str, Path]:

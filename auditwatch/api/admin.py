@@ -87,7 +87,8 @@ def create_blueprint(services: Services) -> Blueprint:
         params.check_params(frozenset())
         return json_response({"event_types": [
             {"event_type": t.event_type, "description": t.description, "ocsf_class": t.ocsf_class,
-             "builtin": t.builtin, "reserved": t.reserved} for t in catalog.event_types(services.pool)]})
+             "builtin": t.builtin, "reserved": t.reserved, "class_uid": t.class_uid, "activity_id": t.activity_id,
+             "type_uid": t.type_uid} for t in catalog.event_types(services.pool)]})
 
     @bp.post("/api/v1/event-types")
     @require(Permission.MANAGE_CATALOG)

@@ -13,10 +13,10 @@ from auditwatch.api import caller, params
 from auditwatch.services import Services
 from ingest.http import HttpError, current_key, json_response, require
 from ingest.validate import EVENT_TYPE, parse_timestamp
-from storage import export, tiers
+from storage import export, ocsf, tiers
 from storage.auth import Permission
 from storage.events import EventRecord, Outcome
-from storage.timescale import erasure, queries
+from storage.timescale import catalog, erasure, queries
 from storage.timescale.queries import EventQuery
 
 QUERY_PARAMS = frozenset(
@@ -146,13 +146,15 @@ def create_blueprint(services: Services) -> Blueprint:
     def export_events():
         params.check_params(EXPORT_PARAMS)
         fmt = params.one("format") or "ndjson"
-        if fmt not in {"csv", "ndjson"}:
-            raise HttpError(400, "invalid_format", "`format` must be csv or ndjson", "format")
+        if fmt not in export.FORMATS:
+            raise HttpError(400, "invalid_format", "`format` must be csv, ndjson or ocsf", "format")
         query = _parse_query(settings.max_query_limit, paged=False)
         audit("export_requested", metadata={"format": fmt, "filters": query.filters()})
         rows = queries.stream(services.pool, query, max_rows=settings.max_export_rows)
-        return Response(stream_with_context(export.lines(rows, fmt)), mimetype=export.MIMETYPES[fmt], headers={
-            "Content-Disposition": f'attachment; filename="audit-events.{fmt}"'})
+        types = ocsf.types_from_catalogue(catalog.event_types(services.pool)) if fmt == "ocsf" else None
+        return Response(stream_with_context(export.lines(rows, fmt, ocsf_types=types)),
+                        mimetype=export.MIMETYPES[fmt],
+                        headers={"Content-Disposition": f'attachment; filename="audit-events.{export.EXTENSIONS[fmt]}"'})
 
     @bp.delete("/api/v1/logs/<event_id>")
     @require(Permission.DELETE)

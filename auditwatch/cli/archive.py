@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from auditwatch.cli.context import Context, pass_ctx, whoami
-from auditwatch.services import archive_root
+from auditwatch.services import cold_store
 from storage.cold.errors import ArchiveError
 from storage.cold.store import ColdStore
 from storage.errors import HoldNotFound, LegalHoldError, StorageError
@@ -17,7 +17,7 @@ from storage.timescale import archive, legal_hold, retention, self_audit
 
 def _store(ctx: Context) -> ColdStore:
     try:
-        return ColdStore(archive_root(ctx.settings))
+        return cold_store(ctx.settings)
     except ArchiveError as exc:
         raise click.UsageError(str(exc)) from None
 

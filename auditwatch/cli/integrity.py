@@ -13,8 +13,7 @@ import psycopg
 
 from auditwatch import integrity as keys
 from auditwatch.cli.context import Context, pass_ctx
-from auditwatch.services import archive_root
-from storage.cold.store import ColdStore
+from auditwatch.services import cold_store
 from storage.errors import StorageError
 from storage.integrity import checkpoints
 from storage.timescale import sealing
@@ -103,7 +102,7 @@ def verify(ctx: Context, since: datetime | None, until: datetime | None, anchors
     pool = ctx.pool()
     progress = _Progress()
     try:
-        cold = verification.cold_reader(pool, ColdStore(archive_root(ctx.settings)))
+        cold = verification.cold_reader(pool, cold_store(ctx.settings))
         report = verification.verify(pool, trusted_keys=trusted, since=since, until=until, anchors=exported,
                                      progress=progress, cold=cold, now=datetime.now(UTC),
                                      checkpoint_every=timedelta(seconds=ctx.settings.integrity_checkpoint_seconds))

@@ -14,10 +14,12 @@ from auditwatch.cli import (
     archive,
     db,
     demo,
+    export,
     ingest,
     integrity,
     notebooks,
     report,
+    rules,
     run,
     storage,
 )
@@ -42,7 +44,7 @@ def main(ctx: click.Context, config: str | None, log_format: str | None) -> None
 
 
 for _command in (db.db_group, db.migrate, run.serve, run.worker, run.up, storage.storage, access.keys, access.users,
-                 demo.demo, archive.archive_group, archive.retention_group, archive.hold_group, integrity.verify,
-                 integrity.integrity_group, alerts.alerts, *analytics.COMMANDS, *ingest.COMMANDS,
-                 notebooks.seed_demo_command, report.report_group):
+                 demo.demo, export.export, archive.archive_group, archive.retention_group, archive.hold_group,
+                 integrity.verify, integrity.integrity_group, alerts.alerts, rules.rules_group, *analytics.COMMANDS,
+                 *ingest.COMMANDS, notebooks.seed_demo_command, report.report_group):
     main.add_command(_command)

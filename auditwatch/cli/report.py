@@ -12,12 +12,11 @@ import click
 from auditwatch import integrity as signing
 from auditwatch.cli.context import Context, pass_ctx, whoami
 from auditwatch.cli.integrity import WHEN
-from auditwatch.services import archive_root
+from auditwatch.services import cold_store
 from reports import engine, registry
 from reports.errors import RenderError, ReportError
 from reports.model import Params
 from reports.source import Source
-from storage.cold.store import ColdStore
 from storage.dataapi import AuditData
 from storage.errors import InvalidFilter, StorageError
 from storage.timescale import reports as stored_reports
@@ -104,7 +103,7 @@ def report_run(ctx: Context, name: str | None, start: datetime | None, end: date
     except (ReportError, StorageError) as exc:
         raise click.UsageError(str(exc)) from None
     now = datetime.now(UTC)
-    archive = ColdStore(archive_root(ctx.settings))
+    archive = cold_store(ctx.settings)
     with ctx.pooled(usage_errors=(ReportError, InvalidFilter), errors=(StorageError, RenderError)) as pool:
         source = Source(AuditData(pool, read_only=False, cold=archive))
         generated = engine.generate(source, params, out_dir, generated_by=f"cli:{whoami()}", now=now,

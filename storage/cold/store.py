@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 import pyarrow as pa
@@ -15,6 +17,7 @@ import pyarrow.parquet as pq
 
 from storage.cold.errors import ArchiveCorrupt, ArchiveError
 from storage.cold.layout import DEFAULT_LAYOUT, Layout
+from storage.cold.remote import ObjectStoreOptions, options_from, split_url
 
 Hook = Callable[[str], None]
 _READ_BLOCK = 1 << 20
@@ -33,20 +36,41 @@ def _no_hook(step: str) -> None:
 
 
 class ColdStore:
-    """An archive root: a local directory (the default) or any pyarrow filesystem URL (s3://, gs://, ...)."""
+    """An archive root: a local directory (the default) or an object-store URL (s3://, gs://, ...).
 
-    def __init__(self, root: str | Path) -> None:
+    S3-protocol stores (AWS, MinIO, Ceph, R2) take their endpoint, region, addressing style and
+    credentials from ``options`` and from the URL's query string (see storage.cold.remote); the same
+    settings reach pyarrow, which writes, lists and checks files, and Polars, which scans them.
+    """
+
+    def __init__(self, root: str | Path, *, options: ObjectStoreOptions | Mapping[str, Any] | None = None) -> None:
         text = str(root)
         if not text:
             raise ArchiveError("the archive root is empty; set `archive_url` (a directory or a URL such as s3://bucket/audit)")
+        from_url = ObjectStoreOptions()
         if "://" not in text:
             text = str(Path(text).expanduser().resolve())
+        elif urlsplit(text).scheme.lower() == "s3":
+            text, from_url = split_url(text)
+        self.options = from_url.merged(options_from(options))
+        self.storage_options: dict[str, str] | None = None
         try:
-            self.fs, self.base = pafs.FileSystem.from_uri(text)
+            parts = urlsplit(text)
+            if parts.scheme.lower() == "s3":
+                bucket_and_prefix = (parts.netloc + parts.path).strip("/")
+                text = f"s3://{bucket_and_prefix}"
+                if not parts.netloc:
+                    raise ArchiveError(f"the archive URL {text!r} names no bucket; write s3://bucket/prefix")
+                self.fs, self.base = self.options.arrow_s3(), bucket_and_prefix
+                self.storage_options = self.options.polars()
+            else:
+                # Other object stores (gs://, ...) keep pyarrow's own URL options; file URIs drop them.
+                self.fs, self.base = pafs.FileSystem.from_uri(text)
+                text = urlsplit(text)._replace(query="", fragment="").geturl()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise ArchiveError(f"cannot open the archive root {text!r} ({exc}); use a directory or a URL "
                                "pyarrow understands, such as s3://bucket/prefix") from None
-        self.root = text
+        self.root = text  # without the query string: safe to show, and the base of every file's URI
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.base = self.base.rstrip("/")
 
@@ -54,7 +78,7 @@ class ColdStore:
         return f"{self.base}/{path}"
 
     def uri(self, path: str) -> str:
-        """A location Polars can scan."""
+        """A location Polars can scan (with ``storage_options``)."""
         if self.local:
             return self.full_path(path)
         return f"{self.root.rstrip('/')}/{path}"
@@ -160,7 +184,8 @@ class ColdStore:
 
     def scan(self, paths: Sequence[str]) -> pl.LazyFrame:
         """A lazy frame over the given files; filters push down to row-group statistics."""
-        return pl.scan_parquet([self.uri(p) for p in paths], hive_partitioning=False)
+        return pl.scan_parquet([self.uri(p) for p in paths], hive_partitioning=False,
+                               storage_options=self.storage_options)
 
     def remove(self, path: str) -> bool:
         """Delete a file (and a leftover ``.tmp`` twin); False if there was nothing to delete."""
@@ -171,7 +196,13 @@ class ColdStore:
                 removed = True
         return removed
 
+    def listing(self) -> dict[str, int]:
+        """Every file under the root (catalogued or not, ``.tmp`` leftovers included): path → bytes."""
+        selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        prefix = self.base + "/"
+        return {info.path[len(prefix):]: info.size or 0 for info in self.fs.get_file_info(selector)
+                if info.type == pafs.FileType.File and info.path.startswith(prefix)}
+
     def total_bytes(self) -> int:
         """Bytes of every file under the root (catalogued or not), for status reports."""
-        selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
-        return sum(info.size or 0 for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File)
+        return sum(self.listing().values())

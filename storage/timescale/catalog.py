@@ -9,6 +9,7 @@ change: there is never a change without its record, nor a record of a change tha
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,6 +47,24 @@ class EventType:
     ocsf_class: str | None
     builtin: bool
     reserved: bool = False  # only the platform writes it; ingest refuses it (migration 0014)
+    class_uid: int | None = None  # OCSF 1.x (migration 0015); None: exported as the Base Event
+    activity_id: int | None = None
+    type_uid: int | None = None  # class_uid * 100 + activity_id, computed by the database
+
+
+_CLASS_UID = re.compile(r"\[(\d{1,5})\]\s*$")
+
+
+def ocsf_ids(ocsf_class: str | None, class_uid: int | None = None,
+             activity_id: int | None = None) -> tuple[int | None, int | None]:
+    """The OCSF ids to store for a new type: as given, else the class from a caption "Name [3002]" with
+    activity 99 (Other); neither when the caption names no class."""
+    if class_uid is None and ocsf_class:
+        found = _CLASS_UID.search(ocsf_class)
+        class_uid = int(found.group(1)) if found else None
+    if class_uid is None:
+        return None, None
+    return class_uid, 99 if activity_id is None else activity_id
 
 
 # -- event types -----------------------------------------------------------------------------
@@ -53,18 +72,21 @@ class EventType:
 def event_types(pool: ConnectionPool) -> list[EventType]:
     with pool.connection() as conn, conn.cursor(row_factory=class_row(EventType)) as cur:
         return cur.execute(
-            "SELECT event_type, description, ocsf_class, builtin, reserved FROM event_types ORDER BY event_type"
+            "SELECT event_type, description, ocsf_class, builtin, reserved, class_uid, activity_id, type_uid "
+            "FROM event_types ORDER BY event_type"
         ).fetchall()
 
 
 def add_event_type(pool: ConnectionPool, event_type: str, description: str, ocsf_class: str | None,
-                   created_by: str, *, audit: Auditor | None = None) -> bool:
+                   created_by: str, *, audit: Auditor | None = None, class_uid: int | None = None,
+                   activity_id: int | None = None) -> bool:
     """Add a type to the catalogue; False if it was already there (then nothing is audited)."""
+    class_uid, activity_id = ocsf_ids(ocsf_class, class_uid, activity_id)
     with pool.connection() as conn, conn.transaction():
         row = conn.execute(
-            "INSERT INTO event_types (event_type, description, ocsf_class, created_by) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING RETURNING 1",
-            (event_type, description, ocsf_class, created_by),
+            "INSERT INTO event_types (event_type, description, ocsf_class, created_by, class_uid, activity_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            (event_type, description, ocsf_class, created_by, class_uid, activity_id),
         ).fetchone()
         if row is not None and audit is not None:
             self_audit.store(conn, audit("config_change", {"change": "event_type_added"}, event_type))

@@ -267,13 +267,14 @@ def apply(pool: ConnectionPool, store: ColdStore, *, now: datetime, audit: Audit
 
 # -- scheduled jobs -------------------------------------------------------------------------------
 
-def archive_job(pool: ConnectionPool, archive_root: str) -> ArchiveResult | None:
+def archive_job(pool: ConnectionPool, archive_root: str,
+                archive_options: Mapping[str, str] | None = None) -> ArchiveResult | None:
     """Hot retention: archive chunks past ``hot_days`` (runs a few times a day; idempotent)."""
     now = datetime.now(UTC)
     with pool.connection() as conn:
         policy = load_policy(conn)
     try:
-        result = archive.run(pool, ColdStore(archive_root), now=now, hot_days=policy.hot_days,
+        result = archive.run(pool, ColdStore(archive_root, options=archive_options), now=now, hot_days=policy.hot_days,
                              audit=self_audit.auditor("worker", lambda: datetime.now(UTC)),
                              progress=lambda chunk, outcome: log.info("archive: %s %s", chunk.name, outcome))
     except ArchiveBusy as exc:
@@ -284,10 +285,11 @@ def archive_job(pool: ConnectionPool, archive_root: str) -> ArchiveResult | None
     return result
 
 
-def expire_job(pool: ConnectionPool, archive_root: str) -> RetentionResult | None:
+def expire_job(pool: ConnectionPool, archive_root: str,
+               archive_options: Mapping[str, str] | None = None) -> RetentionResult | None:
     """Cold retention: delete archived rows past their retention (idempotent)."""
     try:
-        result = apply(pool, ColdStore(archive_root), now=datetime.now(UTC),
+        result = apply(pool, ColdStore(archive_root, options=archive_options), now=datetime.now(UTC),
                        audit=self_audit.auditor("worker", lambda: datetime.now(UTC)),
                        progress=lambda a: log.info("retention: %s %s", a.file.path, a.action))
     except ArchiveBusy as exc:

@@ -450,7 +450,8 @@ def test_event_types_are_added_and_then_accepted(client, make_key, users, conn):
     assert client.post("/api/v1/event-types", json=body, headers=admin).get_json()["created"] is False
 
     listed = {t["event_type"]: t for t in client.get("/api/v1/event-types", headers=admin).get_json()["event_types"]}
-    assert listed["vpn.connect"] == {**body, "builtin": False, "reserved": False}
+    assert listed["vpn.connect"] == {**body, "builtin": False, "reserved": False,
+                                     "class_uid": 4001, "activity_id": 99, "type_uid": 400199}  # from the caption
     assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'config_change' "
                         "AND resource_id = 'vpn.connect'").fetchone()[0] == 1
 

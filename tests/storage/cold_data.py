@@ -93,6 +93,16 @@ def assert_each_once(pool: ConnectionPool, store: ColdStore, events: list[EventR
     wanted = {(str(e.event_id), e.timestamp) for e in events}
     counted = [k for k in keys if k in wanted]
     assert len(counted) == len(wanted) == len(set(counted))
-    on_disk = {str(p.relative_to(store.base)) for p in __import__("pathlib").Path(store.base).rglob("*")
-               if p.is_file()}
+    on_disk = set(store.listing())
     assert on_disk == {f.path for f in live}, "files on disk that the catalogue does not list as live"
+
+
+def read_bytes(store: ColdStore, path: str) -> bytes:
+    with store.fs.open_input_stream(store.full_path(path)) as fh:
+        return fh.read()
+
+
+def overwrite(store: ColdStore, path: str, data: bytes) -> None:
+    """Change a file behind the archiver's back (what an attacker or a bad disk would do)."""
+    with store.fs.open_output_stream(store.full_path(path)) as out:
+        out.write(data)

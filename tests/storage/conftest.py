@@ -66,3 +66,64 @@ def migrate_up_to(conn, version: int) -> None:
             conn.execute(m.sql)
             conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                          (m.version, m.name, m.checksum))
+
+
+# -- the cold tier's store: a local directory, and a real S3-protocol server ------------------------
+
+S3_CREDENTIALS = {"access_key_id": "auditwatch-test", "secret_access_key": "auditwatch-test-secret"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server in its own process on loopback (the real S3 wire protocol, path-style)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto_server did not start on port {port} (exit {proc.poll()})") from None
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def new_bucket(endpoint: str) -> str:
+    """A fresh bucket, made with an independent client (boto3), not with the code under test."""
+    import boto3
+
+    name = f"aw-{uuid.uuid4().hex[:16]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=S3_CREDENTIALS["access_key_id"],
+                          aws_secret_access_key=S3_CREDENTIALS["secret_access_key"])
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """The cold tier's store, once on local disk and once in a bucket of a real S3-protocol server."""
+    from storage.cold.store import ColdStore
+
+    if request.param == "local":
+        return ColdStore(tmp_path / "archive")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = new_bucket(endpoint)
+    # The non-secret options in the URL (as `archive_url` carries them), the credentials beside it.
+    return ColdStore(f"s3://{bucket}/audit/cold?endpoint={endpoint}&region=us-east-1&path_style=true",
+                     options=S3_CREDENTIALS)

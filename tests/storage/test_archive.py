@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 
 from storage.cold.schema import METADATA_KEY
@@ -21,14 +19,11 @@ from tests.storage.cold_data import (
     assert_nothing_lost,
     audit,
     event,
+    overwrite,
+    read_bytes,
     seed,
     write,
 )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ColdStore:
-    return ColdStore(tmp_path / "archive")
 
 
 def run(pool, store, **kwargs):
@@ -47,12 +42,12 @@ def test_old_chunks_go_to_day_partitioned_parquet_and_recent_ones_stay(pool, sto
     for f in files:
         day = f.day
         assert f.path.startswith(f"year={day:%Y}/month={day:%m}/day={day:%d}/")
-        assert (Path(store.base) / f.path).is_file()
-        assert not list(Path(store.base).rglob("*.tmp"))
+        assert store.exists(f.path)
+        assert not [p for p in store.listing() if p.endswith(".tmp")]
         assert f.rows and f.bytes and len(f.sha256) == 64 and f.completed_at is not None
         assert f.range_start.date() == day and f.min_time >= f.range_start and f.max_time < f.range_end
         store.verify(f.path, rows=f.rows, sha256=f.sha256)
-        metadata = pq.read_schema(Path(store.base) / f.path).metadata
+        metadata = store.read(f.path).schema.metadata
         assert orjson.loads(metadata[METADATA_KEY])["columns"][0] == ["event_id", "uuid"]
     # The hypertable keeps only what is younger than 90 days, plus the archiver's own audit records.
     hot = queries.search(pool, EventQuery(limit=1000)).events
@@ -83,7 +78,7 @@ def test_parquet_holds_every_column_exactly_as_postgresql_stores_it(pool, store,
         'ORDER BY event_type COLLATE "C", user_id COLLATE "C", "timestamp", event_id').fetchall()
     run(pool, store)
     [f] = archive.list_files(pool, states=("complete",))
-    table = pq.read_table(Path(store.base) / f.path)
+    table = store.read(f.path)
     assert table.column_names == ["event_id", "timestamp", "event_type", "user_id", "outcome", "source",
                                   "source_ip", "source_country", "source_asn", "user_agent", "resource_id",
                                   "metadata", "received_at", "batch_seq"]
@@ -143,7 +138,7 @@ def test_a_crash_at_any_step_loses_nothing_and_a_rerun_finishes(pool, store, ste
     # No half file is ever in the catalogue as live, and pending rows own no file yet.
     with pool.connection() as c:
         for f in archive.files(c, states=("pending",)):
-            assert not (Path(store.base) / f.path).exists() or step in ("file_renamed",)
+            assert not store.exists(f.path) or step in ("file_renamed",)
 
     result = run(pool, store)
     assert_nothing_lost(pool, store, events)
@@ -225,8 +220,7 @@ def test_a_tampered_verified_file_is_re_exported_not_trusted(pool, store):
     with pytest.raises(Crash):
         run(pool, store, hook=hook)
     [f] = archive.list_files(pool, states=("verified",))
-    path = Path(store.base) / f.path
-    path.write_bytes(path.read_bytes()[:-10])  # truncated after verification
+    overwrite(store, f.path, read_bytes(store, f.path)[:-10])  # truncated after verification
     run(pool, store)
     assert archive.list_files(pool, states=("failed",))[0].archive_id == f.archive_id
     assert_each_once(pool, store, events)

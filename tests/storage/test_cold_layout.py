@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 import random
 from datetime import timedelta
-from pathlib import Path
 
 import polars as pl
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
 from storage.cold.layout import CLUSTERED, DEFAULT_LAYOUT, TIME_ORDER
-from storage.cold.store import ColdStore
 from storage.timescale import archive, db, migrations, retention
 from storage.timescale.retention import RetentionPolicy
 from tests.storage.cold_data import NOW, audit, event, seed, write
@@ -23,11 +22,6 @@ from tests.storage.cold_data import NOW, audit, event, seed, write
 # and 'é' after 'z'. The files must follow byte order, as Parquet statistics and Polars compare.
 USERS = ("alice", "Zed", "émile", "bob", "42", "zoé")
 TYPES = ("user_login", "file_download", "data_export")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ColdStore:
-    return ColdStore(tmp_path / "archive")
 
 
 def _mixed_day(pool, n: int = 300) -> list:
@@ -41,8 +35,9 @@ def _mixed_day(pool, n: int = 300) -> list:
 
 def _file(pool, store) -> tuple[pq.ParquetFile, pl.DataFrame]:
     [f] = archive.list_files(pool, states=("complete",))
-    path = Path(store.base) / f.path
-    return pq.ParquetFile(path), pl.read_parquet(path)
+    with store.fs.open_input_file(store.full_path(f.path)) as fh:
+        parquet = pq.ParquetFile(pa.BufferReader(fh.read()))
+    return parquet, store.scan([f.path]).collect()
 
 
 def _byte_order(frame: pl.DataFrame, order) -> list[tuple]:

@@ -10,7 +10,6 @@ import hashlib
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pyarrow as pa
@@ -474,11 +473,12 @@ def test_the_key_file_is_created_private_once_and_refused_when_readable_by_other
 # -- the Parquet cold tier ---------------------------------------------------------------------------------
 
 @pytest.fixture
-def cold(pool, tmp_path, key):
-    """Sealed events on five old days archived to Parquet (chunks dropped), a checkpoint, and a reader."""
+def cold(pool, store, key):
+    """Sealed events on five old days archived to Parquet (chunks dropped), a checkpoint, and a reader.
+
+    Once on local disk and once on a real S3 server (the ``store`` fixture)."""
     import random
 
-    from storage.cold.store import ColdStore
     from storage.timescale import archive
     from tests.storage.cold_data import NOW, OLD_DAYS, audit, event
 
@@ -487,11 +487,21 @@ def cold(pool, tmp_path, key):
               for d in OLD_DAYS for i in range(8)] + [event(NOW - timedelta(hours=2), rng=rng)]
     for i in range(0, len(events), 10):
         EventWriter(pool).write(events[i:i + 10])
-    store = ColdStore(tmp_path / "archive")
     result = archive.run(pool, store, now=NOW, hot_days=90, audit=audit())
     assert result.rows == 8 * len(OLD_DAYS)
     sealing.write_checkpoint(pool, key, now=NOW)
     return store, verify.cold_reader(pool, store), archive.list_files(pool, states=("complete",))
+
+
+def _replace_parquet(store, path: str, table: pa.Table) -> bytes:
+    """Rewrite an archive file behind the archiver's back; returns the new bytes."""
+    from tests.storage.cold_data import overwrite
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    data = sink.getvalue().to_pybytes()
+    overwrite(store, path, data)
+    return data
 
 
 def test_archived_events_verify_from_parquet_and_their_files_are_checked(cold, check, conn):
@@ -504,11 +514,10 @@ def test_archived_events_verify_from_parquet_and_their_files_are_checked(cold, c
 
 def test_editing_a_parquet_file_is_detected(cold, check):
     store, reader, files = cold
-    path = Path(store.base) / files[1].path
-    table = pq.read_table(path)
+    table = store.read(files[1].path)
     edited = table.set_column(table.schema.get_field_index("user_id"), "user_id",
                               pa.array(["mallory"] * table.num_rows))
-    pq.write_table(edited, path)
+    _replace_parquet(store, files[1].path, edited)
     report = check(cold=reader)
     assert report.first.kind == "archive_file" and "SHA-256" in report.first.message
     assert files[1].path in report.first.message
@@ -516,18 +525,17 @@ def test_editing_a_parquet_file_is_detected(cold, check):
 
 def test_editing_a_parquet_file_and_its_catalogue_row_is_still_detected(cold, check, conn):
     store, reader, files = cold
-    path = Path(store.base) / files[1].path
-    table = pq.read_table(path)
-    pq.write_table(table.set_column(table.schema.get_field_index("outcome"), "outcome",
-                                    pa.array(["success"] * table.num_rows)), path)
+    table = store.read(files[1].path)
+    data = _replace_parquet(store, files[1].path, table.set_column(
+        table.schema.get_field_index("outcome"), "outcome", pa.array(["success"] * table.num_rows)))
     conn.execute("UPDATE log_archives SET sha256 = %s, bytes = %s WHERE archive_id = %s",
-                 (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size, files[1].archive_id))
+                 (hashlib.sha256(data).hexdigest(), len(data), files[1].archive_id))
     assert "content_changed" in kinds(check(cold=reader))
 
 
 def test_deleting_a_parquet_file_is_detected(cold, check):
     store, reader, files = cold
-    (Path(store.base) / files[2].path).unlink()
+    store.fs.delete_file(store.full_path(files[2].path))
     report = check(cold=reader)
     assert "archive_file" in kinds(report) and "missing" in report.first.message
     assert "archive_incomplete" in kinds(report)

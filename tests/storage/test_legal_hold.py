@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from storage.cold.store import ColdStore
 from storage.errors import HoldNotFound, LegalHoldError
 from storage.timescale import archive, legal_hold, queries
 from storage.timescale.queries import EventQuery
@@ -58,7 +56,7 @@ def test_releasing_an_unknown_or_released_hold_says_so(pool):
 
 
 @pytest.mark.parametrize("scope", ["user", "case", "time"])
-def test_a_hold_keeps_matching_chunks_hot_until_released(pool, tmp_path: Path, scope):
+def test_a_hold_keeps_matching_chunks_hot_until_released(pool, store, scope):
     events = seed(pool, days=(100, 99), per_day=20, recent=0)
     held_day = (NOW - timedelta(days=100)).date()
     if scope == "user":
@@ -70,7 +68,6 @@ def test_a_hold_keeps_matching_chunks_hot_until_released(pool, tmp_path: Path, s
         hold = place(pool, case_id="LIT-9")
     else:
         hold = place(pool, start_time=NOW - timedelta(days=100), end_time=NOW - timedelta(days=99, hours=23))
-    store = ColdStore(tmp_path / "archive")
     result = archive.run(pool, store, now=NOW, hot_days=90, audit=audit())
     assert len(result.held) == 1 and len(result.archived) == 1
     assert [f.day for f in archive.list_files(pool, states=("complete",))] == [(NOW - timedelta(days=99)).date()]
@@ -82,9 +79,8 @@ def test_a_hold_keeps_matching_chunks_hot_until_released(pool, tmp_path: Path, s
     assert len(result.archived) == 1 and result.held == []
 
 
-def test_a_hold_placed_during_the_export_stops_the_drop(pool, tmp_path: Path):
+def test_a_hold_placed_during_the_export_stops_the_drop(pool, store):
     seed(pool, days=(100,), per_day=10, recent=0)
-    store = ColdStore(tmp_path / "archive")
 
     def hook(step: str) -> None:
         if step == "before_drop":

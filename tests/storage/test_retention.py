@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from storage import tiers
-from storage.cold.store import ColdStore
 from storage.timescale import archive, catalog, legal_hold, queries, retention
 from storage.timescale.queries import EventQuery
-from tests.storage.cold_data import NOW, assert_each_once, audit, seed
+from tests.storage.cold_data import NOW, assert_each_once, audit, overwrite, read_bytes, seed
 
 # Seven years and a bit later: the cutoff falls at midnight starting NOW - 97 days, so the
 # three oldest archived days (100, 99, 98 days before NOW) have expired under the 7-year default.
 LATER = (NOW - timedelta(days=97)).replace(year=NOW.year + 7)
 EXPIRED_DAYS = {(NOW - timedelta(days=d)).date() for d in (100, 99, 98)}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ColdStore:
-    return ColdStore(tmp_path / "archive")
 
 
 @pytest.fixture
@@ -147,12 +140,11 @@ def test_a_crash_during_retention_loses_nothing_that_must_stay(pool, store, arch
 
 def test_a_tampered_file_is_reported_not_rewritten(pool, store, archived):
     victim = next(f for f in archive.list_files(pool, states=("complete",)) if f.day in EXPIRED_DAYS)
-    path = Path(store.base) / victim.path
-    path.write_bytes(path.read_bytes() + b"x")
+    overwrite(store, victim.path, read_bytes(store, victim.path) + b"x")
     result = retention.apply(pool, store, now=LATER, audit=audit())
     assert [a.file.archive_id for a in result.problems] == [victim.archive_id]
     assert "SHA-256" in result.problems[0].problem
-    assert path.exists()
+    assert store.exists(victim.path)
 
 
 def test_policy_reads_the_retention_setting_with_defaults(pool):

@@ -63,7 +63,7 @@ def _query_params(*, paged: bool) -> list[dict[str, Any]]:
             {"name": "include_total", "in": "query", "schema": {"type": "boolean", "default": False}},
         ]
     else:
-        params.append({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "ndjson"]}})
+        params.append({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "ndjson", "ocsf"]}})
     return params
 
 
@@ -109,7 +109,7 @@ DOCUMENT: dict[str, Any] = {
                                    "413": _ERROR, "415": _ERROR, "429": _ERROR, **_AUTH_ERRORS}},
         },
         "/api/v1/logs/export": {
-            "get": {"summary": "Stream matching events as CSV or NDJSON", "x-permission": "export",
+            "get": {"summary": "Stream matching events as CSV, NDJSON or OCSF 1.1 NDJSON", "x-permission": "export",
                     "parameters": _query_params(paged=False),
                     "responses": {"200": {"description": "a streamed file",
                                           "content": {"text/csv": {}, "application/x-ndjson": {}}}, **_AUTH_ERRORS}},
