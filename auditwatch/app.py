@@ -97,7 +97,7 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     def unavailable(exc: DatabaseUnavailable):
         log.error("database unavailable: %s", exc)
         return json_response({"code": "unavailable", "message": "the database is unavailable; retry later",
-                              "field": None}, 503, {"Retry-After": "5"})
+                              "field": None}, 503, {"Retry-After": str(exc.retry_after)})
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
