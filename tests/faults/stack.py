@@ -248,6 +248,8 @@ class HttpLoad:
     acked: list[str] = field(default_factory=list)
     statuses: dict[int | str, int] = field(default_factory=dict)
     first_ok_after: list[float] = field(default_factory=list)  # per outage: seconds from mark() to the next 201
+    refusal_seconds: list[float] = field(default_factory=list)  # how long each 503 took to arrive
+    retry_after: set[str] = field(default_factory=set)  # Retry-After values of the 503s
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _mark: float | None = None
@@ -280,6 +282,7 @@ class HttpLoad:
                     "event_type": "user_login", "user_id": self.user,
                     "outcome": "failure" if self.failed_logins else random.choice(["success", "failure"])}
             while not self._stop.is_set():  # the same event until acknowledged
+                started = time.monotonic()
                 try:
                     response = session.post(self.url + "/api/v1/logs", json=body, headers=headers, timeout=10)
                     status: int | str = response.status_code
@@ -287,6 +290,10 @@ class HttpLoad:
                     status = "connection_error"
                     session = requests.Session()
                 self._count(status)
+                if status == 503:
+                    with self._lock:
+                        self.refusal_seconds.append(time.monotonic() - started)
+                        self.retry_after.add(response.headers.get("Retry-After", ""))
                 if status in (200, 201):
                     with self._lock:
                         self.acked.append(body["event_id"])
