@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool
 from storage.timescale import db
 from storage.timescale.cluster import DATABASE
 from tests.faults.cluster import private_cluster
-from tests.faults.stack import HttpLoad, Stack, SyslogLoad
+from tests.faults.stack import HttpLoad, Stack, SyslogLoad, repeated_pages
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -50,25 +50,25 @@ def _plain_pool(url: str) -> ConnectionPool:
 def _outage(cluster, pool, down: float, threads: int = 4) -> dict:
     failures: list[float] = []  # seconds each failing call took while the server was down
     after_up: list[str] = []  # outcomes of calls made after the server was back, in order
-    state = {"phase": "up", "up_at": 0.0, "first_ok": None}
-    longest = [0.0]  # the longest call begun while the server was down, however it ended
+    state = {"phase": "up", "down_at": 0.0, "up_at": 0.0, "first_ok": None}
+    longest = [0.0]  # the longest call that overlapped the outage, however it ended
     stop = threading.Event()
     lock = threading.Lock()
 
     def client() -> None:
         while not stop.is_set():
             started = time.monotonic()
-            began_down = state["phase"] == "down"
             try:
                 with pool.connection() as conn:
                     conn.execute("SELECT 1")
                 ok = True
             except Exception:  # noqa: BLE001 - every failure kind is the measurement
                 ok = False
-            took = time.monotonic() - started
+            ended = time.monotonic()
+            took = ended - started
             with lock:
-                if began_down:
-                    longest[0] = max(longest[0], took)
+                if state["down_at"] and ended >= state["down_at"] and (not state["up_at"] or started <= state["up_at"]):
+                    longest[0] = max(longest[0], took)  # a call that overlapped the outage
                 if state["phase"] == "down" and not ok:
                     failures.append(took)
                 elif state["phase"] == "back":
@@ -82,6 +82,7 @@ def _outage(cluster, pool, down: float, threads: int = 4) -> dict:
     for w in workers:
         w.start()
     time.sleep(1)
+    state["down_at"] = time.monotonic()
     cluster.down()
     state["phase"] = "down"
     time.sleep(down)
@@ -171,32 +172,29 @@ def stack_faults(restarts: int, kills: int, pause: float) -> None:
         for kind, name in schedule(restarts, kills):
             if kind == "restart":
                 stack.restart_postgres(down_for=2.0)
-                for load in loads.values():  # from the moment pg_ctl reports the server up
-                    load.mark()
+                up_at = time.monotonic()  # pg_ctl reports the server up
+                counts = {api: len(load.acked) for api, load in loads.items()}
                 for api, load in loads.items():
-                    _wait_for_ack(load)
                     recovery.setdefault(f"postgres (2 s down) → {api}: first 201 after up", []).append(
-                        load.first_ok_after[-1])
+                        _next_ack(load, counts[api], up_at))
             else:
-                if name in loads:
-                    loads[name].mark()
+                component = stack.components[name]
+                t0 = time.monotonic()
                 if name == "worker":
                     before = stack.checkpoints()
-                    t0 = time.monotonic()
-                    ready.setdefault(name, []).append(stack.kill_and_restart(name))
+                component.kill()
+                count = len(loads[name].acked) if name in loads else 0
+                component.start()
+                ready.setdefault(name, []).append(component.wait_ready())
+                if name == "worker":
                     while stack.checkpoints() <= before and time.monotonic() - t0 < 120:
                         time.sleep(0.2)
                     recovery.setdefault("worker: SIGKILL → next signed checkpoint", []).append(time.monotonic() - t0)
                 elif name == "writer":
-                    t0 = time.monotonic()
-                    ready.setdefault(name, []).append(stack.kill_and_restart(name))
                     _drained(stack, bus.acked[:], 120)
                     recovery.setdefault("writer: SIGKILL → bus backlog stored", []).append(time.monotonic() - t0)
                 else:
-                    t0 = time.monotonic()
-                    ready.setdefault(name, []).append(stack.kill_and_restart(name))
-                    _wait_for_ack(loads[name])
-                    recovery.setdefault(f"{name}: SIGKILL → first 201", []).append(time.monotonic() - t0)
+                    recovery.setdefault(f"{name}: SIGKILL → first 201", []).append(_next_ack(loads[name], count, t0))
             time.sleep(pause)
         for load in (direct, bus, burst, syslog):
             load.stop()
@@ -210,14 +208,13 @@ def stack_faults(restarts: int, kills: int, pause: float) -> None:
         verify = stack.verify()
         pages = stack.notifications()
         ids = Counter(p["notification_id"] for p in pages)
-        firing = Counter((a["fingerprint"], a.get("started_at")) for p in pages for a in p.get("alerts", [])
-                         if a.get("status") == "firing")
         total = time.monotonic() - started
         print(f"  faults: {stack.pg_restarts} restarts, kills {dict((n, c.kills) for n, c in stack.components.items())}")
         print(f"  acknowledged over HTTP: {len(everything):,} (direct {len(direct.acked) + len(burst.acked):,}, "
               f"bus {len(bus.acked):,}); stored: {len(stored):,}; lost: {len(everything) - len(stored)}; "
               f"stored twice or more: {sum(1 for c in stored.values() if c > 1)}; drained {drain:.1f} s after the load")
-        print(f"  syslog lines sent: {syslog.sent:,}; stored: {len(lines):,}; "
+        print(f"  syslog lines sent: {syslog.sent:,} (connection dropped {syslog.disconnects} times); "
+              f"stored: {len(lines):,}; "
               f"doubled: {sum(1 for c in lines.values() if c > 1)}")
         statuses: Counter = Counter()
         for load in (direct, bus, burst):
@@ -229,22 +226,27 @@ def stack_faults(restarts: int, kills: int, pause: float) -> None:
               f"{sorted(direct.retry_after | bus.retry_after | burst.retry_after)}")
         print(f"  verify: exit {verify.returncode}: {verify.stdout.strip().splitlines()[-1] if verify.stdout.strip() else verify.stderr[-300:]}")
         print(f"  notifications: {len(pages)}; delivered twice: {sum(1 for c in ids.values() if c > 1)}; "
-              f"alerts paged twice: {sum(1 for c in firing.values() if c > 1)}")
+              f"paged again with nothing new: {len(repeated_pages(pages))}")
+        for page in pages:
+            print("    page", page["notification_id"], [(a.get("fingerprint"), a.get("status"), a.get("started_at"),
+                                                       a.get("firing_at"), a.get("resolved_at"))
+                                                      for a in page.get("alerts", [])])
         print(f"  {'recovery':52} {'n':>3} {'p50':>7} {'max':>7}")
         for what, values in {**recovery, **{f"{n}: restart → ready (supervisor)": v for n, v in ready.items()}}.items():
             print(f"  {what:52} {len(values):>3} {statistics.median(values):>6.2f}s {max(values):>6.2f}s")
         print(f"  whole run: {total:.0f} s")
     finally:
-        stack.destroy()
+        stack.destroy(keep_logs=Path(tempfile.gettempdir()) / "auditwatch-bench-faults-logs")
 
 
-def _wait_for_ack(load: HttpLoad, timeout: float = 60) -> None:
-    before = len(load.first_ok_after)
+def _next_ack(load: HttpLoad, count: int, since: float, timeout: float = 60) -> float:
+    """Seconds from ``since`` until ``load`` has more than ``count`` acknowledgements."""
     deadline = time.monotonic() + timeout
-    while len(load.first_ok_after) == before and time.monotonic() < deadline:
+    while len(load.acked) <= count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no acknowledgement from {load.url} within {timeout} s")
         time.sleep(0.02)
-    if len(load.first_ok_after) == before:
-        raise RuntimeError(f"no acknowledgement from {load.url} within {timeout} s")
+    return time.monotonic() - since
 
 
 def _drained(stack: Stack, ids: list[str], timeout: float) -> float:

@@ -136,7 +136,8 @@ class Stack:
             "api_bus": Component("api_bus", ["serve", "--port", str(self.api_bus_port)], bus, logs / "api_bus.log",
                                  lambda: _healthy(self.api_bus_port)),
             "writer": Component("writer", ["writer"], bus, logs / "writer.log",
-                                lambda: "consuming" in (logs / "writer.log").read_text()),
+                                lambda: (logs / "writer.log").read_text().count("consuming")
+                                >= self.components["writer"].kills + 1),
             "syslog": Component("syslog", ["syslog"], base, logs / "syslog.log",
                                 lambda: _listening(self.syslog_port)),
             "worker": Component("worker", ["worker"], base, logs / "worker.log", lambda: True),
@@ -154,10 +155,17 @@ class Stack:
             self.nats.wait(20)
         self.cluster.down()
 
-    def destroy(self) -> None:
+    def destroy(self, *, keep_logs: Path | None = None) -> None:
+        """Stop everything and remove the directory; ``keep_logs``: copy every log there first."""
         try:
             self.down()
         finally:
+            if keep_logs is not None:
+                keep_logs.mkdir(parents=True, exist_ok=True)
+                for log in [*(self.root / "logs").glob("*.log"), self.root / "nats.log", self.cluster.log_file,
+                            self.cluster.data_dir / "alerts" / "notifications.jsonl"]:
+                    if log.exists():
+                        shutil.copy(log, keep_logs / log.name)
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _start_nats(self) -> None:
@@ -218,6 +226,20 @@ class Stack:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def repeated_pages(pages: list[dict]) -> list[dict]:
+    """Notifications that page again with nothing new: the same receiver and group with the same alerts in
+    the same states as an earlier one (a group update that adds or resolves an alert is not a repeat)."""
+    seen: set = set()
+    repeats = []
+    for page in pages:
+        key = (page.get("receiver"), page.get("group_key"),
+               frozenset((a.get("fingerprint"), a.get("status")) for a in page.get("alerts", [])))
+        if key in seen:
+            repeats.append(page)
+        seen.add(key)
+    return repeats
+
+
 def _healthy(port: int) -> bool:
     try:
         return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
@@ -247,12 +269,10 @@ class HttpLoad:
     failed_logins: bool = False  # every event a failed login of one account: keeps an alert firing
     acked: list[str] = field(default_factory=list)
     statuses: dict[int | str, int] = field(default_factory=dict)
-    first_ok_after: list[float] = field(default_factory=list)  # per outage: seconds from mark() to the next 201
     refusal_seconds: list[float] = field(default_factory=list)  # how long each 503 took to arrive
     retry_after: set[str] = field(default_factory=set)  # Retry-After values of the 503s
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _mark: float | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
@@ -264,11 +284,6 @@ class HttpLoad:
         self._stop.set()
         for t in self._threads:
             t.join(60)
-
-    def mark(self) -> None:
-        """From now, time how long until the next acknowledgement (a component or the database is back)."""
-        with self._lock:
-            self._mark = time.monotonic()
 
     def _count(self, status: int | str) -> None:
         with self._lock:
@@ -297,9 +312,6 @@ class HttpLoad:
                 if status in (200, 201):
                     with self._lock:
                         self.acked.append(body["event_id"])
-                        if self._mark is not None:
-                            self.first_ok_after.append(time.monotonic() - self._mark)
-                            self._mark = None
                     break
                 time.sleep(0.1)
 
@@ -313,6 +325,7 @@ class SyslogLoad:
     prefix: str = "ftok"
     rate: float = 50.0
     sent: int = 0
+    disconnects: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -330,7 +343,14 @@ class SyslogLoad:
         while not self._stop.is_set():
             stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
             line = f"<38>1 {stamp} faulthost faultapp - - - {self.prefix}-{self.sent} ok\n".encode()
-            sock.sendall(line)
+            try:
+                sock.sendall(line)
+            except OSError:  # the listener dropped the connection: counted, and the checks will say what it lost
+                self.disconnects += 1
+                sock.close()
+                time.sleep(0.5)
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                continue
             self.sent += 1
             time.sleep(1 / self.rate)
         sock.close()
