@@ -46,7 +46,7 @@ def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None
     import dashboard
     from dashboard.auth import secret_key
 
-    dashboard.mount(app, pool=services.pool, authenticate=services.authenticate, audit=services.audit,
+    dashboard.mount(app, pool=services.reads, authenticate=services.authenticate, audit=services.audit,
                     secret_key=secret_key(settings.dashboard_secret_key,
                                           settings.resolved_data_dir() / "dashboard-secret-key"),
                     session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
@@ -100,7 +100,7 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     def unavailable(exc: DatabaseUnavailable):
         log.error("database unavailable: %s", exc)
         return json_response({"code": "unavailable", "message": "the database is unavailable; retry later",
-                              "field": None}, 503, {"Retry-After": "5"})
+                              "field": None}, 503, {"Retry-After": str(exc.retry_after)})
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

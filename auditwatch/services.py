@@ -98,16 +98,24 @@ class Services:
     committer: GroupCommitter
     pipeline: IngestPipeline
     bus: BusClient | None = None  # set when events go through JetStream (settings.bus_url)
+    read_pool: ConnectionPool | None = None  # reads under read_statement_timeout (the pool when not opened)
+    export_pool: ConnectionPool | None = None  # exports: few connections, their own time budget
     _key_cache: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, settings: Settings, *, url: str | None = None) -> Services:
-        pool = db.open_pool(url or app_database_url(settings), min_size=settings.pool_min,
-                            max_size=settings.pool_max)
+        url = url or app_database_url(settings)
+        pool = db.open_pool(url, min_size=settings.pool_min, max_size=settings.pool_max, name="ingest")
+        read_pool = db.open_pool(url, min_size=1, max_size=settings.read_pool_max, name="read",
+                                 statement_timeout=settings.read_statement_timeout)
+        export_pool = db.open_pool(url, min_size=0, max_size=settings.export_pool_max, name="export",
+                                   statement_timeout=settings.export_statement_timeout,
+                                   timeout=settings.export_wait_seconds)
         writer = EventWriter(pool, sealed=settings.integrity)
         committer = GroupCommitter(writer, max_group_events=settings.group_commit_max_events,
-                                   threads=settings.group_commit_threads)
+                                   threads=settings.group_commit_threads,
+                                   max_queued_events=settings.group_commit_max_queued_events)
         config = bus_config(settings)
         bus = BusClient(config) if config else None
         pipeline = IngestPipeline(
@@ -117,13 +125,26 @@ class Services:
             redactor=Redactor(DEFAULT_SENSITIVE_KEYS + tuple(settings.redact_keys)),
             policy=ingest_policy(settings),
         )
-        return cls(settings, pool, writer, committer, pipeline, bus)
+        return cls(settings, pool, writer, committer, pipeline, bus, read_pool=read_pool, export_pool=export_pool)
 
     def close(self) -> None:
         if self.bus is not None:
             self.bus.close()
         self.committer.close()
+        for extra in (self.read_pool, self.export_pool):
+            if extra is not None:
+                extra.close()
         self.pool.close()
+
+    @property
+    def reads(self) -> ConnectionPool:
+        """The pool for the query API and the dashboard (statement_timeout bounded)."""
+        return self.read_pool or self.pool
+
+    @property
+    def exports(self) -> ConnectionPool:
+        """The pool for exports: a viewer's export can never take an ingest connection."""
+        return self.export_pool or self.pool
 
     @property
     def archive(self) -> ColdStore:

@@ -31,7 +31,15 @@ class Settings:
     db_port: int = DEFAULT_DB_PORT
     chunk_interval: str = "1 day"
     pool_min: int = 2
-    pool_max: int = 16
+    pool_max: int = 16  # ingest, the writer and admin changes: no statement timeout
+    # Reads (query API, dashboard) and exports each have their own pool and time budget, so a viewer's
+    # heavy read can neither hold an ingest connection nor run for ever (README "Database outages and budgets").
+    read_pool_max: int = 8
+    read_statement_timeout: float = 15.0  # seconds per statement of the query API and the dashboard
+    export_pool_max: int = 2  # exports at once per server process; one more waits export_wait_seconds, then 503
+    export_statement_timeout: float = 600.0
+    export_wait_seconds: float = 2.0
+    max_count: int = 10_000  # include_total counts up to this many matches and says when it stopped there
 
     # HTTP server
     host: str = "127.0.0.1"
@@ -53,6 +61,7 @@ class Settings:
     redact_keys: tuple[str, ...] = field(default=())  # R9: extra sensitive keys on top of the defaults
     group_commit_threads: int = 2
     group_commit_max_events: int = 5000
+    group_commit_max_queued_events: int = 100_000  # more waiting than this: 503 at once (database slow or down)
     key_cache_seconds: float = 5.0
 
     # Query API
@@ -219,6 +228,11 @@ def _validate(settings: Settings) -> Settings:
                             "(a backfill of 0 scores no history; a gap of 0 merges only overlapping windows)")
     if settings.analytics_score_seconds < 1 or settings.analytics_refit_seconds < 1:
         raise SettingsError("`analytics_score_seconds` and `analytics_refit_seconds` must be at least 1")
+    if settings.read_pool_max < 1 or settings.export_pool_max < 1 or settings.max_count < 1:
+        raise SettingsError("`read_pool_max`, `export_pool_max` and `max_count` must be at least 1")
+    if min(settings.read_statement_timeout, settings.export_statement_timeout, settings.export_wait_seconds) <= 0:
+        raise SettingsError("`read_statement_timeout`, `export_statement_timeout` and `export_wait_seconds` are "
+                            "seconds above 0")
     if settings.integrity_checkpoint_seconds < 1:
         raise SettingsError("`integrity_checkpoint_seconds` must be at least 1")
     if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):

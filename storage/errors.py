@@ -10,6 +10,26 @@ class StorageError(RuntimeError):
 class DatabaseUnavailable(StorageError):
     """The database cannot be reached or started."""
 
+    retry_after = 5  # seconds a client should wait before retrying (HTTP Retry-After)
+
+
+class DatabaseDown(DatabaseUnavailable):
+    """The database stopped answering: requests fail at once until a probe reaches it again."""
+
+    retry_after = 1
+
+
+class WriteTimeout(DatabaseUnavailable):
+    """Events were not committed in time and were withdrawn before any transaction took them."""
+
+    retry_after = 1
+
+
+class WriteBacklogFull(DatabaseUnavailable):
+    """More events wait to be committed than the writer holds in memory (the database is slow or down)."""
+
+    retry_after = 1
+
 
 class ExtensionMissing(StorageError):
     """PostgreSQL is there but the timescaledb extension is not installed."""

@@ -9,6 +9,7 @@ that the scan pushes down to Parquet row groups.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -35,6 +36,7 @@ class TieredPage:
     tiers: list[str]  # "hot" or "cold", one per event
     next: Position | None
     total: int | None = None
+    total_exact: bool = True  # False when counting stopped at max_count (``total`` is then a lower bound)
 
 
 # -- which files ----------------------------------------------------------------------------------
@@ -102,11 +104,31 @@ def predicate(query: EventQuery, after: Position | None = None) -> pl.Expr:
     return pl.all_horizontal(parts) if parts else pl.lit(True)
 
 
+def _plain_strings(pattern: Any) -> set[str]:
+    """Keys and string values of a containment pattern that any matching document's JSON text must hold
+    verbatim as ``"text"``: printable ASCII without quotes or backslashes is written the same by jsonb
+    and every JSON encoder, so its quoted form is a safe substring test."""
+    found: set[str] = set()
+    items = pattern.items() if isinstance(pattern, dict) else ((None, v) for v in pattern) \
+        if isinstance(pattern, list) else [(None, pattern)]
+    for key, value in items:
+        for text in (key, value):
+            if isinstance(text, str) and text.isascii() and text.isprintable() and not ({'"', "\\"} & set(text)):
+                found.add(f'"{text}"')
+        if isinstance(value, dict | list):
+            found |= _plain_strings(value)
+    return found
+
+
 def metadata_filter(frame: pl.LazyFrame, query: EventQuery) -> pl.LazyFrame:
-    """jsonb containment over the rows the pushed-down predicate kept."""
+    """jsonb containment over the rows the pushed-down predicate kept: first vectorised substring tests
+    that every match passes (so most rows never reach Python), then the exact ``@>`` on the rest."""
     if query.metadata is None:
         return frame
     pattern = query.metadata
+    needles = sorted(_plain_strings(pattern))
+    if needles:
+        frame = frame.filter(pl.all_horizontal([pl.col("metadata").str.contains(n, literal=True) for n in needles]))
     return frame.filter(pl.col("metadata").map_elements(lambda text: _contains(orjson.loads(text), pattern),
                                                         return_dtype=pl.Boolean))
 
@@ -160,18 +182,33 @@ def record_of(row: dict[str, Any]) -> EventRecord:
 
 
 def search(pool: ConnectionPool, store: ColdStore, query: EventQuery, *, after: Position | None = None,
-           with_total: bool = False) -> TieredPage:
-    """One page newest first over both tiers; the keyset position works across the boundary."""
-    hot = queries.search(pool, query, after=after, with_total=with_total)
+           with_total: bool = False, max_count: int | None = None) -> TieredPage:
+    """One page newest first over both tiers; the keyset position works across the boundary.
+
+    When the hot tier fills the page, an archived row can only belong on it if it is at least as new as
+    the page's last hot row: that bound narrows the cold read (files wholly older are not opened, and
+    the scan's predicate skips older row groups). ``with_total`` counts up to ``max_count`` per tier."""
+    hot = queries.search(pool, query, after=after, with_total=with_total, max_count=max_count)
     candidates = [(e, HOT) for e in hot.events]
-    files = cold_files(pool, query, after)
-    cold_total = 0
+    cold_query = query
+    if hot.next is not None and hot.events:
+        oldest_on_page = hot.events[-1].timestamp
+        if query.start_time is None or query.start_time < oldest_on_page:
+            cold_query = dataclasses.replace(query, start_time=oldest_on_page)
+    files = cold_files(pool, cold_query, after)
+    cold_total, cold_exact = 0, True
     if files:
-        lazy = cold_lazy(store, files, query, after)
+        lazy = cold_lazy(store, files, cold_query, after)
         rows = lazy.sort(_ORDER, descending=True).head(query.limit + 1).collect()
         candidates += [(record_of(r), COLD) for r in rows.iter_rows(named=True)]
-        if with_total:
-            cold_total = cold_lazy(store, cold_files(pool, query), query).select(pl.len()).collect().item()
+    if with_total:
+        counted = cold_lazy(store, cold_files(pool, query), query)
+        if counted is not None:
+            if max_count is not None:
+                counted = counted.head(max_count + 1)
+            cold_total = counted.select(pl.len()).collect().item()
+            if max_count is not None and cold_total > max_count:
+                cold_total, cold_exact = max_count, False
     seen: set[tuple] = set()
     merged = []
     for event, tier in sorted(candidates, key=lambda c: (c[0].timestamp, c[0].event_id), reverse=True):
@@ -182,4 +219,7 @@ def search(pool: ConnectionPool, store: ColdStore, query: EventQuery, *, after: 
     more = len(merged) > query.limit or hot.next is not None
     following = Position(page[-1][0].timestamp, page[-1][0].event_id) if more and page else None
     total = hot.total + cold_total if with_total and hot.total is not None else None
-    return TieredPage([e for e, _ in page], [t for _, t in page], following, total)
+    exact = hot.total_exact and cold_exact
+    if total is not None and max_count is not None and total > max_count:
+        total, exact = max_count, False
+    return TieredPage([e for e, _ in page], [t for _, t in page], following, total, exact)

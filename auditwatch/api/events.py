@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import uuid
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, request, stream_with_context
+from psycopg_pool import PoolTimeout
 
 from auditwatch.api import caller, params
 from auditwatch.services import Services
@@ -119,8 +121,8 @@ def create_blueprint(services: Services) -> Blueprint:
         if include_total not in {"true", "false", "1", "0"}:
             raise HttpError(400, "invalid_parameter", "`include_total` must be true or false", "include_total")
         # Hot and archived (cold) events, merged newest first; each says which tier it came from.
-        page = tiers.search(services.pool, services.archive, query, after=after,
-                            with_total=include_total in {"true", "1"})
+        page = tiers.search(services.reads, services.archive, query, after=after,
+                            with_total=include_total in {"true", "1"}, max_count=settings.max_count)
         audit("query_executed", metadata={"route": "list_events", "filters": query.filters(),
                                           "returned": len(page.events)})
         body: dict[str, Any] = {
@@ -128,14 +130,16 @@ def create_blueprint(services: Services) -> Blueprint:
             "next": queries.encode_cursor(page.next, query) if page.next else None,
         }
         if page.total is not None:
+            # Counted up to max_count: past it, `total` is a lower bound and `total_exact` says so.
             body["total"] = page.total
+            body["total_exact"] = page.total_exact
         return json_response(body)
 
     @bp.get("/api/v1/logs/<event_id>")
     @require(Permission.VIEW)
     def get_event(event_id: str):
         params.check_params(frozenset())
-        found = queries.get(services.pool, _event_id(event_id))
+        found = queries.get(services.reads, _event_id(event_id))
         audit("query_executed", metadata={"route": "get_event", "event_id": event_id, "found": found is not None})
         if found is None:
             raise HttpError(404, "not_found", "no stored event has this id", "event_id")
@@ -150,7 +154,15 @@ def create_blueprint(services: Services) -> Blueprint:
             raise HttpError(400, "invalid_format", "`format` must be csv, ndjson or ocsf", "format")
         query = _parse_query(settings.max_query_limit, paged=False)
         audit("export_requested", metadata={"format": fmt, "filters": query.filters()})
-        rows = queries.stream(services.pool, query, max_rows=settings.max_export_rows)
+        # Its own small pool: exports beyond export_pool_max get 503 after export_wait_seconds, and none
+        # of them can hold a connection that ingest needs.
+        rows = queries.stream(services.exports, query, max_rows=settings.max_export_rows)
+        try:
+            first = next(rows, None)  # take the connection now, while a refusal can still be a 503
+        except PoolTimeout:
+            raise HttpError(503, "exports_busy", f"{settings.export_pool_max} exports are running on this server; "
+                            "retry when one has finished", headers={"Retry-After": "10"}) from None
+        rows = itertools.chain([first] if first is not None else [], rows)
         types = ocsf.types_from_catalogue(catalog.event_types(services.pool)) if fmt == "ocsf" else None
         return Response(stream_with_context(export.lines(rows, fmt, ocsf_types=types)),
                         mimetype=export.MIMETYPES[fmt],

@@ -36,7 +36,7 @@ from psycopg_pool import PoolTimeout
 from ingest.errors import Unavailable
 from ingest.syslog.events import Occurrences
 from ingest.syslog.framing import FrameDecoder
-from storage.errors import DatabaseUnavailable
+from storage.errors import DatabaseDown, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class SyslogListener:
                 log.error("syslog: storing %d lines failed (%s: %s); retrying in %.0f s",
                           len(batch), exc.__class__.__name__, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = _next_delay(delay, exc)
 
     async def _store_fallback(self, loop: asyncio.AbstractEventLoop, batch: list[Received],
                               reason: BaseException) -> None:
@@ -263,11 +263,17 @@ class SyslogListener:
                     reason = exc
                     break
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = _next_delay(delay, exc)
         self.stats.unstorable += len(batch)
         for item in batch:
             log.critical("syslog: a line from %s could not be stored (%s: %s): %r", item.peer,
                          reason.__class__.__name__, reason, item.line[:1024])
+
+
+def _next_delay(delay: float, exc: BaseException) -> float:
+    """Back off up to 30 s, but only to 1 s while the pool reports the database down: that refusal costs
+    nothing (the pool's own probe watches for its return), and the lines are stored within a second of it."""
+    return min(delay * 2, 1.0 if isinstance(exc, DatabaseDown) else 30.0)
 
 
 def is_transient(exc: BaseException) -> bool:

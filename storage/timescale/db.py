@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import weakref
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.errors import DatabaseUnavailable, ExtensionMissing, TooManyRows
+from storage.timescale.circuit import GuardedPool
 
 
 @dataclass(frozen=True)
@@ -37,27 +39,32 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
         ) from exc
 
 
-def _configure(conn: psycopg.Connection) -> None:
+def _configure(conn: psycopg.Connection, *, statement_timeout: float | None = None,
+               read_only: bool = False) -> None:
     # psycopg prepares a statement after a few runs, and PostgreSQL may then switch it to a
     # generic plan: one that cannot exclude chunks by the actual time range, or see that a
     # metadata value is rare (seen: 15 ms custom, 1.3 s generic). Plan every run for its values.
     conn.execute("SET plan_cache_mode = force_custom_plan")
-    conn.commit()
-
-
-def _configure_read_only(conn: psycopg.Connection) -> None:
-    # Every transaction of the session starts read-only: a guard against accidents in an
-    # analyst's notebook, not a security boundary (that is a database role with SELECT only).
-    _configure(conn)
-    conn.execute("SET default_transaction_read_only = on")
+    if statement_timeout:
+        # The time budget of every statement on this pool's sessions (the role's own default otherwise):
+        # a viewer's read that would scan the whole store is cancelled instead of holding a connection.
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{int(statement_timeout * 1000)}ms")))
+    if read_only:
+        # Every transaction of the session starts read-only: a guard against accidents in an
+        # analyst's notebook, not a security boundary (that is a database role with SELECT only).
+        conn.execute("SET default_transaction_read_only = on")
     conn.commit()
 
 
 def open_pool(url: str, *, min_size: int = 2, max_size: int = 16, name: str = "auditwatch",
-              read_only: bool = False) -> ConnectionPool:
-    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, name=name, open=False,
-                          kwargs={"autocommit": False},
-                          configure=_configure_read_only if read_only else _configure)
+              read_only: bool = False, statement_timeout: float | None = None,
+              timeout: float = 30.0) -> GuardedPool:
+    """A pool that fails fast while the database is down and refills as soon as it is back
+    (storage/timescale/circuit.py); ``statement_timeout`` (seconds) bounds each statement."""
+    pool = GuardedPool(url, min_size=min_size, max_size=max_size, name=name, open=False, timeout=timeout,
+                       kwargs={"autocommit": False},
+                       configure=functools.partial(_configure, statement_timeout=statement_timeout,
+                                                   read_only=read_only))
     try:
         pool.open(wait=True, timeout=15)
     except (psycopg.Error, PoolTimeout) as exc:

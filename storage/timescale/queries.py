@@ -83,6 +83,7 @@ class Page:
     next: Position | None
     total: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    total_exact: bool = True  # False when the count stopped at max_count: ``total`` is then a lower bound
 
 
 def encode_cursor(position: Position, query: EventQuery) -> str:
@@ -184,8 +185,11 @@ def _rare_matches(conn, where: sql.Composable, params: list[Any], limit: int) ->
 
 
 def search(pool: ConnectionPool, query: EventQuery, *, after: Position | None = None,
-           with_total: bool = False) -> Page:
-    """One page of matching events, newest first, with the position to continue from."""
+           with_total: bool = False, max_count: int | None = None) -> Page:
+    """One page of matching events, newest first, with the position to continue from.
+
+    ``with_total`` counts the matches, up to ``max_count`` when given (a count of the whole
+    hypertable is a scan of it: bounded, it stops at the first max_count + 1 rows)."""
     where, params = _where(query, after)
     statement = _SELECT + where + _ORDER + sql.SQL(" LIMIT %s")
     with pool.connection() as conn:
@@ -197,14 +201,21 @@ def search(pool: ConnectionPool, query: EventQuery, *, after: Position | None = 
         total = None
         if with_total:
             count_where, count_params = _where(query, None)
-            total = conn.execute(sql.SQL("SELECT count(*) FROM audit_events") + count_where,
-                                 count_params).fetchone()[0]
+            if max_count is None:
+                total = conn.execute(sql.SQL("SELECT count(*) FROM audit_events") + count_where,
+                                     count_params).fetchone()[0]
+            else:
+                total = conn.execute(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM audit_events") + count_where
+                                     + sql.SQL(" LIMIT %s) AS capped"), [*count_params, max_count + 1]).fetchone()[0]
     events = [record_of(r) for r in rows[: query.limit]]
     following = None
     if len(rows) > query.limit:
         last = events[-1]
         following = Position(last.timestamp, last.event_id)
-    return Page(events=events, next=following, total=total)
+    exact = total is None or max_count is None or total <= max_count
+    if not exact:
+        total = max_count
+    return Page(events=events, next=following, total=total, total_exact=exact)
 
 
 def get(pool: ConnectionPool, event_id: uuid.UUID) -> EventRecord | None:

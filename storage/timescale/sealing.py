@@ -211,7 +211,7 @@ def removal_head(conn: psycopg.Connection) -> tuple[int, bytes]:
 _SIGNED = "SELECT checkpoints FROM integrity_signed WHERE id = 1"
 _COUNT_SIGNED = "UPDATE integrity_signed SET checkpoints = checkpoints + 1 WHERE id = 1"
 _LINKS_AFTER = ("SELECT chain_pos, batch_seq, kind, rows, root, lo, hi, sealed_at, prev_hash, chain_hash "
-                "FROM integrity_batches WHERE chain_pos >= %s ORDER BY chain_pos")
+                "FROM integrity_batches WHERE chain_pos >= %s AND chain_pos <= %s ORDER BY chain_pos")
 
 
 def _refuse(why: str) -> IntegrityError:
@@ -230,7 +230,7 @@ def _check_batches_continue(conn: psycopg.Connection, previous: Checkpoint | Non
     expected = previous.chain_hash if previous and start else chain.ZERO_HASH
     prev_pos, seen = start, start == 0
     for pos, seq, kind, rows, root, lo, hi, sealed_at, stored_prev, stored_hash in conn.execute(
-            _LINKS_AFTER, (max(start, 1),)).fetchall():
+            _LINKS_AFTER, (max(start, 1), head_pos)).fetchall():  # batches sealed since the head was read wait
         stored_prev, stored_hash = bytes(stored_prev), bytes(stored_hash)
         if not seen:  # the signed link itself
             if pos != start:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import queue
 import socket
 import threading
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -25,6 +26,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from storage import request_ids
+from storage.errors import DatabaseUnavailable, WriteBacklogFull, WriteTimeout
 from storage.events import COLUMNS, EventRecord
 from storage.timescale import sealing
 
@@ -212,12 +214,21 @@ class GroupCommitter:
     Request threads ``submit`` and wait on the returned future, which completes only after
     the transaction holding their events has committed. While one group commits, the next
     accumulates, so under load each commit carries many requests.
+
+    The backlog is bounded (``max_queued_events``): when the database is slow or down, a submission
+    beyond it is refused at once with ``WriteBacklogFull`` (503, retry) instead of growing memory
+    without end. A waiter that gives up (``write``'s timeout) cancels its submission if no
+    transaction has taken it yet, so events whose sender was told "not stored" are not written later.
     """
 
-    def __init__(self, writer: EventWriter, *, max_group_events: int = 5000, threads: int = 2) -> None:
+    def __init__(self, writer: EventWriter, *, max_group_events: int = 5000, threads: int = 2,
+                 max_queued_events: int = 100_000) -> None:
         self._writer = writer
         self._max = max_group_events
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._max_queued = max_queued_events
+        self._cond = threading.Condition()
+        self._backlog: deque[_Pending] = deque()
+        self._queued_events = 0
         self._threads = [
             threading.Thread(target=self._run, name=f"group-commit-{i}", daemon=True) for i in range(threads)
         ]
@@ -225,66 +236,101 @@ class GroupCommitter:
         self._stats_lock = threading.Lock()
         self.commits = 0  # transactions committed
         self.requests = 0  # submissions they carried; requests / commits is the grouping factor
+        self.refused = 0  # submissions refused because the backlog was full
+        self.cancelled = 0  # submissions withdrawn by a waiter that timed out before a transaction took them
         for thread in self._threads:
             thread.start()
 
+    @property
+    def queued_events(self) -> int:
+        return self._queued_events
+
     def submit(self, records: Sequence[EventRecord]) -> Future[list[bool]]:
+        return self._enqueue(records).future
+
+    def _enqueue(self, records: Sequence[EventRecord]) -> _Pending:
         pending = _Pending(records)
-        with self._stats_lock:  # no submission may slip in behind close()'s stop markers
+        with self._cond:  # no submission may slip in behind close()
             if self._closed:
                 raise RuntimeError("the group committer is closed")
-            self._queue.put(pending)
-        return pending.future
+            if self._queued_events and self._queued_events + len(records) > self._max_queued:
+                self.refused += 1
+                raise WriteBacklogFull(
+                    f"{self._queued_events:,} events already wait to be committed (the database is slow or down); "
+                    "nothing was stored for this request, retry shortly")
+            self._backlog.append(pending)
+            self._queued_events += len(records)
+            self._cond.notify()
+        return pending
 
     def write(self, records: Sequence[EventRecord], timeout: float = 30.0) -> list[bool]:
-        return self.submit(records).result(timeout)
+        pending = self._enqueue(records)
+        try:
+            return pending.future.result(timeout)
+        except FutureTimeout:
+            if self._withdraw(pending):
+                raise WriteTimeout(f"the events were not committed within {timeout:g} s and were withdrawn; "
+                                   "nothing was stored for this request, retry shortly") from None
+        # A transaction holds them already: its outcome is the answer, however long the database takes.
+        return pending.future.result()
+
+    def _withdraw(self, pending: _Pending) -> bool:
+        with self._cond:
+            if not pending.future.cancel():
+                return False
+            try:
+                self._backlog.remove(pending)
+            except ValueError:
+                return True
+            self._queued_events -= len(pending.records)
+            self.cancelled += 1
+            return True
 
     def close(self) -> None:
-        with self._stats_lock:
+        with self._cond:
             if self._closed:
                 return
             self._closed = True
-            for _ in self._threads:
-                self._queue.put(None)
+            self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)
 
+    def _take(self) -> list[_Pending] | None:
+        """The next group, each of its futures marked running (no longer cancellable); None once closed
+        and drained."""
+        with self._cond:
+            while not self._backlog:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            group: list[_Pending] = []
+            size = 0
+            while self._backlog and (not group or size < self._max):
+                item = self._backlog.popleft()
+                self._queued_events -= len(item.records)
+                if item.future.set_running_or_notify_cancel():
+                    group.append(item)
+                    size += len(item.records)
+            return group
+
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            size = len(first.records)
-            stop = False
-            while size < self._max:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-                size += len(item.records)
-            self._commit(group)
-            if stop:
-                return
+        while (group := self._take()) is not None:
+            if group:
+                self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
         records = [r for p in group for r in p.records]
         try:
             statuses = self._writer.write(records)
         except Exception as exc:  # noqa: BLE001 - every waiter must hear about any failure
-            if len(group) > 1:
+            if len(group) > 1 and not isinstance(exc, DatabaseUnavailable):
                 # One bad request must not fail the others: retry each on its own.
                 log.warning("group commit of %d requests failed (%s); retrying one by one", len(group), exc)
                 for pending in group:
                     self._commit([pending])
                 return
-            if not group[0].future.set_running_or_notify_cancel():
-                return
-            group[0].future.set_exception(exc)
+            for pending in group:
+                pending.future.set_exception(exc)
             return
         with self._stats_lock:
             self.commits += 1
@@ -295,6 +341,5 @@ class GroupCommitter:
         start = 0
         for pending in group:
             end = start + len(pending.records)
-            if pending.future.set_running_or_notify_cancel():
-                pending.future.set_result(statuses[start:end])
+            pending.future.set_result(statuses[start:end])
             start = end

@@ -98,7 +98,10 @@ DOCUMENT: dict[str, Any] = {
                     "responses": {"200": _ok("a page", {"type": "object", "properties": {
                         "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
                         "next": {"type": "string", "nullable": True},
-                        "total": {"type": "integer"}}}), **_AUTH_ERRORS}},
+                        "total": {"type": "integer", "description": "matches, counted up to max_count"},
+                        "total_exact": {"type": "boolean",
+                                        "description": "false when counting stopped at max_count"}}}),
+                                  **_AUTH_ERRORS}},
         },
         "/api/v1/logs/batch": {
             "post": {"summary": "Store up to 10,000 events (JSON array or NDJSON)", "x-permission": "ingest",
