@@ -9,9 +9,9 @@ from pathlib import Path
 
 import psycopg
 
+from bench.harness import free_port
 from storage.timescale import migrations, roles
 from storage.timescale.cluster import DATABASE, LocalCluster
-from tests.conftest import free_port
 
 
 @contextmanager

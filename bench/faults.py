@@ -4,7 +4,7 @@
     query through a plain psycopg pool (what ``open_pool`` made before) and through ``GuardedPool``
     while PostgreSQL is stopped for ``--down`` seconds, then after a fast restart: how long a caller
     waits for its failure, and how long after the server is back the first query succeeds;
-(b) the fault schedule on the whole stack (tests/faults/stack.py: two APIs, one through JetStream, the
+(b) the fault schedule on the whole stack (bench/faultstack.py: two APIs, one through JetStream, the
     bus writer, the syslog listener, the worker): ``--restarts`` PostgreSQL restarts and ``--kills``
     SIGKILLs under sustained ingest, then the same checks as tests/faults, and per fault the recovery time.
 
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from psycopg_pool import ConnectionPool
 
+from bench.faultcluster import private_cluster
+from bench.faultstack import HttpLoad, Stack, SyslogLoad, repeated_pages
 from storage.timescale import db
 from storage.timescale.cluster import DATABASE
-from tests.faults.cluster import private_cluster
-from tests.faults.stack import HttpLoad, Stack, SyslogLoad, repeated_pages
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -15,12 +15,12 @@ import pytest
 
 from auditwatch import settings as settings_mod
 from auditwatch.app import create_app
+from bench.faultcluster import private_cluster
 from storage.auth import Role
 from storage.timescale import catalog
 from storage.timescale.cluster import DATABASE
 from tests.auditwatch.conftest import event
 from tests.conftest import opened_services
-from tests.faults.cluster import private_cluster
 
 
 @pytest.fixture(scope="module")

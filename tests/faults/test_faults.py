@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.stack import HttpLoad, Stack, SyslogLoad, repeated_pages
+from bench.faultstack import HttpLoad, Stack, SyslogLoad, repeated_pages
 
 
 def _wait(predicate, timeout: float, what: str) -> float:

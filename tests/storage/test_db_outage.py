@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from bench.faultcluster import private_cluster, restart
 from storage.errors import DatabaseDown, DatabaseUnavailable
 from storage.events import EventRecord, Outcome
 from storage.timescale import db
 from storage.timescale.cluster import DATABASE, LocalCluster
 from storage.timescale.writer import EventWriter, GroupCommitter
-from tests.faults.cluster import private_cluster, restart
 
 
 @pytest.fixture(scope="module")
