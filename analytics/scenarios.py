@@ -283,7 +283,7 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
                 fresh = np.setdiff1d(humans[~admin & (department != "engineering")], insiders)
             insiders.append(int(extra.choice(fresh)))
             incidents.append(_insider_chain(extra, b, start + timedelta(days=d), insiders[-1], people, address))
-    if hard and attacks:
+    if hard and attacks and attacks_per_day > 0:
         incidents += hardcases.attacks(harder, b.add, people, more, late, rounds=max(2, attack_days // 2))
     events = b.frame(rng)
     peer_groups = {str(u): str(g) for u, g in zip(user_ids, department, strict=True)}
