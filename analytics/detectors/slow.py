@@ -74,7 +74,10 @@ class SlowFailures(Detector):
 
     def _failures(self, events: pl.LazyFrame, etype: str) -> pl.DataFrame:
         """Unresolved failures as (entity_value, timestamp, event_id); a source counts each person once."""
-        failed = F.with_resolved(events.filter(F.is_failed_login()), events, timedelta(minutes=self.resolve_minutes))
+        # Resolved whatever the run's length: a retry loop that ends in its own success is a stale credential (a
+        # short guessing run that worked is the burst and stuffing detectors' business, not a slow attack's).
+        failed = F.with_resolved(events.filter(F.is_failed_login()), events, timedelta(minutes=self.resolve_minutes),
+                                 max_run=1_000_000)
         failed = failed.filter(~pl.col("resolved"))
         if etype == "user":
             return failed.select(pl.col("user_id").alias("entity_value"), "timestamp", "event_id").filter(
