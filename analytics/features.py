@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
+import ua_parser
 
 PRIVILEGED_TYPES = ("permission_change", "api_key_created", "config_change", "password_change")
 EXPORT_TYPES = ("data_export", "export_requested")
@@ -34,6 +35,22 @@ def is_successful_login() -> pl.Expr:
 def with_user_ip(events: pl.LazyFrame) -> pl.LazyFrame:
     """Adds ``user_ip`` ("user|address"), the entity of a user from one address."""
     return events.with_columns(pl.concat_str([pl.col("user_id"), pl.col("source_ip")], separator="|").alias("user_ip"))
+
+
+def client_family(user_agents: pl.Series) -> dict[str, str]:
+    """User agent → its client: browser or library family, OS family and device, without versions.
+
+    A browser that updates itself (Chrome 126 → 127) is the same client; a new browser, OS or a
+    scripting library is not. Parsed once per distinct user agent (there are few).
+    """
+    out = {}
+    for ua in user_agents.drop_nulls().unique().to_list():
+        parsed = ua_parser.parse(ua)
+        parts = [parsed.user_agent.family if parsed.user_agent else "Other",
+                 parsed.os.family if parsed.os else "Other",
+                 parsed.device.family if parsed.device else "Other"]
+        out[ua] = ua if parts == ["Other", "Other", "Other"] else "/".join(parts)
+    return out
 
 
 def hour_of_week(ts: str | pl.Expr = "timestamp") -> pl.Expr:

@@ -170,17 +170,22 @@ def analyze(events: pl.DataFrame, *, baseline_until: datetime | None = None, war
         past = frame.filter(pl.col("timestamp") < step)
         if how.refit_every is not None:
             past = past.filter(pl.col("timestamp") >= step - history)
-        scored = frame.filter(pl.col("timestamp") >= step - CONTEXT)
-        if end is not None:
-            scored = scored.filter(pl.col("timestamp") < end)
         label = f"step {i + 1}/{len(how.steps)}"
         detectors = fit_all(past, build(peer_groups=peer_groups),
                             progress=(lambda name, label=label: progress(f"{label}: fitted {name}")) if progress
                             else None)
-        found.append(detect_all(detectors, scored, start=step if step > how.first_event else None,
-                                min_score=min_score,
-                                progress=(lambda name, label=label: progress(f"{label}: scored {name}")) if progress
-                                else None))
+        # Each detector reads the context it needs before the range (a week for the slow-failure horizons).
+        by_reach: dict[timedelta, dict[str, Detector]] = {}
+        for name, detector in detectors.items():
+            by_reach.setdefault(max(CONTEXT, getattr(detector, "context", CONTEXT)), {})[name] = detector
+        for reach, group in by_reach.items():
+            scored = frame.filter(pl.col("timestamp") >= step - reach)
+            if end is not None:
+                scored = scored.filter(pl.col("timestamp") < end)
+            found.append(detect_all(group, scored, start=step if step > how.first_event else None,
+                                    min_score=min_score,
+                                    progress=(lambda name, label=label: progress(f"{label}: scored {name}"))
+                                    if progress else None))
     return merge_incidents(pl.concat(found))
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from analytics import hardcases
 from analytics.events import SCHEMA, TS
 from analytics.lookalikes import People, inject, lookalike_plan, trips_plan
 from storage.incidents import Incident
@@ -98,11 +99,12 @@ class _Builder:
 
 def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: int = 7,
              start: datetime = datetime(2024, 3, 4, tzinfo=UTC), attacks_per_day: int = 1, attacks: bool = True,
-             lookalikes: bool = True) -> Dataset:
+             lookalikes: bool = True, hard: bool = True) -> Dataset:
     """Normal traffic over ``days`` days with labelled attacks in the last ``attack_days``.
 
     ``attacks=False`` gives a month of steady traffic with no attack at all; ``lookalikes`` adds the benign
-    patterns every organisation has (``analytics.lookalikes``) to the scored days, labelled separately.
+    patterns every organisation has (``analytics.lookalikes``) to the scored days, labelled separately;
+    ``hard`` adds the patient, blended-in attack variants and the habits they hide among (``analytics.hardcases``).
     """
     rng = np.random.default_rng(seed)
     extra = np.random.default_rng([seed, 13])  # look-alikes and joiners: the base traffic stays as it was
@@ -258,6 +260,13 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
                     country=np.array(names, dtype=object)[country], asn=asn,
                     user_agent=np.array(BROWSERS, dtype=object)[browser], vpn=vpn, t0=t0, start=start)
     benign = inject(extra, b.add, people, plan, days=days, logins=(lu, lh, lt, l_ip), trips=trips) if lookalikes else []
+    if hard:  # its own generator: the draws above stay as they were
+        harder = np.random.default_rng([seed, 29])
+        more = hardcases.Extra(start_hour=start_hour, day_hours=day_hours, days=days, scored_days=scored_days,
+                               month_end=plan.get("month_end", []) if lookalikes else [])
+        late, habits = hardcases.late_workers(harder, b.add, people, more)
+        habits += hardcases.steady_pollers(harder, b.add, people, more)
+        benign += habits if lookalikes else []
 
     # -- attacks ---------------------------------------------------------------------------------------------
     incidents: list[Incident] = []
@@ -274,6 +283,8 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
                 fresh = np.setdiff1d(humans[~admin & (department != "engineering")], insiders)
             insiders.append(int(extra.choice(fresh)))
             incidents.append(_insider_chain(extra, b, start + timedelta(days=d), insiders[-1], people, address))
+    if hard and attacks and attacks_per_day > 0:
+        incidents += hardcases.attacks(harder, b.add, people, more, late, rounds=max(2, attack_days // 2))
     events = b.frame(rng)
     peer_groups = {str(u): str(g) for u, g in zip(user_ids, department, strict=True)}
     return Dataset(events, sorted(incidents, key=lambda i: i.start), start, attack_start,

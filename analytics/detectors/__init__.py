@@ -11,13 +11,14 @@ from analytics.detectors.privileged import PrivilegedAction
 from analytics.detectors.seasonal import SeasonalSeries
 from analytics.detectors.series import UnivariateSeries
 from analytics.detectors.session import SessionChain
+from analytics.detectors.slow import SlowFailures
 from analytics.detectors.stuffing import FailureThenSuccess
 
 EVENT_DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (FailedLoginBurst, PasswordSpraying, FailureThenSuccess, ExportVolume,
-                              PrivilegedAction, NewContext, MultivariateOutlier, SessionChain)
+                              PrivilegedAction, NewContext, MultivariateOutlier, SessionChain, SlowFailures)
 }
 
 __all__ = ["ANOMALY_SCHEMA", "EVENT_DETECTORS", "Detector", "ExportVolume", "FailedLoginBurst",
            "FailureThenSuccess", "MultivariateOutlier", "NewContext", "PasswordSpraying", "PrivilegedAction",
-           "SeasonalSeries", "SessionChain", "UnivariateSeries", "empty_anomalies"]
+           "SeasonalSeries", "SessionChain", "SlowFailures", "UnivariateSeries", "empty_anomalies"]

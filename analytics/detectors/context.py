@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from analytics import features as F
 from analytics.detectors.base import Detector, with_scores
 from analytics.detectors.counts import _empty_scores
 
@@ -56,10 +57,17 @@ class NewContext(Detector):
 
     @staticmethod
     def _long(events: pl.LazyFrame) -> pl.LazyFrame:
-        """(user, time, attribute, value) for every non-failed event: a failed login is not the user being there."""
+        """(user, time, attribute, value) for every non-failed event: a failed login is not the user being there.
+
+        A user agent is compared as its client (``features.client_family``): a version bump is not a new client.
+        """
+        agents = events.select(pl.col("user_agent").unique()).collect().to_series()
+        clients = F.client_family(agents)
+        client = pl.col("user_agent").replace_strict(clients, default=pl.col("user_agent"), return_dtype=pl.String)
+        present = events.filter(pl.col("outcome") != "failure").with_columns(client.alias("user_agent"))
         return pl.concat([
-            events.filter(pl.col(a).is_not_null() & (pl.col("outcome") != "failure")).select("user_id", "timestamp", "event_id",
-                                                          pl.lit(a).alias("attribute"), pl.col(a).alias("value"))
+            present.filter(pl.col(a).is_not_null()).select("user_id", "timestamp", "event_id",
+                                                           pl.lit(a).alias("attribute"), pl.col(a).alias("value"))
             for a in ATTRIBUTES
         ])
 

@@ -107,6 +107,9 @@ class _HurdleCounts(Detector):
     def _fit(self, events: pl.DataFrame) -> None:
         lf = events.lazy()
         picked = self._events(F.from_good_sources(lf))
+        # Each entity's own rate from all of its history: a monitor whose stale credential has failed every few
+        # minutes for weeks is normal for itself, though it teaches the pooled model nothing.
+        own = self._events(lf)
         if events.height:
             span_minutes = max((events["timestamp"].max() - events["timestamp"].min()).total_seconds() / 60, 1.0)
         else:
@@ -120,8 +123,9 @@ class _HurdleCounts(Detector):
                 minutes = F.WINDOWS[window].total_seconds() / 60
                 slots = max(span_minutes / minutes, 1.0)
                 counts = F.window_counts(self._picked(picked, etype), column, window, distinct=self.distinct).collect()
-                occurrences = counts.group_by("entity_value").agg(pl.len().alias("n"),
-                                                                  pl.col("count").sum().alias("total"))
+                occurrences = (F.window_counts(self._picked(own, etype), column, window, distinct=self.distinct)
+                               .group_by("entity_value").agg(pl.len().alias("n"), pl.col("count").sum().alias("total"))
+                               .collect())
                 floor = min(self.prior_rate_per_minute * minutes, 1.0)
                 pop_rate = max(counts.height / (population * slots), floor)
                 per_how = np.bincount(counts["how"].to_numpy(), minlength=168).astype(float)

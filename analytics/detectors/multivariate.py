@@ -30,6 +30,8 @@ class MultivariateOutlier(Detector):
         Trees in the forest.
     max_train : int, default 50000
         User-hours sampled from history to train the forest; as many again (disjoint) calibrate it.
+    per_entity : int, default 24
+        Most hours of one user in the calibration sample, so no account's habit makes up the tail.
     random_state : int, default 0
         Seed of the sampling and of the forest, so a refit on the same history is the same model.
 
@@ -49,7 +51,9 @@ class MultivariateOutlier(Detector):
 
     name = "multivariate_outlier"
 
-    def __init__(self, *, n_estimators: int = 100, max_train: int = 50_000, random_state: int = 0) -> None:
+    def __init__(self, *, n_estimators: int = 100, max_train: int = 50_000, per_entity: int = 24,
+                 random_state: int = 0) -> None:
+        self.per_entity = per_entity
         self.n_estimators = n_estimators
         self.max_train = max_train
         self.random_state = random_state
@@ -73,9 +77,15 @@ class MultivariateOutlier(Detector):
         order = rng.permutation(X.shape[0])
         half = max(X.shape[0] // 2, 1)
         train = X[order[: min(half, self.max_train)]]
-        held = X[order[half:][: self.max_train]] if X.shape[0] > half else train
+        held = order[half:] if X.shape[0] > half else order[:half]
+        # The calibration tail is learned with at most ``per_entity`` hours of each user: a few accounts with one
+        # constant odd pattern (a monitor failing every few minutes, all day) would otherwise fill the top of the
+        # tail with identical scores and make everything beyond it look impossibly rare.
+        owners = np.asarray(vectors["user_id"].to_list() + [""] * (X.shape[0] - vectors.height), dtype=object)
+        capped = (pl.DataFrame({"i": held, "owner": owners[held]}).group_by("owner", maintain_order=True)
+                  .head(self.per_entity)["i"].to_numpy())
         self.forest_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state).fit(train)
-        self.tail_ = EmpiricalTail().fit(-self.forest_.score_samples(held))
+        self.tail_ = EmpiricalTail().fit(-self.forest_.score_samples(X[capped[: self.max_train]]))
         self.center_ = np.median(X, axis=0)
         self.spread_ = np.maximum(np.median(np.abs(X - self.center_), axis=0) * 1.4826, 0.5)
 

@@ -2,7 +2,9 @@
 
 Two rarities, learned per actor with shrinkage towards the population: how often the actor's
 events are this kind of privileged action, and how often the actor is active at this hour of the
-day. Their product is the chance of seeing this action at this hour from this actor.
+day. Their product is the chance of seeing this action at this hour from this actor. A change an
+actor makes to their own account (a role granted to themselves) is a third rarity, learned from
+the population: how often changes of that type name their own actor as the target.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class PrivilegedAction(Detector):
         The span in which such actors are counted together.
     odd_hour : float, default 0.02
         An hour holding less than this share of an actor's activity is odd for them.
+    self_prior : float, default 1.0
+        Pseudo-count of self-targeted changes in each type's population share (so a type never seen
+        self-targeted is rare, not impossible).
 
     Attributes
     ----------
@@ -52,13 +57,15 @@ class PrivilegedAction(Detector):
     name = "privileged_action"
 
     def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4,
-                 min_cohort: int = 4, cohort_period: str = "6h", odd_hour: float = 0.02) -> None:
+                 min_cohort: int = 4, cohort_period: str = "6h", odd_hour: float = 0.02,
+                 self_prior: float = 1.0) -> None:
         self.type_prior = type_prior
         self.hour_prior = hour_prior
         self.min_type_share = min_type_share
         self.min_cohort = min_cohort
         self.cohort_period = cohort_period
         self.odd_hour = odd_hour
+        self.self_prior = self_prior
 
     @staticmethod
     def _actions(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -71,6 +78,10 @@ class PrivilegedAction(Detector):
         self.actors_ = lf.group_by("user_id").agg(pl.len().alias("events")).collect()
         actions = self._actions(lf).collect()
         self.action_counts_ = actions.group_by("user_id", "event_type").agg(pl.len().alias("done"))
+        mine = actions.filter(pl.col("target") == pl.col("user_id")).group_by("event_type").agg(pl.len().alias("k"))
+        every = actions.group_by("event_type").agg(pl.len().alias("n")).join(mine, on="event_type", how="left")
+        self.self_share_ = {t: (float(k or 0) + self.self_prior) / (float(n) + 2 * self.self_prior)
+                            for t, n, k in every.select("event_type", "n", "k").iter_rows()}
         self.type_share_ = {t: max(actions.filter(pl.col("event_type") == t).height / total, self.min_type_share)
                             for t in F.PRIVILEGED_TYPES}
         hours = lf.with_columns(pl.col("timestamp").dt.hour().alias("hour"))
@@ -95,6 +106,9 @@ class PrivilegedAction(Detector):
         hour_share = self.hour_share_[found["hour"].to_numpy()]
         p_type = (done + self.type_prior * type_share) / (n + self.type_prior)
         p_hour = (at_hour + self.hour_prior * hour_share) / (n + self.hour_prior)
+        own = (found["target"] == found["user_id"]).fill_null(False).to_numpy()
+        share_self = found["event_type"].replace_strict(self.self_share_, default=0.5, return_dtype=pl.Float64)
+        p_self = np.where(own, share_self.to_numpy(), 1.0)
         # A release night: several actors doing this kind of action at an hour odd for each of them. The hour is
         # explained by the cohort (a planned change), so only the action's rarity for the actor remains.
         # Counted on two grids half a period apart, so a night that straddles a boundary is seen whole.
@@ -113,15 +127,16 @@ class PrivilegedAction(Detector):
             pl.col("timestamp").dt.truncate("1m").alias("window_start"),
             (pl.col("timestamp").dt.truncate("1m") + timedelta(minutes=1)).alias("window_end"),
             pl.concat_list(pl.col("event_id")).alias("sample_event_ids"),
-            pl.Series("p_type", p_type), pl.Series("p_hour", p_hour),
+            pl.Series("p_type", p_type), pl.Series("p_hour", p_hour), pl.Series("p_self", p_self),
             pl.Series("pop_type_share", type_share), pl.Series("pop_hour_share", hour_share))
-        scored = with_scores(frame, p_type * p_hour)
+        scored = with_scores(frame, p_type * p_hour * p_self)
         # One row per actor and minute: the rarest action in it.
         return (scored.sort("p_value").group_by("entity_value", "window_start", maintain_order=True).first())
 
     def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
         done, n = int(row["done"] or 0), int(row["events"] or 0)
         habit = "never before" if done == 0 else f"{done} times in {n} events"
+        habit += "; on their own account" if row["p_self"] < 1 else ""
         return {
             "summary": f"{row['entity_value']} did {row['event_type']} at {row['hour']:02d}:00 UTC ({habit}; "
                        f"{100 * (row['at_hour'] or 0) / max(n, 1):.1f}% of their activity is at this hour)",
@@ -133,6 +148,8 @@ class PrivilegedAction(Detector):
                  "contribution": _share(row["p_type"], row["p_hour"])},
                 {"name": "hour_rarity", "value": round(float(row["p_hour"]), 6),
                  "contribution": _share(row["p_hour"], row["p_type"])},
+                *([{"name": "self_targeted", "value": round(float(row["p_self"]), 6),
+                    "contribution": _share(row["p_self"], row["p_type"] * row["p_hour"])}] if row["p_self"] < 1 else []),
             ],
             "peers": {"population_share_of_action": round(float(row["pop_type_share"]), 8),
                       "actors_at_odd_hours_alike": int(row["cohort"]),

@@ -1,0 +1,125 @@
+"""Generator A's hard variants are found, and the habits they hide among are not anomalies.
+
+The detectors are fitted on the dataset's attack-free history and score its last days, as
+``evaluation`` does with ``--baseline-until``; no peer groups are given. Each attack test looks
+only at the ``hard:`` instances of its class; each benign test counts anomalies on its entities.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from analytics import evaluation, hardcases, pipeline, scenarios
+from analytics.detectors import NewContext
+from tests.analytics.conftest import T0, event, frame
+
+
+@pytest.fixture(scope="module")
+def dataset() -> scenarios.Dataset:
+    """500 people over 12 days from a Monday; the last 5 hold the attacks, easy and hard."""
+    return scenarios.generate(users=500, days=12, attack_days=5, seed=21, start=datetime(2024, 3, 4, tzinfo=UTC))
+
+
+@pytest.fixture(scope="module")
+def anomalies(dataset) -> pl.DataFrame:
+    return pipeline.analyze(dataset.events, baseline_until=dataset.attack_start)
+
+
+def _hard(dataset, scenario: str) -> list:
+    found = [i for i in dataset.incidents if i.scenario == scenario and i.note.startswith("hard:")]
+    assert len(found) >= 2, f"the generator injected too few hard {scenario}"
+    return found
+
+
+def _missed(anomalies: pl.DataFrame, incidents: list) -> list[str]:
+    matched = evaluation.match(anomalies, incidents)
+    hit = set(matched["incident"].drop_nulls().to_list())
+    return [incidents[k].note for k in range(len(incidents)) if k not in hit]
+
+
+def test_the_hard_variants_are_patient_and_blended_in(dataset):
+    events = dataset.events
+    for i in _hard(dataset, "brute_force_slow"):
+        assert i.end - i.start >= timedelta(hours=8)
+        assert len(i.entities) - 1 >= 4  # rotating addresses
+    for i in _hard(dataset, "password_spraying_slow"):
+        people = [e for e in i.entities if e.startswith("u")]
+        assert len(people) >= 30 and len(i.entities) - len(people) <= 3
+        sources = [e for e in i.entities if not e.startswith("u")]
+        span = events.filter(pl.col("source_ip").is_in(sources) & (pl.col("outcome") == "failure"))
+        assert span.height <= 1.2 * len(people) + 5  # about one guess per person
+    finance = {u for u, g in dataset.peer_groups.items() if g == "finance"}
+    close = next(i for i in dataset.lookalikes if i.scenario == "month_end_close")
+    for i in _hard(dataset, "exfiltration"):
+        assert set(i.entities) <= finance and close.start <= i.start <= close.end
+    late = {u for i in dataset.lookalikes if i.scenario == "late_worker" for u in i.entities}
+    for i in _hard(dataset, "night_privilege_escalation"):
+        assert set(i.entities) <= late
+    elsewhere = {c for c, _, _ in hardcases.ELSEWHERE}
+    for i in _hard(dataset, "new_country_login"):
+        ip = next(e for e in i.entities if "." in e)
+        row = events.filter(pl.col("source_ip") == ip).row(0, named=True)
+        assert row["source_country"] in elsewhere and "Chrome" in row["user_agent"]
+
+
+def test_slow_brute_force_from_rotating_proxies_is_found(dataset, anomalies):
+    assert _missed(anomalies, _hard(dataset, "brute_force_slow")) == []
+
+
+def test_slow_password_spray_over_a_night_is_found(dataset, anomalies):
+    assert _missed(anomalies, _hard(dataset, "password_spraying_slow")) == []
+
+
+def test_a_late_worker_granting_themselves_a_role_is_found(dataset, anomalies):
+    assert _missed(anomalies, _hard(dataset, "night_privilege_escalation")) == []
+
+
+def test_an_account_used_from_a_travel_country_with_a_current_browser_is_found(dataset, anomalies):
+    assert _missed(anomalies, _hard(dataset, "new_country_login")) == []
+
+
+@pytest.mark.xfail(strict=True, reason="open miss: inside a department's close, 4-15x the peers' volume scores "
+                   "0.3-0.6 in export_volume (rare for the member, not one in a million among the moved peers)")
+def test_exfiltration_inside_a_departments_month_end_close_is_found(dataset, anomalies):
+    assert _missed(anomalies, _hard(dataset, "exfiltration")) == []
+
+
+def _on_benign(dataset, anomalies: pl.DataFrame, scenario: str) -> pl.DataFrame:
+    labels = [i for i in dataset.lookalikes if i.scenario == scenario]
+    assert labels, f"the generator planned no {scenario}"
+    false = evaluation.match(anomalies, dataset.incidents).filter(pl.col("incident").is_null()).drop("incident")
+    return evaluation.match(false, labels).filter(pl.col("incident").is_not_null())
+
+
+def test_a_monitor_failing_steadily_every_few_minutes_for_weeks_is_not_an_anomaly(dataset, anomalies):
+    pollers = [i for i in dataset.lookalikes if any(e.startswith("svc-monitor") for e in i.entities)]
+    assert len(pollers) == 2
+    failures = dataset.events.filter(pl.col("user_id").str.starts_with("svc-monitor")
+                                     & (pl.col("timestamp") >= dataset.attack_start))
+    assert failures.height > 500  # hundreds of unresolved failures in the scored days alone
+    on = anomalies.filter(pl.col("entity_value").str.starts_with("svc-monitor")
+                          | pl.col("entity_value").str.starts_with("10.0.8."))
+    assert on.is_empty(), on.select("detector", "entity_value", "window_start", "score")
+
+
+def test_people_who_often_work_late_are_not_anomalies_for_it(dataset, anomalies):
+    on = _on_benign(dataset, anomalies, "late_worker")
+    assert on.is_empty(), on.select("detector", "entity_value", "window_start", "score")
+
+
+def test_a_browser_version_bump_is_not_a_new_client(history):
+    detector = NewContext().fit(history)
+    chrome = history.filter(pl.col("user_id").str.starts_with("u") & pl.col("user_agent").str.contains("Chrome/126")
+                            & pl.col("source_ip").is_not_null())
+    user = chrome.group_by("user_id").len().sort("len")["user_id"][-1]
+    known = chrome.filter(pl.col("user_id") == user).row(0, named=True)
+    bumped = known["user_agent"].replace("Chrome/126.0", "Chrome/131.0")
+    assert bumped != known["user_agent"]
+    same_place = {"ip": known["source_ip"], "country": known["source_country"], "asn": known["source_asn"]}
+    found = detector.detect(frame(event(T0.replace(hour=3), user, ua=bumped, **same_place)))
+    assert found.is_empty()
+    other = detector.detect(frame(event(T0.replace(hour=3), user, ua="curl/8.0", **same_place)))
+    assert other["entity_value"].to_list() == [user]
