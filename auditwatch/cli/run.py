@@ -15,6 +15,7 @@ import click
 
 from auditwatch.cli.context import Context, pass_ctx
 from auditwatch.cli.db import apply_migrations, start_database
+from auditwatch.cli.foreground import foreground_group
 from storage.auth import Role
 from storage.errors import StorageError
 from storage.timescale import catalog
@@ -51,6 +52,12 @@ def worker(ctx: Context) -> None:
 @pass_ctx
 def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
     """Bring the platform up: database, schema, API server and demo traffic."""
+    # Ctrl-C then reaches this process group only, not `make`: `make up` ends with status 0.
+    with foreground_group():
+        _up(ctx, no_demo, keep_db)
+
+
+def _up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
     from auditwatch.alerting import receiver_settings
 
     settings = ctx.settings
@@ -86,8 +93,8 @@ def up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
         if failed:
             raise click.ClickException(f"a component exited with status {failed[0].returncode}; see its output above")
     except KeyboardInterrupt:
-        # Ctrl-C reached the whole foreground group (make, this process, every component): a clean
-        # shutdown follows, and `up` exits 0 so that `make up` reports no error.
+        # Ctrl-C reached the foreground group (this process and every component; not make, see
+        # foreground.py): a clean shutdown follows, and `up` exits 0, so `make up` does too.
         click.echo("\nstopping ...")
     finally:
         # A second Ctrl-C while the components stop must not cut the shutdown (and the database's stop) short.
