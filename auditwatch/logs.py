@@ -104,7 +104,9 @@ def init_app(app: Flask, *, access: bool = True) -> None:
             access_log.info("%s %s %s", request.method, request.path, response.status_code,
                             extra={"method": request.method, "path": request.path, "status": response.status_code,
                                    "duration_ms": round(seconds * 1000, 2), "remote_addr": request.remote_addr,
-                                   "bytes": response.calculate_content_length()})
+                                   # The header only: calculate_content_length() would read a streamed
+                                   # export into memory to count it.
+                                   "bytes": None if response.is_streamed else response.content_length})
         return response
 
     @app.teardown_request
