@@ -107,7 +107,12 @@ class Settings:
     bus_publish_timeout: float = 5.0  # seconds to wait for JetStream's ack before answering 503
     bus_ack_wait: float = 30.0  # a writer that does not ack in this time has its messages redelivered
     bus_max_failures: int = 3  # R10: deliveries that fail before a message is dead-lettered
-    bus_replicas: int = 1  # JetStream replicas of the streams when they are created (3 on a NATS cluster)
+    bus_replicas: int = 1  # JetStream replicas of the streams (3 on a NATS cluster); existing streams must match
+    # What an ack means (ingest/busdurability.py): "always" = the NATS server fsyncs every write
+    # (jetstream { sync_interval: always }, nats-server >= 2.10), so "stored" means on disk; "interval" =
+    # acks may sit in the page cache until the server's periodic fsync (2 min by default).
+    bus_sync: str = "always"
+    bus_monitor_url: str = ""  # http://nats-host:8222: the client confirms bus_sync from /varz at connect
     writer_batch: int = 1000  # messages per writer transaction
     # Alerting (alerts/): rules, schedules and receivers. Credentials only here or in AUDITWATCH_*
     # environment variables, never in rule files. With none set, alerts go to the local sink
@@ -197,6 +202,13 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`syslog_unknown_users` must be `register` or `host`")
     if settings.bus_url and not all(u.strip().startswith(("nats://", "tls://")) for u in settings.bus_url.split(",")):
         raise SettingsError("`bus_url` must be nats:// URLs separated by commas (or empty for no bus)")
+    if settings.bus_sync not in {"always", "interval"}:
+        raise SettingsError("`bus_sync` must be `always` (the NATS server fsyncs every write: an ack means on disk) "
+                            "or `interval` (acks may wait for its periodic fsync)")
+    if not 1 <= settings.bus_replicas <= 5:
+        raise SettingsError("`bus_replicas` must be 1 to 5 (JetStream's limit; 3 on a cluster)")
+    if settings.bus_monitor_url and not settings.bus_monitor_url.startswith(("http://", "https://")):
+        raise SettingsError("`bus_monitor_url` must be the NATS server's http:// monitoring URL (or empty)")
     for entry in settings.syslog_source_zones:
         if "=" not in entry:
             raise SettingsError(f"`syslog_source_zones` entry {entry!r} must be host=Area/City")
