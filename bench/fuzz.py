@@ -98,10 +98,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=400, help="examples per operation and phase")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", default="/tmp/auditwatch-fuzz")
+    parser.add_argument("--max-time", type=float, help="seconds; schemathesis keeps fuzzing until it is spent")
     args = parser.parse_args()
     with database(args.url) as url, server(url, workers=2) as base:
         key = admin_key(url)
-        result = run(base, key, examples=args.examples, workdir=Path(args.workdir), workers=args.workers)
+        result = run(base, key, examples=args.examples, workdir=Path(args.workdir), workers=args.workers,
+                     max_time=args.max_time)
         with psycopg.connect(url) as conn:
             stored = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
     print(f"schemathesis {args.examples} examples/operation: {result.requests:,} requests in {result.seconds:.0f} s "
