@@ -27,3 +27,4 @@ def test_schemathesis_gets_no_server_error(db_url, tmp_path):
     assert result.server_errors == [], "\n".join(result.server_errors[:20]) + "\n" + log[-4000:]
     assert result.statuses[200] > 0 and result.statuses[400] > 0  # it reached the handlers, valid and not
     assert "Traceback" not in log, log[-4000:]
+    assert result.unauthorized < result.requests // 4, "the fuzzer lost its key: its requests were 401s"
