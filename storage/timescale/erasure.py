@@ -182,9 +182,9 @@ def _erase(pool: ConnectionPool, event_id: uuid.UUID, audit: Callable[[list[Even
     if cold:
         with pool.connection() as conn, conn.transaction():
             _refuse_if_held(conn, event_id, cold)  # before writing any file: a held event costs nothing
-        for f in cold:
-            _write_replacement(catalogue, store, f, event_id)
     try:
+        for f in cold:
+            _write_replacement(catalogue, store, f, event_id)  # type: ignore[arg-type]
         with pool.connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE legal_holds IN SHARE MODE")  # no hold may appear until we commit
             _refuse_if_held(conn, event_id, cold)
