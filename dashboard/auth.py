@@ -16,6 +16,7 @@ from flask import Flask, g, redirect, request, session
 from flask.sessions import SecureCookieSessionInterface
 from markupsafe import escape
 
+from dashboard import csrf
 from dashboard.context import current
 from dashboard.errors import NotAllowed
 from storage.auth import ROLE_PERMISSIONS, Permission, Role
@@ -105,14 +106,21 @@ def install(server: Flask, *, secret: str, session_hours: float) -> None:
     def guard() -> Any:
         if not request.path.startswith(PREFIX) and request.path != PREFIX.rstrip("/"):
             return None
-        g.dashboard_user = _session_user()
-        if g.dashboard_user is not None or request.path.startswith(PUBLIC_PREFIXES):
-            return None
-        if request.method == "GET" and not request.path.startswith("/dashboard/_dash"):
-            return redirect(f"/dashboard/login?next={_safe_next(request.full_path)}")
-        return flask.Response('{"code":"unauthenticated","message":"sign in again at /dashboard/login"}', 401,
-                              mimetype="application/json")
+        g.dashboard_user = who = _session_user()
+        callback = request.path.startswith("/dashboard/_dash")
+        public = request.path.startswith(PUBLIC_PREFIXES)
+        if who is None and not public:
+            if request.method == "GET" and not callback:
+                return redirect(f"/dashboard/login?next={_safe_next(request.full_path)}")
+            return flask.Response('{"code":"unauthenticated","message":"sign in again at /dashboard/login"}', 401,
+                                  mimetype="application/json")
+        if request.method not in csrf.SAFE_METHODS:
+            return csrf.check_unsafe(is_callback=callback)
+        if who is not None and request.query_string and not public and not callback and csrf.cross_site():
+            return csrf.confirmation_page(request.full_path.rstrip("?"))
+        return None
 
+    csrf.install(server)
     server.add_url_rule("/dashboard/login", "dashboard_login", _login, methods=["GET", "POST"])
     server.add_url_rule("/dashboard/logout", "dashboard_logout", _logout, methods=["POST"])
 
@@ -150,9 +158,10 @@ def _login() -> Any:
         return _login_page(target, "That API key is unknown, malformed or revoked."), 401
     if key.role == Role.SYSTEM:
         return _login_page(target, "System keys ingest events; sign in with a viewer, auditor or admin key."), 403
-    session.clear()
+    session.clear()  # a new session, and with it a new CSRF token
     session.permanent = True
     session["key_id"] = str(key.key_id)
+    csrf.token()
     current().audit("user_login", f"apikey:{key.name}", source_ip=request.remote_addr,
                     user_agent=request.user_agent.string or None, metadata={"via": "dashboard", "role": str(key.role)})
     return redirect(target)
@@ -174,6 +183,7 @@ def _login_page(target: str, error: str | None) -> str:
 <code>auditwatch keys create --role viewer --name you</code>.</p>
 {message}
 <form method="post" action="/dashboard/login">
+<input type="hidden" name="{csrf.FIELD}" value="{escape(csrf.token())}">
 <input type="hidden" name="next" value="{escape(target)}">
 <label for="key">API key</label>
 <input id="key" name="key" type="password" autocomplete="current-password" required autofocus

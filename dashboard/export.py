@@ -16,7 +16,9 @@ from storage.timescale import queries
 
 
 def install(server: Flask) -> None:
-    server.add_url_rule("/dashboard/export", "dashboard_export", _export, methods=["GET"])
+    # POST only, from the search page's form with the session's CSRF token (checked by the auth guard):
+    # a link from another site cannot start an export.
+    server.add_url_rule("/dashboard/export", "dashboard_export", _export, methods=["POST"])
 
 
 def _error(status: int, message: str) -> Response:
@@ -27,12 +29,12 @@ def _export() -> Response:
     who = user()
     if not who.can_export:
         return _error(403, f"the {who.role} role may not export events; ask for an auditor key")
-    fmt = request.args.get("format", "csv")
+    fmt = request.form.get("format", "csv")
     if fmt not in ("csv", "ndjson"):
         return _error(400, "format must be csv or ndjson")
-    values: dict[str, Any] = {k: request.args.get(k) for k in ("start_time", "end_time", "user_id", "outcome",
-                                                                 "source_ip", "metadata")}
-    values["event_type"] = request.args.getlist("event_type")
+    values: dict[str, Any] = {k: request.form.get(k) or None for k in ("start_time", "end_time", "user_id",
+                                                                         "outcome", "source_ip", "metadata")}
+    values["event_type"] = request.form.getlist("event_type")
     try:
         query = search_filters.parse(values, start=None, end=None)
     except DashboardError as exc:

@@ -16,7 +16,7 @@ import dash
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from flask import g
 
-from dashboard import ids
+from dashboard import csrf, ids
 from dashboard.auth import user
 from dashboard.context import current
 from dashboard.render import search_href
@@ -65,7 +65,8 @@ def layout() -> html.Div:
             html.Div([
                 html.Span([who.name, html.Span(str(who.role), className=f"aw-role aw-role-{who.role}")],
                           className="aw-user") if who else None,
-                html.Form(html.Button("Sign out", type="submit", className="aw-button small ghost"),
+                html.Form([csrf.hidden_field() if who else None,
+                           html.Button("Sign out", type="submit", className="aw-button small ghost")],
                           method="post", action="/dashboard/logout"),
             ], className="aw-account"),
         ], className="aw-header"),

@@ -41,7 +41,7 @@ import psycopg
 from nats.js import api
 from psycopg_pool import PoolTimeout
 
-from ingest import metrics
+from ingest import busdurability, metrics
 from ingest.busguard import BusGuard
 from ingest.errors import Unavailable
 from storage import request_ids
@@ -66,7 +66,9 @@ class BusConfig:
     ack_wait: float = 30.0
     max_failures: int = 3
     batch: int = 1000
-    replicas: int = 1
+    replicas: int = 1  # the streams' copies; what an ack means: ingest.busdurability
+    sync: str = "always"  # the server fsyncs every write ("always") or periodically ("interval")
+    monitor_url: str = ""  # the server's HTTP monitoring URL, to confirm ``sync`` at connect
 
     @property
     def servers(self) -> list[str]:
@@ -111,12 +113,19 @@ def message_id(record: EventRecord) -> str:
     return f"{record.event_id}/{record.timestamp.isoformat()}"
 
 
+async def confirm_durability(config: BusConfig) -> None:
+    """Check with the server that an ack means what ``config.sync`` says (when it can), and say it."""
+    verified = await asyncio.to_thread(busdurability.check_sync, config.monitor_url, config.sync)
+    busdurability.announce(config.replicas, config.sync, verified is not None)
+
+
 async def ensure_streams(js, config: BusConfig) -> None:
-    """Create the work-queue stream and the dead-letter stream if they are missing (idempotent)."""
+    """Create the work-queue stream and the dead-letter stream if they are missing (idempotent), with the
+    configured replicas on file storage; refuse existing ones that are weaker."""
     for name, subject, retention in ((config.stream, config.subject, api.RetentionPolicy.WORK_QUEUE),
                                      (config.deadletter_stream, config.deadletter_subject, api.RetentionPolicy.LIMITS)):
         try:
-            await js.stream_info(name)
+            busdurability.check_stream(await js.stream_info(name), name=name, replicas=config.replicas)
         except nats.js.errors.NotFoundError:
             try:
                 await js.add_stream(api.StreamConfig(name=name, subjects=[subject], retention=retention,
@@ -167,11 +176,15 @@ class BusClient:
     async def _connected(self):
         if self._nc is None or self._nc.is_closed:
             # Reconnect for ever once connected; but the first connection gets one publish timeout.
+            self._js = None
             self._nc = await asyncio.wait_for(nats.connect(
                 self.config.servers, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                 allow_reconnect=True, name="auditwatch"), self.config.publish_timeout)
-            self._js = self._nc.jetstream(timeout=self.config.publish_timeout)
-            await ensure_streams(self._js, self.config)
+        if self._js is None:  # usable only once the durability and the streams check out
+            js = self._nc.jetstream(timeout=self.config.publish_timeout)
+            await confirm_durability(self.config)
+            await ensure_streams(js, self.config)
+            self._js = js
         return self._js
 
     def call(self, fn: Callable[[Any], Coroutine[Any, Any, T]], timeout: float | None = None) -> T:
@@ -353,6 +366,7 @@ class BusWriter:
         nc = await nats.connect(config.servers, connect_timeout=2, max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.5, name="auditwatch-writer")
         js = nc.jetstream(timeout=10)
+        await confirm_durability(config)
         await ensure_streams(js, config)
         sub = await js.pull_subscribe(
             config.subject, durable=CONSUMER, stream=config.stream,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 import uuid
 import zlib
 from datetime import UTC, datetime
@@ -285,8 +286,9 @@ def _error(exc: IngestError, protobuf: bool) -> Response:
                     headers)
 
 
-def create_blueprint(pipeline: IngestPipeline, *, max_records: int = 10_000) -> Blueprint:
+def create_blueprint(pipeline: IngestPipeline, *, max_records: int = 10_000, max_decoding: int = 2) -> Blueprint:
     bp = Blueprint("otlp", __name__)
+    decoding = threading.BoundedSemaphore(max_decoding)
 
     def is_protobuf() -> bool:
         return (request.mimetype or "").lower() == PROTOBUF
@@ -301,16 +303,29 @@ def create_blueprint(pipeline: IngestPipeline, *, max_records: int = 10_000) -> 
         media = (request.mimetype or "").lower()
         if media not in {PROTOBUF, JSON}:
             raise HttpError(415, "unsupported_media_type", f"send OTLP as `{PROTOBUF}` or `{JSON}`")
-        raw = _decompressed(request_body(), request.max_content_length or 32 * 1024 * 1024)
+        body = request_body()
+        # Inflating and decoding amplify memory (a 40 KB gzip bomb is 32 MB inflated, then parsed): at most
+        # ``max_decoding`` large or compressed bodies per worker at once (bench/hostile_memory.py measures it).
+        large = len(body) > 64 * 1024 or (request.headers.get("Content-Encoding") or "identity").lower() != "identity"
+        if large and not decoding.acquire(timeout=10):
+            raise HttpError(503, "busy", "too many large OTLP requests are being decoded; retry shortly",
+                            headers={"Retry-After": "2"})
         try:
-            records = (records_from_protobuf(raw, max_records=max_records) if media == PROTOBUF
-                       else records_from_json(raw, max_records=max_records))
-        except TooManyRecords:
-            raise HttpError(413, "too_many_records", f"at most {max_records} log records per request; lower the "
-                            "exporter's batch size (OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)") from None
-        except (DecodeError, ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
-            raise HttpError(400, "malformed_otlp", f"the body is not an OTLP ExportLogsServiceRequest: "
-                            f"{str(exc)[:200]}") from None
+            raw = _decompressed(body, request.max_content_length or 32 * 1024 * 1024)
+            del body
+            try:
+                records = (records_from_protobuf(raw, max_records=max_records) if media == PROTOBUF
+                           else records_from_json(raw, max_records=max_records))
+            except TooManyRecords:
+                raise HttpError(413, "too_many_records", f"at most {max_records} log records per request; lower "
+                                "the exporter's batch size (OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)") from None
+            except (DecodeError, ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
+                raise HttpError(400, "malformed_otlp", f"the body is not an OTLP ExportLogsServiceRequest: "
+                                f"{str(exc)[:200]}") from None
+            del raw
+        finally:
+            if large:
+                decoding.release()
         key = current_key()
         items = [to_event(r) for r in records]
         result = pipeline.ingest(items, RequestContext(

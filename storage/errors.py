@@ -65,3 +65,7 @@ class LegalHoldError(ValueError):
 
 class HoldNotFound(LegalHoldError):
     """No legal hold has this id."""
+
+
+class ErasureHeld(LegalHoldError):
+    """An erasure refused because a legal hold keeps the event."""

@@ -17,8 +17,10 @@ from ingest.http import HttpError, current_key, json_response, require
 from ingest.validate import EVENT_TYPE, parse_timestamp
 from storage import export, ocsf, tiers
 from storage.auth import Permission
+from storage.errors import ErasureHeld
 from storage.events import EventRecord, Outcome
 from storage.timescale import catalog, erasure, queries
+from storage.timescale.archive import ArchiveBusy
 from storage.timescale.queries import EventQuery
 
 QUERY_PARAMS = frozenset(
@@ -181,7 +183,13 @@ def create_blueprint(services: Services) -> Blueprint:
                     "erased": [{"timestamp": e.timestamp.isoformat(), "event_type": e.event_type} for e in erased],
                 })
 
-        erased = erasure.erase_event(services.pool, target, record)
+        try:
+            erased = erasure.erase_event(services.pool, target, record, store=services.archive)
+        except ErasureHeld as exc:
+            raise HttpError(409, "legal_hold", str(exc), "event_id") from None
+        except ArchiveBusy as exc:
+            raise HttpError(503, "archive_busy", f"{exc} (the event is archived)", headers={"Retry-After": "30"}) \
+                from None
         if not erased:
             raise HttpError(404, "not_found", "no stored event has this id", "event_id")
         return json_response({"erased": len(erased), "event_id": str(target)})

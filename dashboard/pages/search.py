@@ -6,12 +6,11 @@ import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import dash
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from dashboard import ids, search_filters, timerange
+from dashboard import csrf, ids, search_filters, timerange
 from dashboard.auth import user
 from dashboard.context import current
 from dashboard.errors import DashboardError
@@ -115,10 +114,12 @@ def search_page(values: dict[str, Any], time_range: dict | None, paging: dict, d
     export = None
     if who.can_export:
         params = search_filters.as_params(query)
-        export = [html.A(f"Export {fmt.upper()}", href="/dashboard/export?" + urlencode({**params, "format": fmt},
-                                                                                        doseq=True),
-                         className="aw-button small ghost", download=f"audit-events.{fmt}")
-                  for fmt in ("csv", "ndjson")]
+        fields = [dcc.Input(type="hidden", name=name, value=value) for name, values in params.items()
+                  for value in (values if isinstance(values, list) else [values])]
+        export = html.Form([csrf.hidden_field(), *fields, *[
+            html.Button(f"Export {fmt.upper()}", type="submit", name="format", value=fmt,
+                        className="aw-button small ghost") for fmt in ("csv", "ndjson")]],
+            method="POST", action="/dashboard/export", className="aw-actions")
     results = _results(page.events) if page.events else html.Div("No events match these filters in this range.",
                                                                  className="aw-empty")
     return results, status, paging, export

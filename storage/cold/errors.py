@@ -11,3 +11,7 @@ class ArchiveError(StorageError):
 
 class ArchiveCorrupt(ArchiveError):
     """An archive file does not match its catalogue row (missing, truncated or altered)."""
+
+
+class UnsafeArchivePath(ArchiveCorrupt):
+    """A catalogued archive path that would leave the archive root (absolute, ``..``, a link out)."""

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from storage.cold.errors import ArchiveCorrupt, ArchiveError
+from storage.cold.errors import ArchiveCorrupt, ArchiveError, UnsafeArchivePath
 from storage.cold.layout import DEFAULT_LAYOUT, Layout
 from storage.cold.remote import ObjectStoreOptions, options_from, split_url
 
@@ -75,7 +75,34 @@ class ColdStore:
         self.base = self.base.rstrip("/")
 
     def full_path(self, path: str) -> str:
-        return f"{self.base}/{path}"
+        """Where a catalogued path lives; refuses one that would leave the root (see ``check_path``)."""
+        return f"{self.base}/{self.check_path(path)}"
+
+    def check_path(self, path: str) -> str:
+        """``path`` if it is a plain relative path under the root, else UnsafeArchivePath.
+
+        Paths come from the catalogue (log_archives.path), which someone with database write access can
+        edit: an absolute path, a ``..`` step, a drive or URL prefix, or a symbolic link out of the root
+        would make the archiver read, overwrite or delete files elsewhere.
+        """
+        why = None
+        if not isinstance(path, str) or not path:
+            why = "it is empty"
+        elif "\0" in path or "\\" in path or ":" in path:
+            why = "it contains a NUL, a backslash or a colon (a drive or URL prefix)"
+        elif path.startswith("/") or path.startswith("~"):
+            why = "it is absolute"
+        elif any(part in ("", ".", "..") for part in path.split("/")):
+            why = "it has an empty, '.' or '..' step"
+        elif self.local:
+            root = os.path.realpath(self.base)
+            if os.path.commonpath([root, os.path.realpath(os.path.join(root, path))]) != root:
+                why = "it resolves outside the root through a symbolic link"
+        if why:
+            raise UnsafeArchivePath(f"archive path {path!r} from the catalogue (log_archives.path) is refused: {why}. "
+                                    f"Archive paths are relative to the archive root {self.root}; the catalogue row "
+                                    "was altered: restore it from a backup, or mark the row failed")
+        return path
 
     def uri(self, path: str) -> str:
         """A location Polars can scan (with ``storage_options``)."""

@@ -17,7 +17,9 @@ import psycopg
 from storage.events import EventRecord
 from storage.timescale import self_audit
 
-REASONS = {"archive": "events_archived", "retention": "events_expired"}  # reason -> its self-audit type
+# reason -> its self-audit type. 'erasure' links (archived rows erased) are recorded by integrity_erase_archived
+# (storage/timescale/erasure.py), their event_erased record naming them in metadata.integrity.removals.
+REASONS = {"archive": "events_archived", "retention": "events_expired", "erasure": "event_erased"}
 
 _RECORD = "SELECT removal_id, removal_pos FROM integrity_record_removal(%s, %s, %s, %s, %s, %s, %s, %s)"
 
@@ -28,8 +30,8 @@ def record_removal(conn: psycopg.Connection, lo: datetime, hi: datetime, *, reas
     ``events_archived``/``events_expired`` self-audit record) sealed, naming the link; call it in the SAME
     transaction that drops the chunk. ``reason`` 'archive': the rows are in the cold tier (verify reads them
     there); 'retention': they are gone for good (their batches are reported as expired)."""
-    if reason not in REASONS:
-        raise ValueError("reason must be 'archive' or 'retention'")
+    if reason not in ("archive", "retention"):
+        raise ValueError("reason must be 'archive' or 'retention' (erasures are recorded by storage.timescale.erasure)")
     if record.event_type != REASONS[reason]:
         raise ValueError(f"a {reason} removal is recorded with an {REASONS[reason]} record, not {record.event_type}")
     removal_id, pos = conn.execute(_RECORD, (lo, hi, reason, rows, archive_ref, removed_by,

@@ -13,7 +13,8 @@
 --   * reads every table;
 --   * may INSERT into audit_events, never UPDATE or DELETE it (SQLSTATE 42501);
 --   * writes the integrity tables only through SECURITY DEFINER functions: integrity_append (seal a batch)
---     and integrity_erase (lawful erasure, whose sealed event_erased record the database requires at commit);
+--     and integrity_erase / integrity_erase_archived (lawful erasure of hot rows / of archived rows, whose
+--     sealed event_erased record the database requires at commit);
 --   * cannot record a removal (integrity_record_removal is the owner's) nor create objects in the schema;
 --   * changes the platform's own tables (keys, users, settings, alerts, dashboards ...) normally.
 -- The owner keeps everything else: migrations, drop_chunks (archiving), retention, checkpoint signing.
@@ -40,8 +41,9 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT INSERT ON %I.audit_events TO %I', schema, app);
     EXECUTE pg_catalog.format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO %I', schema, app);
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.integrity_append(bigint, text, integer, bytea, '
-                              'timestamptz, timestamptz), %I.integrity_erase(uuid, bytea[], uuid, text, timestamptz) '
-                              'TO %I', schema, schema, app);
+                              'timestamptz, timestamptz), %I.integrity_erase(uuid, bytea[], uuid, text, timestamptz), '
+                              '%I.integrity_erase_archived(uuid, bigint[], timestamptz[], bytea[], uuid, text, '
+                              'timestamptz, text) TO %I', schema, schema, schema, app);
     -- Not even a stray default grant: only the owner records removals.
     EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %I.integrity_record_removal(timestamptz, timestamptz, '
                               'text, bigint, text, text, uuid, timestamptz) FROM %I', schema, app);

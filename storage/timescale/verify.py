@@ -427,8 +427,14 @@ def _feed_cold(v: _Verifier, removal: tuple, lo: datetime, hi: datetime, cold: C
                 n += 1
     whole = (lo, hi) == (removal[1], removal[2])
     expired = any(r[3] == "retention" and r[1] < hi and r[2] > lo for r in v.removals)
-    if whole and not expired and n != removal[4]:
-        v.problem("archive_incomplete", f"{removal[4]} events of {lo.isoformat()} .. {hi.isoformat()} were archived "
-                  f"(removal #{removal[0]}, chunk {removal[5]}), but the catalogued live files hold {n}: an archive "
-                  "file or its log_archives row was removed, or a file was replaced", v.first_pos(lo, hi), lo)
+    erased = [r for r in v.removals if r[3] == "erasure" and lo <= r[1] and r[2] <= hi]
+    for r in erased:
+        v.report.notes.append(f"{r[4]} archived event(s) of {r[1].isoformat()} .. {r[2].isoformat()} were erased "
+                              f"from {r[5]} (removal #{r[0]}); their tombstones keep the batches verifiable")
+    expected = removal[4] - sum(r[4] for r in erased)
+    if whole and not expired and n != expected:
+        v.problem("archive_incomplete", f"{expected} events of {lo.isoformat()} .. {hi.isoformat()} were archived "
+                  f"(removal #{removal[0]}, chunk {removal[5]}{', less recorded erasures' if erased else ''}), but "
+                  f"the catalogued live files hold {n}: an archive file or its log_archives row was removed, or a "
+                  "file was replaced", v.first_pos(lo, hi), lo)
     return n

@@ -2,8 +2,8 @@
 
 A removal counts only if it is a link of the removal chain that recomputes, agrees with every signed
 checkpoint's removal head, and is matched by its sealed self-audit record (``events_archived`` or
-``events_expired``, written in the same transaction and naming the link); a retention removal counts
-only over ranges archived before it (retention deletes cold files, never hot rows). Anything else is
+``events_expired``, ``event_erased``, written in the same transaction and naming the link); a retention
+or erasure removal counts only over ranges archived before it (both touch cold files, never hot rows). Anything else is
 reported, and excuses nothing.
 """
 
@@ -19,7 +19,7 @@ from storage.integrity.checkpoints import Checkpoint
 from storage.timescale.removals import REASONS
 from storage.timescale.sealing import Removal, removal_head, stored_removals
 
-_RECORDS = ("SELECT event_id, event_type, resource_id, metadata -> 'integrity' -> 'removal' FROM audit_events "
+_RECORDS = ("SELECT event_id, event_type, resource_id, metadata -> 'integrity' FROM audit_events "
             "WHERE event_id = ANY(%s)")
 
 Report = Callable[..., None]  # the verifier's problem(kind, message, chain_pos=None, at=None)
@@ -81,13 +81,24 @@ def _matches(r: Removal, found: tuple | None, archived: Sequence[Removal]) -> bo
     """Whether the record's sealed self-audit record backs it (or lies in a range archived since)."""
     if found is None:
         return r.audit_event_at is not None and any(a.lo <= r.audit_event_at < a.hi for a in archived)
-    _, event_type, resource_id, link = found
+    _, event_type, resource_id, integrity = found
     if event_type != REASONS[r.reason]:
         return False
-    if link is None:  # recorded before migration 0011: matched there by type and archive reference
-        return resource_id == r.archive_ref
-    return (link.get("chain_pos"), link.get("reason"), link.get("rows")) == (r.chain_pos, r.reason, r.rows) and \
-        datetime.fromisoformat(link["lo"]) == r.lo and datetime.fromisoformat(link["hi"]) == r.hi
+    integrity = integrity if isinstance(integrity, dict) else {}
+    # One link per removal record; an erasure of archived rows names one per file it rewrote.
+    links = [integrity["removal"]] if isinstance(integrity.get("removal"), dict) else []
+    links += [link for link in integrity.get("removals") or [] if isinstance(link, dict)]
+    if not links:  # recorded before migration 0011: matched there by type and archive reference
+        return r.reason != "erasure" and resource_id == r.archive_ref
+    return any(_names(link, r) for link in links)
+
+
+def _names(link: dict, r: Removal) -> bool:
+    try:
+        return (link.get("chain_pos"), link.get("reason"), link.get("rows")) == (r.chain_pos, r.reason, r.rows) and \
+            datetime.fromisoformat(link["lo"]) == r.lo and datetime.fromisoformat(link["hi"]) == r.hi
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _covered(lo: datetime, hi: datetime, ranges: Sequence[tuple[datetime, datetime]]) -> bool:
@@ -117,10 +128,11 @@ def lawful_removals(conn: psycopg.Connection, signed: Sequence[Checkpoint], prob
                     "no missing rows", at=r.lo)
     lawful = []
     for r in matched:
-        if r.reason == "retention" and not _covered(r.lo, r.hi, [(a.lo, a.hi) for a in matched if a.reason == "archive"
+        if r.reason != "archive" and not _covered(r.lo, r.hi, [(a.lo, a.hi) for a in matched if a.reason == "archive"
                                                                  and a.chain_pos < r.chain_pos]):
-            problem("removal_unarchived", f"{_where(r)} covers events that were never archived: retention deletes "
-                    "archived files only, so it excuses no rows missing from the hot table", at=r.lo)
+            problem("removal_unarchived", f"{_where(r)} covers events that were never archived: {r.reason} of "
+                    "archived rows touches archive files only, so it excuses no rows missing from the hot table",
+                    at=r.lo)
             continue
         lawful.append(r)
     return sorted(((r.id, r.lo, r.hi, r.reason, r.rows, r.archive_ref) for r in lawful), key=lambda t: t[1])

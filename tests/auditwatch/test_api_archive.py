@@ -179,3 +179,26 @@ def test_cli_legal_holds_and_their_bad_input(run):
     assert released.exit_code == 0 and "released legal hold 1" in released.output
     again = run("legal-hold", "release", "1", "--reason", "settled")
     assert again.exit_code == 2 and "already released" in again.output
+
+
+def test_delete_erases_an_archived_event_and_a_hold_refuses_with_409(client, services, make_key):
+    events = seed_and_archive(services)
+    admin = make_key(Role.ADMIN)
+    held, target = events[0], events[1]
+    hold = legal_hold.place(services.pool, reason="case LIT-9", created_by="apikey:counsel",
+                            start_time=held.timestamp, end_time=held.timestamp + timedelta(microseconds=1),
+                            audit=self_audit.auditor("tests", lambda: NOW))
+    refused = client.delete(f"/api/v1/logs/{held.event_id}", headers=admin, json={"reason": "GDPR request"})
+    assert refused.status_code == 409 and error_of(refused)["code"] == "legal_hold"
+    assert f"legal hold {hold.hold_id}" in error_of(refused)["message"]
+
+    done = client.delete(f"/api/v1/logs/{target.event_id}", headers=admin, json={"reason": "GDPR request"})
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["erased"] == 1
+    listed = client.get("/api/v1/logs?user_id=alice&limit=100", headers=admin).get_json()["events"]
+    ids = {e["event_id"] for e in listed}
+    assert str(target.event_id) not in ids and str(held.event_id) in ids
+    exported = client.get("/api/v1/logs/export?user_id=alice&format=ndjson", headers=admin).get_data()
+    assert str(target.event_id).encode() not in exported
+    again = client.delete(f"/api/v1/logs/{target.event_id}", headers=admin, json={"reason": "GDPR request"})
+    assert again.status_code == 404

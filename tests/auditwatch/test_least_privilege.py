@@ -3,6 +3,7 @@ everything they do works, and an event cannot be changed or deleted through thei
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import psycopg
@@ -61,3 +62,29 @@ def test_the_api_works_as_the_app_role_and_cannot_rewrite_history(as_app_role, p
         c.execute("DELETE FROM audit_events WHERE event_id = %s", (batch[2]["event_id"],))
     report = verify.verify(pool, trusted_keys=[])
     assert report.ok and report.erased == 1, report.problems
+
+
+def test_the_app_role_erases_an_archived_event(as_app_role, pool, tmp_path):
+    """Cold erasure needs no owner rights: the file swap, tombstones and removal link go through the
+    app role's grants (integrity_erase_archived), and verify passes from the public key alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from storage.timescale import archive, self_audit
+    from storage.timescale.writer import EventWriter
+    from tests.storage.cold_data import event as old_event
+
+    client, services = as_app_role
+    now = datetime.now(UTC)
+    rng = random.Random(2)
+    events = [old_event(now - timedelta(days=100, minutes=i), rng=rng) for i in range(5)]
+    EventWriter(pool).write(events)  # sealed, so verify recomputes their batch from the rewritten file
+    assert archive.run(pool, services.archive, now=now, hot_days=90,
+                       audit=self_audit.auditor("tests", lambda: now)).rows == 5
+    _, secret = catalog.create_key(services.pool, "admin-1", Role.ADMIN, "tests")
+    erased = client.delete(f"/api/v1/logs/{events[2].event_id}", json={"reason": "GDPR art. 17"},
+                           headers={"Authorization": f"Bearer {secret}"})
+    assert erased.status_code == 200, erased.get_json()
+    services.committer.close()
+    report = verify.verify(pool, trusted_keys=[], cold=verify.cold_reader(pool, services.archive))
+    assert report.ok, report.problems
+    assert any("erased from" in n for n in report.notes), report.notes
