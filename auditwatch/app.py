@@ -80,7 +80,9 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(ingest_admin_api.create_blueprint(services))
     app.register_blueprint(otlp.create_blueprint(services.pipeline, max_records=settings.otlp_max_records))
     app.register_blueprint(alerts_api.create_blueprint(services))
-    app.register_blueprint(health.create_blueprint(health.Readiness(services.pool, services.bus)))
+    app.register_blueprint(health.create_blueprint(health.Readiness(
+        services.pool, services.bus, observed=tuple({id(p): p for p in (services.pool, services.reads,
+                                                                           services.exports)}.values()))))
     if settings.dashboard:
         _mount_dashboard(app, settings, services)
 

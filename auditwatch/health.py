@@ -36,6 +36,7 @@ class Readiness:
     pool: ConnectionPool
     bus: Any = None  # an ingest.bus.BusClient, when events go through JetStream
     extra: dict[str, Callable[[], str | None]] = field(default_factory=dict)  # name -> problem or None
+    observed: tuple[ConnectionPool, ...] = ()  # pools whose saturation /metrics shows (default: ``pool``)
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         db = ops_state.readiness(self.pool)
@@ -86,7 +87,7 @@ def create_blueprint(readiness: Readiness) -> Blueprint:
     @bp.after_app_request
     def observe_pool(response: Response) -> Response:
         # Each gunicorn worker refreshes its own pool gauges as it serves; /metrics sums the live ones.
-        storage_metrics.observe_pools([readiness.pool])
+        storage_metrics.observe_pools(readiness.observed or [readiness.pool])
         return response
 
     return bp

@@ -140,7 +140,10 @@ def test_metrics_count_accepted_duplicates_and_rejections_by_code(client, make_k
     assert grew("auditwatch_ingest_batch_duration_seconds_count", channel="http") == 1
     assert grew("auditwatch_http_request_duration_seconds_count", route="/api/v1/logs/batch", method="POST",
                 status="200") == 1
-    assert after[("auditwatch_db_pool_max_connections", (("pool", "auditwatch"),))] == 8
+    # The three pools of a server process: ingest (pool_max), reads and exports (their own budgets).
+    assert after[("auditwatch_db_pool_max_connections", (("pool", "ingest"),))] == 8
+    assert ("auditwatch_db_pool_max_connections", (("pool", "read"),)) in after
+    assert ("auditwatch_db_pool_max_connections", (("pool", "export"),)) in after
 
 
 def test_the_ops_server_answers_health_and_metrics(services):

@@ -43,7 +43,7 @@ def test_the_apache_edition_has_no_compression_and_nothing_else_changes(conn):
         segmentby, orderby = conn.execute(
             "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
             "WHERE hypertable = 'audit_events'::regclass").fetchone()
-        # 0020: grouped by user inside each type's segment, both key columns kept for key enforcement.
+        # 0018: grouped by user inside each type's segment, both key columns kept for key enforcement.
         assert segmentby == "event_type" and orderby.startswith("user_id") and "timestamp" in orderby \
             and "event_id" in orderby
         return
