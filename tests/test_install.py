@@ -23,7 +23,7 @@ import requests
 
 from tests.conftest import ROOT, free_port
 
-PACKAGES = ("ingest", "storage", "auditwatch", "analytics", "alerts", "dashboard")
+PACKAGES = ("ingest", "storage", "auditwatch", "analytics", "alerts", "dashboard", "reports", "forwarder")
 # Imported inside a function by a test helper that only tests and benchmarks load (alerts/testing.py).
 TEST_ONLY_IMPORTS = {"trustme"}
 

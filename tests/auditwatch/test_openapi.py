@@ -22,7 +22,7 @@ def document(shared_client) -> dict[str, Any]:
 
 # The Dash UI (its pages, assets and callbacks) is not the HTTP API; tests/dashboard covers it.
 UI_PREFIXES = ("/dashboard", "/static/")
-PUBLIC = {("/api/v1/openapi.json", "get"), ("/healthz", "get")}
+PUBLIC = {("/api/v1/openapi.json", "get"), ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get")}
 
 
 def flask_operations(app) -> dict[tuple[str, str], Any]:
@@ -57,7 +57,7 @@ def test_the_document_looks_like_openapi_3(document):
     assert set(document["components"]["securitySchemes"]) == {"apiKey"}
     assert document["security"] == [{"apiKey": []}]
     for (path, method), operation in documented_operations(document).items():
-        assert path.startswith(("/api/v1/", "/v1/logs", "/healthz"))
+        assert path.startswith(("/api/v1/", "/v1/logs", "/healthz", "/readyz", "/metrics"))
         assert operation["responses"], (path, method)
         assert all(re.fullmatch(r"[1-5]\d\d|default", code) for code in operation["responses"])
         declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}

@@ -18,6 +18,8 @@ _LOG_RECORD = {"type": "object", "properties": {
     "severityNumber": {"type": "integer"}, "severityText": {"type": "string"},
     "body": _ANY_VALUE, "attributes": _KEY_VALUES,
     "traceId": {"type": "string"}, "spanId": {"type": "string"}}}
+_READY = {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
+                                          "checks": {"type": "object"}}}
 _EXPORT_REQUEST = {"type": "object", "description": "OTLP ExportLogsServiceRequest (JSON encoding)", "properties": {
     "resourceLogs": {"type": "array", "items": {"type": "object", "properties": {
         "resource": {"type": "object", "properties": {"attributes": _KEY_VALUES}},
@@ -49,5 +51,19 @@ PATHS: dict[str, Any] = {
         "get": {"summary": "Liveness probe", "security": [],
                 "responses": {"200": {"description": "the server is up", "content": {"application/json": {
                     "schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}}},
+    },
+    "/readyz": {
+        "get": {"summary": "Readiness probe: the database answers, the schema is current, the bus (if any) is up",
+                "security": [],
+                "responses": {
+                    "200": {"description": "ready", "content": {"application/json": {"schema": _READY}}},
+                    "503": {"description": "not ready: the failed check and how to fix it",
+                            "content": {"application/json": {"schema": _READY}}}}},
+    },
+    "/metrics": {
+        "get": {"summary": "Prometheus metrics (text exposition format); keep it on a private network",
+                "security": [],
+                "responses": {"200": {"description": "the metrics of every live worker of this server",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}},
     },
 }

@@ -20,6 +20,7 @@ CREATE TABLE generated_reports (
 CREATE INDEX generated_reports_by_name ON generated_reports (name, generated_at DESC);
 
 -- The platform's record of generating one (reserved: no producer may forge it).
-INSERT INTO event_types (event_type, description, ocsf_class, builtin, reserved) VALUES
-    ('report_generated', 'A compliance report was generated from the audit log', 'API Activity [6003]', true, true)
+INSERT INTO event_types (event_type, description, ocsf_class, class_uid, activity_id, builtin, reserved) VALUES
+    ('report_generated', 'A compliance report was generated from the audit log', 'API Activity [6003]', 6003, 2,
+     true, true)  -- OCSF API Activity, Read (0015's ids)
 ON CONFLICT (event_type) DO NOTHING;
