@@ -136,6 +136,8 @@ def create_silence(pool: ConnectionPool, *, matchers: dict[str, str], starts_at:
     for key, value in matchers.items():
         if not isinstance(key, str) or not isinstance(value, str) or not key or len(key) > 64 or len(value) > 512:
             raise InvalidSilence("matchers map label names to values, both non-empty strings (64 / 512 chars)")
+        if any(ord(c) < 32 or ord(c) == 127 for c in key + value):  # PostgreSQL text cannot even hold a NUL
+            raise InvalidSilence("matcher names and values must not contain control characters")
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
         raise InvalidSilence("give silence times with a zone, e.g. 2024-05-01T12:00:00Z")
     if ends_at <= starts_at:

@@ -124,6 +124,16 @@ def test_bad_silences_are_refused(client, make_key, payload, code):
     assert error_of(response)["code"] == code
 
 
+@pytest.mark.parametrize("matchers", [{"rule_id\u0000": "r"}, {"rule_id": "r\u0000"}, {"rule_id": "a\nb"}])
+def test_control_characters_in_matchers_are_refused_not_a_server_error(client, make_key, matchers):
+    # Found by the fuzz run: a NUL reached PostgreSQL (which cannot store it) and came back as a 503.
+    ends = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    response = client.post("/api/v1/alert-silences", json={"matchers": matchers, "ends_at": ends, "comment": "x"},
+                           headers=make_key(Role.ADMIN))
+    assert response.status_code == 400 and error_of(response)["code"] == "invalid_silence"
+    assert "control characters" in error_of(response)["message"]
+
+
 def test_rules_are_listed_and_edited_by_admins_only(client, make_key, settings, services):
     admin, viewer = make_key(Role.ADMIN), make_key(Role.VIEWER)
     assert client.get("/api/v1/alert-rules", headers=viewer).status_code == 403
