@@ -45,4 +45,9 @@ def mount(server: Flask, *, pool: ConnectionPool, authenticate: Callable[[str], 
     shell.register_callbacks(app)
     widget_aio.register_callbacks(app, registry)
     pages.register(app, registry)
+    # Dash finishes its setup in a before_request hook on the first request; concurrent first requests on a
+    # fresh worker raced inside it ("dictionary changed size during iteration": a 503 on an ingest request
+    # in CI). Run it once here, before any request is served.
+    with server.test_request_context("/dashboard/"):
+        app._setup_server()
     return app
