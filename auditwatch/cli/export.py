@@ -8,24 +8,13 @@ from datetime import UTC, datetime
 
 import click
 
+from auditwatch.cli.archive import _time  # one parser of CLI times (ISO 8601 with a zone)
 from auditwatch.cli.context import Context, pass_ctx, whoami
 from storage import export as export_mod
 from storage import ocsf
 from storage.events import Outcome
 from storage.timescale import catalog, queries, self_audit
 from storage.timescale.queries import EventQuery
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.UsageError(f"{name} {value!r} is not an ISO 8601 time; write e.g. 2024-01-31T00:00:00Z") from None
-    if moment.tzinfo is None:
-        raise click.UsageError(f"{name} {value!r} has no time zone; add Z or an offset such as +02:00")
-    return moment
 
 
 @click.command("export")
