@@ -14,6 +14,7 @@ from auditwatch.api import alerts as alerts_api
 from auditwatch.api import anomalies as anomalies_api
 from auditwatch.api import archive as archive_api
 from auditwatch.api import events as events_api
+from auditwatch.api import gdpr as gdpr_api
 from auditwatch.api import ingest as ingest_admin_api
 from auditwatch.api.openapi import document as openapi
 from auditwatch.services import Services
@@ -80,6 +81,7 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(ingest_admin_api.create_blueprint(services))
     app.register_blueprint(otlp.create_blueprint(services.pipeline, max_records=settings.otlp_max_records))
     app.register_blueprint(alerts_api.create_blueprint(services))
+    app.register_blueprint(gdpr_api.create_blueprint(services))
     app.register_blueprint(health.create_blueprint(health.Readiness(
         services.pool, services.bus, observed=tuple({id(p): p for p in (services.pool, services.reads,
                                                                            services.exports)}.values()))))

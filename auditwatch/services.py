@@ -11,6 +11,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from auditwatch import privacy
 from auditwatch.settings import Settings
 from ingest.bus import BusClient, BusConfig, BusPublisher
 from ingest.enrich import geo_lookup
@@ -125,6 +126,7 @@ class Services:
             geo=geo_lookup(settings.geoip_mmdb or None, settings.geoip_asn_mmdb or None, enabled=settings.geoip),
             redactor=Redactor(DEFAULT_SENSITIVE_KEYS + tuple(settings.redact_keys)),
             policy=ingest_policy(settings),
+            phi=privacy.phi_rule(settings, pool),
         )
         return cls(settings, pool, writer, committer, pipeline, bus, read_pool=read_pool, export_pool=export_pool)
 

@@ -59,6 +59,16 @@ class Settings:
     geoip_mmdb: str = ""  # a MaxMind country/city .mmdb instead of the bundled database
     geoip_asn_mmdb: str = ""
     redact_keys: tuple[str, ...] = field(default=())  # R9: extra sensitive keys on top of the defaults
+    # R11 (ingest/phi.py): PHI tags. Values of tagged fields are tokenised (HMAC, same value -> same token; the
+    # value kept encrypted in the vault, revealed only by `phi_reveal`, audited) or redacted, before storage.
+    phi_event_types: tuple[str, ...] = field(default=())  # every metadata value and the resource of these types
+    phi_resources: tuple[str, ...] = field(default=())  # resource_id patterns (fnmatch), e.g. "patients/*"
+    phi_metadata_keys: tuple[str, ...] = field(default=())  # values under these keys, at any depth
+    phi_mode: str = "tokenise"  # tokenise | redact
+    phi_key: str = ""  # base64 of 32 bytes (prefer AUDITWATCH_PHI_KEY); wins over the file
+    phi_key_file: str = ""  # default: <data_dir>/phi/phi.key, created 0600 on first use
+    # GDPR erasure (auditwatch gdpr): event types kept under a retention obligation when a subject is erased
+    gdpr_retain_event_types: tuple[str, ...] = field(default=())
     group_commit_threads: int = 2
     group_commit_max_events: int = 5000
     group_commit_max_queued_events: int = 100_000  # more waiting than this: 503 at once (database slow or down)
@@ -262,6 +272,8 @@ def _validate(settings: Settings) -> Settings:
     for entry in settings.syslog_source_zones:
         if "=" not in entry:
             raise SettingsError(f"`syslog_source_zones` entry {entry!r} must be host=Area/City")
+    if settings.phi_mode not in {"tokenise", "redact"}:
+        raise SettingsError("`phi_mode` must be `tokenise` (keyed-hash tokens, values in the vault) or `redact`")
     if settings.log_format not in {"text", "json"}:
         raise SettingsError("`log_format` must be `text` or `json`")
     if settings.alerts_eval_seconds < 1 or settings.alerts_dispatch_seconds < 0.5:

@@ -21,7 +21,7 @@ from ingest.catalogue import EventTypes
 from ingest.enrich import GeoLookup
 from ingest.errors import EventRejected, IngestError, RateLimited
 from ingest.ratelimit import RateLimiter
-from ingest.redact import Redactor
+from ingest.redact import PhiRule, Redactor
 from ingest.validate import INGEST_KEY, ValidationPolicy, ValidEvent, normal_ip, validate_event
 from storage.events import EventRecord
 from storage.timescale import catalog
@@ -108,11 +108,13 @@ class EventSink(Protocol):
 
 class IngestPipeline:
     def __init__(self, *, pool: ConnectionPool, committer: EventSink, geo: GeoLookup,
-                 redactor: Redactor, policy: IngestPolicy, now: Callable[[], datetime] = utcnow) -> None:
+                 redactor: Redactor, policy: IngestPolicy, now: Callable[[], datetime] = utcnow,
+                 phi: PhiRule | None = None) -> None:
         self._pool = pool
         self._committer = committer
         self._geo = geo
         self._redactor = redactor
+        self._phi = phi  # R11: PHI-tagged fields tokenised or redacted (None: no tags configured)
         self.policy = policy
         self._now = now
         self._event_types = EventTypes(pool, policy.catalog_ttl)
@@ -151,6 +153,8 @@ class IngestPipeline:
             valid, retry_after = self._rate_limit(valid, results, ctx, now)
 
         records = [self._record(event, ctx, now) for _, event in valid]
+        if self._phi is not None and records:
+            records = self._phi.apply(records)  # R11, after R9; new tokens are in the vault before the events
         statuses = self._committer.write(records) if records else []
         for (index, event), inserted in zip(valid, statuses, strict=True):
             results[index] = EventResult(index, str(event.event_id), "created" if inserted else "duplicate")

@@ -27,6 +27,8 @@ class Permission(enum.StrEnum):
     MANAGE_INGEST = "manage_ingest"  # dead letters of the bus: list and replay
     RESPOND_TO_ALERTS = "respond_to_alerts"  # acknowledge alerts, create and end silences
     MANAGE_ALERT_RULES = "manage_alert_rules"
+    DATA_SUBJECTS = "data_subjects"  # GDPR access exports and the erasure workflow (admins)
+    PHI_REVEAL = "phi_reveal"  # reveal a tokenised PHI value (admins; every reveal audited)
 
 
 class Role(enum.StrEnum):
@@ -55,6 +57,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_INGEST,
             Permission.RESPOND_TO_ALERTS,
             Permission.MANAGE_ALERT_RULES,
+            Permission.DATA_SUBJECTS,
+            Permission.PHI_REVEAL,
         }
     ),
     Role.SYSTEM: frozenset({Permission.INGEST, Permission.BACKFILL}),

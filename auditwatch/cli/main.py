@@ -15,6 +15,7 @@ from auditwatch.cli import (
     db,
     demo,
     export,
+    gdpr,
     ingest,
     integrity,
     notebooks,
@@ -46,5 +47,6 @@ def main(ctx: click.Context, config: str | None, log_format: str | None) -> None
 for _command in (db.db_group, db.migrate, run.serve, run.worker, run.up, storage.storage, access.keys, access.users,
                  demo.demo, export.export, archive.archive_group, archive.retention_group, archive.hold_group,
                  integrity.verify, integrity.integrity_group, alerts.alerts, rules.rules_group, *analytics.COMMANDS,
-                 *ingest.COMMANDS, notebooks.seed_demo_command, report.report_group):
+                 *ingest.COMMANDS, notebooks.seed_demo_command, report.report_group,
+                 gdpr.gdpr_group, gdpr.phi_group):
     main.add_command(_command)

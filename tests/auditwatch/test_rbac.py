@@ -18,7 +18,8 @@ from tests.auditwatch.conftest import error_of
 
 PUBLIC = {"/api/v1/openapi.json"}
 SAMPLE_ARGS = {"event_id": str(uuid.uuid4()), "name": "no-such-key", "hold_id": "999999", "fingerprint": "0" * 20,
-               "rule_id": "no_such_rule", "silence_id": "999999"}
+               "rule_id": "no_such_rule", "silence_id": "999999",
+               "request_id": str(uuid.uuid4())}
 
 
 def api_routes(app: Flask) -> list[tuple[str, str, str, Permission]]:

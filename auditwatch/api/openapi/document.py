@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from auditwatch.api.openapi import alerts, anomalies, archive, otlp
+from auditwatch.api.openapi import alerts, anomalies, archive, gdpr, otlp
 from auditwatch.api.openapi import ingest as ingest_admin
 from ingest.http import json_response
 
@@ -207,6 +207,7 @@ DOCUMENT["paths"].update(anomalies.PATHS)
 DOCUMENT["paths"].update(ingest_admin.PATHS)
 DOCUMENT["paths"].update(alerts.PATHS)
 DOCUMENT["paths"].update(otlp.PATHS)
+DOCUMENT["paths"].update(gdpr.PATHS)
 
 
 def create_blueprint() -> Blueprint:
