@@ -169,7 +169,10 @@ def test_r3_a_short_catalog_ttl_picks_up_new_types_quickly(services, users):
 # -- what only the platform writes (issue 14 #3) ------------------------------------------------------------------
 
 PLATFORM_ONLY = ("query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
-                 "events_expired", "events_archived", "legal_hold", "report_generated")
+                 "events_expired", "events_archived", "legal_hold", "report_generated",
+                 # data subjects and PHI (migration 0019)
+                 "gdpr_access_exported", "gdpr_erasure_requested", "gdpr_erasure_approved", "gdpr_erasure_started",
+                 "gdpr_erasure_executed", "phi_revealed")
 
 
 def test_the_catalogue_marks_the_platforms_own_types_reserved(services):

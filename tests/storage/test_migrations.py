@@ -29,10 +29,13 @@ PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expir
                   # applications' reads of their own data, now that query_executed is the platform's (0014)
                   "data_query",
                   # the record of generating a compliance report (0016)
-                  "report_generated"}
+                  "report_generated",
+                  # data subjects and PHI (0019)
+                  *(GDPR_TYPES := {"gdpr_access_exported", "gdpr_erasure_requested", "gdpr_erasure_approved",
+                                   "gdpr_erasure_started", "gdpr_erasure_executed", "phi_revealed"})}
 # Only the platform writes these; ingest refuses them (0014, 0016).
 RESERVED_TYPES = {"query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
-                  "events_expired", "events_archived", "legal_hold", "report_generated"}
+                  "events_expired", "events_archived", "legal_hold", "report_generated", *GDPR_TYPES}
 
 
 def _migrated(url: str, **kwargs) -> psycopg.Connection:
