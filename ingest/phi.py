@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import hashlib
 import hmac
 import os
@@ -88,7 +89,7 @@ class PhiKey:
         return cls.from_base64(path.read_text())
 
     def token(self, plaintext: bytes) -> str:
-        digest = hmac.new(self._token_key, plaintext, hashlib.sha256).hexdigest()[:32]
+        digest = hmac.digest(self._token_key, plaintext, "sha256").hex()[:32]
         return TOKEN_PREFIX + digest.translate(_LETTERS)
 
     def seal(self, token: str, plaintext: bytes) -> bytes:
@@ -140,6 +141,9 @@ class PhiRule:
         self._key = key
         self._vault = vault
         self._known: set[str] = set()  # tokens this process already put in the vault
+        # Keys and values repeat across events (the same patients, the same metadata keys): decide each once.
+        self._tagged_key = functools.lru_cache(maxsize=16384)(lambda k: _norm(k) in tags.metadata_keys)
+        self._token = functools.lru_cache(maxsize=65536)(key.token) if key is not None else None
 
     def apply(self, records: Sequence[EventRecord]) -> list[EventRecord]:
         """The records with their tagged values replaced; new tokens are in the vault when this returns."""
@@ -158,9 +162,9 @@ class PhiRule:
             return value
         if self.mode == "redact":
             return PHI_REDACTED
-        assert self._key is not None
+        assert self._token is not None
         plaintext = orjson.dumps(value)
-        token = self._key.token(plaintext)
+        token = self._token(plaintext)
         if token not in self._known:
             fresh[token] = plaintext
         return token
@@ -174,7 +178,7 @@ class PhiRule:
 
     def _keys(self, value: Any, fresh: dict[str, bytes]) -> Any:
         if isinstance(value, dict):
-            return {k: self._all(v, fresh) if _norm(k) in self.tags.metadata_keys else self._keys(v, fresh)
+            return {k: self._all(v, fresh) if self._tagged_key(k) else self._keys(v, fresh)
                     for k, v in value.items()}
         if isinstance(value, list):
             return [self._keys(v, fresh) for v in value]

@@ -291,3 +291,36 @@ def test_the_cli_exports_erases_and_verifies_the_certificate(run, db_url, tmp_pa
     again = run("gdpr", "certificate", rid, "--out", str(tmp_path / "again"))
     assert again.exit_code == 0
     assert json.loads((tmp_path / "again" / "certificate.json").read_text()) == json.loads(cert.read_text())
+
+
+def test_an_interrupted_erasure_resumes_and_its_certificate_lists_every_erased_event(pool, world, settings,
+                                                                                      monkeypatch):
+    from storage.timescale import erasure
+    from storage.timescale.archive import ArchiveBusy
+
+    ids, store = world
+    req = gdpr.request(pool, SUBJECT, "Art. 17(1)(d)", auditor("apikey:dpo-a"))
+    gdpr.approve(pool, req.request_id, auditor("apikey:dpo-b"))
+    real, calls = erasure.erase_event, []
+
+    def flaky(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise ArchiveBusy("another archive or retention run is in progress; try again when it ends")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(erasure, "erase_event", flaky)
+    with pytest.raises(ArchiveBusy):
+        privacy.execute(pool, store, settings, req.request_id, auditor("apikey:dpo-b"), clock=lambda: NOW)
+    assert gdpr.get(pool, req.request_id).state == "executing"
+    assert len(gdpr.erasure_records(pool, req.request_id)) == 2
+    monkeypatch.setattr(erasure, "erase_event", real)
+    done = privacy.execute(pool, store, settings, req.request_id, auditor("apikey:dpo-b"), clock=lambda: NOW)
+    erased = {e["event_id"] for e in done.signed["certificate"]["erased"]["events"]}
+    assert erased == {str(ids[k]) for k in ("cold_user", "cold_meta", "hot_user", "hot_resource", "hot_nested",
+                                            "hot_retained")}  # no retention obligation configured here
+    assert [s.step for s in done.request.steps] == ["requested", "approved", "executing", "executed"]
+    with pool.connection() as conn:
+        started = conn.execute("SELECT metadata->>'resumed' FROM audit_events WHERE event_type = "
+                               "'gdpr_erasure_started' ORDER BY timestamp").fetchall()
+    assert started == [("false",), ("true",)]
