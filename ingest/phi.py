@@ -143,6 +143,8 @@ class PhiRule:
         self._known: set[str] = set()  # tokens this process already put in the vault
         # Keys and values repeat across events (the same patients, the same metadata keys): decide each once.
         self._tagged_key = functools.lru_cache(maxsize=16384)(lambda k: _norm(k) in tags.metadata_keys)
+        self._tagged_resource = functools.lru_cache(maxsize=16384)(
+            lambda r: any(fnmatch.fnmatchcase(r, p) for p in tags.resources))
         self._token = functools.lru_cache(maxsize=65536)(key.token) if key is not None else None
 
     def apply(self, records: Sequence[EventRecord]) -> list[EventRecord]:
@@ -177,23 +179,35 @@ class PhiRule:
         return self._replace(value, fresh)
 
     def _keys(self, value: Any, fresh: dict[str, bytes]) -> Any:
+        """Values under tagged keys replaced; an untouched container is returned as itself (no copy)."""
         if isinstance(value, dict):
-            return {k: self._all(v, fresh) if self._tagged_key(k) else self._keys(v, fresh)
-                    for k, v in value.items()}
+            out = None
+            for k, v in value.items():
+                if self._tagged_key(k):
+                    new = self._all(v, fresh)
+                elif isinstance(v, dict | list):
+                    new = self._keys(v, fresh)
+                else:
+                    continue
+                if new is not v:
+                    out = out if out is not None else dict(value)
+                    out[k] = new
+            return value if out is None else out
         if isinstance(value, list):
-            return [self._keys(v, fresh) for v in value]
+            items = [self._keys(v, fresh) if isinstance(v, dict | list) else v for v in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         return value
 
     def _protect(self, record: EventRecord, fresh: dict[str, bytes]) -> EventRecord:
         whole = record.event_type in self.tags.event_types
         resource = record.resource_id
-        if resource and (whole or any(fnmatch.fnmatchcase(resource, p) for p in self.tags.resources)):
+        if resource and (whole or self._tagged_resource(resource)):
             resource = self._replace(resource, fresh)
         metadata = record.metadata
         if whole:
             metadata = {k: (v if k == INGEST_KEY else self._all(v, fresh)) for k, v in metadata.items()}
         elif self.tags.metadata_keys:
             metadata = self._keys(metadata, fresh)
-        if resource == record.resource_id and metadata == record.metadata:
+        if resource is record.resource_id and metadata is record.metadata:
             return record
         return replace(record, resource_id=resource, metadata=metadata)
