@@ -19,8 +19,8 @@ from ingest.phi import PhiKey, PhiRule, PhiTags, is_token
 from reports.library import gdpr_access, gdpr_certificate
 from storage import subjects
 from storage.cold.store import ColdStore
+from storage.errors import SigningKeyError
 from storage.events import EventRecord
-from storage.integrity import checkpoints
 from storage.timescale import gdpr, phi_vault, self_audit
 from storage.timescale.self_audit import Auditor
 
@@ -64,8 +64,12 @@ def reveal(pool: ConnectionPool, key: PhiKey, token: str, auditor: Auditor, *, r
 
 
 def trusted_keys(settings: Settings) -> frozenset[bytes]:
-    """The public keys checkpoints are checked with: the signer's own (as the worker signs them) and the trusted."""
-    return frozenset({checkpoints.public_bytes(integrity.signing_key(settings))} | integrity.trusted_keys(settings))
+    """The public keys checkpoints are checked with (never the private key: an API process may not hold it);
+    none known means the proof says the period is not covered by a checkpoint yet."""
+    try:
+        return integrity.verification_keys(settings)
+    except SigningKeyError:
+        return frozenset()
 
 
 def access_export(pool: ConnectionPool, store: ColdStore | None, settings: Settings, subject: str, auditor: Auditor,
