@@ -20,6 +20,7 @@ from storage.events import EventRecord
 from storage.integrity import checkpoints
 from storage.timescale import archive, gdpr, legal_hold, sealing, self_audit, verify
 from storage.timescale.writer import EventWriter
+from tests.auditwatch.test_least_privilege import as_app_role  # noqa: F401  (a fixture)
 from tests.storage.cold_data import NOW, OLD_DAYS, audit, event
 
 SUBJECT = "p-17"
@@ -324,3 +325,34 @@ def test_an_interrupted_erasure_resumes_and_its_certificate_lists_every_erased_e
         started = conn.execute("SELECT metadata->>'resumed' FROM audit_events WHERE event_type = "
                                "'gdpr_erasure_started' ORDER BY timestamp").fetchall()
     assert started == [("false",), ("true",)]
+
+
+def test_the_workflow_and_the_vault_need_no_owner_rights(as_app_role):  # noqa: F811 (the imported fixture)
+    """As the least-privilege app role: steps and vault rows are inserted, never changed; the erasure runs."""
+    from ingest.phi import PhiKey
+    from storage.auth import Role
+    from storage.timescale import catalog, phi_vault
+
+    client, services = as_app_role
+    headers = []
+    for name in ("dpo-a", "dpo-b"):
+        _, secret = catalog.create_key(services.pool, name, Role.ADMIN, "tests")
+        headers.append({"Authorization": f"Bearer {secret}"})
+    _write(services.pool, event(datetime.now(UTC), rng=random.Random(9), user_id=SUBJECT, event_type="user_login",
+                                metadata={}))
+    rid = client.post("/api/v1/gdpr/erasures", json={"subject": SUBJECT, "lawful_basis": "Art. 17"},
+                      headers=headers[0]).get_json()["request_id"]
+    assert client.post(f"/api/v1/gdpr/erasures/{rid}/approve", headers=headers[1]).status_code == 200
+    done = client.post(f"/api/v1/gdpr/erasures/{rid}/execute", headers=headers[1])
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["certificate"]["certificate"]["erased"]["count"] == 1
+
+    key = PhiKey(bytes(32))
+    token = key.token(b'"x"')
+    phi_vault.store(services.pool, [(token, key.seal(token, b'"x"'))])
+    assert phi_vault.count(services.pool) == 1
+    with services.pool.connection() as conn:
+        for statement in ("UPDATE gdpr_erasure_steps SET actor = 'mallory'", "DELETE FROM phi_vault"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+            conn.rollback()
