@@ -96,7 +96,7 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
     """
 
     name = "univariate_series"
-    version = "2"
+    version = "3"
     threshold = calibration.ANOMALY_SCORE
 
     def __init__(self, *, min_periods: int = 60, level_window: int = 12, scale_window: int = 400,
