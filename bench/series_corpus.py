@@ -8,10 +8,17 @@ Independent of the public benchmark (our holdout): we never look at it. Two fami
 - **counts** (events per bucket): Poisson draws from a rate with a daily and weekly profile, often low
   enough that most buckets are 0.
 
-Then what real collection does to a series: benign 3-4 sigma blips, isolated missing points and missing
-stretches, and jittered (irregular) timestamps. 0-3 anomalies each: spikes, dips, clustered spikes,
-level shifts that persist, ramps (drift), variance bursts and persistent changes of variance, a lost daily
-pattern, flatlines and outages (a count drops to 0). Each anomaly is labelled at its first point.
+Metrics come in the shapes operations teams watch: a generic gauge, **latency** (log-normal: multiplicative,
+right-skewed noise), **CPU** (a percentage, quantised, that saturates at 100), **request rates** (large
+overdispersed counts with a strong daily and weekly rhythm) and **noisy plateaus** (a gauge that moves between
+a few recurring levels at irregular times, like an autoscaled pool: benign once each level has been seen).
+
+Then what real collection and real systems do to a series: benign 3-4 sigma blips, a nightly job's spike at
+the same time every day, values quantised by the exporter, isolated missing points and missing stretches, and
+jittered (irregular) timestamps. 0-3 anomalies each: spikes, dips, clustered spikes, level shifts that persist
+(labelled only at the shift), ramps (drift), variance bursts and persistent changes of variance, latency
+bursts, a lost daily pattern, flatlines, an exporter that reads 0, a pinned CPU, and outages (a count drops
+to 0). Each anomaly is labelled at its first point.
 
 Two splits with different seeds *and* different parameter ranges: ``tune`` is the only one any
 parameter of the detector was chosen on; ``report`` is what the README quotes.
@@ -25,8 +32,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-STEPS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(hours=1))
-KINDS = ("spike", "dip", "cluster", "shift", "ramp", "variance", "variance_shift", "pattern_loss", "flatline")
+STEPS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=30),
+         timedelta(hours=1))
+KINDS = ("spike", "dip", "cluster", "shift", "ramp", "variance", "variance_shift", "pattern_loss", "flatline",
+         "burst", "zero")
+FLAVOURS = ("gauge", "latency", "cpu", "requests", "plateau")
 COUNT_KINDS = ("spike", "cluster", "shift", "drop", "outage", "pattern_loss")
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -47,15 +57,19 @@ class Ranges:
     missing: float  # chance of missing points and stretches
     irregular: float  # chance of jittered timestamps (as a fraction of the step, up to)
     jitter: float
-
+    flavours: tuple[float, float, float, float, float]  # gauge, latency, cpu, requests, plateau
+    nightly: float  # chance of a benign spike at the same time every day
+    quantised: float  # chance that an exporter rounds a metric
 
 SPLITS = {
     "tune": Ranges(seeds=range(0, 80), length=(1_000, 16_000), spike=(5.0, 12.0), shift=(3.0, 8.0),
                    ramp=(4.0, 10.0), variance=(3.0, 6.0), noise_mix=(0.4, 0.2, 0.2, 0.2), benign_rate=1.0,
-                   counts=0.25, missing=0.3, irregular=0.2, jitter=0.2),
+                   counts=0.25, missing=0.3, irregular=0.2, jitter=0.2,
+                   flavours=(0.4, 0.15, 0.15, 0.15, 0.15), nightly=0.15, quantised=0.25),
     "report": Ranges(seeds=range(10_000, 10_080), length=(1_500, 20_000), spike=(4.0, 15.0), shift=(2.5, 10.0),
                      ramp=(3.0, 12.0), variance=(2.5, 8.0), noise_mix=(0.25, 0.3, 0.25, 0.2), benign_rate=2.0,
-                     counts=0.3, missing=0.4, irregular=0.25, jitter=0.35),
+                     counts=0.3, missing=0.4, irregular=0.25, jitter=0.35,
+                     flavours=(0.3, 0.2, 0.2, 0.15, 0.15), nightly=0.25, quantised=0.35),
 }
 
 
@@ -67,6 +81,7 @@ class Series:
     frame: pl.DataFrame
     anomalies: list[int]
     kinds: list[str]
+    family: str  # counts, or the flavour of a metric (gauge, latency, cpu, requests, plateau)
 
 
 def corpus(split: str) -> list[Series]:
@@ -84,8 +99,9 @@ def generate(seed: int, ranges: Ranges) -> Series:
     profile = _profile(rng, n, step)
     if rng.random() < ranges.counts:
         values, anomalies, kinds = _counts(rng, n, per_day, profile, ranges)
+        family = "counts"
     else:
-        values, anomalies, kinds = _metric(rng, n, per_day, profile, ranges)
+        values, anomalies, kinds, family = _metric(rng, n, per_day, profile, ranges)
     seconds = np.arange(n) * step.total_seconds()
     if rng.random() < ranges.irregular:  # a collector that does not tick on the dot
         seconds = seconds + rng.uniform(-ranges.jitter, ranges.jitter, n) * step.total_seconds()
@@ -100,7 +116,7 @@ def generate(seed: int, ranges: Ranges) -> Series:
     stamps = [T0 + timedelta(seconds=float(s)) for s in seconds[keep]]
     frame = pl.DataFrame({"timestamp": pl.Series(stamps, dtype=pl.Datetime("us", "UTC")), "value": values[keep]})
     return Series(name=f"s{seed}-{int(step.total_seconds() // 60)}m-{frame.height}", frame=frame,
-                  anomalies=[int(index[a]) for a in anomalies], kinds=kinds)
+                  anomalies=[int(index[a]) for a in anomalies], kinds=kinds, family=family)
 
 
 def _profile(rng: np.random.Generator, n: int, step: timedelta) -> np.ndarray:
@@ -121,26 +137,83 @@ def _profile(rng: np.random.Generator, n: int, step: timedelta) -> np.ndarray:
 
 
 def _metric(rng: np.random.Generator, n: int, per_day: float, profile: np.ndarray, ranges: Ranges
-            ) -> tuple[np.ndarray, list[int], list[str]]:
-    level = rng.uniform(-50, 500) if rng.random() < 0.7 else rng.uniform(0, 5)
+            ) -> tuple[np.ndarray, list[int], list[str], str]:
+    flavour = FLAVOURS[rng.choice(len(FLAVOURS), p=np.asarray(ranges.flavours) / sum(ranges.flavours))]
+    base, values, sigma = _shape(rng, flavour, n, profile, ranges)
+    blips = rng.random(n) < ranges.benign_rate / 1000
+    values[blips] += rng.choice([-1, 1], size=blips.sum()) * rng.uniform(3, 4, size=blips.sum()) * sigma
+    values += _nightly(rng, n, per_day, ranges) * sigma
+    anomalies, kinds = [], []
+    for at in _slots(rng, n):
+        kind = KINDS[rng.integers(len(KINDS))]
+        if kind == "zero" and abs(float(np.median(base))) < 6 * sigma:
+            kind = "spike"  # reading 0 is not news for a gauge that sits near 0
+        values = _inject(rng, kind, values, at, sigma, ranges, per_day, base, pinned=flavour == "cpu")
+        anomalies.append(at)
+        kinds.append(kind)
+    if flavour == "cpu":
+        values = np.clip(values, 0.0, 100.0)
+    elif flavour != "gauge" or rng.random() < 0.3:
+        values = np.maximum(values, 0.0)
+    if flavour == "cpu" or rng.random() < ranges.quantised:  # what the exporter keeps
+        quantum = 0.1 if flavour == "cpu" and rng.random() < 0.5 else _nice(sigma * rng.uniform(0.1, 0.8))
+        values = np.round(values / quantum) * quantum
+    return values, anomalies, kinds, flavour
+
+
+def _shape(rng: np.random.Generator, flavour: str, n: int, profile: np.ndarray, ranges: Ranges
+           ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The normal behaviour of a metric of one flavour: its expected path, its values, and its noise sd."""
+    if flavour == "latency":  # multiplicative: the noise grows with the level, and the right tail is long
+        level = float(np.exp(rng.uniform(np.log(5), np.log(2000))))
+        spread = rng.uniform(0.05, 0.35)
+        log_base = np.log(level) + rng.uniform(0.05, 0.5) * profile
+        noise = rng.standard_t(rng.uniform(4, 12), n) * spread * 0.8 if rng.random() < 0.5 else rng.normal(0, spread, n)
+        return np.exp(log_base), np.exp(log_base + noise), level * spread
+    if flavour == "requests":  # large overdispersed counts with a strong rhythm
+        level = float(np.exp(rng.uniform(np.log(50), np.log(5000))))
+        rate = level * np.exp(rng.uniform(0.3, 1.0) * profile)
+        shape = rng.uniform(20, 300)
+        values = rng.poisson(rng.gamma(shape, rate / shape)).astype(float)
+        return rate, values, float(np.sqrt(level + level * level / shape))
+    if flavour == "plateau":  # a few recurring levels, every one visited during the probation
+        levels = rng.uniform(0, 100, int(rng.integers(2, 5)))
+        sigma = rng.uniform(0.3, 3.0)
+        early = np.sort(rng.choice(np.arange(1, int(0.14 * n)), size=levels.size - 1, replace=False))
+        later = np.flatnonzero(rng.random(n) < rng.uniform(3, 15) / n)
+        later = later[later > int(0.15 * n)]
+        which = np.r_[np.arange(levels.size), rng.integers(0, levels.size, later.size)]
+        regime = np.zeros(n, dtype=int)
+        for at, index in zip(np.r_[0, early, later], which, strict=True):
+            regime[at:] = index
+        base = levels[regime]
+        return base, base + rng.normal(0, sigma, n), float(sigma)
+    level = rng.uniform(-50, 500) if flavour == "gauge" and rng.random() < 0.7 else rng.uniform(5, 60)
     sigma = abs(level) * rng.uniform(0.01, 0.1) + rng.uniform(0.1, 2.0)
-    base = level + sigma * rng.uniform(1, 15) * profile
+    base = level + sigma * rng.uniform(1, 15 if flavour == "gauge" else 6) * profile
     if rng.random() < 0.3:
         base += np.linspace(0, sigma * rng.uniform(-20, 20), n)
     if rng.random() < 0.3:  # the level wanders a little: a slow random walk, not an anomaly
         base += np.cumsum(rng.normal(0, sigma * rng.uniform(0.005, 0.03), n))
-    values = base + _noise(rng, n, sigma, ranges.noise_mix, base)
-    blips = rng.random(n) < ranges.benign_rate / 1000
-    values[blips] += rng.choice([-1, 1], size=blips.sum()) * rng.uniform(3, 4, size=blips.sum()) * sigma
-    anomalies, kinds = [], []
-    for at in _slots(rng, n):
-        kind = KINDS[rng.integers(len(KINDS))]
-        values = _inject(rng, kind, values, at, sigma, ranges, per_day, base)
-        anomalies.append(at)
-        kinds.append(kind)
-    if rng.random() < 0.3:
-        values = np.maximum(values, 0.0)
-    return values, anomalies, kinds
+    return base, base + _noise(rng, n, sigma, ranges.noise_mix, base), float(sigma)
+
+
+def _nightly(rng: np.random.Generator, n: int, per_day: float, ranges: Ranges) -> np.ndarray:
+    """A benign spike at the same time every day (a backup, a batch job), in noise sds; 0 mostly."""
+    out = np.zeros(n)
+    if rng.random() >= ranges.nightly or per_day > 300:
+        return out
+    phase = int(rng.integers(0, int(per_day)))
+    height = rng.uniform(4, 10) * rng.choice([-1, 1], p=[0.2, 0.8])
+    for lo in range(phase, n, int(round(per_day))):
+        out[lo:lo + int(rng.integers(1, 3))] = height * rng.uniform(0.8, 1.2)
+    return out
+
+
+def _nice(x: float) -> float:
+    """1, 2 or 5 times a power of ten, near ``x`` (what exporters round to)."""
+    power = 10.0 ** np.floor(np.log10(max(x, 1e-9)))
+    return float(min((1, 2, 5, 10), key=lambda m: abs(m * power - x)) * power)
 
 
 def _counts(rng: np.random.Generator, n: int, per_day: float, profile: np.ndarray, ranges: Ranges
@@ -149,7 +222,7 @@ def _counts(rng: np.random.Generator, n: int, per_day: float, profile: np.ndarra
     mean = float(np.exp(rng.uniform(np.log(0.3), np.log(80))))
     rate = mean * np.exp(rng.uniform(0.2, 1.2) * profile)
     anomalies, kinds = [], []
-    extra = np.zeros(n)
+    extra = np.maximum(_nightly(rng, n, per_day, ranges) * np.sqrt(max(mean, 1.0)), 0.0)
     for at in _slots(rng, n):
         kind = COUNT_KINDS[rng.integers(len(COUNT_KINDS))]
         if kind in ("drop", "outage") and mean < 3:
@@ -207,7 +280,7 @@ def _noise(rng: np.random.Generator, n: int, sigma: float, mix: tuple[float, ...
 
 
 def _inject(rng: np.random.Generator, kind: str, values: np.ndarray, at: int, sigma: float, ranges: Ranges,
-            per_day: float, base: np.ndarray) -> np.ndarray:
+            per_day: float, base: np.ndarray, *, pinned: bool = False) -> np.ndarray:
     values = values.copy()
     n = values.size
     sign = rng.choice([-1, 1])
@@ -236,6 +309,15 @@ def _inject(rng: np.random.Generator, kind: str, values: np.ndarray, at: int, si
     elif kind == "pattern_loss":
         length = int(min(max(per_day, 30), n - at))
         values[at:at + length] = np.mean(base) + rng.normal(0, sigma, length) + sign * sigma * 2
+    elif kind == "burst":  # a stretch of slow requests, or a CPU pinned at 100
+        length = int(rng.integers(5, 40))
+        if pinned:
+            values[at:at + length] = 100.0 - np.abs(rng.normal(0, 0.3, min(length, n - at)))
+        else:
+            lift = rng.uniform(*ranges.shift) * sigma
+            values[at:at + length] += lift * (1 + np.abs(rng.normal(0, 0.5, min(length, n - at))))
+    elif kind == "zero":  # the exporter reads 0 for a while
+        values[at:at + int(rng.integers(3, max(4, n // 50)))] = 0.0
     else:  # flatline: the sensor stops moving
         length = int(rng.integers(30, max(31, n // 15)))
         values[at:at + length] = values[at - 1]

@@ -2,12 +2,15 @@
 
 Each point is predicted only from the points before it by a small ensemble: the last value, the recent
 median level, and (when the sampling rate gives a whole number of points per day or week) the same phase
-of up to three earlier days or weeks, moved to today's level. The predictor with the lowest recent error
+of up to two earlier days or weeks, moved to today's level. The predictor with the lowest recent error
 is trusted; its residual is scaled by the median of its own recent absolute residuals, so a level shift
 alarms while the level catches up and then settles, and a regular daily or weekly cycle is predicted,
-not flagged. Five pieces of evidence are read from that: the point's own residual, the mean of the last
-few (clipped) residuals, the median of the last values against a long baseline (drift, a lost pattern),
-the median squared residual (a burst of variance), and a run of identical values (a stuck sensor).
+not flagged; the scale never drops below half the smallest change seen (values an exporter rounded) nor,
+for counts, the Poisson noise of the level. Six pieces of evidence are read from that, over several
+horizons: the point's own residual, the mean of the last few (clipped) residuals, the count of 3-sigma
+residuals over a longer stretch (a cluster), the median of the last values against a long baseline (drift,
+a lost pattern), the median squared residual (a burst of variance), and a run of identical values (a stuck
+sensor).
 
 Each is turned into a tail probability against the series' *own* history of that statistic (empirical,
 with a generalised Pareto tail beyond it), so a 6-sigma point counts for more in quiet Gaussian noise
@@ -47,7 +50,7 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         Preceding residuals whose median absolute value is the scale.
     error_span : int, default 100
         Span of the exponentially weighted error that picks the predictor to trust.
-    seasons : int, default 3
+    seasons : int, default 2
         Earlier days (or weeks) averaged by the seasonal predictors.
     short_window : int, default 6
         Points in the short mean of residuals (small persistent changes) and in the median squared
@@ -76,6 +79,11 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
     count_floor : float, default 1.0
         While every value so far is a whole number >= 0 (a count), the smallest scale is this times
         ``sqrt(level + 1)``, the Poisson noise of the level (0 turns it off).
+    quantum_floor : float, default 0.5
+        The smallest scale is at least this times the smallest change seen so far, so values an exporter
+        rounded (a CPU percentage to 0.1, a latency to whole milliseconds) do not alarm at one rounding step.
+    cluster_window : int, default 60
+        Points over which 3-sigma residuals are counted: a cluster of modest spikes is one piece of evidence.
 
     Attributes
     ----------
@@ -88,15 +96,16 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
     """
 
     name = "univariate_series"
-    version = "2"
+    version = "3"
     threshold = calibration.ANOMALY_SCORE
 
     def __init__(self, *, min_periods: int = 60, level_window: int = 12, scale_window: int = 400,
-                 error_span: int = 100, seasons: int = 3, short_window: int = 6, change_window: int = 10,
+                 error_span: int = 100, seasons: int = 2, short_window: int = 6, change_window: int = 10,
                  baseline_window: int = 1000, tail_history: int = 5000, tail_shape: float = 0.1,
                  evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
                  repeat_free: float = 2.5,
-                 scale_floor: float = 0.0, relative_floor: float = 1e-3, count_floor: float = 1.0) -> None:
+                 scale_floor: float = 0.0, relative_floor: float = 1e-3, count_floor: float = 1.0,
+                 quantum_floor: float = 0.5, cluster_window: int = 60) -> None:
         self.min_periods = min_periods
         self.level_window = level_window
         self.scale_window = scale_window
@@ -114,6 +123,8 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         self.scale_floor = scale_floor
         self.relative_floor = relative_floor
         self.count_floor = count_floor
+        self.quantum_floor = quantum_floor
+        self.cluster_window = cluster_window
 
     def fit(self, X: pl.DataFrame, y: Any = None) -> SeasonalSeries:
         """Learn the sampling interval and the seasonal periods it allows; returns ``self``.
@@ -167,6 +178,12 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         counts = np.r_[True, odd[:-1] == 0]
         poisson = self.count_floor * np.sqrt(np.maximum(np.nan_to_num(level, nan=0.0), 0.0) + 1.0)
         floor = np.where(counts, np.maximum(floor, poisson), floor)
+        # Values an exporter rounded: a change of one step of that rounding is not news. The step is the
+        # smallest change seen so far (tiny and harmless for values that were never rounded).
+        steps = np.abs(np.diff(x))
+        smallest = np.minimum.accumulate(np.where(steps > 0, steps, np.inf))
+        quantum = np.r_[np.inf, np.inf, smallest[:-1]][:n]
+        floor = np.maximum(floor, self.quantum_floor * np.where(np.isfinite(quantum), quantum, 0.0))
         if len(candidates) > 2:  # the predictors blended by their recent accuracy, as one more predictor
             stack = np.vstack(candidates)
             err = np.vstack([_ew_mean_before(np.abs(x - c), self.error_span) for c in candidates])
@@ -196,8 +213,11 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         change_z = _windowed_z((recent - baseline).to_numpy(), self.baseline_window,
                                scale / np.sqrt(self.change_window))
         burst = _windowed_z(np.log(pl.Series(z * z).rolling_median(self.short_window, min_samples=1).to_numpy() + 0.1),
-                            self.scale_window, 0.1)
-        stats_ = (z, short_z, change_z, np.maximum(burst, 0.0))
+                            self.scale_window, 0.5)
+        # A longer horizon: how many 3-sigma points the last ``cluster_window`` held (a cluster of modest spikes,
+        # a flapping service), against how many such windows usually hold.
+        many = pl.Series((np.abs(z) > 3.0).astype(float)).rolling_sum(self.cluster_window, min_samples=1).to_numpy()
+        stats_ = (z, short_z, change_z, np.maximum(burst, 0.0), _windowed_z(many, self.baseline_window, 1.0))
         parts = [_tail_log10(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
                  for stat in stats_]
         # A run is one piece of news, told once when it is conclusive: evidence that grew a little with every
@@ -275,10 +295,13 @@ def _gpd(excess: np.ndarray, prior_shape: float) -> tuple[float, float]:
     a1 = float(np.mean((1.0 - (np.arange(1, k + 1) - 0.35) / k) * x))
     if a0 <= 0 or a0 - 2 * a1 <= 0:
         return prior_shape, max(a0, 1e-3)
-    shape = 2.0 - a0 / (a0 - 2 * a1)
-    scale = 2 * a0 * a1 / (a0 - 2 * a1)
-    shape = float(np.clip((k * shape + _PRIOR_WEIGHT * prior_shape) / (k + _PRIOR_WEIGHT), 0.0, 0.6))
-    return shape, max(scale, 1e-3)
+    raw = 2.0 - a0 / (a0 - 2 * a1)
+    shape = float(np.clip((k * raw + _PRIOR_WEIGHT * prior_shape) / (k + _PRIOR_WEIGHT), 0.0, 0.6))
+    if raw < 0:  # nearly equal excesses (a rounded statistic) suggest a bounded tail, which is not used:
+        # the moment scale of that bounded fit is huge and would call a 60-sigma point ordinary, so take
+        # the scale that keeps the mean excess under the shape actually used.
+        return shape, max(a0 * (1.0 - shape), 1e-3)
+    return shape, max(2 * a0 * a1 / (a0 - 2 * a1), 1e-3)
 
 
 def _seasonal(x: np.ndarray, level: np.ndarray, slots: np.ndarray, period: int, seasons: int) -> np.ndarray:

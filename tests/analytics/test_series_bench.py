@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from bench.series_corpus import SPLITS, corpus, generate
+from bench.series_corpus import SPLITS, _nightly, _shape, corpus, generate
 from bench.series_score import PROFILES, perfect_detector, probation, score_corpus, windows
 
 STANDARD = PROFILES["standard"]
@@ -80,7 +81,7 @@ def test_the_corpus_is_reproducible_and_its_splits_differ():
     assert one.frame.equals(again.frame) and one.anomalies == again.anomalies
     tune = corpus("tune")
     assert 900 <= min(s.frame.height for s in tune) and max(s.frame.height for s in tune) <= 16_000  # minus gaps
-    assert {s.name.split("-")[1] for s in tune} == {"1m", "5m", "60m"}
+    assert {s.name.split("-")[1] for s in tune} == {"1m", "5m", "10m", "30m", "60m"}
     assert all(probation(s.frame.height) < min(s.anomalies, default=10**9) for s in tune)
     assert sum(1 for s in tune if not s.anomalies) >= 3  # noise-only series, where every alarm is false
 
@@ -100,3 +101,36 @@ def test_the_corpus_has_what_real_collection_does_to_a_series():
     assert gaps >= 10 and irregular >= 5 and sparse_counts >= 3
     kinds = {k for s in tune for k in s.kinds}
     assert {"cluster", "variance_shift", "outage", "shift", "flatline"} <= kinds
+
+
+def test_the_corpus_has_the_shapes_operations_teams_watch():
+    tune = corpus("tune")
+    assert {s.family for s in tune} == {"counts", "gauge", "latency", "cpu", "requests", "plateau"}
+    for s in tune:
+        values = s.frame["value"].to_numpy()
+        if s.family == "cpu":  # a percentage, as an exporter keeps it
+            assert values.min() >= 0 and values.max() <= 100
+            assert np.allclose(values * 10, np.round(values * 10))
+        if s.family in ("latency", "requests"):
+            assert values.min() >= 0
+    latency = [s.frame["value"].to_numpy() for s in tune if s.family == "latency" and not s.anomalies]
+    latency = latency or [s.frame["value"].to_numpy()[: s.anomalies[0]] for s in tune if s.family == "latency"]
+    assert all(np.mean(v) > np.median(v) for v in latency)  # multiplicative noise: a long right tail
+    assert {"burst", "zero"} <= {k for s in tune for k in s.kinds}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_noisy_plateau_visits_every_level_during_the_probation(seed):
+    n = 5000
+    base, values, sigma = _shape(np.random.default_rng(seed), "plateau", n, np.zeros(n), SPLITS["tune"])
+    levels = np.unique(base)
+    assert levels.size >= 2 and set(np.unique(base[: probation(n)])) == set(levels)
+    assert np.std(values - base) == pytest.approx(sigma, rel=0.1)
+
+
+def test_a_nightly_job_recurs_at_the_same_time_every_day():
+    ranges = dataclasses.replace(SPLITS["tune"], nightly=1.0)
+    out = _nightly(np.random.default_rng(0), 288 * 5, 288.0, ranges)
+    days = out.reshape(5, 288)
+    assert np.all((days != 0).sum(axis=1) >= 1)
+    assert len({int(np.flatnonzero(day)[0]) for day in days}) == 1  # the same phase every day

@@ -196,3 +196,24 @@ def test_counts_that_sit_at_zero_every_night_are_not_a_stuck_sensor():
     stuck[12 * per_day:12 * per_day + 200] = 3.0  # a count frozen mid-range is still found
     frozen = scores(stuck)[12 * per_day:12 * per_day + 200]
     assert frozen.max() >= THRESHOLD and (frozen >= THRESHOLD).sum() == 1  # once, not at every repeat
+
+
+def test_values_an_exporter_rounded_do_not_alarm_at_one_rounding_step():
+    # A gauge kept at 0.1 resolution that sits still and now and then moves by one step: the moves are the
+    # rounding, not news (before the quantum floor, 2-4 of them per series scored >= 0.6).
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        steps = np.where(rng.random(3000) < 0.003, rng.choice([-0.1, 0.1], 3000), 0.0)
+        values = np.round(np.round(12 + np.cumsum(steps), 1) + rng.normal(0, 0.02, 3000), 1)
+        assert (scores(values) >= THRESHOLD).sum() == 0
+        spiked = values.copy()
+        spiked[2500] += 3.0  # thirty steps at once still is
+        assert scores(spiked)[2500] >= THRESHOLD
+
+
+def test_a_nightly_job_at_the_same_time_every_day_is_learned():
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        values = rng.normal(50, 2, 288 * 14)
+        values[30::288] += 20  # a backup at 02:30 every night, ten noise sds high
+        assert (scores(values) >= THRESHOLD).sum() == 0
