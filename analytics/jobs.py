@@ -53,7 +53,12 @@ class JobConfig:
     first_run: timedelta = timedelta(hours=1)  # what a detector without a watermark scores live first
     backfill: timedelta = timedelta(days=3)  # history scored on a first start and after a backfill, at most
     refit_every: timedelta = timedelta(hours=6)  # history is scored with a model refitted this often
-    warmup: timedelta = timedelta(hours=12)  # the first span of a store learns from itself (nothing is before)
+    # The first day of a store learns from itself (nothing is before it): each `warmup_step` of it is scored by
+    # models fitted on the rest of that day. A whole day and short steps, so a day's routine (everyone's morning
+    # logins, evening logouts) is in what each model learnt while the step scored, an attack in it, is left out;
+    # 12 h in 6 h steps made the first day's ordinary sessions look rare (hundreds of session_chain anomalies).
+    warmup: timedelta = timedelta(hours=24)
+    warmup_step: timedelta = timedelta(hours=1)
     settle: timedelta = timedelta(seconds=90)  # a backfill is scored once nothing more arrived for this long
     merge_gap: timedelta = timedelta(hours=1)  # windows of one detector and entity this close are one incident
     max_span: timedelta = timedelta(hours=6)  # catch up in steps of at most this
@@ -366,7 +371,8 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
     for lo, hi in ranges:
         low = lo
         while low < hi:
-            high = min(_floor(low, config.refit_every) + config.refit_every, hi)
+            step = config.warmup_step if low < oldest + config.warmup else config.refit_every
+            high = min(_floor(low, step) + step, hi)
             # Fitted only on the events before the span. With less than the warm-up before it (the first hours
             # of a store), on the store's first warm-up of events around it, the span itself left out, so an
             # attack in it is not part of its own baseline.
