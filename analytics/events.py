@@ -223,7 +223,8 @@ def write_ndjson(frame: pl.DataFrame, path: Path | str, *, progress: Callable[[i
     return events.height
 
 
-def read(pool: ConnectionPool, start: datetime, end: datetime) -> pl.DataFrame:
-    """Events with ``start <= timestamp < end`` from the store, in ``SCHEMA``: the one read path of the
-    scoring jobs, the backtests and the notebooks' tuning helpers."""
-    return queries.events_frame(pool, EventQuery(start_time=start, end_time=end), columns=list(SCHEMA))
+def read(pool: ConnectionPool, start: datetime, end: datetime, *, event_types: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Events with ``start <= timestamp < end`` (of ``event_types``, when given) from the store, in ``SCHEMA``:
+    the one read path of the scoring jobs, the backtests and the notebooks' tuning helpers."""
+    query = EventQuery(start_time=start, end_time=end, event_types=tuple(event_types))
+    return queries.events_frame(pool, query, columns=list(SCHEMA))

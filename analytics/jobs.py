@@ -28,7 +28,7 @@ from typing import Protocol
 import polars as pl
 from psycopg_pool import ConnectionPool
 
-from analytics import events, pipeline
+from analytics import events, lookback, pipeline
 from analytics.detectors import Detector, SeasonalSeries, empty_anomalies
 from analytics.errors import ModelNotFound, TamperedModel  # noqa: F401 - re-exported for callers
 from storage.timescale import anomalies as store
@@ -53,11 +53,19 @@ class JobConfig:
     first_run: timedelta = timedelta(hours=1)  # what a detector without a watermark scores live first
     backfill: timedelta = timedelta(days=3)  # history scored on a first start and after a backfill, at most
     refit_every: timedelta = timedelta(hours=6)  # history is scored with a model refitted this often
-    warmup: timedelta = timedelta(hours=12)  # the first span of a store learns from itself (nothing is before)
+    # The first day of a store learns from itself (nothing is before it): each `warmup_step` of it is scored by
+    # models fitted on the rest of that day. A whole day and short steps, so a day's routine (everyone's morning
+    # logins, evening logouts) is in what each model learnt while the step scored, an attack in it, is left out;
+    # 12 h in 6 h steps made the first day's ordinary sessions look rare (hundreds of session_chain anomalies).
+    warmup: timedelta = timedelta(hours=24)
+    warmup_step: timedelta = timedelta(hours=1)
     settle: timedelta = timedelta(seconds=90)  # a backfill is scored once nothing more arrived for this long
     merge_gap: timedelta = timedelta(hours=1)  # windows of one detector and entity this close are one incident
     max_span: timedelta = timedelta(hours=6)  # catch up in steps of at most this
     context: timedelta = timedelta(days=2)  # most events read before a scored range (first-seen checks)
+    # Farthest back a detector's declared lookback reads (``analytics.lookback``; slow_failures' week), only
+    # the event types it declares, kept between runs by the worker's LookbackCache.
+    max_context: timedelta = timedelta(days=7)
     min_score: float | None = None
     series: bool = True
     # Rollup history read before each scored range of the series detector (its level, scale and, from a
@@ -188,8 +196,10 @@ def suppress(found: pl.DataFrame, scopes: pl.DataFrame) -> tuple[pl.DataFrame, i
 
 
 def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobConfig | None = None,
-              leader: Leader | None = None) -> ScoreResult:
-    """Score every detector over the windows since its watermark; safe to run twice or on two workers."""
+              leader: Leader | None = None, cache: lookback.LookbackCache | None = None) -> ScoreResult:
+    """Score every detector over the windows since its watermark; safe to run twice or on two workers.
+
+    ``cache`` keeps the long lookbacks between runs (the worker passes one); without it each run reads them."""
     if leader is not None and not leader.is_leader():
         return ScoreResult(ran=False)
     now = now or datetime.now(UTC)
@@ -198,6 +208,9 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
     result = ScoreResult(ran=True)
     scopes = store.suppressions(pool, now=now)
     history_fitted = _score_history(pool, end=end, config=config, scopes=scopes, now=now, result=result)
+    cache = lookback.LookbackCache(refresh=config.refit_every) if cache is None else cache
+    if history_fitted:
+        cache.clear()
     models: dict[str, tuple[Detector, datetime | None, datetime]] = {}
     for name in _names(config):
         mark = watermarks.job_watermark(pool, f"score:{name}")
@@ -226,10 +239,13 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         trained = [t for _, t, _ in models.values() if t is not None]
         context_from = max(min([low - timedelta(hours=1), *trained]), low - config.context)
         frame = people(events.read(pool, context_from, high))
+        active = {name: detector for name, (detector, _, start) in models.items() if start < high}
+        given = lookback.frames(active, frame, pool=pool, low=low, context_from=context_from,
+                                bound=config.max_context, cache=cache, now=now)
         for name, (detector, _, start) in models.items():
             if start >= high:
                 continue
-            found = detector.detect(frame, start=max(low, start), min_score=config.min_score)
+            found = detector.detect(given[name], start=max(low, start), min_score=config.min_score)
             _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             watermarks.advance_job(pool, f"score:{name}", high)
         low = high
@@ -348,13 +364,15 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
     done = timedelta(0)
     groups = catalog.peer_groups(pool)
     names = _names(config)
+    cache = lookback.LookbackCache(refresh=total + config.refit_every)  # this pass only: each span reads what is new
     log.info("scoring history %s: %s in %d range(s), models refitted every %s", ", ".join(
         f"{lo:%Y-%m-%d %H:%M}–{hi:%Y-%m-%d %H:%M}" for lo, hi in ranges), total, len(ranges), config.refit_every)
     before = result.inserted
     for lo, hi in ranges:
         low = lo
         while low < hi:
-            high = min(_floor(low, config.refit_every) + config.refit_every, hi)
+            step = config.warmup_step if low < oldest + config.warmup else config.refit_every
+            high = min(_floor(low, step) + step, hi)
             # Fitted only on the events before the span. With less than the warm-up before it (the first hours
             # of a store), on the store's first warm-up of events around it, the span itself left out, so an
             # attack in it is not part of its own baseline.
@@ -370,7 +388,9 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
             for name in names:
                 detector = _fit(pool, name, history, start=train_to - config.history, end=train_to,
                                 fitted_at=train_to, config=config, peer_groups=groups)
-                found = detector.detect(frame, start=low, min_score=config.min_score)
+                given = lookback.frames({name: detector}, frame, pool=pool, low=low, context_from=context_from,
+                                        bound=config.max_context, cache=cache, now=now)
+                found = detector.detect(given[name], start=low, min_score=config.min_score)
                 _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             if config.series:
                 _score_series(pool, start=low, end=high, config=config, scopes=scopes, now=now, result=result)
@@ -390,6 +410,8 @@ def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes) -> pl
     lo = anomaly.peak_at
     context_from = max(min(lo - timedelta(hours=1), stored.trained_to or lo), lo - timedelta(days=2))
     frame = people(events.read(pool, context_from, anomaly.window_end))
+    frame = lookback.frames({name: detector}, frame, pool=pool, low=lo, context_from=context_from,
+                            bound=JobConfig.max_context, cache=lookback.LookbackCache(), now=lo)[name]
     scored = detector.score_frame(frame, start=lo)
     return scored.filter((pl.col("entity_type") == anomaly.entity_type)
                          & (pl.col("entity_value") == anomaly.entity_value) & (pl.col("window_start") == lo))

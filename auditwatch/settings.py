@@ -113,6 +113,9 @@ class Settings:
     analytics_backfill_days: float = 3.0
     # Anomalous windows of one detector and entity closer than this are one incident that grows.
     analytics_merge_gap_minutes: int = 60
+    # Farthest back a detector reads before a scored range (slow_failures' 7-day horizon needs 7), only the
+    # event types it declares, kept in memory between scoring runs; less makes its long horizons see less.
+    analytics_context_days: float = 7.0
     analytics_late_minutes: int = 60  # rescored every run, so events arriving this late are still counted
     analytics_min_score: float = 0.6  # calibrated score (0.6: one window in a million) from which to store
     # Seals stored models (HMAC) so only workers holding it can load them; every worker of one database needs
@@ -241,6 +244,8 @@ def _validate(settings: Settings) -> Settings:
     if settings.analytics_backfill_days < 0 or settings.analytics_merge_gap_minutes < 0:
         raise SettingsError("`analytics_backfill_days` and `analytics_merge_gap_minutes` cannot be negative "
                             "(a backfill of 0 scores no history; a gap of 0 merges only overlapping windows)")
+    if settings.analytics_context_days < 0:
+        raise SettingsError("`analytics_context_days` cannot be negative (7 gives slow_failures its whole week)")
     if settings.analytics_score_seconds < 1 or settings.analytics_refit_seconds < 1:
         raise SettingsError("`analytics_score_seconds` and `analytics_refit_seconds` must be at least 1")
     if settings.read_pool_max < 1 or settings.export_pool_max < 1 or settings.max_count < 1:

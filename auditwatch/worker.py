@@ -18,6 +18,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.util import ref_to_obj
 
 from analytics.jobs import JobConfig
+from analytics.lookback import LookbackCache
 from auditwatch import health, logs, metrics, reporting
 from auditwatch.services import archive_options, archive_root, database_url
 from auditwatch.settings import Settings, SettingsError
@@ -34,7 +35,7 @@ JOBS = (
     # Cold tier: a few times a day; each run does nothing when nothing is due.
     ("archive", "storage.timescale.retention:archive_job", "archive_interval_seconds", "auditwatch.worker:cold_kwargs"),
     ("expire", "storage.timescale.retention:expire_job", "archive_interval_seconds", "auditwatch.worker:cold_kwargs"),
-    ("score_anomalies", "analytics.jobs:score_job", "analytics_score_seconds", "auditwatch.worker:analytics_kwargs"),
+    ("score_anomalies", "analytics.jobs:score_job", "analytics_score_seconds", "auditwatch.worker:score_kwargs"),
     ("refit_detectors", "analytics.jobs:refit_job", "analytics_refit_seconds", "auditwatch.worker:analytics_kwargs"),
     ("integrity_checkpoint", "storage.timescale.sealing:checkpoint_job", "integrity_checkpoint_seconds",
      "auditwatch.integrity:checkpoint_job_kwargs"),
@@ -103,11 +104,18 @@ def analytics_config(settings: Settings) -> JobConfig:
                      late=timedelta(minutes=settings.analytics_late_minutes), min_score=settings.analytics_min_score,
                      backfill=timedelta(days=settings.analytics_backfill_days),
                      refit_every=timedelta(seconds=settings.analytics_refit_seconds),
-                     merge_gap=timedelta(minutes=settings.analytics_merge_gap_minutes))
+                     merge_gap=timedelta(minutes=settings.analytics_merge_gap_minutes),
+                     max_context=timedelta(days=settings.analytics_context_days))
 
 
 def analytics_kwargs(settings: Settings) -> dict:
     return {"config": analytics_config(settings)}
+
+
+def score_kwargs(settings: Settings) -> dict:
+    """The scoring job's: its config, and the cache that keeps detectors' long lookbacks between its runs."""
+    config = analytics_config(settings)
+    return {"config": config, "cache": LookbackCache(refresh=config.refit_every)}
 
 
 def _enabled(job_id: str, settings: Settings, leader: AdvisoryLeader | None) -> bool:

@@ -134,23 +134,27 @@ class SessionChain(Detector):
             return pl.DataFrame()
         gap = timedelta(minutes=self.gap_minutes)
         steps = sessions(steps.lazy(), gap, timedelta(minutes=self.max_span_minutes)).collect()
-        keys = ["user_id", "session"]
+        # ``session`` alone identifies an actor's session (its run number is counted across all actors), so the
+        # groupings key on that integer, not on the actor's name too; steps are in time order within a session.
         # Each distinct action once per session (its first occurrence), and the session's start hour.
-        own = steps.group_by(*keys, "action").agg(pl.len().alias("in_session"), pl.col("timestamp").min(),
-                                                  pl.col("event_id").first(), pl.col("event_type").first())
-        size = steps.group_by(keys).agg(pl.len().alias("size"), pl.col("timestamp").min().alias("start"),
-                                        pl.col("timestamp").max().alias("last"), pl.col("hour").first())
-        at_hour = steps.join(size.select(*keys, "hour"), on=[*keys, "hour"]).group_by(keys).agg(
-            pl.len().alias("at_hour_in_session"))
+        own = steps.group_by("session", "action").agg(
+            pl.col("user_id").first(), pl.len().alias("in_session"), pl.col("timestamp").min(),
+            pl.col("event_id").first(), pl.col("event_type").first())
+        first_hour = pl.col("hour").first()
+        size = steps.group_by("session").agg(
+            pl.col("user_id").first(), pl.len().alias("size"), pl.col("timestamp").min().alias("start"),
+            pl.col("timestamp").max().alias("last"), first_hour,
+            (pl.col("hour") == first_hour).sum().cast(pl.UInt32).alias("at_hour_in_session"))
         own = (own.join(self.actor_actions_, on=["user_id", "action"], how="left")
                .join(self.actors_, on="user_id", how="left"))
         size = (size.join(self.actor_hours_, on=["user_id", "hour"], how="left")
-                .join(self.actors_, on="user_id", how="left").join(at_hour, on=keys, how="left"))
+                .join(self.actors_, on="user_id", how="left"))
         c = own["c"].fill_null(0).to_numpy().astype(float)
         n = own["n"].fill_null(0).to_numpy().astype(float)
         if leave_one_out:
             c = np.maximum(c - own["in_session"].to_numpy(), 0.0)
-            n = np.maximum(n - own.join(size.select(*keys, "size"), on=keys, how="left")["size"].to_numpy(), 0.0)
+            n = np.maximum(n - own.join(size.select("session", "size"), on="session", how="left")["size"].to_numpy(),
+                           0.0)
         pop = np.maximum(own["action"].replace_strict(self.population_, default=0.0, return_dtype=pl.Float64)
                          .to_numpy(), self.min_population_share)
         bits = -np.log2((c + self.prior * pop) / (n + self.prior))
@@ -165,10 +169,10 @@ class SessionChain(Detector):
         size = size.with_columns(pl.Series("hour_surprisal", hour_bits),
                                  pl.Series("hour_cost", np.maximum(hour_bits - self.free_bits, 0.0)))
         costly = (own.filter(pl.col("cost") > 0).sort("timestamp")
-                  .group_by(keys).agg(pl.col("cost").sum().alias("steps_cost"),
-                                      pl.struct("action", "event_type", "timestamp", "surprisal", "cost")
-                                      .alias("steps"), pl.col("event_id").alias("sample_event_ids")))
-        out = size.join(costly, on=keys, how="left").with_columns(
+                  .group_by("session").agg(pl.col("cost").sum().alias("steps_cost"),
+                                           pl.struct("action", "event_type", "timestamp", "surprisal", "cost")
+                                           .alias("steps"), pl.col("event_id").alias("sample_event_ids")))
+        out = size.join(costly, on="session", how="left").with_columns(
             (pl.col("steps_cost").fill_null(0.0) + pl.col("hour_cost")).alias("evidence"))
         return out
 

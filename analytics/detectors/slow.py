@@ -61,6 +61,7 @@ class SlowFailures(Detector):
 
     name = "slow_failures"
     context: ClassVar[timedelta] = timedelta(days=7)  # events before a scored range its horizons read
+    context_events: ClassVar[tuple[str, ...]] = ("user_login",)  # all it reads that far back (failures, successes)
 
     def __init__(self, *, horizons: tuple[str, ...] = ("1h", "1d", "7d"),
                  entity_types: tuple[str, ...] = ("user", "source_ip"), dispersion: float = 0.5,
