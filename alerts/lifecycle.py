@@ -48,8 +48,17 @@ def fingerprint(rule_id: str, group: Mapping[str, str]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
+# An anomaly alert's entity also under the label a threshold rule groups by, so that one inhibition (routing.yml)
+# can see that a spraying alert on 203.0.113.9 and a critical anomaly on the same address are one thing.
+ENTITY_LABELS = {"user": "user_id", "source_ip": "source_ip"}
+
+
 def labels_of(rule: Rule, group: Mapping[str, str]) -> dict[str, str]:
-    return {**rule.labels, **{k: str(v) for k, v in group.items()}, "rule_id": rule.id, "severity": rule.severity}
+    labels = {k: str(v) for k, v in group.items()}
+    column = ENTITY_LABELS.get(labels.get("entity_type", ""))
+    if column and "entity_value" in labels:
+        labels.setdefault(column, labels["entity_value"])
+    return {**rule.labels, **labels, "rule_id": rule.id, "severity": rule.severity}
 
 
 def step(rule: Rule, observations: list[Observation], stored: Mapping[str, AlertRow], *, now: datetime,

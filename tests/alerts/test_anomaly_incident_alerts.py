@@ -4,10 +4,12 @@ anomaly on an entity does not page a second time as a high one."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 from alerts import actions
 from alerts.lifecycle import fingerprint
+from storage.events import EventRecord, Outcome
 from tests.alerts.conftest import T0, insert_anomaly, seconds
 
 ENTITY = {"entity_type": "user", "entity_value": "carol"}
@@ -70,3 +72,38 @@ def test_a_growing_incident_with_quiet_gaps_does_not_page_again(rig, fakes):
     assert incident.state == "firing"
     assert pd.actions(fp) == ["trigger"]  # no resolve and trigger again at each quiet gap
     assert len(slack.in_channel("#sec-oncall")) == 1
+
+
+def test_a_spray_and_the_critical_anomaly_about_the_same_address_page_once(rig, fakes):
+    """Seen live on `make up`: the spraying rule and the detectors' critical anomaly on the same address were
+    two pages for one attack."""
+    slack, pd = fakes
+    ip = "203.0.113.9"
+    rig.write([EventRecord(event_id=uuid.uuid4(), timestamp=T0 - seconds(300 - i * 4), received_at=T0,
+                           event_type="user_login", user_id=f"u{i}", outcome=Outcome.FAILURE, source_ip=ip)
+               for i in range(60)])
+    insert_anomaly(rig.pool, detector="password_spraying", entity_type="source_ip", entity_value=ip,
+                   window_start=T0 - timedelta(minutes=10), window_end=T0 - timedelta(minutes=1), score=0.99,
+                   severity="critical", summary="60 accounts from one address")
+    for step in range(4):
+        rig.tick(T0 + seconds(10 * step))
+    firing = {a.rule_id for a in actions.list_alerts(rig.pool, states=["firing"], now=T0)}
+    assert {"password_spraying", "critical_anomaly"} <= firing  # both stay visible on the alerts page
+    assert list(pd.incidents) == [fingerprint("password_spraying", {"source_ip": ip})]
+    assert len(slack.in_channel("#sec-oncall")) == 1
+    assert {rule for rule, _ in _firing_in_sink(rig)} >= {"password_spraying"}
+
+
+def test_a_critical_anomaly_about_another_address_still_pages(rig, fakes):
+    _slack, pd = fakes
+    rig.write([EventRecord(event_id=uuid.uuid4(), timestamp=T0 - seconds(300 - i * 4), received_at=T0,
+                           event_type="user_login", user_id=f"u{i}", outcome=Outcome.FAILURE,
+                           source_ip="203.0.113.9") for i in range(60)])
+    insert_anomaly(rig.pool, detector="password_spraying", entity_type="source_ip", entity_value="198.51.100.4",
+                   window_start=T0 - timedelta(minutes=10), window_end=T0 - timedelta(minutes=1), score=0.99,
+                   severity="critical", summary="another address")
+    for step in range(4):
+        rig.tick(T0 + seconds(10 * step))
+    assert set(pd.incidents) == {fingerprint("password_spraying", {"source_ip": "203.0.113.9"}),
+                                 fingerprint("critical_anomaly", {"entity_type": "source_ip",
+                                                                  "entity_value": "198.51.100.4"})}
