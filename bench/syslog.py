@@ -105,6 +105,19 @@ def nats_server():
         shutil.rmtree(store, ignore_errors=True)
 
 
+def wait_port(port: int, timeout: float = 120) -> None:
+    """Wait until something listens on ``port`` (a process on a loaded machine takes a while to start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def parse_only(n: int) -> float:
     data = [line.decode() for line in lines(n, "parse")]
     now = datetime.now(UTC)
@@ -118,6 +131,7 @@ def syslog_run(url: str, n: int) -> dict[str, tuple[float, int, int]]:
     udp, tcp = free_port(), free_port()
     results = {}
     with process(["syslog", "--udp-port", str(udp), "--tcp-port", str(tcp)], url, "syslog"):
+        wait_port(tcp)
         run = f"tcp{uuid.uuid4().hex[:6]}"
         payload = b"\n".join(lines(n, run)) + b"\n"
         started = time.perf_counter()
