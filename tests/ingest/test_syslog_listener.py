@@ -207,8 +207,9 @@ def test_tcp_back_pressure_holds_lines_until_the_store_recovers(services, ingest
             except BlockingIOError:
                 time.sleep(0.01)
         assert sent < len(payload), "the sender was never held back"
-        # Held in memory: the queue, the batch being retried, and the one line waiting to get into the queue.
-        assert listener.stats.received <= 50 + 10 + 1
+        # Held in memory: the queue, the batches being retried (store_batches of them), and the one line
+        # waiting to get into the queue.
+        assert listener.stats.received <= 50 + listener.config.store_batches * 10 + 1
         healthy.set()
         sock.setblocking(True)
         sock.sendall(payload[sent:])
