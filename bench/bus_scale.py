@@ -20,7 +20,7 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.harness import database, server
+from bench.harness import database, free_port, server
 from bench.ingest import N_USERS
 from bench.natscluster import NatsCluster
 from bench.syslog import http_run, process
@@ -54,7 +54,8 @@ def main() -> None:
             for n in counts:
                 with ExitStack() as stack:
                     for i in range(n):
-                        stack.enter_context(process(["writer"], url, f"writer-{i}", **bus_env))
+                        stack.enter_context(process(["writer"], url, f"writer-{i}", **bus_env,
+                                                    AUDITWATCH_WRITER_OPS_PORT=str(free_port())))
                     base = stack.enter_context(server(url, workers=2, **bus_env))
                     acked, stored = http_run(base, key, url, args.events)
                 rows.append((n, acked, stored))

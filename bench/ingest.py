@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import psutil
 import requests
 
 from bench.harness import database, percentile, server
@@ -28,6 +30,7 @@ from storage.timescale import catalog, db
 from storage.timescale.writer import copy_direct, row_of
 
 N_USERS = 2000
+RATE_LIMIT = "100000000"
 TYPES = ("user_login", "file_download", "file_upload", "data_query", "data_export")
 
 
@@ -63,6 +66,21 @@ def ceiling(url: str, n: int) -> float:
     elapsed = time.perf_counter() - started
     pool.close()
     return n / elapsed
+
+
+def server_cpu(base: str) -> float:
+    """CPU seconds (user + system) used so far by the server at ``base``: the gunicorn master and workers
+    (the processes started with its AUDITWATCH_PORT). Local servers only."""
+    port = base.rsplit(":", 1)[1]
+    total = 0.0
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("AUDITWATCH_PORT") == port and "python" in proc.name():
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return total
 
 
 def http_batches(base: str, key: str, n: int, clients: int) -> tuple[float, int]:
@@ -106,34 +124,44 @@ def main() -> None:
     parser.add_argument("--url", help="an existing TimescaleDB (default: a fresh durable local cluster)")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="(a) then (b) this many times; best of each reported")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
 
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    ceilings: list[float] = []
+    batches: list[tuple[float, float]] = []
     with database(args.url) as url:
         pool = db.open_pool(url, min_size=1, max_size=2)
         catalog.register_users(pool, [{"user_id": f"bench{i:05d}"} for i in range(N_USERS)], "bench")
         _, key = catalog.create_key(pool, f"bench-{uuid.uuid4().hex[:8]}", Role.SYSTEM, "bench")
         pool.close()
 
-        print(f"(a) binary COPY of {args.events:,} pre-built rows ...", flush=True)
-        a = ceiling(url, args.events)
-        print(f"    {a:,.0f} events/s")
-
-        with server(url, AUDITWATCH_RATE_LIMIT_PER_MINUTE="100000") as base:
-            print(f"(b) HTTP batch API, {args.events:,} events in batches of 1,000, {args.clients} clients ...",
-                  flush=True)
+        # R6 stays in the path (leases of limit / 50) but must not refuse the benchmark's own events.
+        with server(url, AUDITWATCH_RATE_LIMIT_PER_MINUTE=RATE_LIMIT) as base:
             http_batches(base, key, 20_000, args.clients)  # warm-up: pools, caches, geo database
-            b, accepted = http_batches(base, key, args.events, args.clients)
-            print(f"    {b:,.0f} events/s ({accepted:,} accepted)")
+            for r in range(args.rounds):  # alternating, so drift in a shared machine's load hits both alike
+                a = ceiling(url, args.events)
+                cpu0 = server_cpu(base)
+                b, accepted = http_batches(base, key, args.events, args.clients)
+                b_cpu = (server_cpu(base) - cpu0) / args.events * 1e6
+                ceilings.append(a)
+                batches.append((b, b_cpu))
+                print(f"round {r + 1}: (a) COPY {a:,.0f} ev/s; (b) HTTP batch {b:,.0f} ev/s ({accepted:,} accepted), "
+                      f"server CPU {b_cpu:.1f} us/event; b/a = {b / a:.2f}", flush=True)
             print(f"(c) single-event POSTs at {args.rate}/s for {args.seconds:.0f} s ...", flush=True)
             latencies, total, errors = single_events(base, key, args.rate, args.seconds)
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         print(f"    {total:,} requests, {errors} errors, P50 {p50:.1f} ms, P99 {p99:.1f} ms")
 
-    print("\nsummary")
+    a, b = max(ceilings), max(x[0] for x in batches)
+    b_cpu = min(x[1] for x in batches)
+    print(f"\nsummary (best of {args.rounds}; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     print(f"  ceiling (a)            {a:>10,.0f} events/s")
-    print(f"  HTTP batch API (b)     {b:>10,.0f} events/s   b/a = {b / a:.2f}   (target >= 50,000 and >= 0.5)")
+    print(f"  HTTP batch API (b)     {b:>10,.0f} events/s   b/a = {b / a:.2f} (per round: "
+          f"{', '.join(f'{x[0] / c:.2f}' for x, c in zip(batches, ceilings, strict=True))})   "
+          f"server CPU {b_cpu:.1f} us/event   (target >= 0.7 and <= 12 us)")
     print(f"  single POST at {args.rate}/s  P50 {p50:.1f} ms  P99 {p99:.1f} ms   (target P99 <= 50 ms)")
 
 

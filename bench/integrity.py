@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.harness import database, server
-from bench.ingest import N_USERS, event_json, http_batches
+from bench.ingest import N_USERS, RATE_LIMIT, event_json, http_batches
 from storage.auth import Role
 from storage.events import EventRecord, Outcome
 from storage.integrity import checkpoints
@@ -124,7 +124,7 @@ def main() -> None:
         for r in range(args.rounds):
             for sealed in (False, True):
                 label = "on" if sealed else "off"
-                with server(url, AUDITWATCH_RATE_LIMIT_PER_MINUTE="100000",
+                with server(url, AUDITWATCH_RATE_LIMIT_PER_MINUTE=RATE_LIMIT,
                             AUDITWATCH_INTEGRITY="true" if sealed else "false") as base:
                     http_batches(base, key, 20_000, args.clients)  # warm-up
                     rate, _ = http_batches(base, key, args.events, args.clients)

@@ -73,11 +73,16 @@ class SyslogCollector(Collector):
         self._listener = listener
 
     def collect(self) -> Iterator:
+        refresh = getattr(self._listener, "refresh_kernel_drops", None)
+        if refresh is not None:
+            refresh()
         stats = self._listener.stats
         for name, value, doc in (
             ("auditwatch_syslog_messages_received", stats.received, "Syslog messages received (all transports)."),
             ("auditwatch_syslog_messages_stored", stats.handled, "Syslog messages handed to the store and stored."),
             ("auditwatch_syslog_udp_dropped", stats.dropped, "UDP datagrams dropped because the queue was full."),
+            ("auditwatch_syslog_udp_kernel_dropped", stats.udp_kernel_dropped,
+             "UDP datagrams the kernel dropped because the socket's receive buffer was full (/proc/net/udp)."),
             ("auditwatch_syslog_oversized", stats.oversized,
              "Messages over syslog_max_message_bytes (UDP: cut; TCP: skipped)."),
             ("auditwatch_syslog_connections_refused", stats.refused_connections,

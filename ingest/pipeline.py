@@ -20,9 +20,10 @@ from ingest import metrics
 from ingest.catalogue import EventTypes
 from ingest.enrich import GeoLookup
 from ingest.errors import EventRejected, IngestError, RateLimited
+from ingest.fastpath import BatchValidator
 from ingest.ratelimit import RateLimiter
 from ingest.redact import PhiRule, Redactor
-from ingest.validate import INGEST_KEY, ValidationPolicy, ValidEvent, normal_ip, validate_event
+from ingest.validate import INGEST_KEY, ValidationPolicy, ValidEvent, normal_ip
 from storage.events import EventRecord
 from storage.timescale import catalog
 
@@ -130,20 +131,24 @@ class IngestPipeline:
         now = self._now()
         results: list[EventResult] = []
         valid: list[tuple[int, ValidEvent]] = []
+        validate = BatchValidator(now=now, policy=self.policy.validation, backfill=ctx.backfill)
+        types_ok: set[str] = set()  # R3 decided once per type and batch
         for index, item in enumerate(items):
             if isinstance(item, IngestError):
                 results.append(EventResult(index, None, "rejected", item))
                 continue
             try:
-                event = validate_event(item, now=now, policy=self.policy.validation, backfill=ctx.backfill)
+                event = validate(item)
             except EventRejected as exc:
                 results.append(EventResult(index, _event_id_of(item), "rejected", exc))
                 continue
-            try:
-                self._event_types.check(event.event_type)  # R3, and the types only the platform writes
-            except EventRejected as exc:
-                results.append(EventResult(index, str(event.event_id), "rejected", exc))
-                continue
+            if event.event_type not in types_ok:
+                try:
+                    self._event_types.check(event.event_type)  # R3, and the types only the platform writes
+                except EventRejected as exc:
+                    results.append(EventResult(index, str(event.event_id), "rejected", exc))
+                    continue
+                types_ok.add(event.event_type)
             valid.append((index, event))
             results.append(None)  # type: ignore[arg-type]  # filled below
 

@@ -115,7 +115,9 @@ class Redactor:
             return {k: (REDACTED if self.is_sensitive(k) else self.redact(v)) for k, v in value.items()}
         if isinstance(value, list):
             return [self.redact(v) for v in value]
-        if isinstance(value, str) and len(value) >= 13 and any(c.isdigit() for c in value):
+        # The C-level pre-check finds every text that can hold a card (13+ digits, single separators);
+        # log lines full of addresses and times skip the run-by-run Luhn search.
+        if isinstance(value, str) and len(value) >= 13 and _CARD_CANDIDATE.search(value):
             return _mask_cards(value)
         if isinstance(value, int) and not isinstance(value, bool) and 10**12 <= abs(value) < 10**19:
             digits = str(abs(value))

@@ -158,7 +158,8 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
     def report(stats) -> None:
         line = (f"syslog {stats.ports} → {path}: received {stats.received}, stored {ingestor.totals['created']}, "
                 f"duplicates {ingestor.totals['duplicate']}, refused {ingestor.totals['rejected']}, "
-                f"dropped (UDP, queue full) {stats.dropped}, oversized {stats.oversized}")
+                f"dropped (UDP, queue full) {stats.dropped}, dropped (UDP, kernel buffer full) "
+                f"{stats.udp_kernel_dropped}, oversized {stats.oversized}")
         if last != [line]:  # progress when something moved, not the same line every few seconds
             click.echo(line, err=True)
             last[:] = [line]

@@ -2,9 +2,12 @@
 
 Memory is bounded: at most ``queue_lines`` messages wait, each at most ``max_message_bytes``, and at
 most ``max_connections`` TCP peers are served. When the queue is full, TCP readers stop reading, so
-the kernel's window closes and senders slow down (back-pressure); UDP has no way to push back, so a
-datagram that finds the queue full is dropped and counted. Batches are handed to ``handle`` (which
-stores them, blocking) on a worker thread; a batch that fails is retried until it succeeds, holding
+the kernel's window closes and senders slow down (back-pressure); UDP has no way to push back, so when
+the queue is full the listener stops reading the UDP socket and lets the kernel's receive buffer (raised
+to ``udp_receive_buffer``) absorb the burst; what overflows that buffer is dropped by the kernel and counted
+(``udp_kernel_dropped``, read from /proc/net/udp), never silently. Batches are handed to ``handle`` (which
+stores them, blocking) on worker threads, ``store_batches`` at a time, so one batch is parsed while the
+one before it commits; a batch that fails is retried until it succeeds, holding
 the queue, so an outage of the database or the bus slows senders down instead of losing lines. A batch
 that keeps failing for any other reason than the store being unavailable (a parser or validation bug
 that one line trips) is split in halves, each retried on its own, so one line never holds back the
@@ -65,13 +68,16 @@ class ListenerConfig:
     idle_timeout: float = 300.0
     occurrence_entries: int = 100_000
     split_after_failures: int = 3  # a batch failing this many times in a row is split in halves
+    store_batches: int = 2  # batches stored at once: parsing the next overlaps the commit of the last
+    udp_receive_buffer: int = 8 * 1024 * 1024  # bytes asked of the kernel (capped at net.core.rmem_max)
 
 
 @dataclass
 class ListenerStats:
     received: int = 0
     handled: int = 0
-    dropped: int = 0  # UDP datagrams that found the queue full
+    dropped: int = 0  # UDP datagrams that found the queue full (0 while the socket can be paused instead)
+    udp_kernel_dropped: int = 0  # UDP datagrams the kernel dropped (receive buffer full), from /proc/net/udp
     oversized: int = 0
     refused_connections: int = 0
     failed_batches: int = 0
@@ -100,7 +106,11 @@ class SyslogListener:
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task] = set()
         self._consumer: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="syslog-store")
+        self._executor = ThreadPoolExecutor(max(1, config.store_batches), thread_name_prefix="syslog-store")
+        self._storing: set[asyncio.Task] = set()
+        self._udp_paused = False
+        self._udp_held: list[Received] = []  # the datagram that found the queue full, kept while paused
+        self._udp_inode: int | None = None
         self._occurrences = Occurrences(config.occurrence_entries)
         self._sessions = itertools.count()
 
@@ -117,6 +127,7 @@ class SyslogListener:
                 lambda: _UdpProtocol(self), local_addr=(cfg.host, cfg.udp_port))
             self._udp = transport
             self.stats.ports["udp"] = transport.get_extra_info("sockname")[1]
+            self._udp_inode = _raise_receive_buffer(transport.get_extra_info("socket"), cfg.udp_receive_buffer)
         if cfg.tcp_port is not None:
             server = await asyncio.start_server(self._on_tcp, cfg.host, cfg.tcp_port, limit=cfg.max_message_bytes * 2)
             self._servers.append(server)
@@ -141,12 +152,22 @@ class SyslogListener:
         if self._connections:
             await asyncio.wait(self._connections, timeout=5)
         if self._queue is not None and self._consumer is not None:
+            self._resume_udp()
             await self._queue.put(None)
             try:
                 await asyncio.wait_for(self._consumer, timeout)
             except TimeoutError:
                 log.error("syslog: %d queued lines were not stored before shutdown", self._queue.qsize())
+        if self._storing:
+            await asyncio.wait(self._storing, timeout=timeout)
+        self.refresh_kernel_drops()
         self._executor.shutdown(wait=True)
+
+    def refresh_kernel_drops(self) -> int:
+        """Read the kernel's drop count for the UDP socket into ``stats`` (Linux; 0 elsewhere)."""
+        if self._udp_inode is not None:
+            self.stats.udp_kernel_dropped = _kernel_drops(self._udp_inode)
+        return self.stats.udp_kernel_dropped
 
     # -- receiving -----------------------------------------------------------------------------------
 
@@ -164,9 +185,26 @@ class SyslogListener:
         if not data:
             return
         if self._queue.full():
-            self.stats.dropped += 1
+            if self._udp is None or self._udp_held:
+                self.stats.dropped += 1
+                return
+            # Stop reading: the kernel's buffer holds the next datagrams until the queue has room again.
+            self._udp_held.append(self._received(data, peer, f"udp/{peer}"))
+            self._udp.pause_reading()
+            self._udp_paused = True
             return
         self._queue.put_nowait(self._received(data, peer, f"udp/{peer}"))
+
+    def _resume_udp(self) -> None:
+        """Called as the consumer takes lines: read the UDP socket again once the queue is half empty."""
+        if not self._udp_paused or self._queue is None or self._queue.qsize() > self._queue.maxsize // 2:
+            return
+        for item in self._udp_held:
+            self._queue.put_nowait(item)
+        self._udp_held.clear()
+        self._udp_paused = False
+        if self._udp is not None and not self._udp.is_closing():
+            self._udp.resume_reading()
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -203,10 +241,13 @@ class SyslogListener:
     async def _consume(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(max(1, self.config.store_batches))
         stopping = False
         while not stopping:
+            await slots.acquire()  # a free slot first: at most store_batches batches are off the queue
             first = await self._queue.get()
             if first is None:
+                slots.release()
                 break
             batch = [first]
             while len(batch) < self.config.batch_lines:
@@ -218,7 +259,19 @@ class SyslogListener:
                     stopping = True
                     break
                 batch.append(item)
+            self._resume_udp()
+            task = loop.create_task(self._store_in_slot(loop, batch, slots))
+            self._storing.add(task)
+            task.add_done_callback(self._storing.discard)
+        if self._storing:
+            await asyncio.wait(set(self._storing))
+
+    async def _store_in_slot(self, loop: asyncio.AbstractEventLoop, batch: list[Received],
+                             slots: asyncio.Semaphore) -> None:
+        try:
             await self._store(loop, batch)
+        finally:
+            slots.release()
 
     async def _store(self, loop: asyncio.AbstractEventLoop, batch: list[Received]) -> None:
         """Store ``batch``, retrying with back-off while the store is unavailable (see the module doc)."""
@@ -270,6 +323,43 @@ class SyslogListener:
                          reason.__class__.__name__, reason, item.line[:1024])
 
 
+def _raise_receive_buffer(sock, size: int) -> int | None:
+    """Ask for a larger UDP receive buffer (a burst waits there while the queue is full); returns the socket's
+    inode, by which /proc/net/udp reports the kernel's drops."""
+    import os
+    import socket
+
+    if sock is None:
+        return None
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):  # FORCE needs CAP_NET_ADMIN
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            break
+        except OSError:
+            continue
+    try:
+        return os.fstat(sock.fileno()).st_ino
+    except (OSError, ValueError):
+        return None
+
+
+def _kernel_drops(inode: int) -> int:
+    """The ``drops`` column of /proc/net/udp{,6} for the socket with this inode (0 when not found)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    fields = row.split()
+                    if len(fields) >= 13 and fields[9] == str(inode):
+                        return int(fields[12])
+        except OSError:
+            continue
+    return 0
+
+
 def _next_delay(delay: float, exc: BaseException) -> float:
     """Back off up to 30 s, but only to 1 s while the pool reports the database down: that refusal costs
     nothing (the pool's own probe watches for its return), and the lines are stored within a second of it."""
@@ -319,6 +409,7 @@ def run_forever(listener: SyslogListener, *, report: Callable[[ListenerStats], N
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 1.0)
             if report and time.monotonic() - last >= every:
+                listener.refresh_kernel_drops()
                 report(listener.stats)
                 last = time.monotonic()
         await listener.stop()

@@ -207,8 +207,9 @@ def test_tcp_back_pressure_holds_lines_until_the_store_recovers(services, ingest
             except BlockingIOError:
                 time.sleep(0.01)
         assert sent < len(payload), "the sender was never held back"
-        # Held in memory: the queue, the batch being retried, and the one line waiting to get into the queue.
-        assert listener.stats.received <= 50 + 10 + 1
+        # Held in memory: the queue, the batches being retried (store_batches of them), and the one line
+        # waiting to get into the queue.
+        assert listener.stats.received <= 50 + listener.config.store_batches * 10 + 1
         healthy.set()
         sock.setblocking(True)
         sock.sendall(payload[sent:])
@@ -304,3 +305,26 @@ def test_host_policy_attributes_unregistered_accounts_to_the_host(services, user
     assert conn.execute("SELECT kind FROM users WHERE user_id = 'host:bastion'").fetchone() == ("service",)
     # The same batch again (a retried store): the same ids, so duplicates, not new events.
     assert ingestor(batch).duplicates == 2
+
+
+def test_a_udp_burst_beyond_the_queue_waits_in_the_kernel_buffer_instead_of_being_dropped():
+    """A full queue pauses reading the UDP socket: the burst waits in the kernel's receive buffer, so nothing is
+    dropped in the listener, and what the kernel itself would drop is counted (never silent)."""
+    handled: list[str] = []
+    lock = threading.Lock()
+
+    def slow(batch):
+        time.sleep(0.02)  # a store slower than the sender
+        with lock:
+            handled.extend(r.line for r in batch)
+
+    listener = SyslogListener(config(queue_lines=20, batch_lines=5), slow, retry_delay=0.05)
+    sent = [f"<13>Nov 28 10:00:00 burst app: datagram {i}" for i in range(400)]
+    with running(listener) as ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for line in sent:
+                s.sendto(line.encode(), ("127.0.0.1", ports["udp"]))
+        wait_for(lambda: len(handled) + listener.refresh_kernel_drops() >= len(sent), 60)
+    assert listener.stats.dropped == 0
+    assert listener.stats.udp_kernel_dropped == 0  # 400 short datagrams fit the raised buffer
+    assert sorted(handled) == sorted(sent)
