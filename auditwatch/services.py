@@ -88,6 +88,7 @@ def bus_config(settings: Settings) -> BusConfig | None:
                      deadletter_subject=settings.bus_deadletter_subject,
                      publish_timeout=settings.bus_publish_timeout, ack_wait=settings.bus_ack_wait,
                      max_failures=settings.bus_max_failures, batch=settings.writer_batch,
+                     fetch_bytes=settings.writer_fetch_bytes,
                      replicas=settings.bus_replicas, sync=settings.bus_sync,
                      monitor_url=settings.bus_monitor_url)
 

@@ -24,12 +24,13 @@ the message id and the failure rules above, and a change to one is a change to a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -66,6 +67,7 @@ class BusConfig:
     ack_wait: float = 30.0
     max_failures: int = 3
     batch: int = 1000
+    fetch_bytes: int = 8 * 1024 * 1024  # what one fetch may bring at most (see BusWriter.next_fetch_size)
     replicas: int = 1  # the streams' copies; what an ack means: ingest.busdurability
     sync: str = "always"  # the server fsyncs every write ("always") or periodically ("interval")
     monitor_url: str = ""  # the server's HTTP monitoring URL, to confirm ``sync`` at connect
@@ -338,6 +340,9 @@ def _dead_letter(msg) -> DeadLetter:
 
 # -- the writer ------------------------------------------------------------------------------------------
 
+INITIAL_SIZE_HINT = 64 * 1024  # until messages are seen: 128 per fetch at the default fetch_bytes
+MIN_SIZE_HINT = 256  # an event is rarely smaller; keeps fetches at ``batch`` for ordinary traffic
+
 AVAILABILITY_ERRORS = (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable)
 # Failures that are the message's own (a value the database refuses); checked after AVAILABILITY_ERRORS.
 DATA_ERRORS = (psycopg.Error, ValueError, TypeError, OSError)
@@ -350,6 +355,10 @@ class WriterStats:
     batches: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    slow_consumer: int = 0  # the client's or the server's slow-consumer verdicts (messages dropped, then redelivered)
+    reconnects: int = 0  # the connection was lost (a server's slow-consumer cut, a node down) and came back
+    largest_fetch_bytes: int = 0
+    fetches: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))  # (asked, got, bytes)
 
 
 class BusWriter:
@@ -360,11 +369,39 @@ class BusWriter:
         self._writer = writer
         self._guard = guard or BusGuard(writer.pool)
         self.stats = WriterStats()
+        self._size_hint = INITIAL_SIZE_HINT
+
+    def next_fetch_size(self) -> int:
+        """How many messages to ask for: ``fetch_bytes`` over the largest message seen lately.
+
+        A fetch of ``batch`` messages that are each near the server's max_payload (1 MB: a raw publisher, a
+        misconfigured producer) is a gigabyte pushed at once: the client drops it as a slow consumer and the
+        server disconnects it, again at every redelivery. JetStream's pull request can carry ``max_bytes``,
+        but nats-py's ``fetch`` does not expose it, so the writer sizes each fetch from what it has seen:
+        it starts at 128, grows while messages stay small (the hint decays by an eighth per fetch), and shrinks
+        at once when a large one arrives. What stays unbounded is the one fetch in which large messages first
+        appear after a long run of small ones: ``batch`` messages at most, and the next fetch is bounded again."""
+        return max(1, min(self.config.batch, self.config.fetch_bytes // self._size_hint))
+
+    def _saw(self, msgs: list) -> None:
+        sizes = [len(m.data or b"") for m in msgs]
+        if sizes:
+            self.stats.largest_fetch_bytes = max(self.stats.largest_fetch_bytes, sum(sizes))
+            self._size_hint = max(MIN_SIZE_HINT, max(sizes), self._size_hint - self._size_hint // 8)
 
     async def run(self, stop: asyncio.Event, *, on_batch: Callable[[WriterStats], None] | None = None) -> None:
         config = self.config
+        async def on_error(exc: Exception) -> None:
+            if isinstance(exc, nats.errors.SlowConsumerError) or "slow consumer" in str(exc).lower():
+                self.stats.slow_consumer += 1
+            log.warning("writer: NATS reported %s", exc)
+
+        async def on_reconnect() -> None:
+            self.stats.reconnects += 1
+
         nc = await nats.connect(config.servers, connect_timeout=2, max_reconnect_attempts=-1,
-                                reconnect_time_wait=0.5, name="auditwatch-writer")
+                                reconnect_time_wait=0.5, name="auditwatch-writer", error_cb=on_error,
+                                reconnected_cb=on_reconnect)
         js = nc.jetstream(timeout=10)
         await confirm_durability(config)
         await ensure_streams(js, config)
@@ -377,13 +414,16 @@ class BusWriter:
             while not stop.is_set():
                 await metrics.observe_bus(js, sub, config)  # lag and dead letters, every few seconds
                 try:
-                    msgs = await sub.fetch(config.batch, timeout=1.0)
+                    asked = self.next_fetch_size()
+                    msgs = await sub.fetch(asked, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except nats.errors.Error as exc:
                     log.warning("writer: fetch failed (%s); retrying", exc)
                     await asyncio.sleep(1)
                     continue
+                self.stats.fetches.append((asked, len(msgs), sum(len(m.data or b"") for m in msgs)))
+                self._saw(msgs)
                 await self._process(js, msgs, loop)
                 self.stats.batches += 1
                 if on_batch:

@@ -290,3 +290,39 @@ def test_a_syslog_node_publishes_to_the_bus_and_a_writer_stores(nats_server, set
                         "AND outcome = 'failure'").fetchone() == (50, 50)
     assert conn.execute("SELECT DISTINCT metadata->'_ingest'->>'sender' FROM audit_events "
                         "WHERE event_type = 'user_login'").fetchall() == [("syslog",)]
+
+
+def test_large_messages_are_fetched_a_few_at_a_time_and_never_make_the_writer_a_slow_consumer(
+        nats_server, services, conn):
+    """Issue 14: ~1 MB messages from a raw publisher made NATS drop the writer as a slow consumer (a fetch of
+    `batch` such messages is a gigabyte). Each fetch is now bounded by `fetch_bytes`; every good event is stored
+    once and every oversized one dead-lettered, with no slow-consumer verdict and no reconnect."""
+    config = BusConfig(url=nats_server.url, ack_wait=30, batch=1000, max_failures=1, fetch_bytes=4 * 1024 * 1024)
+    client = BusClient(config)
+    publisher = BusPublisher(client)
+    now = datetime.now(UTC)
+    sent = {"_ingest": {"sender": "apikey:bus-test"}}
+    good = [EventRecord(event_id=uuid.uuid4(), timestamp=now, received_at=now, event_type="user_login",
+                        user_id=f"user{i}", source="bus-test", metadata=sent) for i in range(300)]
+    # Over R7's metadata bound, so the writer refuses them on re-validation: ~900 KB each, 120 of them.
+    huge = [EventRecord(event_id=uuid.uuid4(), timestamp=now, received_at=now, event_type="user_login",
+                        user_id="big", source="bus-test", metadata={**sent, "blob": "x" * 900_000})
+            for _ in range(120)]
+    mixed = [*good[:100], *huge[:60], *good[100:200], *huge[60:], *good[200:]]
+    for start in range(0, len(mixed), 20):
+        assert all(publisher.write(mixed[start:start + 20]))
+    writer = BusWriter(config, EventWriter(services.pool))
+    running = InThread(lambda stop: writer.run(stop))
+    try:
+        wait_for(lambda: writer.stats.stored == len(good) and writer.stats.dead_lettered == len(huge), 180,
+                 "every good event stored and every huge one dead-lettered")
+    finally:
+        running.stop()
+        client.close()
+    assert sorted(stored_ids(conn)) == sorted(str(e.event_id) for e in good)
+    assert writer.stats.slow_consumer == 0 and writer.stats.reconnects == 0
+    # Once a fetch has brought a large message, the next one asks for no more than fetch_bytes of them.
+    fetches = list(writer.stats.fetches)
+    after_large = [asked for (_, got, size), (asked, _, _) in zip(fetches, fetches[1:], strict=False)
+                   if got and size / got > 0 and size >= 900_000]
+    assert after_large and all(asked * 900_000 <= config.fetch_bytes for asked in after_large)
