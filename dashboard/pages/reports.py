@@ -67,7 +67,7 @@ def _generate_form(catalogue: list[dict[str, Any]], today: date) -> html.Div:
             html.Label(["Report", dcc.Dropdown(id=ids.REPORT_NAME, value=first["name"], clearable=False,
                                                searchable=False, className="aw-select",
                                                options=[{"label": r["title"], "value": r["name"]}
-                                                        for r in catalogue])], className="aw-field wide"),
+                                                        for r in catalogue])], className="aw-field"),
             html.Label(["From (UTC)", dcc.Input(id=ids.REPORT_FROM, type="date", value=start,
                                                 className="aw-input")], className="aw-field"),
             html.Label(["To (UTC, exclusive)", dcc.Input(id=ids.REPORT_TO, type="date", value=end,
