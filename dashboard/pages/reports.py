@@ -123,6 +123,12 @@ def _period(r: stored_reports.StoredReport) -> str:
     return f"{r.period_start.astimezone(UTC):{fmt}} → {r.period_end.astimezone(UTC):{fmt}}"
 
 
+def _options(parameters: dict[str, Any]) -> str:
+    """A run's options, each value cut short (the full parameters are in the hash cell's tooltip)."""
+    options = parameters.get("options") or {}
+    return " · ".join(f"{k}={_short(json.dumps(v), 20)}" for k, v in sorted(options.items()))
+
+
 def _downloads(r: stored_reports.StoredReport) -> html.Form:
     names = [(f, label) for f, label in FILE_LABELS if f in r.files]
     names += [(f, f.removesuffix(".csv") + " CSV") for f in sorted(r.files) if f.endswith(".csv")]
@@ -138,7 +144,8 @@ def history_table(runs: list[stored_reports.StoredReport], titles: dict[str, str
     head = ["Generated (UTC)", "Report", "Period", "Scope", "By", "SHA-256", "Files"]
     rows = [html.Tr([
         html.Td(f"{r.generated_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"),
-        html.Td([html.Div(titles.get(r.name, r.name)), html.Div(f"{r.name} v{r.version}", className="aw-note")]),
+        html.Td([html.Div(titles.get(r.name, r.name)), html.Div(f"{r.name} v{r.version}", className="aw-note"),
+                 html.Div(_options(r.parameters), className="aw-note aw-report-options")]),
         html.Td(_period(r)),
         html.Td(r.scope),
         html.Td(r.generated_by),
