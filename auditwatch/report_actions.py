@@ -82,9 +82,13 @@ class ReportActions:
                                         out, generated_by=generated_by, now=self.now(),
                                         trusted_keys=self.trusted_keys, archive=self.archive, report_id=report_id)
             engine.store(self.pool, generated, source="auditwatch-dashboard")
-        except (ReportError, StorageError, OSError, RuntimeError) as exc:
+        except (ReportError, StorageError, OSError, RuntimeError) as exc:  # what the report can say to fix
             log.warning("report %s (%s) failed: %s", report_id, params.name, exc)
             self._set(report_id, Status("failed", str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - a background job: anything else is logged and shown, not lost
+            log.exception("report %s (%s) failed", report_id, params.name)
+            self._set(report_id, Status("failed", f"{type(exc).__name__}: {exc} (see the server log)"))
             return
         self._set(report_id, Status("done", generated.proof.verdict))
 
