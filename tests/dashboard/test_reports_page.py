@@ -117,8 +117,10 @@ def test_a_viewer_is_refused_the_page_the_callbacks_and_the_downloads(context, l
     expect(page.locator("#aw-reports-403 h1")).to_contain_text("403")
     expect(page.locator("#aw-reports-403")).to_contain_text("viewer key")
     shot(page, "32-reports-viewer-403")
-    page.goto(live.url + "/dashboard/")
-    page.locator(".aw-nav-link", has_text="Reports").click()  # in-app navigation: the same refusal, drawn by Dash
+    page.goto(live.url + "/dashboard/ops")  # a light page (no charts), so the click is not queued behind drawing
+    expect(page.locator("h1")).to_have_text("Operations", timeout=60_000)
+    # in-app navigation (no request for the page itself): the same refusal, drawn by Dash
+    page.locator(".aw-nav-link", has_text="Reports").click(timeout=60_000)
     expect(page.locator("#aw-reports-403")).to_contain_text("Reports need the auditor role")
     assert page.locator("#aw-report-generate").count() == 0
     token = next(c["value"] for c in context.cookies() if c["name"] == "_csrf_token")
