@@ -8,7 +8,7 @@ from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
 from alerts import actions as alert_actions
-from auditwatch import health, logs
+from auditwatch import health, integrity, logs
 from auditwatch.api import admin as admin_api
 from auditwatch.api import alerts as alerts_api
 from auditwatch.api import anomalies as anomalies_api
@@ -17,13 +17,14 @@ from auditwatch.api import events as events_api
 from auditwatch.api import gdpr as gdpr_api
 from auditwatch.api import ingest as ingest_admin_api
 from auditwatch.api.openapi import document as openapi
+from auditwatch.report_actions import ReportActions
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest import api as ingest_api
 from ingest import otlp
 from ingest.errors import IngestError
 from ingest.http import error_response, json_response
-from storage.errors import DatabaseUnavailable, InvalidCursor
+from storage.errors import DatabaseUnavailable, InvalidCursor, SigningKeyError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,17 @@ def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None
                                           settings.resolved_data_dir() / "dashboard-secret-key"),
                     session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
                     alert_actions=alert_actions, key_cache_seconds=settings.key_cache_seconds,
-                    audit_record=services.audit_record)
+                    audit_record=services.audit_record, report_actions=_report_actions(settings, services))
+
+
+def _report_actions(settings: Settings, services: Services) -> ReportActions:
+    """The Reports page's actions: files under the reports directory, checkpoints checked with the public keys."""
+    try:
+        trusted = integrity.verification_keys(settings)
+    except SigningKeyError:  # no public key here yet: reports still say their period is not covered by one
+        trusted = frozenset()
+    return ReportActions(services.pool, out_root=settings.reports_dir or settings.resolved_data_dir() / "reports",
+                         trusted_keys=trusted, archive=services.archive)
 
 
 def init_app(app: Flask, settings: Settings, services: Services | None = None) -> None:

@@ -33,6 +33,9 @@ class DashboardContext:
     # audit_record(event_type, principal, *, metadata=, resource_id=, ...) -> the record, not yet written: for
     # changes stored with their record in one transaction. None: ``self_audit.record`` with R9's default keys.
     audit_record: Callable[..., Any] | None = None
+    # The host's report actions (catalogue, start, status: ``auditwatch.report_actions``), handed in so the
+    # dashboard never imports reports/ itself; None where reports are not offered.
+    report_actions: Any = None
     _keys: dict[uuid.UUID, tuple[ApiKey | None, float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -82,6 +82,21 @@ COPY_OVERVIEW = "aw-copy-overview"
 NAV_REDIRECT = "aw-nav-redirect"
 
 
+# -- reports page ---------------------------------------------------------------------------------
+REPORT_NAME = "aw-report-name"
+REPORT_ABOUT = "aw-report-about"
+REPORT_FROM = "aw-report-from"
+REPORT_TO = "aw-report-to"
+REPORT_SCOPE_KIND = "aw-report-scope-kind"
+REPORT_SCOPE_VALUE = "aw-report-scope-value"
+REPORT_GENERATE = "aw-report-generate"
+REPORT_STATUS = "aw-report-status"
+REPORT_JOB = "aw-report-job"  # store: {"report_id", "started"} of the run being polled
+REPORT_POLL = "aw-report-poll"
+REPORT_HISTORY = "aw-report-history"
+REPORT_HISTORY_VERSION = "aw-report-history-version"  # store bumped when a run finishes
+
+
 # -- pattern-matching ids -------------------------------------------------------------------------
 def widget(sub: str, aio_id: Any) -> dict[str, Any]:
     """A part of one widget instance (WidgetAIO): card, config, body, param controls, buttons."""

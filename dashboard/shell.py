@@ -30,7 +30,8 @@ FILTER_LABELS = {"event_type": "type", "outcome": "outcome", "user_id": "user", 
 REFRESH_OPTIONS = [{"label": "Refresh: off", "value": 0}, {"label": "Every 10 s", "value": 10},
                    {"label": "Every 30 s", "value": 30}, {"label": "Every 1 min", "value": 60}]
 NAV = (("Overview", "/dashboard/"), ("Search", "/dashboard/search"), ("Entity", "/dashboard/entity"),
-       ("Alerts", "/dashboard/alerts"), ("Dashboards", "/dashboard/dashboards"), ("Operations", "/dashboard/ops"))
+       ("Alerts", "/dashboard/alerts"), ("Dashboards", "/dashboard/dashboards"), ("Reports", "/dashboard/reports"),
+       ("Operations", "/dashboard/ops"))
 
 
 def layout() -> html.Div:

@@ -13,8 +13,11 @@ from typing import Any
 import polars as pl
 
 from reports.model import Params
+from storage import tiers
 from storage.dataapi import AuditData
-from storage.timescale import alerts, catalog, legal_hold, retention
+from storage.events import Outcome
+from storage.timescale import alerts, catalog, legal_hold, queries, retention
+from storage.timescale.queries import EventQuery
 
 TS = pl.Datetime("us", "UTC")
 
@@ -62,6 +65,23 @@ class Source:
         if scope and scope.kind == "source":
             frame = frame.filter(pl.col("source") == scope.value)
             text += f'.filter(pl.col("source") == {scope.value!r})'
+        return frame, text
+
+    def last_activity(self, start: datetime, end: datetime) -> tuple[pl.DataFrame, str]:
+        """Each user's last event in [start, end) that is not a failure (``user_id``, ``last_activity``), both
+        tiers: aggregated in PostgreSQL and in the Parquet scan, never every event over the wire."""
+        query = EventQuery(start_time=start, end_time=end)
+        hot = queries.last_event_per_user(self.pool, query, exclude_outcome=Outcome.FAILURE)
+        parts = [hot.rename({"last_event": "last_activity"})]
+        cold = self.data.cold
+        if cold is not None:
+            scan = tiers.cold_lazy(cold, tiers.cold_files(self.pool, query), query)
+            if scan is not None:
+                parts.append(scan.filter(pl.col("outcome") != "failure").group_by("user_id")
+                             .agg(pl.col("timestamp").cast(TS).max().alias("last_activity")).collect())
+        frame = pl.concat(parts).group_by("user_id").agg(pl.col("last_activity").max())
+        text = ("storage.timescale.queries." + call("last_event_per_user", start=start, end=end)
+                + ".where(outcome != 'failure').group_by('user_id').agg(max(timestamp)), hot and cold tiers")
         return frame, text
 
     def keys(self) -> tuple[pl.DataFrame, str]:

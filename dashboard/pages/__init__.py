@@ -8,7 +8,7 @@ from dashboard.registry import Registry
 
 
 def register(app: Dash, registry: Registry) -> None:
-    from dashboard.pages import alerts, custom, entity, ops, overview, search
+    from dashboard.pages import alerts, custom, entity, ops, overview, reports, search
 
     overview.register(app, registry)
     search.register(app, registry)
@@ -16,3 +16,4 @@ def register(app: Dash, registry: Registry) -> None:
     custom.register(app, registry)
     alerts.register(app, registry)
     ops.register(app, registry)
+    reports.register(app, registry)

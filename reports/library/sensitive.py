@@ -16,7 +16,9 @@ ACCESS_TYPES = ("data_export", "export_requested", "data_query", "query_executed
 
 def build(src: Source, p: Params) -> Content:
     pattern = "(?i)(" + "|".join(p.options["tags"]) + ")"
-    access, access_q = src.events(p, event_type=ACCESS_TYPES)
+    access, access_q = src.events(p, event_type=ACCESS_TYPES, columns=("timestamp", "user_id", "event_type",
+                                                                        "outcome", "resource_id", "source_ip",
+                                                                        "metadata"))
     tagged = (access.with_columns(meta("dataset"), meta("classification"), meta("rows"))
               .with_columns(target=pl.coalesce("dataset", "resource_id"),
                             tag=pl.concat_str([pl.col("resource_id"), pl.col("dataset"), pl.col("classification")],

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.errors import InvalidCursor
 from storage.events import COLUMNS, EventRecord, Outcome
-from storage.timescale.db import check_size, copy_frame, where
+from storage.timescale.db import Where, check_size, copy_frame, where
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,15 @@ _SELECT = sql.SQL("SELECT {cols} FROM audit_events").format(
 )
 
 
-def _where(query: EventQuery, after: Position | None) -> tuple[sql.Composable, list[Any]]:
-    w = (where().ge("timestamp", query.start_time).lt("timestamp", query.end_time).eq("user_id", query.user_id)
+def _filters(query: EventQuery) -> Where:
+    return (where().ge("timestamp", query.start_time).lt("timestamp", query.end_time).eq("user_id", query.user_id)
          .any("event_type", query.event_types).eq("outcome", str(query.outcome) if query.outcome else None)
          .within("source_ip", query.source_ip)
          .compare("metadata", "@>", Jsonb(query.metadata) if query.metadata is not None else None))
+
+
+def _where(query: EventQuery, after: Position | None) -> tuple[sql.Composable, list[Any]]:
+    w = _filters(query)
     if after is not None:
         w.add('("timestamp", event_id) < (%s, %s)', after.timestamp, after.event_id)
     return w.sql(), w.params
@@ -320,3 +324,20 @@ def time_range(pool: ConnectionPool) -> TimeRange:
         first, last, count = conn.execute(
             'SELECT min("timestamp"), max("timestamp"), count(*) FROM audit_events').fetchone()
     return TimeRange(first.astimezone(UTC) if first else None, last.astimezone(UTC) if last else None, count)
+
+
+def last_event_per_user(pool: ConnectionPool, query: EventQuery, *,
+                        exclude_outcome: Outcome | None = None) -> pl.DataFrame:
+    """Each user's latest event matching ``query`` (``user_id``, ``last_event``), aggregated in PostgreSQL.
+
+    For readers that need no more than that (the access review's last activity per account): one row per
+    user instead of every event of the window over the wire. ``exclude_outcome`` leaves out that outcome.
+    The hot table only; ``storage.tiers.cold_lazy`` gives the archived part.
+    """
+    w = _filters(query)
+    if exclude_outcome is not None:
+        w.add("outcome <> %s", str(exclude_outcome))
+    statement = sql.SQL('SELECT user_id, (extract(epoch FROM max("timestamp")) * 1000000)::bigint '
+                        "FROM audit_events{} GROUP BY user_id").format(w.sql())
+    with pool.connection() as conn:
+        return copy_frame(conn, statement, w.params, {"user_id": pl.String(), "last_event": UTC_US})
