@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,20 @@ from ingest.syslog.listener import ListenerConfig, SyslogListener, server_ssl_co
 from storage.timescale import forwarding
 from tests.conftest import fresh_database, opened_services
 from tests.forwarder.test_forwarder import T0, events, write_batches
-from tests.ingest.test_syslog_listener import count, running, wait_for
+from tests.ingest.test_syslog_listener import count, running
 
 # What the listener stored of the forwarded messages (APP-NAME auditwatch): the RFC 5424 fields it parsed.
 FORWARDED = "FROM audit_events WHERE event_type = 'syslog_message' AND metadata->>'app' = 'auditwatch'"
 RECEIVED = "SELECT metadata->>'app', resource_id, metadata->>'msgid', metadata->>'message' " + FORWARDED
 RECEIVED_COUNT = "SELECT count(*) " + FORWARDED
+
+
+def wait_for_count(conn, expected: int, timeout: float = 60.0) -> int:
+    """The receiver's stored count once it reaches ``expected`` (or what it was at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while (stored := count(conn, RECEIVED_COUNT)) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return stored
 
 
 @dataclass
@@ -67,7 +76,7 @@ def test_tls_receiver_gets_every_event_once(pool, tls_receiver, payload):
     outcomes = drain(pool, destination, clock=lambda: T0)
     destination.transport.close()
     assert [o.sent for o in outcomes if o.sent] == [4, 5] and all(o.error is None for o in outcomes)
-    wait_for(lambda: count(conn, RECEIVED_COUNT) >= len(sent))
+    assert wait_for_count(conn, len(sent)) == len(sent)
     rows = conn.execute(RECEIVED).fetchall()
     assert len(rows) == len(sent)  # each once
     assert {(app, host) for app, host, _, _ in rows} == {("auditwatch", "auditwatch")}  # APP-NAME, HOSTNAME
@@ -116,6 +125,6 @@ def test_the_worker_job_sends_over_tls_trusting_ssl_cert_file(pool, tls_receiver
     write_batches(pool, [sent])
     destinations = [{"name": "syslog", "kind": "syslog", "url": url, "payload": "cef", "max_events": 100}]
     assert forward_job(pool, destinations=destinations) == {"syslog": 5}
-    wait_for(lambda: count(conn, RECEIVED_COUNT) == 5)
+    assert wait_for_count(conn, 5) == 5
     messages = [m.removeprefix("\ufeff") for *_, m in conn.execute(RECEIVED).fetchall()]
     assert sorted(m.split("externalId=")[1].split(" ")[0] for m in messages) == sorted(str(e.event_id) for e in sent)
