@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 import polars as pl
 from psycopg_pool import ConnectionPool
 
-from alerts.rules import Absence, Anomaly, Rule, Threshold
+from alerts.errors import ConfigError
+from alerts.rules import Absence, Anomaly, Health, Rule, Threshold
 from storage.timescale import anomalies, rollups, rule_inputs
 
 
@@ -51,6 +52,9 @@ class BacktestResult:
 def backtest(pool: ConnectionPool, rule: Rule, *, start: datetime, end: datetime,
              progress: Callable[[datetime, datetime], None] | None = None) -> BacktestResult:
     cond = rule.condition
+    if isinstance(cond, Health):
+        raise ConfigError(f"{rule.id} is a health rule: it reads the platform's live state (leader, outbox, "
+                          "checkpoints), which is not kept as history, so it cannot be backtested")
     if isinstance(cond, Threshold):
         return _threshold(pool, rule, cond, start, end, progress)
     if isinstance(cond, Anomaly):

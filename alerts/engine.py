@@ -19,9 +19,9 @@ from alerts import lifecycle, pipeline
 from alerts.lifecycle import Flapping, Observation
 from alerts.routing import Routing
 from alerts.rule_files import RuleSource, default_directories
-from alerts.rules import Absence, Anomaly, Rule, Threshold
+from alerts.rules import Absence, Anomaly, Health, Rule, Threshold
 from storage.timescale import alerts as store
-from storage.timescale import anomalies, rule_inputs
+from storage.timescale import anomalies, platform_health, rule_inputs
 from storage.timescale.db import advisory_lock
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,34 @@ def observe(pool: ConnectionPool, rule: Rule, *, now: datetime) -> list[Observat
         return [Observation({cond.field: value}, int((now - last).total_seconds() // 60),
                             {"last_seen": last.isoformat(), "silent_minutes": int((now - last).total_seconds() // 60)})
                 for value, last in sorted(seen.items()) if last is not None and now - last >= cond.silent_for]
+    if isinstance(cond, Health):
+        return _health(pool, cond, now=now)
     raise TypeError(f"unknown condition {type(cond).__name__}")
+
+
+def _health(pool: ConnectionPool, cond: Health, *, now: datetime) -> list[Observation]:
+    """The platform's own signals (``storage.timescale.platform_health``); one observation when unhealthy."""
+    if cond.check == "ingest_stalled":
+        last = platform_health.last_ingested(pool, since=now - cond.lookback, until=now)
+        if last is None or now - last < cond.quiet_for:
+            return []  # receiving, or quiet for the whole lookback (a system nobody uses is not stalled)
+        quiet = int((now - last).total_seconds() // 60)
+        return [Observation({}, quiet, {"last_ingested": last.isoformat(), "quiet_minutes": quiet})]
+    if cond.check == "leader_missing":
+        return [] if platform_health.leader_present(pool) else [Observation({}, 1, {"leader": None})]
+    if cond.check == "outbox_backlog":
+        return [Observation({"receiver": receiver}, int((now - oldest).total_seconds() // 60),
+                            {"oldest_created_at": oldest.isoformat(),
+                             "age_minutes": int((now - oldest).total_seconds() // 60)})
+                for receiver, oldest in platform_health.outbox_oldest(pool).items()
+                if now - oldest >= cond.older_than]
+    if cond.check == "checkpoint_stale":
+        unsigned = platform_health.oldest_unsigned(pool)
+        if unsigned is None or now - unsigned < cond.older_than:
+            return []
+        age = int((now - unsigned).total_seconds() // 60)
+        return [Observation({}, age, {"oldest_unsigned_sealed_at": unsigned.isoformat(), "age_minutes": age})]
+    raise TypeError(f"unknown health check {cond.check}")
 
 
 def evaluate(pool: ConnectionPool, config: AlertConfig, *, now: datetime,

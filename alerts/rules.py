@@ -1,7 +1,7 @@
 """Alert rules as data: YAML files loaded, validated (file, line, field) and turned into frozen rules.
 
-A rule has an id, title, severity, labels, runbook and exactly one condition (threshold, anomaly or
-absence), plus examples that must and must not fire it; ``tests/alerts/test_rule_examples.py`` runs
+A rule has an id, title, severity, labels, runbook and exactly one condition (threshold, anomaly,
+absence, or health: the platform's own signals), plus examples that must and must not fire it; ``tests/alerts/test_rule_examples.py`` runs
 every rule's examples. The default pack ships in ``alerts/rules/``; a user directory adds rules or
 overrides packaged ones by id.
 """
@@ -35,8 +35,8 @@ MAX_RULE_BYTES = 256 * 1024
 MAX_DEPTH = 32
 
 TOP_FIELDS = {"id", "title", "description", "severity", "labels", "runbook_url", "for", "cooldown", "interval",
-              "threshold", "anomaly", "absence", "examples", "enabled"}
-CONDITIONS = ("threshold", "anomaly", "absence")
+              "threshold", "anomaly", "absence", "health", "examples", "enabled"}
+CONDITIONS = ("threshold", "anomaly", "absence", "health")
 EVENT_FIELDS = {"at", "repeat", "spacing", "event_type", "user_id", "outcome", "source_ip", "source"}
 
 
@@ -81,6 +81,33 @@ class Absence:
         object.__setattr__(self, "group_by", (self.field,))
 
 
+# The platform's own health (what /readyz, /metrics and the ops page show), each check with its parameters.
+HEALTH_CHECKS: dict[str, dict[str, timedelta]] = {
+    # nothing ingested for quiet_for, after events arrived within lookback (a quiet system stays quiet)
+    "ingest_stalled": {"quiet_for": timedelta(minutes=15), "lookback": timedelta(hours=1)},
+    # no worker session holds the analytics leader lock: scoring and refits have stopped
+    "leader_missing": {},
+    # a receiver's oldest undelivered notification is older_than (one alert per receiver)
+    "outbox_backlog": {"older_than": timedelta(minutes=10)},
+    # events sealed more than older_than ago that no signed checkpoint covers yet
+    "checkpoint_stale": {"older_than": timedelta(minutes=15)},
+}
+
+
+@dataclass(frozen=True)
+class Health:
+    """A check of the platform itself (``HEALTH_CHECKS``), read from the same stored signals as /readyz."""
+
+    check: str
+    quiet_for: timedelta = timedelta(minutes=15)
+    lookback: timedelta = timedelta(hours=1)
+    older_than: timedelta = timedelta(minutes=10)
+
+    @property
+    def group_by(self) -> tuple[str, ...]:
+        return ("receiver",) if self.check == "outbox_backlog" else ()
+
+
 @dataclass(frozen=True)
 class Example:
     name: str
@@ -88,6 +115,7 @@ class Example:
     events: tuple[Mapping[str, Any], ...] = ()
     anomalies: tuple[Mapping[str, Any], ...] = ()
     groups: tuple[Mapping[str, str], ...] = ()  # when given: exactly these groups fire
+    state: Mapping[str, Any] = field(default_factory=dict)  # health rules: leader, outbox, checkpoint
 
 
 @dataclass(frozen=True)
@@ -95,7 +123,7 @@ class Rule:
     id: str
     title: str
     severity: str
-    condition: Threshold | Anomaly | Absence
+    condition: Threshold | Anomaly | Absence | Health
     labels: Mapping[str, str] = field(default_factory=dict)
     runbook_url: str | None = None
     description: str = ""
@@ -181,12 +209,13 @@ def parse_rule(text: str, path: str = "<rule>") -> Rule:
     conditions = [c for c in CONDITIONS if c in data]
     if len(conditions) != 1:
         check.fail((conditions[1],) if len(conditions) > 1 else (),
-                   "a rule has exactly one of threshold, anomaly or absence")
-    condition: Threshold | Anomaly | Absence | None = None
+                   "a rule has exactly one of threshold, anomaly, absence or health")
+    condition: Threshold | Anomaly | Absence | Health | None = None
     if conditions:
         body = check.get(data, conditions[0], (), dict, default=None)
         if body is not None:
-            condition = {"threshold": _threshold, "anomaly": _anomaly, "absence": _absence}[conditions[0]](
+            condition = {"threshold": _threshold, "anomaly": _anomaly, "absence": _absence,
+                         "health": _health}[conditions[0]](
                 check, body, (conditions[0],))
     if condition is not None and title:
         for name in _placeholders(title):
@@ -273,6 +302,21 @@ def _absence(check: Checker, body: dict, where: tuple) -> Absence | None:
     return Absence(field=name, values=values, silent_for=silent_for, lookback=lookback or timedelta(hours=24))
 
 
+def _health(check: Checker, body: dict, where: tuple) -> Health | None:
+    name = check.get(body, "check", where, str, required=True)
+    if name is None:
+        return None
+    if name not in HEALTH_CHECKS:
+        check.fail(where + ("check",), f"must be one of {', '.join(HEALTH_CHECKS)}")
+        return None
+    params = HEALTH_CHECKS[name]
+    check.known(body, {"check", *params}, where)
+    values = {key: check.duration(body, key, where, default) for key, default in params.items()}
+    if "quiet_for" in values and values["quiet_for"] and values["lookback"] and values["lookback"] <= values["quiet_for"]:
+        check.fail(where + ("lookback",), "must be longer than quiet_for")
+    return Health(check=name, **{k: v for k, v in values.items() if v is not None})
+
+
 def _examples(check: Checker, data: dict, condition: Any) -> tuple[Example, ...]:
     raw = check.get(data, "examples", (), list, default=[])
     if not raw:
@@ -284,7 +328,7 @@ def _examples(check: Checker, data: dict, condition: Any) -> tuple[Example, ...]
         if not isinstance(item, dict):
             check.fail(where, "an example is a mapping with name, fires and events (or anomalies)")
             continue
-        check.known(item, {"name", "fires", "events", "anomalies", "groups"}, where)
+        check.known(item, {"name", "fires", "events", "anomalies", "groups", "state"}, where)
         name = check.get(item, "name", where, str, required=True, default=f"example {i}")
         fires = check.get(item, "fires", where, bool, required=True, default=False)
         events = check.get(item, "events", where, list, default=[])
@@ -313,8 +357,10 @@ def _examples(check: Checker, data: dict, condition: Any) -> tuple[Example, ...]
             if anomaly.get("severity") not in (None, *ANOMALY_SEVERITIES):
                 check.fail(spot + ("severity",), f"must be one of {', '.join(ANOMALY_SEVERITIES)}")
         groups = check.get(item, "groups", where, list, default=[])
+        state = check.get(item, "state", where, dict, default={})
+        check.known(state, {"leader", "outbox", "checkpoint"}, where + ("state",))
         out.append(Example(name=name, fires=fires, events=tuple(events), anomalies=tuple(anomalies),
-                           groups=tuple(groups)))
+                           groups=tuple(groups), state=state))
     if out and not any(e.fires for e in out):
         check.fail(("examples",), "add an example that fires the rule")
     if out and all(e.fires for e in out):

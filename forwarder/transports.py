@@ -41,10 +41,18 @@ class SyslogTcp:
             raise ForwardError(f"syslog send to {self.host}:{self.port} failed: {exc}") from None
 
     def close(self) -> None:
+        """Close gracefully: a bare close with unread bytes waiting (a TLS 1.3 session ticket) makes the kernel
+        send a reset, and the receiver then drops what it had not read yet, although every send succeeded."""
         if self._sock is not None:
             try:
-                self._sock.close()
+                sock = self._sock.unwrap() if isinstance(self._sock, ssl.SSLSocket) else self._sock  # close_notify
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(4096):  # until the receiver has read everything and closed its side
+                    pass
+            except OSError:
+                pass  # the receiver is gone already: nothing more to hand over
             finally:
+                self._sock.close()
                 self._sock = None
 
 

@@ -69,7 +69,7 @@ def to_sigma(rule: Rule) -> str:
     if not isinstance(condition, Threshold):
         raise SigmaUnmappable(Refusal(rule.id, rule.kind, f"{rule.kind} rules have no Sigma equivalent "
                                                           "(Sigma matches events; this rule reads "
-                                                          f"{'anomalies' if rule.kind == 'anomaly' else 'silence'})"))
+                                                          f"{'anomalies' if rule.kind == 'anomaly' else 'silence' if rule.kind == 'absence' else 'the platform state'})"))
     detection = {"selection": _selection(condition), "condition": "selection"}
     logsource = {"product": "auditwatch"}
     single = (condition.at_least == 1 and condition.distinct is None and condition.group_by == SINGLE_GROUP

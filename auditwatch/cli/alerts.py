@@ -10,7 +10,7 @@ import click
 
 from alerts import actions
 from alerts.backtest import backtest
-from alerts.errors import AlertsError, RuleError
+from alerts.errors import AlertsError, ConfigError, RuleError
 from alerts.rule_files import load_file, load_rules
 from alerts.rule_yaml import format_duration, parse_duration
 from alerts.rules import PACKAGED_RULES
@@ -95,7 +95,10 @@ def backtest_cmd(ctx: Context, rule_id: str, since: str, top: int) -> None:
     with ctx.pooled() as pool:
         days = max(1, int((end - start).total_seconds() // 86400) + 1)
         with click.progressbar(length=days, label=f"replaying {since}", file=sys.stderr) as bar:
-            result = backtest(pool, rule, start=start, end=end, progress=lambda lo, hi: bar.update(1))
+            try:
+                result = backtest(pool, rule, start=start, end=end, progress=lambda lo, hi: bar.update(1))
+            except ConfigError as exc:  # a health rule: nothing to replay
+                raise click.UsageError(str(exc)) from None
     click.echo(f"rule {rule.id} ({rule.kind}, {rule.severity}) from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} "
                f"UTC via {result.method}")
     per_day = len(result.episodes) / max((end - start).total_seconds() / 86400, 1 / 24)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,8 @@ from alerts.dispatch import DispatchResult, RetryPolicy, dispatch
 from alerts.engine import AlertConfig, EvaluationResult
 from alerts.notifiers import Notifier, ReceiverSettings, build_notifiers
 from alerts.routing import load_routing
+from alerts.rule_files import RuleSource, load_file
+from alerts.rules import PACKAGED_RULES
 from alerts.testing import FakePagerDuty, FakeSlack
 from storage.events import EventRecord
 from storage.timescale import anomalies
@@ -91,6 +94,17 @@ class Rig:
         return self.evaluate(now), self.dispatch(now)
 
 
+def security_rules(tmp_path: Path) -> RuleSource:
+    """The packaged rules about the audited systems, without the platform-health ones: these tests run no worker
+    (so no leader) and drive a clock of their own; tests/alerts/test_health_rules.py covers the health rules."""
+    directory = tmp_path / "security-rules"
+    directory.mkdir(exist_ok=True)
+    for path in sorted(PACKAGED_RULES.glob("*.yml")):
+        if load_file(path).kind != "health":
+            shutil.copy(path, directory / path.name)
+    return RuleSource(directory)
+
+
 def make_rig(pool: ConnectionPool, tmp_path: Path, slack: FakeSlack | None, pagerduty: FakePagerDuty | None,
              **receiver_changes) -> Rig:
     values = dict(
@@ -102,7 +116,7 @@ def make_rig(pool: ConnectionPool, tmp_path: Path, slack: FakeSlack | None, page
     receivers = ReceiverSettings(**{**values, **receiver_changes})
     notifiers = build_notifiers(receivers)
     config = AlertConfig(routing=load_routing(), receivers=frozenset(notifiers), rules_dir=None,
-                         public_url="https://auditwatch.example.com")
+                         public_url="https://auditwatch.example.com", rules=security_rules(tmp_path))
     return Rig(pool, config, notifiers, receivers)
 
 

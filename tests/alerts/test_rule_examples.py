@@ -13,6 +13,7 @@ from alerts.rule_files import load_rules
 from alerts.rules import PACKAGED_RULES
 from storage.timescale.writer import EventWriter
 from tests.alerts.conftest import T0, insert_anomaly
+from tests.alerts.health_state import chain_head, health_state
 
 RULES = load_rules(PACKAGED_RULES)
 CASES = [(rule, i) for rule in RULES.values() for i in range(len(rule.examples))]
@@ -20,24 +21,26 @@ CASES = [(rule, i) for rule in RULES.values() for i in range(len(rule.examples))
 
 def test_the_default_pack_covers_the_seed_security_cases():
     kinds = {r.kind for r in RULES.values()}
-    assert kinds == {"threshold", "anomaly", "absence"}
+    assert kinds == {"threshold", "anomaly", "absence", "health"}
     assert {"failed_login_burst", "password_spraying", "bulk_data_export", "permission_change_spree",
             "silent_source"} <= set(RULES)
     for rule in RULES.values():
         assert any(e.fires for e in rule.examples) and not all(e.fires for e in rule.examples), rule.id
 
 
-def example_failures(pool, cases, start) -> list[str]:
+def example_failures(pool, cases, start, db_url=None) -> list[str]:
     """Each example evaluated at its own instant, ten days apart, so none sees another's data."""
     failures = []
     writer = EventWriter(pool)
     for n, (rule, i) in enumerate(cases):
         example = rule.examples[i]
         now = start + timedelta(days=10 * n)
+        head = chain_head(pool)
         writer.write(example_events(example, now))
         for row in example_anomalies(example, now):
             insert_anomaly(pool, **row)
-        observed = observe(pool, rule, now=now)
+        with health_state(pool, db_url, example, now, head_before=head) as at:
+            observed = observe(pool, rule, now=at)
         if bool(observed) != example.fires:
             failures.append(f"{rule.id} / {example.name}: expected {'fire' if example.fires else 'quiet'}, "
                             f"observed {[dict(o.group) for o in observed]}")
@@ -48,9 +51,9 @@ def example_failures(pool, cases, start) -> list[str]:
     return failures
 
 
-def test_every_example_of_every_rule(pool):
+def test_every_example_of_every_rule(pool, db_url):
     assert len(CASES) >= 20
-    assert example_failures(pool, CASES, T0) == []
+    assert example_failures(pool, CASES, T0, db_url) == []
 
 
 def test_a_rule_that_drifts_from_its_examples_is_caught(pool):

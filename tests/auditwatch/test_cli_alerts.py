@@ -12,7 +12,7 @@ from storage.timescale.writer import EventWriter
 
 def test_rules_validate_and_list(run, tmp_path):
     result = run("alerts", "rules", "validate")
-    assert result.exit_code == 0 and "8 rule file(s) valid" in result.output
+    assert result.exit_code == 0 and "12 rule file(s) valid" in result.output  # 8 security, 4 platform health
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "oops.yml").write_text("id: oops\ntitle: x\nseverity: loud\nthreshold: {window: 1m, at_least: 2}\n")

@@ -210,7 +210,9 @@ def test_alerts_as_the_alerting_engine_stores_them(aw, pool, conn):
     evaluate(pool, AlertConfig(routing=load_routing(None)), now=now)
     stored = alert_store.list_alerts(pool)
     frame = aw.alerts()
-    assert stored and frame["fingerprint"].to_list() == [a.fingerprint for a in stored]
+    # The same alerts; the orders differ by design once states mix (list_alerts puts firing first, the data API
+    # sorts by updated_at), as they do here with the pending worker_leader_missing health alert.
+    assert stored and sorted(frame["fingerprint"].to_list()) == sorted(a.fingerprint for a in stored)
     row = frame.filter(rule_id="critical_anomaly").row(0, named=True)
     assert row["group_values"] and orjson.loads(row["group_values"]) == {"entity_type": "user",
                                                                          "entity_value": "bob"}
