@@ -44,6 +44,17 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+# Payment cards (PCI DSS's brands) start with 2-6: Mastercard 2/5, Amex, Diners and JCB 3, Visa 4, Discover,
+# UnionPay and Maestro 6; only Visa issued 13 digits. Without this a 13-digit epoch-milliseconds time (17...)
+# passing Luhn, one in ten of them, was masked as a card.
+_ISSUER_FIRST = frozenset("23456")
+
+
+def card_like(digits: str) -> bool:
+    return (13 <= len(digits) <= 19 and digits[0] in _ISSUER_FIRST and (len(digits) > 13 or digits[0] == "4")
+            and luhn_ok(digits))
+
+
 def _mask_run(run: str) -> str:
     """Mask every span of whole groups that is a card, so digits beside it (a CVV, an order number)
     cannot hide it."""
@@ -58,7 +69,7 @@ def _mask_run(run: str) -> str:
             digits += groups[j]
             if len(digits) > 19:
                 break
-            if len(digits) >= 13 and luhn_ok(digits):
+            if card_like(digits):
                 card_end = j  # keep the longest card starting here
         if card_end is None:
             out.append(groups[i])
@@ -120,6 +131,5 @@ class Redactor:
         if isinstance(value, str) and len(value) >= 13 and _CARD_CANDIDATE.search(value):
             return _mask_cards(value)
         if isinstance(value, int) and not isinstance(value, bool) and 10**12 <= abs(value) < 10**19:
-            digits = str(abs(value))
-            return REDACTED_CARD if luhn_ok(digits) else value
+            return REDACTED_CARD if card_like(str(abs(value))) else value
         return value

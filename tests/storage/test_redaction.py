@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.redaction import DEFAULT_SENSITIVE_KEYS, REDACTED, REDACTED_CARD, Redactor, luhn_ok
+from storage.redaction import DEFAULT_SENSITIVE_KEYS, REDACTED, REDACTED_CARD, Redactor, card_like, luhn_ok
 
 redactor = Redactor()
 
@@ -165,6 +165,16 @@ def test_non_card_numbers_are_kept(value):
     assert redactor.redact({"v": value}) == {"v": value}
 
 
+def test_times_and_ids_that_pass_luhn_but_no_issuer_uses_are_kept():
+    """Seen in forwarded OCSF JSON: a 13-digit epoch-milliseconds `time` passing Luhn was masked as a card."""
+    millis = with_check_digit("176478120000")  # 2025-11-26, in milliseconds, made Luhn-valid
+    micros = with_check_digit("176478120000000")  # the same in microseconds (16 digits)
+    other = with_check_digit("8" * 15)  # no payment card starts with 8
+    for value in (millis, micros, other, f"time={millis}", int(millis), int(micros)):
+        assert redactor.redact({"time": value}) == {"time": value}
+    assert redactor.redact_text(f"t={millis}") == f"t={millis}"
+
+
 def test_luhn_valid_but_too_short_or_long_runs_are_kept():
     short = with_check_digit("4" * 11)  # 12 digits
     long = with_check_digit("4" * 19)  # 20 digits
@@ -187,7 +197,10 @@ def test_a_top_level_list_is_walked():
 
 # -- properties -------------------------------------------------------------------------------------------------
 
-card_bodies = st.integers(12, 18).flatmap(lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n))
+# Card-shaped: 13-19 digits starting with an issuer's 2-6 (13 digits: Visa's 4 only), Luhn-valid.
+card_bodies = st.integers(13, 18).flatmap(
+    lambda n: st.tuples(st.sampled_from("23456"), st.text(alphabet="0123456789", min_size=n - 1, max_size=n - 1))
+).map("".join) | st.text(alphabet="0123456789", min_size=11, max_size=11).map(lambda rest: "4" + rest)
 cards = card_bodies.map(with_check_digit)
 words = st.text(alphabet="abcdefghij XYZ:=,;()", max_size=15)
 
@@ -251,10 +264,10 @@ def test_property_redaction_is_total_idempotent_and_leaves_nothing_sensitive(met
             assert leaf == REDACTED
             continue
         if isinstance(leaf, int) and not isinstance(leaf, bool) and 13 <= len(str(abs(leaf))) <= 19:
-            assert not luhn_ok(str(abs(leaf)))
+            assert not card_like(str(abs(leaf)))
         if isinstance(leaf, str):
             for run in re.findall(r"\d+", leaf):
-                assert not (13 <= len(run) <= 19 and luhn_ok(run))
+                assert not card_like(run)
 
 
 # -- free-text fields (issue 14 #13: user_agent, resource_id, source) ----------------------------------------
