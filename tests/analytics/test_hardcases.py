@@ -81,8 +81,6 @@ def test_an_account_used_from_a_travel_country_with_a_current_browser_is_found(d
     assert _missed(anomalies, _hard(dataset, "new_country_login")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="open miss: inside a department's close, 4-15x the peers' volume scores "
-                   "0.3-0.6 in export_volume (rare for the member, not one in a million among the moved peers)")
 def test_exfiltration_inside_a_departments_month_end_close_is_found(dataset, anomalies):
     assert _missed(anomalies, _hard(dataset, "exfiltration")) == []
 
