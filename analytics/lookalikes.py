@@ -167,3 +167,80 @@ def _release_night(rng, add, people: People, day: int, *, last: bool = False) ->
     return Incident("release_night", _at(people, day * 24 + begin), _at(people, day * 24 + begin + 5),
                     frozenset(str(u) for u in people.user_ids[crew]), "a release")
 
+
+
+# -- service accounts with a stale credential (generator A's hard habits) ---------------------------------------
+# Real retry loops are seldom resolved by a success within minutes: a stale secret fails on a timer, with jitter,
+# until someone rotates it; a fleet of hosts shares it; a deploy restarts every replica at once.
+STALE_VARIANTS = ("jittered_timer", "fleet", "deploy_bursts", "late_fix", "retry_bursts")
+
+
+def stale_services(rng: np.random.Generator, add: Callable[..., None], people: People, *, days: int,
+                   scored_from: int) -> list[Incident]:
+    """One service account per variant whose stale credential fails for weeks, labelled ``service_retry_loop``.
+
+    - ``jittered_timer``: one host retries every 3-30 min (±40 % jitter), never succeeding;
+    - ``fleet``: 2-5 hosts in one subnet, each on its own timer, never succeeding; one more host of the subnet
+      joins during the scored days (the service scaled out);
+    - ``deploy_bursts``: quiet retries every 20-60 min, and on each deploy (1-2 per weekday, in working hours)
+      every replica (1-3 hosts) fails 10-60 times within 1-5 min; never succeeding;
+    - ``late_fix``: retries every 2-8 min and a nightly job refreshes the token, so a success comes after
+      15-90 min of failing, too late to resolve the run;
+    - ``retry_bursts``: 2-5 times a day at any hour, a client retries 5-25 times within 30-150 s and gives up.
+    """
+    out = []
+    span = days * 24 * HOUR - 120 * US
+    for i, variant in enumerate(STALE_VARIANTS):
+        sid, agent = f"svc-{variant.replace('_', '')}{i}", f"{variant.replace('_', '-')}-agent/{i + 1}.{i * 3}"
+        begin = int(rng.uniform(0.0, 0.15) * span)  # stale early on: the habit is in the history
+        hosts = [f"10.0.{20 + i}.{h + 1}" for h in range(int(rng.integers(2, 6)) if variant == "fleet" else
+                                                       int(rng.integers(1, 4)) if variant == "deploy_bursts" else 1)]
+        times, ips, successes = [], [], []
+        period = {"jittered_timer": (3, 30), "fleet": (3, 30), "deploy_bursts": (20, 60), "late_fix": (2, 8),
+                  "retry_bursts": (None, None)}[variant]
+        for ip in hosts if variant != "retry_bursts" else ():
+            step = rng.uniform(*period) * 60 * US
+            n = int((span - begin) / step) + 1
+            ts = begin + np.cumsum(step * rng.uniform(0.6, 1.4, size=n)).astype(np.int64)
+            ts = ts[ts < span]
+            times.append(ts)
+            ips.append(np.full(ts.size, ip, dtype=object))
+        if variant == "deploy_bursts":
+            for d in range(days):
+                if (people.start + timedelta(days=d)).weekday() >= 5:
+                    continue
+                for at in rng.uniform(9, 18, size=int(rng.integers(1, 3))):
+                    t = d * 24 * HOUR + int(at * HOUR)
+                    if not begin <= t < span:
+                        continue
+                    for ip in hosts:
+                        k = int(rng.integers(10, 61))
+                        times.append(t + np.sort(rng.integers(0, int(rng.uniform(1, 5) * 60 * US), size=k)))
+                        ips.append(np.full(k, ip, dtype=object))
+        if variant == "fleet":
+            ip = f"10.0.{20 + i}.{len(hosts) + 1}"
+            joins = int(rng.uniform(scored_from * 24 * HOUR, span))
+            ts = joins + np.cumsum(rng.uniform(3, 30) * 60 * US * rng.uniform(0.6, 1.4, size=5000)).astype(np.int64)
+            times.append(ts[ts < span])
+            ips.append(np.full(times[-1].size, ip, dtype=object))
+            hosts.append(ip)
+        if variant == "retry_bursts":
+            episodes = np.sort(rng.integers(begin, span, size=int(rng.uniform(2, 5) * (span - begin) / (24 * HOUR))))
+            for t in episodes:
+                k = int(rng.integers(5, 26))
+                times.append(t + np.sort(rng.integers(0, int(rng.uniform(30, 150) * US), size=k)))
+                ips.append(np.full(k, hosts[0], dtype=object))
+        if variant == "late_fix":
+            nights = np.arange(days) * 24 * HOUR + (rng.uniform(0, 4, size=days) * HOUR).astype(np.int64)
+            successes = [t for t in nights if begin < t < span]
+        ts, ip = np.concatenate(times), np.concatenate(ips)
+        add(ts.size, ts_us=people.t0 + ts, event_type="user_login", user_id=sid, outcome="failure", source_ip=ip,
+            user_agent=agent, metadata='{"method":"client_secret","reason":"invalid_client"}')
+        if successes:
+            ok = np.array(successes, dtype=np.int64)
+            add(ok.size, ts_us=people.t0 + ok, event_type="user_login", user_id=sid, outcome="success",
+                source_ip=hosts[0], user_agent=agent, metadata='{"method":"client_secret"}')
+        first = max(scored_from * 24 * HOUR, begin)
+        out.append(Incident("service_retry_loop", _at(people, first / HOUR), _at(people, days * 24),
+                            frozenset({sid, *hosts}), f"stale credential: {variant}"))
+    return out

@@ -23,7 +23,7 @@ import polars as pl
 
 from analytics import hardcases
 from analytics.events import SCHEMA, TS
-from analytics.lookalikes import People, inject, lookalike_plan, trips_plan
+from analytics.lookalikes import People, inject, lookalike_plan, stale_services, trips_plan
 from storage.incidents import Incident
 
 __all__ = ["SCENARIOS", "Dataset", "Incident", "generate", "to_frame"]
@@ -266,6 +266,8 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
                                month_end=plan.get("month_end", []) if lookalikes else [])
         late, habits = hardcases.late_workers(harder, b.add, people, more)
         habits += hardcases.steady_pollers(harder, b.add, people, more)
+        habits += stale_services(np.random.default_rng([seed, 31]), b.add, people, days=days,
+                                 scored_from=scored_days[0])
         benign += habits if lookalikes else []
 
     # -- attacks ---------------------------------------------------------------------------------------------

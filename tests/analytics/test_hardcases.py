@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from analytics import evaluation, hardcases, pipeline, scenarios
+from analytics import evaluation, hardcases, lookalikes, pipeline, scenarios
 from analytics.detectors import NewContext
 from tests.analytics.conftest import T0, event, frame
 
@@ -121,3 +121,17 @@ def test_a_browser_version_bump_is_not_a_new_client(history):
     assert found.is_empty()
     other = detector.detect(frame(event(T0.replace(hour=3), user, ua="curl/8.0", **same_place)))
     assert other["entity_value"].to_list() == [user]
+
+
+@pytest.mark.parametrize("variant", lookalikes.STALE_VARIANTS)
+def test_a_service_account_whose_stale_credential_keeps_failing_is_not_an_anomaly(dataset, anomalies, variant):
+    """Timers with jitter, fleets of hosts, bursts on every deploy, a fix that comes too late: habits, not attacks."""
+    loop = next(i for i in dataset.lookalikes if i.note == f"stale credential: {variant}")
+    sid = next(e for e in loop.entities if e.startswith("svc-"))
+    failures = dataset.events.filter((pl.col("user_id") == sid) & (pl.col("outcome") == "failure")
+                                     & (pl.col("timestamp") >= dataset.attack_start))
+    assert failures.height >= 100  # it keeps failing through the scored days
+    resolved = dataset.events.filter((pl.col("user_id") == sid) & (pl.col("outcome") == "success"))
+    assert resolved.height <= 12  # never, or once a night: not within minutes of each run
+    on = anomalies.filter(pl.col("entity_value").is_in(sorted(loop.entities)))
+    assert on.is_empty(), on.group_by("detector", "entity_value").len().sort("detector").rows()
