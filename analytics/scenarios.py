@@ -182,24 +182,28 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     for who, first_day, last_day, far in trips:  # a trip of several days, somewhere common or rare
         (rare_travel_day if far else travel_day)[who, first_day:last_day + 1] = True
     day = eh // 24
-    traveling = travel_day[eu, day]
-    rare = rare_travel_day[eu, day]
     week = day // 7
     ip = address(eu, week)
     ctry = np.array(names, dtype=object)[country[eu]]
     net = asn[eu].copy()
     # Travellers: another common country (or, rarely, one few people use), a hotel address.
-    if traveling.any():
-        # One destination per person and trip day.
-        away = np.array(names, dtype=object)[(eu[traveling] * 7 + day[traveling] // 7 * 13) % len(names)]
-        ctry[traveling] = away
-        net[traveling] = [COUNTRIES[c][1][0][1] for c in away]
-        ip[traveling] = [f"{COUNTRIES[c][1][0][0]}.77.{int(x)}" for c, x in zip(away, eu[traveling] % 250, strict=True)]
-    if rare.any():
-        away = np.array(list(RARE_TRAVEL), dtype=object)[(eu[rare] * 7 + day[rare] // 7 * 13) % len(RARE_TRAVEL)]
-        ctry[rare] = away
-        net[rare] = [RARE_TRAVEL[c][1] for c in away]
-        ip[rare] = [f"{RARE_TRAVEL[c][0]}.9.{int(x)}" for c, x in zip(away, eu[rare] % 250, strict=True)]
+    def abroad(who, day, ip, ctry, net):
+        """Where a traveller is on a trip day: their logins and their work come from the same place."""
+        traveling, rare = travel_day[who, day], rare_travel_day[who, day]
+        if traveling.any():
+            # One destination per person and trip day.
+            away = np.array(names, dtype=object)[(who[traveling] * 7 + day[traveling] // 7 * 13) % len(names)]
+            ctry[traveling] = away
+            net[traveling] = [COUNTRIES[c][1][0][1] for c in away]
+            ip[traveling] = [f"{COUNTRIES[c][1][0][0]}.77.{int(x)}"
+                             for c, x in zip(away, who[traveling] % 250, strict=True)]
+        if rare.any():
+            away = np.array(list(RARE_TRAVEL), dtype=object)[(who[rare] * 7 + day[rare] // 7 * 13) % len(RARE_TRAVEL)]
+            ctry[rare] = away
+            net[rare] = [RARE_TRAVEL[c][1] for c in away]
+            ip[rare] = [f"{RARE_TRAVEL[c][0]}.9.{int(x)}" for c, x in zip(away, who[rare] % 250, strict=True)]
+
+    abroad(eu, day, ip, ctry, net)
     ua = np.where(rng.random(n) < 0.2, np.array(BROWSERS, dtype=object)[mobile_ua[eu]],
                   np.array(BROWSERS, dtype=object)[browser[eu]])
     types = np.array(list(WORK_MIX), dtype=object)[
@@ -225,17 +229,19 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     lt = t0 + lh * hour_us + rng.integers(0, 600_000_000, size=lu.size)
     l_ip = address(lu, lh // 24 // 7)
     l_ctry = np.array(names, dtype=object)[country[lu]]
+    l_asn = asn[lu].copy()
+    abroad(lu, lh // 24, l_ip, l_ctry, l_asn)
     typos = np.where(rng.random(lu.size) < 0.04, 1, 0)
     typos = np.where(clumsy[lu] & (rng.random(lu.size) < 0.3), rng.choice([1, 2, 2, 3], size=lu.size), typos)
     for k in range(1, 4):
         sel = typos >= k
         b.add(int(sel.sum()), ts_us=lt[sel] - (4 - k) * rng.integers(5_000_000, 20_000_000, size=int(sel.sum())),
               event_type="user_login", user_id=user_ids[lu[sel]], outcome="failure", source_ip=l_ip[sel],
-              source_country=l_ctry[sel], source_asn=asn[lu[sel]],
+              source_country=l_ctry[sel], source_asn=l_asn[sel],
               user_agent=np.array(BROWSERS, dtype=object)[browser[lu[sel]]],
               metadata='{"method":"password","reason":"bad_password"}')
     b.add(lu.size, ts_us=lt, event_type="user_login", user_id=user_ids[lu], outcome="success", source_ip=l_ip,
-          source_country=l_ctry, source_asn=asn[lu], user_agent=np.array(BROWSERS, dtype=object)[browser[lu]],
+          source_country=l_ctry, source_asn=l_asn, user_agent=np.array(BROWSERS, dtype=object)[browser[lu]],
           metadata='{"method":"password"}')
 
     # -- service accounts ----------------------------------------------------------------------------------
