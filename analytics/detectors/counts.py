@@ -99,8 +99,9 @@ class _HurdleCounts(Detector):
         self.resolve_minutes = resolve_minutes
 
     def _events(self, events: pl.LazyFrame) -> pl.LazyFrame:
-        events = self.habits_.drop_from(events)  # a stale credential's habit is judged by its changes only
-        failures = F.with_resolved(events.filter(F.is_failed_login()), events, timedelta(minutes=self.resolve_minutes))
+        # A stale credential's habit is judged by its changes only (see ``habits``).
+        failed = self.habits_.drop_from(events.filter(F.is_failed_login()))
+        failures = F.with_resolved(failed, events, timedelta(minutes=self.resolve_minutes))
         return F.with_user_ip(failures).collect().lazy()
 
     def _picked(self, picked: pl.LazyFrame, etype: str) -> pl.LazyFrame:

@@ -77,8 +77,9 @@ class SlowFailures(Detector):
         """Unresolved failures as (entity_value, timestamp, event_id); a source counts each person once."""
         # Resolved whatever the run's length: a retry loop that ends in its own success is a stale credential (a
         # short guessing run that worked is the burst and stuffing detectors' business, not a slow attack's).
-        events = self.habits_.drop_from(events)  # a stale credential's habit is judged by its changes only
-        failed = F.with_resolved(events.filter(F.is_failed_login()), events, timedelta(minutes=self.resolve_minutes),
+        # A stale credential's habit is judged by its changes only (see ``habits``).
+        failed = F.with_resolved(self.habits_.drop_from(events.filter(F.is_failed_login())), events,
+                                 timedelta(minutes=self.resolve_minutes),
                                  max_run=1_000_000)
         failed = failed.filter(~pl.col("resolved"))
         if etype == "user":
