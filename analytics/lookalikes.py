@@ -59,7 +59,7 @@ def trips_plan(rng: np.random.Generator, users: int, days: int, plan: dict) -> l
 
 
 def inject(rng: np.random.Generator, add: Callable[..., None], people: People, plan: dict, *, days: int,
-           logins: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+           logins: tuple[np.ndarray, ...],
            trips: list[tuple[int, int, int, bool]]) -> list[Incident]:
     """Add every planned pattern's events through ``add`` (the generator's builder); returns their labels."""
     out: list[Incident] = []
@@ -106,18 +106,18 @@ def _month_end(rng, add, people: People, close_days: list[int]) -> Incident:
 
 def _password_expiry(rng, add, people: People, day: int, logins) -> Incident:
     """Most people on the main VPN egress fail once or twice at their first login, reset, then get in."""
-    lu, lh, lt, l_ip = logins
+    lu, lh, lt, l_ip, l_ctry, l_asn = logins  # where each login came from (a traveller: abroad)
     sel = np.nonzero((lh // 24 == day) & (people.vpn[lu] == 0) & (rng.random(lu.size) < 0.8))[0]
     tries = rng.choice([1, 1, 1, 2, 2, 3], size=sel.size)
     for k in range(1, 4):
         pick = sel[tries >= k]
         add(pick.size, ts_us=lt[pick] - (5 - k) * rng.integers(8 * US, 25 * US, size=pick.size),
             event_type="user_login", user_id=people.user_ids[lu[pick]], outcome="failure", source_ip=l_ip[pick],
-            source_country=people.country[lu[pick]], source_asn=people.asn[lu[pick]],
+            source_country=l_ctry[pick], source_asn=l_asn[pick],
             user_agent=people.user_agent[lu[pick]], metadata='{"method":"password","reason":"password_expired"}')
     add(sel.size, ts_us=lt[sel] - rng.integers(2 * US, 6 * US, size=sel.size), event_type="password_change",
         user_id=people.user_ids[lu[sel]], outcome="success", source_ip=l_ip[sel],
-        source_country=people.country[lu[sel]], source_asn=people.asn[lu[sel]], user_agent=people.user_agent[lu[sel]],
+        source_country=l_ctry[sel], source_asn=l_asn[sel], user_agent=people.user_agent[lu[sel]],
         resource_id=people.user_ids[lu[sel]], metadata='{"reason":"expired"}')
     users = frozenset(str(u) for u in people.user_ids[lu[sel]])
     return Incident("password_expiry", _at(people, day * 24), _at(people, day * 24 + 24),

@@ -265,7 +265,8 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     people = People(user_ids=user_ids, department=department, admin=admin, working=working, address=address,
                     country=np.array(names, dtype=object)[country], asn=asn,
                     user_agent=np.array(BROWSERS, dtype=object)[browser], vpn=vpn, t0=t0, start=start)
-    benign = inject(extra, b.add, people, plan, days=days, logins=(lu, lh, lt, l_ip), trips=trips) if lookalikes else []
+    benign = inject(extra, b.add, people, plan, days=days, logins=(lu, lh, lt, l_ip, l_ctry, l_asn),
+                    trips=trips) if lookalikes else []
     if hard:  # its own generator: the draws above stay as they were
         harder = np.random.default_rng([seed, 29])
         more = hardcases.Extra(start_hour=start_hour, day_hours=day_hours, days=days, scored_days=scored_days,
