@@ -244,3 +244,53 @@ def stale_services(rng: np.random.Generator, add: Callable[..., None], people: P
         out.append(Incident("service_retry_loop", _at(people, first / HOUR), _at(people, days * 24),
                             frozenset({sid, *hosts}), f"stale credential: {variant}"))
     return out
+
+
+# -- travellers beyond one destination (generator A's hard habits) -----------------------------------------------
+@dataclass
+class Itinerary:
+    """Where some people are on some days: ``stays[(user, day)] = (country, ip, asn)``; ``bumped``: (user, day)
+    pairs whose browser updated itself (a new version, the same client); ``labels``: (users, first, last, note)."""
+
+    stays: dict[tuple[int, int], tuple[str, str, str]]
+    bumped: set[tuple[int, int]]
+    labels: list[tuple[tuple[int, ...], int, int, str]]
+
+
+def itineraries(rng: np.random.Generator, places: dict[str, tuple[str, str]], home: np.ndarray,
+                candidates: np.ndarray, *, days: int, scored_from: int) -> Itinerary:
+    """Two people on multi-country trips (2-3 legs of 1-2 days; one's browser updates on the second leg) and a
+    conference: 5-9 people in one country behind one hotel address for 2-3 days. ``places``: country → (ip
+    prefix, asn); ``home``: each person's country; ``candidates``: who may travel."""
+    out = Itinerary({}, set(), [])
+    names = sorted(places)
+    chosen = rng.choice(candidates, size=2 + 9, replace=False)
+    for k, who in enumerate(chosen[:2]):
+        day = scored_from + int(rng.integers(0, 2))
+        first = day
+        legs = [c for c in rng.permutation(names) if c != home[who]][: int(rng.integers(2, 4))]
+        for leg, c in enumerate(legs):
+            for _ in range(int(rng.integers(1, 3))):
+                if day >= days:
+                    break
+                prefix, asn = places[c]
+                out.stays[(int(who), day)] = (c, f"{prefix}.88.{int(rng.integers(1, 255))}", asn)
+                if k == 1 and leg >= 1:
+                    out.bumped.add((int(who), day))
+                day += 1
+        out.labels.append(((int(who),), first, min(day, days) - 1,
+                           "a multi-country trip" + (", the browser updated on the way" if k == 1 else "")))
+    group = chosen[2: 2 + int(rng.integers(5, 10))]
+    c = str(rng.choice(names))
+    prefix, asn = places[c]
+    ip = f"{prefix}.99.{int(rng.integers(1, 255))}"
+    first = scored_from + int(rng.integers(0, 2))
+    last = min(first + int(rng.integers(1, 3)), days - 1)
+    for who in group:
+        if home[who] == c:
+            continue
+        for day in range(first, last + 1):
+            out.stays[(int(who), day)] = (c, ip, asn)
+    out.labels.append((tuple(int(w) for w in group if home[w] != c), first, last,
+                       f"a conference in {c} behind one hotel address"))
+    return out

@@ -135,3 +135,24 @@ def test_a_service_account_whose_stale_credential_keeps_failing_is_not_an_anomal
     assert resolved.height <= 12  # never, or once a night: not within minutes of each run
     on = anomalies.filter(pl.col("entity_value").is_in(sorted(loop.entities)))
     assert on.is_empty(), on.group_by("detector", "entity_value").len().sort("detector").rows()
+
+
+@pytest.mark.parametrize("note", ["a multi-country trip", "a multi-country trip, the browser updated on the way",
+                                  "a conference in"])
+def test_travellers_on_the_move_are_not_anomalies(dataset, anomalies, note):
+    """Several countries in a week, a browser that updates itself abroad, colleagues behind one hotel address."""
+    trip = next(i for i in dataset.lookalikes if i.scenario == "traveller" and i.note.startswith(note))
+    people = sorted(trip.entities)
+    away = dataset.events.filter(pl.col("user_id").is_in(people) & (pl.col("timestamp") >= trip.start)
+                                 & (pl.col("timestamp") < trip.end) & (pl.col("outcome") == "success"))
+    home = dataset.events.filter(pl.col("user_id").is_in(people) & (pl.col("timestamp") < dataset.attack_start))
+    assert away.height and not set(away["source_ip"]) & set(home["source_ip"])  # every event of the trip is abroad
+    if note == "a conference in":
+        assert len(people) >= 4 and away["source_ip"].n_unique() == 1
+    elif "browser" in note:
+        assert set(away["user_agent"]) - set(home["user_agent"])  # a version the history never had
+    else:
+        assert away["source_country"].n_unique() >= 2
+    on = anomalies.filter(pl.col("entity_value").is_in(people) & (pl.col("window_start") < trip.end)
+                          & (pl.col("window_end") > trip.start))
+    assert on.is_empty(), on.group_by("detector", "entity_value").len().rows()
