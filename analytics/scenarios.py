@@ -327,6 +327,28 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
             incidents.append(_insider_chain(extra, b, start + timedelta(days=d), insiders[-1], people, address))
     if hard and attacks and attacks_per_day > 0:
         incidents += hardcases.attacks(harder, b.add, people, more, late, rounds=max(2, attack_days // 2))
+    # Everything a traveller does on a trip day comes from where they are, whichever part of the generator
+    # added it (a finance close, a late evening, an expiry day): only what came from their usual address moves.
+    away = travel_day | rare_travel_day
+    for w, d in itinerary.stays:
+        away[w, d] = True
+    for part in b.parts:
+        uid = part.get("user_id")
+        if uid is None or "source_ip" not in part:
+            continue
+        who = np.array([int(u[1:]) if isinstance(u, str) and u[:1] == "u" and u[1:].isdigit() else -1
+                        for u in uid.tolist()])
+        day = np.clip((part["ts_us"] - t0) // (24 * hour_us), 0, days - 1).astype(np.int64)
+        mine = (who >= 0) & (who < users)
+        w = np.where(mine, who, 0)
+        moved = mine & away[w, day] & (part["source_ip"] == address(w, day // 7))
+        if moved.any():
+            ip, c, a = (part.get(k, np.full(who.size, None, dtype=object)).astype(object).copy()
+                        for k in ("source_ip", "source_country", "source_asn"))
+            sub = tuple(x[moved] for x in (ip, c, a))
+            abroad(w[moved], day[moved], *sub)
+            ip[moved], c[moved], a[moved] = sub
+            part["source_ip"], part["source_country"], part["source_asn"] = ip, c, a
     events = b.frame(rng)
     peer_groups = {str(u): str(g) for u, g in zip(user_ids, department, strict=True)}
     return Dataset(events, sorted(incidents, key=lambda i: i.start), start, attack_start,
