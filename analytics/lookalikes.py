@@ -59,7 +59,7 @@ def trips_plan(rng: np.random.Generator, users: int, days: int, plan: dict) -> l
 
 
 def inject(rng: np.random.Generator, add: Callable[..., None], people: People, plan: dict, *, days: int,
-           logins: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+           logins: tuple[np.ndarray, ...],
            trips: list[tuple[int, int, int, bool]]) -> list[Incident]:
     """Add every planned pattern's events through ``add`` (the generator's builder); returns their labels."""
     out: list[Incident] = []
@@ -106,18 +106,18 @@ def _month_end(rng, add, people: People, close_days: list[int]) -> Incident:
 
 def _password_expiry(rng, add, people: People, day: int, logins) -> Incident:
     """Most people on the main VPN egress fail once or twice at their first login, reset, then get in."""
-    lu, lh, lt, l_ip = logins
+    lu, lh, lt, l_ip, l_ctry, l_asn = logins  # where each login came from (a traveller: abroad)
     sel = np.nonzero((lh // 24 == day) & (people.vpn[lu] == 0) & (rng.random(lu.size) < 0.8))[0]
     tries = rng.choice([1, 1, 1, 2, 2, 3], size=sel.size)
     for k in range(1, 4):
         pick = sel[tries >= k]
         add(pick.size, ts_us=lt[pick] - (5 - k) * rng.integers(8 * US, 25 * US, size=pick.size),
             event_type="user_login", user_id=people.user_ids[lu[pick]], outcome="failure", source_ip=l_ip[pick],
-            source_country=people.country[lu[pick]], source_asn=people.asn[lu[pick]],
+            source_country=l_ctry[pick], source_asn=l_asn[pick],
             user_agent=people.user_agent[lu[pick]], metadata='{"method":"password","reason":"password_expired"}')
     add(sel.size, ts_us=lt[sel] - rng.integers(2 * US, 6 * US, size=sel.size), event_type="password_change",
         user_id=people.user_ids[lu[sel]], outcome="success", source_ip=l_ip[sel],
-        source_country=people.country[lu[sel]], source_asn=people.asn[lu[sel]], user_agent=people.user_agent[lu[sel]],
+        source_country=l_ctry[sel], source_asn=l_asn[sel], user_agent=people.user_agent[lu[sel]],
         resource_id=people.user_ids[lu[sel]], metadata='{"reason":"expired"}')
     users = frozenset(str(u) for u in people.user_ids[lu[sel]])
     return Incident("password_expiry", _at(people, day * 24), _at(people, day * 24 + 24),
@@ -167,3 +167,130 @@ def _release_night(rng, add, people: People, day: int, *, last: bool = False) ->
     return Incident("release_night", _at(people, day * 24 + begin), _at(people, day * 24 + begin + 5),
                     frozenset(str(u) for u in people.user_ids[crew]), "a release")
 
+
+
+# -- service accounts with a stale credential (generator A's hard habits) ---------------------------------------
+# Real retry loops are seldom resolved by a success within minutes: a stale secret fails on a timer, with jitter,
+# until someone rotates it; a fleet of hosts shares it; a deploy restarts every replica at once.
+STALE_VARIANTS = ("jittered_timer", "fleet", "deploy_bursts", "late_fix", "retry_bursts")
+
+
+def stale_services(rng: np.random.Generator, add: Callable[..., None], people: People, *, days: int,
+                   scored_from: int) -> list[Incident]:
+    """One service account per variant whose stale credential fails for weeks, labelled ``service_retry_loop``.
+
+    - ``jittered_timer``: one host retries every 3-30 min (±40 % jitter), never succeeding;
+    - ``fleet``: 2-5 hosts in one subnet, each on its own timer, never succeeding; one more host of the subnet
+      joins during the scored days (the service scaled out);
+    - ``deploy_bursts``: quiet retries every 20-60 min, and on each deploy (1-2 per weekday, in working hours)
+      every replica (1-3 hosts) fails 10-60 times within 1-5 min; never succeeding;
+    - ``late_fix``: retries every 2-8 min and a nightly job refreshes the token, so a success comes after
+      15-90 min of failing, too late to resolve the run;
+    - ``retry_bursts``: 2-5 times a day at any hour, a client retries 5-25 times within 30-150 s and gives up.
+    """
+    out = []
+    span = days * 24 * HOUR - 120 * US
+    for i, variant in enumerate(STALE_VARIANTS):
+        sid, agent = f"svc-{variant.replace('_', '')}{i}", f"{variant.replace('_', '-')}-agent/{i + 1}.{i * 3}"
+        begin = int(rng.uniform(0.0, 0.15) * span)  # stale early on: the habit is in the history
+        hosts = [f"10.0.{20 + i}.{h + 1}" for h in range(int(rng.integers(2, 6)) if variant == "fleet" else
+                                                       int(rng.integers(1, 4)) if variant == "deploy_bursts" else 1)]
+        times, ips, successes = [], [], []
+        period = {"jittered_timer": (3, 30), "fleet": (3, 30), "deploy_bursts": (20, 60), "late_fix": (2, 8),
+                  "retry_bursts": (None, None)}[variant]
+        for ip in hosts if variant != "retry_bursts" else ():
+            step = rng.uniform(*period) * 60 * US
+            n = int((span - begin) / step) + 1
+            ts = begin + np.cumsum(step * rng.uniform(0.6, 1.4, size=n)).astype(np.int64)
+            ts = ts[ts < span]
+            times.append(ts)
+            ips.append(np.full(ts.size, ip, dtype=object))
+        if variant == "deploy_bursts":
+            for d in range(days):
+                if (people.start + timedelta(days=d)).weekday() >= 5:
+                    continue
+                for at in rng.uniform(9, 18, size=int(rng.integers(1, 3))):
+                    t = d * 24 * HOUR + int(at * HOUR)
+                    if not begin <= t < span:
+                        continue
+                    for ip in hosts:
+                        k = int(rng.integers(10, 61))
+                        times.append(t + np.sort(rng.integers(0, int(rng.uniform(1, 5) * 60 * US), size=k)))
+                        ips.append(np.full(k, ip, dtype=object))
+        if variant == "fleet":
+            ip = f"10.0.{20 + i}.{len(hosts) + 1}"
+            joins = int(rng.uniform(scored_from * 24 * HOUR, span))
+            ts = joins + np.cumsum(rng.uniform(3, 30) * 60 * US * rng.uniform(0.6, 1.4, size=5000)).astype(np.int64)
+            times.append(ts[ts < span])
+            ips.append(np.full(times[-1].size, ip, dtype=object))
+            hosts.append(ip)
+        if variant == "retry_bursts":
+            episodes = np.sort(rng.integers(begin, span, size=int(rng.uniform(2, 5) * (span - begin) / (24 * HOUR))))
+            for t in episodes:
+                k = int(rng.integers(5, 26))
+                times.append(t + np.sort(rng.integers(0, int(rng.uniform(30, 150) * US), size=k)))
+                ips.append(np.full(k, hosts[0], dtype=object))
+        if variant == "late_fix":
+            nights = np.arange(days) * 24 * HOUR + (rng.uniform(0, 4, size=days) * HOUR).astype(np.int64)
+            successes = [t for t in nights if begin < t < span]
+        ts, ip = np.concatenate(times), np.concatenate(ips)
+        add(ts.size, ts_us=people.t0 + ts, event_type="user_login", user_id=sid, outcome="failure", source_ip=ip,
+            user_agent=agent, metadata='{"method":"client_secret","reason":"invalid_client"}')
+        if successes:
+            ok = np.array(successes, dtype=np.int64)
+            add(ok.size, ts_us=people.t0 + ok, event_type="user_login", user_id=sid, outcome="success",
+                source_ip=hosts[0], user_agent=agent, metadata='{"method":"client_secret"}')
+        first = max(scored_from * 24 * HOUR, begin)
+        out.append(Incident("service_retry_loop", _at(people, first / HOUR), _at(people, days * 24),
+                            frozenset({sid, *hosts}), f"stale credential: {variant}"))
+    return out
+
+
+# -- travellers beyond one destination (generator A's hard habits) -----------------------------------------------
+@dataclass
+class Itinerary:
+    """Where some people are on some days: ``stays[(user, day)] = (country, ip, asn)``; ``bumped``: (user, day)
+    pairs whose browser updated itself (a new version, the same client); ``labels``: (users, first, last, note)."""
+
+    stays: dict[tuple[int, int], tuple[str, str, str]]
+    bumped: set[tuple[int, int]]
+    labels: list[tuple[tuple[int, ...], int, int, str]]
+
+
+def itineraries(rng: np.random.Generator, places: dict[str, tuple[str, str]], home: np.ndarray,
+                candidates: np.ndarray, *, days: int, scored_from: int) -> Itinerary:
+    """Two people on multi-country trips (2-3 legs of 1-2 days; one's browser updates on the second leg) and a
+    conference: 5-9 people in one country behind one hotel address for 2-3 days. ``places``: country → (ip
+    prefix, asn); ``home``: each person's country; ``candidates``: who may travel."""
+    out = Itinerary({}, set(), [])
+    names = sorted(places)
+    chosen = rng.choice(candidates, size=2 + 9, replace=False)
+    for k, who in enumerate(chosen[:2]):
+        day = scored_from + int(rng.integers(0, 2))
+        first = day
+        legs = [c for c in rng.permutation(names) if c != home[who]][: int(rng.integers(2, 4))]
+        for leg, c in enumerate(legs):
+            for _ in range(int(rng.integers(1, 3))):
+                if day >= days:
+                    break
+                prefix, asn = places[c]
+                out.stays[(int(who), day)] = (c, f"{prefix}.88.{int(rng.integers(1, 255))}", asn)
+                if k == 1 and leg >= 1:
+                    out.bumped.add((int(who), day))
+                day += 1
+        out.labels.append(((int(who),), first, min(day, days) - 1,
+                           "a multi-country trip" + (", the browser updated on the way" if k == 1 else "")))
+    group = chosen[2: 2 + int(rng.integers(5, 10))]
+    c = str(rng.choice(names))
+    prefix, asn = places[c]
+    ip = f"{prefix}.99.{int(rng.integers(1, 255))}"
+    first = scored_from + int(rng.integers(0, 2))
+    last = min(first + int(rng.integers(1, 3)), days - 1)
+    for who in group:
+        if home[who] == c:
+            continue
+        for day in range(first, last + 1):
+            out.stays[(int(who), day)] = (c, ip, asn)
+    out.labels.append((tuple(int(w) for w in group if home[w] != c), first, last,
+                       f"a conference in {c} behind one hotel address"))
+    return out

@@ -23,7 +23,15 @@ import polars as pl
 
 from analytics import hardcases
 from analytics.events import SCHEMA, TS
-from analytics.lookalikes import People, inject, lookalike_plan, trips_plan
+from analytics.lookalikes import (
+    Itinerary,
+    People,
+    inject,
+    itineraries,
+    lookalike_plan,
+    stale_services,
+    trips_plan,
+)
 from storage.incidents import Incident
 
 __all__ = ["SCENARIOS", "Dataset", "Incident", "generate", "to_frame"]
@@ -34,6 +42,14 @@ COUNTRIES = {  # country: (weight, [(ip prefix, asn)])
     "DE": (15, [("85.214", "AS3320"), ("217.160", "AS8560")]),
     "FR": (10, [("90.84", "AS3215"), ("212.27", "AS12322")]),
     "NL": (5, [("145.100", "AS1103")]),
+}
+BUMPED = {  # each browser after an automatic update: the same client, a newer version
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36":
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/127.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15":
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.6 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0":
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
 }
 RARE_TRAVEL = {"JP": ("133.11", "AS2907"), "BR": ("200.160", "AS28573"), "IN": ("49.36", "AS9829")}
 HOSTILE = {"RU": ("185.220", "AS60729"), "CN": ("45.155", "AS4134"), "VN": ("193.142", "AS7552")}
@@ -179,29 +195,47 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     travel_day = rng.random((users, days)) < 0.002
     rare_travel_day = rng.random((users, days)) < 0.00015
     trips = trips_plan(extra, users, days, plan) if lookalikes else []
+    itinerary = (itineraries(np.random.default_rng([seed, 37]), {c: v[1][0] for c, v in COUNTRIES.items()}
+                             | {c: v for c, v in RARE_TRAVEL.items()}, np.array(names, dtype=object)[country],
+                             np.nonzero(~admin)[0], days=days, scored_from=scored_days[0])
+                 if lookalikes and hard else Itinerary({}, set(), []))
     for who, first_day, last_day, far in trips:  # a trip of several days, somewhere common or rare
         (rare_travel_day if far else travel_day)[who, first_day:last_day + 1] = True
     day = eh // 24
-    traveling = travel_day[eu, day]
-    rare = rare_travel_day[eu, day]
     week = day // 7
     ip = address(eu, week)
     ctry = np.array(names, dtype=object)[country[eu]]
     net = asn[eu].copy()
     # Travellers: another common country (or, rarely, one few people use), a hotel address.
-    if traveling.any():
-        # One destination per person and trip day.
-        away = np.array(names, dtype=object)[(eu[traveling] * 7 + day[traveling] // 7 * 13) % len(names)]
-        ctry[traveling] = away
-        net[traveling] = [COUNTRIES[c][1][0][1] for c in away]
-        ip[traveling] = [f"{COUNTRIES[c][1][0][0]}.77.{int(x)}" for c, x in zip(away, eu[traveling] % 250, strict=True)]
-    if rare.any():
-        away = np.array(list(RARE_TRAVEL), dtype=object)[(eu[rare] * 7 + day[rare] // 7 * 13) % len(RARE_TRAVEL)]
-        ctry[rare] = away
-        net[rare] = [RARE_TRAVEL[c][1] for c in away]
-        ip[rare] = [f"{RARE_TRAVEL[c][0]}.9.{int(x)}" for c, x in zip(away, eu[rare] % 250, strict=True)]
-    ua = np.where(rng.random(n) < 0.2, np.array(BROWSERS, dtype=object)[mobile_ua[eu]],
-                  np.array(BROWSERS, dtype=object)[browser[eu]])
+    def abroad(who, day, ip, ctry, net):
+        """Where a traveller is on a trip day: their logins and their work come from the same place."""
+        traveling, rare = travel_day[who, day], rare_travel_day[who, day]
+        if traveling.any():
+            # One destination per person and trip day.
+            away = np.array(names, dtype=object)[(who[traveling] * 7 + day[traveling] // 7 * 13) % len(names)]
+            ctry[traveling] = away
+            net[traveling] = [COUNTRIES[c][1][0][1] for c in away]
+            ip[traveling] = [f"{COUNTRIES[c][1][0][0]}.77.{int(x)}"
+                             for c, x in zip(away, who[traveling] % 250, strict=True)]
+        if rare.any():
+            away = np.array(list(RARE_TRAVEL), dtype=object)[(who[rare] * 7 + day[rare] // 7 * 13) % len(RARE_TRAVEL)]
+            ctry[rare] = away
+            net[rare] = [RARE_TRAVEL[c][1] for c in away]
+            ip[rare] = [f"{RARE_TRAVEL[c][0]}.9.{int(x)}" for c, x in zip(away, who[rare] % 250, strict=True)]
+        for (w, d), (c, addr, a) in itinerary.stays.items():  # multi-country trips, a conference
+            at = (who == w) & (day == d)
+            ctry[at], ip[at], net[at] = c, addr, a
+
+    def updated(who, day, ua):
+        """A browser that updated itself during a trip: a new version of the same client."""
+        for w, d in itinerary.bumped:
+            at = (who == w) & (day == d)
+            ua[at] = [BUMPED.get(x, x) for x in ua[at]]
+        return ua
+
+    abroad(eu, day, ip, ctry, net)
+    ua = updated(eu, day, np.where(rng.random(n) < 0.2, np.array(BROWSERS, dtype=object)[mobile_ua[eu]],
+                                   np.array(BROWSERS, dtype=object)[browser[eu]]))
     types = np.array(list(WORK_MIX), dtype=object)[
         rng.choice(len(WORK_MIX), size=n, p=np.array(list(WORK_MIX.values())) / sum(WORK_MIX.values()))]
     # Admins do admin work during their shift.
@@ -225,17 +259,20 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     lt = t0 + lh * hour_us + rng.integers(0, 600_000_000, size=lu.size)
     l_ip = address(lu, lh // 24 // 7)
     l_ctry = np.array(names, dtype=object)[country[lu]]
+    l_asn = asn[lu].copy()
+    abroad(lu, lh // 24, l_ip, l_ctry, l_asn)
+    l_ua = updated(lu, lh // 24, np.array(BROWSERS, dtype=object)[browser[lu]])
     typos = np.where(rng.random(lu.size) < 0.04, 1, 0)
     typos = np.where(clumsy[lu] & (rng.random(lu.size) < 0.3), rng.choice([1, 2, 2, 3], size=lu.size), typos)
     for k in range(1, 4):
         sel = typos >= k
         b.add(int(sel.sum()), ts_us=lt[sel] - (4 - k) * rng.integers(5_000_000, 20_000_000, size=int(sel.sum())),
               event_type="user_login", user_id=user_ids[lu[sel]], outcome="failure", source_ip=l_ip[sel],
-              source_country=l_ctry[sel], source_asn=asn[lu[sel]],
-              user_agent=np.array(BROWSERS, dtype=object)[browser[lu[sel]]],
+              source_country=l_ctry[sel], source_asn=l_asn[sel],
+              user_agent=l_ua[sel],
               metadata='{"method":"password","reason":"bad_password"}')
     b.add(lu.size, ts_us=lt, event_type="user_login", user_id=user_ids[lu], outcome="success", source_ip=l_ip,
-          source_country=l_ctry, source_asn=asn[lu], user_agent=np.array(BROWSERS, dtype=object)[browser[lu]],
+          source_country=l_ctry, source_asn=l_asn, user_agent=l_ua,
           metadata='{"method":"password"}')
 
     # -- service accounts ----------------------------------------------------------------------------------
@@ -259,13 +296,18 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
     people = People(user_ids=user_ids, department=department, admin=admin, working=working, address=address,
                     country=np.array(names, dtype=object)[country], asn=asn,
                     user_agent=np.array(BROWSERS, dtype=object)[browser], vpn=vpn, t0=t0, start=start)
-    benign = inject(extra, b.add, people, plan, days=days, logins=(lu, lh, lt, l_ip), trips=trips) if lookalikes else []
+    benign = inject(extra, b.add, people, plan, days=days, logins=(lu, lh, lt, l_ip, l_ctry, l_asn),
+                    trips=trips) if lookalikes else []
+    benign += [Incident("traveller", start + timedelta(days=first), start + timedelta(days=last + 1),
+                        frozenset(str(user_ids[w]) for w in who), note) for who, first, last, note in itinerary.labels]
     if hard:  # its own generator: the draws above stay as they were
         harder = np.random.default_rng([seed, 29])
         more = hardcases.Extra(start_hour=start_hour, day_hours=day_hours, days=days, scored_days=scored_days,
                                month_end=plan.get("month_end", []) if lookalikes else [])
         late, habits = hardcases.late_workers(harder, b.add, people, more)
         habits += hardcases.steady_pollers(harder, b.add, people, more)
+        habits += stale_services(np.random.default_rng([seed, 31]), b.add, people, days=days,
+                                 scored_from=scored_days[0])
         benign += habits if lookalikes else []
 
     # -- attacks ---------------------------------------------------------------------------------------------
@@ -285,6 +327,28 @@ def generate(*, users: int = 3000, days: int = 21, attack_days: int = 7, seed: i
             incidents.append(_insider_chain(extra, b, start + timedelta(days=d), insiders[-1], people, address))
     if hard and attacks and attacks_per_day > 0:
         incidents += hardcases.attacks(harder, b.add, people, more, late, rounds=max(2, attack_days // 2))
+    # Everything a traveller does on a trip day comes from where they are, whichever part of the generator
+    # added it (a finance close, a late evening, an expiry day): only what came from their usual address moves.
+    away = travel_day | rare_travel_day
+    for w, d in itinerary.stays:
+        away[w, d] = True
+    for part in b.parts:
+        uid = part.get("user_id")
+        if uid is None or "source_ip" not in part:
+            continue
+        who = np.array([int(u[1:]) if isinstance(u, str) and u[:1] == "u" and u[1:].isdigit() else -1
+                        for u in uid.tolist()])
+        day = np.clip((part["ts_us"] - t0) // (24 * hour_us), 0, days - 1).astype(np.int64)
+        mine = (who >= 0) & (who < users)
+        w = np.where(mine, who, 0)
+        moved = mine & away[w, day] & (part["source_ip"] == address(w, day // 7))
+        if moved.any():
+            ip, c, a = (part.get(k, np.full(who.size, None, dtype=object)).astype(object).copy()
+                        for k in ("source_ip", "source_country", "source_asn"))
+            sub = tuple(x[moved] for x in (ip, c, a))
+            abroad(w[moved], day[moved], *sub)
+            ip[moved], c[moved], a[moved] = sub
+            part["source_ip"], part["source_country"], part["source_asn"] = ip, c, a
     events = b.frame(rng)
     peer_groups = {str(u): str(g) for u, g in zip(user_ids, department, strict=True)}
     return Dataset(events, sorted(incidents, key=lambda i: i.start), start, attack_start,

@@ -35,6 +35,13 @@ class NewContext(Detector):
     hour_prior : float, default 50.0
         Pseudo-events of population activity in each user's hour-of-day profile; a first at an hour the
         user is never active is more surprising than one in their working day.
+    travel_hours : float, default 2.0
+        A new country is judged for plausibility: the user seen from another country within this long of it
+        could not have travelled (two places at once), which is evidence of a stolen session, scaled by how
+        close in time; a new country with none of that, on a client the user already has, is a plausible trip.
+    trip_factor : float, default 10.0
+        How much less surprising a plausible trip (a known client, nobody at home meanwhile) is than the
+        first alone; and at most how much more surprising being in two countries at once makes it.
 
     Attributes
     ----------
@@ -50,10 +57,13 @@ class NewContext(Detector):
 
     name = "new_context"
 
-    def __init__(self, *, window: str = "10m", min_history: int = 20, hour_prior: float = 50.0) -> None:
+    def __init__(self, *, window: str = "10m", min_history: int = 20, hour_prior: float = 50.0,
+                 travel_hours: float = 2.0, trip_factor: float = 10.0) -> None:
         self.window = window
         self.min_history = min_history
         self.hour_prior = hour_prior
+        self.travel_hours = travel_hours
+        self.trip_factor = trip_factor
 
     @staticmethod
     def _long(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -147,7 +157,45 @@ class NewContext(Detector):
         frame = grouped.rename({"user_id": "entity_value"}).with_columns(
             pl.lit("user").alias("entity_type"),
             (pl.col("window_start") + _duration(self.window)).alias("window_end"))
-        return with_scores(frame, (frame["p_location"] * frame["p_client"] * frame["p_hour"]).to_numpy())
+        frame = self._plausibility(frame, firsts, events)
+        p = frame["p_location"] * frame["p_client"] * frame["p_hour"] * frame["travel"]
+        return with_scores(frame, p.clip(upper_bound=1.0).to_numpy())
+
+    def _plausibility(self, frame: pl.DataFrame, firsts: pl.DataFrame, events: pl.LazyFrame) -> pl.DataFrame:
+        """``travel``: a likelihood factor for windows with a new country (1 elsewhere) and ``elsewhere_minutes``.
+
+        Two places at once: the nearest event of the user from another country, within ``travel_hours``, makes
+        the new one rarer by up to ``trip_factor`` (the closer in time, the more). A plausible trip: nothing
+        from another country that close, and a client the user already has (device continuity), makes it
+        ``trip_factor`` times less rare.
+        """
+        new = (firsts.filter(pl.col("attribute") == "source_country")
+               .select("user_id", "window_start", pl.col("value").alias("_country"), pl.col("timestamp").alias("_t"))
+               .unique(["user_id", "window_start"], keep="first"))
+        schema = {"travel": pl.Float64, "elsewhere_minutes": pl.Float64}
+        if new.is_empty():
+            return frame.with_columns(*(pl.lit(None, dtype=t).alias(c) for c, t in schema.items())).with_columns(
+                pl.col("travel").fill_null(1.0))
+        span = timedelta(hours=self.travel_hours)
+        around = (events.filter((pl.col("outcome") != "failure") & pl.col("source_country").is_not_null())
+                  .join(new.lazy().select("user_id").unique(), on="user_id", how="semi")
+                  .select("user_id", pl.col("timestamp").alias("_at"), "source_country").collect())
+        gap = (new.join(around, on="user_id")
+               .filter((pl.col("source_country") != pl.col("_country"))
+                       & ((pl.col("_at") - pl.col("_t")).abs() <= span))
+               .group_by("user_id", "window_start")
+               .agg(((pl.col("_at") - pl.col("_t")).abs().min().dt.total_seconds() / 60).alias("elsewhere_minutes")))
+        client_known = pl.col("p_client") >= 1.0
+        hours = pl.col("elsewhere_minutes") / 60
+        # Closer than an hour is two places at once (the full factor); at ``travel_hours`` it fades to none.
+        at_once = pl.lit(1.0 / self.trip_factor) ** (1 - (hours - 1).clip(0) / max(self.travel_hours - 1, 1e-9))
+        travel = (pl.when(pl.col("_new_country").is_null()).then(1.0)
+                  .when(pl.col("elsewhere_minutes").is_not_null()).then(at_once)
+                  .when(client_known).then(self.trip_factor).otherwise(1.0))
+        return (frame.join(new.select("user_id", "window_start", pl.lit(True).alias("_new_country"))
+                           .rename({"user_id": "entity_value"}), on=["entity_value", "window_start"], how="left")
+                .join(gap.rename({"user_id": "entity_value"}), on=["entity_value", "window_start"], how="left")
+                .with_columns(travel.cast(pl.Float64).alias("travel")).drop("_new_country"))
 
     def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
         firsts = row["firsts"]
@@ -163,6 +211,9 @@ class NewContext(Detector):
             "peers": {f"share_of_users_with_{f['attribute']}": round(f["pop_share"], 6)
                       for f in firsts if f["attribute"] != "source_ip"},
             "hour": {"hour_utc": row["hour"], "share_of_user_activity": round(float(row["p_hour"]), 6)},
+            **({"travel": {"seen_in_another_country_minutes_away": round(float(row["elsewhere_minutes"]), 1),
+                           "plausible_trip": False}} if row.get("elsewhere_minutes") is not None else
+               {"travel": {"plausible_trip": True}} if (row.get("travel") or 1.0) > 1.0 else {}),
         }
 
 

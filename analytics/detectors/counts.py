@@ -18,6 +18,7 @@ import polars as pl
 
 from analytics import features as F
 from analytics.detectors.base import Detector, with_scores
+from analytics.detectors.habits import FailureHabits
 from analytics.events import TS
 
 ENTITY_COLUMNS = {"user": "user_id", "source_ip": "source_ip", "user_ip": "user_ip"}
@@ -98,7 +99,9 @@ class _HurdleCounts(Detector):
         self.resolve_minutes = resolve_minutes
 
     def _events(self, events: pl.LazyFrame) -> pl.LazyFrame:
-        failures = F.with_resolved(events.filter(F.is_failed_login()), events, timedelta(minutes=self.resolve_minutes))
+        # A stale credential's habit is judged by its changes only (see ``habits``).
+        failed = self.habits_.drop_from(events.filter(F.is_failed_login()))
+        failures = F.with_resolved(failed, events, timedelta(minutes=self.resolve_minutes))
         return F.with_user_ip(failures).collect().lazy()
 
     def _picked(self, picked: pl.LazyFrame, etype: str) -> pl.LazyFrame:
@@ -106,6 +109,7 @@ class _HurdleCounts(Detector):
 
     def _fit(self, events: pl.DataFrame) -> None:
         lf = events.lazy()
+        self.habits_ = FailureHabits.learn(lf)
         picked = self._events(F.from_good_sources(lf))
         # Each entity's own rate from all of its history: a monitor whose stale credential has failed every few
         # minutes for weeks is normal for itself, though it teaches the pooled model nothing.

@@ -80,6 +80,8 @@ class ExportVolume(Detector):
             events.with_columns(pl.col("timestamp").dt.truncate(F.every(window)).alias("window_start"))
             .group_by("user_id", "window_start")
             .agg(*(pl.col(name).sum() for name in MEASURES), pl.len().alias("exports"),
+                 *(pl.col(name).filter(pl.col(name) > 0).log1p().mean().alias(f"{name}_mlog") for name in MEASURES),
+                 *(((pl.col(name) > 0).sum()).alias(f"{name}_k") for name in MEASURES),
                  pl.col("event_id").head(F.SAMPLE_IDS).alias("sample_event_ids"))
             .with_columns(pl.col("user_id").replace_strict(groups, default="all").alias("peer_group"),
                           (pl.col("window_start") + F.WINDOWS[window]).alias("window_end"))
@@ -115,6 +117,7 @@ class ExportVolume(Detector):
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
         parts = []
         exports = self._exports(events)
+        sizes = self._export_sizes(exports)
         for window in self.windows:
             volumes = self._volumes(exports, window).collect()
             if volumes.is_empty():
@@ -137,24 +140,63 @@ class ExportVolume(Detector):
                 value = np.log1p(frame[measure].to_numpy())
                 z = (value - loc) / scale
                 p = np.where(frame[measure].to_numpy() > 0, stats.t.sf(z, self.df), 1.0)
-                per_measure.append((measure, p, loc, scale, z, g_loc))
+                z_size = self._size_z(volumes, sizes, measure)
+                per_measure.append((measure, p, loc, scale, z, g_loc, z_size))
             best = np.argmin(np.stack([m[1] for m in per_measure]), axis=0)
             # The rarer measure of each window, and its baseline.
-            _, p, loc, scale, z, peer = (np.choose(best, [m[i] for m in per_measure]) for i in range(6))
+            _, p, loc, scale, z, peer, z_size = (np.choose(best, [m[i] for m in per_measure]) for i in range(7))
             frame = volumes.with_columns(
                 pl.lit("user").alias("entity_type"), pl.col("user_id").alias("entity_value"),
                 pl.lit(window).alias("window"),
                 pl.Series("measure", np.array(list(MEASURES))[best]),
                 pl.Series("expected_log", loc), pl.Series("scale_log", scale), pl.Series("z", z),
-                pl.Series("peer_log", peer), pl.Series("p_own", p))
+                pl.Series("peer_log", peer), pl.Series("p_own", p), pl.Series("z_size", z_size))
             frame = self._cohort(frame)
             # In a cohort shift a window must be rare for the member *and* among the peers who moved with them.
             moved = frame["cohort"].to_numpy() > 0
             # Normal tail: the moved peers' spread is measured in this very period, robustly (no extra heaviness).
-            p_cohort = stats.norm.sf(frame["z_cohort"].fill_null(0.0).to_numpy())
+            # Two views of the same peers, so a factor two: the window's volume among the moved windows, and the
+            # size of its exports among the exports the peer group made in the same period (many exports each far
+            # larger than the close's own is what taking data under cover of the close looks like).
+            z_peer = np.maximum(frame["z_cohort"].fill_null(0.0).to_numpy(), frame["z_size"].to_numpy())
+            p_cohort = np.minimum(2 * stats.norm.sf(z_peer), 1.0)
             p = np.where(moved, np.maximum(frame["p_own"].to_numpy(), p_cohort), frame["p_own"].to_numpy())
             parts.append(with_scores(frame, np.minimum(2 * p, 1.0)))
         return pl.concat(parts, how="diagonal_relaxed") if parts else _empty_scores()
+
+    def _export_sizes(self, exports: pl.LazyFrame) -> dict[str, pl.DataFrame]:
+        """Per measure, period and peer group: the typical size of one export, its spread between exports, and
+        the spread between members beyond it (some people always export bigger files than others)."""
+        out = {}
+        base = exports.with_columns(pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"),
+                                    pl.col("timestamp").dt.truncate(self.cohort_period).alias("_period"))
+        keys = ["_period", "peer_group"]
+        for measure in MEASURES:
+            v = base.filter(pl.col(measure) > 0).with_columns(pl.col(measure).log1p().alias("v"))
+            mad = (pl.col("v") - pl.col("v").median()).abs().median() * 1.4826
+            within = v.group_by(keys).agg(pl.col("v").median().alias("s_loc"), mad.alias("s_within"))
+            members = (v.group_by(*keys, "user_id").agg(pl.col("v").median().alias("m"), pl.len().alias("k"))
+                       .group_by(keys).agg(((pl.col("m") - pl.col("m").median()).abs().median() * 1.4826)
+                                           .alias("s_members"), pl.col("k").median().alias("k_members"),
+                                           pl.len().alias("n_members")))
+            out[measure] = within.join(members, on=keys).collect()
+        return out
+
+    def _size_z(self, volumes: pl.DataFrame, sizes: dict[str, pl.DataFrame], measure: str) -> np.ndarray:
+        """How far the mean size of a window's exports is above one export of its peer group in the period, in
+        standard errors (``k`` exports: the between-export spread shrinks by sqrt(k), the between-member one
+        does not). 0 where the group had fewer than ``min_cohort`` members exporting."""
+        frame = (volumes.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"))
+                 .join(sizes[measure], on=["_period", "peer_group"], how="left"))
+        known = (frame["s_loc"].is_not_null() & frame[f"{measure}_mlog"].is_not_null()
+                 & (frame["n_members"].fill_null(0) >= self.min_cohort)).to_numpy()
+        within = np.maximum(frame["s_within"].fill_null(1.0).to_numpy(), self.min_scale)
+        k_members = np.maximum(frame["k_members"].fill_null(1.0).to_numpy(), 1.0)
+        between2 = np.maximum(frame["s_members"].fill_null(0.0).to_numpy() ** 2 - within**2 / k_members, 0.0)
+        k = np.maximum(frame[f"{measure}_k"].fill_null(0).to_numpy().astype(float), 1.0)
+        z = (frame[f"{measure}_mlog"].fill_null(0.0).to_numpy() - frame["s_loc"].fill_null(0.0).to_numpy()
+             ) / np.sqrt(within**2 / k + between2)
+        return np.where(known, z, 0.0)
 
     def _cohort(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Peers in the same period: ``cohort`` (member windows that moved together, 0 when no cohort shift) and

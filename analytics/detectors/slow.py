@@ -26,6 +26,7 @@ from scipy import stats
 from analytics import features as F
 from analytics.detectors.base import Detector, with_scores
 from analytics.detectors.counts import _empty_scores
+from analytics.detectors.habits import FailureHabits
 
 HORIZONS = {"1h": 1, "1d": 24, "7d": 168}
 
@@ -77,7 +78,9 @@ class SlowFailures(Detector):
         """Unresolved failures as (entity_value, timestamp, event_id); a source counts each person once."""
         # Resolved whatever the run's length: a retry loop that ends in its own success is a stale credential (a
         # short guessing run that worked is the burst and stuffing detectors' business, not a slow attack's).
-        failed = F.with_resolved(events.filter(F.is_failed_login()), events, timedelta(minutes=self.resolve_minutes),
+        # A stale credential's habit is judged by its changes only (see ``habits``).
+        failed = F.with_resolved(self.habits_.drop_from(events.filter(F.is_failed_login())), events,
+                                 timedelta(minutes=self.resolve_minutes),
                                  max_run=1_000_000)
         failed = failed.filter(~pl.col("resolved"))
         if etype == "user":
@@ -92,6 +95,7 @@ class SlowFailures(Detector):
         # teach everybody that guessing is normal); each entity's own rate from all of its history, so a monitor
         # whose stale credential has failed every few minutes for weeks is normal for itself.
         lf = events.lazy()
+        self.habits_ = FailureHabits.learn(lf)
         good = F.from_good_sources(lf)
         if events.height:
             self.span_hours_ = max((events["timestamp"].max() - events["timestamp"].min()).total_seconds() / 3600, 1.0)

@@ -23,6 +23,7 @@ import polars as pl
 from analytics import features as F
 from analytics.detectors.base import Detector, with_scores
 from analytics.detectors.counts import ENTITY_COLUMNS, SizeTail, _empty_scores, entity_weights
+from analytics.detectors.habits import FailureHabits
 
 
 class FailureThenSuccess(Detector):
@@ -61,6 +62,7 @@ class FailureThenSuccess(Detector):
         self.own_prior = own_prior
 
     def _logins(self, events: pl.LazyFrame, etype: str) -> pl.LazyFrame:
+        events = self.habits_.drop_from(events)  # a stale credential's habit is judged by its changes only
         if etype == "user":
             return events
         return F.without_resolved_failures(events, timedelta(minutes=self.resolve_minutes))
@@ -69,6 +71,7 @@ class FailureThenSuccess(Detector):
         lookback = timedelta(minutes=self.lookback_minutes)
         self.tails_ = {}
         self.own_ = {}
+        self.habits_ = FailureHabits.learn(events.lazy())
         logins = F.from_good_sources(events.lazy().filter(pl.col("event_type") == "user_login")).collect().lazy()
         for etype in self.entity_types:
             column = ENTITY_COLUMNS[etype]

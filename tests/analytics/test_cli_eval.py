@@ -25,7 +25,8 @@ def test_eval_of_generator_a_small_meets_the_targets_in_a_subprocess(tmp_path):
     done = subprocess.run([sys.executable, "-m", "auditwatch.cli", "eval", "--generator", "a", "--users", "200",
                            "--days", "8", "--attack-days", "2", "--seed", "11", "--json", str(report), "--strict"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    # --strict exits 1: exfiltration inside the month-end close (generator A's hard variant) is an open miss.
+    # --strict exits 1: exfiltration inside the month-end close (generator A's hard variant) is still missed at this
+    # size (about 10 people in finance: a thin peer group for the cohort-relative export sizes).
     assert done.returncode == 1, done.stdout + done.stderr
     (figures,) = orjson.loads(report.read_bytes())["evaluations"]
     assert figures["generator"] == "a" and {c["scenario"] for c in figures["classes"]} == A_CLASSES
