@@ -65,19 +65,26 @@ def _url_with_db(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """A maintenance URL (database ``postgres``) on a server with TimescaleDB."""
-    external = os.environ.get("AUDITWATCH_TEST_DATABASE_URL")
-    if external:
-        yield _url_with_db(external, "postgres")
+def test_cluster() -> Iterator[LocalCluster | None]:
+    """The session's local cluster; None when AUDITWATCH_TEST_DATABASE_URL names an external server."""
+    if os.environ.get("AUDITWATCH_TEST_DATABASE_URL"):
+        yield None
         return
     root = Path(tempfile.mkdtemp(prefix="auditwatch-test-"))
     cluster = LocalCluster(root, port=free_port(), fast=True)
     cluster.up()
     try:
-        yield cluster.url_for("postgres")
+        yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def server_url(test_cluster: LocalCluster | None) -> str:
+    """A maintenance URL (database ``postgres``) on a server with TimescaleDB."""
+    if test_cluster is None:
+        return _url_with_db(os.environ["AUDITWATCH_TEST_DATABASE_URL"], "postgres")
+    return test_cluster.url_for("postgres")
 
 
 @pytest.fixture(scope="session")
