@@ -39,10 +39,24 @@ class FuzzResult:
     failures: list[str] = field(default_factory=list)  # what schemathesis itself reported
     exit_code: int = 0
     output: str = ""
+    seeds: list[int] = field(default_factory=list)  # schemathesis --seed of each run: rerun one with it
 
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    def add(self, other: FuzzResult) -> None:
+        """Fold a later run's figures into this one."""
+        self.requests += other.requests
+        self.operations = max(self.operations, other.operations)
+        self.seconds += other.seconds
+        self.statuses.update(other.statuses)
+        self.unauthorized += other.unauthorized
+        self.server_errors += other.server_errors
+        self.failures += other.failures
+        self.exit_code = self.exit_code or other.exit_code
+        self.output = other.output
+        self.seeds += other.seeds
 
 
 def admin_key(db_url: str, name: str = "fuzz-admin-7f3c9b1e") -> str:
@@ -59,13 +73,35 @@ def admin_key(db_url: str, name: str = "fuzz-admin-7f3c9b1e") -> str:
     return secret
 
 
+def run_until(base_url: str, key: str, *, requests: int, examples: int, workdir: Path, workers: int = 2,
+              seed: int = 14, first_seconds: float = 240, ceiling: float = 1200) -> FuzzResult:
+    """Runs until at least ``requests`` were sent (or ``ceiling`` seconds went by): one pass of every phase,
+    then fuzzing-only runs with the next seeds, each as long as the rate so far says the rest needs.
+
+    The request rate on a shared machine varies threefold with its load, so a fixed time buys no fixed count.
+    """
+    total = run(base_url, key, examples=examples, workdir=workdir / "run-0", workers=workers, seed=seed,
+                max_time=first_seconds)
+    started = time.monotonic() - total.seconds
+    index = 0
+    while total.requests < requests and time.monotonic() - started < ceiling and not total.server_errors:
+        index += 1
+        missing = requests - total.requests
+        needed = missing / max(total.per_second, 1.0) * 1.15 + 10
+        left = ceiling - (time.monotonic() - started)
+        total.add(run(base_url, key, examples=max(examples, 100), workdir=workdir / f"run-{index}",
+                      workers=workers, seed=seed + index, max_time=max(15.0, min(needed, left)),
+                      phases="fuzzing"))
+    return total
+
+
 def run(base_url: str, key: str, *, examples: int, workdir: Path, workers: int = 2, seed: int = 14,
-        max_time: float | None = None) -> FuzzResult:
+        max_time: float | None = None, phases: str = "examples,coverage,fuzzing") -> FuzzResult:
     """One schemathesis run; every request and response is read back from its HAR report."""
     workdir.mkdir(parents=True, exist_ok=True)
     har = workdir / "fuzz.har"
     command = [str(SCHEMATHESIS), "run", f"{base_url}/api/v1/openapi.json", "--url", base_url,
-               "--checks", "not_a_server_error", "--phases", "examples,coverage,fuzzing",
+               "--checks", "not_a_server_error", "--phases", phases,
                "--max-examples", str(examples), "--workers", str(workers), "--seed", str(seed),
                "--header", f"Authorization: Bearer {key}", "--suppress-health-check", "all",
                "--request-timeout", "30", "--continue-on-failure", "--no-shrink",
@@ -78,7 +114,7 @@ def run(base_url: str, key: str, *, examples: int, workdir: Path, workers: int =
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     result = FuzzResult(seconds=time.monotonic() - started, exit_code=done.returncode,
-                        output=done.stdout[-20_000:] + done.stderr[-5_000:])
+                        output=done.stdout[-20_000:] + done.stderr[-5_000:], seeds=[seed])
     entries = json.loads(har.read_text())["log"]["entries"] if har.exists() else []
     operations = set()
     for entry in entries:
