@@ -6,6 +6,7 @@ with the `not_a_server_error` check: any 5xx, or a dropped connection, is a fail
 
     .venv/bin/python -m bench.fuzz                    # a larger run: 400 examples per operation
     .venv/bin/python -m bench.fuzz --examples 1000 --url postgresql://...
+    .venv/bin/python -m bench.fuzz --requests 50000   # fuzzing with the next seeds until 50,000 were sent
 
 tests/auditwatch/test_fuzz.py runs the CI-sized version (run() below) against a throwaway server.
 """
@@ -140,18 +141,26 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", default="/tmp/auditwatch-fuzz")
     parser.add_argument("--max-time", type=float, help="seconds; schemathesis keeps fuzzing until it is spent")
+    parser.add_argument("--requests", type=int, help="go on (fuzzing with the next seeds) until this many were sent")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--server-workers", type=int, default=2)
     args = parser.parse_args()
-    with database(args.url) as url, server(url, workers=2) as base:
+    with database(args.url) as url, server(url, workers=args.server_workers) as base:
         key = admin_key(url)
-        result = run(base, key, examples=args.examples, workdir=Path(args.workdir), workers=args.workers,
-                     max_time=args.max_time)
+        if args.requests:
+            result = run_until(base, key, requests=args.requests, examples=args.examples, workdir=Path(args.workdir),
+                               workers=args.workers, seed=args.seed, first_seconds=args.max_time or 240)
+        else:
+            result = run(base, key, examples=args.examples, workdir=Path(args.workdir), workers=args.workers,
+                         seed=args.seed, max_time=args.max_time)
         with psycopg.connect(url) as conn:
             stored = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
     print(f"schemathesis {args.examples} examples/operation: {result.requests:,} requests in {result.seconds:.0f} s "
           f"({result.per_second:.0f}/s), {stored:,} events stored")
     print("responses by class: " + ", ".join(f"{k}xx: {v:,}" if k else f"no response: {v}"
                                              for k, v in sorted(result.statuses.items())).replace("00xx", "xx"))
-    print(f"401 (unauthenticated): {result.unauthorized:,}; server errors: {len(result.server_errors)}")
+    print(f"401 (unauthenticated): {result.unauthorized:,}; server errors: {len(result.server_errors)}; "
+          f"seeds {result.seeds}")
     for line in result.server_errors[:20]:
         print("  " + line)
     if result.exit_code and not result.server_errors:
