@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from bench import fuzz
 from tests.conftest import start_server
 
@@ -18,6 +20,7 @@ CEILING_SECONDS = float(os.environ.get("AUDITWATCH_FUZZ_CEILING_SECONDS", "1200"
 SEED = int(os.environ.get("AUDITWATCH_FUZZ_SEED", "14"))
 
 
+@pytest.mark.timeout(int(CEILING_SECONDS) + 240)  # the ceiling, the server's start and a last run's overshoot
 def test_schemathesis_gets_no_server_error_in_10000_requests(db_url, tmp_path):
     # Three workers with 16 threads each, so the fuzzer's requests are not queued behind one slow read.
     server = start_server(db_url, tmp_path, AUDITWATCH_WORKERS="3")
