@@ -252,7 +252,8 @@ def start_server(db_url: str, tmp_path: Path, **env_overrides: str) -> LiveServe
     process = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "serve"], env=env, cwd=tmp_path,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    # Generous: two servers importing Dash side by side on a loaded 2-core machine took over a minute.
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()}")
