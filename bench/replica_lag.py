@@ -19,9 +19,9 @@ from pathlib import Path
 
 import psycopg
 
+from bench.harness import free_port
 from storage.timescale.cluster import LocalCluster
 from storage.timescale.standby import LocalStandby
-from bench.harness import free_port
 
 
 def _visible_after(primary: psycopg.Connection, replica: psycopg.Connection, n: int) -> float:
