@@ -65,7 +65,7 @@ def _url_with_db(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def test_cluster() -> Iterator[LocalCluster | None]:
+def session_cluster() -> Iterator[LocalCluster | None]:
     """The session's local cluster; None when AUDITWATCH_TEST_DATABASE_URL names an external server."""
     if os.environ.get("AUDITWATCH_TEST_DATABASE_URL"):
         yield None
@@ -80,11 +80,11 @@ def test_cluster() -> Iterator[LocalCluster | None]:
 
 
 @pytest.fixture(scope="session")
-def server_url(test_cluster: LocalCluster | None) -> str:
+def server_url(session_cluster: LocalCluster | None) -> str:
     """A maintenance URL (database ``postgres``) on a server with TimescaleDB."""
-    if test_cluster is None:
+    if session_cluster is None:
         return _url_with_db(os.environ["AUDITWATCH_TEST_DATABASE_URL"], "postgres")
-    return test_cluster.url_for("postgres")
+    return session_cluster.url_for("postgres")
 
 
 @pytest.fixture(scope="session")

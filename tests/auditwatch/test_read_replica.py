@@ -30,13 +30,13 @@ from tests.conftest import free_port, opened_services
 
 
 @pytest.fixture(scope="module")
-def standby(test_cluster) -> Iterator[LocalStandby]:
-    if test_cluster is None:
+def standby(session_cluster) -> Iterator[LocalStandby]:
+    if session_cluster is None:
         pytest.skip("needs the tests' own local cluster to copy (AUDITWATCH_TEST_DATABASE_URL is set)")
     # Not under pytest's tmp_path: that is private to its user, and the standby runs as `postgres` when we are root.
     root = Path(tempfile.mkdtemp(prefix="aw-standby-"))
     root.chmod(0o755)
-    replica = LocalStandby(root / "standby", port=free_port(), primary=test_cluster)
+    replica = LocalStandby(root / "standby", port=free_port(), primary=session_cluster)
     replica.up()
     try:
         yield replica
