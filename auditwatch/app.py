@@ -24,7 +24,7 @@ from ingest import api as ingest_api
 from ingest import otlp
 from ingest.errors import IngestError
 from ingest.http import error_response, json_response
-from storage.errors import DatabaseUnavailable, InvalidCursor, SigningKeyError
+from storage.errors import DatabaseUnavailable, InvalidCursor, ReplicaDown, SigningKeyError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def _mount_dashboard(app: Flask, settings: Settings, services: Services) -> None
     import dashboard
     from dashboard.auth import secret_key
 
-    dashboard.mount(app, pool=services.reads, authenticate=services.authenticate, audit=services.audit,
+    dashboard.mount(app, pool=services.pool, read_pool=services.reads,
+                    replica_status=services.replica_status if services.replicated else None,
+                    authenticate=services.authenticate, audit=services.audit,
                     secret_key=secret_key(settings.dashboard_secret_key,
                                           settings.resolved_data_dir() / "dashboard-secret-key"),
                     session_hours=settings.dashboard_session_hours, max_export_rows=settings.max_export_rows,
@@ -95,7 +97,8 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     app.register_blueprint(gdpr_api.create_blueprint(services))
     app.register_blueprint(health.create_blueprint(health.Readiness(
         services.pool, services.bus, observed=tuple({id(p): p for p in (services.pool, services.reads,
-                                                                           services.exports)}.values()))))
+                                                                           services.exports)}.values()),
+        replica=services.replica_status if services.replicated else None)))
     if settings.dashboard:
         _mount_dashboard(app, settings, services)
 
@@ -110,6 +113,12 @@ def init_app(app: Flask, settings: Settings, services: Services | None = None) -
     @app.errorhandler(InvalidCursor)
     def invalid_cursor(exc: InvalidCursor):
         return json_response({"code": "invalid_cursor", "message": str(exc), "field": "cursor"}, 400)
+
+    @app.errorhandler(ReplicaDown)
+    def replica_down(exc: ReplicaDown):
+        log.error("read replica unavailable: %s", exc)
+        return json_response({"code": "replica_unavailable", "message": str(exc), "field": None}, 503,
+                             {"Retry-After": str(exc.retry_after)})
 
     @app.errorhandler(DatabaseUnavailable)
     def unavailable(exc: DatabaseUnavailable):

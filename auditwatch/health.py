@@ -37,6 +37,10 @@ class Readiness:
     bus: Any = None  # an ingest.bus.BusClient, when events go through JetStream
     extra: dict[str, Callable[[], str | None]] = field(default_factory=dict)  # name -> problem or None
     observed: tuple[ConnectionPool, ...] = ()  # pools whose saturation /metrics shows (default: ``pool``)
+    # The read replica's status (storage.timescale.replica.ReplicaStatus), None without one. Shown, but a
+    # replica that is down or behind does not make the process unready: writes never need it, and reads
+    # then answer 503 themselves (docs/scaling.md).
+    replica: Callable[[], Any] | None = None
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         db = ops_state.readiness(self.pool)
@@ -67,7 +71,11 @@ def bus_check(bus: Any) -> dict[str, Any]:
 
 def _ready_body(readiness: Readiness) -> tuple[bytes, int]:
     ok, checks = readiness.check()
-    return orjson.dumps({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    status = readiness.replica() if readiness.replica is not None else None
+    if status is not None:
+        body["read_replica"] = status.to_json()
+    return orjson.dumps(body), 200 if ok else 503
 
 
 def create_blueprint(readiness: Readiness) -> Blueprint:
@@ -81,6 +89,8 @@ def create_blueprint(readiness: Readiness) -> Blueprint:
 
     @bp.get("/metrics")
     def prometheus():
+        if readiness.replica is not None:
+            readiness.replica()  # sets auditwatch_read_replica_lag_seconds for this scrape
         body, content_type = metrics.exposition()
         return Response(body, 200, content_type=content_type)
 

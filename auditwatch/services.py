@@ -19,10 +19,11 @@ from ingest.pipeline import IngestPipeline, IngestPolicy
 from ingest.redact import DEFAULT_SENSITIVE_KEYS, Redactor
 from ingest.validate import ValidationPolicy
 from storage import location
+from storage import metrics as storage_metrics
 from storage.auth import ApiKey
 from storage.cold.store import ColdStore
 from storage.events import EventRecord, Outcome
-from storage.timescale import catalog, db, roles, self_audit
+from storage.timescale import catalog, db, replica, roles, self_audit
 from storage.timescale.cluster import DATABASE, LocalCluster
 from storage.timescale.writer import EventWriter, GroupCommitter
 
@@ -110,11 +111,14 @@ class Services:
     def open(cls, settings: Settings, *, url: str | None = None) -> Services:
         url = url or app_database_url(settings)
         pool = db.open_pool(url, min_size=settings.pool_min, max_size=settings.pool_max, name="ingest")
-        read_pool = db.open_pool(url, min_size=1, max_size=settings.read_pool_max, name="read",
-                                 statement_timeout=settings.read_statement_timeout)
-        export_pool = db.open_pool(url, min_size=0, max_size=settings.export_pool_max, name="export",
+        # Reads and exports go to the streaming replica when there is one (docs/scaling.md "Read replica");
+        # while it is down they fail at once with ReplicaDown (503), and nothing else is affected.
+        read_url, replica = (settings.read_database_url, True) if settings.read_database_url else (url, False)
+        read_pool = db.open_pool(read_url, min_size=1, max_size=settings.read_pool_max, name="read",
+                                 statement_timeout=settings.read_statement_timeout, replica=replica)
+        export_pool = db.open_pool(read_url, min_size=0, max_size=settings.export_pool_max, name="export",
                                    statement_timeout=settings.export_statement_timeout,
-                                   timeout=settings.export_wait_seconds)
+                                   timeout=settings.export_wait_seconds, replica=replica)
         writer = EventWriter(pool, sealed=settings.integrity)
         committer = GroupCommitter(writer, max_group_events=settings.group_commit_max_events,
                                    threads=settings.group_commit_threads,
@@ -144,6 +148,19 @@ class Services:
     def reads(self) -> ConnectionPool:
         """The pool for the query API and the dashboard (statement_timeout bounded)."""
         return self.read_pool or self.pool
+
+    @property
+    def replicated(self) -> bool:
+        """Reads go to a streaming replica (``read_database_url``)."""
+        return bool(self.settings.read_database_url) and self.read_pool is not None
+
+    def replica_status(self) -> replica.ReplicaStatus | None:
+        """The replica's lag as it reports it, also set on the Prometheus gauge; None without a replica."""
+        if not self.replicated:
+            return None
+        found = replica.status(self.reads)
+        storage_metrics.observe_replica(found)
+        return found
 
     @property
     def exports(self) -> ConnectionPool:

@@ -28,6 +28,10 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     # An existing TimescaleDB server; empty means the embedded, project-local one.
     database_url: str = ""
+    # A streaming replica of it (docs/scaling.md): the dashboard, the query API, exports and the data API read
+    # there; writes, erasure, verification and the audit records of reads stay on ``database_url``. Empty: no
+    # replica, everything on the primary.
+    read_database_url: str = ""
     db_port: int = DEFAULT_DB_PORT
     chunk_interval: str = "1 day"
     pool_min: int = 2
@@ -261,6 +265,9 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`integrity_checkpoint_seconds` must be at least 1")
     if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):
         raise SettingsError("`database_url` must be a postgresql:// URL (or empty for the embedded database)")
+    if settings.read_database_url and not settings.read_database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("`read_database_url` must be the postgresql:// URL of a streaming replica of the "
+                            "database (or empty to read from the primary); docs/scaling.md shows how to make one")
     if settings.alerts_webhook_format not in {"auditwatch", "alertmanager"}:
         raise SettingsError("`alerts_webhook_format` must be `auditwatch` (our payload, signed) or `alertmanager` "
                             "(Alertmanager's webhook payload, version 4)")

@@ -23,7 +23,8 @@ def mount(server: Flask, *, pool: ConnectionPool, authenticate: Callable[[str], 
           audit: Callable[..., Any], secret_key: str, session_hours: float = 12.0,
           max_export_rows: int = 5_000_000, alert_actions: Any = None,
           key_cache_seconds: float = 5.0, audit_record: Callable[..., Any] | None = None,
-          report_actions: Any = None) -> Dash:
+          report_actions: Any = None, read_pool: ConnectionPool | None = None,
+          replica_status: Callable[[], Any] | None = None) -> Dash:
     """Serve the dashboard from ``server`` at /dashboard/ (sign-in, pages, widgets, export)."""
     from dashboard import auth, export, pages, shell, widget_aio
     from dashboard.context import EXTENSION, DashboardContext
@@ -32,7 +33,8 @@ def mount(server: Flask, *, pool: ConnectionPool, authenticate: Callable[[str], 
     server.extensions[EXTENSION] = DashboardContext(pool=pool, authenticate=authenticate, audit=audit,
                                                     max_export_rows=max_export_rows, alert_actions=alert_actions,
                                                     key_cache_seconds=key_cache_seconds,
-                                                    audit_record=audit_record, report_actions=report_actions)
+                                                    audit_record=audit_record, report_actions=report_actions,
+                                                    read_pool=read_pool, replica_status=replica_status)
     auth.install(server, secret=secret_key, session_hours=session_hours)
     export.install(server)
     app = Dash(

@@ -36,8 +36,17 @@ class DashboardContext:
     # The host's report actions (catalogue, start, status: ``auditwatch.report_actions``), handed in so the
     # dashboard never imports reports/ itself; None where reports are not offered.
     report_actions: Any = None
+    # Where widgets, search, export and the ops page read: a streaming replica's pool when the host has one
+    # (docs/scaling.md); None reads from ``pool``. Sign-in, saved dashboards and alert actions stay on ``pool``.
+    read_pool: ConnectionPool | None = None
+    # The replica's lag (storage.timescale.replica.ReplicaStatus) for the ops page; None without a replica.
+    replica_status: Callable[[], Any] | None = None
     _keys: dict[uuid.UUID, tuple[ApiKey | None, float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def reads(self) -> ConnectionPool:
+        return self.read_pool or self.pool
 
     def record(self, event_type: str, principal: str, **fields: Any) -> EventRecord:
         """The audit record of a dashboard user's action, built by the one self-audit builder."""

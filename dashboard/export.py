@@ -43,7 +43,7 @@ def _export() -> Response:
     context.audit("export_requested", who.principal, source_ip=request.remote_addr,
                   user_agent=request.user_agent.string or None,
                   metadata={"via": "dashboard", "format": fmt, "filters": search_filters.as_params(query)})
-    rows = queries.stream(context.pool, query, max_rows=context.max_export_rows)
+    rows = queries.stream(context.reads, query, max_rows=context.max_export_rows)
     return Response(stream_with_context(export.lines(rows, fmt)), mimetype=export.MIMETYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="audit-events.{fmt}"'})
 

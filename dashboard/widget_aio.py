@@ -219,7 +219,7 @@ def render_widget(registry: Registry, widget: dict[str, Any], time_range: Any, c
                                            override=widget["params"].get("range") or None)
             who = user()
             context = current()
-            rc = RenderContext(pool=context.pool, aio_id=widget["id"], start=start, end=end, now=now,
+            rc = RenderContext(pool=context.reads, aio_id=widget["id"], start=start, end=end, now=now,
                                filters=filters, principal=who.principal, can_configure=who.can_configure,
                                alert_actions=context.alert_actions)
             body = widget_type.render(rc, widget["params"])

@@ -34,7 +34,7 @@ from storage.timescale import db
 STORE = location.from_environ()  # AUDITWATCH_DATABASE_URL and AUDITWATCH_DATA_DIR, as the server reads them
 DAYS = float(os.environ.get("AUDITWATCH_NOTEBOOK_DAYS", "7"))  # how much recent history to look at
 
-aw = connect(STORE.database_url, archive=STORE.archive_root)
+aw = connect(STORE.reads, archive=STORE.archive_root)
 span = aw.time_range()
 if span.events == 0:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

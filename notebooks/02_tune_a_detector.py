@@ -41,7 +41,7 @@ DEMO = {"seed": int(os.environ.get("AUDITWATCH_DEMO_SEED", "7")),
 TEST_DAYS = float(os.environ.get("AUDITWATCH_NOTEBOOK_TEST_DAYS", "1"))  # the newest days are the backtest
 EXPORT_DIR = Path(os.environ.get("AUDITWATCH_NOTEBOOK_EXPORT_DIR", "tuned"))
 
-aw = connect(STORE.database_url, archive=STORE.archive_root)
+aw = connect(STORE.reads, archive=STORE.archive_root)
 span = aw.time_range()
 assert span.events, "the store is empty: run `auditwatch seed-demo` (or notebook 1, which seeds it)"
 END = span.last + timedelta(microseconds=1)

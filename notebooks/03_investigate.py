@@ -30,7 +30,7 @@ from storage import location
 from storage.dataapi import connect
 
 STORE = location.from_environ()  # AUDITWATCH_DATABASE_URL and AUDITWATCH_DATA_DIR, as the server reads them
-aw = connect(STORE.database_url, archive=STORE.archive_root)
+aw = connect(STORE.reads, archive=STORE.archive_root)
 span = aw.time_range()
 END = span.last + timedelta(microseconds=1)
 entity = pl.col("group_values").str.json_path_match

@@ -19,6 +19,12 @@ class DatabaseDown(DatabaseUnavailable):
     retry_after = 1
 
 
+class ReplicaDown(DatabaseDown):
+    """The read replica stopped answering: reads fail at once (503) until it is back; writes are not affected."""
+
+    retry_after = 5
+
+
 class WriteTimeout(DatabaseUnavailable):
     """Events were not committed in time and were withdrawn before any transaction took them."""
 

@@ -32,6 +32,12 @@ def archive_root(archive_url: str, data_dir: Path) -> str:
 class Location:
     database_url: str
     archive_root: str
+    read_database_url: str = ""  # a streaming replica (AUDITWATCH_READ_DATABASE_URL), empty without one
+
+    @property
+    def reads(self) -> str:
+        """Where read-only work (notebooks, the data API) connects: the replica when there is one."""
+        return self.read_database_url or self.database_url
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Location:
@@ -40,4 +46,5 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Location:
     data_dir = Path(env.get("AUDITWATCH_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
     port = int(env.get("AUDITWATCH_DB_PORT") or DEFAULT_DB_PORT)
     return Location(database_url(env.get("AUDITWATCH_DATABASE_URL", ""), data_dir, port),
-                    archive_root(env.get("AUDITWATCH_ARCHIVE_URL", ""), data_dir))
+                    archive_root(env.get("AUDITWATCH_ARCHIVE_URL", ""), data_dir),
+                    env.get("AUDITWATCH_READ_DATABASE_URL", ""))

@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.errors import DatabaseUnavailable
 from storage.timescale import ops_state
+from storage.timescale.replica import ReplicaStatus
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,19 @@ def observe_pools(pools: Iterable[ConnectionPool]) -> None:
         POOL_IN_USE.labels(pool.name).set(size - stats.get("pool_available", 0))
         POOL_MAX.labels(pool.name).set(pool.max_size)
         POOL_WAITING.labels(pool.name).set(stats.get("requests_waiting", 0))
+
+
+REPLICA_LAG = Gauge("auditwatch_read_replica_lag_seconds",
+                    "How far the read replica's replay is behind the primary (0: caught up; NaN: it does not answer).",
+                    multiprocess_mode="mostrecent")
+REPLICA_UP = Gauge("auditwatch_read_replica_up", "1 while the read replica answers as a standby, else 0.",
+                   multiprocess_mode="mostrecent")
+
+
+def observe_replica(status: ReplicaStatus) -> None:
+    """Copy a ``storage.timescale.replica.ReplicaStatus`` into the gauges."""
+    REPLICA_UP.set(1 if status.ok else 0)
+    REPLICA_LAG.set(status.lag_seconds if status.ok and status.lag_seconds is not None else float("nan"))
 
 
 def utcnow() -> datetime:

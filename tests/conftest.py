@@ -65,19 +65,26 @@ def _url_with_db(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """A maintenance URL (database ``postgres``) on a server with TimescaleDB."""
-    external = os.environ.get("AUDITWATCH_TEST_DATABASE_URL")
-    if external:
-        yield _url_with_db(external, "postgres")
+def session_cluster() -> Iterator[LocalCluster | None]:
+    """The session's local cluster; None when AUDITWATCH_TEST_DATABASE_URL names an external server."""
+    if os.environ.get("AUDITWATCH_TEST_DATABASE_URL"):
+        yield None
         return
     root = Path(tempfile.mkdtemp(prefix="auditwatch-test-"))
     cluster = LocalCluster(root, port=free_port(), fast=True)
     cluster.up()
     try:
-        yield cluster.url_for("postgres")
+        yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def server_url(session_cluster: LocalCluster | None) -> str:
+    """A maintenance URL (database ``postgres``) on a server with TimescaleDB."""
+    if session_cluster is None:
+        return _url_with_db(os.environ["AUDITWATCH_TEST_DATABASE_URL"], "postgres")
+    return session_cluster.url_for("postgres")
 
 
 @pytest.fixture(scope="session")
@@ -245,7 +252,8 @@ def start_server(db_url: str, tmp_path: Path, **env_overrides: str) -> LiveServe
     process = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "serve"], env=env, cwd=tmp_path,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    # Generous: two servers importing Dash side by side on a loaded 2-core machine took over a minute.
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()}")

@@ -137,7 +137,7 @@ def create_blueprint(services: Services) -> Blueprint:
     def list_anomalies():
         params.check_params(LIST_PARAMS)
         query = _parse_list(settings.max_query_limit)
-        frame = store.anomalies_frame(services.pool, query)
+        frame = store.anomalies_frame(services.reads, query)
         rows = [anomaly_json(r) for r in frame.iter_rows(named=True)]
         last = frame.row(-1, named=True) if frame.height == query.limit else None
         return json_response({"anomalies": rows,

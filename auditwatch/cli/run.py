@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from auditwatch.cli import shutdown
 from auditwatch.cli.context import Context, pass_ctx
 from auditwatch.cli.db import apply_migrations, start_database
 from auditwatch.cli.foreground import foreground_group
@@ -68,6 +69,7 @@ def _up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
     admin_key, system_key = _demo_keys(ctx, keyfile)
     base = f"http://{settings.host}:{settings.port}"
     env = {**os.environ, "AUDITWATCH_DEMO_KEY": system_key, "AUDITWATCH_DEMO_ADMIN_KEY": admin_key}
+    shutdown.become_subreaper()  # after the database: its postmaster is not ours to stop (shutdown.py)
     server = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "serve"], env=env)
     children = [server, subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "worker"], env=env),
                 subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "syslog"], env=env)]
@@ -100,14 +102,8 @@ def _up(ctx: Context, no_demo: bool, keep_db: bool) -> None:
         # A second Ctrl-C while the components stop must not cut the shutdown (and the database's stop) short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # Every component, and whatever they leave behind (an orphaned gunicorn worker), within a fixed budget.
+        shutdown.stop(children)
         if settings.embedded and not keep_db:
             try:
                 ctx.cluster().down()

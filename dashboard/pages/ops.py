@@ -16,6 +16,7 @@ from storage.timescale import leader, ops_state
 
 STALE_CHECKPOINT_SECONDS = 900  # as AuditwatchCheckpointStale
 OLD_NOTIFICATION_SECONDS = 600  # as AuditwatchOutboxBacklog
+REPLICA_LAG_SECONDS = 30  # reads this far behind are worth a look (docs/scaling.md)
 
 
 def _age(seconds: float) -> str:
@@ -40,6 +41,21 @@ def _table(head: list[str], rows: list[list[Any]], empty: str) -> html.Table | h
                        html.Tbody([html.Tr([html.Td(str(c)) for c in row]) for row in rows])], className="aw-table")
 
 
+def _replica_tile() -> list[html.Div]:
+    """The read replica's lag, when reads go to one (docs/scaling.md); nothing otherwise."""
+    probe = current().replica_status
+    status = probe() if probe is not None else None
+    if status is None:
+        return []
+    if not status.ok:
+        return [_tile("Read replica", "down", status.problem or "it does not answer", False)]
+    lag = "unknown" if status.lag_seconds is None else f"{status.lag_seconds:.1f} s"
+    note = (f"last replayed commit {status.last_replayed_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if status.last_replayed_at
+            else "no transaction replayed yet")
+    return [_tile("Read replica lag", lag, note,
+                  status.lag_seconds is not None and status.lag_seconds <= REPLICA_LAG_SECONDS)]
+
+
 def layout(*, now: datetime | None = None, **_query: Any) -> html.Div:
     now = now or datetime.now(UTC)
     pool = current().pool
@@ -62,6 +78,7 @@ def layout(*, now: datetime | None = None, **_query: Any) -> html.Div:
         _tile("Alert outbox", f"{backlog_total} waiting",
               f"oldest {_age((now - oldest).total_seconds())}" if oldest else "nothing undelivered",
               oldest is None or (now - oldest).total_seconds() <= OLD_NOTIFICATION_SECONDS),
+        *_replica_tile(),
     ], className="aw-ops-tiles")
     return html.Div([
         html.Div([html.H1("Operations")], className="aw-page-head"),

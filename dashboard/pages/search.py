@@ -101,7 +101,7 @@ def search_page(values: dict[str, Any], time_range: dict | None, paging: dict, d
     cursor = paging["cursors"][paging["page"]]
     after = queries.decode_cursor(cursor, query) if cursor else None
     context = current()
-    page = queries.search(context.pool, query, after=after)
+    page = queries.search(context.reads, query, after=after)
     context.audit("query_executed", who.principal, metadata={
         "route": "dashboard_search", "filters": search_filters.as_params(query), "returned": len(page.events)})
     cursors = paging["cursors"][: paging["page"] + 1]
@@ -132,7 +132,7 @@ def event_detail(event_id: str) -> html.Div:
     except ValueError:
         return html.Div("That is not an event id.", className="aw-error")
     context = current()
-    found = queries.get(context.pool, key)
+    found = queries.get(context.reads, key)
     context.audit("query_executed", who.principal, metadata={"route": "dashboard_event", "event_id": event_id,
                                                              "found": found is not None})
     if found is None:

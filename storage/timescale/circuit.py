@@ -28,7 +28,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg_pool.pool import AddConnection
 
-from storage.errors import DatabaseDown
+from storage.errors import DatabaseDown, ReplicaDown
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ SLICE = 0.25  # seconds a caller waits for a connection before asking whether th
 
 class GuardedPool(ConnectionPool):
     def __init__(self, conninfo: str, *, probe_interval: float = 0.2, reconnect_delay: float = 0.5,
-                 probe_timeout: float = 2.0, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
+                 probe_timeout: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 replica: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("check", self._check)
         super().__init__(conninfo, **kwargs)
         self._probe_interval = probe_interval
@@ -51,6 +52,7 @@ class GuardedPool(ConnectionPool):
         self._last_answer: float | None = None
         self._last_sweep = float("-inf")
         self.outages = 0  # how many times the circuit opened (for tests and metrics)
+        self.replica = replica  # a read replica's pool: its outage says so, and never stops writes
 
     # -- the circuit -------------------------------------------------------------------------------
 
@@ -60,6 +62,10 @@ class GuardedPool(ConnectionPool):
 
     def _unavailable(self) -> DatabaseDown:
         seconds = self._clock() - self._down_since if self._down_since is not None else 0.0
+        if self.replica:
+            return ReplicaDown(f"the read replica has not answered for {seconds:.1f} s ({self._down_reason}); "
+                               "nothing was read, retry shortly. Writes still go to the primary. Check the "
+                               "replica server, or unset AUDITWATCH_READ_DATABASE_URL to read from the primary.")
         return DatabaseDown(f"the database has not answered for {seconds:.1f} s ({self._down_reason}); "
                             "nothing was stored or read, retry shortly. Check the database server, or "
                             "`auditwatch db status` for the embedded one.")

@@ -58,13 +58,21 @@ def _configure(conn: psycopg.Connection, *, statement_timeout: float | None = No
 
 def open_pool(url: str, *, min_size: int = 2, max_size: int = 16, name: str = "auditwatch",
               read_only: bool = False, statement_timeout: float | None = None,
-              timeout: float = 30.0) -> GuardedPool:
+              timeout: float = 30.0, replica: bool = False) -> GuardedPool:
     """A pool that fails fast while the database is down and refills as soon as it is back
-    (storage/timescale/circuit.py); ``statement_timeout`` (seconds) bounds each statement."""
+    (storage/timescale/circuit.py); ``statement_timeout`` (seconds) bounds each statement.
+
+    ``replica``: a read replica's pool. It opens even while the replica is down (the process's writes do not
+    need it); its reads then fail at once with ``ReplicaDown`` until the replica answers again."""
     pool = GuardedPool(url, min_size=min_size, max_size=max_size, name=name, open=False, timeout=timeout,
-                       kwargs={"autocommit": False},
+                       kwargs={"autocommit": False}, replica=replica,
                        configure=functools.partial(_configure, statement_timeout=statement_timeout,
                                                    read_only=read_only))
+    if replica:
+        pool.open(wait=False)
+        if not pool.probe():
+            pool.trip("the replica did not answer when the server started")
+        return pool
     try:
         pool.open(wait=True, timeout=15)
     except (psycopg.Error, PoolTimeout) as exc:

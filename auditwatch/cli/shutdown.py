@@ -1,0 +1,107 @@
+"""Stopping ``auditwatch up``'s components so that none outlives it, in bounded time.
+
+Each component may have children of its own: gunicorn's master has its workers. If a master is killed (it
+overran its stop budget) before it stops its workers, they are orphaned and, by default, adopted by init,
+where ``up`` can no longer see them: a worker once outlived ``up`` by more than 30 s. So ``up`` makes itself
+the "child subreaper" of everything it starts (Linux ``PR_SET_CHILD_SUBREAPER``): orphans are re-parented to
+it instead, and ``stop`` ends and reaps them after the components, within a fixed budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+PROC = Path("/proc")
+
+
+def become_subreaper() -> bool:
+    """Adopt the orphans of every process started from now on (True where the kernel supports it).
+
+    Call it after starting the embedded database: its postmaster is orphaned by ``pg_ctl`` on purpose, and
+    must not become ours to stop.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children_of(pid: int, proc: Path = PROC) -> list[int]:
+    """The live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited while we looked
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _reap() -> None:
+    """Collect every exited child (adopted orphans included), so none lingers as a zombie."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def stop(children: Sequence[subprocess.Popen], *, budget: float = 45.0, orphan_budget: float = 5.0,
+         clock: Callable[[], float] = time.monotonic) -> list[int]:
+    """SIGTERM the components, wait for them within ``budget`` seconds (gunicorn's own graceful stop takes up
+    to 30 s) and kill what is left; then SIGTERM the orphans they left behind, and SIGKILL those still there
+    after ``orphan_budget``. Returns the orphans that had to be stopped."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = clock() + budget
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - clock()))
+        except subprocess.TimeoutExpired:
+            log.warning("component %s did not stop within %.0f s: killed", child.args, budget)
+            child.kill()
+            child.wait(timeout=5)
+    orphans = children_of(os.getpid())
+    if orphans:
+        log.warning("stopping %d process(es) left behind by the components: %s", len(orphans), orphans)
+        for pid in orphans:
+            _signal(pid, signal.SIGTERM)
+        deadline = clock() + orphan_budget
+        while clock() < deadline:
+            _reap()
+            if not children_of(os.getpid()):
+                break
+            time.sleep(0.05)
+        for pid in children_of(os.getpid()):
+            _signal(pid, signal.SIGKILL)
+        deadline = clock() + orphan_budget
+        while clock() < deadline and children_of(os.getpid()):
+            _reap()
+            time.sleep(0.05)
+    _reap()
+    return orphans

@@ -1,0 +1,60 @@
+"""`up`'s shutdown leaves nothing behind: a component killed for overrunning its stop budget before it stopped
+its own children (a gunicorn master and its workers) does not leave them running (seen: a worker outlived `up`
+by more than 30 s)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs in its own process: becoming a subreaper must not change the test runner itself.
+SCRIPT = textwrap.dedent("""
+    import json, subprocess, sys, time
+    from auditwatch.cli import shutdown
+
+    subreaper = shutdown.become_subreaper()
+    # A "master" that starts a "worker", and both ignore SIGTERM: the master must be killed, which orphans
+    # the worker, and the worker must then be killed too.
+    master = subprocess.Popen([sys.executable, "-c", '''
+    import signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    worker = subprocess.Popen([sys.executable, "-c",
+                               "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+    print(worker.pid, flush=True)
+    time.sleep(600)
+    '''], stdout=subprocess.PIPE, text=True)
+    worker = int(master.stdout.readline())
+    started = time.monotonic()
+    orphans = shutdown.stop([master], budget=1.0, orphan_budget=1.0)
+    print(json.dumps({"subreaper": subreaper, "worker": worker, "orphans": orphans,
+                      "seconds": time.monotonic() - started, "master": master.returncode}))
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_an_orphaned_worker_of_a_killed_component_is_stopped_too():
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert result["subreaper"] is True
+    assert result["master"] == -9  # it overran its budget and was killed
+    assert result["orphans"] == [result["worker"]]  # its worker was adopted, not left to init ...
+    time.sleep(0.2)
+    assert not _alive(result["worker"])  # ... and stopped (it ignores SIGTERM: killed after its budget)
+    assert result["seconds"] < 10  # bounded: 1 s for the master, 1 s for the orphan, and slack for a busy machine
