@@ -175,6 +175,17 @@ def test_times_and_ids_that_pass_luhn_but_no_issuer_uses_are_kept():
     assert redactor.redact_text(f"t={millis}") == f"t={millis}"
 
 
+def test_uuids_are_never_taken_for_cards():
+    """Seen in the forwarder's TLS test: an event id's dash-joined digits (41605-3427-4624: 13 digits, Luhn-valid,
+    Visa-shaped) were masked inside the id."""
+    uuid_text = "56e41605-3427-4624-82c5-24f1cc2c7ff6"
+    assert card_like("4160534274624")
+    for value in (uuid_text, f'{{"uid":"{uuid_text}"}}', f"id {uuid_text.upper()} paid 4111111111111111"):
+        out = redactor.redact(value)
+        assert uuid_text in out or uuid_text.upper() in out
+        assert ("4111111111111111" in value) == (REDACTED_CARD in out)
+
+
 def test_luhn_valid_but_too_short_or_long_runs_are_kept():
     short = with_check_digit("4" * 11)  # 12 digits
     long = with_check_digit("4" * 19)  # 20 digits
