@@ -114,6 +114,12 @@ class StateCollector(Collector):
                                                "Seconds since the newest signed integrity checkpoint.")
             checkpoint_age.add_metric([], max(0.0, (now - state.last_checkpoint_at).total_seconds()))
             yield checkpoint_age
+        unsigned = GaugeMetricFamily("auditwatch_integrity_unsigned_age_seconds",
+                                     "Seconds since the oldest sealed batch that no signed checkpoint covers yet was "
+                                     "sealed; 0 when everything sealed is signed (a quiet system stays at 0).")
+        unsigned.add_metric([], 0.0 if state.oldest_unsigned_at is None
+                            else max(0.0, (now - state.oldest_unsigned_at).total_seconds()))
+        yield unsigned
         if state.chain_events is not None:
             sealed = CounterMetricFamily("auditwatch_integrity_sealed_events",
                                          "Events sealed into the integrity hash chain (every stored event when "

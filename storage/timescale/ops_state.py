@@ -12,6 +12,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.errors import DatabaseUnavailable
 from storage.timescale import migrations
+from storage.timescale.platform_health import OLDEST_UNSIGNED
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class OpsState:
     backlog: list[OutboxBacklog]
     delivery_failures: dict[str, int]  # receiver -> attempts that failed (retry or given up), ever
     last_checkpoint_at: datetime | None
+    oldest_unsigned_at: datetime | None  # the oldest sealed batch no checkpoint signs yet (None: all signed)
     chain_events: int | None  # events sealed into the integrity chain, ever (None: integrity never used)
     anomalies: dict[tuple[str, str], int]  # (detector, severity) -> stored incidents
 
@@ -47,9 +49,10 @@ def read(pool: ConnectionPool) -> OpsState:
         backlog = [OutboxBacklog(*row) for row in conn.execute(_BACKLOG).fetchall()]
         failures = {receiver: n for receiver, n in conn.execute(_FAILURES).fetchall()}
         last = conn.execute(_CHECKPOINT).fetchone()[0]
+        unsigned = conn.execute(OLDEST_UNSIGNED).fetchone()[0]
         chain = conn.execute(_CHAIN).fetchone()
         anomalies = {(d, s): n for d, s, n in conn.execute(_ANOMALIES).fetchall()}
-    return OpsState(backlog, failures, last, chain[0] if chain else None, anomalies)
+    return OpsState(backlog, failures, last, unsigned, chain[0] if chain else None, anomalies)
 
 
 @dataclass(frozen=True)

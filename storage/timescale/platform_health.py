@@ -22,7 +22,7 @@ _LAST_INGESTED = (
 _OUTBOX_OLDEST = ("SELECT receiver, min(created_at) FROM alert_notifications "
                   "WHERE status IN ('pending', 'sending') GROUP BY receiver ORDER BY receiver")
 # The oldest sealed batch that no signed checkpoint covers yet (the chain position is the batch's order).
-_OLDEST_UNSIGNED = ("SELECT min(sealed_at) FROM integrity_batches WHERE chain_pos > "
+OLDEST_UNSIGNED = ("SELECT min(sealed_at) FROM integrity_batches WHERE chain_pos > "
                     "COALESCE((SELECT max(chain_pos) FROM integrity_checkpoints), 0)")
 
 
@@ -53,4 +53,4 @@ def oldest_unsigned(pool: ConnectionPool) -> datetime | None:
     Not the newest checkpoint's age: the signer only signs when something was sealed since, so on a quiet
     system an old checkpoint is healthy."""
     with pool.connection() as conn:
-        return conn.execute(_OLDEST_UNSIGNED).fetchone()[0]
+        return conn.execute(OLDEST_UNSIGNED).fetchone()[0]
