@@ -153,8 +153,11 @@ def test_erasure_needs_two_distinct_admins_and_yields_a_certificate_that_verifie
     assert set(files) == {"certificate.json", "certificate.html", "certificate.pdf"}
     text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "cert" / "certificate.pdf"), "-"],
                           capture_output=True, text=True, check=True).stdout
-    assert "Erasure certificate" in text and SUBJECT in text and "litigation L-3" in text
-    assert "apikey:dpo-b" in text
+    # Compared without whitespace: a table cell may wrap a value at its hyphen ("apikey:dpo-" / "b"), depending on
+    # the widths of the ids and times beside it (seen once in a helper's run).
+    squeezed = "".join(text.split())
+    for needle in ("Erasure certificate", SUBJECT, "litigation L-3", "apikey:dpo-b"):
+        assert "".join(needle.split()) in squeezed, needle
 
 
 def test_the_steps_table_is_append_only(pool, db_url):
