@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ from auditwatch import settings as settings_mod
 from auditwatch.app import create_app
 from auditwatch.services import Services
 from storage.auth import Role
-from storage.timescale import catalog, db, migrations
+from storage.timescale import catalog, db, migrations, roles
 from storage.timescale.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +177,31 @@ def pool(db_url: str) -> Iterator[ConnectionPool]:
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def app_role_url(db_url: str, conn: psycopg.Connection) -> Iterator[str]:
+    """The test database as roles.sql's least-privilege application role (a name of this test's own: roles are
+    cluster-wide); the role is dropped afterwards."""
+    name = f"aw_app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url) as owner:
+        roles.apply(owner, app_role=name)
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    info["user"] = name
+    try:
+        yield psycopg.conninfo.make_conninfo(**info)
+    finally:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def app_pool(app_role_url: str) -> Iterator[ConnectionPool]:
+    pool = db.open_pool(app_role_url, min_size=1, max_size=4, name="app")
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 @pytest.fixture

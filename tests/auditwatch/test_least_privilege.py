@@ -4,36 +4,27 @@ everything they do works, and an event cannot be changed or deleted through thei
 from __future__ import annotations
 
 import random
-import uuid
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from auditwatch.app import create_app
 from auditwatch.services import Services
 from storage.auth import Role
-from storage.timescale import catalog, roles, verify
+from storage.timescale import catalog, verify
 from tests.auditwatch.conftest import event
 
 
 @pytest.fixture
-def as_app_role(settings, db_url, conn):
+def as_app_role(settings, app_role_url):
     """(client, services) of an app whose pool connects as a fresh app role."""
-    name = f"aw_app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(db_url) as owner:
-        roles.apply(owner, app_role=name)
-    info = psycopg.conninfo.conninfo_to_dict(db_url)
-    info["user"] = name
-    services = Services.open(settings, url=psycopg.conninfo.make_conninfo(**info))
+    services = Services.open(settings, url=app_role_url)
     app = create_app(settings, services=services)
     app.testing = True
     try:
         yield app.test_client(), services
     finally:
         services.close()
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 def test_the_api_works_as_the_app_role_and_cannot_rewrite_history(as_app_role, pool):

@@ -4,35 +4,15 @@ is: it stores a run, it cannot change or remove one (SQLSTATE 42501). Migration 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg_pool import ConnectionPool
 
-from storage.timescale import db, roles, self_audit
 from storage.timescale import reports as stored_reports
+from storage.timescale import self_audit
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def app_pool(db_url, conn) -> Iterator[ConnectionPool]:
-    """The least-privilege role of roles.sql (under a name of this test's own: roles are cluster-wide)."""
-    name = f"aw_app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(db_url) as owner:
-        roles.apply(owner, app_role=name)
-    info = psycopg.conninfo.conninfo_to_dict(db_url)
-    info["user"] = name
-    pool = db.open_pool(psycopg.conninfo.make_conninfo(**info), min_size=1, max_size=2, name="app")
-    try:
-        yield pool
-    finally:
-        pool.close()
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 def _stored(pool) -> stored_reports.StoredReport:

@@ -6,34 +6,15 @@ Roles are cluster-wide, so each test makes its own app role (roles.sql with anot
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg_pool import ConnectionPool
 
 from storage.integrity import checkpoints
-from storage.timescale import db, erasure, roles, sealing, verify
+from storage.timescale import erasure, sealing, verify
 from storage.timescale.writer import EventWriter
 from tests.storage.conftest import T0
-
-
-@pytest.fixture
-def app_pool(db_url, conn) -> Iterator[ConnectionPool]:
-    name = f"aw_app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(db_url) as owner:
-        roles.apply(owner, app_role=name)
-    info = psycopg.conninfo.conninfo_to_dict(db_url)
-    info["user"] = name
-    pool = db.open_pool(psycopg.conninfo.make_conninfo(**info), min_size=1, max_size=4, name="app")
-    try:
-        yield pool
-    finally:
-        pool.close()
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 def _refused(pool, statement: str, params=()) -> str:
