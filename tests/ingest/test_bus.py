@@ -217,8 +217,14 @@ def test_a_database_outage_holds_the_batch_without_redeliveries(nats_server, ser
     def consumer():
         return client.call(lambda js: js.consumer_info(config.stream, CONSUMER))
 
+    def fetched() -> int:
+        try:
+            return consumer().delivered.consumer_seq
+        except Unavailable:  # the writer has not created the consumer yet
+            return 0
+
     try:
-        wait_for(lambda: consumer().delivered.consumer_seq >= 200, 30, "two batches fetched")
+        wait_for(lambda: fetched() >= 200, 30, "two batches fetched")
         time.sleep(3 * config.ack_wait)  # three ack_waits into the outage
         during = consumer()
         inner.down.clear()
