@@ -7,7 +7,9 @@ JetStream drops a re-publish within its duplicate window, and the writers' ``ON 
 (R5) drops any later one, so retries and redeliveries are harmless.
 
 Writers (``auditwatch writer``, any number) share one durable pull consumer: fetch a batch, write it in
-one transaction, ack after commit. A writer killed mid-batch never acked, so JetStream redelivers the
+one transaction, ack after commit; the next batch is fetched and checked while the previous one commits
+(one batch ahead, no further). Held messages are kept in progress, so an outage of the database does not
+make JetStream redeliver them. A writer killed mid-batch never acked, so JetStream redelivers the
 batch after ``ack_wait`` to whichever writer is alive. A message whose write fails for a reason in the
 data (not because the database is down) is retried; on its ``max_failures``-th delivery (R10) it is
 published to the dead-letter stream with the error and removed from the work queue. Dead letters are
@@ -17,7 +19,7 @@ Kafka would slot in behind the same two seams: a publisher with ``write(records)
 returns after the broker's ack (``acks=all``), and a consumer group that commits offsets after the
 database commit, with a dead-letter topic.
 
-Why one module of ~460 lines: the publisher, the writer and the dead letters share the wire format,
+Why one module of ~600 lines: the publisher, the writer and the dead letters share the wire format,
 the message id and the failure rules above, and a change to one is a change to all three.
 """
 
