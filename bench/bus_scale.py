@@ -15,6 +15,7 @@ writer adds throughput until PostgreSQL or the cluster saturates.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import uuid
 from contextlib import ExitStack
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--writers", default="1,2,4", help="writer counts to measure, comma-separated")
     args = parser.parse_args()
     counts = [int(n) for n in args.writers.split(",")]
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
     with database(args.url) as url:
         pool = db.open_pool(url, min_size=1, max_size=2)
@@ -63,6 +65,7 @@ def main() -> None:
                       f"(×{stored / direct[1]:.2f} of direct)", flush=True)
         finally:
             cluster.stop()
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         print("\n| writers | acknowledged/s | stored/s | stored vs direct |\n|---|---|---|---|")
         print(f"| direct | {direct[0]:,.0f} | {direct[1]:,.0f} | 1.00 |")
         for n, acked, stored in rows:

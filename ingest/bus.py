@@ -7,7 +7,9 @@ JetStream drops a re-publish within its duplicate window, and the writers' ``ON 
 (R5) drops any later one, so retries and redeliveries are harmless.
 
 Writers (``auditwatch writer``, any number) share one durable pull consumer: fetch a batch, write it in
-one transaction, ack after commit. A writer killed mid-batch never acked, so JetStream redelivers the
+one transaction, ack after commit; the next batch is fetched and checked while the previous one commits
+(one batch ahead, no further). Held messages are kept in progress, so an outage of the database does not
+make JetStream redeliver them. A writer killed mid-batch never acked, so JetStream redelivers the
 batch after ``ack_wait`` to whichever writer is alive. A message whose write fails for a reason in the
 data (not because the database is down) is retried; on its ``max_failures``-th delivery (R10) it is
 published to the dead-letter stream with the error and removed from the work queue. Dead letters are
@@ -17,7 +19,7 @@ Kafka would slot in behind the same two seams: a publisher with ``write(records)
 returns after the broker's ack (``acks=all``), and a consumer group that commits offsets after the
 database commit, with a dead-letter topic.
 
-Why one module of ~460 lines: the publisher, the writer and the dead letters share the wire format,
+Why one module of ~600 lines: the publisher, the writer and the dead letters share the wire format,
 the message id and the failure rules above, and a change to one is a change to all three.
 """
 
@@ -228,15 +230,44 @@ class BusPublisher:
         trace = request_ids.headers()  # read here, in the request's thread: the bus loop has no request context
 
         async def publish(js) -> list[bool]:
-            futures = [await js.publish_async(config.subject, encode(r), stream=config.stream,
-                                              headers={api.Header.MSG_ID: message_id(r), **trace}) for r in records]
+            # One reply subscription per batch instead of a future, a semaphore and a PubAck per message
+            # (publish_async's): the publishing node's CPU per event is what bounds the bus path.
+            nc = self._client._nc
+            inbox = nc.new_inbox()
+            cut = len(inbox) + 1
+            answers: list[bool | BaseException | None] = [None] * len(records)
+            left = [len(records)]
+            done = asyncio.get_running_loop().create_future()
+
+            async def on_reply(msg) -> None:
+                i = int(msg.subject[cut:])
+                if answers[i] is not None:
+                    return
+                if msg.headers and msg.headers.get(api.Header.STATUS) == "503":
+                    answers[i] = nats.js.errors.NoStreamResponseError()
+                else:
+                    resp = orjson.loads(msg.data)
+                    error = resp.get("error")
+                    answers[i] = (nats.js.errors.APIError.from_error(error) if error
+                                  else not resp.get("duplicate", False))
+                left[0] -= 1
+                if not left[0] and not done.done():
+                    done.set_result(None)
+
+            sub = await nc.subscribe(f"{inbox}.*", cb=on_reply, pending_msgs_limit=max(len(records), 65536))
             try:
-                acks = await asyncio.wait_for(asyncio.gather(*futures), config.publish_timeout)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-            return [not ack.duplicate for ack in acks]
+                for i, r in enumerate(records):
+                    await nc.publish(config.subject, encode(r), reply=f"{inbox}.{i}",
+                                     headers={api.Header.MSG_ID: message_id(r),
+                                              api.Header.EXPECTED_STREAM: config.stream, **trace})
+                await asyncio.wait_for(done, config.publish_timeout)
+            finally:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+            return answers  # type: ignore[return-value]
 
         return self._client.call(publish)
 
@@ -390,6 +421,12 @@ class BusWriter:
             self._size_hint = max(MIN_SIZE_HINT, max(sizes), self._size_hint - self._size_hint // 8)
 
     async def run(self, stop: asyncio.Event, *, on_batch: Callable[[WriterStats], None] | None = None) -> None:
+        """Fetch, check and decode the next batch while the previous one commits; one batch in flight at most.
+
+        Two batches are held at a time (one committing, the next prepared), so memory stays bounded and the
+        prepared batch waits at most one commit. While the writer holds messages it tells JetStream they are in
+        progress, so a long commit or a database outage does not make JetStream redeliver them (to another
+        writer, as a storm of deliveries): a held batch is retried here until the database is back."""
         config = self.config
         async def on_error(exc: Exception) -> None:
             if isinstance(exc, nats.errors.SlowConsumerError) or "slow consumer" in str(exc).lower():
@@ -410,9 +447,15 @@ class BusWriter:
             config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=config.ack_wait,
                                       max_deliver=-1, max_ack_pending=max(config.batch * 4, 1000)))
         loop = asyncio.get_running_loop()
+        held: list[list] = []  # batches fetched and not yet settled, kept alive by _keep_alive
+        keep_alive = asyncio.create_task(self._keep_alive(held))
+        writing: asyncio.Task | None = None
         try:
             while not stop.is_set():
                 await metrics.observe_bus(js, sub, config)  # lag and dead letters, every few seconds
+                if writing is not None and writing.done():
+                    await writing  # its errors are the writer's own (a bug): they end the run
+                    writing = None
                 try:
                     asked = self.next_fetch_size()
                     msgs = await sub.fetch(asked, timeout=1.0)
@@ -424,60 +467,110 @@ class BusWriter:
                     continue
                 self.stats.fetches.append((asked, len(msgs), sum(len(m.data or b"") for m in msgs)))
                 self._saw(msgs)
-                await self._process(js, msgs, loop)
-                self.stats.batches += 1
-                if on_batch:
-                    on_batch(self.stats)
+                held.append(msgs)
+                good: list[tuple[Any, EventRecord]] = []
+                try:
+                    good = await self._prepare(js, msgs, loop, stop)
+                finally:
+                    if not good:
+                        held.remove(msgs)
+                if writing is not None:
+                    await writing  # never more than one batch ahead of the commit
+                    writing = None
+                if good:
+                    writing = asyncio.create_task(self._store(js, good, msgs, held, loop, stop, on_batch))
         finally:
+            if writing is not None:
+                await writing
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
             # Flush the acks already sent, then leave; anything fetched and not acked is redelivered.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await nc.flush(timeout=5)
             await nc.close()
 
-    def _checked(self, decoded: list[tuple[Any, EventRecord]]) -> list[tuple[Any, EventRecord | ValueError]]:
-        """Each record as the guard lets it be stored (received_at: when JetStream stored the message), or why not."""
+    async def _keep_alive(self, held: list[list]) -> None:
+        """Tell JetStream every third of ``ack_wait`` that the held messages are being worked on (+WPI)."""
+        every = max(self.config.ack_wait / 3, 0.5)
+        while True:
+            await asyncio.sleep(every)
+            for msgs in list(held):
+                for msg in msgs:
+                    if not msg.is_acked:
+                        with contextlib.suppress(nats.errors.Error):
+                            await msg.in_progress()
+
+    def _checked(self, msgs: list) -> list[tuple[Any, EventRecord | ValueError]]:
+        """Each message decoded into the record the guard lets be stored (received_at: when JetStream stored
+        the message), or why not."""
         out: list[tuple[Any, EventRecord | ValueError]] = []
-        for msg, record in decoded:
+        for msg in msgs:
+            try:
+                record = decode(msg.data)
+            except ValueError as exc:
+                out.append((msg, ValueError(f"malformed message: {exc}")))
+                continue
             try:
                 out.append((msg, self._guard.check(record, msg.metadata.timestamp)))
             except ValueError as exc:
-                out.append((msg, exc))
+                out.append((msg, ValueError(f"refused on re-validation: {exc}")))
         return out
 
-    async def _process(self, js, msgs: list, loop: asyncio.AbstractEventLoop) -> None:
-        decoded: list[tuple[Any, EventRecord]] = []
-        for msg in msgs:
+    async def _until_available(self, what: str, call: Callable[[], T], msgs: list, stop: asyncio.Event,
+                               loop: asyncio.AbstractEventLoop) -> T | None:
+        """``call()`` in the executor, retried while the database is unavailable; None if stopped meanwhile.
+
+        The messages stay held (in progress), so JetStream does not redeliver them and their delivery counts
+        do not grow during an outage; on stop they are handed back at once for another writer."""
+        wait = 1.0
+        while True:
             try:
-                decoded.append((msg, decode(msg.data)))
-            except ValueError as exc:
-                await self._failed(js, msg, f"malformed message: {exc}")
-        if not decoded:
-            return
-        try:
-            checked = await loop.run_in_executor(None, self._checked, decoded)
-        except AVAILABILITY_ERRORS as exc:  # the catalogue could not be read: not the messages' fault
-            log.error("writer: database unavailable (%s); %d messages will be redelivered", exc, len(decoded))
-            for msg, _ in decoded:
-                await msg.nak(delay=2)
-            await asyncio.sleep(2)
-            return
+                return await loop.run_in_executor(None, call)
+            except AVAILABILITY_ERRORS as exc:  # not the messages' fault: not counted against them
+                log.error("writer: database unavailable while %s (%s); holding %d messages, retrying in %.0f s",
+                          what, exc, len(msgs), wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                for msg in msgs:
+                    if not msg.is_acked:
+                        await msg.nak()
+                return None
+            wait = min(wait * 2, 10.0)
+
+    async def _prepare(self, js, msgs: list, loop: asyncio.AbstractEventLoop,
+                       stop: asyncio.Event) -> list[tuple[Any, EventRecord]]:
+        """Decode and re-validate a batch (off the event loop); failures go to R10 at once."""
+        checked = await self._until_available("checking a batch", lambda: self._checked(msgs), msgs, stop, loop)
+        if checked is None:
+            return []
         good: list[tuple[Any, EventRecord]] = []
         for msg, outcome in checked:
             if isinstance(outcome, EventRecord):
                 good.append((msg, outcome))
             else:
-                await self._failed(js, msg, f"refused on re-validation: {outcome}")
-        if not good:
-            return
+                await self._failed(js, msg, str(outcome))
+        return good
+
+    async def _store(self, js, good: list[tuple[Any, EventRecord]], msgs: list, held: list[list],
+                     loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+                     on_batch: Callable[[WriterStats], None] | None) -> None:
+        """Write a prepared batch in one transaction and ack it after commit."""
         try:
-            statuses = await loop.run_in_executor(None, self._writer.write, [r for _, r in good])
-        except AVAILABILITY_ERRORS as exc:
-            # Not the messages' fault: leave them for redelivery, and do not count it against them.
-            log.error("writer: database unavailable (%s); %d messages will be redelivered", exc, len(good))
-            for msg, _ in good:
-                await msg.nak(delay=2)
-            await asyncio.sleep(2)
-            return
+            await self._write(js, good, loop, stop)
+        finally:
+            held.remove(msgs)
+        self.stats.batches += 1
+        if on_batch:
+            on_batch(self.stats)
+
+    async def _write(self, js, good: list[tuple[Any, EventRecord]], loop: asyncio.AbstractEventLoop,
+                     stop: asyncio.Event) -> None:
+        records = [r for _, r in good]
+        try:
+            statuses = await self._until_available("writing a batch", lambda: self._writer.write(records),
+                                                   [m for m, _ in good], stop, loop)
         except DATA_ERRORS as exc:
             log.warning("writer: batch of %d failed (%s); writing one by one to find the bad ones", len(good), exc)
             for msg, record in good:
@@ -492,8 +585,12 @@ class BusWriter:
                 await msg.ack()
                 self._count(statuses_one)
             return
+        if statuses is None:  # stopped during an outage: handed back
+            return
+        # After commit: a crash before the acks reach JetStream means redelivery, which R5 absorbs. Each ack is
+        # a buffered publish (no round trip); the client's flusher sends them together.
         for msg, _ in good:
-            await msg.ack()  # after commit: a crash before this point means redelivery, which R5 absorbs
+            await msg.ack()
         self._count(statuses)
         log.info("writer: stored %d events (%d new)", len(good), sum(statuses),
                  extra={"request_ids": request_ids.from_headers(m.headers for m, _ in good)})

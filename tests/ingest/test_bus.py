@@ -20,6 +20,7 @@ import requests
 from ingest.bus import CONSUMER, BusClient, BusConfig, BusPublisher, BusWriter, decode, encode
 from ingest.errors import Unavailable
 from storage.auth import Role
+from storage.errors import DatabaseUnavailable
 from storage.events import EventRecord, Outcome
 from storage.timescale import catalog
 from storage.timescale.writer import EventWriter
@@ -186,6 +187,58 @@ def test_publisher_without_a_broker_is_unavailable_not_an_error(tmp_path):
     with pytest.raises(Unavailable) as caught:
         publisher.write([record])
     assert caught.value.status == 503 and "retry" in caught.value.message
+
+
+class _WriterDuringAnOutage(EventWriter):
+    """The real writer, except that while ``down`` is set the database answers as if it were gone."""
+
+    down = threading.Event()
+
+    def write(self, records):
+        if self.down.is_set():
+            raise DatabaseUnavailable("the database is down (test outage)")
+        return super().write(records)
+
+
+def test_a_database_outage_holds_the_batch_without_redeliveries(nats_server, services, conn):
+    """No redelivery storm: during an outage several ack_waits long the writer keeps its batches in progress."""
+    config = BusConfig(url=nats_server.url, ack_wait=2, batch=100)
+    client = BusClient(config)
+    now = datetime.now(UTC)
+    sent = {"_ingest": {"sender": "apikey:bus-test"}}
+    records = [EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="fine",
+                           received_at=now, source="bus-test", metadata=sent) for _ in range(300)]
+    assert BusPublisher(client).write(records) == [True] * 300
+    inner = _WriterDuringAnOutage(services.pool)
+    inner.down.set()
+    writer = BusWriter(config, inner)
+    running = InThread(lambda stop: writer.run(stop))
+
+    def consumer():
+        return client.call(lambda js: js.consumer_info(config.stream, CONSUMER))
+
+    def fetched() -> int:
+        try:
+            return consumer().delivered.consumer_seq
+        except Unavailable:  # the writer has not created the consumer yet
+            return 0
+
+    try:
+        wait_for(lambda: fetched() >= 200, 30, "two batches fetched")
+        time.sleep(3 * config.ack_wait)  # three ack_waits into the outage
+        during = consumer()
+        inner.down.clear()
+        wait_for(lambda: len(stored_ids(conn)) == 300, 60, "every event stored after the outage")
+    finally:
+        running.stop()
+        inner.down.clear()
+    after = consumer()
+    client.close()
+    # One batch committing, the next one prepared, and nothing else taken or redelivered meanwhile.
+    assert during.delivered.consumer_seq == 200 and during.num_redelivered == 0, during
+    assert after.num_redelivered == 0 and after.delivered.consumer_seq == 300, after
+    ids = stored_ids(conn)
+    assert len(ids) == len(set(ids)) == 300 and writer.stats.stored == 300
 
 
 def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(nats_server, services, conn):
