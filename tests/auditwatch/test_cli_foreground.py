@@ -26,8 +26,8 @@ import sys, time
 from auditwatch.cli.foreground import foreground_group
 take = sys.argv[1] == "take"
 def wait():
-    print("ready", flush=True)
-    try:
+    try:  # "ready" is printed inside: the test types Ctrl-C the moment it reads it, often before print returns
+        print("ready", flush=True)
         time.sleep(60)
     except KeyboardInterrupt:
         print("clean shutdown", flush=True)
