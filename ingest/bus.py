@@ -212,7 +212,18 @@ class BusClient:
                 self._loop.run(self._nc.close(), 5)
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("closing the NATS connection: %s", exc)
+        try:  # subscriptions' reader tasks end on the loop, not after it: else "Event loop is closed" when collected
+            self._loop.run(_end_tasks(), 5)
+        except (RuntimeError, TimeoutError) as exc:
+            log.warning("ending the NATS client's tasks: %s", exc)
         self._loop.stop()
+
+
+async def _end_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class BusPublisher:

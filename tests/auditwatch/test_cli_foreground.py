@@ -51,7 +51,10 @@ def _make_under_a_terminal(tmp_path: Path, mode: str) -> tuple[int, str]:
     def controlling_terminal() -> None:  # runs in the child after setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A person typing `make up` at a terminal, not a make nested in `make test` (its MAKEFLAGS carry the outer
+    # make's jobserver and MAKELEVEL changes what make prints and does).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    env["PYTHONPATH"] = str(ROOT)
     make = subprocess.Popen([shutil.which("make") or "make", "-f", str(makefile), "up"], stdin=slave, stdout=slave,
                             stderr=slave, cwd=tmp_path, env=env, start_new_session=True,
                             preexec_fn=controlling_terminal)
