@@ -30,6 +30,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -183,7 +184,8 @@ class BusClient:
             self._js = None
             self._nc = await asyncio.wait_for(nats.connect(
                 self.config.servers, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                allow_reconnect=True, name="auditwatch"), self.config.publish_timeout)
+                allow_reconnect=True, name="auditwatch", error_cb=_say_once_per_kind),
+                self.config.publish_timeout)
         if self._js is None:  # usable only once the durability and the streams check out
             js = self._nc.jetstream(timeout=self.config.publish_timeout)
             await confirm_durability(self.config)
@@ -217,6 +219,20 @@ class BusClient:
         except (RuntimeError, TimeoutError) as exc:
             log.warning("ending the NATS client's tasks: %s", exc)
         self._loop.stop()
+
+
+_last_said: dict[str, float] = {}
+
+
+async def _say_once_per_kind(exc: Exception) -> None:
+    """nats-py's default error callback logs a full traceback on every reconnect attempt (twice a second while
+    the broker is down). One line per kind of trouble a minute says as much; formatting tracebacks on the loop
+    thread also raced CPython 3.11's AST parser in whichever thread was parsing (SystemError in ast.parse)."""
+    kind = exc.__class__.__name__
+    now = time.monotonic()
+    if now - _last_said.get(kind, -60.0) >= 60.0:
+        _last_said[kind] = now
+        log.warning("NATS connection trouble (%s: %s); reconnecting every 0.5 s", kind, exc)
 
 
 async def _end_tasks() -> None:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -46,6 +47,18 @@ def shared_data() -> Path:
         if candidate and (Path(candidate) / "loghub").is_dir():
             return Path(candidate)
     raise FileNotFoundError("../shared/data is missing; set AUDITWATCH_SHARED_DATA to the shared data directory")
+
+
+@pytest.fixture(autouse=True)
+def _no_bus_client_left_open() -> Iterator[None]:
+    """A test that leaves a BusClient open leaves its loop thread reconnecting for the rest of the session; on
+    CPython 3.11 that thread's logging raced the main thread's ast.parse (SystemError in unrelated tests)."""
+    before = {t.ident for t in threading.enumerate() if t.name == "nats-client"}
+    yield
+    left = [t for t in threading.enumerate() if t.name == "nats-client" and t.ident not in before and t.is_alive()]
+    for thread in left:
+        thread.join(5)  # close() stops the loop; the thread ends a moment later
+    assert not [t for t in left if t.is_alive()], "a BusClient was left open: close() it (or Services.close())"
 
 
 def free_port() -> int:

@@ -195,8 +195,9 @@ def writer(ctx: Context) -> None:
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
     bus_writer = BusWriter(config, EventWriter(pool))
+    ops_bus = BusClient(config)  # /readyz's bus check
     stop_ops = health.serve_ops(ctx.settings.ops_host, ctx.settings.writer_ops_port, pool=pool,
-                                bus=BusClient(config), collectors=(WriterCollector(bus_writer),))
+                                bus=ops_bus, collectors=(WriterCollector(bus_writer),))
     last = [0]
 
     def progress(stats) -> None:
@@ -220,6 +221,7 @@ def writer(ctx: Context) -> None:
         raise click.ClickException(f"cannot reach the bus at {config.url}: {exc}") from None
     finally:
         stop_ops()
+        ops_bus.close()
         pool.close()
     progress(bus_writer.stats)
 

@@ -181,11 +181,14 @@ def test_nats_down_means_503_and_nothing_acknowledged_is_lost(nats_server, db_ur
 def test_publisher_without_a_broker_is_unavailable_not_an_error(tmp_path):
     from tests.conftest import free_port
 
-    publisher = BusPublisher(BusClient(BusConfig(url=f"nats://127.0.0.1:{free_port()}", publish_timeout=1)))
+    client = BusClient(BusConfig(url=f"nats://127.0.0.1:{free_port()}", publish_timeout=1))
     record = EventRecord(event_id=uuid.uuid4(), timestamp=datetime.now(UTC), event_type="user_login", user_id="a",
                          received_at=datetime.now(UTC))
-    with pytest.raises(Unavailable) as caught:
-        publisher.write([record])
+    try:
+        with pytest.raises(Unavailable) as caught:
+            BusPublisher(client).write([record])
+    finally:
+        client.close()
     assert caught.value.status == 503 and "retry" in caught.value.message
 
 

@@ -23,6 +23,19 @@ from tests.conftest import free_port
 
 
 @pytest.fixture
+def publishers():
+    """BusPublishers whose clients are closed after the test (a client left open reconnects for ever)."""
+    clients: list[BusClient] = []
+
+    def make(config: BusConfig) -> BusPublisher:
+        clients.append(BusClient(config))
+        return BusPublisher(clients[-1])
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
 def monitored_nats(tmp_path: Path):
     """A JetStream server with its HTTP monitoring port, as the bus_monitor_url setting expects."""
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -60,10 +73,10 @@ def stream_config(url: str, name: str):
     return asyncio.run(get())
 
 
-def test_an_ack_is_refused_when_the_server_does_not_fsync_as_configured(monitored_nats):
+def test_an_ack_is_refused_when_the_server_does_not_fsync_as_configured(monitored_nats, publishers):
     url, monitor = monitored_nats
     version = requests.get(monitor + "/varz", timeout=5).json()["version"]
-    strict = BusPublisher(BusClient(BusConfig(url=url, monitor_url=monitor, sync="always", publish_timeout=2)))
+    strict = publishers(BusConfig(url=url, monitor_url=monitor, sync="always", publish_timeout=2))
     with pytest.raises(Unavailable) as refused:
         strict.write([record()])
     assert isinstance(refused.value, BusDurabilityError) and refused.value.status == 503
@@ -73,16 +86,16 @@ def test_an_ack_is_refused_when_the_server_does_not_fsync_as_configured(monitore
         strict.write([record()])
 
     # Said explicitly, periodic fsync is accepted: the ack then means "in the page cache".
-    relaxed = BusPublisher(BusClient(BusConfig(url=url, monitor_url=monitor, sync="interval")))
+    relaxed = publishers(BusConfig(url=url, monitor_url=monitor, sync="interval"))
     assert relaxed.write([record()]) == [True]
     config = stream_config(url, "AUDITWATCH_EVENTS")
     assert config.num_replicas == 1 and str(config.storage).endswith("file")
 
 
-def test_an_existing_stream_with_other_replicas_is_refused_with_the_fix(monitored_nats):
+def test_an_existing_stream_with_other_replicas_is_refused_with_the_fix(monitored_nats, publishers):
     url, monitor = monitored_nats
-    BusPublisher(BusClient(BusConfig(url=url, sync="interval"))).write([record()])
-    wider = BusPublisher(BusClient(BusConfig(url=url, sync="interval", replicas=3, publish_timeout=2)))
+    publishers(BusConfig(url=url, sync="interval")).write([record()])
+    wider = publishers(BusConfig(url=url, sync="interval", replicas=3, publish_timeout=2))
     with pytest.raises(BusDurabilityError) as refused:
         wider.write([record()])
     assert "1 replicas, the settings say 3" in refused.value.message
