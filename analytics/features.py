@@ -16,12 +16,12 @@ EXPORT_TYPES = ("data_export", "export_requested")
 DOWNLOAD_TYPES = ("file_download",)
 SAMPLE_IDS = 10
 
-WINDOWS = {"1m": timedelta(minutes=1), "10m": timedelta(minutes=10), "1h": timedelta(hours=1)}
+WINDOWS = {"1m": timedelta(minutes=1), "10m": timedelta(minutes=10), "1h": timedelta(hours=1), "4h": timedelta(hours=4)}
 
 
 def every(window: str) -> str:
     """The Polars duration string of a window name."""
-    return {"1m": "1m", "10m": "10m", "1h": "1h"}[window]
+    return {"1m": "1m", "10m": "10m", "1h": "1h", "4h": "4h"}[window]
 
 
 def is_failed_login() -> pl.Expr:

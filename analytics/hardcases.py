@@ -3,7 +3,7 @@
 The easy attacks in ``analytics.scenarios`` are loud (dozens of guesses in minutes, one scanner
 address). Real ones are often patient: a few guesses an hour for a day or two from rotating
 proxies, a spray that touches each account once over a night, an export by someone whose whole
-department is exporting (month end), a self-grant of admin by someone who often works late, a
+department is exporting (month end), an export staged over an afternoon as dozens of modest files, a self-grant of admin by someone who often works late, a
 login from a country that travellers also visit. Each intensity and timing is drawn from a range.
 The benign habits they hide among are here too: people who work some evenings, and monitoring
 accounts whose stale credential fails steadily every few minutes, all day, every day.
@@ -109,6 +109,7 @@ def attacks(rng: np.random.Generator, add: Callable[..., None], people: People, 
         out.append(_elsewhere_login(rng, add, people, days[(r * 2) % len(days)], humans))
         close = extra.month_end or days
         out.append(_exfiltration_in_cohort(rng, add, people, extra, close[r % len(close)]))
+        out.append(_staged_exfiltration(rng, add, people, extra, days[(r * 2 + 1) % len(days)], humans))
     return out
 
 
@@ -208,6 +209,27 @@ def _elsewhere_login(rng, add, people: People, day: int, humans: np.ndarray) -> 
         source_asn=asn, user_agent=BUMPED[0].format(v=int(rng.integers(124, 130))), metadata=meta)
     return Incident("new_country_login", _when(int(ts[0])), _when(int(ts[-1]) + 60 * US), frozenset({uid, ip}),
                     f"hard: account used from {c} with a current browser")
+
+
+def _staged_exfiltration(rng, add, people: People, extra: Extra, day: int, humans: np.ndarray) -> Incident:
+    """Data taken a piece at a time: 12-50 exports over 1-4 working hours, each only 3-20x an ordinary export
+    (no single one stands out; their number and their sum over the afternoon do), some as export requests."""
+    who = int(rng.choice(humans[people.department[humans] != "finance"]))
+    uid = str(people.user_ids[who])
+    span = int(rng.uniform(1, 4) * HOUR)
+    begin = extra.start_hour[who] + rng.uniform(0.5, max(extra.day_hours[who] - span / HOUR, 0.75))
+    t = people.t0 + int((day * 24 + begin) * HOUR)
+    k = int(rng.integers(12, 51))
+    ts = t + np.sort(rng.integers(0, span, size=k))
+    rows = (np.exp(7.0) * rng.uniform(3, 20) * rng.lognormal(0, 0.5, size=k)).astype(np.int64)
+    kinds = np.where(rng.random(k) < 0.7, "data_export", "export_requested").astype(object)
+    hour = (ts - people.t0) // HOUR
+    add(k, ts_us=ts, event_type=kinds, user_id=uid, outcome="success",
+        source_ip=people.address(np.full(k, who), hour // 24 // 7), source_country=people.country[who],
+        source_asn=people.asn[who], user_agent=people.user_agent[who],
+        metadata=np.array([f'{{"rows":{int(r)},"dataset":"crm"}}' for r in rows], dtype=object))
+    return Incident("exfiltration", _when(int(ts[0])), _when(int(ts[-1]) + 60 * US), frozenset({uid}),
+                    f"hard: staged, {int(rows.sum()):,} rows in {k} exports over {span / HOUR:.1f} h")
 
 
 def _exfiltration_in_cohort(rng, add, people: People, extra: Extra, day: int) -> Incident:

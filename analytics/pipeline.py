@@ -93,7 +93,9 @@ def merge_incidents(anomalies: pl.DataFrame, *, gap: timedelta = MERGE_GAP) -> p
     peak = pl.col("score").arg_max()
     merged = ordered.group_by(*keys, "_incident").agg(
         pl.col("window_start").min(), pl.col("window_end").max(), pl.col("score").max(),
-        pl.col("window_end").first().alias("first_window_end"),
+        # The earliest close, not the first start's: a 1 h window from 10:00 holds the 10:17 minute that closed
+        # first (taking the first-starting window's end overstated delays by up to an hour).
+        pl.col("window_end").min().alias("first_window_end"),
         pl.col("detector_version").get(peak), pl.col("explanation").get(peak),
         pl.col("sample_event_ids").get(peak), pl.len().cast(pl.Int64).alias("windows"))
     merged = merged.with_columns(

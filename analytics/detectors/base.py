@@ -49,6 +49,9 @@ class Detector(BaseEstimator):
     name: ClassVar[str] = "detector"
     version: ClassVar[str] = "1"
     threshold: float = calibration.ANOMALY_SCORE
+    # With ``start``, windows starting from it are scored; a detector with windows longer than the context
+    # every detector reads (an hour) scores those *closing* after it instead, with its own longer ``context``.
+    scores_windows_closing_in_range: ClassVar[bool] = False
 
     # -- the estimator contract ------------------------------------------------------------------
 
@@ -69,7 +72,9 @@ class Detector(BaseEstimator):
         check_is_fitted(self, "version_")
         scored = self._score(normalize(X))
         if start is not None:
-            scored = scored.filter(pl.col("window_start") >= start.astimezone(UTC))
+            edge = "window_end" if self.scores_windows_closing_in_range else "window_start"
+            scored = scored.filter(pl.col(edge) > start.astimezone(UTC) if self.scores_windows_closing_in_range
+                                   else pl.col(edge) >= start.astimezone(UTC))
         return scored.sort("window_start", "window_end", "entity_type", "entity_value")
 
     def score_samples(self, X: pl.DataFrame | pl.LazyFrame) -> np.ndarray:

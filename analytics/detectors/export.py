@@ -5,6 +5,14 @@ log(1 + volume) over the user's windows with any export, shrunk towards the peer
 user has little history. Rows exported (data_export, export_requested) and bytes downloaded are
 scored separately and the rarer one counts (with a factor two for looking twice).
 
+Many exports of modest size add up without any one standing out (data staged over an afternoon),
+so two more views of the same window are scored: how many exports it holds against the user's
+usual number in a window with any (a negative binomial, over-dispersed as people export in
+bursts), and how large its exports are on average against the user's usual export (the mean of
+``k`` log sizes, whose spread shrinks with ``k`` down to a between-window floor learned from
+history). Those two are independent under normal behaviour and are combined (Fisher); the window's
+own p-value is the rarer of that and the volume's, for looking twice.
+
 An entity is also scored against its peers *in the same period*: when far more of a peer group's
 windows are above their members' own baselines than chance allows (a department's month-end
 close), that is a cohort shift, and a window is anomalous only if it is rare for the member and
@@ -15,6 +23,7 @@ inferred from shared resources (``features.infer_cohorts``); users in none form 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -26,6 +35,9 @@ from analytics.detectors.base import Detector, with_scores
 from analytics.detectors.counts import _empty_scores
 
 MEASURES = {"export_rows": F.export_rows, "download_bytes": F.download_bytes}
+# Long windows hop, so one closes every hour: an afternoon's staged export is seen within the hour, whatever
+# the clock says, instead of when a fixed 4-hour block ends.
+HOPS = {"4h": "1h"}
 
 
 class ExportVolume(Detector):
@@ -33,7 +45,7 @@ class ExportVolume(Detector):
 
     Parameters
     ----------
-    windows : tuple of str, default ("10m", "1h")
+    windows : tuple of str, default ("10m", "1h", "4h")
         Tumbling windows scored.
     peer_groups : mapping of str to str or None, default None
         User id → peer group (e.g. department); users not in it, or all when None, form one group.
@@ -49,11 +61,19 @@ class ExportVolume(Detector):
         Fewest member windows moving in one period (and three times what chance allows) that make a cohort shift.
     cohort_period : str, default "1d"
         The span over which members moving together are counted (a close or a quarter end lasts days).
+    min_count_mean : float, default 0.25
+        Floor of the expected number of exports beyond the first in a window with any, so a user who has
+        always exported one file at a time is not alarmed by three.
 
     Attributes
     ----------
     baselines_ : dict
         Per (measure, window): per-user and per-group location and scale of log volume.
+    counts_ : dict
+        Per window: per-user and per-group mean number of exports in a window with any, and the dispersion.
+    sizes_ : dict
+        Per measure: per-user and per-group location and scale of one export's log size, and the
+        between-window spread of a window's mean size.
     groups_ : dict
         User → peer group in use: ``peer_groups``, or cohorts inferred from shared resources.
     version_ : str
@@ -61,10 +81,15 @@ class ExportVolume(Detector):
     """
 
     name = "export_volume"
+    version = "2"
+    # The 4-hour windows need the exports before a scored range (analytics.lookback).
+    context = timedelta(hours=4)
+    context_events = F.EXPORT_TYPES + F.DOWNLOAD_TYPES
+    scores_windows_closing_in_range = True  # a 4-hour window that began before the range is scored whole there
 
-    def __init__(self, *, windows: tuple[str, ...] = ("10m", "1h"), peer_groups: Mapping[str, str] | None = None,
+    def __init__(self, *, windows: tuple[str, ...] = ("10m", "1h", "4h"), peer_groups: Mapping[str, str] | None = None,
                  shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0, cohort_z: float = 2.5,
-                 min_cohort: int = 5, cohort_period: str = "1d") -> None:
+                 min_cohort: int = 5, cohort_period: str = "1d", min_count_mean: float = 0.25) -> None:
         self.windows = windows
         self.peer_groups = peer_groups
         self.shrinkage = shrinkage
@@ -73,19 +98,33 @@ class ExportVolume(Detector):
         self.cohort_z = cohort_z
         self.min_cohort = min_cohort
         self.cohort_period = cohort_period
+        self.min_count_mean = min_count_mean
 
     def _volumes(self, events: pl.LazyFrame, window: str) -> pl.LazyFrame:
-        groups = self.groups_
-        return (
-            events.with_columns(pl.col("timestamp").dt.truncate(F.every(window)).alias("window_start"))
+        """Per user and window: the measures' sums, the number of exports, their mean log size, sample ids.
+        A hopping window is summed from its hops' sums (an event is read once, not once per window)."""
+        hop = HOPS.get(window, window)
+        n = int(F.WINDOWS[window] / F.WINDOWS[hop])
+        sums = [*MEASURES, *(f"{name}_slog" for name in MEASURES), *(f"{name}_k" for name in MEASURES), "exports"]
+        placed = (
+            events.with_columns(pl.col("timestamp").dt.truncate(F.every(hop)).alias("window_start"))
             .group_by("user_id", "window_start")
             .agg(*(pl.col(name).sum() for name in MEASURES), pl.len().alias("exports"),
-                 *(pl.col(name).filter(pl.col(name) > 0).log1p().mean().alias(f"{name}_mlog") for name in MEASURES),
+                 *(pl.col(name).filter(pl.col(name) > 0).log1p().sum().alias(f"{name}_slog") for name in MEASURES),
                  *(((pl.col(name) > 0).sum()).alias(f"{name}_k") for name in MEASURES),
                  pl.col("event_id").head(F.SAMPLE_IDS).alias("sample_event_ids"))
-            .with_columns(pl.col("user_id").replace_strict(groups, default="all").alias("peer_group"),
-                          (pl.col("window_start") + F.WINDOWS[window]).alias("window_end"))
         )
+        if n > 1:  # each hop in every window of this length that starts on a hop at or before it
+            placed = (placed.with_columns(pl.concat_list([pl.col("window_start") - F.WINDOWS[hop] * i
+                                                          for i in range(n)]).alias("window_start"))
+                      .explode("window_start").group_by("user_id", "window_start")
+                      .agg(*(pl.col(c).sum() for c in sums),
+                           pl.col("sample_event_ids").explode().head(F.SAMPLE_IDS)))
+        return placed.with_columns(
+            *(pl.when(pl.col(f"{name}_k") > 0).then(pl.col(f"{name}_slog") / pl.col(f"{name}_k"))
+              .alias(f"{name}_mlog") for name in MEASURES),
+            pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"),
+            (pl.col("window_start") + F.WINDOWS[window]).alias("window_end"))
 
     @staticmethod
     def _exports(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -98,11 +137,15 @@ class ExportVolume(Detector):
         # Known peer groups (an empty mapping, as a store without a directory gives, is none known).
         self.groups_ = (dict(self.peer_groups) if self.peer_groups
                         else F.infer_cohorts(events.lazy()) if events.height else {})
-        self.baselines_ = {}
+        self.baselines_, self.counts_, self.sizes_ = {}, {}, {}
         exports = self._exports(events.lazy())
+        for measure in MEASURES:
+            self.sizes_[measure] = self._fit_sizes(exports, measure)
         for window in self.windows:
             volumes = self._volumes(exports, window).collect()
             for measure in MEASURES:
+                self.counts_[(measure, window)] = self._fit_counts(volumes, measure)
+                self.sizes_[(measure, window)] = self._fit_between(volumes, measure)
                 logs = volumes.filter(pl.col(measure) > 0).with_columns(pl.col(measure).log1p().alias("v"))
                 robust = [pl.col("v").median().alias("loc"),
                           ((pl.col("v") - pl.col("v").median()).abs().median() * 1.4826).alias("scale"),
@@ -113,6 +156,84 @@ class ExportVolume(Detector):
                     "overall": logs.select(robust).row(0, named=True) if logs.height else
                     {"loc": 8.0, "scale": 2.0, "n": 0},
                 }
+
+    def _fit_sizes(self, exports: pl.LazyFrame, measure: str) -> dict[str, Any]:
+        """Location and scale of one export's log size, per user and per peer group."""
+        v = (exports.filter(pl.col(measure) > 0)
+             .with_columns(pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"),
+                           pl.col(measure).log1p().alias("v")).collect())
+        robust = [pl.col("v").median().alias("s_loc"),
+                  ((pl.col("v") - pl.col("v").median()).abs().median() * 1.4826).alias("s_scale"),
+                  pl.len().alias("s_n")]
+        return {"users": v.group_by("user_id").agg(robust),
+                "groups": v.group_by("peer_group").agg(robust).rename(
+                    {"s_loc": "gs_loc", "s_scale": "gs_scale", "s_n": "gs_n"}),
+                "overall": v.select(robust).row(0, named=True) if v.height else {"s_loc": 8.0, "s_scale": 2.0,
+                                                                                 "s_n": 0}}
+
+    def _size_baseline(self, frame: pl.DataFrame, measure: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's user's location and scale of one export's log size, shrunk towards the peer group's."""
+        base = self.sizes_[measure]
+        joined = (frame.select("user_id", "peer_group").join(base["users"], on="user_id", how="left")
+                  .join(base["groups"], on="peer_group", how="left"))
+        overall = base["overall"]
+        n = joined["s_n"].fill_null(0).to_numpy().astype(float)
+        c = self.shrinkage
+        g_loc = joined["gs_loc"].fill_null(overall["s_loc"]).to_numpy()
+        g_scale = joined["gs_scale"].fill_null(overall["s_scale"] or 1.0).to_numpy()
+        loc = (n * joined["s_loc"].fill_null(0.0).to_numpy() + c * g_loc) / (n + c)
+        scale2 = (n * joined["s_scale"].fill_null(0.0).to_numpy() ** 2 + c * g_scale**2) / (n + c)
+        return loc, np.maximum(np.sqrt(scale2), self.min_scale)
+
+    def _fit_between(self, volumes: pl.DataFrame, measure: str) -> float:
+        """How far a window's mean export size strays from its user's usual beyond sampling (a robust
+        variance of the excess over windows with two or more exports); at least 0.1 in log units."""
+        several = volumes.filter(pl.col(f"{measure}_k") >= 2)
+        if several.height < 20:
+            return 0.5
+        loc, scale = self._size_baseline(several, measure)
+        k = several[f"{measure}_k"].to_numpy().astype(float)
+        d2 = (several[f"{measure}_mlog"].to_numpy() - loc) ** 2
+        tau2 = float(np.median(d2)) / 0.455 - float(np.median(scale**2 / k))  # 0.455: median of chi-square(1)
+        return float(np.sqrt(max(tau2, 0.01)))
+
+    def _fit_counts(self, volumes: pl.DataFrame, measure: str) -> dict[str, Any]:
+        """Exports beyond the first in a window with any: the mean per user and per peer group, and the
+        negative binomial's dispersion around each user's mean (by moments)."""
+        k = f"{measure}_k"
+        active = volumes.filter(pl.col(k) > 0).with_columns((pl.col(k) - 1).cast(pl.Float64).alias("y"))
+        users = active.group_by("user_id").agg(pl.col("y").mean().alias("c_mean"), pl.len().alias("c_n"))
+        groups = active.group_by("peer_group").agg(pl.col("y").mean().alias("gc_mean"))
+        fitted = {"users": users, "groups": groups, "overall": float(active["y"].mean() or 0.0), "inv_r": 1.0}
+        if active.height >= 20:
+            m = self._count_mean(active, fitted)
+            y = active["y"].to_numpy()
+            fitted["inv_r"] = float(np.clip(np.sum((y - m) ** 2 - m) / max(np.sum(m**2), 1e-9), 0.05, 5.0))
+        return fitted
+
+    def _count_mean(self, frame: pl.DataFrame, fitted: dict[str, Any]) -> np.ndarray:
+        joined = (frame.select("user_id", "peer_group").join(fitted["users"], on="user_id", how="left")
+                  .join(fitted["groups"], on="peer_group", how="left"))
+        n = joined["c_n"].fill_null(0).to_numpy().astype(float)
+        g = joined["gc_mean"].fill_null(fitted["overall"]).to_numpy()
+        m = (n * joined["c_mean"].fill_null(0.0).to_numpy() + self.shrinkage * g) / (n + self.shrinkage)
+        return np.maximum(m, self.min_count_mean)
+
+    def _views(self, volumes: pl.DataFrame, measure: str, window: str) -> tuple[np.ndarray, ...]:
+        """The number and the mean size of a window's exports, each against the user's usual, combined
+        (Fisher; independent under normal behaviour): the p-value, the expected count and the size z."""
+        fitted = self.counts_[(measure, window)]
+        k = volumes[f"{measure}_k"].fill_null(0).to_numpy().astype(float)
+        m = self._count_mean(volumes, fitted)
+        r = 1.0 / fitted["inv_r"]
+        p_count = np.where(k >= 2, stats.nbinom.sf(k - 2, r, r / (r + m)), 1.0)
+        loc, scale = self._size_baseline(volumes, measure)
+        tau = self.sizes_[(measure, window)]
+        mlog = volumes[f"{measure}_mlog"].fill_null(0.0).to_numpy()
+        z_size = np.where(k >= 1, (mlog - loc) / np.sqrt(scale**2 / np.maximum(k, 1.0) + tau**2), 0.0)
+        p_size = np.where(k >= 1, stats.t.sf(z_size, self.df), 1.0)
+        fisher = -2.0 * (np.log(np.clip(p_count, 1e-300, 1.0)) + np.log(np.clip(p_size, 1e-300, 1.0)))
+        return stats.chi2.sf(fisher, 4), m + 1.0, z_size
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
         parts = []
@@ -139,18 +260,24 @@ class ExportVolume(Detector):
                 scale = np.maximum(np.sqrt((n * u_scale**2 + c * g_scale**2) / (n + c)), self.min_scale)
                 value = np.log1p(frame[measure].to_numpy())
                 z = (value - loc) / scale
-                p = np.where(frame[measure].to_numpy() > 0, stats.t.sf(z, self.df), 1.0)
+                p_volume = np.where(frame[measure].to_numpy() > 0, stats.t.sf(z, self.df), 1.0)
+                p_views, expected_k, z_own_size = self._views(volumes, measure, window)
+                # Two looks at the window (its volume; its number and size of exports): the rarer, times two.
+                p = np.minimum(2 * np.minimum(p_volume, p_views), 1.0)
                 z_size = self._size_z(volumes, sizes, measure)
-                per_measure.append((measure, p, loc, scale, z, g_loc, z_size))
+                per_measure.append((measure, p, loc, scale, z, g_loc, z_size, p_views, expected_k, z_own_size))
             best = np.argmin(np.stack([m[1] for m in per_measure]), axis=0)
             # The rarer measure of each window, and its baseline.
-            _, p, loc, scale, z, peer, z_size = (np.choose(best, [m[i] for m in per_measure]) for i in range(7))
+            _, p, loc, scale, z, peer, z_size, p_views, expected_k, z_own_size = (
+                np.choose(best, [m[i] for m in per_measure]) for i in range(10))
             frame = volumes.with_columns(
                 pl.lit("user").alias("entity_type"), pl.col("user_id").alias("entity_value"),
                 pl.lit(window).alias("window"),
                 pl.Series("measure", np.array(list(MEASURES))[best]),
                 pl.Series("expected_log", loc), pl.Series("scale_log", scale), pl.Series("z", z),
-                pl.Series("peer_log", peer), pl.Series("p_own", p), pl.Series("z_size", z_size))
+                pl.Series("peer_log", peer), pl.Series("p_own", p), pl.Series("z_size", z_size),
+                pl.Series("z_views", stats.norm.isf(np.clip(p_views, 1e-300, 1.0))),
+                pl.Series("expected_exports", expected_k), pl.Series("z_export_size", z_own_size))
             frame = self._cohort(frame)
             # In a cohort shift a window must be rare for the member *and* among the peers who moved with them.
             moved = frame["cohort"].to_numpy() > 0
@@ -201,10 +328,11 @@ class ExportVolume(Detector):
     def _cohort(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Peers in the same period: ``cohort`` (member windows that moved together, 0 when no cohort shift) and
         ``z_cohort`` (the window's log volume against the moved members' median and spread)."""
-        expected_share = float(stats.t.sf(self.cohort_z, self.df))
+        expected_share = float(stats.t.sf(self.cohort_z, self.df) + stats.norm.sf(self.cohort_z))  # either view
         frame = frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"),
                                    (pl.col("expected_log") + pl.col("z") * pl.col("scale_log")).alias("_log"))
-        up = pl.col("z") > self.cohort_z
+        # A member moved when the window's volume, or its number and size of exports, is well above their own.
+        up = (pl.col("z") > self.cohort_z) | (pl.col("z_views") > self.cohort_z)
         log_up = pl.col("_log").filter(up)
         per = (frame.group_by("_period", "peer_group")
                .agg(pl.len().alias("_active"), up.sum().alias("cohort"), log_up.median().alias("cohort_log"),
@@ -225,10 +353,13 @@ class ExportVolume(Detector):
         peer = float(np.expm1(row["peer_log"]))
         unit = "rows" if measure == "export_rows" else "bytes"
         return {
-            "summary": f"{row['entity_value']} moved {observed:,.0f} {unit} in {row['window']} "
-                       f"(typical ≈ {expected:,.0f}; peers ≈ {peer:,.0f})",
-            "observed": {measure: observed, "exports": row["exports"], "window": row["window"]},
-            "expected": {measure: round(expected, 1), "log_scale": round(float(row["scale_log"]), 3)},
+            "summary": f"{row['entity_value']} moved {observed:,.0f} {unit} in {row[f'{measure}_k']} export(s) in "
+                       f"{row['window']} (typical ≈ {expected:,.0f} in ≈ {row['expected_exports']:.1f}; "
+                       f"peers ≈ {peer:,.0f})",
+            "observed": {measure: observed, "exports": row[f"{measure}_k"], "window": row["window"]},
+            "expected": {measure: round(expected, 1), "log_scale": round(float(row["scale_log"]), 3),
+                         "exports_in_a_window_with_any": round(float(row["expected_exports"]), 1)},
+            "export_size_z": round(float(row["z_export_size"]), 2),
             "features": [{"name": measure, "value": observed, "contribution": 0.9},
                          {"name": "exports", "value": row["exports"], "contribution": 0.1}],
             "peers": {"group": row["peer_group"], f"typical_{measure}": round(peer, 1),

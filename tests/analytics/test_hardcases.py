@@ -53,8 +53,18 @@ def test_the_hard_variants_are_patient_and_blended_in(dataset):
         assert span.height <= 1.2 * len(people) + 5  # about one guess per person
     finance = {u for u, g in dataset.peer_groups.items() if g == "finance"}
     close = next(i for i in dataset.lookalikes if i.scenario == "month_end_close")
-    for i in _hard(dataset, "exfiltration"):
+    in_close = [i for i in _hard(dataset, "exfiltration") if "close" in i.note]
+    staged = [i for i in _hard(dataset, "exfiltration") if "staged" in i.note]
+    assert len(in_close) >= 2 and len(staged) >= 2
+    for i in in_close:
         assert set(i.entities) <= finance and close.start <= i.start <= close.end
+    for i in staged:  # dozens of exports over hours, none of them large on its own
+        (who,) = i.entities
+        taken = events.filter((pl.col("user_id") == who) & pl.col("event_type").is_in(["data_export", "export_requested"])
+                              & pl.col("timestamp").is_between(i.start, i.end))
+        assert taken.height >= 12 and i.end - i.start >= timedelta(minutes=30)
+        rows = taken["metadata"].str.json_path_match("$.rows").cast(pl.Int64)
+        assert rows.max() < 100_000  # an easy exfiltration's exports are 200,000-900,000 rows each
     late = {u for i in dataset.lookalikes if i.scenario == "late_worker" for u in i.entities}
     for i in _hard(dataset, "night_privilege_escalation"):
         assert set(i.entities) <= late
@@ -81,7 +91,7 @@ def test_an_account_used_from_a_travel_country_with_a_current_browser_is_found(d
     assert _missed(anomalies, _hard(dataset, "new_country_login")) == []
 
 
-def test_exfiltration_inside_a_departments_month_end_close_is_found(dataset, anomalies):
+def test_exfiltration_inside_a_departments_month_end_close_or_staged_over_hours_is_found(dataset, anomalies):
     assert _missed(anomalies, _hard(dataset, "exfiltration")) == []
 
 

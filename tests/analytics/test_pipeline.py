@@ -37,6 +37,14 @@ def test_overlapping_windows_of_one_entity_and_detector_are_one_incident_with_it
     assert set(pipeline.INCIDENT_SCHEMA) >= set(ANOMALY_SCHEMA)  # still writable to the anomalies table
 
 
+def test_an_incident_could_first_be_reported_when_its_earliest_window_closed():
+    """A 1 h window from 10:00 and the 10:17 minute inside it: the minute closed first (detection delay)."""
+    rows = [_row(T0, 60, 0.8), _row(T0 + timedelta(minutes=17), 1, 0.7)]
+    merged = pipeline.merge_incidents(pl.DataFrame(rows, schema=ANOMALY_SCHEMA)).row(0, named=True)
+    assert merged["first_seen"] == T0 and merged["last_seen"] == T0 + timedelta(hours=1)
+    assert merged["first_window_end"] == T0 + timedelta(minutes=18)
+
+
 @pytest.fixture(scope="module")
 def five_days(history) -> pl.DataFrame:
     return history.filter(pl.col("timestamp") < history["timestamp"].min() + timedelta(days=5))
