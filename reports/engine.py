@@ -46,14 +46,6 @@ class Generated:
         return self.out_dir / "report.pdf"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_hash(files: dict[str, str]) -> str:
     """The report's hash: of its files' names and hashes, sorted (``sha256sum``'s format)."""
     lines = "".join(f"{h}  {name}\n" for name, h in sorted(files.items()))
@@ -116,7 +108,7 @@ def generate(source: Source, params: Params, out_dir: str | Path, *, generated_b
     (out / "report.html").write_text(document)
     render.pdf(document, out / "report.pdf", {"params.json": params_json, "figures.json": figures_json,
                                               "proof.json": proof_json})
-    files = {name: _sha256(out / name) for name in ["report.pdf", "report.html", *appendices]}
+    files = {name: stored_reports.file_sha256(out / name) for name in ["report.pdf", "report.html", *appendices]}
     (out / "SHA256SUMS").write_text("".join(f"{h}  {name}\n" for name, h in sorted(files.items())))
     # build and proof overlap; "waited" is how long the proof ran on after the build had finished
     seconds = {"build": built - began, "proof": proof_seconds, "waited": proved - built,

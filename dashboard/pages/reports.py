@@ -9,7 +9,6 @@ Downloads are POSTs of a form holding the session's CSRF token, as the search pa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -253,14 +252,6 @@ def _refused(status: int, message: str) -> flask.Response:
                           mimetype="application/json")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download() -> flask.Response:
     """One file of a stored run, checked against the hash stored when it was generated; audited."""
     who = user()
@@ -283,7 +274,7 @@ def download() -> flask.Response:
     path = Path(stored.location) / name
     if not path.is_file():
         return _refused(410, f"{path} is gone from this server; regenerate the report with the same parameters")
-    if _sha256(path) != stored.files[name]:
+    if stored_reports.file_sha256(path) != stored.files[name]:
         return _refused(409, f"{name} no longer matches the SHA-256 stored when it was generated: it was "
                              "changed after the fact; do not use it, regenerate the report")
     context.audit("export_requested", who.principal, resource_id=str(report_id), source_ip=flask.request.remote_addr,

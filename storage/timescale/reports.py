@@ -6,9 +6,11 @@ report without the record of who generated it, nor a record of a report that was
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from psycopg import sql
@@ -20,6 +22,11 @@ from storage.events import EventRecord
 from storage.timescale import self_audit
 from storage.timescale.db import where
 
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) a generated file is stored with, and checked against before it is served."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 @dataclass(frozen=True)
 class StoredReport:
