@@ -50,6 +50,8 @@ class PrivilegedAction(Detector):
         Per actor and hour of day: events.
     type_share_, hour_share_ : dict, numpy.ndarray
         Population shares of each privileged type and of each hour.
+    hours_seen_ : numpy.ndarray
+        Hours of the day the history holds activity at; an hour it never covered is not held against anyone.
     version_ : str
         Identifies the fitted model.
     """
@@ -90,6 +92,12 @@ class PrivilegedAction(Detector):
         share = np.full(24, 1.0)
         share[per_hour["hour"].to_numpy()] += per_hour["n"].to_numpy()
         self.hour_share_ = share / share.sum()
+        # Hours of the day the history holds any activity at. One it never covered (a store younger than a
+        # day, or the scored hour left out of a one-day warm-up) is judged by the hours either side of it: 13:00
+        # is not odd for someone busy at 12:00 and 14:00 whose history simply has no 13:00 in it yet, while
+        # 01:00 beside two quiet night hours still is. With neither side known the hour is no evidence.
+        self.hours_seen_ = np.zeros(24, dtype=bool)
+        self.hours_seen_[per_hour.filter(pl.col("n") > 0)["hour"].to_numpy()] = True
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
         found = self._actions(events).collect()
@@ -105,7 +113,13 @@ class PrivilegedAction(Detector):
                                                         return_dtype=pl.Float64).to_numpy()
         hour_share = self.hour_share_[found["hour"].to_numpy()]
         p_type = (done + self.type_prior * type_share) / (n + self.type_prior)
+        hour = found["hour"].to_numpy()
+        seen = self.hours_seen_[hour]
+        if not seen.all():
+            at_hour, hour_share, known = self._beside(found, at_hour, hour_share)
         p_hour = (at_hour + self.hour_prior * hour_share) / (n + self.hour_prior)
+        if not seen.all():
+            p_hour = np.where(seen | known, p_hour, 1.0)
         own = (found["target"] == found["user_id"]).fill_null(False).to_numpy()
         share_self = found["event_type"].replace_strict(self.self_share_, default=0.5, return_dtype=pl.Float64)
         p_self = np.where(own, share_self.to_numpy(), 1.0)
@@ -133,13 +147,35 @@ class PrivilegedAction(Detector):
         # One row per actor and minute: the rarest action in it.
         return (scored.sort("p_value").group_by("entity_value", "window_start", maintain_order=True).first())
 
+    def _beside(self, found: pl.DataFrame, at_hour: np.ndarray, hour_share: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For rows at an hour the history never covered: the actor's events and the population's share there
+        as the mean of the known hours either side; ``known`` says whether either side was known."""
+        hour = found["hour"].to_numpy()
+        sides = []
+        for step in (-1, 1):
+            side = (hour + step) % 24
+            mine = (found.select("user_id", pl.Series("hour", side, dtype=found["hour"].dtype))
+                    .join(self.hours_, on=["user_id", "hour"], how="left", maintain_order="left")["at_hour"].fill_null(0).to_numpy())
+            sides.append((self.hours_seen_[side], mine.astype(float), self.hour_share_[side]))
+        weight = sum(k.astype(float) for k, _, _ in sides)
+        known = weight > 0
+        div = np.maximum(weight, 1.0)
+        unseen = ~self.hours_seen_[hour]
+        at_beside = sum(np.where(k, a, 0.0) for k, a, _ in sides) / div
+        share_beside = sum(np.where(k, s, 0.0) for k, _, s in sides) / div
+        return (np.where(unseen & known, at_beside, at_hour), np.where(unseen & known, share_beside, hour_share),
+                known)
+
     def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
         done, n = int(row["done"] or 0), int(row["events"] or 0)
         habit = "never before" if done == 0 else f"{done} times in {n} events"
         habit += "; on their own account" if row["p_self"] < 1 else ""
+        hour = (f"{100 * (row['at_hour'] or 0) / max(n, 1):.1f}% of their activity is at this hour"
+                if self.hours_seen_[row["hour"]] else "no history at this hour of day yet: judged by the hours "
+                "either side")
         return {
-            "summary": f"{row['entity_value']} did {row['event_type']} at {row['hour']:02d}:00 UTC ({habit}; "
-                       f"{100 * (row['at_hour'] or 0) / max(n, 1):.1f}% of their activity is at this hour)",
+            "summary": f"{row['entity_value']} did {row['event_type']} at {row['hour']:02d}:00 UTC ({habit}; {hour})",
             "observed": {"action": row["event_type"], "hour_utc": row["hour"], "target": row["target"]},
             "expected": {"share_of_actor_events": round(float(row["p_type"]), 8),
                          "share_of_actor_activity_at_hour": round(float(row["p_hour"]), 6)},

@@ -121,6 +121,34 @@ def test_export_volume_against_own_and_peer_baseline(history, small_dataset):
     assert explanation["peers"]["times_peer_typical"] > 100
 
 
+def test_an_hour_of_day_the_history_never_covered_is_not_held_against_anyone(history):
+    """A store younger than a day (make up's first hours): its missing hours are no evidence of odd hours."""
+    hours = pl.col("timestamp").dt.hour()
+    admin = (history.filter(pl.col("event_type") == "config_change").group_by("user_id").len()
+             .sort("len")["user_id"][-1])
+    change = frame(event(T0.replace(hour=13, minute=20), admin, "config_change", metadata={"setting": "x"}))
+    no_afternoons = PrivilegedAction().fit(history.filter((hours < 12) | (hours > 16)))
+    whole_days = PrivilegedAction().fit(history.filter((hours != 13) | (pl.col("user_id") != admin)))
+    assert no_afternoons.detect(change).is_empty()  # 13:00 unknown to everyone: neutral
+    found = whole_days.detect(change, min_score=0.0)  # 13:00 known, just never theirs: still odd for them
+    explanation = _explained(found)
+    assert "no history at this hour" not in explanation["summary"] and found["score"][0] > 0.3
+    unseen = _explained(no_afternoons.detect(change, min_score=0.0))
+    assert "no history at this hour of day yet" in unseen["summary"] and unseen["expected"][
+        "share_of_actor_activity_at_hour"] == 1.0
+    # One hour missing for everyone (the scored hour of a one-day warm-up): judged by the hours either side, so
+    # 13:00 stays ordinary for a daytime admin and 03:00 stays odd for someone who never works nights.
+    never = next(u for u in history["user_id"].unique().sort() if u.startswith("u")
+                 and history.filter((pl.col("user_id") == u) & (hours < 6)).is_empty())
+    night = frame(event(T0.replace(hour=3, minute=12), never, "permission_change", resource="u00001",
+                        metadata={"granted": "admin", "target_user": "u00001"}))
+    no_one_pm = PrivilegedAction().fit(history.filter(hours != 13))
+    no_three_am = PrivilegedAction().fit(history.filter(hours != 3))
+    assert no_one_pm.detect(change).is_empty()
+    assert no_three_am.detect(night)["entity_value"].to_list() == [never]
+    assert "judged by the hours either side" in _explained(no_three_am.detect(night))["summary"]
+
+
 def test_privileged_action_at_night_by_someone_who_never_does_it(history):
     detector = PrivilegedAction().fit(history)
     admins = (history.filter(pl.col("event_type") == "config_change").group_by("user_id").len()
