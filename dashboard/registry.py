@@ -121,7 +121,10 @@ def build() -> Registry:
     registry.add(WidgetType(
         "events", "Latest events", "The newest matching events; click one to open it in search",
         events.render, (types_param(), outcome_param(), *entity_params(),
-                        Param("limit", "How many", "int", 10, low=1, high=50), range_param()), width=6))
+                        Param("limit", "How many", "int", 10, low=1, high=50), range_param(),
+                        Param("platform", "The platform's own records", "choice", "hidden", ("hidden", "shown"),
+                              help="Its keys' reads and its operators' actions; hidden, the newest events are "
+                                   "the systems' own, not the dashboard's reads of them")), width=6))
     registry.add(WidgetType(
         "baseline", "Baseline vs actual", "Hourly events against the same hours over the previous week",
         charts.render_baseline, (types_param(), outcome_param(), *entity_params(), range_param()), width=6))

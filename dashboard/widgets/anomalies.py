@@ -35,7 +35,7 @@ def render(rc: RenderContext, params: dict[str, Any]) -> Any:
         mine = [a for a in found if a.detector == detector]
         traces.append({
             "type": "scatter", "x": [a.peak_at for a in mine], "y": [a.score for a in mine], "name": detector,
-            "mode": "markers",
+            "mode": "markers", "cliponaxis": False,  # a critical's marker at 1.0 drawn whole, not cut in half
             "marker": {"size": [SIZES.get(a.severity, 10) for a in mine], "color": PALETTE[index % 12],
                        "line": {"width": 1, "color": [SEVERITY_COLORS.get(a.severity, "#fff") for a in mine]}},
             "customdata": [str(a.anomaly_id) for a in mine],
@@ -44,9 +44,11 @@ def render(rc: RenderContext, params: dict[str, Any]) -> Any:
                      f"{(a.explanation or {}).get('summary', '')[:80]}" for a in mine],
             "hovertemplate": "%{text}<br>score %{y:.2f} · %{x|%d %b %H:%M}<extra>" + detector + "</extra>",
         })
-    fig = figure(traces, yaxis={"range": [0, 1.05], "title": {"text": "score", "font": {"size": 11}},
+    # One line of tick labels: Plotly's second line (the date under the first tick and each midnight) fell
+    # outside the short plot's margin, onto the list below it.
+    fig = figure(traces, yaxis={"range": [0, 1.08], "title": {"text": "score", "font": {"size": 11}},
                                 "rangemode": "normal"},
-                 xaxis={"range": [rc.start, rc.end], "type": "date"})
+                 xaxis={"range": [rc.start, rc.end], "type": "date", "tickformat": "%a %H:%M"})
     top = found[:5]
     return html.Div([
         html.Div(graph(fig, ids.anomaly_graph(rc.aio_id)), className="aw-grow"),

@@ -18,7 +18,7 @@ def render(rc: RenderContext, params: dict[str, Any]) -> Any:
     outcome = filters.outcome or params["outcome"] or None
     query = EventQuery(start_time=rc.start, end_time=rc.end, user_id=filters.user_id, event_types=types,
                        outcome=Outcome(outcome) if outcome else None, source_ip=filters.source_ip,
-                       limit=params["limit"])
+                       limit=params["limit"], platform=params.get("platform") == "shown")
     page = queries.search(rc.pool, query)
     if not page.events:
         return empty("No events in this range", "Widen the time range or clear the cross-filter.")

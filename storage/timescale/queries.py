@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.errors import InvalidCursor
 from storage.events import COLUMNS, EventRecord, Outcome
+from storage.timescale import self_audit
 from storage.timescale.db import Where, check_size, copy_frame, where
 
 
@@ -39,6 +40,7 @@ class EventQuery:
     source_ip: str | None = None  # an address or a CIDR block
     metadata: dict[str, Any] | None = None  # JSONB containment
     limit: int = 100
+    platform: bool = True  # False leaves out the platform's own records (its keys' reads, its operators' actions)
 
     def filters(self) -> dict[str, Any]:
         """The filters that are set, in the query API's parameter names (audit records, export links)."""
@@ -63,6 +65,7 @@ class EventQuery:
                 str(self.outcome) if self.outcome else None,
                 self.source_ip,
                 self.metadata,
+                *([] if self.platform else [False]),  # unchanged for the API's queries (always True there)
             ],
             option=orjson.OPT_SORT_KEYS,
         )
@@ -116,10 +119,14 @@ _SELECT = sql.SQL("SELECT {cols} FROM audit_events").format(
 
 
 def _filters(query: EventQuery) -> Where:
-    return (where().ge("timestamp", query.start_time).lt("timestamp", query.end_time).eq("user_id", query.user_id)
+    w = (where().ge("timestamp", query.start_time).lt("timestamp", query.end_time).eq("user_id", query.user_id)
          .any("event_type", query.event_types).eq("outcome", str(query.outcome) if query.outcome else None)
          .within("source_ip", query.source_ip)
          .compare("metadata", "@>", Jsonb(query.metadata) if query.metadata is not None else None))
+    if not query.platform:
+        clause, params = self_audit.platform_sql("user_id")
+        w.add(sql.SQL("NOT ") + clause, *params)  # user_id is NOT NULL
+    return w
 
 
 def _where(query: EventQuery, after: Position | None) -> tuple[sql.Composable, list[Any]]:

@@ -59,6 +59,19 @@ def _names(known: dict, page_events) -> set[str]:
     return {by_id[e.event_id] for e in page_events}
 
 
+def test_the_platforms_own_records_can_be_left_out(writer, make_event, pool):
+    """The dashboard's Latest events hides its own reads (apikey:..., cli:...) unless asked; the API never does."""
+    made = {"read": make_event(user_id="apikey:analyst-1", event_type="query_executed", timestamp=T0),
+            "op": make_event(user_id="cli:root", event_type="config_change", timestamp=T0),
+            "person": make_event(user_id="apikeyholder", event_type="user_login", timestamp=T0)}
+    assert all(writer.write(list(made.values())))
+    every = queries.search(pool, EventQuery(start_time=T0))
+    theirs = queries.search(pool, EventQuery(start_time=T0, platform=False))
+    assert _names(made, every.events) == set(made)
+    assert _names(made, theirs.events) == {"person"}
+    assert EventQuery(platform=False).fingerprint() != EventQuery().fingerprint()
+
+
 # -- filters ----------------------------------------------------------------------------------------
 
 # Each case is (filters, the events they must return); one database serves them all.
