@@ -83,6 +83,12 @@ class SessionChain(Detector):
         About how many history events' sessions (whole actors, a hashed sample) calibrate the evidence.
     min_history : int, default 1000
         Fewer history events than this and the detector stays silent (nothing is known to be rare yet).
+    min_cohort : int, default 5
+        Distinct actors taking the same step within ``cohort_period`` (and three times what the population's
+        share of it allows, plus two) that make it an organisation-wide event (a password-expiry morning, a
+        rollout): that step costs none of them anything; their other steps still count.
+    cohort_period : str, default "1h"
+        The span in which actors taking a step together are counted (the live job reads an hour before a range).
 
     Attributes
     ----------
@@ -100,7 +106,8 @@ class SessionChain(Detector):
 
     def __init__(self, *, gap_minutes: float = 30.0, max_span_minutes: float = 120.0, prior: float = 20.0, hour_prior: float = 50.0,
                  free_bits: float = 4.0, min_population_share: float = 1e-6,
-                 calibration_events: int = 300_000, min_history: int = 1000) -> None:
+                 calibration_events: int = 300_000, min_history: int = 1000, min_cohort: int = 5,
+                 cohort_period: str = "1h") -> None:
         self.gap_minutes = gap_minutes
         self.max_span_minutes = max_span_minutes
         self.prior = prior
@@ -109,6 +116,8 @@ class SessionChain(Detector):
         self.min_population_share = min_population_share
         self.calibration_events = calibration_events
         self.min_history = min_history
+        self.min_cohort = min_cohort
+        self.cohort_period = cohort_period
 
     def _fit(self, events: pl.DataFrame) -> None:
         steps = actions(events.lazy()).collect()
@@ -128,8 +137,21 @@ class SessionChain(Detector):
         evidence = self._evidence(sample, leave_one_out=True)
         self.tail_ = EmpiricalTail().fit(evidence["evidence"].to_numpy() if evidence.height else np.zeros(1))
 
-    def _evidence(self, steps: pl.DataFrame, *, leave_one_out: bool) -> pl.DataFrame:
-        """One row per session: its evidence (bits) and its costly steps."""
+    def _cohorts(self, steps: pl.DataFrame) -> pl.DataFrame:
+        """(period, action) taken by many distinct actors at once, far beyond the population's share of it."""
+        period = pl.col("timestamp").dt.truncate(self.cohort_period).alias("_period")
+        per = steps.with_columns(period)
+        volume = per.group_by("_period").agg(pl.len().alias("_steps"))
+        together = (per.group_by("_period", "action").agg(pl.col("user_id").n_unique().alias("_actors"))
+                    .join(volume, on="_period"))
+        share = together["action"].replace_strict(self.population_, default=0.0, return_dtype=pl.Float64).to_numpy()
+        expected = together["_steps"].to_numpy() * np.maximum(share, self.min_population_share)
+        many = together["_actors"].to_numpy() >= np.maximum(self.min_cohort, 3 * expected + 2)
+        return together.filter(pl.Series(many)).select("_period", "action")
+
+    def _evidence(self, steps: pl.DataFrame, *, leave_one_out: bool,
+                  cohorts: pl.DataFrame | None = None) -> pl.DataFrame:
+        """One row per session: its evidence (bits) and its costly steps (a cohort's step costs nothing)."""
         if steps.is_empty():
             return pl.DataFrame()
         gap = timedelta(minutes=self.gap_minutes)
@@ -158,7 +180,13 @@ class SessionChain(Detector):
         pop = np.maximum(own["action"].replace_strict(self.population_, default=0.0, return_dtype=pl.Float64)
                          .to_numpy(), self.min_population_share)
         bits = -np.log2((c + self.prior * pop) / (n + self.prior))
-        own = own.with_columns(pl.Series("surprisal", bits), pl.Series("cost", np.maximum(bits - self.free_bits, 0.0)))
+        cost = np.maximum(bits - self.free_bits, 0.0)
+        if cohorts is not None and cohorts.height:
+            shared = (own.select(pl.col("timestamp").dt.truncate(self.cohort_period).alias("_period"), "action")
+                      .join(cohorts.with_columns(pl.lit(True).alias("_shared")), on=["_period", "action"],
+                            how="left", maintain_order="left")["_shared"].fill_null(False).to_numpy())
+            cost = np.where(shared, 0.0, cost)
+        own = own.with_columns(pl.Series("surprisal", bits), pl.Series("cost", cost))
         hc = size["h"].fill_null(0).to_numpy().astype(float)
         hn = size["n"].fill_null(0).to_numpy().astype(float)
         if leave_one_out:
@@ -190,8 +218,9 @@ class SessionChain(Detector):
         bits = -np.log2((pairs["c"].fill_null(0).to_numpy() + self.prior * pop)
                         / (pairs["n"].fill_null(0).to_numpy() + self.prior))
         costly = pairs.filter(pl.Series(bits > self.free_bits))["user_id"].unique()
+        cohorts = self._cohorts(steps)
         steps = steps.filter(pl.col("user_id").is_in(costly.implode()))
-        found = self._evidence(steps, leave_one_out=False)
+        found = self._evidence(steps, leave_one_out=False, cohorts=cohorts)
         if found.is_empty():
             return _empty_scores()
         # Only sessions with a costly step are worth a row; the rest score 0 by construction.

@@ -80,6 +80,31 @@ def test_a_file_shorter_than_the_warmup_is_scored_from_priors():
     assert {"root", "203.0.113.9"} <= set(pipeline.analyze(events)["entity_value"])
 
 
+def test_session_chain_does_not_hold_an_organisation_wide_step_against_each_person(history):
+    """A password-expiry morning: dozens fail once, change their password and log in within the hour. The same
+    rare steps by many people at once are the organisation's, not each person's; an insider's chain is still found."""
+    detector = SessionChain().fit(history)
+    people = sorted(u for u in history["user_id"].unique() if u.startswith("u"))[:40]
+    morning = T0.replace(hour=8)
+    expiry = []
+    for i, who in enumerate(people):
+        at = morning + timedelta(seconds=80 * i)
+        expiry += [event(at, who, outcome="failure", metadata={"reason": "password_expired"}),
+                   event(at + timedelta(seconds=20), who, "password_change", resource=who),
+                   event(at + timedelta(seconds=40), who)]
+    newcomer = "contractor-2"
+    at = morning + timedelta(minutes=20)
+    chain = [event(at, newcomer), event(at + timedelta(minutes=2), newcomer, "permission_change", resource=newcomer,
+                                        metadata={"granted": "admin", "target_user": newcomer}),
+             event(at + timedelta(minutes=4), newcomer, "api_key_created", metadata={"scope": "all"}),
+             event(at + timedelta(minutes=7), newcomer, "config_change",
+                   metadata={"setting": "audit.retention_days", "value": 1})]
+    alone = detector.detect(frame(*expiry[:3]), min_score=0.0)  # one person's expiry on an ordinary day costs bits
+    assert alone.height == 1 and orjson.loads(alone["explanation"][0])["observed"]["evidence_bits"] > 0
+    found = detector.detect(frame(*expiry, *chain))
+    assert found["entity_value"].to_list() == [newcomer]
+
+
 def test_session_chain_adds_up_modest_steps_and_leaves_an_ordinary_session_alone(history):
     detector = SessionChain().fit(history)
     newcomer = "contractor-1"  # no history: judged against the population
