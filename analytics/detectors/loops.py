@@ -19,8 +19,12 @@ else happens to it (a guess from elsewhere before a success). Everything else is
 full: failures from any other address or client, runs that do not end in the pair's success (or
 pause longer than ``max_gap``), runs faster than a program retries (more than ``max_per_minute`` in
 a minute), and every pair on an address more than ``max_accounts`` accounts use or with a browser's
-client (a user agent naming ``Mozilla/``, which every browser and web view sends): an insider's
-takeover from the office, or someone at a colleague's desk, stays found.
+client (a user agent naming ``Mozilla/``, which every browser and web view sends; a missing one counts
+as a program's, so only the address vouches for it): an insider's takeover from the office, or
+someone at a colleague's desk, stays found.
+
+A loop is recognised when its success arrives: scored live, its windows before the fix are scored
+as before, and only a rescoring that sees the success (an analyze, a late-data pass) lowers them.
 """
 
 from __future__ import annotations

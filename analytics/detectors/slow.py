@@ -80,7 +80,8 @@ class SlowFailures(Detector):
         # short guessing run that worked is the burst and stuffing detectors' business, not a slow attack's).
         # A stale credential's habit is judged by its changes only, a first-time retry loop by where it comes from
         # and how it ends (see ``habits``; the loops need the successes).
-        failed = F.with_resolved(self.habits_.drop_from(events).filter(F.is_failed_login()), events,
+        logins = events.filter(pl.col("event_type") == "user_login")
+        failed = F.with_resolved(self.habits_.drop_from(logins).filter(F.is_failed_login()), events,
                                  timedelta(minutes=self.resolve_minutes),
                                  max_run=1_000_000)
         failed = failed.filter(~pl.col("resolved"))
