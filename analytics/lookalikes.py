@@ -187,6 +187,8 @@ def stale_services(rng: np.random.Generator, add: Callable[..., None], people: P
     - ``late_fix``: retries every 2-8 min and a nightly job refreshes the token, so a success comes after
       15-90 min of failing, too late to resolve the run;
     - ``retry_bursts``: 2-5 times a day at any hour, a client retries 5-25 times within 30-150 s and gives up.
+
+    Then the services whose secret is rotated on a scored day (``rotated_secrets``).
     """
     out = []
     span = days * 24 * HOUR - 120 * US
@@ -243,6 +245,59 @@ def stale_services(rng: np.random.Generator, add: Callable[..., None], people: P
         first = max(scored_from * 24 * HOUR, begin)
         out.append(Incident("service_retry_loop", _at(people, first / HOUR), _at(people, days * 24),
                             frozenset({sid, *hosts}), f"stale credential: {variant}"))
+    return out + rotated_secrets(rng, add, people, days=days, scored_from=scored_from)  # after its draws: they stay
+
+
+# -- a secret rotated under a running service (generator A's first-time retry loops) ----------------------------
+SERVICE_CLIENTS = ("Go-http-client/1.1", "okhttp/4.12.0", "Apache-HttpClient/4.5.14 (Java/17.0.9)",
+                   "python-requests/2.31", "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)")
+ROTATED = ("payroll", "ledger", "tickets", "inventory", "notify", "reports")
+
+
+def rotated_secrets(rng: np.random.Generator, add: Callable[..., None], people: People, *, days: int,
+                    scored_from: int) -> list[Incident]:
+    """3-5 service accounts that work quietly all along until their secret is rotated on a scored day, each
+    labelled ``service_retry_loop`` for the loop that follows.
+
+    Each logs in every 10-60 min (±30 % jitter) from its own 1-3 hosts (no other account there) with its own
+    program's client, and runs 0-3 queries after each login. The rotation comes in a weekday's working hours (a
+    person rotates it) or at any hour (a scheduled rotation). Within 2 min every host's program fails and retries
+    every 3-60 s (±30 %) for 10-90 min, until the new secret is deployed; its next try succeeds from the same host
+    and client, and its work resumes. The loop is the first of its kind: nothing like it is in the history.
+    """
+    out = []
+    span = days * 24 * HOUR
+    for i, name in enumerate(rng.permutation(ROTATED)[: int(rng.integers(3, 6))]):
+        sid, client = f"svc-{name}{i}", str(rng.choice(SERVICE_CLIENTS))
+        hosts = [f"10.0.{40 + i}.{h + 1}" for h in range(int(rng.integers(1, 4)))]
+        day = int(rng.integers(scored_from, days))
+        weekday = (people.start + timedelta(days=day)).weekday() < 5
+        hour = rng.uniform(9, 17) if weekday and rng.random() < 0.6 else rng.uniform(0, 24)
+        broken = min(int((day * 24 + hour) * HOUR), span - 2 * HOUR)
+        fixed = broken + int(rng.uniform(10, 90) * 60 * US)
+        period, retry = rng.uniform(10, 60) * 60 * US, rng.uniform(3, 60) * US
+        failures = 0
+        for ip in hosts:
+            steps = period * rng.uniform(0.7, 1.3, size=int(span / (0.7 * period)) + 2)
+            logins = (rng.uniform(0, period) + np.cumsum(steps)).astype(np.int64)
+            tries = broken + int(rng.uniform(0, 120) * US) + np.cumsum(
+                retry * rng.uniform(0.7, 1.3, size=int((fixed - broken) / (0.7 * retry)) + 3)).astype(np.int64)
+            back = int(tries[tries >= fixed][0])  # the first try with the new secret
+            failed = tries[tries < fixed]
+            ok = np.concatenate([logins[(logins < broken) | (logins > back)], [back]])
+            ok = np.sort(ok[ok < span])
+            failures += failed.size
+            add(failed.size, ts_us=people.t0 + failed, event_type="user_login", user_id=sid, outcome="failure",
+                source_ip=ip, user_agent=client, metadata='{"method":"client_secret","reason":"invalid_client"}')
+            add(ok.size, ts_us=people.t0 + ok, event_type="user_login", user_id=sid, outcome="success", source_ip=ip,
+                user_agent=client, metadata='{"method":"client_secret"}')
+            work = np.repeat(ok, rng.integers(0, 4, size=ok.size))
+            work = work + rng.integers(US, 300 * US, size=work.size)
+            add(work.size, ts_us=people.t0 + work, event_type="query_executed", user_id=sid, outcome="success",
+                source_ip=ip, user_agent=client, metadata=f'{{"rows":50,"dataset":"{name}"}}')
+        out.append(Incident("service_retry_loop", _at(people, broken / HOUR), _at(people, fixed / HOUR + 0.05),
+                            frozenset({sid, *hosts}),
+                            f"secret rotated: {failures} failures over {(fixed - broken) / 60 / US:.0f} min, then fixed"))
     return out
 
 

@@ -99,8 +99,10 @@ class _HurdleCounts(Detector):
         self.resolve_minutes = resolve_minutes
 
     def _events(self, events: pl.LazyFrame) -> pl.LazyFrame:
-        # A stale credential's habit is judged by its changes only (see ``habits``).
-        failed = self.habits_.drop_from(events.filter(F.is_failed_login()))
+        # A stale credential's habit is judged by its changes only, a first-time retry loop by where it comes from
+        # and how it ends (see ``habits``; the loops need the successes).
+        logins = events.filter(pl.col("event_type") == "user_login")
+        failed = self.habits_.drop_from(logins).filter(F.is_failed_login())
         failures = F.with_resolved(failed, events, timedelta(minutes=self.resolve_minutes))
         return F.with_user_ip(failures).collect().lazy()
 

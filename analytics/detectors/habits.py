@@ -8,6 +8,9 @@ rate it never reached, not that it goes on. Guessing has none of that shape: a b
 through many networks, a spray touches many accounts once, and neither has days of history on one
 client before it starts. Failures that fit a learned habit are set aside by the failure detectors;
 everything else about the account is scored as before.
+
+A habit takes days to learn; the first time a service's secret is rotated under it, its retry loop
+is judged by where it comes from and how it ends instead (``loops.RetryLoops``, applied here too).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from analytics import features as F
+from analytics.detectors.loops import RetryLoops
 
 KEYS = ("user_id", "_client")
 
@@ -37,13 +41,15 @@ def _network() -> pl.Expr:
 class FailureHabits:
     """Streams of failed logins that are a habit: (user, client) with the networks and the hourly ceiling seen.
 
-    Learn with ``learn``; ``drop_from`` removes the failures that fit a habit from an events frame.
+    Learn with ``learn``; ``drop_from`` removes the failures that fit a habit from an events frame, and cuts a
+    first-time retry loop (``loops``) to its last failure.
     """
 
     streams: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
         schema={"user_id": pl.String, "_client": pl.String, "_ceiling": pl.Float64}))
     networks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
         schema={"user_id": pl.String, "_client": pl.String, "_network": pl.String}))
+    loops: RetryLoops = field(default_factory=RetryLoops)
 
     @classmethod
     def learn(cls, events: pl.LazyFrame, *, min_failures: int = 30, min_days: int = 2, min_hours: int = 3,
@@ -51,11 +57,12 @@ class FailureHabits:
         """Habits in ``events``: one client for at least ``min_share`` of a user's failures, at least ``min_failures``
         of them on ``min_days`` days and in ``min_hours`` distinct hours, from at most ``max_networks`` networks.
         The ceiling is ``headroom`` times the most failures the stream had in one hour (plus a few)."""
+        loops = RetryLoops.learn(events)
         failed = (events.filter(F.is_failed_login() & pl.col("user_id").is_not_null())
                   .select("user_id", _client().alias("_client"), _network().alias("_network"), "timestamp")
                   .collect())
         if failed.is_empty():
-            return cls()
+            return cls(loops=loops)
         per_user = failed.group_by("user_id").agg(pl.len().alias("_all"))
         hourly = (failed.group_by(*KEYS, pl.col("timestamp").dt.truncate("1h").alias("_hour"))
                   .agg(pl.len().alias("_n")))
@@ -69,10 +76,12 @@ class FailureHabits:
                     & (pl.col("_failures") >= min_share * pl.col("_all")))
             .select(*KEYS, (headroom * pl.col("_peak") + 5).cast(pl.Float64).alias("_ceiling")))
         networks = failed.select(*KEYS, "_network").unique().join(streams.select(KEYS), on=KEYS, how="semi")
-        return cls(streams, networks)
+        return cls(streams, networks, loops)
 
     def drop_from(self, events: pl.LazyFrame) -> pl.LazyFrame:
-        """``events`` without the failed logins that fit a habit (its client, its networks, under its ceiling)."""
+        """``events`` without the failed logins that fit a habit (its client, its networks, under its ceiling), and
+        with each retry loop of a known program cut to its last failure (``loops``: it needs the successes)."""
+        events = self.loops.thin(events)
         if self.streams.is_empty():
             return events
         failed = F.is_failed_login()

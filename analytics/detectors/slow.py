@@ -78,8 +78,10 @@ class SlowFailures(Detector):
         """Unresolved failures as (entity_value, timestamp, event_id); a source counts each person once."""
         # Resolved whatever the run's length: a retry loop that ends in its own success is a stale credential (a
         # short guessing run that worked is the burst and stuffing detectors' business, not a slow attack's).
-        # A stale credential's habit is judged by its changes only (see ``habits``).
-        failed = F.with_resolved(self.habits_.drop_from(events.filter(F.is_failed_login())), events,
+        # A stale credential's habit is judged by its changes only, a first-time retry loop by where it comes from
+        # and how it ends (see ``habits``; the loops need the successes).
+        logins = events.filter(pl.col("event_type") == "user_login")
+        failed = F.with_resolved(self.habits_.drop_from(logins).filter(F.is_failed_login()), events,
                                  timedelta(minutes=self.resolve_minutes),
                                  max_run=1_000_000)
         failed = failed.filter(~pl.col("resolved"))
