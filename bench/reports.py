@@ -12,7 +12,10 @@ time is printed on its own line and added to each report's total in the last col
 are not sealed (no batch covers them), which does not change verify's work: it hashes every row of the
 period to find rows outside any batch.
 
-    python -m bench.reports [--url postgresql://...] [--events 10000000] [--only access-review,...]
+    python -m bench.reports [--url postgresql://...] [--events 10000000] [--only access-review,...] [--keep]
+
+``--keep`` leaves the throwaway cluster running and prints its URL; pass it back as ``--url`` to time the
+reports again without reloading (the load is skipped when the database already holds the events).
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ def main() -> None:
     parser.add_argument("--standalone", default="access-review",
                         help="also generate this report end to end with its own proof, as the CLI, the dashboard "
                         "and the worker do (the proof then runs beside the build); '' to skip")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the throwaway database (its URL is printed) to re-run with --url, no reload")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else [d.name for d in registry.all_reports()]
-    with database(args.url) as url:
+    with database(args.url, keep=args.keep) as url:
         load(url, args.events)
         pool = db.open_pool(url, min_size=1, max_size=4, name="bench-reports")
         key = checkpoints.generate()
