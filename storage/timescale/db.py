@@ -154,6 +154,8 @@ def _drain_copy_out(conn: psycopg.Connection) -> bytes:
     read afterwards: leaving it without error is then a no-op (the connection is idle again).
     """
     pgconn = conn.pgconn
+    readable = select.poll()  # not select.select: a server process may hold descriptors past 1024
+    readable.register(pgconn.socket, select.POLLIN)
     data = bytearray()  # not a list of the rows: each is a memoryview holding a libpq buffer
     append = data.extend
     get = pgconn.get_copy_data
@@ -162,14 +164,14 @@ def _drain_copy_out(conn: psycopg.Connection) -> bytes:
         if nbytes > 0:
             append(row)
         elif nbytes == 0:  # nothing buffered: wait for the server
-            _wait_readable(pgconn)
+            readable.poll()
             pgconn.consume_input()
         else:
             break
     failure = None
     while True:
         while pgconn.is_busy():
-            _wait_readable(pgconn)
+            readable.poll()
             pgconn.consume_input()
         result = pgconn.get_result()
         if result is None:
@@ -179,10 +181,6 @@ def _drain_copy_out(conn: psycopg.Connection) -> bytes:
     if failure is not None:
         raise failure
     return bytes(data)
-
-
-def _wait_readable(pgconn: pq.abc.PGconn) -> None:
-    select.select([pgconn.socket], [], [])
 
 
 def check_size(frame: pl.DataFrame, max_rows: int | None, what: str) -> pl.DataFrame:
