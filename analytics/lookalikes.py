@@ -293,6 +293,7 @@ def rotated_secrets(rng: np.random.Generator, add: Callable[..., None], people: 
                 user_agent=client, metadata='{"method":"client_secret"}')
             work = np.repeat(ok, rng.integers(0, 4, size=ok.size))
             work = work + rng.integers(US, 300 * US, size=work.size)
+            work = work[work < span]  # the last login's queries stay inside the generated days
             add(work.size, ts_us=people.t0 + work, event_type="query_executed", user_id=sid, outcome="success",
                 source_ip=ip, user_agent=client, metadata=f'{{"rows":50,"dataset":"{name}"}}')
         out.append(Incident("service_retry_loop", _at(people, broken / HOUR), _at(people, fixed / HOUR + 0.05),
