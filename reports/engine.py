@@ -38,7 +38,7 @@ class Generated:
     out_dir: Path
     generated_by: str
     generated_at: datetime
-    seconds: dict[str, float]  # reading and computing, proving (first), waiting for the proof (0), writing
+    seconds: dict[str, float]  # proving (first), reading and computing, writing
 
     @property
     def pdf(self) -> Path:
@@ -75,7 +75,7 @@ def generate(source: Source, params: Params, out_dir: str | Path, *, generated_b
         proof_seconds = time.perf_counter() - began
         began = time.perf_counter()
     content = definition.build(source, params)
-    built = proved = time.perf_counter()
+    built = time.perf_counter()
     report_id = report_id or uuid.uuid4()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,9 +99,7 @@ def generate(source: Source, params: Params, out_dir: str | Path, *, generated_b
                                               "proof.json": proof_json})
     files = {name: stored_reports.file_sha256(out / name) for name in ["report.pdf", "report.html", *appendices]}
     (out / "SHA256SUMS").write_text("".join(f"{h}  {name}\n" for name, h in sorted(files.items())))
-    # "waited" stays for the callers that print it: the proof no longer runs beside the build
-    seconds = {"build": built - began, "proof": proof_seconds, "waited": proved - built,
-               "render": time.perf_counter() - proved}
+    seconds = {"build": built - began, "proof": proof_seconds, "render": time.perf_counter() - built}
     return Generated(report_id, params, dict(content.figures), proof, files, manifest_hash(files), out,
                      generated_by, now, seconds)
 

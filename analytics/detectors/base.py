@@ -72,9 +72,9 @@ class Detector(BaseEstimator):
         check_is_fitted(self, "version_")
         scored = self._score(normalize(X))
         if start is not None:
-            edge = "window_end" if self.scores_windows_closing_in_range else "window_start"
-            scored = scored.filter(pl.col(edge) > start.astimezone(UTC) if self.scores_windows_closing_in_range
-                                   else pl.col(edge) >= start.astimezone(UTC))
+            at = start.astimezone(UTC)
+            scored = scored.filter(pl.col("window_end") > at if self.scores_windows_closing_in_range
+                                   else pl.col("window_start") >= at)
         return scored.sort("window_start", "window_end", "entity_type", "entity_value")
 
     def score_samples(self, X: pl.DataFrame | pl.LazyFrame) -> np.ndarray:

@@ -46,7 +46,7 @@ class ExportVolume(Detector):
     Parameters
     ----------
     windows : tuple of str, default ("10m", "1h", "4h")
-        Tumbling windows scored.
+        Windows scored: tumbling, except those in ``HOPS`` (4 h), which start every hour.
     peer_groups : mapping of str to str or None, default None
         User id → peer group (e.g. department); users not in it, or all when None, form one group.
     shrinkage : float, default 10.0
@@ -72,8 +72,9 @@ class ExportVolume(Detector):
     counts_ : dict
         Per window: per-user and per-group mean number of exports in a window with any, and the dispersion.
     sizes_ : dict
-        Per measure: per-user and per-group location and scale of one export's log size, and the
-        between-window spread of a window's mean size.
+        Per measure: per-user and per-group location and scale of one export's log size.
+    between_ : dict
+        Per (measure, window): how far a window's mean export size strays beyond sampling (log units).
     groups_ : dict
         User → peer group in use: ``peer_groups``, or cohorts inferred from shared resources.
     version_ : str
@@ -137,7 +138,7 @@ class ExportVolume(Detector):
         # Known peer groups (an empty mapping, as a store without a directory gives, is none known).
         self.groups_ = (dict(self.peer_groups) if self.peer_groups
                         else F.infer_cohorts(events.lazy()) if events.height else {})
-        self.baselines_, self.counts_, self.sizes_ = {}, {}, {}
+        self.baselines_, self.counts_, self.sizes_, self.between_ = {}, {}, {}, {}
         exports = self._exports(events.lazy())
         for measure in MEASURES:
             self.sizes_[measure] = self._fit_sizes(exports, measure)
@@ -145,7 +146,7 @@ class ExportVolume(Detector):
             volumes = self._volumes(exports, window).collect()
             for measure in MEASURES:
                 self.counts_[(measure, window)] = self._fit_counts(volumes, measure)
-                self.sizes_[(measure, window)] = self._fit_between(volumes, measure)
+                self.between_[(measure, window)] = self._fit_between(volumes, measure)
                 logs = volumes.filter(pl.col(measure) > 0).with_columns(pl.col(measure).log1p().alias("v"))
                 robust = [pl.col("v").median().alias("loc"),
                           ((pl.col("v") - pl.col("v").median()).abs().median() * 1.4826).alias("scale"),
@@ -228,7 +229,7 @@ class ExportVolume(Detector):
         r = 1.0 / fitted["inv_r"]
         p_count = np.where(k >= 2, stats.nbinom.sf(k - 2, r, r / (r + m)), 1.0)
         loc, scale = self._size_baseline(volumes, measure)
-        tau = self.sizes_[(measure, window)]
+        tau = self.between_[(measure, window)]
         mlog = volumes[f"{measure}_mlog"].fill_null(0.0).to_numpy()
         z_size = np.where(k >= 1, (mlog - loc) / np.sqrt(scale**2 / np.maximum(k, 1.0) + tau**2), 0.0)
         p_size = np.where(k >= 1, stats.t.sf(z_size, self.df), 1.0)
