@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from reports.library.access_review import CHANGE_COLUMNS
-from reports.library.frames import count, hour
+from reports.library.frames import count, hour, meta
 from reports.model import Content, Definition, Params, Table
 from reports.source import Source
 
@@ -17,8 +17,7 @@ PRIVILEGED_TYPES = ("permission_change", "config_change", "api_key_created", "ap
 def build(src: Source, p: Params) -> Content:
     first, last = int(p.options["business_hours"][0]), int(p.options["business_hours"][1])
     changes, changes_q = src.events(p, event_type=PRIVILEGED_TYPES, columns=CHANGE_COLUMNS)
-    changes = (changes.with_columns(hour(),
-                                    pl.col("metadata").str.json_path_match("$.setting").alias("setting"))
+    changes = (changes.with_columns(hour(), meta("setting"))
                .with_columns(out_of_hours=~pl.col("hour_utc").is_between(first, last - 1),
                              retention=(pl.col("event_type") == "events_expired")
                              | pl.col("setting").str.contains("retention").fill_null(False)
