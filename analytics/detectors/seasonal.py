@@ -9,14 +9,16 @@ not flagged; the scale never drops below half the smallest change seen (values a
 for counts, the Poisson noise of the level. Six pieces of evidence are read from that, over several
 horizons: the point's own residual, the mean of the last few (clipped) residuals, the count of 3-sigma
 residuals over a longer stretch (a cluster), the median of the last values against a long baseline (drift,
-a lost pattern), the median squared residual (a burst of variance), and a run of identical values (a stuck
-sensor).
+a lost pattern), the median squared residual (a burst of variance), how far the value lies beyond every
+value of its recent history (a new record: a dip to 0 in a series never near it, a count far above its
+highest, whatever the scale of the residuals says), and a run of identical values (a stuck sensor).
 
 Each is turned into a tail probability against the series' *own* history of that statistic (empirical,
 with a generalised Pareto tail beyond it), so a 6-sigma point counts for more in quiet Gaussian noise
 than in heavy-tailed noise where such points are routine; the smallest, with a Bonferroni factor, is the
-point's p. A point already explained by a rarer recent one is discounted by it (one alarm per incident).
-The score is ``-log10(p) / 10`` as everywhere (0.6 = one in a million), compressed smoothly above 0.9 so
+point's p. A point already explained by a rarer recent one is discounted by it (one alarm per incident),
+and each piece of evidence is first discounted by its own recent values, so what one statistic keeps
+saying is told once. The score is ``-log10(p) / 10`` as everywhere (0.6 = one in a million), compressed smoothly above 0.9 so
 it stays below 1 and extreme points still rank. The first ``min_periods`` points score 0: a cold start.
 """
 
@@ -72,6 +74,9 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         Fraction of the recent rarest ``-log10 p`` (beyond ``repeat_free``) taken off each point's own.
     repeat_free : float, default 2.5
         Recent rarity that costs nothing (a one-in-a-thousand point happens every thousand points).
+    statistic_free : float, default 3.0
+        The same for each statistic against its own recent values, before they are combined (0 turns the
+        per-statistic discount off).
     scale_floor : float, default 0.0
         Smallest scale in value units (1.0 suits counts: one event more is not news).
     relative_floor : float, default 1e-3
@@ -96,14 +101,14 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
     """
 
     name = "univariate_series"
-    version = "3"
+    version = "4"
     threshold = calibration.ANOMALY_SCORE
 
     def __init__(self, *, min_periods: int = 60, level_window: int = 12, scale_window: int = 400,
                  error_span: int = 100, seasons: int = 2, short_window: int = 6, change_window: int = 10,
                  baseline_window: int = 1000, tail_history: int = 5000, tail_shape: float = 0.1,
                  evidence_cap: float = 8.0, refractory: int = 100, repeat_discount: float = 1.0,
-                 repeat_free: float = 2.5,
+                 repeat_free: float = 2.5, statistic_free: float = 3.0,
                  scale_floor: float = 0.0, relative_floor: float = 1e-3, count_floor: float = 1.0,
                  quantum_floor: float = 0.5, cluster_window: int = 60) -> None:
         self.min_periods = min_periods
@@ -120,6 +125,7 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         self.refractory = refractory
         self.repeat_discount = repeat_discount
         self.repeat_free = repeat_free
+        self.statistic_free = statistic_free
         self.scale_floor = scale_floor
         self.relative_floor = relative_floor
         self.count_floor = count_floor
@@ -217,9 +223,10 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         # A longer horizon: how many 3-sigma points the last ``cluster_window`` held (a cluster of modest spikes,
         # a flapping service), against how many such windows usually hold.
         many = pl.Series((np.abs(z) > 3.0).astype(float)).rolling_sum(self.cluster_window, min_samples=1).to_numpy()
-        stats_ = (z, short_z, change_z, np.maximum(burst, 0.0), _windowed_z(many, self.baseline_window, 1.0))
-        parts = [_tail_log10(np.where(cols < self.min_periods, np.nan, stat), self.tail_history, self.tail_shape)
-                 for stat in stats_]
+        stats_ = (z, short_z, change_z, np.maximum(burst, 0.0), _windowed_z(many, self.baseline_window, 1.0),
+                  _beyond_range(x, self.tail_history, floor))
+        cold_ = cols < self.min_periods
+        parts = [_tail_log10(np.where(cold_, np.nan, stat), self.tail_history, self.tail_shape) for stat in stats_]
         # A run is one piece of news, told once when it is conclusive: evidence that grew a little with every
         # repeated value would slip under the repeat discount at every step and never rank.
         # Only runs that start after a whole day has been seen, when the series has a day: the first night is
@@ -229,17 +236,37 @@ class SeasonalSeries(SeriesScoring, BaseEstimator):
         parts.append(np.where(stuck <= -self.evidence_cap, -self.evidence_cap, 0.0))
         # Slow evidence saturates, so a shift already flagged does not escalate into a run of alarms.
         parts = [parts[0]] + [np.maximum(part, -self.evidence_cap) for part in parts[1:]]
+        if self.refractory > 0 and self.statistic_free > 0:  # what one statistic keeps saying is told once
+            parts = [_discounted(np.where(cold_, 0.0, part), self.refractory, self.statistic_free, 1.0)
+                     for part in parts]
         log10_p = np.minimum.reduce(parts) + np.log10(len(parts))
         log10_p = np.minimum(log10_p, 0.0)
-        cold = cols < self.min_periods
-        log10_p[cold] = 0.0
+        log10_p[cold_] = 0.0
         if self.refractory > 0:  # a point already explained by a rarer recent one is less news
-            recent = pl.Series(-log10_p).shift(1).rolling_max(self.refractory, min_samples=1).fill_null(0.0)
-            excess = np.maximum(recent.to_numpy() - self.repeat_free, 0.0)
-            log10_p = np.minimum(log10_p + self.repeat_discount * excess, 0.0)
-        z[cold] = 0.0
+            log10_p = _discounted(log10_p, self.refractory, self.repeat_free, self.repeat_discount)
+        z[cold_] = 0.0
         expected = x - residual
         return expected, scale, log10_p, z
+
+
+def _discounted(log10_p: np.ndarray, window: int, free: float, share: float) -> np.ndarray:
+    """Each point's ``log10 p`` less ``share`` of the rarest of the ``window`` points before it beyond ``free``."""
+    recent = pl.Series(-log10_p).shift(1).rolling_max(window, min_samples=1).fill_null(0.0).to_numpy()
+    return np.minimum(log10_p + share * np.maximum(recent - free, 0.0), 0.0)
+
+
+def _beyond_range(x: np.ndarray, window: int, floor: np.ndarray) -> np.ndarray:
+    """How far each value lies outside the range of the ``window`` values before it, in interquartile ranges
+    of those values (0 inside the range): a new record, whatever the residuals' scale says. Its tail is then
+    judged like every statistic against the series' own history of it, so a trending series, whose records
+    are routine, does not alarm on each one."""
+    prior = pl.Series(x).shift(1)
+    high = prior.rolling_max(window, min_samples=1).to_numpy()
+    low = prior.rolling_min(window, min_samples=1).to_numpy()
+    iqr = (prior.rolling_quantile(0.75, window_size=window, min_samples=8)
+           - prior.rolling_quantile(0.25, window_size=window, min_samples=8)).to_numpy()
+    unit = np.maximum(iqr, np.maximum(floor, 1e-12))  # NaN (0 out) until the quartiles are known
+    return np.nan_to_num(np.maximum(np.maximum(x - high, low - x), 0.0) / unit, nan=0.0)
 
 
 def score_from_log10_p(log10_p: np.ndarray) -> np.ndarray:

@@ -114,6 +114,55 @@ def test_a_level_shift_alarms_near_the_shift_then_settles():
     assert s[2100:].max() < THRESHOLD
 
 
+def _alarms(s: np.ndarray, threshold: float) -> int:
+    """Times the score rises through ``threshold`` (each one a page)."""
+    return int(((s[1:] >= threshold) & (s[:-1] < threshold)).sum())
+
+
+@pytest.mark.parametrize("kind", ["variance", "cluster"])
+def test_what_one_statistic_keeps_saying_is_told_once(kind):
+    """A long burst of variance, or a cluster of modest spikes, keeps one statistic high: its own recent values
+    discount it (``statistic_free``) before the statistics are combined, so the incident re-alarms less than
+    with the combined discount alone, and its first alarm comes as soon (within a point or two)."""
+    t = np.arange(4000)
+    first, fewer = {}, {}
+    for free in (0.0, 3.0):
+        total, firsts = 0, []
+        for seed in range(10):
+            rng = np.random.default_rng(seed)
+            values = 50 + 5 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 1, t.size)
+            if kind == "variance":
+                values[3000:3300] += rng.normal(0, 5, 300)
+            else:
+                values[3000:3300:15] += 6
+            s = scores(values, statistic_free=free)[3000:]
+            total += _alarms(s, 0.3)
+            firsts.append(int(np.argmax(s >= 0.3)))
+        fewer[free], first[free] = total, firsts
+    assert fewer[3.0] < fewer[0.0]
+    assert all(abs(a - b) <= 2 for a, b in zip(first[3.0], first[0.0], strict=True))
+
+
+def test_a_trend_that_sets_a_record_at_every_point_is_not_an_anomaly():
+    """The distance beyond the recent range is judged against the series' own history of it: where records
+    are routine (a growing counter, a trend) they are not news."""
+    rng = np.random.default_rng(2)
+    t = np.arange(4000)
+    for values in (0.05 * t + rng.normal(0, 1, t.size), np.cumsum(rng.poisson(3, t.size)).astype(float)):
+        assert scores(values)[600:].max() < THRESHOLD
+
+
+def test_the_distance_beyond_the_range_is_zero_inside_and_in_interquartile_ranges_outside():
+    from analytics.detectors.seasonal import _beyond_range
+
+    x = np.array([50.0, 0, 100, 30, 70, 20, 80, 40, 60, 10, 90, 45, 55, 160, 130, -35])
+    d = _beyond_range(x, window=100, floor=np.zeros(x.size))
+    assert np.all(d[:13] == 0.0)  # no quartiles yet (fewer than 8 before), then inside what came before
+    iqr = np.quantile(x[:13], 0.75) - np.quantile(x[:13], 0.25)
+    assert d[13] == pytest.approx(60 / iqr)  # 60 above the highest value so far
+    assert d[14] == 0.0 and d[15] > 0  # 130 is inside the range 160 made; -35 is below its lowest
+
+
 def test_a_spike_in_counts_is_found():
     rng = np.random.default_rng(1)
     values = rng.poisson(20, 400).astype(float)
