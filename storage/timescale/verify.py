@@ -229,7 +229,7 @@ class _Verifier:
                     return
                 if known is None:
                     self.problem("unknown_batch", f"event {event_id} at {at.isoformat()} claims batch_seq {seq}, "
-                                 "which has no seal and is not in the chain: a forged row, or its batch was deleted",
+                                 "which is not in the chain, nor sealed and waiting to be linked: a forged row, or its batch was deleted",
                                  at=at)
                 elif self.in_window(at):
                     self.problem("row_outside_batch", f"event {event_id} at {at.isoformat()} claims batch "

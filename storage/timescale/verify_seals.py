@@ -42,7 +42,8 @@ class Seal:
 def check_seals(conn: psycopg.Connection, links: Iterable[tuple], problem: Report, notes: list[str], *,
                 now: datetime, grace: timedelta) -> set[int]:
     """Hold every link ``(chain_pos, batch_seq, kind, rows, root, lo, hi, sealed_at)`` to its seal and every seal
-    to its link; returns the batch_seqs sealed but not linked (their rows are in no batch verify can check)."""
+    to its link; returns the batch_seqs sealed and waiting to be linked (their rows are in no batch verify can
+    check: the seal is reported, not each row)."""
     seals = {r[0]: Seal(*r[:3], bytes(r[3]), *r[4:]) for r in conn.execute(_SEALS).fetchall()}
     linked: set[int] = set()
     for pos, seq, kind, rows, root, lo, hi, sealed_at in links:
@@ -65,13 +66,14 @@ def check_seals(conn: psycopg.Connection, links: Iterable[tuple], problem: Repor
     for seq, seal in sorted(seals.items()):
         if seq in linked:
             continue
-        unlinked.add(seq)
         where = (f"batch_seq {seq} ({seal.rows} events, {seal.lo:%Y-%m-%d %H:%M:%S} .. {seal.hi:%Y-%m-%d %H:%M:%S}, "
                  f"sealed {seal.sealed_at:%Y-%m-%d %H:%M:%S})")
         if seal.linked_pos is not None:
             problem("link_missing", f"{where} was linked at chain position {seal.linked_pos}, which the chain no "
-                    "longer holds: its link was deleted (and the events it covered with it)", seal.linked_pos, seal.lo)
-        elif seal.sealed_at < now - grace:
+                    "longer holds: its link was deleted, or the chain rewound past it", seal.linked_pos)
+            continue  # its rows claim a batch in no chain: reported with them as well
+        unlinked.add(seq)
+        if seal.sealed_at < now - grace:
             problem("batch_unlinked", f"{where} was sealed but never linked into the chain ({grace} allowed): no "
                     "checkpoint covers it, so its events could be removed unnoticed. Run `auditwatch integrity "
                     "checkpoint` (it links before it signs), then verify again", at=seal.lo)
