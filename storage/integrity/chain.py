@@ -102,8 +102,10 @@ def _encode_column(column: Sequence[str | None], repeats: bool) -> list[bytes]:
     """One text field of a batch, encoded as ``leaf_of`` does. When its values repeat (types, users, sources,
     addresses, agents), each distinct value is encoded once and the column is mapped in C."""
     if repeats:
-        table = {v: _encode_text(v) for v in set(column)}
-        return list(map(table.__getitem__, column))
+        distinct = set(column)
+        if 2 * len(distinct) <= len(column):
+            table = {v: _encode_text(v) for v in distinct}
+            return list(map(table.__getitem__, column))
     return [b"\x00" if v is None else b"\x01" + _PACK_I(len(d := v.encode())) + d for v in column]
 
 

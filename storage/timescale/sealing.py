@@ -161,15 +161,12 @@ def link_committed(conn: psycopg.Connection) -> None:
     checkpoint job links too, waiting, before it signs: no crash between commit and link leaves a batch
     outside what is signed.
     """
-    while True:
-        linked = conn.execute(_LINK).fetchone()[1]
-        conn.commit()
-        if linked is None:
-            return
-        more = conn.execute(_UNLINKED).fetchone()[0]
-        conn.commit()
-        if not more:
-            return
+    conn.autocommit = True  # each statement its own transaction: one round trip each
+    try:
+        while conn.execute(_LINK).fetchone()[1] is not None and conn.execute(_UNLINKED).fetchone()[0]:
+            pass
+    finally:
+        conn.autocommit = False
 
 
 def link_all(conn: psycopg.Connection) -> int:
