@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
@@ -28,7 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.errors import IntegrityError
 from storage.events import COLUMNS, EventRecord
-from storage.integrity import chain, checkpoints, jsonb_text
+from storage.integrity import chain, checkpoints
 from storage.integrity.checkpoints import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -106,43 +105,20 @@ def next_batch(cursor: psycopg.Cursor) -> int:
 
 
 def prepare_batch(cursor: psycopg.Cursor, records: Sequence[EventRecord],
-                  rows: Sequence[tuple]) -> tuple[int, list[bytes]]:
+                  metadata_json: Sequence[str]) -> tuple[int, list[bytes]]:
     """A batch_seq and the leaf hash of each record as PostgreSQL will store it, for the fast path that
-    COPYs ``rows`` (the writer's ``row_of`` tuples) straight into the hypertable (COPY's multi-row inserts
-    cost about half what the staging table's INSERT ... SELECT does, and hashing in SQL costs more server
-    CPU than in Python).
+    COPYs straight into the hypertable (COPY's multi-row inserts cost about half what the staging
+    table's INSERT ... SELECT does, and hashing in SQL costs more server CPU than in Python).
 
-    Exact: uuid, text and timestamptz (microseconds) are stored as sent; an IPv4 address is sent as its
-    four bytes, which PostgreSQL prints as Python does; metadata of strings, integers, booleans, null,
-    objects and arrays is rendered as jsonb prints it (``jsonb_text``). For any other row (an IPv6
-    address, a float in its metadata ...) the server's own input and output functions say, in the same
-    round trip that takes the batch_seq. verify recomputes every leaf in SQL from the stored rows, and
-    the tests hold the computations equal.
+    Exact: uuid, text and timestamptz (microseconds) are stored as sent; jsonb and inet come back
+    from the server's own input and output functions. verify recomputes every leaf in SQL from the
+    stored rows, and the tests hold the two computations equal.
     """
-    render = jsonb_text.render
-    metadata = [render(r.metadata) for r in records]
-    hosts: list[str | None] = []
-    known: dict[object, str | None] = {None: None}
-    for row in rows:
-        address = row[6]
-        try:
-            hosts.append(known[address])
-        except KeyError:
-            known[address] = host = f"{address}/32" if address.version == 4 else None
-            hosts.append(host)
-    ask = [i for i, (m, h, r) in enumerate(zip(metadata, hosts, records, strict=True))
-           if m is None or (h is None and r.source_ip is not None)]
-    if not ask:
-        batch = next_batch(cursor)
-    else:
-        # Binary parameters and results: psycopg quotes text arrays with a regex per element otherwise.
-        batch, told_meta, told_hosts = cursor.execute(_NORMALISE, (
-            [orjson.dumps(records[i].metadata).decode() for i in ask], [records[i].source_ip for i in ask]),
-            binary=True).fetchone()
-        if len(told_meta) != len(ask) or len(told_hosts) != len(ask):
-            raise IntegrityError("the server's rendering of the batch's metadata and addresses does not match it")
-        for i, m, h in zip(ask, told_meta, told_hosts, strict=True):
-            metadata[i], hosts[i] = m, h
+    ips = [r.source_ip for r in records]
+    # Binary parameters and results: psycopg quotes text arrays with a regex per element otherwise.
+    batch, metadata, hosts = cursor.execute(_NORMALISE, (list(metadata_json), ips), binary=True).fetchone()
+    if len(metadata) != len(records) or len(hosts) != len(records):
+        raise IntegrityError("the server's rendering of the batch's metadata and addresses does not match the batch")
     columns = ([r.event_type for r in records], [r.user_id for r in records], [str(r.outcome) for r in records],
                [r.source for r in records], hosts, [r.source_country for r in records],
                [r.source_asn for r in records], [r.user_agent for r in records], [r.resource_id for r in records],

@@ -140,7 +140,8 @@ class EventWriter:
                 try:
                     with conn.cursor() as cur:
                         if self._sealed:
-                            batch, leaves = sealing.prepare_batch(cur, records, rows)
+                            batch, leaves = sealing.prepare_batch(
+                                cur, records, [orjson.dumps(r.metadata).decode() for r in records])
                             copy_rows(cur, _COPY_DIRECT_SEALED, [(*row, batch) for row in rows], _SEALED_TYPES)
                             sealing.seal_prepared(cur, batch, records, leaves)
                         else:
