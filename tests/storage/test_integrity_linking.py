@@ -204,3 +204,21 @@ def test_the_batch_leaf_encoding_is_byte_identical_to_the_reference():
     columns = [[r[2][k] for r in rows] for k in range(len(chain.TEXT_FIELDS))]
     got = chain.leaves_of([r[0] for r in rows], [r[1] for r in rows], columns, [r[3] for r in rows])
     assert got == expected and len(set(got)) == len(rows)
+
+
+_METADATA = [
+    {}, {"b": 1, "a": 2, "aa": [], "é": {}, "z": None}, {"k": "line\nbreak\ttab \"quoted\" back\\slash \x01\x1f\x7f"},
+    {"emoji": "😀 \u2028 日本", "ключ": "значение", "nested": {"list": [1, -2, True, False, None, "x", [[]]]}},
+    {"big": 2**62, "neg": -(2**62), "zero": 0}, {"bbb": 1, "aaa": 2, "ab": 3, "b": 4, "Ab": 5, "": 6},
+    {"minus_zero": -0.0, "exp": 1e-7, "int_float": 3.0, "mixed": [1, 2.25, "s"]},
+]
+
+
+def test_the_writers_leaves_for_awkward_metadata_and_addresses_are_the_ones_verify_recomputes(pool, make_event, check):
+    """The fast path hashes in Python from the server's rendering of jsonb and inet; verify hashes the stored
+    rows in SQL. Key order, escapes, numbers and address forms must come out the same both ways."""
+    ips = ["10.1.2.3", "255.255.255.255", "0.0.0.0", "2001:db8::1", "::ffff:1.2.3.4", "1:0:2:3:4:5:6:7", None]
+    events = [make_event(metadata=m, source_ip=ip) for m in _METADATA for ip in ips]
+    assert EventWriter(pool).write(events) == [True] * len(events)
+    report = check()
+    assert report.ok and report.events == len(events), report.problems
