@@ -224,13 +224,13 @@ class _Verifier:
         else:
             b = self.scope.get(seq)
             if b is None:
-                known = self.all_seqs.get(seq)
-                if seq in self.unlinked:
+                if seq in self.unlinked:  # sealed, waiting to be linked: verify_seals reported the seal
                     return
+                known = self.all_seqs.get(seq)
                 if known is None:
                     self.problem("unknown_batch", f"event {event_id} at {at.isoformat()} claims batch_seq {seq}, "
-                                 "which is not in the chain, nor sealed and waiting to be linked: a forged row, or its batch was deleted",
-                                 at=at)
+                                 "which is not in the chain, nor sealed and waiting to be linked: a forged row, or "
+                                 "its batch was deleted", at=at)
                 elif self.in_window(at):
                     self.problem("row_outside_batch", f"event {event_id} at {at.isoformat()} claims batch "
                                  f"#{known.chain_pos}, sealed for {known.lo.isoformat()} .. {known.hi.isoformat()}:"

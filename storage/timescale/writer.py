@@ -189,7 +189,8 @@ def _link(conn: psycopg.Connection) -> None:
     try:
         sealing.link_committed(conn)
     except psycopg.Error as exc:
-        conn.rollback()
+        if not conn.closed:
+            conn.rollback()
         log.warning("a sealed batch is stored but not linked into the integrity chain yet (%s): the next write "
                     "or the checkpoint job links it", exc)
 
