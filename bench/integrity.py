@@ -9,7 +9,7 @@
 Off and on alternate for --rounds rounds, so drift in a shared machine's load hits both alike;
 medians are reported.
 
-    python -m bench.integrity [--url postgresql://...] [--events 200000] [--rounds 2]
+    python -m bench.integrity [--url postgresql://...] [--events 200000] [--rounds 2] [--threads 2] [--no-http]
 """
 
 from __future__ import annotations
@@ -100,7 +100,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="writer threads for (a)")
+    parser.add_argument("--no-http", action="store_true", help="skip (b), the HTTP runs")
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", flush=True)
 
     figures: dict[str, list[float]] = {k: [] for k in ("writer off", "writer on", "http off", "http on")}
     with database(args.url) as url:
@@ -118,10 +121,10 @@ def main() -> None:
                     cpu[label].append(cpu_per_event(url, min(args.events, 50_000), args.batch, sealed))
                     print(f"round {r + 1}: (a') CPU per event, integrity {label:3}: server "
                           f"{cpu[label][-1][0]:.1f} us, client {cpu[label][-1][1]:.1f} us", flush=True)
-                rate = writer_rate(url, args.events, args.batch, sealed)
+                rate = writer_rate(url, args.events, args.batch, sealed, args.threads)
                 figures[f"writer {label}"].append(rate)
                 print(f"round {r + 1}: (a) writer, integrity {label:3}: {rate:,.0f} events/s", flush=True)
-        for r in range(args.rounds):
+        for r in range(0 if args.no_http else args.rounds):
             for sealed in (False, True):
                 label = "on" if sealed else "off"
                 with server(url, AUDITWATCH_RATE_LIMIT_PER_MINUTE=RATE_LIMIT,
@@ -142,8 +145,9 @@ def main() -> None:
         verify_s = time.perf_counter() - started
         pool.close()
 
-    med = {k: statistics.median(v) for k, v in figures.items()}
+    med = {k: statistics.median(v) for k, v in figures.items() if v}
     print("\nsummary (medians)")
+    print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"  (a) writer       off {med['writer off']:>9,.0f}  on {med['writer on']:>9,.0f} events/s   "
           f"on/off = {med['writer on'] / med['writer off']:.2f}")
     if cpu["off"]:
@@ -151,8 +155,9 @@ def main() -> None:
         on_s, on_c = (statistics.median(x[i] for x in cpu["on"]) for i in (0, 1))
         print(f"  (a') CPU/event   off server {off_s:.1f} + client {off_c:.1f} us;  on server {on_s:.1f} + "
               f"client {on_c:.1f} us   (+{on_s + on_c - off_s - off_c:.1f} us per event)")
-    print(f"  (b) HTTP batch   off {med['http off']:>9,.0f}  on {med['http on']:>9,.0f} events/s   "
-          f"on/off = {med['http on'] / med['http off']:.2f}   (target >= 0.85)")
+    if not args.no_http:
+        print(f"  (b) HTTP batch   off {med['http off']:>9,.0f}  on {med['http on']:>9,.0f} events/s   "
+              f"on/off = {med['http on'] / med['http off']:.2f}   (target >= 0.85)")
     print(f"  (c) verify       {report.events:,} events ({sealed_rows:,} sealed) in {verify_s:.1f} s: "
           f"{report.events / verify_s:,.0f} events/s, {report.chain_length:,} batches, ok={report.ok}")
 

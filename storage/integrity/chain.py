@@ -91,6 +91,44 @@ def leaf_of(event_id: uuid.UUID, timestamp: int | datetime, texts: Sequence[str 
     return hashlib.sha256(b"".join(parts)).digest()
 
 
+def _encode_text(value: str | None) -> bytes:
+    if value is None:
+        return b"\x00"
+    data = value.encode()
+    return b"\x01" + _PACK_I(len(data)) + data
+
+
+def _encode_column(column: Sequence[str | None], repeats: bool) -> list[bytes]:
+    """One text field of a batch, encoded as ``leaf_of`` does. When its values repeat (types, users, sources,
+    addresses, agents), each distinct value is encoded once and the column is mapped in C."""
+    if repeats:
+        distinct = set(column)
+        if 2 * len(distinct) <= len(column):
+            table = {v: _encode_text(v) for v in distinct}
+            return list(map(table.__getitem__, column))
+    return [b"\x00" if v is None else b"\x01" + _PACK_I(len(d := v.encode())) + d for v in column]
+
+
+# The fields whose values are mostly unique per event: a table of distinct values would not pay.
+_UNIQUE_FIELDS = frozenset({"resource_id", "metadata"})
+
+
+def leaves_of(event_ids: Sequence[uuid.UUID], timestamps: Sequence[datetime], columns: Sequence[Sequence[str | None]],
+              received_at: Sequence[datetime]) -> list[bytes]:
+    """``leaf_of`` for a batch given as columns (``columns`` in ``TEXT_FIELDS`` order, as ``leaf_of``'s texts),
+    byte for byte: each field is encoded column by column, then each row is one join and one hash (the
+    writer's hot path, with a fraction of ``leaf_of``'s Python calls per row)."""
+    epoch, one = _PG_EPOCH, _ONE_US
+    parts: list[list[bytes]] = [[_PREFIX + u.bytes for u in event_ids], [_PACK_Q((t - epoch) // one) for t in timestamps]]
+    for name, column in zip(TEXT_FIELDS, columns, strict=True):
+        parts.append(_encode_column(column, name not in _UNIQUE_FIELDS))
+    stamps = {t: _PACK_Q((t - epoch) // one) for t in set(received_at)}  # mostly one per batch
+    parts.append(list(map(stamps.__getitem__, received_at)))
+    sha = hashlib.sha256
+    join = b"".join
+    return [sha(join(row)).digest() for row in zip(*parts, strict=True)]
+
+
 def leaf(row: Mapping[str, object]) -> bytes:
     """RFC 6962 leaf hash of one stored row, given as ``LEAF_CONTRACT`` describes."""
     event_id = row["event_id"]

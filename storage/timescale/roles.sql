@@ -12,7 +12,9 @@
 -- The app role (API, ingest writer, bus writer):
 --   * reads every table;
 --   * may INSERT into audit_events, never UPDATE or DELETE it (SQLSTATE 42501);
---   * writes the integrity tables only through SECURITY DEFINER functions: integrity_append (seal a batch)
+--   * writes the integrity tables only through SECURITY DEFINER functions: integrity_seal and integrity_link
+--     (seal a batch in the write transaction, link sealed batches into the chain after it), integrity_append
+--     (both at once)
 --     and integrity_erase / integrity_erase_archived (lawful erasure of hot rows / of archived rows, whose
 --     sealed event_erased record the database requires at commit);
 --   * cannot record a removal (integrity_record_removal is the owner's) nor create objects in the schema;
@@ -43,7 +45,9 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.integrity_append(bigint, text, integer, bytea, '
                               'timestamptz, timestamptz), %I.integrity_erase(uuid, bytea[], uuid, text, timestamptz), '
                               '%I.integrity_erase_archived(uuid, bigint[], timestamptz[], bytea[], uuid, text, '
-                              'timestamptz, text) TO %I', schema, schema, schema, app);
+                              'timestamptz, text), %I.integrity_seal(bigint, integer, bytea, timestamptz, '
+                              'timestamptz), %I.integrity_link(boolean) TO %I', schema, schema, schema, schema,
+                              schema, app);
     -- Not even a stray default grant: only the owner records removals.
     EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %I.integrity_record_removal(timestamptz, timestamptz, '
                               'text, bigint, text, text, uuid, timestamptz) FROM %I', schema, app);

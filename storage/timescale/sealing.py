@@ -1,10 +1,11 @@
-"""Sealing: every write appends its batch to the integrity chain, and the chain's head is signed.
+"""Sealing: every write seals its batch, a linker appends sealed batches to the chain, the head is signed.
 
 A writer's rows go through the staging table and one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
 whose RETURNING computes each row's leaf hash from the values as stored (or, on the COPY fast path,
-``prepare_batch`` computes them from the server's own normalisation); the Merkle root of the new rows
-is appended to the chain at the very end of the transaction (the head-row lock is held only from
-there to commit). Checkpoints sign the head periodically, chained to each other.
+``prepare_batch`` computes them from the server's own normalisation). The writer's transaction then
+inserts the batch's seal (its Merkle root) without any shared lock; after commit, ``link_committed``
+appends every sealed-but-unlinked batch to the chain in its own short transaction under the head lock
+(migration 0021). Checkpoints link whatever is still unlinked, then sign the head, chained to each other.
 
 The pure hashing and signing are in ``storage.integrity``; ``verify.py`` recomputes all of it.
 Nothing here reads the archive, so the writer (and everything that writes through it) stays below
@@ -82,6 +83,12 @@ _INSERT_SEALED = sql.SQL(
     'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp", {leaf}'
 )
 _APPEND = "SELECT integrity_append(%s, 'batch', %s, %s, %s, %s)"
+_SEAL = "SELECT integrity_seal(%s, %s, %s, %s, %s)"
+# The link is derived from seals already committed durably: a link lost in a crash is linked again,
+# so its commit need not wait for the WAL flush (a later synchronous commit flushes it anyway).
+_LINK = "SELECT pg_catalog.set_config('synchronous_commit', 'off', true), integrity_link(false)"
+_LINK_WAITING = "SELECT integrity_link(true)"
+_UNLINKED = "SELECT EXISTS (SELECT 1 FROM integrity_seals WHERE linked_pos IS NULL)"
 # What PostgreSQL makes of the two values that do not round-trip as sent (jsonb normalises numbers, key
 # order and spacing; inet prints addresses its own way), parsed by the same input functions as the COPY.
 _NORMALISE = ("SELECT pg_catalog.nextval('integrity_batch_seq'), "
@@ -110,23 +117,30 @@ def prepare_batch(cursor: psycopg.Cursor, records: Sequence[EventRecord],
     ips = [r.source_ip for r in records]
     # Binary parameters and results: psycopg quotes text arrays with a regex per element otherwise.
     batch, metadata, hosts = cursor.execute(_NORMALISE, (list(metadata_json), ips), binary=True).fetchone()
-    leaf_of = chain.leaf_of
-    return batch, [
-        leaf_of(r.event_id, r.timestamp, (r.event_type, r.user_id, str(r.outcome), r.source, ip, r.source_country,
-                                          r.source_asn, r.user_agent, r.resource_id, meta), r.received_at)
-        for r, meta, ip in zip(records, metadata, hosts, strict=True)]
+    if len(metadata) != len(records) or len(hosts) != len(records):
+        raise IntegrityError("the server's rendering of the batch's metadata and addresses does not match the batch")
+    columns = ([r.event_type for r in records], [r.user_id for r in records], [str(r.outcome) for r in records],
+               [r.source for r in records], hosts, [r.source_country for r in records],
+               [r.source_asn for r in records], [r.user_agent for r in records], [r.resource_id for r in records],
+               metadata)
+    return batch, chain.leaves_of([r.event_id for r in records], [r.timestamp for r in records], columns,
+                                  [r.received_at for r in records])
 
 
 def seal_prepared(cursor: psycopg.Cursor, batch: int, records: Sequence[EventRecord], leaves: list[bytes]) -> None:
-    """Append the batch written with ``prepare_batch``'s leaves to the chain (takes the head lock)."""
+    """Seal the batch written with ``prepare_batch``'s leaves (no shared lock); ``link_committed`` after
+    the commit puts it in the chain."""
     times = [r.timestamp for r in records]
-    cursor.execute(_APPEND, (batch, len(leaves), chain.merkle_root(leaves), min(times), max(times)))
+    cursor.execute(_SEAL, (batch, len(leaves), chain.merkle_root(leaves), min(times), max(times)))
 
 
-def insert_sealed(cursor: psycopg.Cursor, staging: sql.Identifier) -> set[tuple[uuid.UUID, datetime]]:
+def insert_sealed(cursor: psycopg.Cursor, staging: sql.Identifier, *,
+                  link_now: bool = True) -> set[tuple[uuid.UUID, datetime]]:
     """Move the staged rows into audit_events as one sealed batch; returns the keys inserted.
 
-    Runs inside the caller's transaction and ends by taking the chain's head lock: commit promptly.
+    ``link_now`` (rare writes inside a caller's transaction): the batch is linked at once, and the
+    transaction holds the chain's head lock until it commits, so commit promptly. Otherwise it is only
+    sealed, and the caller runs ``link_committed`` after its commit.
     Rows refused as duplicates are already sealed in the batch that first stored them.
     """
     batch = next_batch(cursor)
@@ -134,9 +148,30 @@ def insert_sealed(cursor: psycopg.Cursor, staging: sql.Identifier) -> set[tuple[
     returned = cursor.fetchall()
     if returned:
         times = [r[1] for r in returned]
-        cursor.execute(_APPEND, (batch, len(returned), chain.merkle_root(r[2] for r in returned),
-                                 min(times), max(times)))
+        cursor.execute(_APPEND if link_now else _SEAL, (batch, len(returned), chain.merkle_root(
+            r[2] for r in returned), min(times), max(times)))
     return {(r[0], r[1]) for r in returned}
+
+
+def link_committed(conn: psycopg.Connection) -> None:
+    """After a sealing commit: link every sealed batch into the chain, in short transactions of its own.
+
+    Never waits on another linker: when one holds the head, this returns, and that one looks again after
+    its commit (so a seal committed while it held the head is linked by it, or by the next). The
+    checkpoint job links too, waiting, before it signs: no crash between commit and link leaves a batch
+    outside what is signed.
+    """
+    conn.autocommit = True  # each statement its own transaction: one round trip each
+    try:
+        while conn.execute(_LINK).fetchone()[1] is not None and conn.execute(_UNLINKED).fetchone()[0]:
+            pass
+    finally:
+        conn.autocommit = False
+
+
+def link_all(conn: psycopg.Connection) -> int:
+    """Link every sealed batch now, waiting for the head (within the caller's transaction)."""
+    return conn.execute(_LINK_WAITING).fetchone()[0]
 
 
 # -- checkpoints: the head, signed ------------------------------------------------------------------------
@@ -287,6 +322,7 @@ def write_checkpoint(pool: ConnectionPool, key: Ed25519PrivateKey, *, now: datet
     own = checkpoints.public_bytes(key)
     with pool.connection() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHECKPOINT_LOCK,))
+        link_all(conn)  # nothing sealed before now is left out of what is signed (holds the head to commit)
         pos, head_hash, events = head(conn)
         head_hash = bytes(head_hash)
         row = conn.execute(_CP_LATEST).fetchone()

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 from storage.cold.errors import ArchiveCorrupt
 from storage.integrity import chain, checkpoints
 from storage.integrity.checkpoints import Checkpoint
-from storage.timescale import archive, verify_rows
+from storage.timescale import archive, verify_rows, verify_seals
 from storage.timescale.sealing import head, stored_checkpoints
 from storage.timescale.verify_removals import lawful_removals
 
@@ -118,6 +118,7 @@ class _Verifier:
         self.first_sealed: datetime | None = None
         self.arrays: tuple | None = None  # the scope's batches for add_rows, once the chain is read
         self.targets: list[_Batch] = []
+        self.unlinked: set[int] = set()  # batch_seqs sealed but not (yet) linked: verify_seals reports them
 
     def problem(self, kind: str, message: str, chain_pos: int | None = None, at: datetime | None = None) -> None:
         count = self.per_kind.get(kind, 0)
@@ -223,10 +224,13 @@ class _Verifier:
         else:
             b = self.scope.get(seq)
             if b is None:
+                if seq in self.unlinked:  # sealed, waiting to be linked: verify_seals reported the seal
+                    return
                 known = self.all_seqs.get(seq)
                 if known is None:
                     self.problem("unknown_batch", f"event {event_id} at {at.isoformat()} claims batch_seq {seq}, "
-                                 "which is not in the chain: a forged row, or its batch was deleted", at=at)
+                                 "which is not in the chain, nor sealed and waiting to be linked: a forged row, or "
+                                 "its batch was deleted", at=at)
                 elif self.in_window(at):
                     self.problem("row_outside_batch", f"event {event_id} at {at.isoformat()} claims batch "
                                  f"#{known.chain_pos}, sealed for {known.lo.isoformat()} .. {known.hi.isoformat()}:"
@@ -308,14 +312,16 @@ class _Verifier:
 def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: datetime | None = None,
            until: datetime | None = None, anchors: Sequence[Checkpoint] = (),
            progress: Callable[[int, int], None] | None = None, cold: ColdReader | None = None,
-           checkpoint_every: timedelta | None = None, now: datetime | None = None) -> VerifyReport:
+           checkpoint_every: timedelta | None = None, now: datetime | None = None,
+           link_grace: timedelta = verify_seals.LINK_GRACE) -> VerifyReport:
     """Recompute the chain, the checkpoints, and every batch's root from the stored rows.
 
     Runs in one REPEATABLE READ snapshot, so concurrent writers neither disturb nor are blocked by it.
     ``since``/``until`` limit which batches' contents are recomputed (those overlapping the window);
     the chain and the checkpoints are always checked whole. ``progress(done, total)`` counts events.
     Only public keys are needed. ``checkpoint_every`` (the signer's interval): a chain sealed more than
-    twice that long before ``now`` (default: the database's clock) must have a checkpoint.
+    twice that long before ``now`` (default: the database's clock) must have a checkpoint. A batch sealed
+    more than ``link_grace`` (or twice the checkpoint interval, if longer) before ``now`` must be linked.
     """
     report = VerifyReport()
     v = _Verifier(report, since, until)
@@ -325,7 +331,12 @@ def verify(pool: ConnectionPool, *, trusted_keys: Iterable[bytes], since: dateti
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         schema = conn.execute(_SCHEMA).fetchone()[0]
         conn.execute(_PIN_SEARCH_PATH, (schema,))
-        links = v.check_chain(conn.execute(_BATCHES), head(conn))
+        batch_rows = conn.execute(_BATCHES).fetchall()
+        links = v.check_chain(batch_rows, head(conn))
+        now = now or conn.execute("SELECT pg_catalog.now()").fetchone()[0]
+        grace = max(link_grace, 2 * checkpoint_every) if checkpoint_every else link_grace
+        v.unlinked = verify_seals.check_seals(conn, (r[:8] for r in batch_rows), v.problem, report.notes,
+                                              now=now, grace=grace)
         stored = stored_checkpoints(conn)
         v.check_checkpoints(stored, anchors, links, trusted)
         _check_checkpoints_kept(conn, v, stored, links, checkpoint_every, now)

@@ -129,8 +129,8 @@ class EventWriter:
         Duplicates are rare (client retries), so the first attempt COPYs straight into the
         hypertable; only when the primary key refuses a row does the batch go the slower way,
         through the staging table and ``ON CONFLICT DO NOTHING``. Sealed (the default), either way
-        ends by hashing the new rows as stored and appending their batch to the integrity chain,
-        in the same transaction.
+        hashes the new rows as stored and seals their batch in the same transaction (no lock shared
+        with other writers), then links it into the integrity chain after the commit.
         """
         if not records:
             return []
@@ -148,10 +148,14 @@ class EventWriter:
                             copy_rows(cur, _COPY_DIRECT, rows)
                     self._note_late(conn, records)
                     conn.commit()
+                    if self._sealed:
+                        _link(conn)
                     return [True] * len(records)
                 except psycopg.errors.UniqueViolation:
                     conn.rollback()
             inserted = self._write_staged(conn, rows, records)
+            if self._sealed:
+                _link(conn)
         # Claim each inserted key once: a key repeated within the batch is new only the first time.
         result = []
         for record in records:
@@ -171,13 +175,24 @@ class EventWriter:
         with conn.cursor() as cur:
             copy_rows(cur, _COPY_STAGING, rows)
             if self._sealed:
-                inserted = sealing.insert_sealed(cur, _STAGING)
+                inserted = sealing.insert_sealed(cur, _STAGING, link_now=False)
             else:
                 cur.execute(_INSERT)
                 inserted = {(row[0], row[1]) for row in cur.fetchall()}
         self._note_late(conn, records)
         conn.commit()
         return inserted
+
+
+def _link(conn: psycopg.Connection) -> None:
+    """Link the committed batch into the chain; the events are stored whatever happens here."""
+    try:
+        sealing.link_committed(conn)
+    except psycopg.Error as exc:
+        if not conn.closed:
+            conn.rollback()
+        log.warning("a sealed batch is stored but not linked into the integrity chain yet (%s): the next write "
+                    "or the checkpoint job links it", exc)
 
 
 def insert_rows(cursor: psycopg.Cursor, rows: Sequence[tuple]) -> None:

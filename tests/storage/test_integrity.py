@@ -262,10 +262,11 @@ def test_truncating_the_newest_rows_is_detected(sealed, check, conn):
 
 
 def _truncate_newest_batch(conn, events) -> None:
-    """What a careful attacker does: delete the rows, their batch, and roll the head back."""
+    """What a careful attacker does: delete the rows, their batch and its seal, and roll the head back."""
     seq = batch_of(conn, events[0].event_id)
     conn.execute("DELETE FROM audit_events WHERE batch_seq = %s", (seq,))
     conn.execute("DELETE FROM integrity_batches WHERE batch_seq = %s", (seq,))
+    conn.execute("DELETE FROM integrity_seals WHERE batch_seq = %s", (seq,))  # else verify_seals names it
     conn.execute("UPDATE integrity_head SET chain_pos = b.chain_pos, chain_hash = b.chain_hash, "
                  "events = (SELECT sum(rows) FROM integrity_batches) FROM "
                  "(SELECT chain_pos, chain_hash FROM integrity_batches ORDER BY chain_pos DESC LIMIT 1) b")
@@ -314,6 +315,7 @@ def test_rewriting_history_consistently_is_caught_only_by_the_signed_checkpoint(
     leaves = [bytes(r[0]) for r in conn.execute(sql.SQL("SELECT {} FROM audit_events WHERE batch_seq = %s").format(
         sealing.leaf_sql()), (seq,))]
     conn.execute("UPDATE integrity_batches SET root = %s WHERE batch_seq = %s", (chain.merkle_root(leaves), seq))
+    conn.execute("UPDATE integrity_seals SET root = %s WHERE batch_seq = %s", (chain.merkle_root(leaves), seq))
     prev = chain.ZERO_HASH
     for pos, bseq, kind, n, root, lo, hi, at in conn.execute(
             "SELECT chain_pos, batch_seq, kind, rows, root, lo, hi, sealed_at FROM integrity_batches "

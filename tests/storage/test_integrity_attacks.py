@@ -15,7 +15,7 @@ from psycopg import sql
 from storage.errors import IntegrityError
 from storage.integrity import chain, checkpoints
 from storage.timescale import sealing, verify
-from storage.timescale.writer import EventWriter
+from storage.timescale.writer import EventWriter, insert_rows_sealed, row_of
 from tests.storage.conftest import T0, migrate_up_to
 
 
@@ -191,10 +191,11 @@ def test_removals_recorded_before_the_chain_are_adopted_with_their_records(empty
     try:
         archived = [make_event(timestamp=T0 - timedelta(days=100, minutes=i)) for i in range(3)]
         deleted = [make_event(timestamp=T0 - timedelta(days=50, minutes=i)) for i in range(2)]
-        # Today's writer on the 0010 schema: late batches must not be noted (no score_invalidations yet).
-        old_writer = EventWriter(legacy, late_after=timedelta(days=36500))
-        old_writer.write(archived)
-        old_writer.write(deleted)
+        # Sealed as a writer on the 0010 schema did: linked at once, through integrity_append (today's writer
+        # seals through integrity_seal, migration 0021).
+        for batch in (archived, deleted):
+            with legacy.connection() as c:
+                insert_rows_sealed(c, [row_of(e) for e in batch])
         with legacy.connection() as c:  # what the archiver did before 0011: a plain row and its self-audit record
             c.execute("DELETE FROM audit_events WHERE \"timestamp\" < %s", (T0 - timedelta(days=40),))
             c.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
