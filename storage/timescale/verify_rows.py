@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from storage.timescale.db import _drain_copy_out as drain_copy_out
 from storage.timescale.sealing import UTF8_SESSION_CHECK, UTF8_SESSION_PIN, leaf_sql
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz's binary form: int8 microseconds since then
@@ -89,11 +90,10 @@ def read_slice(conn: psycopg.Connection, lo: datetime, hi: datetime, *, utf8: bo
     ``(batch_seq, event_id, timestamp, leaf)`` tuples from the per-row reader. ``utf8``: what ``pin_utf8``
     said of ``conn``'s transaction."""
     leaf = leaf_sql(utf8_session=utf8)
-    chunks: list[bytes] = []
-    with conn.cursor() as cur, cur.copy(_COPY.format(leaf=leaf), (lo, hi)) as stream:
-        for block in stream:
-            chunks.append(bytes(block))
-    rows = parse(b"".join(chunks))
+    with conn.cursor() as cur, cur.copy(_COPY.format(leaf=leaf), (lo, hi)):
+        # psycopg starts the COPY; the records are drained past its per-row read (as copy_frame does)
+        data = drain_copy_out(conn)
+    rows = parse(data)
     if rows is not None:
         return rows
     with conn.cursor(name="aw_verify_slice") as cur:
