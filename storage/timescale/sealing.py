@@ -40,7 +40,15 @@ log = logging.getLogger(__name__)
 _CAT = sql.SQL(" OPERATOR(pg_catalog.||) ")
 
 
-def _text(expr: sql.Composable, utf8_session: bool) -> sql.Composable:
+def _text(expr: sql.Composable, utf8_session: bool, column: sql.Composable | None = None) -> sql.Composable:
+    """One field's bytes: 0x00 for NULL, else 0x01, int4 length, UTF-8 bytes. ``column``: the column a
+    computed ``expr`` (jsonb or inet as text) is NULL with, so that the UTF-8 form renders it once."""
+    if utf8_session and column is not None:
+        # array_send of a one-element text[]: a 20-byte header, then the element's int4 length and its
+        # textsend bytes; the length and the bytes of one rendering, with no second jsonb_out/inet print.
+        return sql.SQL("CASE WHEN {col} IS NULL THEN '\\x00'::pg_catalog.bytea ELSE '\\x01'::pg_catalog.bytea{c}"
+                       "pg_catalog.substr(pg_catalog.array_send(ARRAY[{e}]), 21) END").format(
+            e=expr, col=column, c=_CAT)
     if utf8_session:
         # Server and client both UTF8: octet_length of the text is its UTF-8 length and textsend sends its
         # bytes unconverted, the same bytes convert_to gives, without convert_to's per-call encoding-name
@@ -81,9 +89,9 @@ def leaf_sql(qualifier: str | None = None, *, utf8_session: bool = False) -> sql
     texts = []
     for name in chain.TEXT_FIELDS:
         if name == "source_ip":
-            texts.append(_text(_INET.format(col(name)), utf8_session))
+            texts.append(_text(_INET.format(col(name)), utf8_session, col(name)))
         elif name == "metadata":
-            texts.append(_text(sql.SQL("{}::pg_catalog.text").format(col(name)), utf8_session))
+            texts.append(_text(sql.SQL("{}::pg_catalog.text").format(col(name)), utf8_session, col(name)))
         else:
             texts.append(_text(col(name), utf8_session))
     return sql.SQL("pg_catalog.sha256('\\x00'::pg_catalog.bytea{cat}'\\x01'::pg_catalog.bytea{cat}"
