@@ -13,6 +13,11 @@ are not sealed (no batch covers them), which does not change verify's work: it h
 period to find rows outside any batch.
 
     python -m bench.reports [--url postgresql://...] [--events 10000000] [--only access-review,...] [--keep]
+                            [--proof-rounds N]
+
+The proof line also prints the CPU seconds it cost the server (every process of a local cluster, read from
+/proc) and this client: on a shared box they move far less with the load than the seconds do.
+``--proof-rounds N`` times only the proof, N times, and skips the reports.
 
 ``--keep`` leaves the throwaway cluster running and prints its URL; pass it back as ``--url`` to time the
 reports again without reloading (the load is skipped when the database already holds the events).
@@ -39,6 +44,45 @@ from storage.integrity import checkpoints
 from storage.timescale import db, sealing
 
 TARGET_SECONDS = 60
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(pool) -> float | None:
+    """CPU seconds used so far by the server's backends (the postmaster's children, gone ones included via
+    the postmaster's own cumulative children time), or None if the server is not a local process."""
+    with pool.connection() as conn:
+        pid = conn.info.backend_pid
+    try:
+        postmaster = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime + cstime: children reaped
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(stat[1]) == postmaster:
+                    total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+    except (OSError, ValueError):
+        return None
+
+
+def timed_proof(pool, start: datetime, end: datetime, trusted: frozenset[bytes], rows: int):
+    """The period's proof, its seconds, and a line saying them with the CPU it cost."""
+    server0, client0, began = server_cpu(pool), time.process_time(), time.perf_counter()
+    proof = prove(pool, start, end, trusted_keys=trusted, archive=None, now=datetime.now(UTC))
+    seconds = time.perf_counter() - began
+    client, server1 = time.process_time() - client0, server_cpu(pool)
+    cpu = f"server CPU {server1 - server0:.1f} s, " if server0 is not None and server1 is not None else ""
+    return proof, seconds, (f"proof: verify over the period in {seconds:.1f} s ({proof.events:,} events hashed: "
+                            f"{rows / seconds:,.0f} events/s; {cpu}client CPU {client:.1f} s; load "
+                            f"{os.getloadavg()[0]:.1f}), {proof.verdict}")
 
 
 def sign(pool, *, reused: bool) -> frozenset[bytes]:
@@ -68,6 +112,8 @@ def main() -> None:
                         "and the worker do (the proof made first, then the build); '' to skip")
     parser.add_argument("--keep", action="store_true",
                         help="keep the throwaway database (its URL is printed) to re-run with --url, no reload")
+    parser.add_argument("--proof-rounds", type=int, default=0,
+                        help="time only the proof, this many times (no reports)")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else [d.name for d in registry.all_reports()]
     with database(args.url, keep=args.keep) as url:
@@ -83,11 +129,12 @@ def main() -> None:
             baseline = time.perf_counter() - began
             print(f"baseline: data API read of {rows:,} events (3 columns) in {baseline:.1f} s "
                   f"({rows / baseline:,.0f} events/s)")
-            began = time.perf_counter()
-            proof = prove(pool, start, end, trusted_keys=trusted, archive=None, now=datetime.now(UTC))
-            proof_s = time.perf_counter() - began
-            print(f"proof: verify over the period in {proof_s:.1f} s ({proof.events:,} events hashed: "
-                  f"{rows / proof_s:,.0f} events/s), shared by the reports below; {proof.verdict}")
+            if args.proof_rounds:
+                for _ in range(args.proof_rounds):
+                    print(timed_proof(pool, start, end, trusted, rows)[2], flush=True)
+                return
+            proof, proof_s, line = timed_proof(pool, start, end, trusted, rows)
+            print(f"{line} (shared by the reports below)", flush=True)
             print(f"{'report':>20} {'build s':>8} {'render s':>9} {'report s':>9} {'vs read':>8} {'pages':>6} "
                   f"{'+ proof s':>10}  target <= {TARGET_SECONDS} s")
             for name in names:

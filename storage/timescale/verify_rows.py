@@ -3,9 +3,10 @@
 Each row is ``(batch_seq IS NULL, coalesce(batch_seq, 0), "timestamp", event_id, leaf)``: five
 fixed-width fields, so the COPY stream is an array of 87-byte records that NumPy views without a
 Python object per row. The leaf is computed by the server (``sealing.leaf_sql``, built-ins only,
-under verify's pinned search_path), exactly as the per-row reader did. A stream that is not made of
-such records (a column's NULL, say, after someone altered the table) is reported as ``None`` so that
-verify falls back to reading that slice row by row.
+under verify's pinned search_path), exactly as the per-row reader did: in its cheaper UTF-8 form when
+the database is UTF8 (client_encoding pinned to UTF8 for the transaction), else in the portable form.
+A stream that is not made of such records (a column's NULL, say, after someone altered the table) is
+reported as ``None`` so that verify falls back to reading that slice row by row.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from storage.timescale.sealing import leaf_sql
+from storage.timescale.db import _drain_copy_out as drain_copy_out
+from storage.timescale.sealing import UTF8_SESSION_CHECK, UTF8_SESSION_PIN, leaf_sql
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz's binary form: int8 microseconds since then
 _US = timedelta(microseconds=1)
@@ -76,19 +78,27 @@ _BEGIN = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 HELPERS = 1  # extra connections hashing slices beside the main one (the server hashes; it has the cores)
 
 
-def read_slice(conn: psycopg.Connection, lo: datetime, hi: datetime) -> Rows | list[tuple]:
+def pin_utf8(conn: psycopg.Connection) -> bool:
+    """Pin client_encoding to UTF8 for ``conn``'s transaction; True if the leaf's UTF-8 form may then be used
+    there (a database in another encoding keeps the portable form)."""
+    conn.execute(UTF8_SESSION_PIN)
+    return bool(conn.execute(UTF8_SESSION_CHECK).fetchone()[0])
+
+
+def read_slice(conn: psycopg.Connection, lo: datetime, hi: datetime, *, utf8: bool = False) -> Rows | list[tuple]:
     """The rows with ``lo <= timestamp < hi``: columns, or, when the records are not all fixed-width,
-    ``(batch_seq, event_id, timestamp, leaf)`` tuples from the per-row reader."""
-    chunks: list[bytes] = []
-    with conn.cursor() as cur, cur.copy(_COPY.format(leaf=leaf_sql()), (lo, hi)) as stream:
-        for block in stream:
-            chunks.append(bytes(block))
-    rows = parse(b"".join(chunks))
+    ``(batch_seq, event_id, timestamp, leaf)`` tuples from the per-row reader. ``utf8``: what ``pin_utf8``
+    said of ``conn``'s transaction."""
+    leaf = leaf_sql(utf8_session=utf8)
+    with conn.cursor() as cur, cur.copy(_COPY.format(leaf=leaf), (lo, hi)):
+        # psycopg starts the COPY; the records are drained past its per-row read (as copy_frame does)
+        data = drain_copy_out(conn)
+    rows = parse(data)
     if rows is not None:
         return rows
     with conn.cursor(name="aw_verify_slice") as cur:
         cur.itersize = 20_000
-        cur.execute(_SLICE.format(leaf=leaf_sql()), (lo, hi))
+        cur.execute(_SLICE.format(leaf=leaf), (lo, hi))
         return [(seq, event_id, at, bytes(leaf)) for seq, event_id, at, leaf in cur]
 
 
@@ -97,9 +107,11 @@ def slice_reader(pool: ConnectionPool, conn: psycopg.Connection, pin: tuple[str,
     """``read(slices)``: each hot slice's rows (``read_slice``), in order, read through ``conn`` and up to
     ``HELPERS`` more pooled connections that share its snapshot (``pg_export_snapshot``) and its pinned
     search_path (``pin``: statement and parameters), so the server hashes slices on several cores while
-    verify files the rows of the one before. A helper the pool cannot lend at once is done without."""
+    verify files the rows of the one before. A helper the pool cannot lend at once is done without.
+    Each connection's transaction also gets client_encoding UTF8 (``pin_utf8``)."""
     with ExitStack() as stack:
         conns = [conn]
+        utf8 = {id(conn): pin_utf8(conn)}
         if HELPERS and (pool.max_size or 0) > 1:
             snapshot = conn.execute(_EXPORT).fetchone()[0]
             for _ in range(HELPERS):
@@ -111,6 +123,7 @@ def slice_reader(pool: ConnectionPool, conn: psycopg.Connection, pin: tuple[str,
                 helper.execute(_BEGIN)
                 helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
                 helper.execute(*pin)
+                utf8[id(helper)] = pin_utf8(helper)
                 conns.append(helper)
         free = deque(conns)
         workers = stack.enter_context(ThreadPoolExecutor(len(conns), thread_name_prefix="aw-verify"))
@@ -118,7 +131,7 @@ def slice_reader(pool: ConnectionPool, conn: psycopg.Connection, pin: tuple[str,
         def one(lo: datetime, hi: datetime) -> Rows | list[tuple]:
             c = free.popleft()  # as many workers as connections: one is always free
             try:
-                return read_slice(c, lo, hi)
+                return read_slice(c, lo, hi, utf8=utf8[id(c)])
             finally:
                 free.append(c)
 
