@@ -138,13 +138,13 @@ def copy_frame(conn: psycopg.Connection, statement: sql.Composable, params: Sequ
     copy = sql.SQL("COPY ({}) TO STDOUT (FORMAT CSV)").format(statement)
     with conn.cursor() as cur, cur.copy(copy, params):
         # psycopg started the COPY (in the connection's transaction, under its lock); the rows are drained here
-        data = _drain_copy_out(conn)
+        data = drain_copy_out(conn)
     frame = pl.read_csv(data, has_header=False, schema=wire) if data else pl.DataFrame(schema=wire)
     times = [name for name, dtype in schema.items() if isinstance(dtype, pl.Datetime)]
     return frame.with_columns(pl.from_epoch(name, time_unit="us").dt.replace_time_zone("UTC") for name in times)
 
 
-def _drain_copy_out(conn: psycopg.Connection) -> bytes:
+def drain_copy_out(conn: psycopg.Connection) -> bytes:
     """Every row of a COPY TO STDOUT in progress, joined, and its final result checked.
 
     libpq hands out one row per ``PQgetCopyData`` call; psycopg's ``Copy.read`` adds a generator, a

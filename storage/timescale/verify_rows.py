@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from storage.timescale.db import _drain_copy_out as drain_copy_out
+from storage.timescale.db import drain_copy_out
 from storage.timescale.sealing import UTF8_SESSION_CHECK, UTF8_SESSION_PIN, leaf_sql
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz's binary form: int8 microseconds since then
