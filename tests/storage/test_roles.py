@@ -25,7 +25,7 @@ def _refused(pool, statement: str, params=()) -> str:
 
 def test_the_app_role_appends_but_cannot_update_or_delete_an_event(app_pool, pool, make_event):
     events = [make_event(metadata={"n": i}) for i in range(5)]
-    assert EventWriter(app_pool).write(events[:4]) == [True] * 4  # COPY, sealed through integrity_append
+    assert EventWriter(app_pool).write(events[:4]) == [True] * 4  # COPY, sealed (integrity_seal), then linked
     assert EventWriter(app_pool).write(events[2:]) == [False, False, True]  # the staging table's ON CONFLICT
     victim = events[0].event_id
     assert _refused(app_pool, "UPDATE audit_events SET user_id = 'mallory' WHERE event_id = %s", (victim,)) == "42501"
@@ -38,6 +38,10 @@ def test_the_app_role_appends_but_cannot_update_or_delete_an_event(app_pool, poo
                               "NULL, 'x', gen_random_uuid(), now())") == "42501"
     assert _refused(app_pool, "UPDATE integrity_batches SET rows = rows + 1") == "42501"
     assert _refused(app_pool, "DELETE FROM integrity_checkpoints") == "42501"
+    # the seals the writers make (migration 0021) only through integrity_seal: never edited, deleted or made linked
+    assert _refused(app_pool, "UPDATE integrity_seals SET root = '\\x00'") == "42501"
+    assert _refused(app_pool, "UPDATE integrity_seals SET linked_pos = NULL") == "42501"
+    assert _refused(app_pool, "DELETE FROM integrity_seals") == "42501"
     assert _refused(app_pool, "CREATE FUNCTION public.convert_to(t text, e text) RETURNS bytea LANGUAGE sql "
                               "AS 'SELECT NULL::bytea'") == "42501"
     with app_pool.connection() as c:  # ... while reading, and the platform's own tables, stay open to it
