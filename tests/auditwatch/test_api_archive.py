@@ -15,11 +15,14 @@ from tests.auditwatch.conftest import error_of
 from tests.storage.cold_data import event, write
 
 NOW = datetime.now(UTC)
+# Noon of the day 100 days ago: the old events below span at most 7 hours before it, so they sit in one day's
+# chunk whatever the hour the suite runs (anchored on NOW, they straddled midnight when run before 07:00 UTC).
+OLD = (NOW - timedelta(days=100)).replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 def seed_and_archive(services, *, old=12, recent=5) -> list:
     rng = random.Random(11)
-    events = [event(NOW - timedelta(days=100, minutes=37 * i), rng=rng, user_id="alice") for i in range(old)]
+    events = [event(OLD - timedelta(minutes=37 * i), rng=rng, user_id="alice") for i in range(old)]
     events += [event(NOW - timedelta(minutes=3 * i + 1), rng=rng, user_id="alice") for i in range(recent)]
     write(services.pool, events)
     result = archive.run(services.pool, services.archive, now=NOW, hot_days=90,
@@ -49,8 +52,8 @@ def test_the_events_list_pages_across_hot_and_cold_and_marks_each_tier(client, s
 
 def test_an_old_range_is_answered_from_the_archive(client, services, make_key):
     events = seed_and_archive(services)
-    start = (NOW - timedelta(days=101)).isoformat().replace("+00:00", "Z")
-    end = (NOW - timedelta(days=99)).isoformat().replace("+00:00", "Z")
+    start = (OLD - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    end = (OLD + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     body = client.get(f"/api/v1/logs?start_time={start}&end_time={end}&limit=100",
                       headers=make_key(Role.VIEWER)).get_json()
     assert {e["tier"] for e in body["events"]} == {"cold"}
@@ -144,7 +147,7 @@ def test_per_type_cold_retention_is_a_retention_setting(client, services, make_k
 
 def test_cli_archive_run_status_and_retention_dry_run(run, services, tmp_path):
     rng = random.Random(2)
-    write(services.pool, [event(NOW - timedelta(days=100, hours=i), rng=rng) for i in range(6)])
+    write(services.pool, [event(OLD - timedelta(hours=i), rng=rng) for i in range(6)])
     result = run("archive", "run")
     assert result.exit_code == 0, result.output
     assert "archived 1 chunk(s), 6 rows in 1 file(s)" in result.output
