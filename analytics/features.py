@@ -95,7 +95,7 @@ def window_counts(events: pl.LazyFrame, entity: str, window: str, *, distinct: s
         .with_columns(pl.col("timestamp").dt.truncate(every(window)).alias("window_start"))
         .group_by(entity, "window_start")
         .agg(statistic.cast(pl.Int64).alias("count"), pl.col("event_id").head(SAMPLE_IDS).alias("sample_event_ids"),
-             pl.col("user_id").unique().head(20).alias("users"))
+             pl.col("user_id").unique(maintain_order=True).head(20).alias("users"))
         .with_columns((pl.col("window_start") + WINDOWS[window]).alias("window_end"),
                       hour_of_week("window_start").alias("how"))
         .rename({entity: "entity_value"})

@@ -196,7 +196,7 @@ class SessionChain(Detector):
                              / (hn + self.hour_prior))
         size = size.with_columns(pl.Series("hour_surprisal", hour_bits),
                                  pl.Series("hour_cost", np.maximum(hour_bits - self.free_bits, 0.0)))
-        costly = (own.filter(pl.col("cost") > 0).sort("timestamp")
+        costly = (own.filter(pl.col("cost") > 0).sort("timestamp", maintain_order=True)
                   .group_by("session").agg(pl.col("cost").sum().alias("steps_cost"),
                                            pl.struct("action", "event_type", "timestamp", "surprisal", "cost")
                                            .alias("steps"), pl.col("event_id").alias("sample_event_ids")))

@@ -97,11 +97,12 @@ class FailureThenSuccess(Detector):
                      .filter(pl.col("failures") > 0).collect())
             if found.is_empty():
                 continue
+            # A total order before taking firsts: a rerun picks the same samples and success address.
             found = (found.with_columns(pl.col("timestamp").dt.truncate("1m").alias("window_start"))
-                     .sort("failures", descending=True)
+                     .sort(["failures", "timestamp", "event_id"], descending=[True, False, False])
                      .group_by(column, "window_start", maintain_order=True)
                      .agg(pl.col("failures").first(), pl.col("event_id").head(10).alias("sample_event_ids"),
-                          pl.col("user_id").unique().head(20).alias("users"),
+                          pl.col("user_id").unique(maintain_order=True).head(20).alias("users"),
                           pl.col("source_ip").first().alias("success_ip")))
             k = found["failures"].to_numpy()
             frame = found.rename({column: "entity_value"}).join(self.own_[etype], on="entity_value", how="left")

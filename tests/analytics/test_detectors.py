@@ -121,6 +121,26 @@ def test_export_volume_against_own_and_peer_baseline(history, small_dataset):
     assert explanation["peers"]["times_peer_typical"] > 100
 
 
+def test_a_long_window_samples_its_earliest_exports_on_every_run():
+    """A 4-hour window is summed from hourly hops; its sample ids are its first exports in time order, the same
+    on every run (they were whichever hops a group_by emitted first, and a rerun rewrote a stored incident)."""
+    at = [T0 + timedelta(minutes=7 * i) for i in range(200)]
+    exports = [event(t, f"u{i % 3}", "data_export", metadata={"rows": 100 + i}) for i, t in enumerate(at)]
+    events = frame(*exports)
+    detector = ExportVolume().fit(events)
+    placed = detector._volumes(detector._exports(events.lazy()), "4h").collect()
+    window = timedelta(hours=4)
+    assert placed.height > 60
+    for row in placed.iter_rows(named=True):
+        inside = [e["event_id"] for e, t in zip(exports, at, strict=True)
+                  if e["user_id"] == row["user_id"] and row["window_start"] <= t < row["window_start"] + window]
+        assert row["sample_event_ids"] == inside[:len(row["sample_event_ids"])]
+        assert len(row["sample_event_ids"]) == min(len(inside), 10)
+    for _ in range(10):
+        again = detector._volumes(detector._exports(events.lazy()), "4h").collect()
+        assert again.sort("user_id", "window_start").equals(placed.sort("user_id", "window_start"))
+
+
 def test_an_hour_of_day_the_history_never_covered_is_not_held_against_anyone(history):
     """A store younger than a day (make up's first hours): its missing hours are no evidence of odd hours."""
     hours = pl.col("timestamp").dt.hour()
