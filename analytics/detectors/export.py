@@ -116,11 +116,11 @@ class ExportVolume(Detector):
                  pl.col("event_id").head(F.SAMPLE_IDS).alias("sample_event_ids"))
         )
         if n > 1:  # each hop in every window of this length that starts on a hop at or before it
-            # Hops in time order: a window's sample ids are its earliest hops' first exports. (A group_by emits
-            # its groups in no set order; unsorted, a rerun over the same events could pick other samples and
-            # rewrite a stored incident that had not changed.)
-            placed = (placed.sort("user_id", "window_start").with_columns(pl.concat_list([pl.col("window_start") - F.WINDOWS[hop] * i
-                                                          for i in range(n)]).alias("window_start"))
+            # Hops in time order (a group_by emits groups in no set order): a window samples its earliest hops'
+            # first exports, the same on every run, so a rerun rewrites no stored incident.
+            placed = (placed.sort("user_id", "window_start")
+                      .with_columns(pl.concat_list([pl.col("window_start") - F.WINDOWS[hop] * i
+                                                    for i in range(n)]).alias("window_start"))
                       .explode("window_start").group_by("user_id", "window_start")
                       .agg(*(pl.col(c).sum() for c in sums),
                            pl.col("sample_event_ids").explode().head(F.SAMPLE_IDS)))

@@ -50,11 +50,12 @@ def actions(events: pl.LazyFrame) -> pl.LazyFrame:
 def sessions(steps: pl.LazyFrame, gap: timedelta, span: timedelta) -> pl.LazyFrame:
     """Adds ``session`` to steps: per actor, a new one after a gap longer than ``gap``, and every ``span`` within
     a busy stretch (a chain is minutes long; a whole working day is not one chain)."""
-    # Sorted by a hash of the actor (integers sort fast), so runs are found with shifts instead of windows.
+    # Sorted by a hash of the actor (integers sort fast), so runs are found with shifts instead of windows; the
+    # event id breaks ties in time, so a session's first step of an action is the same on every run.
     actor = pl.col("_actor")
     fresh = (actor != actor.shift()).fill_null(True) | (pl.col("timestamp").diff() > gap).fill_null(True)
     since = (pl.col("timestamp") - pl.col("_start")).dt.total_microseconds()
-    return (steps.with_columns(pl.col("user_id").hash(11).alias("_actor")).sort("_actor", "timestamp")
+    return (steps.with_columns(pl.col("user_id").hash(11).alias("_actor")).sort("_actor", "timestamp", "event_id")
             .with_columns(fresh.alias("_fresh"))
             .with_columns(pl.when(pl.col("_fresh")).then(pl.col("timestamp")).forward_fill().alias("_start"),
                           pl.col("_fresh").cast(pl.Int64).cum_sum().alias("_run"))
@@ -196,7 +197,7 @@ class SessionChain(Detector):
                              / (hn + self.hour_prior))
         size = size.with_columns(pl.Series("hour_surprisal", hour_bits),
                                  pl.Series("hour_cost", np.maximum(hour_bits - self.free_bits, 0.0)))
-        costly = (own.filter(pl.col("cost") > 0).sort("timestamp", maintain_order=True)
+        costly = (own.filter(pl.col("cost") > 0).sort("timestamp", "event_id")
                   .group_by("session").agg(pl.col("cost").sum().alias("steps_cost"),
                                            pl.struct("action", "event_type", "timestamp", "surprisal", "cost")
                                            .alias("steps"), pl.col("event_id").alias("sample_event_ids")))
