@@ -245,7 +245,10 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         for name, (detector, _, start) in models.items():
             if start >= high:
                 continue
-            found = detector.detect(given[name], start=max(low, start), min_score=config.min_score)
+            # At the live edge what may still resolve itself waits (a retry loop minutes from its fix): the late
+            # allowance rescores it when it ends. A catch-up span's history is closed.
+            found = detector.detect(given[name], start=max(low, start), min_score=config.min_score,
+                                    now=end if high == end else None)
             _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             watermarks.advance_job(pool, f"score:{name}", high)
         low = high
@@ -398,7 +401,8 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
                                 fitted_at=train_to, config=config, peer_groups=groups)
                 given = lookback.frames({name: detector}, frame, pool=pool, low=low, context_from=context_from,
                                         bound=config.max_context, cache=cache, now=now)
-                found = detector.detect(given[name], start=low, min_score=config.min_score)
+                found = detector.detect(given[name], start=low, min_score=config.min_score,
+                                        now=end if high >= end else None)  # the last span ends at the live edge
                 _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             if config.series:
                 _score_series(pool, start=low, end=high, config=config, scopes=scopes, now=now, result=result)

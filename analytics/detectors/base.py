@@ -52,6 +52,9 @@ class Detector(BaseEstimator):
     # With ``start``, windows starting from it are scored; a detector with windows longer than the context
     # every detector reads (an hour) scores those *closing* after it instead, with its own longer ``context``.
     scores_windows_closing_in_range: ClassVar[bool] = False
+    # Scored at the live edge (``now``), a detector that reads it holds what may still resolve itself (a retry
+    # loop whose fix is minutes away): a stored incident's peak never lowers, so it must not page before then.
+    reads_now: ClassVar[bool] = False
 
     # -- the estimator contract ------------------------------------------------------------------
 
@@ -67,10 +70,12 @@ class Detector(BaseEstimator):
         self.version_ = f"{self.name}-v{self.version}-{digest}"
         return self
 
-    def score_frame(self, X: pl.DataFrame | pl.LazyFrame, *, start: datetime | None = None) -> pl.DataFrame:
-        """One row per (entity, window) of ``X`` with a calibrated ``score``; windows before ``start`` are context."""
+    def score_frame(self, X: pl.DataFrame | pl.LazyFrame, *, start: datetime | None = None,
+                    now: datetime | None = None) -> pl.DataFrame:
+        """One row per (entity, window) of ``X`` with a calibrated ``score``; windows before ``start`` are context.
+        ``now``: ``X`` ends at the live edge (the worker), not where a closed history ends (a file)."""
         check_is_fitted(self, "version_")
-        scored = self._score(normalize(X))
+        scored = self._score(normalize(X), now=now) if self.reads_now else self._score(normalize(X))
         if start is not None:
             at = start.astimezone(UTC)
             scored = scored.filter(pl.col("window_end") > at if self.scores_windows_closing_in_range
@@ -95,10 +100,11 @@ class Detector(BaseEstimator):
     # -- anomalies ---------------------------------------------------------------------------------
 
     def detect(self, X: pl.DataFrame | pl.LazyFrame, *, start: datetime | None = None,
-               min_score: float | None = None) -> pl.DataFrame:
-        """The anomalous windows of ``X`` as anomaly rows (``ANOMALY_SCHEMA``), explained."""
+               min_score: float | None = None, now: datetime | None = None) -> pl.DataFrame:
+        """The anomalous windows of ``X`` as anomaly rows (``ANOMALY_SCHEMA``), explained (``now``: see
+        ``score_frame``)."""
         cut = self.threshold if min_score is None else min_score
-        found = self.score_frame(X, start=start).filter(pl.col("score") >= cut)
+        found = self.score_frame(X, start=start, now=now).filter(pl.col("score") >= cut)
         # Windows of several lengths can start together (1 min, 10 min, 1 h at 10:00); an anomaly is one per
         # (entity, start): the shortest anomalous one, which is the one a live job reports first, so a
         # rerun, or a run after the longer windows fill up, rewrites the same row.

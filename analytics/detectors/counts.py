@@ -10,7 +10,7 @@ rate, the floor that keeps one failure from a never-seen IP from looking like an
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,7 @@ class _HurdleCounts(Detector):
 
     distinct: str | None = None
     noun = "events"
+    reads_now = True  # a retry loop still open at the live edge waits for how it ends (``loops``)
     # Entity types counted without the failures their owner resolved (see ``features.with_resolved``): a source
     # address is judged by the guesses it sends, not by its people's typos and expired passwords.
     unresolved_only: tuple[str, ...] = ("source_ip",)
@@ -98,11 +99,11 @@ class _HurdleCounts(Detector):
         self.season_smoothing = season_smoothing
         self.resolve_minutes = resolve_minutes
 
-    def _events(self, events: pl.LazyFrame) -> pl.LazyFrame:
+    def _events(self, events: pl.LazyFrame, now: datetime | None = None) -> pl.LazyFrame:
         # A stale credential's habit is judged by its changes only, a first-time retry loop by where it comes from
-        # and how it ends (see ``habits``; the loops need the successes).
+        # and how it ends (see ``habits``; the loops need the successes, and one still open at ``now`` waits).
         logins = events.filter(pl.col("event_type") == "user_login")
-        failed = self.habits_.drop_from(logins).filter(F.is_failed_login())
+        failed = self.habits_.drop_from(logins, now=now).filter(F.is_failed_login())
         failures = F.with_resolved(failed, events, timedelta(minutes=self.resolve_minutes))
         return F.with_user_ip(failures).collect().lazy()
 
@@ -147,8 +148,8 @@ class _HurdleCounts(Detector):
                     "entities": occurrences, "prior": self.prior_days * 1440 / minutes,
                 }
 
-    def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
-        picked = self._events(events)
+    def _score(self, events: pl.LazyFrame, now: datetime | None = None) -> pl.DataFrame:
+        picked = self._events(events, now)
         parts = []
         for (etype, window), model in self.models_.items():
             counts = F.window_counts(self._picked(picked, etype), ENTITY_COLUMNS[etype], window,

@@ -16,6 +16,7 @@ is judged by where it comes from and how it ends instead (``loops.RetryLoops``, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import polars as pl
 
@@ -78,10 +79,11 @@ class FailureHabits:
         networks = failed.select(*KEYS, "_network").unique().join(streams.select(KEYS), on=KEYS, how="semi")
         return cls(streams, networks, loops)
 
-    def drop_from(self, events: pl.LazyFrame) -> pl.LazyFrame:
+    def drop_from(self, events: pl.LazyFrame, *, now: datetime | None = None) -> pl.LazyFrame:
         """``events`` without the failed logins that fit a habit (its client, its networks, under its ceiling), and
-        with each retry loop of a known program cut to its last failure (``loops``: it needs the successes)."""
-        events = self.loops.thin(events)
+        with each retry loop of a known program cut to its last failure (``loops``: it needs the successes; at
+        the live edge ``now``, a loop still open is held until it ends)."""
+        events = self.loops.thin(events, now=now)
         if self.streams.is_empty():
             return events
         failed = F.is_failed_login()

@@ -23,14 +23,21 @@ client (a user agent naming ``Mozilla/``, which every browser and web view sends
 as a program's, so only the address vouches for it): an insider's takeover from the office, or
 someone at a colleague's desk, stays found.
 
-A loop is recognised when its success arrives: scored live, its windows before the fix are scored
-as before, and only a rescoring that sees the success (an analyze, a late-data pass) lowers them.
+Live, a loop is recognised before its success arrives. Scored at ``now`` (the worker's live edge), a run
+from a known pair that is still open (its last failure within ``max_gap`` of ``now``, its first within
+``max_pending``) is held as a loop would be, instead of paging on-call for a secret someone is about to
+redeploy: a stored incident's peak never lowers, so a page sent before the fix could not be taken back. The
+worker rescores its late allowance every run, so when the run ends the same windows are judged on how it
+ended: by the pair's success (a loop: nothing to report) or by silence (scored in full, a
+``max_gap`` later). A run that ends in success only after ``max_pending`` is scored in full live and so
+offline too, so that a file gives the anomalies the worker raised (a program failing for hours is a
+problem to report, whatever ends it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -49,7 +56,8 @@ def _client() -> pl.Expr:
 class RetryLoops:
     """The (account, host, client) triples whose failure runs, ended by their own success, are a retry loop.
 
-    Learn with ``learn``; ``thin`` cuts each such run in an events frame to its last ``keep`` failures.
+    Learn with ``learn``; ``thin`` cuts each such run in an events frame to its last ``keep`` failures, and at the
+    live edge (``now``) each run still open, for at most ``max_pending`` from its first failure.
     """
 
     pairs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
@@ -57,6 +65,7 @@ class RetryLoops:
     max_gap: timedelta = timedelta(minutes=30)
     keep: int = 1
     max_per_minute: int = 60
+    max_pending: timedelta = timedelta(hours=4)
 
     @classmethod
     def learn(cls, events: pl.LazyFrame, *, min_days: int = 2, min_successes: int = 5, max_accounts: int = 3,
@@ -74,9 +83,10 @@ class RetryLoops:
                  .select(KEYS).collect())
         return cls(pairs, max_gap, keep, max_per_minute)
 
-    def thin(self, events: pl.LazyFrame) -> pl.LazyFrame:
+    def thin(self, events: pl.LazyFrame, *, now: datetime | None = None) -> pl.LazyFrame:
         """``events`` with each retry loop from a known pair, ended by its success, cut to its last ``keep``
-        failures; every other event as it was (rows in another order)."""
+        failures; every other event as it was (rows in another order). With ``now`` (scoring at the live edge)
+        a run still open at ``now`` is cut as a loop too, until it ends or has lasted ``max_pending``."""
         if self.pairs.is_empty():
             return events
         failed = F.is_failed_login()
@@ -91,7 +101,12 @@ class RetryLoops:
                 .with_columns((pl.col("timestamp").diff().over(*KEYS, "_ok") > self.max_gap).fill_null(False)
                               .cum_sum().over(*KEYS, "_ok").alias("_run")))
         busiest = pl.len().over(*RUN, pl.col("timestamp").dt.truncate("1m")).max().over(RUN)
-        ended = pl.col("_ok").is_not_null() & (pl.col("_ok") - pl.col("timestamp").max().over(RUN) <= self.max_gap)
+        first, last = pl.col("timestamp").min().over(RUN), pl.col("timestamp").max().over(RUN)
+        ended = (pl.col("_ok").is_not_null() & (pl.col("_ok") - last <= self.max_gap)
+                 & (pl.col("_ok") - first <= self.max_pending))
+        if now is not None:  # still open at the live edge: judged when it ends, by the rescoring of late windows
+            ended = ended | (pl.col("_ok").is_null() & (pl.lit(now) - last <= self.max_gap)
+                             & (pl.lit(now) - first <= self.max_pending))
         loop = ended & (busiest <= self.max_per_minute)
         last = pl.int_range(pl.len()).over(RUN) >= pl.len().over(RUN) - self.keep
         kept = runs.filter(~loop | last).drop("_ok", "_run")

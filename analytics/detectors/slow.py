@@ -16,7 +16,7 @@ so its steady pattern is normal for it. The rarest horizon counts, with a factor
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
@@ -61,6 +61,7 @@ class SlowFailures(Detector):
     """
 
     name = "slow_failures"
+    reads_now: ClassVar[bool] = True  # a retry loop still open at the live edge waits for how it ends (``loops``)
     context: ClassVar[timedelta] = timedelta(days=7)  # events before a scored range its horizons read
     context_events: ClassVar[tuple[str, ...]] = ("user_login",)  # all it reads that far back (failures, successes)
 
@@ -74,14 +75,14 @@ class SlowFailures(Detector):
         self.min_rate_per_hour = min_rate_per_hour
         self.resolve_minutes = resolve_minutes
 
-    def _failures(self, events: pl.LazyFrame, etype: str) -> pl.DataFrame:
+    def _failures(self, events: pl.LazyFrame, etype: str, now: datetime | None = None) -> pl.DataFrame:
         """Unresolved failures as (entity_value, timestamp, event_id); a source counts each person once."""
         # Resolved whatever the run's length: a retry loop that ends in its own success is a stale credential (a
         # short guessing run that worked is the burst and stuffing detectors' business, not a slow attack's).
         # A stale credential's habit is judged by its changes only, a first-time retry loop by where it comes from
         # and how it ends (see ``habits``; the loops need the successes).
         logins = events.filter(pl.col("event_type") == "user_login")
-        failed = F.with_resolved(self.habits_.drop_from(logins).filter(F.is_failed_login()), events,
+        failed = F.with_resolved(self.habits_.drop_from(logins, now=now).filter(F.is_failed_login()), events,
                                  timedelta(minutes=self.resolve_minutes),
                                  max_run=1_000_000)
         failed = failed.filter(~pl.col("resolved"))
@@ -112,11 +113,11 @@ class SlowFailures(Detector):
             pop_rate = max(pooled / (population * self.span_hours_), self.min_rate_per_hour)
             self.rates_[etype] = {"pop_rate": pop_rate, "entities": per}
 
-    def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
+    def _score(self, events: pl.LazyFrame, now: datetime | None = None) -> pl.DataFrame:
         parts = []
         prior = self.prior_days * 24
         for etype in self.entity_types:
-            failures = self._failures(events, etype)
+            failures = self._failures(events, etype, now)
             if failures.is_empty():
                 continue
             hourly = (failures.with_columns(pl.col("timestamp").dt.truncate("1h").alias("window_start"))

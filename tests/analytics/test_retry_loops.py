@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
@@ -165,3 +165,54 @@ def test_generator_a_rotates_secrets_under_quiet_services():
                             & (pl.col("event_type") == "user_login")).sort("timestamp")
         assert after["outcome"][0] == "success" and after["user_agent"][0] == failing["user_agent"][0]
         assert after["timestamp"][0] <= loop.end
+
+
+def _live(*, loop_minutes: float, fixed: bool, now_after: float) -> tuple[pl.DataFrame, datetime]:
+    """The service's quiet morning, then its secret rotated at 11:00: what the worker holds ``now_after`` minutes
+    into the loop (no success of the service's inside the loop but its own fix)."""
+    day = T0 + timedelta(days=1)
+    rotated = day + timedelta(hours=3)
+    now = rotated + timedelta(minutes=now_after)
+    held = frame(*_work(day, 3), *_loop(rotated, loop_minutes, fixed=fixed)).filter(pl.col("timestamp") < now)
+    return held, now
+
+
+@pytest.mark.parametrize("cls", [FailedLoginBurst, SlowFailures])
+def test_a_loop_still_open_at_the_live_edge_waits_for_how_it_ends_instead_of_paging(fitted, cls):
+    """Live, 20 minutes into a rotated secret's loop, nothing is paged (offline the same open run is scored in
+    full); once its success arrives it is a loop. A stored peak never lowers, so a page sent first could not be
+    taken back."""
+    model = cls().fit(fitted)
+    held, now = _live(loop_minutes=45, fixed=True, now_after=20)
+    assert held.filter(pl.col("outcome") == "failure").height > 200
+    assert not _on(model.detect(held), SVC, HOST).is_empty()  # a closed history that ends here: an unresolved run
+    assert _on(model.detect(held, now=now), SVC, HOST).is_empty()
+    fixed, later = _live(loop_minutes=45, fixed=True, now_after=60)
+    assert _on(model.detect(fixed, now=later), SVC, HOST).is_empty()
+
+
+@pytest.mark.parametrize("cls", [FailedLoginBurst, SlowFailures])
+def test_a_run_that_falls_silent_without_its_success_or_fails_for_hours_is_scored_in_full_live(fitted, cls):
+    model = cls().fit(fitted)
+    gave_up, now = _live(loop_minutes=20, fixed=False, now_after=20 + 31)  # silent for more than max_gap
+    assert not _on(model.detect(gave_up, now=now), SVC, HOST).is_empty()
+    still, now = _live(loop_minutes=300, fixed=False, now_after=4 * 60 + 10)  # open past max_pending
+    assert not _on(model.detect(still, now=now), SVC, HOST).is_empty()
+
+
+def test_a_loop_fixed_only_after_max_pending_is_scored_offline_as_it_was_live(fitted):
+    """Live it paged at max_pending; a file gives the same anomaly, though the success came after."""
+    loops = RetryLoops.learn(fitted.lazy())
+    day = T0 + timedelta(days=1)
+    long = frame(*_loop(day, 5 * 60))
+    short = frame(*_loop(day, 3 * 60))
+    assert loops.thin(long.lazy()).collect().filter(pl.col("outcome") == "failure").height == long.height - 1
+    assert loops.thin(short.lazy()).collect().filter(pl.col("outcome") == "failure").height == 1
+
+
+def test_guessing_from_elsewhere_is_found_at_the_live_edge_during_an_open_loop(fitted):
+    held, now = _live(loop_minutes=45, fixed=True, now_after=20)
+    at = now - timedelta(minutes=4)
+    guesses = frame(*[dict(e, user_agent=CLIENT) for e in burst(at, SVC, 60, seconds=120, ip="185.220.7.7")])
+    found = FailedLoginBurst().fit(fitted).detect(pl.concat([held, guesses], how="vertical_relaxed"), now=now)
+    assert {SVC, "185.220.7.7"} <= set(found["entity_value"])
