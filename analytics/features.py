@@ -6,7 +6,7 @@ a notebook. Everything stays lazy until a detector collects it; NumPy only at th
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 import ua_parser
@@ -102,22 +102,35 @@ def window_counts(events: pl.LazyFrame, entity: str, window: str, *, distinct: s
     )
 
 
-def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelta, *, max_run: int = 4
-                  ) -> pl.LazyFrame:
+def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelta, *, max_run: int = 4,
+                  now: datetime | None = None, worked: pl.DataFrame | None = None) -> pl.LazyFrame:
     """Failed logins with ``resolved``: the same user succeeded from the same address within ``within`` after,
     ending a run of at most ``max_run`` failures (a longer run that ends in a success may be a guess that worked).
 
     A typo, an expired password or a stale token is resolved in seconds by its owner; a guess at
     someone else's account is not. Behind a shared egress (NAT, VPN, proxy) hundreds of people may
     fail once on one day, but each of them then gets in.
+
+    With ``now`` (the live edge), a failure younger than ``within`` from an address that has done
+    legitimate work (a success in ``events``, or one of ``worked``'s ``source_ip``) counts as resolved until
+    its time is up: its owner may be seconds from getting in, and an anomaly stored now could not be taken
+    back when they do. An address that never succeeded (a spray, a brute force from outside) is judged at once.
     """
     successes = (events.filter(is_successful_login() & pl.col("source_ip").is_not_null())
                  .select("user_id", "source_ip", pl.col("timestamp").alias("_ok")).sort("_ok"))
     run = pl.len().over("user_id", "source_ip", "_ok")  # the failures this success ends
-    return (failures.sort("timestamp")
-            .join_asof(successes, left_on="timestamp", right_on="_ok", by=["user_id", "source_ip"],
-                       strategy="forward", tolerance=within, check_sortedness=False)
-            .with_columns((pl.col("_ok").is_not_null() & (run <= max_run)).alias("resolved")).drop("_ok"))
+    resolved = pl.col("_ok").is_not_null() & (run <= max_run)
+    marked = (failures.sort("timestamp")
+              .join_asof(successes, left_on="timestamp", right_on="_ok", by=["user_id", "source_ip"],
+                         strategy="forward", tolerance=within, check_sortedness=False))
+    if now is not None:
+        here = events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null()).select("source_ip")
+        known = here if worked is None else pl.concat([here, worked.lazy().select("source_ip")])
+        marked = marked.join(known.unique().with_columns(pl.lit(True).alias("_worked")), on="source_ip", how="left")
+        resolved = resolved | (pl.col("_ok").is_null() & pl.col("_worked").fill_null(False)
+                               & (pl.lit(now) - pl.col("timestamp") < within))
+        return marked.with_columns(resolved.alias("resolved")).drop("_ok", "_worked")
+    return marked.with_columns(resolved.alias("resolved")).drop("_ok")
 
 
 def from_good_sources(events: pl.LazyFrame) -> pl.LazyFrame:

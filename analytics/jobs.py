@@ -238,17 +238,19 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         high = min(low + config.max_span, end)
         trained = [t for _, t, _ in models.values() if t is not None]
         context_from = max(min([low - timedelta(hours=1), *trained]), low - config.context)
-        frame = people(events.read(pool, context_from, high))
+        # A catch-up span reads the hour after it too, as its windows would have been rescored live.
+        reach = min(high + config.late, end)
+        frame = people(events.read(pool, context_from, reach))
         active = {name: detector for name, (detector, _, start) in models.items() if start < high}
         given = lookback.frames(active, frame, pool=pool, low=low, context_from=context_from,
                                 bound=config.max_context, cache=cache, now=now)
         for name, (detector, _, start) in models.items():
             if start >= high:
                 continue
-            # At the live edge what may still resolve itself waits (a retry loop minutes from its fix): the late
-            # allowance rescores it when it ends. A catch-up span's history is closed.
-            found = detector.detect(given[name], start=max(low, start), min_score=config.min_score,
-                                    now=end if high == end else None)
+            # At the live edge what may still resolve itself waits (a retry loop minutes from its fix, a failure
+            # seconds from its owner's success): the late allowance rescores it when its time is up.
+            found = pipeline.until(detector.detect(given[name], start=max(low, start), min_score=config.min_score,
+                                                   now=end if reach == end else None), {name: detector}, high)
             _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             watermarks.advance_job(pool, f"score:{name}", high)
         low = high
@@ -391,7 +393,8 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
             else:
                 history = people(events.read(pool, train_to - config.history, train_to))
             context_from = max(min(low - timedelta(hours=1), train_to), low - config.context)
-            frame = people(events.read(pool, context_from, high))
+            reach = min(high + config.late, end)  # the hour after the span too, as live rescoring reads it
+            frame = people(events.read(pool, context_from, reach))
             for name in names:
                 # session_chain learns each step's hour of day: in a one-day warm-up that hour has no other
                 # sample, so with it left out everyone's ordinary sessions of that hour were rare (80-130
@@ -401,8 +404,8 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
                                 fitted_at=train_to, config=config, peer_groups=groups)
                 given = lookback.frames({name: detector}, frame, pool=pool, low=low, context_from=context_from,
                                         bound=config.max_context, cache=cache, now=now)
-                found = detector.detect(given[name], start=low, min_score=config.min_score,
-                                        now=end if high >= end else None)  # the last span ends at the live edge
+                found = pipeline.until(detector.detect(given[name], start=low, min_score=config.min_score,
+                                                       now=end if reach >= end else None), {name: detector}, high)
                 _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             if config.series:
                 _score_series(pool, start=low, end=high, config=config, scopes=scopes, now=now, result=result)

@@ -25,6 +25,9 @@ HISTORY = timedelta(days=14)  # what each refit learns from (`analytics_history_
 MAX_REFITS = 12  # a long file is refitted at most this often (each refit costs seconds), never more often than REFIT_EVERY
 CONTEXT = timedelta(hours=1)  # events before a scored range that detectors read (sessions, rolling windows)
 MERGE_GAP = timedelta(hours=2)  # windows of one detector and entity closer than this are one incident
+# The worker rescores every window for an hour after it (its late allowance), so a window's score reads what
+# came in that hour (a success that resolves the failures before it); a step of a file is scored likewise.
+LOOKAHEAD = timedelta(hours=1)
 
 # ``first_window_end``: when the incident could first have been reported (its first window closed), the
 # moment detection delay is measured to; ``last_seen`` moves on as the incident grows.
@@ -182,13 +185,22 @@ def analyze(events: pl.DataFrame, *, baseline_until: datetime | None = None, war
             by_reach.setdefault(max(CONTEXT, getattr(detector, "context", CONTEXT)), {})[name] = detector
         for reach, group in by_reach.items():
             scored = frame.filter(pl.col("timestamp") >= step - reach)
-            if end is not None:
-                scored = scored.filter(pl.col("timestamp") < end)
-            found.append(detect_all(group, scored, start=step if step > how.first_event else None,
-                                    min_score=min_score,
-                                    progress=(lambda name, label=label: progress(f"{label}: scored {name}"))
-                                    if progress else None))
+            if end is not None:  # what the hour after the step holds, for its windows only (the next step's own)
+                scored = scored.filter(pl.col("timestamp") < end + LOOKAHEAD)
+            got = detect_all(group, scored, start=step if step > how.first_event else None, min_score=min_score,
+                             progress=(lambda name, label=label: progress(f"{label}: scored {name}"))
+                             if progress else None)
+            found.append(got if end is None else until(got, group, end))
     return merge_incidents(pl.concat(found))
+
+
+def until(found: pl.DataFrame, detectors: Mapping[str, Detector], end: datetime) -> pl.DataFrame:
+    """The anomalies of windows that belong to a step ending at ``end`` (scored with events after it): those
+    starting before it, or for detectors scored by when windows close, those closing by it."""
+    closing = [d.name for d in detectors.values() if d.scores_windows_closing_in_range]
+    at = end.astimezone(UTC)
+    return found.filter(pl.when(pl.col("detector").is_in(closing)).then(pl.col("window_end") <= at)
+                        .otherwise(pl.col("window_start") < at))
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:

@@ -104,7 +104,8 @@ class _HurdleCounts(Detector):
         # and how it ends (see ``habits``; the loops need the successes, and one still open at ``now`` waits).
         logins = events.filter(pl.col("event_type") == "user_login")
         failed = self.habits_.drop_from(logins, now=now).filter(F.is_failed_login())
-        failures = F.with_resolved(failed, events, timedelta(minutes=self.resolve_minutes))
+        failures = F.with_resolved(failed, events, timedelta(minutes=self.resolve_minutes), now=now,
+                                   worked=getattr(self.habits_, "worked", None))
         return F.with_user_ip(failures).collect().lazy()
 
     def _picked(self, picked: pl.LazyFrame, etype: str) -> pl.LazyFrame:

@@ -51,6 +51,9 @@ class FailureHabits:
     networks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
         schema={"user_id": pl.String, "_client": pl.String, "_network": pl.String}))
     loops: RetryLoops = field(default_factory=RetryLoops)
+    # Addresses that did legitimate work in the history (any success): at the live edge a failure from one of
+    # them may be seconds from its owner's success (``features.with_resolved``), one from elsewhere is not.
+    worked: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"source_ip": pl.String}))
 
     @classmethod
     def learn(cls, events: pl.LazyFrame, *, min_failures: int = 30, min_days: int = 2, min_hours: int = 3,
@@ -59,11 +62,13 @@ class FailureHabits:
         of them on ``min_days`` days and in ``min_hours`` distinct hours, from at most ``max_networks`` networks.
         The ceiling is ``headroom`` times the most failures the stream had in one hour (plus a few)."""
         loops = RetryLoops.learn(events)
+        worked = (events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null())
+                  .select("source_ip").unique().sort("source_ip").collect())
         failed = (events.filter(F.is_failed_login() & pl.col("user_id").is_not_null())
                   .select("user_id", _client().alias("_client"), _network().alias("_network"), "timestamp")
                   .collect())
         if failed.is_empty():
-            return cls(loops=loops)
+            return cls(loops=loops, worked=worked)
         per_user = failed.group_by("user_id").agg(pl.len().alias("_all"))
         hourly = (failed.group_by(*KEYS, pl.col("timestamp").dt.truncate("1h").alias("_hour"))
                   .agg(pl.len().alias("_n")))
@@ -77,7 +82,7 @@ class FailureHabits:
                     & (pl.col("_failures") >= min_share * pl.col("_all")))
             .select(*KEYS, (headroom * pl.col("_peak") + 5).cast(pl.Float64).alias("_ceiling")))
         networks = failed.select(*KEYS, "_network").unique().join(streams.select(KEYS), on=KEYS, how="semi")
-        return cls(streams, networks, loops)
+        return cls(streams, networks, loops, worked)
 
     def drop_from(self, events: pl.LazyFrame, *, now: datetime | None = None) -> pl.LazyFrame:
         """``events`` without the failed logins that fit a habit (its client, its networks, under its ceiling), and

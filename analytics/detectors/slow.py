@@ -84,7 +84,7 @@ class SlowFailures(Detector):
         logins = events.filter(pl.col("event_type") == "user_login")
         failed = F.with_resolved(self.habits_.drop_from(logins, now=now).filter(F.is_failed_login()), events,
                                  timedelta(minutes=self.resolve_minutes),
-                                 max_run=1_000_000)
+                                 max_run=1_000_000, now=now, worked=getattr(self.habits_, "worked", None))
         failed = failed.filter(~pl.col("resolved"))
         if etype == "user":
             return failed.select(pl.col("user_id").alias("entity_value"), "timestamp", "event_id").filter(

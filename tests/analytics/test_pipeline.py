@@ -142,3 +142,50 @@ def test_every_detector_reports_the_same_rows_on_every_run(small_dataset, histor
     for _ in range(3):
         again = pipeline.detect_all(detectors, attacks, min_score=0.0).sort(keys)
         assert again.equals(first)
+
+
+def _expiry_morning(events: pl.DataFrame, at, *, resolved_after: float) -> tuple[list[dict], str, list[str]]:
+    """Nine people behind the busiest office address each fail once at ``at`` (an expired password) and get in
+    ``resolved_after`` seconds later from the same address."""
+    office = (events.filter(pl.col("outcome") == "success").group_by("source_ip")
+              .agg(pl.col("user_id").n_unique().alias("n")).sort("n", descending=True)["source_ip"][0])
+    people = sorted(events.filter(pl.col("source_ip") == office)["user_id"].unique().to_list())[:9]
+    place = {"ip": office, "country": "US", "asn": "AS7922"}
+    out = []
+    for i, who in enumerate(people):
+        out.append(event(at + timedelta(seconds=2 * i), who, outcome="failure", **place))
+        out.append(event(at + timedelta(seconds=2 * i + resolved_after), who, **place))
+    return out, office, people
+
+
+def test_failures_resolved_just_after_a_refit_step_are_resolved_in_a_file(five_days):
+    """A step of ``analyze`` read nothing after its end, so people who failed in its last minute and got in
+    seconds later were nine unresolved failures from one address: a spray, paged at 1.00 in generator A
+    (a password-expiry morning behind the VPN). The step reads the hour after it, as the worker's rescoring
+    does, for its own windows only."""
+    boundary = pipeline.plan(five_days).steps[2]
+    morning, office, people = _expiry_morning(five_days, boundary - timedelta(seconds=40), resolved_after=45)
+    found = pipeline.analyze(pl.concat([five_days, normalize(frame(*morning)).collect()]))
+    failing = ("failed_login_burst", "password_spraying", "slow_failures", "failure_then_success")
+    about = found.filter(pl.col("detector").is_in(failing) & pl.col("entity_value").is_in([office, *people]))
+    assert about.is_empty(), about.select("detector", "entity_value", "window_start", "score").rows()
+
+
+def test_at_the_live_edge_a_failure_its_owner_may_still_resolve_waits_and_a_spray_does_not(five_days):
+    """Live, the worker scores a minute after the failures, before the successes: held while they may still be
+    resolved (an address that has done legitimate work, for ``resolve_minutes``); a spray from an address that
+    never worked is judged at once."""
+    from analytics.detectors import PasswordSpraying
+
+    at = five_days["timestamp"].max() + timedelta(hours=1)
+    morning, office, _ = _expiry_morning(five_days, at, resolved_after=90)
+    now = at + timedelta(minutes=1)
+    seen = pl.concat([five_days.filter(pl.col("timestamp") >= at - timedelta(hours=2)),
+                      normalize(frame(*morning)).collect().filter(pl.col("timestamp") < now)])
+    model = PasswordSpraying().fit(five_days)
+    assert office in set(model.detect(seen)["entity_value"])  # closed at ``now``: nine unresolved failures
+    assert office not in set(model.detect(seen, now=now)["entity_value"])
+    sprayed = [dict(e, source_ip="185.220.9.9") for e in burst(at, "x", 1)]
+    spray = [dict(sprayed[0], user_id=f"u{i:05d}", event_id=f"00000000-0000-4000-8000-{i:012d}") for i in range(12)]
+    live = pl.concat([seen, normalize(frame(*spray)).collect()])
+    assert "185.220.9.9" in set(model.detect(live, now=now)["entity_value"])
