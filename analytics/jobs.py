@@ -249,8 +249,10 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
                 continue
             # At the live edge what may still resolve itself waits (a retry loop minutes from its fix, a failure
             # seconds from its owner's success): the late allowance rescores it when its time is up.
-            found = pipeline.until(detector.detect(given[name], start=max(low, start), min_score=config.min_score,
-                                                   now=end if reach == end else None), {name: detector}, high)
+            found = detector.detect(given[name], start=max(low, start), min_score=config.min_score,
+                                    now=end if reach == end else None)
+            if high < end:  # the next span's windows are its own (a window still open at the live edge is not)
+                found = pipeline.until(found, {name: detector}, high)
             _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             watermarks.advance_job(pool, f"score:{name}", high)
         low = high
@@ -393,7 +395,7 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
             else:
                 history = people(events.read(pool, train_to - config.history, train_to))
             context_from = max(min(low - timedelta(hours=1), train_to), low - config.context)
-            reach = min(high + config.late, end)  # the hour after the span too, as live rescoring reads it
+            reach = min(high + config.late, hi)  # the hour after the span (in the range), as rescoring reads it
             frame = people(events.read(pool, context_from, reach))
             for name in names:
                 # session_chain learns each step's hour of day: in a one-day warm-up that hour has no other
@@ -404,8 +406,10 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
                                 fitted_at=train_to, config=config, peer_groups=groups)
                 given = lookback.frames({name: detector}, frame, pool=pool, low=low, context_from=context_from,
                                         bound=config.max_context, cache=cache, now=now)
-                found = pipeline.until(detector.detect(given[name], start=low, min_score=config.min_score,
-                                                       now=end if reach >= end else None), {name: detector}, high)
+                found = detector.detect(given[name], start=low, min_score=config.min_score,
+                                        now=end if reach >= end else None)
+                if high < hi:  # the next span's windows are its own
+                    found = pipeline.until(found, {name: detector}, high)
                 _store(pool, found, scopes=scopes, now=now, config=config, result=result)
             if config.series:
                 _score_series(pool, start=low, end=high, config=config, scopes=scopes, now=now, result=result)
