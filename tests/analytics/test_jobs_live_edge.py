@@ -1,5 +1,5 @@
-"""The live worker and a rotated secret's retry loop: no page while the fix may be minutes away, a page when it
-is not coming (a real TimescaleDB, the scoring job as the worker runs it)."""
+"""The scoring job at the live edge, as the worker runs it on a real TimescaleDB: a rotated secret's retry loop
+is not paged while its fix may be minutes away, and is when it is not coming; a window still open is scored."""
 
 from __future__ import annotations
 
@@ -70,3 +70,17 @@ def test_a_run_that_falls_silent_without_its_success_is_paged_once_it_has_ended(
     found = _paged(pool)
     assert not found.is_empty() and "failed_login_burst" in set(found["detector"])
     assert found["window_start"].min() >= rotated - timedelta(hours=1)
+
+
+def test_an_export_window_still_open_at_the_live_edge_is_scored(pool, now):
+    """A span reads the hour after it and keeps only its own windows, except at the live edge: there a 10-minute
+    or hour window that has not closed yet is all there is, and data leaving now must not wait for it to close."""
+    at = now + timedelta(minutes=1)
+    taken = [event(at + timedelta(seconds=20 * i), "u00001", "data_export", metadata={"rows": 400_000})
+             for i in range(12)]
+    _write(pool, taken)
+    jobs.score_job(pool, now=now + timedelta(minutes=6, seconds=40), config=CONFIG)  # scores up to +6 min
+    stored = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000, entity_value="u00001"))
+    exports = stored.filter(pl.col("detector") == "export_volume")
+    assert not exports.is_empty()
+    assert exports["window_end"].min() > now + timedelta(minutes=6)  # a window that had not closed
