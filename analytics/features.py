@@ -123,14 +123,19 @@ def with_resolved(failures: pl.LazyFrame, events: pl.LazyFrame, within: timedelt
     marked = (failures.sort("timestamp")
               .join_asof(successes, left_on="timestamp", right_on="_ok", by=["user_id", "source_ip"],
                          strategy="forward", tolerance=within, check_sortedness=False))
-    if now is not None:
-        here = events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null()).select("source_ip")
-        known = here if worked is None else pl.concat([here, worked.lazy().select("source_ip")])
-        marked = marked.join(known.unique().with_columns(pl.lit(True).alias("_worked")), on="source_ip", how="left")
-        resolved = resolved | (pl.col("_ok").is_null() & pl.col("_worked").fill_null(False)
-                               & (pl.lit(now) - pl.col("timestamp") < within))
-        return marked.with_columns(resolved.alias("resolved")).drop("_ok", "_worked")
-    return marked.with_columns(resolved.alias("resolved")).drop("_ok")
+    if now is None:
+        return marked.with_columns(resolved.alias("resolved")).drop("_ok")
+    here = good_sources(events)
+    known = here if worked is None else pl.concat([here, worked.lazy().select("source_ip")]).unique()
+    marked = marked.join(known.with_columns(pl.lit(True).alias("_worked")), on="source_ip", how="left")
+    held = pl.col("_ok").is_null() & pl.col("_worked").fill_null(False) & (pl.lit(now) - pl.col("timestamp") < within)
+    return marked.with_columns((resolved | held).alias("resolved")).drop("_ok", "_worked")
+
+
+def good_sources(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The addresses that did legitimate work in ``events`` (any successful event), one row each."""
+    return events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null()).select(
+        "source_ip").unique()
 
 
 def from_good_sources(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -140,8 +145,7 @@ def from_good_sources(events: pl.LazyFrame) -> pl.LazyFrame:
     address that only ever failed (last week's spray or brute force, still inside a refit's history)
     would teach the model that attacks are normal.
     """
-    good = events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null()).select(
-        "source_ip").unique()
+    good = good_sources(events)
     failed = is_failed_login() & pl.col("source_ip").is_not_null()
     return pl.concat([events.filter(~failed),
                       events.filter(failed).join(good, on="source_ip", how="semi")], how="vertical_relaxed")

@@ -62,8 +62,7 @@ class FailureHabits:
         of them on ``min_days`` days and in ``min_hours`` distinct hours, from at most ``max_networks`` networks.
         The ceiling is ``headroom`` times the most failures the stream had in one hour (plus a few)."""
         loops = RetryLoops.learn(events)
-        worked = (events.filter((pl.col("outcome") == "success") & pl.col("source_ip").is_not_null())
-                  .select("source_ip").unique().sort("source_ip").collect())
+        worked = F.good_sources(events).sort("source_ip").collect()
         failed = (events.filter(F.is_failed_login() & pl.col("user_id").is_not_null())
                   .select("user_id", _client().alias("_client"), _network().alias("_network"), "timestamp")
                   .collect())

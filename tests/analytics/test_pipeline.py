@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from analytics import calibration, pipeline
-from analytics.detectors import SessionChain
+from analytics.detectors import PasswordSpraying, SessionChain
 from analytics.detectors.base import ANOMALY_SCHEMA
 from analytics.events import normalize
 from tests.analytics.conftest import T0, burst, event, frame
@@ -175,8 +175,6 @@ def test_at_the_live_edge_a_failure_its_owner_may_still_resolve_waits_and_a_spra
     """Live, the worker scores a minute after the failures, before the successes: held while they may still be
     resolved (an address that has done legitimate work, for ``resolve_minutes``); a spray from an address that
     never worked is judged at once."""
-    from analytics.detectors import PasswordSpraying
-
     at = five_days["timestamp"].max() + timedelta(hours=1)
     morning, office, _ = _expiry_morning(five_days, at, resolved_after=90)
     now = at + timedelta(minutes=1)
