@@ -6,15 +6,23 @@ logs in from is not surprising, one nobody has ever used is). So a first is scor
 rate of firsts (distinct values over events, a Good-Turing style estimate) times the share of
 users that have ever used the value; location (country, else ASN, else IP) client and hour of day are
 combined as independent evidence.
+
+A first is also judged against the users around it *now* (``peer_hours``): a network that many users in good
+standing (a client they already have, nobody elsewhere at the time) start using together is a new office,
+VPN or ISP, and counts towards the population's share; colleagues who arrive in a new country through the
+same network one after another are travelling together (a conference), which makes each later arrival a more
+plausible trip. Neither applies to a network that is failing logins for users it never lets in (guessing),
+and only arrivals before a first count, so live scoring and a file agree.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 
 from analytics import features as F
 from analytics.detectors.base import Detector, with_scores
@@ -41,7 +49,11 @@ class NewContext(Detector):
         close in time; a new country with none of that, on a client the user already has, is a plausible trip.
     trip_factor : float, default 10.0
         How much less surprising a plausible trip (a known client, nobody at home meanwhile) is than the
-        first alone; and at most how much more surprising being in two countries at once makes it.
+        first alone; and at most how much more surprising being in two countries at once makes it. A trip
+        that two or more other users made to the same country and network in the ``peer_hours`` before it
+        (travelling together) is this much less surprising again (the square root of it with one).
+    peer_hours : float, default 6.0
+        How far back other users' arrivals on the same network count as peers of a first.
 
     Attributes
     ----------
@@ -56,14 +68,20 @@ class NewContext(Detector):
     """
 
     name = "new_context"
+    version = "2"  # peers arriving through the same new network
+    # Peers arriving before a first are read from the logins of the hours before a scored range
+    # (analytics.lookback), so the worker sees the colleagues a file shows.
+    context = timedelta(hours=6)
+    context_events: ClassVar[tuple[str, ...]] = ("user_login",)
 
     def __init__(self, *, window: str = "10m", min_history: int = 20, hour_prior: float = 50.0,
-                 travel_hours: float = 2.0, trip_factor: float = 10.0) -> None:
+                 travel_hours: float = 2.0, trip_factor: float = 10.0, peer_hours: float = 6.0) -> None:
         self.window = window
         self.min_history = min_history
         self.hour_prior = hour_prior
         self.travel_hours = travel_hours
         self.trip_factor = trip_factor
+        self.peer_hours = peer_hours
 
     @staticmethod
     def _long(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -147,6 +165,11 @@ class NewContext(Detector):
             .group_by("user_id", "window_start", maintain_order=True)
             .agg(
                 pl.col("p_attr").filter(pl.col("rank") < 9).first().fill_null(1.0).alias("p_location"),
+                pl.col("attribute").filter(pl.col("rank") < 9).first().alias("_loc_attr"),
+                pl.col("value").filter(pl.col("rank") < 9).first().alias("_loc_value"),
+                pl.col("event_id").filter(pl.col("rank") < 9).first().alias("_loc_event"),
+                pl.col("timestamp").filter(pl.col("rank") < 9).first().alias("_loc_t"),
+                pl.col("pop_share").filter(pl.col("rank") < 9).first().alias("_loc_share"),
                 pl.col("p_attr").filter(pl.col("rank") == 9).first().fill_null(1.0).alias("p_client"),
                 pl.struct("attribute", "value", "p_user", "pop_share").alias("firsts"),
                 pl.col("event_id").unique(maintain_order=True).head(10).alias("sample_event_ids"),
@@ -157,7 +180,7 @@ class NewContext(Detector):
         frame = grouped.rename({"user_id": "entity_value"}).with_columns(
             pl.lit("user").alias("entity_type"),
             (pl.col("window_start") + _duration(self.window)).alias("window_end"))
-        frame = self._plausibility(frame, firsts, events)
+        frame = self._peers(self._plausibility(frame, firsts, events), events).drop(cs.starts_with("_loc"))
         p = frame["p_location"] * frame["p_client"] * frame["p_hour"] * frame["travel"]
         return with_scores(frame, p.clip(upper_bound=1.0).to_numpy())
 
@@ -196,6 +219,66 @@ class NewContext(Detector):
                            .rename({"user_id": "entity_value"}), on=["entity_value", "window_start"], how="left")
                 .join(gap.rename({"user_id": "entity_value"}), on=["entity_value", "window_start"], how="left")
                 .with_columns(travel.cast(pl.Float64).alias("travel")).drop("_new_country"))
+
+    def _peers(self, frame: pl.DataFrame, events: pl.LazyFrame) -> pl.DataFrame:
+        """``peers``: other users who came in good standing through the same new country and network, or the
+        same new network, in the ``peer_hours`` before a window's first (0 where none). Each peer adds to the
+        population's share of the value (``p_location``), and a plausible trip with peers is ``trip_factor``
+        times less rare again (its square root with one peer).
+
+        In good standing: a client the user already has, and nobody from another country within
+        ``travel_hours``. No peers count while the network fails logins for more users it never let in
+        (within the same hours) than half the peers: a guessing attacker's address is nobody's office.
+        """
+        keep = frame.columns
+        place = frame.filter(pl.col("_loc_attr").is_in(["source_country", "source_asn"]))
+        if place.is_empty():
+            return frame.with_columns(pl.lit(0, dtype=pl.UInt32).alias("peers")).select(*keep, "peers")
+        asn = (events.filter(pl.col("event_id").is_in(place["_loc_event"].implode()))
+               .select(pl.col("event_id").alias("_loc_event"), pl.col("source_asn").alias("_asn")).collect())
+        place = (place.join(asn, on="_loc_event", how="left")
+                 .with_columns(pl.concat_str(pl.col("_loc_value"), pl.col("_asn").fill_null(""), separator="|")
+                               .alias("_key"))
+                 .with_columns(pl.when(pl.col("_loc_attr") == "source_asn").then(pl.col("_loc_value"))
+                               .otherwise(pl.col("_key")).alias("_key")))
+        good = place.filter((pl.col("p_client") >= 1.0) & pl.col("elsewhere_minutes").is_null())
+        span = timedelta(hours=getattr(self, "peer_hours", 6.0))  # a model stored before version 2 has none
+        candidates = (place.select("entity_value", "window_start", "_key", "_asn", "_loc_attr", "_loc_t")
+                      .join(good.select(pl.col("entity_value").alias("_peer"), pl.col("_key"),
+                                        pl.col("_loc_t").alias("_peer_t")), on="_key")
+                      .filter((pl.col("_peer") != pl.col("entity_value")) & (pl.col("_peer_t") <= pl.col("_loc_t"))
+                              & (pl.col("_peer_t") >= pl.col("_loc_t") - span))
+                      .group_by("entity_value", "window_start", "_key", "_asn", "_loc_attr", "_loc_t")
+                      .agg(pl.col("_peer").n_unique().alias("peers")))
+        if candidates.is_empty():
+            return frame.with_columns(pl.lit(0, dtype=pl.UInt32).alias("peers")).select(*keep, "peers")
+        # The network's logins (by ASN) in the hours before each first: who failed and never got in through it.
+        asns = candidates["_asn"].drop_nulls().unique()
+        logins = (events.filter((pl.col("event_type") == "user_login") & pl.col("source_asn").is_in(asns.implode()))
+                  .select("user_id", "timestamp", "outcome", pl.col("source_asn").alias("_asn")).collect())
+        first_ok = (logins.filter(pl.col("outcome") == "success").group_by("user_id", "_asn")
+                    .agg(pl.col("timestamp").min().alias("_ok")))
+        failing = (candidates.select("entity_value", "window_start", "_asn", "_loc_t")
+                   .join(logins.filter(pl.col("outcome") == "failure"), on="_asn")
+                   .filter((pl.col("timestamp") <= pl.col("_loc_t")) & (pl.col("timestamp") >= pl.col("_loc_t") - span))
+                   .join(first_ok, on=["user_id", "_asn"], how="left")
+                   .filter(pl.col("_ok").is_null() | (pl.col("_ok") > pl.col("_loc_t")))
+                   .group_by("entity_value", "window_start").agg(pl.col("user_id").n_unique().alias("_failing")))
+        counted = (candidates.join(failing, on=["entity_value", "window_start"], how="left")
+                   .with_columns(pl.col("_failing").fill_null(0))
+                   .with_columns(pl.when(pl.col("_failing") * 2 <= pl.col("peers")).then(pl.col("peers"))
+                                 .otherwise(0).alias("peers"))
+                   .select("entity_value", "window_start", "peers"))
+        users = self.population_["users"]
+        used = pl.col("_loc_share") * (users + 2.0)  # users who used the value before, plus one
+        companions = pl.lit(self.trip_factor) ** (pl.col("peers").clip(upper_bound=2) / 2)
+        return (frame.join(counted, on=["entity_value", "window_start"], how="left")
+                .with_columns(pl.col("peers").fill_null(0))
+                .with_columns(pl.when(pl.col("peers") > 0).then(pl.col("p_location") * (used + pl.col("peers")) / used)
+                              .otherwise(pl.col("p_location")).alias("p_location"),
+                              pl.when((pl.col("travel") > 1.0) & (pl.col("peers") > 0))
+                              .then(pl.col("travel") * companions).otherwise(pl.col("travel")).alias("travel"))
+                .select(*keep, "peers"))
 
     def _explain(self, row: dict[str, Any]) -> dict[str, Any]:
         firsts = row["firsts"]

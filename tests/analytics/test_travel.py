@@ -36,3 +36,93 @@ def test_two_countries_at_once_is_rarer_than_a_plausible_trip(history):
     found = detector.detect(stolen, start=T0 - timedelta(minutes=5))
     assert found["entity_value"].to_list() == [user]
     assert orjson.loads(found["explanation"][0])["travel"]["plausible_trip"] is False
+
+
+def _settled(history: pl.DataFrame, n: int) -> dict[str, dict]:
+    """``n`` users who always came from one country, one network and one browser: each one's last success."""
+    humans = history.filter(pl.col("user_id").str.starts_with("u") & (pl.col("outcome") == "success")
+                            & pl.col("source_country").is_not_null())
+    counts = humans.group_by("user_id").agg(pl.len(), *(pl.col(c).n_unique().alias(c) for c in
+                                                         ("source_country", "source_asn", "user_agent")))
+    users = (counts.filter((pl.col("source_country") == 1) & (pl.col("source_asn") == 1) & (pl.col("user_agent") == 1))
+             .sort("len", "user_id", descending=True)["user_id"].to_list())
+    assert len(users) >= n
+    return {u: humans.filter(pl.col("user_id") == u).sort("timestamp").row(-1, named=True) for u in users[:n]}
+
+
+def _home(last: dict, at) -> dict:
+    return event(at, last["user_id"], ip=last["source_ip"], country=last["source_country"], asn=last["source_asn"],
+                 ua=last["user_agent"])
+
+
+def _abroad(last: dict, at, *, ip: str = "133.11.99.133") -> list[dict]:
+    """A morning's logins from a conference hotel in Japan, on the user's own browser."""
+    return [event(at + timedelta(minutes=7 * k), last["user_id"], ip=ip, country="JP", asn="AS2907",
+                  ua=last["user_agent"]) for k in range(3)]
+
+
+def _by_user(scored: pl.DataFrame) -> dict[str, dict]:
+    return {row["entity_value"]: row for row in scored.iter_rows(named=True)}
+
+
+def test_colleagues_arriving_at_a_conference_together_are_each_a_more_plausible_trip(history):
+    """Four people reach the same hotel network in Japan 40 minutes apart, each on their own laptop with
+    nobody at home: the first is judged as a lone trip, each later one with the colleagues already there."""
+    detector = NewContext().fit(history)
+    people = list(_settled(history, 4).values())
+    alone = [_by_user(detector.score_frame(frame(_home(p, T0 - timedelta(hours=9)),
+                                                 *_abroad(p, T0 + timedelta(minutes=40 * i))),
+                                           start=T0 - timedelta(hours=1)))[p["user_id"]]
+             for i, p in enumerate(people)]
+    together = _by_user(detector.score_frame(
+        frame(*(_home(p, T0 - timedelta(hours=9)) for p in people),
+              *(e for i, p in enumerate(people) for e in _abroad(p, T0 + timedelta(minutes=40 * i)))),
+        start=T0 - timedelta(hours=1)))
+    assert [a["peers"] for a in alone] == [0, 0, 0, 0]
+    assert [together[p["user_id"]]["peers"] for p in people] == [0, 1, 2, 3]
+    assert together[people[0]["user_id"]]["score"] == alone[0]["score"]  # nobody there yet: a lone trip
+    assert together[people[1]["user_id"]]["travel"] > alone[1]["travel"] == detector.trip_factor
+    for i in (1, 2, 3):
+        assert together[people[i]["user_id"]]["score"] < alone[i]["score"] - 0.05
+
+
+def test_no_peers_on_a_network_that_is_guessing_or_for_sessions_seen_at_home_too(history):
+    """Arrivals look alike when an attacker works through one network: peers do not count while it fails
+    logins for users it never lets in, nor for users also seen at home that hour (a proxy of a phishing kit)."""
+    detector = NewContext().fit(history)
+    settled = list(_settled(history, 14).values())
+    people, targets = settled[:4], settled[4:]
+    arrivals = [e for i, p in enumerate(people) for e in _abroad(p, T0 + timedelta(minutes=40 * i))]
+    guessing = [event(T0 - timedelta(minutes=30) + timedelta(minutes=i), t["user_id"], outcome="failure",
+                      ip="133.11.40.2", country="JP", asn="AS2907", ua="python-requests/2.31")
+                for i, t in enumerate(targets)]
+    scored = _by_user(detector.score_frame(frame(*(_home(p, T0 - timedelta(hours=9)) for p in people),
+                                                 *arrivals, *guessing), start=T0 - timedelta(hours=1)))
+    assert [scored[p["user_id"]]["peers"] for p in people] == [0, 0, 0, 0]
+    proxied = _by_user(detector.score_frame(
+        frame(*(_home(p, T0 + timedelta(minutes=40 * i - 5)) for i, p in enumerate(people)), *arrivals),
+        start=T0 - timedelta(hours=1)))
+    assert [proxied[p["user_id"]]["peers"] for p in people] == [0, 0, 0, 0]
+    assert all(proxied[p["user_id"]]["travel"] < 1.0 for p in people)  # two places at once, each of them
+
+
+def test_a_new_company_network_that_many_users_move_to_together_becomes_familiar(history):
+    """A new VPN egress or ISP: 30 people, each at home with their own browser, arrive through one new
+    network 2 minutes apart. Each arrival counts towards the network's share of the population, so the
+    move pages for the first few, not for everyone."""
+    detector = NewContext().fit(history)
+    people = list(_settled(history, 30).values())
+
+    def moved(i: int, p: dict) -> list[dict]:
+        return [event(T0 + timedelta(minutes=2 * i + 7 * k), p["user_id"], ip=f"203.0.113.{i + 1}",
+                      country=p["source_country"], asn="AS64500", ua=p["user_agent"]) for k in range(3)]
+
+    alone = [detector.score_frame(frame(*moved(i, p)), start=T0 - timedelta(hours=1))["score"][0]
+             for i, p in enumerate(people)]
+    together = _by_user(detector.score_frame(frame(*(e for i, p in enumerate(people) for e in moved(i, p))),
+                                             start=T0 - timedelta(hours=1)))
+    assert [together[p["user_id"]]["peers"] for p in people] == list(range(30))
+    assert all(together[p["user_id"]]["score"] < a for p, a in zip(people[1:], alone[1:], strict=True))
+    paged_alone = sum(a >= 0.6 for a in alone)
+    paged_together = sum(together[p["user_id"]]["score"] >= 0.6 for p in people)
+    assert paged_alone >= 10 and paged_together <= paged_alone // 3, (paged_alone, paged_together)
