@@ -185,20 +185,34 @@ def infer_cohorts(events: pl.LazyFrame, *, min_members: int = 5, max_share: floa
 
     When no peer groups are known, a user's cohort is the resource they use most, weighted by how
     specific it is (idf: a resource everybody uses says nothing); resources used by fewer than
-    ``min_members`` people or by more than ``max_share`` of them do not make a cohort.
+    ``min_members`` people or by more than ``max_share`` of them do not make a cohort, nor does one that
+    fewer than ``min_members`` people would have as their first choice (they take their next).
     """
     keyed = events.filter(pl.col("user_id").is_not_null() & pl.col("metadata").is_not_null())
-    keyed = keyed.filter(pl.int_range(pl.len()) % (pl.len() // sample + 1) == 0)  # an even sample: it is a habit
+    # An even sample of each user's events (it is a habit), so a new or occasional user keeps all of theirs:
+    # a sample of every n-th event overall left them with none, and without a cohort.
+    per_user = max(sample // max(keyed.select(pl.col("user_id").n_unique()).collect().item(), 1), 20)
+    n = pl.len().over("user_id")
+    keyed = keyed.filter(pl.int_range(pl.len()).over("user_id") % (n // per_user + 1) == 0)
     keyed = keyed.select(
         "user_id", pl.coalesce([pl.col("metadata").str.json_path_match(f"$.{k}") for k in AFFINITY_KEYS])
         .alias("resource")).filter(pl.col("resource").is_not_null())
     uses = keyed.group_by("user_id", "resource").agg(pl.len().alias("n")).collect()
     people = max(uses["user_id"].n_unique(), 1)
     reach = uses.group_by("resource").agg(pl.len().alias("members"))
-    best = (uses.join(reach, on="resource")
-            .filter((pl.col("members") >= min_members) & (pl.col("members") <= max_share * people))
-            .with_columns((pl.col("n") * (people / pl.col("members")).log()).alias("w"))
-            .sort("w", descending=True).group_by("user_id", maintain_order=True).first())
+    ranked = (uses.join(reach, on="resource")
+              .filter((pl.col("members") >= min_members) & (pl.col("members") <= max_share * people))
+              .with_columns((pl.col("n") * (people / pl.col("members")).log()).alias("w"))
+              .sort(["user_id", "w", "resource"], descending=[False, True, False]))
+    # A resource many use may still be the first choice of only a few (a dataset that a department's
+    # members also open): a cohort that small can show no shift and gives a thin baseline, so it is
+    # dissolved and its members go to their next choice, until every cohort has ``min_members``.
+    while True:
+        best = ranked.group_by("user_id", maintain_order=True).first()
+        small = best.group_by("resource").agg(pl.len().alias("k")).filter(pl.col("k") < min_members)["resource"]
+        if small.is_empty():
+            break
+        ranked = ranked.filter(~pl.col("resource").is_in(small.implode()))
     return dict(best.select("user_id", pl.concat_str([pl.lit("cohort:"), pl.col("resource")])).iter_rows())
 
 
