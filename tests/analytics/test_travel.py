@@ -126,3 +126,30 @@ def test_a_new_company_network_that_many_users_move_to_together_becomes_familiar
     paged_alone = sum(a >= 0.6 for a in alone)
     paged_together = sum(together[p["user_id"]]["score"] >= 0.6 for p in people)
     assert paged_alone >= 10 and paged_together <= paged_alone // 3, (paged_alone, paged_together)
+
+
+def test_the_worker_sees_the_colleagues_a_file_shows(history):
+    """Live scoring reads every event for an hour before a range, and beyond that only what a detector declares:
+    new_context declares the logins of the 6 hours before, so colleagues who arrived hours earlier count as
+    peers for the worker exactly as in a file (``analytics.lookback``)."""
+    from analytics import lookback
+
+    detector = NewContext().fit(history)
+    assert lookback.reach(detector, bound=timedelta(days=30)) == timedelta(hours=6)
+    assert lookback.event_types(detector) == ("user_login",)
+    people = list(_settled(history, 3).values())
+    arrivals = [T0, T0 + timedelta(hours=2), T0 + timedelta(hours=5)]
+    events = [_home(p, T0 - timedelta(hours=9)) for p in people]
+    for p, at in zip(people, arrivals, strict=True):
+        events += _abroad(p, at)
+        events.append(event(at + timedelta(minutes=30), p["user_id"], "query_executed", ip="133.11.99.133",
+                            country="JP", asn="AS2907", ua=p["user_agent"]))
+    whole = frame(*events)
+    start = arrivals[-1]
+    live = whole.filter(((pl.col("timestamp") >= start - timedelta(hours=6)) & (pl.col("event_type") == "user_login"))
+                        | (pl.col("timestamp") >= start - timedelta(hours=1)))
+    in_file = _by_user(detector.score_frame(whole, start=start))
+    at_live_edge = _by_user(detector.score_frame(live, start=start))
+    last = people[-1]["user_id"]
+    assert in_file[last]["peers"] == at_live_edge[last]["peers"] == 2
+    assert in_file[last]["score"] == at_live_edge[last]["score"]
