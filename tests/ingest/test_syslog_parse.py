@@ -6,6 +6,8 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.syslog import parse_file, parse_header, parse_line
 from ingest.syslog.header import SyslogError, zone_of
@@ -260,3 +262,24 @@ def test_an_app_named_like_the_platform_is_kept_as_coming_through_syslog():
         header = f"<38>1 2026-11-28T19:59:58Z web1 {app or '-'} 1 - - started"
         event = one(header)
         assert event["source"] == source and not is_platform_source(event["source"])
+
+
+@given(sender=st.text(max_size=40), raw=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300),
+       occurrence=st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=300, deadline=None)
+def test_the_fast_event_id_is_the_uuid5_every_stored_syslog_event_already_has(sender, raw, occurrence):
+    """Ids are fixed for ever (a resent line must map to the id stored years ago): the string built without a
+    UUID object is exactly uuid5's, for any sender, line and occurrence."""
+    from ingest.syslog.events import _event_id_text, derive_event_id
+
+    assert _event_id_text(sender, raw, occurrence) == str(derive_event_id(sender, raw, occurrence))
+
+
+@given(text=st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_escaping_control_characters_is_unchanged_by_its_fast_path(text):
+    import re
+
+    from ingest.syslog.events import _escape
+
+    assert _escape(text) == re.sub(r"[\x00-\x1f\x7f]", lambda m: f"#{ord(m.group(0)):03o}", text)
