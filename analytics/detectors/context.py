@@ -236,11 +236,12 @@ class NewContext(Detector):
             return frame.with_columns(pl.lit(0, dtype=pl.UInt32).alias("peers")).select(*keep, "peers")
         asn = (events.filter(pl.col("event_id").is_in(place["_loc_event"].implode()))
                .select(pl.col("event_id").alias("_loc_event"), pl.col("source_asn").alias("_asn")).collect())
+        # A country is a place only with its network: without the ASN, two trips to one country say nothing.
         place = (place.join(asn, on="_loc_event", how="left")
-                 .with_columns(pl.concat_str(pl.col("_loc_value"), pl.col("_asn").fill_null(""), separator="|")
-                               .alias("_key"))
+                 .filter((pl.col("_loc_attr") == "source_asn") | pl.col("_asn").is_not_null())
                  .with_columns(pl.when(pl.col("_loc_attr") == "source_asn").then(pl.col("_loc_value"))
-                               .otherwise(pl.col("_key")).alias("_key")))
+                               .otherwise(pl.concat_str(pl.col("_loc_value"), pl.col("_asn"), separator="|"))
+                               .alias("_key")))
         good = place.filter((pl.col("p_client") >= 1.0) & pl.col("elsewhere_minutes").is_null())
         span = timedelta(hours=getattr(self, "peer_hours", 6.0))  # a model stored before version 2 has none
         candidates = (place.select("entity_value", "window_start", "_key", "_asn", "_loc_attr", "_loc_t")

@@ -88,7 +88,8 @@ def test_colleagues_arriving_at_a_conference_together_are_each_a_more_plausible_
 
 def test_no_peers_on_a_network_that_is_guessing_or_for_sessions_seen_at_home_too(history):
     """Arrivals look alike when an attacker works through one network: peers do not count while it fails
-    logins for users it never lets in, nor for users also seen at home that hour (a proxy of a phishing kit)."""
+    logins for users it never lets in, nor for users also seen at home that hour (a proxy of a phishing kit),
+    nor when only the country is known (no network to share)."""
     detector = NewContext().fit(history)
     settled = list(_settled(history, 14).values())
     people, targets = settled[:4], settled[4:]
@@ -104,6 +105,10 @@ def test_no_peers_on_a_network_that_is_guessing_or_for_sessions_seen_at_home_too
         start=T0 - timedelta(hours=1)))
     assert [proxied[p["user_id"]]["peers"] for p in people] == [0, 0, 0, 0]
     assert all(proxied[p["user_id"]]["travel"] < 1.0 for p in people)  # two places at once, each of them
+    unknown_network = [{**e, "source_asn": None} for e in arrivals]  # no ASN enrichment: only a country in common
+    scored = _by_user(detector.score_frame(frame(*(_home(p, T0 - timedelta(hours=9)) for p in people),
+                                                 *unknown_network), start=T0 - timedelta(hours=1)))
+    assert [scored[p["user_id"]]["peers"] for p in people] == [0, 0, 0, 0]
 
 
 def test_a_new_company_network_that_many_users_move_to_together_becomes_familiar(history):
