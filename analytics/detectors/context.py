@@ -69,9 +69,6 @@ class NewContext(Detector):
 
     name = "new_context"
     version = "2"  # peers arriving through the same new network
-    # Peers arriving before a first are read from the logins of the hours before a scored range
-    # (analytics.lookback), so the worker sees the colleagues a file shows.
-    context = timedelta(hours=6)
     context_events: ClassVar[tuple[str, ...]] = ("user_login",)
 
     def __init__(self, *, window: str = "10m", min_history: int = 20, hour_prior: float = 50.0,
@@ -83,9 +80,16 @@ class NewContext(Detector):
         self.trip_factor = trip_factor
         self.peer_hours = peer_hours
 
+    @property
+    def context(self) -> timedelta:
+        """The logins of the ``peer_hours`` before a scored range, read for peers (``analytics.lookback``), so
+        the worker sees the colleagues a file shows."""
+        return timedelta(hours=getattr(self, "peer_hours", 6.0))  # a model stored before version 2 has none
+
     @staticmethod
     def _long(events: pl.LazyFrame) -> pl.LazyFrame:
         """(user, time, attribute, value) for every non-failed event: a failed login is not the user being there.
+        Each row keeps its event's network (``_asn``), the place a first shares with peers (``_peers``).
 
         A user agent is compared as its client (``features.client_family``): a version bump is not a new client.
         """
@@ -95,7 +99,8 @@ class NewContext(Detector):
         present = events.filter(pl.col("outcome") != "failure").with_columns(client.alias("user_agent"))
         return pl.concat([
             present.filter(pl.col(a).is_not_null()).select("user_id", "timestamp", "event_id",
-                                                           pl.lit(a).alias("attribute"), pl.col(a).alias("value"))
+                                                           pl.lit(a).alias("attribute"), pl.col(a).alias("value"),
+                                                           pl.col("source_asn").alias("_asn"))
             for a in ATTRIBUTES
         ])
 
@@ -130,7 +135,7 @@ class NewContext(Detector):
                   .join(self.known_.lazy().select("user_id", "attribute", "value"),
                         on=["user_id", "attribute", "value"], how="anti")
                   .group_by("user_id", "attribute", "value")
-                  .agg(pl.col("event_id").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min())
+                  .agg(pl.col("event_id", "_asn").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min())
                   .collect())
         if firsts.is_empty():
             return _empty_scores()
@@ -167,7 +172,7 @@ class NewContext(Detector):
                 pl.col("p_attr").filter(pl.col("rank") < 9).first().fill_null(1.0).alias("p_location"),
                 pl.col("attribute").filter(pl.col("rank") < 9).first().alias("_loc_attr"),
                 pl.col("value").filter(pl.col("rank") < 9).first().alias("_loc_value"),
-                pl.col("event_id").filter(pl.col("rank") < 9).first().alias("_loc_event"),
+                pl.col("_asn").filter(pl.col("rank") < 9).first().alias("_loc_asn"),
                 pl.col("timestamp").filter(pl.col("rank") < 9).first().alias("_loc_t"),
                 pl.col("pop_share").filter(pl.col("rank") < 9).first().alias("_loc_share"),
                 pl.col("p_attr").filter(pl.col("rank") == 9).first().fill_null(1.0).alias("p_client"),
@@ -231,25 +236,21 @@ class NewContext(Detector):
         (within the same hours) than half the peers: a guessing attacker's address is nobody's office.
         """
         keep = frame.columns
-        place = frame.filter(pl.col("_loc_attr").is_in(["source_country", "source_asn"]))
-        if place.is_empty():
-            return frame.with_columns(pl.lit(0, dtype=pl.UInt32).alias("peers")).select(*keep, "peers")
-        asn = (events.filter(pl.col("event_id").is_in(place["_loc_event"].implode()))
-               .select(pl.col("event_id").alias("_loc_event"), pl.col("source_asn").alias("_asn")).collect())
         # A country is a place only with its network: without the ASN, two trips to one country say nothing.
-        place = (place.join(asn, on="_loc_event", how="left")
+        place = (frame.filter(pl.col("_loc_attr").is_in(["source_country", "source_asn"]))
+                 .rename({"_loc_asn": "_asn"})
                  .filter((pl.col("_loc_attr") == "source_asn") | pl.col("_asn").is_not_null())
                  .with_columns(pl.when(pl.col("_loc_attr") == "source_asn").then(pl.col("_loc_value"))
                                .otherwise(pl.concat_str(pl.col("_loc_value"), pl.col("_asn"), separator="|"))
                                .alias("_key")))
         good = place.filter((pl.col("p_client") >= 1.0) & pl.col("elsewhere_minutes").is_null())
-        span = timedelta(hours=getattr(self, "peer_hours", 6.0))  # a model stored before version 2 has none
-        candidates = (place.select("entity_value", "window_start", "_key", "_asn", "_loc_attr", "_loc_t")
+        span = self.context
+        candidates = (place.select("entity_value", "window_start", "_key", "_asn", "_loc_t")
                       .join(good.select(pl.col("entity_value").alias("_peer"), pl.col("_key"),
                                         pl.col("_loc_t").alias("_peer_t")), on="_key")
                       .filter((pl.col("_peer") != pl.col("entity_value")) & (pl.col("_peer_t") <= pl.col("_loc_t"))
                               & (pl.col("_peer_t") >= pl.col("_loc_t") - span))
-                      .group_by("entity_value", "window_start", "_key", "_asn", "_loc_attr", "_loc_t")
+                      .group_by("entity_value", "window_start", "_asn", "_loc_t")
                       .agg(pl.col("_peer").n_unique().alias("peers")))
         if candidates.is_empty():
             return frame.with_columns(pl.lit(0, dtype=pl.UInt32).alias("peers")).select(*keep, "peers")

@@ -72,7 +72,11 @@ def host_principal(host: str | None) -> str:
 
 def derive_event_id(sender: str, raw: str, occurrence: int) -> uuid.UUID:
     """The deterministic id of the ``occurrence``-th copy of ``raw`` from ``sender`` (see the module doc)."""
-    return uuid.uuid5(NAMESPACE, f"{sender}\n{occurrence}\n{raw}")
+    return uuid.uuid5(NAMESPACE, _id_name(sender, raw, occurrence))
+
+
+def _id_name(sender: str, raw: str, occurrence: int) -> str:
+    return f"{sender}\n{occurrence}\n{raw}"
 
 
 _NAMESPACE_BYTES = NAMESPACE.bytes
@@ -81,7 +85,7 @@ _NAMESPACE_BYTES = NAMESPACE.bytes
 def _event_id_text(sender: str, raw: str, occurrence: int) -> str:
     """``str(derive_event_id(...))`` without building a UUID object (a fifth of parsing a line): the SHA-1
     of the namespace and name, with RFC 4122's version 5 and variant bits set, as uuid.uuid5 does."""
-    h = hashlib.sha1(_NAMESPACE_BYTES + f"{sender}\n{occurrence}\n{raw}".encode()).hexdigest()
+    h = hashlib.sha1(_NAMESPACE_BYTES + _id_name(sender, raw, occurrence).encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
