@@ -6,7 +6,7 @@ a notebook. Everything stays lazy until a detector collects it; NumPy only at th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import ua_parser
@@ -22,6 +22,12 @@ WINDOWS = {"1m": timedelta(minutes=1), "10m": timedelta(minutes=10), "1h": timed
 def every(window: str) -> str:
     """The Polars duration string of a window name."""
     return {"1m": "1m", "10m": "10m", "1h": "1h", "4h": "4h"}[window]
+
+
+def duration(period: str) -> timedelta:
+    """A Polars duration string (``"10m"``, ``"6h"``, ``"1d"``) as a timedelta."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return pl.select(pl.lit(epoch).dt.offset_by(period)).item() - epoch
 
 
 def is_failed_login() -> pl.Expr:
@@ -94,8 +100,11 @@ def window_counts(events: pl.LazyFrame, entity: str, window: str, *, distinct: s
         events.filter(pl.col(entity).is_not_null())
         .with_columns(pl.col("timestamp").dt.truncate(every(window)).alias("window_start"))
         .group_by(entity, "window_start")
-        .agg(statistic.cast(pl.Int64).alias("count"), pl.col("event_id").head(SAMPLE_IDS).alias("sample_event_ids"),
-             pl.col("user_id").unique(maintain_order=True).head(20).alias("users"))
+        # Samples and users in time order whatever order the events came in (a join before reorders them): a
+        # rerun names the same events, so it rewrites no stored incident.
+        .agg(statistic.cast(pl.Int64).alias("count"),
+             pl.col("event_id").sort_by("timestamp", "event_id").head(SAMPLE_IDS).alias("sample_event_ids"),
+             pl.col("user_id").sort_by("timestamp", "event_id").unique(maintain_order=True).head(20).alias("users"))
         .with_columns((pl.col("window_start") + WINDOWS[window]).alias("window_end"),
                       hour_of_week("window_start").alias("how"))
         .rename({entity: "entity_value"})

@@ -104,13 +104,20 @@ class Detector(BaseEstimator):
         """The anomalous windows of ``X`` as anomaly rows (``ANOMALY_SCHEMA``), explained (``now``: see
         ``score_frame``)."""
         cut = self.threshold if min_score is None else min_score
-        found = self.score_frame(X, start=start, now=now).filter(pl.col("score") >= cut)
+        # A detector scored by when its windows close chooses among the windows of a start before the range too:
+        # a 4-hour window closing in the range whose start already has a shorter anomalous window (reported by
+        # the range that window closed in) is that start's longer window, not a second anomaly. So the choice
+        # is the same whichever range a run starts at.
+        closing = start is not None and self.scores_windows_closing_in_range
+        found = self.score_frame(X, start=None if closing else start, now=now).filter(pl.col("score") >= cut)
         # Windows of several lengths can start together (1 min, 10 min, 1 h at 10:00); an anomaly is one per
         # (entity, start): the shortest anomalous one, which is the one a live job reports first, so a
         # rerun, or a run after the longer windows fill up, rewrites the same row.
         found = (found.sort(["window_end", "score"], descending=[False, True])
                  .unique(["entity_type", "entity_value", "window_start"], keep="first", maintain_order=True)
                  .sort("window_start", "entity_type", "entity_value"))
+        if closing:
+            found = found.filter(pl.col("window_end") > start.astimezone(UTC))
         if found.is_empty():
             return empty_anomalies()
         rows = []

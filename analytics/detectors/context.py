@@ -166,7 +166,7 @@ class NewContext(Detector):
         grouped = (
             firsts.with_columns(pl.col("attribute").replace_strict(location, default=9, return_dtype=pl.Int8)
                                 .alias("rank"))
-            .sort("rank")
+            .sort("rank", "timestamp", "event_id", "attribute")  # a total order: a rerun takes the same firsts
             .group_by("user_id", "window_start", maintain_order=True)
             .agg(
                 pl.col("p_attr").filter(pl.col("rank") < 9).first().fill_null(1.0).alias("p_location"),
@@ -184,7 +184,7 @@ class NewContext(Detector):
         )
         frame = grouped.rename({"user_id": "entity_value"}).with_columns(
             pl.lit("user").alias("entity_type"),
-            (pl.col("window_start") + _duration(self.window)).alias("window_end"))
+            (pl.col("window_start") + F.duration(self.window)).alias("window_end"))
         frame = self._peers(self._plausibility(frame, firsts, events), events).drop(cs.starts_with("_loc"))
         p = frame["p_location"] * frame["p_client"] * frame["p_hour"] * frame["travel"]
         return with_scores(frame, p.clip(upper_bound=1.0).to_numpy())
@@ -301,6 +301,3 @@ class NewContext(Detector):
                {"travel": {"plausible_trip": True}} if (row.get("travel") or 1.0) > 1.0 else {}),
         }
 
-
-def _duration(window: str) -> timedelta:
-    return {"1m": timedelta(minutes=1), "10m": timedelta(minutes=10), "1h": timedelta(hours=1)}[window]

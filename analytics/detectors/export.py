@@ -83,10 +83,15 @@ class ExportVolume(Detector):
 
     name = "export_volume"
     version = "2"
-    # The 4-hour windows need the exports before a scored range (analytics.lookback).
-    context = timedelta(hours=4)
     context_events = F.EXPORT_TYPES + F.DOWNLOAD_TYPES
     scores_windows_closing_in_range = True  # a 4-hour window that began before the range is scored whole there
+
+    @property
+    def context(self) -> timedelta:
+        """The exports before a scored range that its windows and periods need (``analytics.lookback``): the
+        longest window, and the whole of a cohort period (a day), since a window is judged among its peers'
+        exports of that period. A range starting mid-day then scores a window as one starting at midnight does."""
+        return max(F.duration(w) for w in (*self.windows, self.cohort_period))
 
     def __init__(self, *, windows: tuple[str, ...] = ("10m", "1h", "4h"), peer_groups: Mapping[str, str] | None = None,
                  shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0, cohort_z: float = 2.5,
@@ -113,7 +118,7 @@ class ExportVolume(Detector):
             .agg(*(pl.col(name).sum() for name in MEASURES), pl.len().alias("exports"),
                  *(pl.col(name).filter(pl.col(name) > 0).log1p().sum().alias(f"{name}_slog") for name in MEASURES),
                  *(((pl.col(name) > 0).sum()).alias(f"{name}_k") for name in MEASURES),
-                 pl.col("event_id").head(F.SAMPLE_IDS).alias("sample_event_ids"))
+                 pl.col("event_id").sort_by("timestamp", "event_id").head(F.SAMPLE_IDS).alias("sample_event_ids"))
         )
         if n > 1:  # each hop in every window of this length that starts on a hop at or before it
             # Hops in time order (a group_by emits groups in no set order): a window samples its earliest hops'

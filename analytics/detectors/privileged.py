@@ -9,8 +9,8 @@ the population: how often changes of that type name their own actor as the targe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -69,6 +69,15 @@ class PrivilegedAction(Detector):
         self.odd_hour = odd_hour
         self.self_prior = self_prior
 
+    @property
+    def context(self) -> timedelta:
+        """The privileged actions of one cohort period before a scored range (``analytics.lookback``): a release
+        night's crowd is counted over whole periods, so a range starting mid-period sees the whole of it, and
+        the worker's runs, whatever their start, score an action alike."""
+        return F.duration(self.cohort_period)
+
+    context_events: ClassVar[tuple[str, ...]] = tuple(F.PRIVILEGED_TYPES)
+
     @staticmethod
     def _actions(events: pl.LazyFrame) -> pl.LazyFrame:
         return events.filter(pl.col("event_type").is_in(F.PRIVILEGED_TYPES)).filter(F.is_privileged()).with_columns(
@@ -126,8 +135,7 @@ class PrivilegedAction(Detector):
         # A release night: several actors doing this kind of action at an hour odd for each of them. The hour is
         # explained by the cohort (a planned change), so only the action's rarity for the actor remains.
         # Counted on two grids half a period apart, so a night that straddles a boundary is seen whole.
-        period = pl.select(pl.lit(0).cast(pl.Datetime("us", "UTC")).dt.offset_by(self.cohort_period)).item()
-        shift = (period - datetime(1970, 1, 1, tzinfo=UTC)) / 2
+        shift = self.context / 2
         odd = found.select("user_id", "event_type", pl.Series("_odd", p_hour < self.odd_hour),
                            pl.col("timestamp").dt.truncate(self.cohort_period).alias("_a"),
                            (pl.col("timestamp") + shift).dt.truncate(self.cohort_period).alias("_b"))
@@ -145,7 +153,8 @@ class PrivilegedAction(Detector):
             pl.Series("pop_type_share", type_share), pl.Series("pop_hour_share", hour_share))
         scored = with_scores(frame, p_type * p_hour * p_self)
         # One row per actor and minute: the rarest action in it.
-        return (scored.sort("p_value").group_by("entity_value", "window_start", maintain_order=True).first())
+        return (scored.sort("p_value", "timestamp", "event_id")
+                .group_by("entity_value", "window_start", maintain_order=True).first())
 
     def _beside(self, found: pl.DataFrame, at_hour: np.ndarray, hour_share: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

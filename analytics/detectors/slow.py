@@ -122,7 +122,7 @@ class SlowFailures(Detector):
                 continue
             hourly = (failures.with_columns(pl.col("timestamp").dt.truncate("1h").alias("window_start"))
                       .group_by("entity_value", "window_start")
-                      .agg(pl.len().alias("count"), pl.col("event_id").sort_by("timestamp").head(F.SAMPLE_IDS)
+                      .agg(pl.len().alias("count"), pl.col("event_id").sort_by("timestamp", "event_id").head(F.SAMPLE_IDS)
                            .alias("sample_event_ids"))
                       .sort("entity_value", "window_start"))
             for name in self.horizons:

@@ -66,10 +66,17 @@ def _dedupe(ids: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))[:MAX_SAMPLES]
 
 
+def _level(score: float) -> float:
+    """A score as compared for the peak: to 9 decimals, so a rerun whose sums ran in another order (a last-digit
+    difference) is a tie, which the stored peak wins, and not a higher score that rewrites it."""
+    return round(score, 9)
+
+
 def _combine(stored: list[Incident], windows: list[Window]) -> Incident:
     """One incident from stored incidents (earliest first) and new windows: the earliest's id, the peak's details."""
     base = stored[0] if stored else None
-    candidates = [(s.score, 0, s.peak_at, s) for s in stored] + [(w.score, 1, w.start, w) for w in windows]
+    candidates = [(_level(s.score), 0, s.peak_at, s) for s in stored]
+    candidates += [(_level(w.score), 1, w.start, w) for w in windows]
     # The highest score wins; on a tie what is stored stays (a rerun rewrites nothing), then the earlier window.
     _, _, peak_at, peak = min(candidates, key=lambda c: (-c[0], c[1], c[2]))
     samples = list(peak.sample_event_ids)

@@ -62,14 +62,21 @@ def test_scoring_is_idempotent_and_stores_explained_versioned_anomalies(pool, lo
     assert watermarks.job_watermark(pool, "score:failed_login_burst") == jobs._floor(now - CONFIG.end_offset,
                                                                              timedelta(minutes=1))
     again = jobs.score_job(pool, now=now, config=CONFIG)
-    assert (again.inserted, again.updated) == (0, 0)
     after = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000))
+    assert (again.inserted, again.updated) == (0, 0), _changed(stored, after)
     assert after.sort("anomaly_id")["anomaly_id"].to_list() == stored.sort("anomaly_id")["anomaly_id"].to_list()
     # The stored model reproduces the stored score.
     with pytest.raises(TypeError, match="key"):
         jobs.reproduce(pool, store.get_anomaly(pool, uuid.UUID(row["anomaly_id"])))  # no default key
     reproduced = jobs.reproduce(pool, store.get_anomaly(pool, uuid.UUID(row["anomaly_id"])), key=CONFIG.model_key)
     assert reproduced["score"][0] == pytest.approx(row["score"])
+
+
+def _changed(before: pl.DataFrame, after: pl.DataFrame) -> list[dict]:
+    """The incidents a rerun rewrote, as they were and as they are (what a failure needs to name its cause)."""
+    moved = pl.concat([before, after]).unique(keep="none")
+    return moved.sort("anomaly_id").select("detector", "entity_value", "window_start", "window_end", "score",
+                                           "sample_event_ids").to_dicts()
 
 
 def test_late_events_within_the_allowance_are_scored_on_the_next_run(pool, loaded):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FloatRect, Locator, Page, expect
 
 from tests.dashboard.conftest import SCREENSHOTS
 
@@ -41,9 +41,23 @@ def card(page: Page, widget_id: str):
     return page.locator(f"[id*='\"aio_id\":\"{widget_id}\"'][id*='\"subcomponent\":\"card\"']")
 
 
+def box(locator: Locator) -> FloatRect:
+    """The drawn box of ``locator``, waiting for it to be visible.
+
+    A chart's SVG is redrawn whole when its data refreshes, so the element found a moment ago may be
+    gone (no box) when it is measured: it is looked up again until one is there to measure.
+    """
+    for _ in range(20):
+        expect(locator).to_be_visible()
+        found = locator.bounding_box()
+        if found is not None:
+            return found
+    raise AssertionError(f"{locator} was visible but never had a box to measure: redrawn 20 times in a row")
+
+
 def shot(page: Page, name: str) -> None:
     page.evaluate("window.scrollTo(0, 0)")  # a full-page capture of a scrolled page repeats the sticky header
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-__all__ = ["TIMEOUT", "card", "expect", "shot", "sign_in", "wait_for_widgets"]
+__all__ = ["TIMEOUT", "box", "card", "expect", "shot", "sign_in", "wait_for_widgets"]

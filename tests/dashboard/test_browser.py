@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.dashboard.browser import TIMEOUT, card, expect, shot, sign_in, wait_for_widgets
+from tests.dashboard.browser import TIMEOUT, box, card, expect, shot, sign_in, wait_for_widgets
 from tests.dashboard.conftest import SCREENSHOTS
 
 
@@ -64,8 +64,8 @@ def test_the_overview_shows_the_seeded_data(context, live, keys, seeded):
     expect(card(page, "alerts")).to_contain_text("No alerts")
     expect(card(page, "anomalies")).to_contain_text("mallory failed 60 logins")
     # The timeline's time axis stays inside its chart, above the list of top anomalies (it was drawn over it).
-    axis = card(page, "anomalies").locator(".xtick text").last.bounding_box()
-    listed = card(page, "anomalies").locator(".aw-anomaly-list").bounding_box()
+    axis = box(card(page, "anomalies").locator(".xtick text").last)
+    listed = box(card(page, "anomalies").locator(".aw-anomaly-list"))
     assert axis["y"] + axis["height"] <= listed["y"] + 1, (axis, listed)
     # Latest events are the systems' events, not this dashboard's own reads of them (recorded as apikey:...).
     expect(card(page, "latest").locator("tbody tr")).to_have_count(10)

@@ -74,6 +74,20 @@ def test_rescoring_the_same_windows_changes_nothing(pool):
     assert _all(pool) == before
 
 
+def test_a_rescored_peak_that_differs_in_its_last_digits_is_the_same_peak(pool):
+    """Sums run in another order give a score a few units in the 16th decimal apart: a tie, which the stored peak
+    wins (its details stay), not a higher score that rewrites the incident; a real rise still does."""
+    peak = _window(0, 10, 0.27861425805442663)
+    store.upsert(pool, _frame(peak), detected_at=T0)
+    before = _all(pool)
+    noise = {**peak, "score": 0.27861425805442697, "explanation": orjson.dumps({"summary": "rerun"}).decode()}
+    assert store.upsert(pool, _frame(noise), detected_at=T0 + timedelta(hours=1)).updated == 0
+    assert _all(pool) == before
+    higher = {**noise, "score": 0.2786143}
+    assert store.upsert(pool, _frame(higher), detected_at=T0 + timedelta(hours=2)).updated == 1
+    assert _all(pool)[0].explanation["summary"] == "rerun"
+
+
 def test_an_incident_grows_forward_and_backward_keeping_its_id_and_first_detection(pool):
     store.upsert(pool, _frame(_window(30, 10, 0.96)), detected_at=T0 + timedelta(minutes=41))
     [first] = _all(pool)
