@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import polars as pl
 
@@ -84,42 +85,45 @@ def classes_of(generator: str) -> tuple[str, ...]:
     return scenarios.SCENARIOS if generator == "a" else orgsim.CLASSES
 
 
-def evaluate(dataset: Dataset, *, generator: str, plain: bool = False,
+def evaluate(dataset: Dataset, *, generator: str, plain: bool = False, refit_every: timedelta | None = None,
              progress: Callable[[str], None] | None = None) -> tuple[scorecard.Scorecard, float]:
     """Analyze the dataset's events like ``auditwatch analyze`` and score the anomalies by incident.
 
     By default the detectors learn from the attack-free history (``--baseline-until`` the labels'
-    ``scored_from``); ``plain`` runs analyze with no flags at all, as a new user would.
+    ``scored_from``); ``plain`` runs analyze with no flags at all, as a new user would (``refit_every``: its
+    ``--refit-every``).
     """
     labels = labels_of(dataset)
     began = time.perf_counter()
     found = pipeline.analyze(dataset.events, baseline_until=None if plain else labels.scored_from,
-                             progress=(lambda name: progress(f"analyze: {name}")) if progress else None)
+                             refit_every=refit_every if plain else None, progress=(lambda name: progress(f"analyze: {name}")) if progress else None)
     took = time.perf_counter() - began
     return scorecard.score(found, labels, classes=classes_of(generator)), took
 
 
 def score_labels(labels: Labels, *, anomalies: pl.DataFrame | None = None, events: pl.DataFrame | None = None,
-                 plain: bool = False) -> scorecard.Scorecard:
+                 plain: bool = False, refit_every: timedelta | None = None) -> scorecard.Scorecard:
     """Score anomalies (or analyze ``events`` first, like ``evaluate``) against labels read from a file."""
     if anomalies is None:
         if events is None:
             raise ValueError("give the anomalies to score, or the events to analyze")
-        anomalies = pipeline.analyze(events, baseline_until=None if plain else labels.scored_from)
+        anomalies = pipeline.analyze(events, baseline_until=None if plain else labels.scored_from,
+                                     refit_every=refit_every if plain else None)
     return scorecard.score(anomalies, labels, classes=classes_of(labels.generator or "b"))
 
 
 def run(generator: str = "b", *, users: int | None = None, days: int | None = None, seed: int | None = None,
         attacks: bool = True, attack_days: int | None = None, plain: bool = False,
-        progress: Callable[[str], None] | None = None) -> Evaluation:
+        refit_every: timedelta | None = None, progress: Callable[[str], None] | None = None) -> Evaluation:
     """Generate a labelled dataset and evaluate every detector on it."""
     began = time.perf_counter()
     dataset = generate(generator, users=users, days=days, seed=seed, attacks=attacks, attack_days=attack_days)
     generated = time.perf_counter() - began
     if progress:
         progress(f"generator {generator}: {dataset.events.height:,} events, {len(dataset.incidents)} incidents")
-    card, analyzed = evaluate(dataset, generator=generator, plain=plain, progress=progress)
+    card, analyzed = evaluate(dataset, generator=generator, plain=plain, refit_every=refit_every, progress=progress)
     params = {"users": dataset.users, "days": (dataset.end - dataset.start).days,
               "seed": seed if seed is not None else {"a": 7, "b": 1}[generator],
-              "attacks": attacks, "plain": plain}
+              "attacks": attacks, "plain": plain,
+              **({"refit_every_hours": refit_every.total_seconds() / 3600} if refit_every else {})}
     return Evaluation(generator, card, dataset.events.height, params, {"generate": generated, "analyze": analyzed})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +50,30 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+def _parse_every(value: str | None, name: str = "--refit-every") -> timedelta | None:
+    """A refit cadence such as ``6h`` or ``1d`` (``auto``/None: analyze's default)."""
+    if value is None or value.strip().lower() == "auto":
+        return None
+    match = _EVERY.match(value.lower())
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a cadence; use e.g. 6h (the worker's default, "
+                                 "`analytics_refit_seconds`) or 1d, or auto", param_hint=name)
+    every = float(match[1]) * _UNITS[match[2]]
+    if not timedelta(hours=1) <= every <= timedelta(days=365):
+        raise click.BadParameter(f"{value!r} is outside 1h to 365d (a worker refits every few hours: "
+                                 "`analytics_refit_seconds`)", param_hint=name)
+    return every
+
+
+REFIT_HELP = ("How often models are refitted while scoring, e.g. 6h to match a worker's `analytics_refit_seconds` "
+              "(a file then gives the anomalies that worker would have raised; slower on long files). "
+              "auto: the worker's 6 h, coarser for long files (at most 12 fits).")
+
+
 @click.command()
 @click.argument("events_path", metavar="EVENTS.ndjson", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -62,20 +87,25 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 @click.option("--warmup", "warmup_days", type=click.FloatRange(0, 365), default=pipeline.WARMUP.days,
               show_default=True, help="Days at the start of the file only learned from; every later window is "
               "scored by models fitted on the events before it (ignored with --baseline-until).")
+@click.option("--refit-every", default="auto", show_default=True, help=REFIT_HELP)
 def analyze(events_path: Path, out: Path, on_error: str, baseline_until: str | None, min_score: float | None,
-            warmup_days: float) -> None:
+            warmup_days: float, refit_every: str) -> None:
     """Run every detector over a file of events (the ingest schema); history in the file is the baseline."""
+    until = _parse_time(baseline_until, "--baseline-until")
+    every = _parse_every(refit_every)
+    if until is not None and every is not None:
+        raise click.UsageError("--refit-every is for scoring the file prequentially; with --baseline-until the "
+                               "models are fitted once, on the events before it. Give one of them.")
     frame = _read_with_progress(events_path, read_ndjson, on_error, "reading events")
     if frame.is_empty():
         raise click.ClickException(f"{events_path} holds no events; it needs one JSON event per line")
-    until = _parse_time(baseline_until, "--baseline-until")
     warmup = timedelta(days=warmup_days)
-    how = pipeline.plan(frame.sort("timestamp"), baseline_until=until, warmup=warmup)
+    how = pipeline.plan(frame.sort("timestamp"), baseline_until=until, warmup=warmup, refit_every=every)
     try:
         with click.progressbar(length=2 * len(pipeline.build()) * len(how.steps), label="detecting",
                                file=sys.stderr) as bar:
             found = pipeline.analyze(frame, baseline_until=until, warmup=warmup, min_score=min_score,
-                                     progress=lambda _name: bar.update(1))
+                                     refit_every=every, progress=lambda _name: bar.update(1))
     except AnalyticsError as exc:
         raise click.ClickException(str(exc)) from None
     with open(out, "wb") as handle:
@@ -130,12 +160,19 @@ def analyze_series(series_path: Path, out: Path, window: int, on_error: str) -> 
               help="Also write the figures as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 when a target is missed (recall ≥ 0.95 per attack class, "
               "≤ 1 false incident per day per 1,000 users).")
+@click.option("--refit-every", default="auto", show_default=True,
+              help="With --plain: analyze's --refit-every (e.g. 6h, the worker's cadence). " + REFIT_HELP)
 def eval_command(generator: str | None, users: int | None, days: int | None, attack_days: int | None,
                  seed: int | None, no_attacks: bool, plain: bool, events_path: Path | None, labels_path: Path | None,
-                 anomalies_path: Path | None, json_path: Path | None, strict: bool) -> None:
+                 anomalies_path: Path | None, json_path: Path | None, strict: bool, refit_every: str) -> None:
     """Recall and delay per attack class, false incidents per day per 1,000 users, precision per detector."""
     def note(message: str) -> None:
         click.echo(f"… {message}", err=True)
+
+    every = _parse_every(refit_every)
+    if every is not None and not plain:
+        raise click.UsageError("--refit-every needs --plain: without it the detectors are fitted once, on the "
+                               "labels' attack-free history")
 
     if labels_path or events_path or anomalies_path:
         if not labels_path or not (events_path or anomalies_path):
@@ -144,14 +181,14 @@ def eval_command(generator: str | None, users: int | None, days: int | None, att
         if generator or users or days or attack_days or seed is not None or no_attacks:
             raise click.UsageError("--generator, --users, --days, --attack-days, --seed and --no-attacks are for "
                                    "generated data; files come with their own labels")
-        figures = [_eval_files(events_path, labels_path, anomalies_path, plain, note)]
+        figures = [_eval_files(events_path, labels_path, anomalies_path, plain, note, every)]
     else:
         if attack_days is not None and days is not None and attack_days >= days:
             raise click.UsageError("--attack-days must be fewer than --days: the detectors need attack-free history")
         figures = []
         for name in (["a", "b"] if generator == "both" else [generator or "b"]):
             result = evaluation.run(name, users=users, days=days, seed=seed, attacks=not no_attacks,
-                                    attack_days=attack_days, plain=plain, progress=note)
+                                    attack_days=attack_days, plain=plain, refit_every=every, progress=note)
             for line in result.lines():
                 click.echo(line)
             if result.scorecard.false_examples:
@@ -165,7 +202,8 @@ def eval_command(generator: str | None, users: int | None, days: int | None, att
         sys.exit(1)
 
 
-def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Path | None, plain: bool, note) -> dict:
+def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Path | None, plain: bool, note,
+                refit_every: timedelta | None = None) -> dict:
     from analytics import labels as labels_mod
     from analytics import scorecard
 
@@ -185,7 +223,7 @@ def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Pat
     else:
         frame = _read_with_progress(events_path, read_ndjson, "stop", "reading events")
         note(f"analyzing {frame.height:,} events")
-    card = evaluation.score_labels(labels, anomalies=found, events=frame, plain=plain)
+    card = evaluation.score_labels(labels, anomalies=found, events=frame, plain=plain, refit_every=refit_every)
     click.echo(f"labels {labels_path} (generator {labels.generator or '?'}), anomalies "
                f"{anomalies_path or f'from analyzing {events_path}'}")
     for line in card.lines():

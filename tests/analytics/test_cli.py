@@ -48,6 +48,28 @@ def test_analyze_writes_one_json_line_per_anomaly_with_every_field(run, tmp_path
     assert "anomalies in" in result.output and "warm-up 2.0 days" in result.output
 
 
+def test_analyze_refits_at_the_cadence_asked_for_and_refuses_what_is_not_one(run, tmp_path, history):
+    """--refit-every 6h scores a file as a worker with the default `analytics_refit_seconds` would have."""
+    start = history["timestamp"].min()
+    events = tmp_path / "events.ndjson"
+    _write_events(events, history.filter(pl.col("timestamp") < start + timedelta(days=3)), [])
+    result = run("analyze", str(events), "--out", str(tmp_path / "a.jsonl"), "--warmup", "2", "--refit-every", "6h")
+    assert result.exit_code == 0, result.output
+    # Scored from the start of day 3 (after the 2-day warm-up) to the file's last event, one fit per 6 hours.
+    fits = -(-(history.filter(pl.col("timestamp") < start + timedelta(days=3))["timestamp"].max()
+               - (start + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)) // timedelta(hours=6))
+    assert f"refitted every 6 h ({fits} fits)" in result.output, result.output
+    for bad, message in (("5x", "is not a cadence; use e.g. 6h"), ("10m", "outside 1h to 365d"),
+                         ("400d", "outside 1h to 365d")):
+        refused = run("analyze", str(events), "--out", str(tmp_path / "b.jsonl"), "--refit-every", bad)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+    both = run("analyze", str(events), "--out", str(tmp_path / "b.jsonl"), "--refit-every", "6h",
+               "--baseline-until", start.isoformat())
+    assert both.exit_code == 2 and "Give one of them" in both.output
+    assert not (tmp_path / "b.jsonl").exists()
+    assert run("eval", "--refit-every", "6h").exit_code == 2  # without --plain the models are fitted once
+
+
 def test_analyze_stops_at_a_malformed_line_with_its_number_or_skips_it(run, tmp_path):
     good = [orjson.dumps(e) for e in burst(T0, "alice", 30)]
     lines = good[:3] + [b'{"timestamp": "not a time", "event_type": "user_login", "user_id": "a"}', b"[1, 2]",
