@@ -114,6 +114,9 @@ class AlertmanagerPush:
         self._verify = verify
         self._hold = hold
         self._now = now
+        # An alert pushed with endsAt a hold ahead is pushed again well before that: one acknowledged (no
+        # repeats) would otherwise end in Alertmanager while it still fires here.
+        self.keepalive = hold / 3
 
     def send(self, notification_id: int, payload: Mapping[str, Any]) -> None:
         body = postable_alerts(payload, now=self._now(), hold=self._hold)

@@ -36,6 +36,7 @@ class AlertConfig:
     rules_dir: Path | None = None  # the user's rules, on top of the packaged pack
     public_url: str = "http://127.0.0.1:8000"
     flapping: Flapping = Flapping()
+    keepalive: Mapping[str, timedelta] = field(default_factory=dict)  # alerts.notifiers.keepalive_of
 
     rules: RuleSource | None = None  # default: the packaged pack + rules_dir, re-read on change
 
@@ -156,7 +157,7 @@ def evaluate(pool: ConnectionPool, config: AlertConfig, *, now: datetime,
                     _save(conn, orphans, now)
                     result.changes += orphans
                     result.enqueued = pipeline.plan(conn, config.routing, receivers=config.receivers, now=now,
-                                                    public_url=config.public_url)
+                                                    public_url=config.public_url, keepalive=config.keepalive)
         finally:
             conn.autocommit = False
     return result
@@ -173,7 +174,7 @@ def flush(pool: ConnectionPool, config: AlertConfig, *, now: datetime) -> list[i
                     return []
                 with conn.transaction():
                     return pipeline.plan(conn, config.routing, receivers=config.receivers, now=now,
-                                         public_url=config.public_url)
+                                         public_url=config.public_url, keepalive=config.keepalive)
         finally:
             conn.autocommit = False
 

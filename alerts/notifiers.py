@@ -17,6 +17,7 @@ import time
 import urllib.error
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +43,10 @@ class Notifier(Protocol):
     ``confirm`` answers, after a crash left an attempt unrecorded, whether that attempt arrived; a
     notifier whose receiver deduplicates (PagerDuty's dedup_key) or that cannot tell returns False
     and the notification is simply sent again.
+
+    A notifier whose receiver forgets an alert it is not told of again (Alertmanager drops one at its
+    ``endsAt``) has a ``keepalive`` attribute: how often it must hear of every firing alert, acknowledged
+    ones included (``keepalive_of``).
     """
 
     name: str
@@ -365,6 +370,11 @@ class ReceiverSettings:
     def secrets(self) -> list[str]:
         return [s for s in (self.slack_token, self.slack_webhook_url, self.pagerduty_routing_key,
                             self.webhook_secret) if s]
+
+
+def keepalive_of(notifiers: Mapping[str, Notifier]) -> dict[str, timedelta]:
+    """The receivers that must be told again of what still fires, and how often (see ``Notifier``)."""
+    return {name: every for name, n in notifiers.items() if (every := getattr(n, "keepalive", None))}
 
 
 def build_notifiers(settings: ReceiverSettings) -> dict[str, Notifier]:

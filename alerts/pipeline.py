@@ -8,9 +8,9 @@ told were firing, whatever silences or inhibitions say by then.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -52,8 +52,12 @@ def dashboard_url(public_url: str, fingerprint: str) -> str:
 
 
 def plan(conn: psycopg.Connection, routing: Routing, *, receivers: Iterable[str], now: datetime,
-         public_url: str) -> list[int]:
-    """Enqueue what each receiver must be told now; returns the new notification ids."""
+         public_url: str, keepalive: Mapping[str, timedelta] | None = None) -> list[int]:
+    """Enqueue what each receiver must be told now; returns the new notification ids.
+
+    ``keepalive``: receivers that forget what they are not told again, and how often they must be (an
+    Alertmanager): they hear of every firing alert of a group, acknowledged ones included, at least that often.
+    """
     available = set(receivers) | {LOCAL}
     firing = [a for a in store.open_alerts(conn) if a.state == "firing"]
     states = store.group_states(conn)
@@ -82,12 +86,14 @@ def plan(conn: psycopg.Connection, routing: Routing, *, receivers: Iterable[str]
         if receiver not in available and group is None and not state.firing:
             store.drop_group_state(conn, receiver, key)
             continue
-        enqueued += _decide(conn, receiver, key, group, state, known, muted, now=now, public_url=public_url)
+        enqueued += _decide(conn, receiver, key, group, state, known, muted, now=now, public_url=public_url,
+                            keepalive=(keepalive or {}).get(receiver))
     return enqueued
 
 
 def _decide(conn, receiver: str, key: str, group: _Group | None, state: GroupState,
-            known: dict[str, AlertRow], muted: set[str], *, now: datetime, public_url: str) -> list[int]:
+            known: dict[str, AlertRow], muted: set[str], *, now: datetime, public_url: str,
+            keepalive: timedelta | None = None) -> list[int]:
     in_group = {a.fingerprint: a for a in group.alerts} if group else {}
     told = set(state.firing)
     resolved = sorted(fp for fp in told if fp not in in_group and (fp not in known or known[fp].state == "resolved"))
@@ -111,15 +117,21 @@ def _decide(conn, receiver: str, key: str, group: _Group | None, state: GroupSta
         send = interval is None or state.last_sent_at is None or now - state.last_sent_at >= interval
     elif unacked and route is not None and state.last_sent_at is not None:
         send = now - state.last_sent_at >= route.repeat_interval
+    # A receiver that forgets (keepalive) is told again of what still fires, acknowledged or not, in time.
+    if not send and keepalive is not None and active and state.last_sent_at is not None:
+        send = now - state.last_sent_at >= keepalive
 
     # An acknowledgement that expired (or an alert that left) may be acknowledged, and told, again.
     state.acked = [fp for fp in state.acked if fp in active and acknowledged(active[fp], now)]
     if send:
         alerts = [alert_json(active[fp], public_url=public_url, status="firing") for fp in sorted(unacked | new)]
+        if keepalive is not None:  # acknowledged is still firing: every push keeps it alive there too
+            alerts += [alert_json(active[fp], public_url=public_url, status="acknowledged")
+                       for fp in sorted(set(active) - unacked - new)]
         alerts += [alert_json(known[fp], public_url=public_url, status="resolved") if fp in known else
                    {"fingerprint": fp, "status": "resolved", "title": fp, "severity": "info", "labels": {}}
                    for fp in resolved]
-        kind = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+        kind = "resolved" if all(a["status"] == "resolved" for a in alerts) else "firing"
         enqueued.append(outbox.enqueue(conn, receiver=receiver, group_key=key, kind=kind, now=now, payload={
             "receiver": receiver, "group_key": key, "group_labels": group.labels if group else {},
             "status": kind, "alerts": alerts}))

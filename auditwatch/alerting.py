@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.engine import AlertConfig
-from alerts.notifiers import ReceiverSettings, build_notifiers
+from alerts.notifiers import ReceiverSettings, build_notifiers, keepalive_of
 from alerts.routing import load_routing
 from auditwatch.settings import Settings
 
@@ -39,7 +39,8 @@ def public_url(settings: Settings) -> str:
 def alert_config(settings: Settings) -> AlertConfig:
     notifiers = build_notifiers(receiver_settings(settings))
     return AlertConfig(routing=load_routing(settings.alerts_routing_file or None), receivers=frozenset(notifiers),
-                       rules_dir=rules_dir(settings), public_url=public_url(settings))
+                       rules_dir=rules_dir(settings), public_url=public_url(settings),
+                       keepalive=keepalive_of(notifiers))
 
 
 def evaluate_kwargs(settings: Settings) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 from alerts import engine
 from alerts.dispatch import DispatchResult, RetryPolicy, dispatch
 from alerts.engine import AlertConfig, EvaluationResult
-from alerts.notifiers import Notifier, ReceiverSettings, build_notifiers
+from alerts.notifiers import Notifier, ReceiverSettings, build_notifiers, keepalive_of
 from alerts.routing import load_routing
 from alerts.rule_files import RuleSource, load_file
 from alerts.rules import PACKAGED_RULES
@@ -116,7 +116,8 @@ def make_rig(pool: ConnectionPool, tmp_path: Path, slack: FakeSlack | None, page
     receivers = ReceiverSettings(**{**values, **receiver_changes})
     notifiers = build_notifiers(receivers)
     config = AlertConfig(routing=load_routing(), receivers=frozenset(notifiers), rules_dir=None,
-                         public_url="https://auditwatch.example.com", rules=security_rules(tmp_path))
+                         public_url="https://auditwatch.example.com", rules=security_rules(tmp_path),
+                         keepalive=keepalive_of(notifiers))
     return Rig(pool, config, notifiers, receivers)
 
 

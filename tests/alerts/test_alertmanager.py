@@ -23,6 +23,7 @@ from alerts.alertmanager import AlertmanagerPush, label_name, webhook_payload
 from alerts.errors import DeliveryError
 from alerts.lifecycle import fingerprint
 from storage.events import EventRecord, Outcome
+from storage.timescale import outbox
 from tests.alerts.conftest import make_rig
 from tests.conftest import free_port
 
@@ -226,3 +227,42 @@ def test_the_v4_payload_of_a_notification():
     assert (alert["startsAt"], alert["endsAt"]) == ("2024-05-01T12:00:10Z", "2024-05-01T13:00:00Z")
     assert alert["generatorURL"] == "https://x/dashboard/alerts?fingerprint=f1" and alert["fingerprint"] == "f1"
     assert label_name("9lives") == "_9lives"
+
+
+def test_an_acknowledged_alert_is_pushed_again_before_alertmanager_would_end_it(pool, tmp_path, alertmanager):
+    """Acknowledging stops repeats, but Alertmanager ends an alert at its endsAt (a day after the last push):
+    while it fires here it is pushed again every 8 hours, as acknowledged; no other receiver hears more."""
+    user = "am-acked"
+    acked_fp = fingerprint("failed_login_burst", {"user_id": user})
+    rig = make_rig(pool, tmp_path, None, None, alertmanager_urls=(alertmanager,))
+    assert rig.config.keepalive == {"alertmanager": timedelta(hours=8)}
+    now = datetime.now(UTC)  # Alertmanager keeps real time
+
+    def burst(at: datetime) -> None:
+        rig.write([EventRecord(event_id=uuid.uuid4(), timestamp=at - timedelta(seconds=30 - 2 * i), received_at=at,
+                               event_type="user_login", user_id=user, outcome=Outcome.FAILURE,
+                               source_ip="198.51.100.8") for i in range(12)])
+        rig.tick(at)
+
+    def told(receiver: str) -> list[tuple[str, list[str]]]:
+        return [(n.kind, [a["status"] for a in n.payload["alerts"]])
+                for n in reversed(outbox.notifications(pool, fingerprint=acked_fp, receiver=receiver))]
+
+    burst(now)
+    burst(now + timedelta(seconds=11))
+    actions.acknowledge(pool, acked_fp, by="alice", comment="on it", now=now + timedelta(seconds=15))
+    burst(now + timedelta(seconds=20))
+    assert told("alertmanager") == [("firing", ["firing"]), ("acknowledged", ["acknowledged"])]
+    local = told("local")
+    assert local and local[-1][0] == "acknowledged"
+    for hours in (4, 7.9):  # within the keepalive: nothing
+        burst(now + timedelta(hours=hours))
+    assert len(told("alertmanager")) == 2
+    burst(now + timedelta(hours=8, minutes=1))
+    assert told("alertmanager")[2:] == [("firing", ["acknowledged"])]
+    assert told("local") == local  # the others were told of the acknowledgement once, and nothing since
+    assert all(n.status == "delivered" for n in outbox.notifications(pool, receiver="alertmanager"))
+    held = requests.get(f"{alertmanager}/api/v2/alerts", params={"filter": f'user_id="{user}"'}, timeout=5).json()
+    assert len(held) == 1 and held[0]["status"]["state"] == "active"
+    assert held[0]["annotations"]["acknowledged_by"] == "alice"
+    assert _time(held[0]["endsAt"]) > datetime.now(UTC) + timedelta(hours=23)
