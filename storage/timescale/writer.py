@@ -44,7 +44,7 @@ _CREATE_STAGING = sql.SQL(
 _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(_STAGING, _COLUMN_LIST)
 _COPY_DIRECT = sql.SQL("COPY audit_events ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
 _COPY_DIRECT_SEALED = sql.SQL("COPY audit_events ({}, batch_seq) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
-_SEALED_TYPES = [*_COLUMN_TYPES, "int8"]
+_SEALED_TYPES = [*_COLUMN_TYPES, "int8"]  # row_of's rows and the batch (the writer itself sends _SEALED_WIRE_TYPES)
 _INSERT = sql.SQL(
     'INSERT INTO audit_events ({cols}) SELECT {cols} FROM {staging} '
     'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp"'
@@ -93,6 +93,37 @@ def row_of(record: EventRecord) -> tuple:
     )
 
 
+# The fast path's COPY sends uuid, inet and jsonb already in their binary wire forms (uuid: its 16 bytes; inet:
+# family, bits, is_cidr, length, address; jsonb: version 1, then the JSON text), through psycopg's pass-through
+# bytes dumper: a binary COPY carries no types, the server reads each field with its column's own receive function.
+# They are the bytes psycopg's uuid, inet and jsonb dumpers send, without an ipaddress object per address or a
+# second JSON encoding of the metadata (prepare_batch needs it too).
+_SEALED_WIRE_TYPES = [
+    "bytea", "timestamptz", "text", "text", "text", "text", "bytea",
+    "text", "text", "text", "text", "bytea", "timestamptz", "int8",
+]
+_INET4 = bytes((2, 32, 0, 4))  # PGSQL_AF_INET, a host's 32 bits, not a cidr, 4 bytes
+_INET6 = bytes((3, 128, 0, 16))  # PGSQL_AF_INET6
+
+
+def _inet_wire(text: str) -> bytes:
+    """inet's binary form of validated address text (IPv6 text always holds a colon, IPv4 text never)."""
+    if ":" in text:
+        return _INET6 + socket.inet_pton(socket.AF_INET6, text)
+    return _INET4 + socket.inet_pton(socket.AF_INET, text)
+
+
+def _sealed_wire_rows(records: Sequence[EventRecord], ids: Sequence[bytes], metadata_json: Sequence[bytes],
+                      batch: int) -> list[tuple]:
+    """``row_of`` and the batch, in ``_SEALED_WIRE_TYPES``."""
+    return [
+        (event_id, r.timestamp, r.event_type, r.user_id, str(r.outcome), r.source,
+         _inet_wire(r.source_ip) if r.source_ip else None, r.source_country, r.source_asn, r.user_agent,
+         r.resource_id, b"\x01" + metadata, r.received_at, batch)
+        for r, event_id, metadata in zip(records, ids, metadata_json, strict=True)
+    ]
+
+
 def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows, types: list[str] = _COLUMN_TYPES) -> None:
     with cursor.copy(statement) as copy:
         copy.set_types(types)
@@ -134,18 +165,19 @@ class EventWriter:
         """
         if not records:
             return []
-        rows = [row_of(r) for r in records]
+        ids = [r.event_id.bytes for r in records]
         with self._pool.connection() as conn:
-            if len({r.key for r in records}) == len(records):
+            if len(set(zip(ids, [r.timestamp for r in records], strict=True))) == len(records):  # R5 keys, hashed in C
                 try:
                     with conn.cursor() as cur:
                         if self._sealed:
-                            batch, leaves = sealing.prepare_batch(
-                                cur, records, [orjson.dumps(r.metadata).decode() for r in records])
-                            copy_rows(cur, _COPY_DIRECT_SEALED, [(*row, batch) for row in rows], _SEALED_TYPES)
+                            metadata = [orjson.dumps(r.metadata) for r in records]
+                            batch, leaves = sealing.prepare_batch(cur, records, [m.decode() for m in metadata])
+                            copy_rows(cur, _COPY_DIRECT_SEALED, _sealed_wire_rows(records, ids, metadata, batch),
+                                      _SEALED_WIRE_TYPES)
                             sealing.seal_prepared(cur, batch, records, leaves)
                         else:
-                            copy_rows(cur, _COPY_DIRECT, rows)
+                            copy_rows(cur, _COPY_DIRECT, [row_of(r) for r in records])
                     self._note_late(conn, records)
                     conn.commit()
                     if self._sealed:
@@ -153,7 +185,7 @@ class EventWriter:
                     return [True] * len(records)
                 except psycopg.errors.UniqueViolation:
                     conn.rollback()
-            inserted = self._write_staged(conn, rows, records)
+            inserted = self._write_staged(conn, [row_of(r) for r in records], records)
             if self._sealed:
                 _link(conn)
         # Claim each inserted key once: a key repeated within the batch is new only the first time.

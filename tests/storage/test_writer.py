@@ -149,6 +149,25 @@ def test_copy_direct_writes_rows_as_they_are(pool, make_event, conn):
         assert queries.get(pool, event.event_id) == event
 
 
+def test_the_sealed_copy_stores_what_row_of_stores(writer, pool, make_event, conn):
+    """The fast path sends uuid, inet and jsonb pre-encoded; the stored rows are those of row_of's COPY."""
+    ips = ["81.2.69.160", "10.0.0.1", "2001:db8::42", "::ffff:192.0.2.7", "fe80::1", "::", None]
+    metadata = [{"b": 1, "a": [1.5, 1e300, -0.0, 2**63 - 1, None, True]}, {"zoë": "日本語 🚀", "n": {"x": {}}}, {},
+                {"q": "\"quoted\" \\ back"}, {"z": 1, "y": 2, "x": 3}, {"big": -(2**63)}, {"f": 0.1}]
+    events = [make_event(source_ip=ip, metadata=m) for ip, m in zip(ips, metadata, strict=True)]
+    twins = [EventRecord(**{**{f: getattr(e, f) for f in e.__dataclass_fields__}, "event_id": uuid.uuid4()})
+             for e in events]
+    assert writer.write(events) == [True] * len(events)
+    copy_direct(pool, [row_of(t) for t in twins])
+    stored = ("SELECT event_id, timestamp, event_type, user_id, outcome, source, source_ip::text, family(source_ip), "
+              "source_country, source_asn, user_agent, resource_id, metadata::text, received_at "
+              "FROM audit_events WHERE event_id = %s")
+    for event, twin in zip(events, twins, strict=True):
+        fast, plain = (conn.execute(stored, (e.event_id,)).fetchone() for e in (event, twin))
+        assert (fast[0], plain[0]) == (event.event_id, twin.event_id)
+        assert fast[1:] == plain[1:]
+
+
 # -- GroupCommitter ---------------------------------------------------------------------------------
 
 def test_group_commit_under_concurrency(committer, make_event, conn):
