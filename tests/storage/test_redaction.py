@@ -281,6 +281,24 @@ def test_property_redaction_is_total_idempotent_and_leaves_nothing_sensitive(met
                 assert not card_like(run)
 
 
+@settings(max_examples=300, deadline=None)
+@given(metadata=st.dictionaries(st.sampled_from(["password", "Api-Key", "note", "n", "items"]) | st.text(max_size=8),
+                                json_like, max_size=6))
+def test_property_redact_object_is_redact_as_a_new_dict(metadata):
+    before = copy.deepcopy(metadata)
+    out = redactor.redact_object(metadata)
+    assert out == redactor.redact(metadata)
+    assert list(out) == list(metadata)  # key order kept: the stored jsonb and the leaf hash depend on it
+    assert out is not metadata and metadata == before
+
+
+def test_redact_object_decides_card_sized_integers_like_redact():
+    card = int(CARDS["visa16"])
+    metadata = {"n": card, "m": -card, "epoch_ms": 1_700_000_000_000, "flag": True, "ratio": 4111111111111111.0}
+    assert redactor.redact_object(metadata) == redactor.redact(metadata)
+    assert redactor.redact_object(metadata)["n"] == REDACTED_CARD
+
+
 # -- free-text fields (issue 14 #13: user_agent, resource_id, source) ----------------------------------------
 
 @pytest.mark.parametrize("text, expected", [
