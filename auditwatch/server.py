@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from auditwatch import logs, metrics
@@ -42,7 +44,23 @@ class AuditwatchServer(BaseApplication):
         # Runs in each worker after fork, so every worker opens its own pool.
         from auditwatch.app import create_app
 
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        settle(app)
+        return app
+
+
+def settle(app: Flask) -> None:
+    """Load what the first events would load (the geo database), then take the worker's start-up heap out of
+    the garbage collector's full passes.
+
+    The modules, the app and the geo database are well over 100,000 objects that live as long as the worker;
+    every full collection walked them all (85-90 ms each in-process), and a batch of events allocates enough to
+    trigger one every few batches: ~8 µs of CPU per ingested event. Frozen, they are never walked again (nor
+    freed: they are not garbage).
+    """
+    app.extensions["auditwatch"].pipeline.preload()
+    gc.collect()
+    gc.freeze()
 
 
 def _child_exit(_server, worker) -> None:

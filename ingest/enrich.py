@@ -46,7 +46,8 @@ class Geoip2FastLookup:
         self._lock = threading.Lock()
         self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)  # type: ignore[method-assign]
 
-    def _load(self):
+    def load(self):
+        """The database, loaded now if it is not yet (a server worker loads it before freezing its start-up heap)."""
         with self._lock:
             if self._db is None:
                 from geoip2fast import GeoIP2Fast
@@ -55,7 +56,7 @@ class Geoip2FastLookup:
         return self._db
 
     def _lookup(self, ip: str) -> tuple[str | None, str | None]:
-        result = (self._db or self._load()).lookup(_unmapped(ip))
+        result = (self._db or self.load()).lookup(_unmapped(ip))
         if result.is_private or not result.country_code or result.country_code.startswith("--"):
             return None, None
         return result.country_code, (result.asn_name or None)
@@ -80,6 +81,12 @@ class MaxMindLookup:
             asn_record = self._asn.get(ip) or {}
             asn = asn_record.get("autonomous_system_organization")
         return country, asn
+
+
+def preload(geo: GeoLookup) -> None:
+    """Load a lazily loaded database now instead of at the first event."""
+    if isinstance(geo, Geoip2FastLookup):
+        geo.load()
 
 
 def geo_lookup(mmdb: str | None, asn_mmdb: str | None = None, *, enabled: bool = True) -> GeoLookup:

@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from ingest import metrics
 from ingest.catalogue import EventTypes
-from ingest.enrich import GeoLookup
+from ingest.enrich import GeoLookup, preload
 from ingest.errors import EventRejected, IngestError, RateLimited
 from ingest.fastpath import BatchValidator
 from ingest.ratelimit import RateLimiter
@@ -167,6 +167,10 @@ class IngestPipeline:
 
     def redact(self, metadata: dict[str, Any]) -> dict[str, Any]:
         return self._redactor.redact(metadata)
+
+    def preload(self) -> None:
+        """Load now what the first event would load (the bundled geo database)."""
+        preload(self._geo)
 
     # -- steps -------------------------------------------------------------------------------------
 

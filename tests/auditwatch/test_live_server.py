@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import orjson
 import pytest
 import requests
 
+from auditwatch.server import settle
 from storage.auth import Role
 from storage.timescale import catalog
 from tests.auditwatch.conftest import event, in_one_minute
@@ -188,3 +190,12 @@ def test_the_rate_limit_holds_across_two_servers(db_url, tmp_path, users, make_k
     finally:
         for live in servers:
             live.stop()
+
+
+def test_a_worker_freezes_its_start_up_heap(shared_app):
+    """What each gunicorn worker runs after create_app: the start-up heap leaves the collector's full passes."""
+    try:
+        settle(shared_app)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

@@ -7,7 +7,7 @@ from pathlib import Path
 import maxminddb
 import pytest
 
-from ingest.enrich import Geoip2FastLookup, MaxMindLookup, NoGeo, geo_lookup
+from ingest.enrich import Geoip2FastLookup, MaxMindLookup, NoGeo, geo_lookup, preload
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +145,13 @@ def test_geo_lookup_uses_configured_mmdb_files(mmdb_files):
 def test_geo_lookup_with_a_missing_file_fails_loudly(tmp_path):
     with pytest.raises(FileNotFoundError):
         geo_lookup(str(tmp_path / "missing.mmdb"))
+
+
+def test_preload_loads_the_bundled_database_once(bundled):
+    geo = Geoip2FastLookup()
+    preload(geo)
+    loaded = geo.load()
+    preload(geo)
+    assert geo.load() is loaded
+    assert geo.lookup("81.2.69.160") == bundled.lookup("81.2.69.160")
+    preload(NoGeo())  # nothing to load
