@@ -12,7 +12,7 @@ import orjson
 import pytest
 import requests
 
-from auditwatch.server import settle
+from auditwatch.server import YOUNG_COLLECTION_AFTER, settle
 from storage.auth import Role
 from storage.timescale import catalog
 from tests.auditwatch.conftest import event, in_one_minute
@@ -194,8 +194,11 @@ def test_the_rate_limit_holds_across_two_servers(db_url, tmp_path, users, make_k
 
 def test_a_worker_freezes_its_start_up_heap(shared_app):
     """What each gunicorn worker runs after create_app: the start-up heap leaves the collector's full passes."""
+    thresholds = gc.get_threshold()
     try:
         settle(shared_app)
         assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == (YOUNG_COLLECTION_AFTER, *thresholds[1:])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
