@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.adapt import PyFormat
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
@@ -102,6 +103,9 @@ _SEALED_WIRE_TYPES = [
     "bytea", "timestamptz", "text", "text", "text", "text", "bytea",
     "text", "text", "text", "text", "bytea", "timestamptz", "int8",
 ]
+# set_types picks each column's dumper by type oid, and bytea's is the DB-API Binary wrapper's, in Python; bytes'
+# own binary dumper (psycopg's C one when installed) sends the same bytes, registered on the writing cursor only.
+_PASS_THROUGH = psycopg.adapters.get_dumper(bytes, PyFormat.BINARY)
 _INET4 = bytes((2, 32, 0, 4))  # PGSQL_AF_INET, a host's 32 bits, not a cidr, 4 bytes
 _INET6 = bytes((3, 128, 0, 16))  # PGSQL_AF_INET6
 
@@ -171,6 +175,7 @@ class EventWriter:
                 try:
                     with conn.cursor() as cur:
                         if self._sealed:
+                            cur.adapters.register_dumper(bytes, _PASS_THROUGH)
                             metadata = [orjson.dumps(r.metadata) for r in records]
                             batch, leaves = sealing.prepare_batch(cur, records, [m.decode() for m in metadata])
                             copy_rows(cur, _COPY_DIRECT_SEALED, _sealed_wire_rows(records, ids, metadata, batch),
