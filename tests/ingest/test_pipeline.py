@@ -103,6 +103,30 @@ def test_valid_event_is_stored_with_every_field(services, users, conn, now):
     assert row["source_country"] is None and row["source_asn"] is None  # a documentation address
 
 
+class _FixedGeo:
+    def lookup(self, ip: str) -> tuple[str | None, str | None]:
+        return ("NZ", f"AS for {ip}")
+
+
+def test_enrichment_and_redaction_land_in_their_own_columns(services, users, conn, now):
+    users("alice")
+    pipeline = pipeline_over(services, now=now, geo=_FixedGeo())
+    sent = body(at=now, source="src?token=s3cr3t", source_ip="198.51.100.7", user_agent="agent?token=a9ent",
+                resource_id="res?token=r3s", metadata={"password": "x", "n": 1})
+    ctx = RequestContext(principal="apikey:test", remote_addr="203.0.113.9", user_agent="ctx-agent")
+    assert statuses(pipeline.ingest([sent], ctx)) == ["created"]
+    row = stored(conn, sent["event_id"])
+    assert (row["source"], str(row["source_ip"]), row["source_country"], row["source_asn"], row["user_agent"],
+            row["resource_id"]) == ("src?token=[REDACTED]", "198.51.100.7", "NZ", "AS for 198.51.100.7",
+                                    "agent?token=[REDACTED]", "res?token=[REDACTED]")
+    assert row["metadata"] == {"password": "[REDACTED]", "n": 1, "_ingest": {"sender": "apikey:test"}}
+    bare = body(at=now)
+    assert statuses(pipeline.ingest([bare], ctx)) == ["created"]
+    row = stored(conn, bare["event_id"])
+    assert (str(row["source_ip"]), row["source_country"], row["source_asn"], row["user_agent"]) == (
+        "203.0.113.9", "NZ", "AS for 203.0.113.9", "ctx-agent")
+
+
 def test_defaults_for_optional_fields(services, users, conn):
     users("alice")
     sent = body()
