@@ -6,6 +6,7 @@ a notebook. Everything stays lazy until a detector collects it; NumPy only at th
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -24,8 +25,9 @@ def every(window: str) -> str:
     return {"1m": "1m", "10m": "10m", "1h": "1h", "4h": "4h"}[window]
 
 
+@functools.cache
 def duration(period: str) -> timedelta:
-    """A Polars duration string (``"10m"``, ``"6h"``, ``"1d"``) as a timedelta."""
+    """A Polars duration string (``"10m"``, ``"6h"``, ``"1d"``) as a timedelta (cached: detectors ask on every run)."""
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     return pl.select(pl.lit(epoch).dt.offset_by(period)).item() - epoch
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from auditwatch import logs, metrics
 from auditwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestPipeline
 
 
 class AuditwatchServer(BaseApplication):
@@ -45,30 +48,28 @@ class AuditwatchServer(BaseApplication):
         from auditwatch.app import create_app
 
         app = create_app(self._settings)
-        settle(app)
+        settle(app.extensions["auditwatch"].pipeline)
         return app
 
 
 YOUNG_COLLECTION_AFTER = 10_000  # net allocations of container objects (Python's default: 700)
 
 
-def settle(app: Flask) -> None:
-    """Load what the first events would load (the geo database), then ``settle_heap``."""
-    app.extensions["auditwatch"].pipeline.preload()
-    settle_heap()
+def settle(pipeline: IngestPipeline | None = None) -> None:
+    """Ready a long-running ingest process once it is built: gunicorn workers, the syslog listener, the writer.
 
+    First ``pipeline.preload()``: load what the first events would load (the geo database).
 
-def settle_heap() -> None:
-    """Take a long-running ingest process's start-up heap out of the garbage collector's full passes.
-
-    The modules, the app and the geo database are well over 100,000 objects that live as long as the process;
-    every full collection walked them all (85-90 ms each in-process), and a batch of events allocates enough to
-    trigger one every few batches: ~8 µs of CPU per ingested event. Frozen, they are never walked again (nor
-    freed: they are not garbage). And a batch allocates thousands of objects that live until it is stored: the
-    youngest generation is collected after 10,000 net allocations instead of 700, so a batch's objects are not
-    walked again and again on their way to the oldest generation (~1.5 µs per event; at most 10,000 more objects
-    wait for collection). Called by each gunicorn worker, the syslog listener and the bus writer once built.
+    Then take the start-up heap out of the garbage collector's full passes. The modules, the app and the geo
+    database are well over 100,000 objects that live as long as the process; every full collection walked them all
+    (85-90 ms each in-process), and a batch of events allocates enough to trigger one every few batches: ~8 µs of
+    CPU per ingested event. Frozen, they are never walked again (nor freed: they are not garbage). And a batch
+    allocates thousands of objects that live until it is stored: the youngest generation is collected after 10,000
+    net allocations instead of 700, so a batch's objects are not walked again and again on their way to the oldest
+    generation (~1.5 µs per event; at most 10,000 more objects wait for collection).
     """
+    if pipeline is not None:
+        pipeline.preload()
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 import orjson
 import polars as pl
 
+from alerts.rule_yaml import parse_duration
 from analytics import evaluation, pipeline
 from analytics.detectors import SeasonalSeries
 from analytics.errors import AnalyticsError, MalformedInput
@@ -50,19 +50,15 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-_EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
-
-
 def _parse_every(value: str | None, name: str = "--refit-every") -> timedelta | None:
     """A refit cadence such as ``6h`` or ``1d`` (``auto``/None: analyze's default)."""
     if value is None or value.strip().lower() == "auto":
         return None
-    match = _EVERY.match(value.lower())
-    if not match:
+    try:
+        every = parse_duration(value.strip().lower())
+    except ValueError:
         raise click.BadParameter(f"{value!r} is not a cadence; use e.g. 6h (the worker's default, "
-                                 "`analytics_refit_seconds`) or 1d, or auto", param_hint=name)
-    every = float(match[1]) * _UNITS[match[2]]
+                                 "`analytics_refit_seconds`) or 1d, or auto", param_hint=name) from None
     if not timedelta(hours=1) <= every <= timedelta(days=365):
         raise click.BadParameter(f"{value!r} is outside 1h to 365d (a worker refits every few hours: "
                                  "`analytics_refit_seconds`)", param_hint=name)

@@ -13,7 +13,7 @@ import orjson
 
 from auditwatch import health, logs
 from auditwatch.cli.context import Context, pass_ctx, whoami
-from auditwatch.server import settle_heap
+from auditwatch.server import settle
 from auditwatch.services import Services, bus_config
 from ingest.errors import IngestError
 from storage.errors import StorageError
@@ -167,8 +167,7 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
 
     stop_ops = health.serve_ops(s.ops_host, s.syslog_ops_port, pool=services.pool, bus=services.bus,
                                 collectors=(SyslogCollector(listener),))
-    services.pipeline.preload()
-    settle_heap()
+    settle(services.pipeline)
     try:
         run_forever(listener, report=report)
     except OSError as exc:
@@ -201,7 +200,7 @@ def writer(ctx: Context) -> None:
     ops_bus = BusClient(config)  # /readyz's bus check
     stop_ops = health.serve_ops(ctx.settings.ops_host, ctx.settings.writer_ops_port, pool=pool,
                                 bus=ops_bus, collectors=(WriterCollector(bus_writer),))
-    settle_heap()
+    settle()
     last = [0]
 
     def progress(stats) -> None:

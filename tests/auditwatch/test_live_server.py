@@ -196,7 +196,7 @@ def test_a_worker_freezes_its_start_up_heap(shared_app):
     """What each gunicorn worker runs after create_app: the start-up heap leaves the collector's full passes."""
     thresholds = gc.get_threshold()
     try:
-        settle(shared_app)
+        settle(shared_app.extensions["auditwatch"].pipeline)
         assert gc.get_freeze_count() > 10_000
         assert gc.get_threshold() == (YOUNG_COLLECTION_AFTER, *thresholds[1:])
     finally:
