@@ -10,7 +10,8 @@ connection that cannot come, and after a restart hands out connections that died
 - a background probe that connects every ``probe_interval`` seconds while down, and closes the circuit
   and sweeps stale connections out of the pool as soon as one succeeds;
 - ``check``: each connection is tested before it is handed out, so one that died with a restart is
-  replaced instead of failing the request, and reconnection attempts are retried at least every
+  replaced instead of failing the request (an idle connection whose socket has nothing to read passes
+  without a round trip: a server that ended it has sent its error and closed the socket), and reconnection attempts are retried at least every
   ``reconnect_delay`` seconds instead of psycopg_pool's exponential backoff (1, 2, 4, 8 ... s), so the
   pool refills within a second of the database's return.
 """
@@ -18,6 +19,7 @@ connection that cannot come, and after a restart hands out connections that died
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg_pool.pool import AddConnection
 
@@ -33,6 +36,23 @@ from storage.errors import DatabaseDown, ReplicaDown
 log = logging.getLogger(__name__)
 
 SLICE = 0.25  # seconds a caller waits for a connection before asking whether the database is there at all
+
+
+def _quiet(conn: psycopg.Connection) -> bool:
+    """An idle connection with nothing waiting on its socket: alive, as far as a round trip could tell.
+
+    A server that ends a connection (a restart, a crash, ``pg_terminate_backend``, an idle timeout) sends
+    its error and closes the socket, so the socket reads as ready; only then is the round trip worth its
+    cost (two per API request otherwise). A host that vanishes without a word is not caught here, and a
+    round trip would not catch it either: it waits for TCP's timeout.
+    """
+    if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+        return False
+    try:
+        ready, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not ready
 
 
 class GuardedPool(ConnectionPool):
@@ -157,6 +177,8 @@ class GuardedPool(ConnectionPool):
     def _check(self, conn: psycopg.Connection) -> None:
         """The pool's ``check``: a connection that died (a restart) fails it and is replaced; then its idle
         siblings, which most likely died with it, are swept at once instead of one failed check each."""
+        if _quiet(conn):
+            return
         try:
             ConnectionPool.check_connection(conn)
         except psycopg.Error:

@@ -14,7 +14,7 @@ import socket
 import threading
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
@@ -143,11 +143,43 @@ class EventWriter:
         self._late_after = late_after
         self._sealed = sealed  # tamper evidence (storage/timescale/sealing.py); off only to measure it
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        self._defer_link: Callable[[], bool] = _never
+        self._unlinked = False  # a commit skipped its link (``defer_links_while``); ``link`` catches up
 
     @property
     def pool(self) -> ConnectionPool:
         """The pool it writes through (the bus writer reads the catalogue through it too)."""
         return self._pool
+
+    def defer_links_while(self, busy: Callable[[], bool]) -> None:
+        """Skip the chain link after a commit while ``busy()`` (a group committer's backlog is not empty).
+
+        Linking takes two round trips after each commit; the next commit's link takes every batch committed
+        before it, so under load one link serves a burst of commits, and the burst's last commit (nothing
+        queued behind it) links them all before its waiters are answered. Events are durable and sealed at
+        commit either way; only their place in the chain waits (``verify`` allows minutes).
+        """
+        self._defer_link = busy
+
+    def link(self) -> None:
+        """Link now what a deferred commit left unlinked, if anything."""
+        if self._sealed and self._unlinked:
+            self._unlinked = False
+            try:
+                with self._pool.connection() as conn:
+                    _link(conn)
+            except BaseException:
+                self._unlinked = True
+                raise
+
+    def _after_commit(self, conn: psycopg.Connection) -> None:
+        if not self._sealed:
+            return
+        if self._defer_link():
+            self._unlinked = True
+            return
+        self._unlinked = False
+        _link(conn)
 
     def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
         """Mark the range of events that land behind the rollups' refresh window, in the same
@@ -185,14 +217,12 @@ class EventWriter:
                             copy_rows(cur, _COPY_DIRECT, [row_of(r) for r in records])
                     self._note_late(conn, records)
                     conn.commit()
-                    if self._sealed:
-                        _link(conn)
+                    self._after_commit(conn)
                     return [True] * len(records)
                 except psycopg.errors.UniqueViolation:
                     conn.rollback()
             inserted = self._write_staged(conn, [row_of(r) for r in records], records)
-            if self._sealed:
-                _link(conn)
+            self._after_commit(conn)
         # Claim each inserted key once: a key repeated within the batch is new only the first time.
         result = []
         for record in records:
@@ -219,6 +249,10 @@ class EventWriter:
         self._note_late(conn, records)
         conn.commit()
         return inserted
+
+
+def _never() -> bool:
+    return False
 
 
 def _link(conn: psycopg.Connection) -> None:
@@ -285,6 +319,8 @@ class GroupCommitter:
             threading.Thread(target=self._run, name=f"group-commit-{i}", daemon=True) for i in range(threads)
         ]
         self._closed = False
+        self._in_flight = 0  # groups taken and not yet committed
+        writer.defer_links_while(self._busy)
         self._stats_lock = threading.Lock()
         self.commits = 0  # transactions committed
         self.requests = 0  # submissions they carried; requests / commits is the grouping factor
@@ -363,12 +399,31 @@ class GroupCommitter:
                 if item.future.set_running_or_notify_cancel():
                     group.append(item)
                     size += len(item.records)
+            self._in_flight += 1
             return group
+
+    def _busy(self) -> bool:
+        """More to commit behind the caller's write: a queued request, or another group being committed."""
+        return bool(self._backlog) or self._in_flight > 1
 
     def _run(self) -> None:
         while (group := self._take()) is not None:
-            if group:
-                self._commit(group)
+            try:
+                if group:
+                    self._commit(group)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    last = not self._backlog and not self._in_flight
+            if last:  # the end of a burst whose commits deferred their links
+                self._link()
+
+    def _link(self) -> None:
+        try:
+            self._writer.link()
+        except Exception as exc:  # noqa: BLE001 - the events are stored; the next commit or checkpoint links
+            log.warning("committed batches are not linked into the integrity chain yet (%s): the next write or "
+                        "the checkpoint job links them", exc)
 
     def _commit(self, group: list[_Pending]) -> None:
         records = [r for p in group for r in p.records]

@@ -75,6 +75,38 @@ def test_connections_that_died_with_a_restart_are_replaced_not_handed_out(cluste
         pool.close()
 
 
+def _state_change(url: str, pid: int):
+    with psycopg.connect(url) as watcher:
+        row = watcher.execute("SELECT state_change FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    return row[0] if row else None
+
+
+def test_a_quiet_connection_is_handed_out_without_a_round_trip_and_one_the_server_ended_is_replaced(cluster, url):
+    """The pool's check sends a query only when the socket has something to say: a server that ended the
+    connection has sent its error and closed it. Otherwise it would cost two round trips per API request."""
+    pool = db.open_pool(url, min_size=1, max_size=1, name="quiet")
+    try:
+        with pool.connection() as conn:
+            pid = conn.info.backend_pid
+            conn.execute("SELECT 1")
+        before = _state_change(url, pid)
+        for _ in range(3):
+            with pool.connection() as conn:
+                assert conn.info.backend_pid == pid
+        assert _state_change(url, pid) == before  # the server saw nothing: no check query was sent
+        with psycopg.connect(url, autocommit=True) as killer:
+            assert killer.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        deadline = time.monotonic() + 10
+        while _state_change(url, pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pool.connection() as conn:  # replaced by the check, not handed out dead
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert conn.info.backend_pid != pid
+        assert pool.outages == 0
+    finally:
+        pool.close()
+
+
 def test_fails_fast_while_down_and_recovers_on_its_own(cluster, url):
     pool = db.open_pool(url, min_size=2, max_size=4, name="outage")
     try:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from storage.events import EventRecord, Outcome
-from storage.timescale import queries
+from storage.timescale import queries, sealing
 from storage.timescale.writer import EventWriter, GroupCommitter, copy_direct, row_of
 
 
@@ -256,3 +256,35 @@ def test_write_is_submit_and_wait(committer, make_event):
     event = make_event()
     assert committer.write([event]) == [True]
     assert committer.write([event, make_event()]) == [False, True]
+
+
+def test_a_burst_of_group_commits_links_the_chain_once_at_its_end(pool, make_event, conn, monkeypatch):
+    """Linking costs two round trips after a commit; while more commits wait behind it, the next one's link
+    takes it along. So a burst links once, after its last commit, and leaves nothing unlinked."""
+    links: list[int] = []
+    link = sealing.link_committed
+    monkeypatch.setattr(sealing, "link_committed", lambda c: (links.append(1), link(c))[1])
+    gate, busy = threading.Event(), threading.Event()
+
+    class GatedWriter(EventWriter):
+        def write(self, records):
+            busy.set()
+            assert gate.wait(30)
+            return super().write(records)
+
+    committer = GroupCommitter(GatedWriter(pool), max_group_events=5, threads=1)
+    try:
+        first = committer.submit([make_event() for _ in range(5)])
+        assert busy.wait(30)
+        queued = [committer.submit([make_event() for _ in range(5)]) for _ in range(20)]  # a group each
+        gate.set()
+        assert [f.result(30) for f in [first, *queued]] == [[True] * 5] * 21
+    finally:
+        committer.close()
+    assert (committer.commits, len(links)) == (21, 1)
+    assert conn.execute("SELECT count(*) FROM integrity_seals WHERE linked_pos IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT events FROM integrity_head").fetchone()[0] == 105
+    alone = EventWriter(pool)
+    alone.write([make_event()])  # with nothing queued, a write links before it returns, as before
+    assert len(links) == 2
+    assert conn.execute("SELECT count(*) FROM integrity_seals WHERE linked_pos IS NULL").fetchone()[0] == 0
