@@ -17,6 +17,8 @@
 --     (both at once)
 --     and integrity_erase / integrity_erase_archived (lawful erasure of hot rows / of archived rows, whose
 --     sealed event_erased record the database requires at commit);
+--   * moves a sender's last-seen time forward only through source_seen (no UPDATE or DELETE of
+--     source_last_seen: a silent sender cannot be made to look alive, migration 0022);
 --   * cannot record a removal (integrity_record_removal is the owner's) nor create objects in the schema;
 --   * changes the platform's own tables (keys, users, settings, alerts, dashboards ...) normally.
 -- The owner keeps everything else: migrations, drop_chunks (archiving), retention, checkpoint signing.
@@ -36,7 +38,8 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', schema, app);
     FOR t IN SELECT c.relname FROM pg_catalog.pg_class c
               WHERE c.relnamespace = schema::regnamespace AND c.relkind IN ('r', 'p')
-                AND c.relname NOT IN ('audit_events', 'schema_migrations') AND c.relname NOT LIKE 'integrity\_%'
+                AND c.relname NOT IN ('audit_events', 'schema_migrations', 'source_last_seen')
+                AND c.relname NOT LIKE 'integrity\_%'
     LOOP
         EXECUTE pg_catalog.format('GRANT INSERT, UPDATE, DELETE ON %I.%I TO %I', schema, t.relname, app);
     END LOOP;
@@ -46,8 +49,8 @@ BEGIN
                               'timestamptz, timestamptz), %I.integrity_erase(uuid, bytea[], uuid, text, timestamptz), '
                               '%I.integrity_erase_archived(uuid, bigint[], timestamptz[], bytea[], uuid, text, '
                               'timestamptz, text), %I.integrity_seal(bigint, integer, bytea, timestamptz, '
-                              'timestamptz), %I.integrity_link(boolean) TO %I', schema, schema, schema, schema,
-                              schema, app);
+                              'timestamptz), %I.integrity_link(boolean), %I.source_seen(text[], timestamptz[]) TO %I',
+                              schema, schema, schema, schema, schema, schema, app);
     -- Not even a stray default grant: only the owner records removals.
     EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %I.integrity_record_removal(timestamptz, timestamptz, '
                               'text, bigint, text, text, uuid, timestamptz) FROM %I', schema, app);

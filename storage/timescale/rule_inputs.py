@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from storage.timescale.db import where
+from storage.timescale.writer import SEEN_EVERY
 
 # Columns a threshold rule may filter, group or count distinct on: exactly the rollups' dimensions,
 # so the live evaluator (raw events) and the backtest (events_1m) answer the same question.
@@ -73,15 +74,33 @@ def threshold_hits(pool: ConnectionPool, *, start: datetime, end: datetime, even
 
 def last_seen(pool: ConnectionPool, *, field_name: str, values: Sequence[str], since: datetime,
               until: datetime) -> dict[str, datetime | None]:
-    """When each sender was last seen in [since, until): newest first along the time index, per value."""
+    """When each sender was last seen in [since, until).
+
+    ``user_id`` has its own index. ``source`` has none (it would cost every insert), so each sender's
+    recorded last-seen time (``source_last_seen``, migration 0022) says where to look: its true last event lies
+    within ``writer.SEEN_EVERY`` after it, and only that slice of the time index is read. If the slice holds
+    none of its events (erased, or a forged time), or the time is unknown or not before ``until`` (a backtest
+    of the past), the time index is walked back from ``until`` as before.
+    """
     if field_name not in ABSENCE_FIELDS:
         raise ValueError(f"absence is tracked by {', '.join(ABSENCE_FIELDS)}, not {field_name!r}")
-    statement = sql.SQL(
-        "SELECT v, (SELECT \"timestamp\" FROM audit_events WHERE {f} = v AND \"timestamp\" >= %(since)s "
-        "AND \"timestamp\" < %(until)s ORDER BY \"timestamp\" DESC LIMIT 1) FROM unnest(%(values)s::text[]) AS v"
-    ).format(f=sql.Identifier(field_name))
+    scan = sql.SQL(
+        "(SELECT \"timestamp\" FROM audit_events WHERE {f} = v.v AND \"timestamp\" >= %(since)s "
+        "AND \"timestamp\" < %(until)s ORDER BY \"timestamp\" DESC LIMIT 1)").format(f=sql.Identifier(field_name))
+    if field_name == "source":
+        statement = sql.SQL(
+            "SELECT v.v, CASE WHEN h.last_seen IS NULL OR h.last_seen >= %(until)s THEN {scan} "
+            "ELSE (SELECT CASE WHEN s.n = 0 THEN {scan} ELSE s.last END FROM (SELECT count(*) AS n, "
+            "max(\"timestamp\") FILTER (WHERE \"timestamp\" >= %(since)s AND \"timestamp\" < %(until)s) AS last "
+            "FROM audit_events WHERE source = v.v AND \"timestamp\" >= h.last_seen "
+            "AND \"timestamp\" < h.last_seen + %(slice)s) AS s) END "
+            "FROM unnest(%(values)s::text[]) AS v(v) LEFT JOIN source_last_seen AS h ON h.source = v.v"
+        ).format(scan=scan)
+    else:
+        statement = sql.SQL("SELECT v.v, {scan} FROM unnest(%(values)s::text[]) AS v(v)").format(scan=scan)
     with pool.connection() as conn:
-        rows = conn.execute(statement, {"values": list(values), "since": since, "until": until}).fetchall()
+        rows = conn.execute(statement, {"values": list(values), "since": since, "until": until,
+                                        "slice": SEEN_EVERY}).fetchall()
     return dict(rows)
 
 

@@ -57,6 +57,40 @@ LATE_AFTER = timedelta(minutes=30)
 _NOTE_LATE = "INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)"
 _NOTE_UNSCORED = "INSERT INTO score_invalidations (low, high) VALUES (%s, %s)"  # the scoring job's share
 
+# Each sender's last-seen time (migration 0022) is moved forward at most this often per process, so a sender's
+# true last event lies within this much after the stored one (``rule_inputs.last_seen`` reads that slice).
+SEEN_EVERY = timedelta(seconds=10)
+_SOURCE_SEEN = "SELECT source_seen(%s::text[], %s::timestamptz[])"
+
+
+class SourcesSeen:
+    """The newest event time recorded per sender by this process: what is due to be recorded again."""
+
+    def __init__(self) -> None:
+        self._recorded: dict[str, datetime] = {}
+
+    def due(self, records: Sequence[EventRecord]) -> dict[str, datetime]:
+        """Senders whose newest event here is ``SEEN_EVERY`` past what was recorded (or never recorded)."""
+        newest: dict[str, datetime] = {}
+        for record in records:
+            source = record.source
+            if source is not None and ((known := newest.get(source)) is None or record.timestamp > known):
+                newest[source] = record.timestamp
+        recorded = self._recorded
+        return {s: t for s, t in newest.items() if (r := recorded.get(s)) is None or t >= r + SEEN_EVERY}
+
+    def note(self, conn: psycopg.Connection, due: dict[str, datetime]) -> None:
+        """Record ``due`` in the caller's transaction (``committed`` once it commits)."""
+        if due:
+            names = sorted(due)
+            conn.execute(_SOURCE_SEEN, (names, [due[n] for n in names]))
+
+    def committed(self, due: dict[str, datetime]) -> None:
+        recorded = self._recorded
+        for source, at in due.items():
+            if (r := recorded.get(source)) is None or at > r:
+                recorded[source] = at
+
 
 def _dumps(obj) -> bytes:
     return orjson.dumps(obj)
@@ -145,6 +179,7 @@ class EventWriter:
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         self._defer_link: Callable[[], bool] = _never
         self._unlinked = False  # a commit skipped its link (``defer_links_while``); ``link`` catches up
+        self._seen = SourcesSeen()
 
     @property
     def pool(self) -> ConnectionPool:
@@ -202,6 +237,7 @@ class EventWriter:
         if not records:
             return []
         ids = [r.event_id.bytes for r in records]
+        due = self._seen.due(records)
         with self._pool.connection() as conn:
             if len(set(zip(ids, [r.timestamp for r in records], strict=True))) == len(records):  # R5 keys, hashed in C
                 try:
@@ -216,12 +252,15 @@ class EventWriter:
                         else:
                             copy_rows(cur, _COPY_DIRECT, [row_of(r) for r in records])
                     self._note_late(conn, records)
+                    self._seen.note(conn, due)
                     conn.commit()
+                    self._seen.committed(due)
                     self._after_commit(conn)
                     return [True] * len(records)
                 except psycopg.errors.UniqueViolation:
                     conn.rollback()
-            inserted = self._write_staged(conn, [row_of(r) for r in records], records)
+            inserted = self._write_staged(conn, [row_of(r) for r in records], records, due)
+            self._seen.committed(due)
             self._after_commit(conn)
         # Claim each inserted key once: a key repeated within the batch is new only the first time.
         result = []
@@ -234,7 +273,8 @@ class EventWriter:
                 result.append(False)
         return result
 
-    def _write_staged(self, conn: psycopg.Connection, rows: list[tuple], records: Sequence[EventRecord]) -> set:
+    def _write_staged(self, conn: psycopg.Connection, rows: list[tuple], records: Sequence[EventRecord],
+                      due: dict[str, datetime]) -> set:
         if conn not in self._prepared:
             conn.execute(_CREATE_STAGING)
             conn.commit()
@@ -247,6 +287,7 @@ class EventWriter:
                 cur.execute(_INSERT)
                 inserted = {(row[0], row[1]) for row in cur.fetchall()}
         self._note_late(conn, records)
+        self._seen.note(conn, due)
         conn.commit()
         return inserted
 
@@ -277,6 +318,11 @@ def insert_rows_sealed(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
     with conn.cursor() as cur:
         copy_rows(cur, _COPY_STAGING, rows)
         sealing.insert_sealed(cur, _STAGING)
+    newest: dict[str, datetime] = {}
+    for row in rows:  # row_of's order: event_id, timestamp, event_type, user_id, outcome, source, ...
+        if row[5] is not None and (row[5] not in newest or row[1] > newest[row[5]]):
+            newest[row[5]] = row[1]
+    SourcesSeen().note(conn, newest)  # rare writes: always recorded
 
 
 def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:
