@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -56,6 +57,10 @@ _INSERT = sql.SQL(
 LATE_AFTER = timedelta(minutes=30)
 _NOTE_LATE = "INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)"
 _NOTE_UNSCORED = "INSERT INTO score_invalidations (low, high) VALUES (%s, %s)"  # the scoring job's share
+
+# Under a sustained load a burst of group commits may never end: its commits still link at least this often, so
+# the chain stays seconds behind the seals however long the load lasts.
+LINK_AT_LEAST_EVERY = 1.0
 
 # Each sender's last-seen time (migration 0022) is moved forward at most this often per process, so a sender's
 # true last event lies within this much after the stored one (``rule_inputs.last_seen`` reads that slice).
@@ -179,6 +184,7 @@ class EventWriter:
         self._prepared: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         self._defer_link: Callable[[], bool] = _never
         self._unlinked = False  # a commit skipped its link (``defer_links_while``); ``link`` catches up
+        self._linked_at = time.monotonic()
         self._seen = SourcesSeen()
 
     @property
@@ -191,8 +197,9 @@ class EventWriter:
 
         Linking takes two round trips after each commit; the next commit's link takes every batch committed
         before it, so under load one link serves a burst of commits, and the burst's last commit (nothing
-        queued behind it) links them all before its waiters are answered. Events are durable and sealed at
-        commit either way; only their place in the chain waits (``verify`` allows minutes).
+        queued behind it) links them all; a burst that never ends still links every ``LINK_AT_LEAST_EVERY``
+        seconds. Events are durable and sealed at commit either way; only their place in the chain waits
+        (``verify`` allows minutes).
         """
         self._defer_link = busy
 
@@ -200,6 +207,7 @@ class EventWriter:
         """Link now what a deferred commit left unlinked, if anything."""
         if self._sealed and self._unlinked:
             self._unlinked = False
+            self._linked_at = time.monotonic()
             try:
                 with self._pool.connection() as conn:
                     _link(conn)
@@ -210,10 +218,11 @@ class EventWriter:
     def _after_commit(self, conn: psycopg.Connection) -> None:
         if not self._sealed:
             return
-        if self._defer_link():
+        if self._defer_link() and time.monotonic() - self._linked_at < LINK_AT_LEAST_EVERY:
             self._unlinked = True
             return
         self._unlinked = False
+        self._linked_at = time.monotonic()
         _link(conn)
 
     def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from storage.events import EventRecord, Outcome
 from storage.timescale import queries, sealing
+from storage.timescale import writer as writer_module
 from storage.timescale.writer import EventWriter, GroupCommitter, copy_direct, row_of
 
 
@@ -272,6 +273,7 @@ def test_a_burst_of_group_commits_links_the_chain_once_at_its_end(pool, make_eve
             assert gate.wait(30)
             return super().write(records)
 
+    monkeypatch.setattr(writer_module, "LINK_AT_LEAST_EVERY", 60.0)  # a slow machine's burst is still one burst
     committer = GroupCommitter(GatedWriter(pool), max_group_events=5, threads=1)
     try:
         first = committer.submit([make_event() for _ in range(5)])
@@ -288,3 +290,29 @@ def test_a_burst_of_group_commits_links_the_chain_once_at_its_end(pool, make_eve
     alone.write([make_event()])  # with nothing queued, a write links before it returns, as before
     assert len(links) == 2
     assert conn.execute("SELECT count(*) FROM integrity_seals WHERE linked_pos IS NULL").fetchone()[0] == 0
+
+
+def test_a_burst_that_never_ends_still_links_at_least_every_so_often(pool, make_event, conn, monkeypatch):
+    """A sustained load keeps the backlog full: the deferral is bounded in time (here 0 s: every commit links)."""
+    links: list[int] = []
+    link = sealing.link_committed
+    monkeypatch.setattr(sealing, "link_committed", lambda c: (links.append(1), link(c))[1])
+    monkeypatch.setattr(writer_module, "LINK_AT_LEAST_EVERY", 0.0)
+    gate, busy = threading.Event(), threading.Event()
+
+    class GatedWriter(EventWriter):
+        def write(self, records):
+            busy.set()
+            assert gate.wait(30)
+            return super().write(records)
+
+    committer = GroupCommitter(GatedWriter(pool), max_group_events=5, threads=1)
+    try:
+        futures = [committer.submit([make_event() for _ in range(5)])]
+        assert busy.wait(30)
+        futures += [committer.submit([make_event() for _ in range(5)]) for _ in range(9)]
+        gate.set()
+        assert all(f.result(30) == [True] * 5 for f in futures)
+    finally:
+        committer.close()
+    assert (committer.commits, len(links)) == (10, 10)
