@@ -66,6 +66,7 @@ LINK_AT_LEAST_EVERY = 1.0
 # true last event lies within this much after the stored one (``rule_inputs.last_seen`` reads that slice).
 SEEN_EVERY = timedelta(seconds=10)
 _SOURCE_SEEN = "SELECT source_seen(%s::text[], %s::timestamptz[])"
+MAX_SENDERS = 100_000
 
 
 class SourcesSeen:
@@ -92,6 +93,8 @@ class SourcesSeen:
 
     def committed(self, due: dict[str, datetime]) -> None:
         recorded = self._recorded
+        if len(recorded) > MAX_SENDERS:  # senders named at will (syslog app names): memory stays bounded
+            recorded.clear()  # each is recorded again at its next event, a little more often
         for source, at in due.items():
             if (r := recorded.get(source)) is None or at > r:
                 recorded[source] = at

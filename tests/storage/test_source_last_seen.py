@@ -92,3 +92,23 @@ def test_events_written_one_at_a_time_record_their_sender_too(pool, make_event, 
     insert_rows_sealed(conn, [row_of(event)])
     conn.commit()
     assert _recorded(conn)["auditwatch"] == T0
+
+
+def test_a_writer_remembers_a_bounded_number_of_senders(monkeypatch):
+    """Syslog app names are the sender's to choose: a flood of new names cannot grow the writer's memory."""
+    from datetime import UTC, datetime
+
+    from storage.events import EventRecord, Outcome
+    from storage.timescale import writer
+
+    monkeypatch.setattr(writer, "MAX_SENDERS", 50)
+    seen = writer.SourcesSeen()
+    now = datetime.now(UTC)
+    for i in range(200):
+        records = [EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="u",
+                               received_at=now, outcome=Outcome.SUCCESS, source=f"app-{i}")]
+        due = seen.due(records)
+        assert due == {f"app-{i}": now}
+        seen.committed(due)
+        assert len(seen._recorded) <= 51
+    assert seen.due([records[0]]) == {}  # still remembered: not due again within SEEN_EVERY
