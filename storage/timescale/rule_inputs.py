@@ -13,6 +13,7 @@ from datetime import datetime
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from storage.platform import is_platform_source
 from storage.timescale.db import where
 from storage.timescale.writer import SEEN_EVERY
 
@@ -87,7 +88,7 @@ def last_seen(pool: ConnectionPool, *, field_name: str, values: Sequence[str], s
     scan = sql.SQL(
         "(SELECT \"timestamp\" FROM audit_events WHERE {f} = v.v AND \"timestamp\" >= %(since)s "
         "AND \"timestamp\" < %(until)s ORDER BY \"timestamp\" DESC LIMIT 1)").format(f=sql.Identifier(field_name))
-    if field_name == "source":
+    if field_name == "source" and not any(is_platform_source(v) for v in values):
         statement = sql.SQL(
             "SELECT v.v, CASE WHEN h.last_seen IS NULL OR h.last_seen >= %(until)s THEN {scan} "
             "ELSE (SELECT CASE WHEN s.n = 0 THEN {scan} ELSE s.last END FROM (SELECT count(*) AS n, "
@@ -96,7 +97,7 @@ def last_seen(pool: ConnectionPool, *, field_name: str, values: Sequence[str], s
             "AND \"timestamp\" < h.last_seen + %(slice)s) AS s) END "
             "FROM unnest(%(values)s::text[]) AS v(v) LEFT JOIN source_last_seen AS h ON h.source = v.v"
         ).format(scan=scan)
-    else:
+    else:  # user_id, or the platform's own records among the senders (not tracked: writer.SourcesSeen)
         statement = sql.SQL("SELECT v.v, {scan} FROM unnest(%(values)s::text[]) AS v(v)").format(scan=scan)
     with pool.connection() as conn:
         rows = conn.execute(statement, {"values": list(values), "since": since, "until": until,

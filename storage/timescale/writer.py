@@ -30,6 +30,7 @@ from psycopg_pool import ConnectionPool
 from storage import request_ids
 from storage.errors import DatabaseUnavailable, WriteBacklogFull, WriteTimeout
 from storage.events import COLUMNS, EventRecord
+from storage.platform import is_platform_source
 from storage.timescale import sealing
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,10 @@ MAX_SENDERS = 100_000
 
 
 class SourcesSeen:
-    """The newest event time recorded per sender by this process: what is due to be recorded again."""
+    """The newest event time recorded per sender by this process: what is due to be recorded again.
+
+    The platform's own records (``auditwatch``, ``auditwatch-…``: self-audit, erasure records, written one at
+    a time by ``insert_rows_sealed``) are not tracked; ``rule_inputs.last_seen`` walks the index for them."""
 
     def __init__(self) -> None:
         self._recorded: dict[str, datetime] = {}
@@ -83,7 +87,8 @@ class SourcesSeen:
             if source is not None and ((known := newest.get(source)) is None or record.timestamp > known):
                 newest[source] = record.timestamp
         recorded = self._recorded
-        return {s: t for s, t in newest.items() if (r := recorded.get(s)) is None or t >= r + SEEN_EVERY}
+        return {s: t for s, t in newest.items()
+                if ((r := recorded.get(s)) is None or t >= r + SEEN_EVERY) and not is_platform_source(s)}
 
     def note(self, conn: psycopg.Connection, due: dict[str, datetime]) -> None:
         """Record ``due`` in the caller's transaction (``committed`` once it commits)."""
@@ -330,11 +335,6 @@ def insert_rows_sealed(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
     with conn.cursor() as cur:
         copy_rows(cur, _COPY_STAGING, rows)
         sealing.insert_sealed(cur, _STAGING)
-    newest: dict[str, datetime] = {}
-    for row in rows:  # row_of's order: event_id, timestamp, event_type, user_id, outcome, source, ...
-        if row[5] is not None and (row[5] not in newest or row[1] > newest[row[5]]):
-            newest[row[5]] = row[1]
-    SourcesSeen().note(conn, newest)  # rare writes: always recorded
 
 
 def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:

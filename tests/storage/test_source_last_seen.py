@@ -83,15 +83,20 @@ def test_a_sender_whose_last_event_was_erased_or_whose_time_was_forged_is_still_
                                  until=until) == {"app": T0 + timedelta(minutes=9)}
 
 
-def test_events_written_one_at_a_time_record_their_sender_too(pool, make_event, conn):
-    """The rare writes (self-audit records, erasure's record) go through insert_rows_sealed, not the batch
-    writer: they record their sender at once."""
+def test_the_platforms_own_records_are_not_tracked_and_a_rule_on_them_still_answers(pool, make_event, conn):
+    """Self-audit and erasure records (``auditwatch``, ``auditwatch-…``) are written one at a time, by
+    insert_rows_sealed, and not tracked: a rule listing them walks the index, mixed with tracked senders too."""
     from storage.timescale.writer import insert_rows_sealed, row_of
 
-    event = make_event(source="auditwatch", timestamp=T0, event_id=uuid.uuid4())
-    insert_rows_sealed(conn, [row_of(event)])
-    conn.commit()
-    assert _recorded(conn)["auditwatch"] == T0
+    with pool.connection() as c:
+        insert_rows_sealed(c, [row_of(make_event(source="auditwatch-cli", timestamp=T0))])
+    EventWriter(pool).write([make_event(source="auditwatch", timestamp=T0 + timedelta(minutes=1)),
+                             make_event(source="app", timestamp=T0 + timedelta(minutes=2))])
+    assert set(_recorded(conn)) == {"app"}
+    until = T0 + timedelta(hours=1)
+    assert rule_inputs.last_seen(pool, field_name="source", values=["auditwatch-cli", "auditwatch", "app"],
+                                 since=until - timedelta(days=1), until=until) == {
+        "auditwatch-cli": T0, "auditwatch": T0 + timedelta(minutes=1), "app": T0 + timedelta(minutes=2)}
 
 
 def test_a_writer_remembers_a_bounded_number_of_senders(monkeypatch):

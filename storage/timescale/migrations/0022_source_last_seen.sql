@@ -19,10 +19,12 @@ CREATE TABLE source_last_seen (
     last_seen timestamptz NOT NULL
 );
 
--- Senders seen in the last 7 days (one bounded scan now); older ones are looked up by scanning, as before.
+-- Senders seen in the last 7 days (one bounded scan now); older ones are looked up by scanning, as before. The
+-- platform's own records (`auditwatch`, `auditwatch-...`) are not tracked: a rule on them scans, as before.
 INSERT INTO source_last_seen (source, last_seen)
 SELECT source, max("timestamp") FROM audit_events
  WHERE "timestamp" >= now() - INTERVAL '7 days' AND "timestamp" < now() + INTERVAL '1 day' AND source IS NOT NULL
+   AND lower(source) <> 'auditwatch' AND lower(source) NOT LIKE 'auditwatch-%'
  GROUP BY source;
 
 -- Forward only, and any time is taken as given (a forged one far ahead only sends the rule back to the walk).
