@@ -259,45 +259,13 @@ def test_write_is_submit_and_wait(committer, make_event):
     assert committer.write([event, make_event()]) == [False, True]
 
 
-def test_a_burst_of_group_commits_links_the_chain_once_at_its_end(pool, make_event, conn, monkeypatch):
-    """Linking costs two round trips after a commit; while more commits wait behind it, the next one's link
-    takes it along. So a burst links once, after its last commit, and leaves nothing unlinked."""
+def _burst(pool, make_event, monkeypatch, *, groups: int, link_every: float) -> tuple[int, list[int]]:
+    """One committer thread held in its first write while ``groups`` more requests queue (a group each), then
+    released: (commits, one entry per chain link)."""
     links: list[int] = []
     link = sealing.link_committed
     monkeypatch.setattr(sealing, "link_committed", lambda c: (links.append(1), link(c))[1])
-    gate, busy = threading.Event(), threading.Event()
-
-    class GatedWriter(EventWriter):
-        def write(self, records):
-            busy.set()
-            assert gate.wait(30)
-            return super().write(records)
-
-    monkeypatch.setattr(writer_module, "LINK_AT_LEAST_EVERY", 60.0)  # a slow machine's burst is still one burst
-    committer = GroupCommitter(GatedWriter(pool), max_group_events=5, threads=1)
-    try:
-        first = committer.submit([make_event() for _ in range(5)])
-        assert busy.wait(30)
-        queued = [committer.submit([make_event() for _ in range(5)]) for _ in range(20)]  # a group each
-        gate.set()
-        assert [f.result(30) for f in [first, *queued]] == [[True] * 5] * 21
-    finally:
-        committer.close()
-    assert (committer.commits, len(links)) == (21, 1)
-    assert conn.execute("SELECT count(*) FROM integrity_seals WHERE linked_pos IS NULL").fetchone()[0] == 0
-    assert conn.execute("SELECT events FROM integrity_head").fetchone()[0] == 105
-    alone = EventWriter(pool)
-    alone.write([make_event()])  # with nothing queued, a write links before it returns, as before
-    assert len(links) == 2
-    assert conn.execute("SELECT count(*) FROM integrity_seals WHERE linked_pos IS NULL").fetchone()[0] == 0
-
-
-def test_a_burst_that_never_ends_still_links_at_least_every_so_often(pool, make_event, conn, monkeypatch):
-    """A sustained load keeps the backlog full: the deferral is bounded in time (here 0 s: every commit links)."""
-    links: list[int] = []
-    link = sealing.link_committed
-    monkeypatch.setattr(sealing, "link_committed", lambda c: (links.append(1), link(c))[1])
-    monkeypatch.setattr(writer_module, "LINK_AT_LEAST_EVERY", 0.0)
+    monkeypatch.setattr(writer_module, "LINK_AT_LEAST_EVERY", link_every)
     gate, busy = threading.Event(), threading.Event()
 
     class GatedWriter(EventWriter):
@@ -310,9 +278,29 @@ def test_a_burst_that_never_ends_still_links_at_least_every_so_often(pool, make_
     try:
         futures = [committer.submit([make_event() for _ in range(5)])]
         assert busy.wait(30)
-        futures += [committer.submit([make_event() for _ in range(5)]) for _ in range(9)]
+        futures += [committer.submit([make_event() for _ in range(5)]) for _ in range(groups)]
         gate.set()
-        assert all(f.result(30) == [True] * 5 for f in futures)
+        assert [f.result(30) for f in futures] == [[True] * 5] * (groups + 1)
     finally:
         committer.close()
-    assert (committer.commits, len(links)) == (10, 10)
+    return committer.commits, links
+
+
+def test_a_burst_of_group_commits_links_the_chain_once_at_its_end(pool, make_event, conn, monkeypatch):
+    """Linking costs two round trips after a commit; while more commits wait behind it, the next one's link
+    takes it along. So a burst links once, after its last commit, and leaves nothing unlinked."""
+    # 60 s: a slow machine's burst is still one burst
+    commits, links = _burst(pool, make_event, monkeypatch, groups=20, link_every=60.0)
+    assert (commits, len(links)) == (21, 1)
+    assert conn.execute("SELECT count(*) FROM integrity_seals WHERE linked_pos IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT events FROM integrity_head").fetchone()[0] == 105
+    alone = EventWriter(pool)
+    alone.write([make_event()])  # with nothing queued, a write links before it returns, as before
+    assert len(links) == 2
+    assert conn.execute("SELECT count(*) FROM integrity_seals WHERE linked_pos IS NULL").fetchone()[0] == 0
+
+
+def test_a_burst_that_never_ends_still_links_at_least_every_so_often(pool, make_event, monkeypatch):
+    """A sustained load keeps the backlog full: the deferral is bounded in time (here 0 s: every commit links)."""
+    commits, links = _burst(pool, make_event, monkeypatch, groups=9, link_every=0.0)
+    assert (commits, len(links)) == (10, 10)
