@@ -97,12 +97,14 @@ class JobWatcher:
             EVENT_JOB_ERROR,
             EVENT_JOB_EXECUTED,
             EVENT_JOB_MAX_INSTANCES,
+            EVENT_JOB_MISSED,
             EVENT_JOB_SUBMITTED,
         )
 
         scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         scheduler.add_listener(self._finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         scheduler.add_listener(self._missed, EVENT_JOB_MAX_INSTANCES)
+        scheduler.add_listener(self._misfired, EVENT_JOB_MISSED)  # submitted, then too late to run
         for job in scheduler.get_jobs():
             JOB_FAILURES.labels(job.id)  # every job shows up from the start, at 0
             if job.id == self._leader_job:
@@ -125,3 +127,14 @@ class JobWatcher:
 
     def _missed(self, event) -> None:
         JOB_MISSED.labels(event.job_id).inc()
+
+    def _misfired(self, event) -> None:
+        self._started.pop(event.job_id, None)
+
+    def drain(self, seconds: float) -> list[str]:
+        """Wait up to ``seconds`` for the jobs running now to end (a stopping worker, before it closes their
+        pool); returns those still running."""
+        deadline = time.monotonic() + seconds
+        while self._started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return sorted(self._started)

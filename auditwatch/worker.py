@@ -151,6 +151,9 @@ def build_scheduler(pool, settings: Settings | None = None, leader: AdvisoryLead
     return scheduler
 
 
+DRAIN_SECONDS = 20.0  # a stopping worker lets running jobs end this long (within `up`'s 45 s stop budget)
+
+
 def run(settings: Settings) -> None:
     logs.configure(settings.log_format)
     # Jobs every few seconds: log their failures, not each run and each HTTP request.
@@ -160,14 +163,22 @@ def run(settings: Settings) -> None:
     pool = db.open_pool(database_url(settings), min_size=1, max_size=8, name="worker")
     leader = AdvisoryLeader(database_url(settings), name=f"auditwatch-worker-{os.getpid()}")
     scheduler = build_scheduler(pool, settings, leader)
-    metrics.JobWatcher(leader.name).attach(scheduler)
+    watcher = metrics.JobWatcher(leader.name).attach(scheduler)
     stop_ops = health.serve_ops(settings.ops_host, settings.worker_ops_port, pool=pool,
                                 collectors=(StateCollector(pool),))
-    signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+
+    def stop(*_) -> None:  # a second SIGTERM (a supervisor and its process group, `up` on Ctrl-C) is a no-op
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
     log.info("worker started with jobs: %s", ", ".join(job.id for job in scheduler.get_jobs()))
     try:
         scheduler.start()
     finally:
+        if running := watcher.drain(DRAIN_SECONDS):
+            log.warning("stopping while %s still run%s: interrupted, they run again at the next start",
+                        ", ".join(running), "" if len(running) > 1 else "s")
         stop_ops()
         leader.release()
         pool.close()
