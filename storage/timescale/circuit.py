@@ -11,9 +11,9 @@ connection that cannot come, and after a restart hands out connections that died
   and sweeps stale connections out of the pool as soon as one succeeds;
 - ``check``: each connection is tested before it is handed out, so one that died with a restart is
   replaced instead of failing the request (an idle connection whose socket has nothing to read passes
-  without a round trip: a server that ended it has sent its error and closed the socket), and reconnection attempts are retried at least every
-  ``reconnect_delay`` seconds instead of psycopg_pool's exponential backoff (1, 2, 4, 8 ... s), so the
-  pool refills within a second of the database's return.
+  without a round trip: a server that ended it has sent its error and closed the socket), and
+  reconnection attempts are retried at least every ``reconnect_delay`` seconds instead of psycopg_pool's
+  exponential backoff (1, 2, 4, 8 ... s), so the pool refills within a second of the database's return.
 """
 
 from __future__ import annotations
