@@ -48,11 +48,12 @@ def _quiet(conn: psycopg.Connection) -> bool:
     """
     if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
         return False
-    try:
-        ready, _, _ = select.select([conn.fileno()], [], [], 0)
+    try:  # poll, not select: a process with many files open (gunicorn, the bus) has descriptors over 1024
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not ready
 
 
 class GuardedPool(ConnectionPool):

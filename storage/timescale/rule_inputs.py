@@ -88,19 +88,23 @@ def last_seen(pool: ConnectionPool, *, field_name: str, values: Sequence[str], s
     scan = sql.SQL(
         "(SELECT \"timestamp\" FROM audit_events WHERE {f} = v.v AND \"timestamp\" >= %(since)s "
         "AND \"timestamp\" < %(until)s ORDER BY \"timestamp\" DESC LIMIT 1)").format(f=sql.Identifier(field_name))
-    if field_name == "source" and not any(is_platform_source(v) for v in values):
+    if field_name == "source":
+        # The platform's own records are not tracked (writer.SourcesSeen): such a sender is walked for, whatever
+        # the table holds, and the other senders in the same list still take the recorded times.
         statement = sql.SQL(
-            "SELECT v.v, CASE WHEN h.last_seen IS NULL OR h.last_seen >= %(until)s THEN {scan} "
+            "SELECT v.v, CASE WHEN NOT v.tracked OR h.last_seen IS NULL OR h.last_seen >= %(until)s THEN {scan} "
             "ELSE (SELECT CASE WHEN s.n = 0 THEN {scan} ELSE s.last END FROM (SELECT count(*) AS n, "
             "max(\"timestamp\") FILTER (WHERE \"timestamp\" >= %(since)s AND \"timestamp\" < %(until)s) AS last "
             "FROM audit_events WHERE source = v.v AND \"timestamp\" >= h.last_seen "
             "AND \"timestamp\" < h.last_seen + %(slice)s) AS s) END "
-            "FROM unnest(%(values)s::text[]) AS v(v) LEFT JOIN source_last_seen AS h ON h.source = v.v"
+            "FROM unnest(%(values)s::text[], %(tracked)s::bool[]) AS v(v, tracked) "
+            "LEFT JOIN source_last_seen AS h ON h.source = v.v"
         ).format(scan=scan)
-    else:  # user_id, or the platform's own records among the senders (not tracked: writer.SourcesSeen)
+    else:
         statement = sql.SQL("SELECT v.v, {scan} FROM unnest(%(values)s::text[]) AS v(v)").format(scan=scan)
     with pool.connection() as conn:
         rows = conn.execute(statement, {"values": list(values), "since": since, "until": until,
+                                        "tracked": [not is_platform_source(v) for v in values],
                                         "slice": SEEN_EVERY}).fetchall()
     return dict(rows)
 

@@ -79,6 +79,10 @@ class SourcesSeen:
     def __init__(self) -> None:
         self._recorded: dict[str, datetime] = {}
 
+    def __len__(self) -> int:
+        """Senders remembered (at most ``MAX_SENDERS`` + 1)."""
+        return len(self._recorded)
+
     def due(self, records: Sequence[EventRecord]) -> dict[str, datetime]:
         """Senders whose newest event here is ``SEEN_EVERY`` past what was recorded (or never recorded)."""
         newest: dict[str, datetime] = {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from storage.events import EventRecord, Outcome
+from storage.timescale.writer import EventWriter
 
 # A fixed clock: every event time in these tests is relative to it.
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -127,3 +129,20 @@ def store(request, tmp_path):
     # The non-secret options in the URL (as `archive_url` carries them), the credentials beside it.
     return ColdStore(f"s3://{bucket}/audit/cold?endpoint={endpoint}&region=us-east-1&path_style=true",
                      options=S3_CREDENTIALS)
+
+
+class GatedWriter(EventWriter):
+    """Writes only once the gate opens (a slow or unreachable database); ``busy`` is set when a transaction
+    has taken a group, and ``calls`` holds each write's number of records."""
+
+    def __init__(self, pool) -> None:
+        super().__init__(pool)
+        self.gate = threading.Event()
+        self.busy = threading.Event()
+        self.calls: list[int] = []
+
+    def write(self, records):
+        self.calls.append(len(records))
+        self.busy.set()
+        assert self.gate.wait(30)
+        return super().write(records)

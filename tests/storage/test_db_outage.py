@@ -107,6 +107,31 @@ def test_a_quiet_connection_is_handed_out_without_a_round_trip_and_one_the_serve
         pool.close()
 
 
+def test_a_connection_on_a_descriptor_past_1024_is_still_seen_quiet(url):
+    """A server process with many files open (sockets, logs) gets connections on high descriptors, which
+    select() cannot watch: the check must still see them quiet, not send a query each time."""
+    import os
+    import resource
+
+    from storage.timescale.circuit import _quiet
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.fail(f"the hard RLIMIT_NOFILE is {hard}: raise it to 1200 or more (ulimit -Hn) to run this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with conn:
+        assert conn.fileno() >= 1024
+        conn.execute("SELECT 1")
+        assert _quiet(conn)
+
+
 def test_fails_fast_while_down_and_recovers_on_its_own(cluster, url):
     pool = db.open_pool(url, min_size=2, max_size=4, name="outage")
     try:

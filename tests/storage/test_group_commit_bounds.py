@@ -8,21 +8,8 @@ import threading
 import pytest
 
 from storage.errors import WriteBacklogFull, WriteTimeout
-from storage.timescale.writer import EventWriter, GroupCommitter
-
-
-class GatedWriter(EventWriter):
-    """Writes only once the gate opens; ``busy`` is set when a transaction has taken a group."""
-
-    def __init__(self, pool) -> None:
-        super().__init__(pool)
-        self.gate = threading.Event()
-        self.busy = threading.Event()
-
-    def write(self, records):
-        self.busy.set()
-        assert self.gate.wait(30)
-        return super().write(records)
+from storage.timescale.writer import GroupCommitter
+from tests.storage.conftest import GatedWriter
 
 
 def _stored(conn, events) -> int:

@@ -83,20 +83,25 @@ def test_a_sender_whose_last_event_was_erased_or_whose_time_was_forged_is_still_
                                  until=until) == {"app": T0 + timedelta(minutes=9)}
 
 
-def test_the_platforms_own_records_are_not_tracked_and_a_rule_on_them_still_answers(pool, make_event, conn):
+def test_the_platforms_own_records_are_not_tracked_and_a_rule_on_them_still_answers(pool, make_event, conn,
+                                                                                      app_pool):
     """Self-audit and erasure records (``auditwatch``, ``auditwatch-…``) are written one at a time, by
-    insert_rows_sealed, and not tracked: a rule listing them walks the index, mixed with tracked senders too."""
+    insert_rows_sealed, and not tracked: a rule listing them walks the index, mixed with tracked senders too,
+    even when a time was recorded for one by hand (a stale one would hide its later records)."""
     from storage.timescale.writer import insert_rows_sealed, row_of
 
     with pool.connection() as c:
         insert_rows_sealed(c, [row_of(make_event(source="auditwatch-cli", timestamp=T0))])
-    EventWriter(pool).write([make_event(source="auditwatch", timestamp=T0 + timedelta(minutes=1)),
-                             make_event(source="app", timestamp=T0 + timedelta(minutes=2))])
+    EventWriter(pool).write([make_event(source="auditwatch", timestamp=T0 + timedelta(minutes=m)) for m in (1, 30)]
+                            + [make_event(source="app", timestamp=T0 + timedelta(minutes=2))])
     assert set(_recorded(conn)) == {"app"}
+    with app_pool.connection() as c:  # a slice holding the first record of "auditwatch", not its last
+        c.execute("SELECT source_seen(%s, %s)", (["auditwatch"], [T0 + timedelta(seconds=55)]))
+    assert set(_recorded(conn)) == {"app", "auditwatch"}
     until = T0 + timedelta(hours=1)
     assert rule_inputs.last_seen(pool, field_name="source", values=["auditwatch-cli", "auditwatch", "app"],
                                  since=until - timedelta(days=1), until=until) == {
-        "auditwatch-cli": T0, "auditwatch": T0 + timedelta(minutes=1), "app": T0 + timedelta(minutes=2)}
+        "auditwatch-cli": T0, "auditwatch": T0 + timedelta(minutes=30), "app": T0 + timedelta(minutes=2)}
 
 
 def test_a_writer_remembers_a_bounded_number_of_senders(monkeypatch):
@@ -115,5 +120,5 @@ def test_a_writer_remembers_a_bounded_number_of_senders(monkeypatch):
         due = seen.due(records)
         assert due == {f"app-{i}": now}
         seen.committed(due)
-        assert len(seen._recorded) <= 51
+        assert len(seen) <= 51
     assert seen.due([records[0]]) == {}  # still remembered: not due again within SEEN_EVERY

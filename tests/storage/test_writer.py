@@ -14,6 +14,7 @@ from storage.events import EventRecord, Outcome
 from storage.timescale import queries, sealing
 from storage.timescale import writer as writer_module
 from storage.timescale.writer import EventWriter, GroupCommitter, copy_direct, row_of
+from tests.storage.conftest import GatedWriter
 
 
 def _count(conn: psycopg.Connection) -> int:
@@ -208,26 +209,16 @@ def test_group_commit_under_concurrency(committer, make_event, conn):
 
 def test_one_failing_request_does_not_fail_its_group(pool, make_event, conn):
     # One committer thread, held inside its first write while a backlog queues: the backlog is one group.
-    gate = threading.Event()
-    busy = threading.Event()
-    calls: list[int] = []
-
-    class GatedWriter(EventWriter):
-        def write(self, records):
-            calls.append(len(records))
-            busy.set()
-            assert gate.wait(30)
-            return super().write(records)
-
-    committer = GroupCommitter(GatedWriter(pool), threads=1)
+    gated = GatedWriter(pool)
+    committer = GroupCommitter(gated, threads=1)
     try:
         blocker = committer.submit([make_event()])
-        assert busy.wait(30)
+        assert gated.busy.wait(30)
         good = [[make_event() for _ in range(3)] for _ in range(4)]
         futures = [committer.submit(b) for b in good[:2]]
         bad = committer.submit([make_event(), make_event(outcome="bogus")])
         futures += [committer.submit(b) for b in good[2:]]
-        gate.set()
+        gated.gate.set()
 
         assert blocker.result(30) == [True]
         with pytest.raises(psycopg.errors.CheckViolation):
@@ -236,7 +227,7 @@ def test_one_failing_request_does_not_fail_its_group(pool, make_event, conn):
     finally:
         committer.close()
     # The group of five was tried together, then each request on its own.
-    assert calls == [1, 14, 3, 3, 2, 3, 3]
+    assert gated.calls == [1, 14, 3, 3, 2, 3, 3]
     assert _count(conn) == 1 + 12  # the bad request's valid event was refused with it
     assert (committer.requests, committer.commits) == (5, 5)
 
@@ -266,20 +257,13 @@ def _burst(pool, make_event, monkeypatch, *, groups: int, link_every: float) -> 
     link = sealing.link_committed
     monkeypatch.setattr(sealing, "link_committed", lambda c: (links.append(1), link(c))[1])
     monkeypatch.setattr(writer_module, "LINK_AT_LEAST_EVERY", link_every)
-    gate, busy = threading.Event(), threading.Event()
-
-    class GatedWriter(EventWriter):
-        def write(self, records):
-            busy.set()
-            assert gate.wait(30)
-            return super().write(records)
-
-    committer = GroupCommitter(GatedWriter(pool), max_group_events=5, threads=1)
+    gated = GatedWriter(pool)
+    committer = GroupCommitter(gated, max_group_events=5, threads=1)
     try:
         futures = [committer.submit([make_event() for _ in range(5)])]
-        assert busy.wait(30)
+        assert gated.busy.wait(30)
         futures += [committer.submit([make_event() for _ in range(5)]) for _ in range(groups)]
-        gate.set()
+        gated.gate.set()
         assert [f.result(30) for f in futures] == [[True] * 5] * (groups + 1)
     finally:
         committer.close()
