@@ -330,6 +330,9 @@ def _drop(pool: ConnectionPool, chunk: Chunk, archived: Sequence[ArchiveFile], *
             raise StorageError(f"drop_chunks over {chunk.name}'s range dropped {sorted(names)}; rolled back")
         conn.execute("UPDATE log_archives SET state = 'complete', completed_at = now() "
                      "WHERE archive_id = ANY(%s) AND state = 'verified'", ([f.archive_id for f in archived],))
+        # A sender last seen before the range's end has nothing left to point at here (the absence rule walks
+        # the hot table); without this, the table would keep a row for every sender ever named.
+        conn.execute("DELETE FROM source_last_seen WHERE last_seen < %s", (chunk.range_end,))
         # Tamper evidence: the range left the hot table lawfully; verify reads it back from the files.
         # Its sealed events_archived record is stored with it, naming the removal's link.
         removals.record_removal(conn, chunk.range_start, chunk.range_end, reason="archive", rows=rows,

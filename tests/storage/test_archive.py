@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -10,8 +11,9 @@ import pytest
 
 from storage.cold.schema import METADATA_KEY
 from storage.cold.store import ColdStore
-from storage.timescale import archive, queries, rollups
+from storage.timescale import archive, queries, rollups, rule_inputs
 from storage.timescale.queries import EventQuery
+from storage.timescale.writer import EventWriter
 from tests.storage.cold_data import (
     NOW,
     OLD_DAYS,
@@ -58,6 +60,19 @@ def test_old_chunks_go_to_day_partitioned_parquet_and_recent_ones_stay(pool, sto
     assert sum(r.metadata["rows"] for r in records) == len(old)
     assert {r.user_id for r in records} == {"tests"}
     assert_each_once(pool, store, events)
+
+
+def test_senders_last_seen_only_in_archived_chunks_are_forgotten(pool, store, conn):
+    """``source_last_seen`` (the absence rule's hint) would otherwise keep a row for every sender ever named."""
+    rng = random.Random(3)
+    EventWriter(pool).write([event(NOW - timedelta(days=100), rng=rng, source="gone"),
+                             event(NOW - timedelta(days=99), rng=rng, source="both"),
+                             event(NOW - timedelta(hours=2), rng=rng, source="both")])
+    assert set(dict(conn.execute("SELECT source, last_seen FROM source_last_seen").fetchall())) == {"gone", "both"}
+    run(pool, store)
+    assert conn.execute("SELECT source FROM source_last_seen").fetchall() == [("both",)]
+    assert rule_inputs.last_seen(pool, field_name="source", values=["gone", "both"], since=NOW - timedelta(days=1),
+                                 until=NOW) == {"gone": None, "both": NOW - timedelta(hours=2)}
 
 
 def test_parquet_holds_every_column_exactly_as_postgresql_stores_it(pool, store, conn):
