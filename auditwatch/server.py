@@ -6,6 +6,7 @@ import gc
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from auditwatch import logs, metrics
@@ -13,6 +14,18 @@ from auditwatch.settings import Settings
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestPipeline
+
+
+class _GunicornLogs(glogging.Logger):
+    """gunicorn's own lines (listening, workers booting or timed out) through the process's handler
+    (``logs.configure``), so that with ``log_format = json`` every line of the server is one JSON object."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
 
 
 class AuditwatchServer(BaseApplication):
@@ -34,6 +47,7 @@ class AuditwatchServer(BaseApplication):
             "backlog": 2048,
             "loglevel": self._log_level,
             "accesslog": None,
+            "logger_class": _GunicornLogs,
             "limit_request_line": 8190,
             "proc_name": "auditwatch",
             # Several servers (tests, benchmarks, `up`) may run side by side: no shared control socket.

@@ -174,3 +174,21 @@ def test_the_ops_server_answers_health_and_metrics(services):
         assert requests.get(f"{base}/nope", timeout=5).status_code == 404
     finally:
         server.stop()
+
+
+def test_with_json_logs_every_line_the_server_writes_is_json_gunicorns_own_too(db_url, tmp_path):
+    """A log pipeline that parses one JSON object a line must not meet gunicorn's plain start and stop lines."""
+    from tests.conftest import start_server
+
+    server = start_server(db_url, tmp_path, AUDITWATCH_LOG_FORMAT="json", AUDITWATCH_WORKERS="1")
+    try:
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+    text = server.log.read_text()
+    records = [orjson.loads(line) for line in text.splitlines() if line.strip()]  # raises on a plain line
+    by_gunicorn = [r["event"] for r in records if r.get("logger") == "gunicorn.error"]
+    assert any(e.startswith("Listening at: http://") for e in by_gunicorn), text
+    assert any(e.startswith("Booting worker with pid") for e in by_gunicorn), text
+    assert any(e == "Shutting down: Master" for e in by_gunicorn), text
