@@ -17,7 +17,9 @@ An entity is also scored against its peers *in the same period*: when far more o
 windows are above their members' own baselines than chance allows (a department's month-end
 close), that is a cohort shift, and a window is anomalous only if it is rare for the member and
 also among the windows of the peers who moved with them. Without known peer groups, cohorts are
-inferred from shared resources (``features.infer_cohorts``); users in none form one group.
+inferred from shared resources (``features.infer_cohorts``); users in none form one group. The
+baselines are learned from ordinary periods: a group's cohort shifts in the history are left out of
+them, so a close's third day is judged against the days before the close, not a mix of both.
 """
 
 from __future__ import annotations
@@ -77,12 +79,14 @@ class ExportVolume(Detector):
         Per (measure, window): how far a window's mean export size strays beyond sampling (log units).
     groups_ : dict
         User → peer group in use: ``peer_groups``, or cohorts inferred from shared resources.
+    shifted_ : polars.DataFrame
+        The history's cohort shifts (``_period``, ``peer_group``), left out of every baseline above.
     version_ : str
         Identifies the fitted model.
     """
 
     name = "export_volume"
-    version = "2"
+    version = "3"
     context_events = F.EXPORT_TYPES + F.DOWNLOAD_TYPES
     scores_windows_closing_in_range = True  # a 4-hour window that began before the range is scored whole there
 
@@ -146,12 +150,50 @@ class ExportVolume(Detector):
         # Known peer groups (an empty mapping, as a store without a directory gives, is none known).
         self.groups_ = (dict(self.peer_groups) if self.peer_groups
                         else F.infer_cohorts(events.lazy()) if events.height else {})
+        exports = self._exports(events.lazy()).collect()
+        volumes = {window: self._volumes(exports.lazy(), window).collect() for window in self.windows}
+        self._fit_baselines(exports, volumes)
+        # A cohort shift in the history (the first days of a close) is not the members' ordinary behaviour: left
+        # in, it lifts every member's baseline, so on the close's third day fewer members look moved, the shift
+        # goes unseen, and a member is judged on an own baseline the close has half absorbed (a heavy exporter
+        # flagged; data taken under cover of the close looking ordinary). Those periods are learned without.
+        self.shifted_ = self._shifted(exports, volumes)
+        if self.shifted_.height:
+            keys = ["_period", "peer_group"]
+            ordinary = (exports.with_columns(*self._period_keys())
+                        .join(self.shifted_, on=keys, how="anti").drop(keys))
+            self._fit_baselines(ordinary, {
+                window: (frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"))
+                         .join(self.shifted_, on=keys, how="anti").drop("_period"))
+                for window, frame in volumes.items()})
+
+    def _period_keys(self) -> tuple[pl.Expr, pl.Expr]:
+        return (pl.col("timestamp").dt.truncate(self.cohort_period).alias("_period"),
+                pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"))
+
+    def _shifted(self, exports: pl.DataFrame, volumes: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        """The (period, peer group) pairs of the history in which the group shifted together, leaving out a
+        group's shifts when they fill half its periods or more (then shifting is how that group works)."""
+        keys = ["_period", "peer_group"]
+        if exports.is_empty():
+            return pl.DataFrame(schema={"_period": exports.schema["timestamp"], "peer_group": pl.String})
+        scored = self._score_exports(exports.lazy(), volumes)
+        shifted = (scored.filter(pl.col("cohort") > 0)
+                   .select(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"), "peer_group")
+                   .unique())
+        periods = (exports.select(*self._period_keys()).unique().group_by("peer_group")
+                   .agg(pl.len().alias("_periods")))
+        return (shifted.join(shifted.group_by("peer_group").agg(pl.len().alias("_shifted")), on="peer_group")
+                .join(periods, on="peer_group").filter(2 * pl.col("_shifted") < pl.col("_periods"))
+                .select(keys).sort(keys))
+
+    def _fit_baselines(self, exports: pl.DataFrame, volumes_by_window: dict[str, pl.DataFrame]) -> None:
+        """Every baseline, from the exports and their volumes per window."""
         self.baselines_, self.counts_, self.sizes_, self.between_ = {}, {}, {}, {}
-        exports = self._exports(events.lazy())
         for measure in MEASURES:
-            self.sizes_[measure] = self._fit_sizes(exports, measure)
+            self.sizes_[measure] = self._fit_sizes(exports.lazy(), measure)
         for window in self.windows:
-            volumes = self._volumes(exports, window).collect()
+            volumes = volumes_by_window[window]
             for measure in MEASURES:
                 self.counts_[(measure, window)] = self._fit_counts(volumes, measure)
                 self.between_[(measure, window)] = self._fit_between(volumes, measure)
@@ -245,11 +287,16 @@ class ExportVolume(Detector):
         return stats.chi2.sf(fisher, 4), m + 1.0, z_size
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
+        return self._score_exports(self._exports(events))
+
+    def _score_exports(self, exports: pl.LazyFrame,
+                       volumes_by_window: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+        """Every window's scores; ``volumes_by_window``: the windows' volumes when already summed."""
         parts = []
-        exports = self._exports(events)
         sizes = self._export_sizes(exports)
         for window in self.windows:
-            volumes = self._volumes(exports, window).collect()
+            volumes = (volumes_by_window[window] if volumes_by_window is not None
+                       else self._volumes(exports, window).collect())
             if volumes.is_empty():
                 continue
             per_measure = []
