@@ -60,7 +60,8 @@ class ExportVolume(Detector):
     cohort_z : float, default 2.5
         A member above their own baseline by this much has moved; many moving together is a cohort shift.
     min_cohort : int, default 5
-        Fewest member windows moving in one period (and three times what chance allows) that make a cohort shift.
+        Fewest members, and member windows (and three times what chance allows), moving in one period that make
+        a cohort shift.
     cohort_period : str, default "1d"
         The span over which members moving together are counted (a close or a quarter end lasts days).
     min_count_mean : float, default 0.25
@@ -390,11 +391,15 @@ class ExportVolume(Detector):
         # A member moved when the window's volume, or its number and size of exports, is well above their own.
         up = (pl.col("z") > self.cohort_z) | (pl.col("z_views") > self.cohort_z)
         log_up = pl.col("_log").filter(up)
+        # A shift is people moving together: ``min_cohort`` members at least, not one member's many windows (a
+        # lone exfiltrator's afternoon of exports would otherwise make their own cover and be judged among itself).
         per = (frame.group_by("_period", "peer_group")
                .agg(pl.len().alias("_active"), up.sum().alias("cohort"), log_up.median().alias("cohort_log"),
+                    pl.col("user_id").filter(up).n_unique().alias("_members"),
                     ((log_up - log_up.median()).abs().median() * 1.4826).alias("_spread"))
                .filter(pl.col("cohort") >= pl.max_horizontal(pl.lit(self.min_cohort),
-                                                             3 * pl.col("_active") * expected_share + 2))
+                                                             3 * pl.col("_active") * expected_share + 2),
+                       pl.col("_members") >= self.min_cohort)
                .select("_period", "peer_group", "cohort", "cohort_log",
                        pl.max_horizontal(pl.col("_spread"), pl.lit(self.min_scale)).alias("cohort_scale")))
         return (frame.join(per, on=["_period", "peer_group"], how="left")
