@@ -137,7 +137,7 @@ class ExportVolume(Detector):
         return placed.with_columns(
             *(pl.when(pl.col(f"{name}_k") > 0).then(pl.col(f"{name}_slog") / pl.col(f"{name}_k"))
               .alias(f"{name}_mlog") for name in MEASURES),
-            pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"),
+            self._group(),
             (pl.col("window_start") + F.WINDOWS[window]).alias("window_end"))
 
     @staticmethod
@@ -161,16 +161,20 @@ class ExportVolume(Detector):
         self.shifted_ = self._shifted(exports, volumes)
         if self.shifted_.height:
             keys = ["_period", "peer_group"]
-            ordinary = (exports.with_columns(*self._period_keys())
+            ordinary = (exports.with_columns(self._period(), self._group())
                         .join(self.shifted_, on=keys, how="anti").drop(keys))
             self._fit_baselines(ordinary, {
-                window: (frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"))
+                window: (frame.with_columns(self._period("window_start"))
                          .join(self.shifted_, on=keys, how="anti").drop("_period"))
                 for window, frame in volumes.items()})
 
-    def _period_keys(self) -> tuple[pl.Expr, pl.Expr]:
-        return (pl.col("timestamp").dt.truncate(self.cohort_period).alias("_period"),
-                pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"))
+    def _period(self, column: str = "timestamp") -> pl.Expr:
+        """The cohort period a time falls in (``_period``)."""
+        return pl.col(column).dt.truncate(self.cohort_period).alias("_period")
+
+    def _group(self) -> pl.Expr:
+        """The user's peer group (``peer_group``); users in none form the group ``all``."""
+        return pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group")
 
     def _shifted(self, exports: pl.DataFrame, volumes: dict[str, pl.DataFrame]) -> pl.DataFrame:
         """The (period, peer group) pairs of the history in which the group shifted together, leaving out a
@@ -179,13 +183,10 @@ class ExportVolume(Detector):
         if exports.is_empty():
             return pl.DataFrame(schema={"_period": exports.schema["timestamp"], "peer_group": pl.String})
         scored = self._score_exports(exports.lazy(), volumes)
-        shifted = (scored.filter(pl.col("cohort") > 0)
-                   .select(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"), "peer_group")
-                   .unique())
-        periods = (exports.select(*self._period_keys()).unique().group_by("peer_group")
+        periods = (exports.select(self._period(), self._group()).unique().group_by("peer_group")
                    .agg(pl.len().alias("_periods")))
-        return (shifted.join(shifted.group_by("peer_group").agg(pl.len().alias("_shifted")), on="peer_group")
-                .join(periods, on="peer_group").filter(2 * pl.col("_shifted") < pl.col("_periods"))
+        return (scored.filter(pl.col("cohort") > 0).select(self._period("window_start"), "peer_group").unique()
+                .join(periods, on="peer_group").filter(2 * pl.len().over("peer_group") < pl.col("_periods"))
                 .select(keys).sort(keys))
 
     def _fit_baselines(self, exports: pl.DataFrame, volumes_by_window: dict[str, pl.DataFrame]) -> None:
@@ -212,7 +213,7 @@ class ExportVolume(Detector):
     def _fit_sizes(self, exports: pl.LazyFrame, measure: str) -> dict[str, Any]:
         """Location and scale of one export's log size, per user and per peer group."""
         v = (exports.filter(pl.col(measure) > 0)
-             .with_columns(pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"),
+             .with_columns(self._group(),
                            pl.col(measure).log1p().alias("v")).collect())
         robust = [pl.col("v").median().alias("s_loc"),
                   ((pl.col("v") - pl.col("v").median()).abs().median() * 1.4826).alias("s_scale"),
@@ -352,8 +353,7 @@ class ExportVolume(Detector):
         """Per measure, period and peer group: the typical size of one export, its spread between exports, and
         the spread between members beyond it (some people always export bigger files than others)."""
         out = {}
-        base = exports.with_columns(pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group"),
-                                    pl.col("timestamp").dt.truncate(self.cohort_period).alias("_period"))
+        base = exports.with_columns(self._group(), self._period())
         keys = ["_period", "peer_group"]
         for measure in MEASURES:
             v = base.filter(pl.col(measure) > 0).with_columns(pl.col(measure).log1p().alias("v"))
@@ -370,7 +370,7 @@ class ExportVolume(Detector):
         """How far the mean size of a window's exports is above one export of its peer group in the period, in
         standard errors (``k`` exports: the between-export spread shrinks by sqrt(k), the between-member one
         does not). 0 where the group had fewer than ``min_cohort`` members exporting."""
-        frame = (volumes.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"))
+        frame = (volumes.with_columns(self._period("window_start"))
                  .join(sizes[measure], on=["_period", "peer_group"], how="left"))
         known = (frame["s_loc"].is_not_null() & frame[f"{measure}_mlog"].is_not_null()
                  & (frame["n_members"].fill_null(0) >= self.min_cohort)).to_numpy()
@@ -386,7 +386,7 @@ class ExportVolume(Detector):
         """Peers in the same period: ``cohort`` (member windows that moved together, 0 when no cohort shift) and
         ``z_cohort`` (the window's log volume against the moved members' median and spread)."""
         expected_share = float(stats.t.sf(self.cohort_z, self.df) + stats.norm.sf(self.cohort_z))  # either view
-        frame = frame.with_columns(pl.col("window_start").dt.truncate(self.cohort_period).alias("_period"),
+        frame = frame.with_columns(self._period("window_start"),
                                    (pl.col("expected_log") + pl.col("z") * pl.col("scale_log")).alias("_log"))
         # A member moved when the window's volume, or its number and size of exports, is well above their own.
         up = (pl.col("z") > self.cohort_z) | (pl.col("z_views") > self.cohort_z)
