@@ -58,7 +58,7 @@ class NewContext(Detector):
     Attributes
     ----------
     known_ : polars.DataFrame
-        (user_id, attribute, value) seen in history.
+        (user_id, attribute, value) seen in history: how often (``seen``), on how many days, and first when.
     users_ : polars.DataFrame
         Per user: events with a source, and distinct values per attribute.
     population_ : dict
@@ -68,7 +68,7 @@ class NewContext(Detector):
     """
 
     name = "new_context"
-    version = "2"  # peers arriving through the same new network
+    version = "3"  # peers counted wherever a refit falls between their arrival and a first
     context_events: ClassVar[tuple[str, ...]] = ("user_login",)
 
     def __init__(self, *, window: str = "10m", min_history: int = 20, hour_prior: float = 50.0,
@@ -107,7 +107,8 @@ class NewContext(Detector):
     def _fit(self, events: pl.DataFrame) -> None:
         long = self._long(events.lazy())
         self.known_ = long.group_by("user_id", "attribute", "value").agg(
-            pl.len().alias("seen"), pl.col("timestamp").dt.date().n_unique().alias("days")).collect()
+            pl.len().alias("seen"), pl.col("timestamp").dt.date().n_unique().alias("days"),
+            pl.col("timestamp").min().alias("first")).collect()
         counts = events.lazy().filter(pl.col("source_ip").is_not_null() & (pl.col("outcome") != "failure")).group_by("user_id").agg(
             pl.len().alias("n")).collect()
         distinct = self.known_.group_by("user_id", "attribute").agg(pl.len().alias("d")).pivot(
@@ -131,11 +132,21 @@ class NewContext(Detector):
         }
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
-        firsts = (self._long(events)
-                  .join(self.known_.lazy().select("user_id", "attribute", "value"),
-                        on=["user_id", "attribute", "value"], how="anti")
-                  .group_by("user_id", "attribute", "value")
-                  .agg(pl.col("event_id", "_asn").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min())
+        triple = ["user_id", "attribute", "value"]
+        long = self._long(events)
+        if "first" in self.known_.columns:  # a model stored before version 3 knows no first-seen times
+            # A value is new where the model never saw it, or where the first time it saw it is in this frame:
+            # the lookback before a range overlaps the model's history, and arrivals there are still firsts
+            # (scored by the range they fell in, and peers of the firsts after them), wherever a refit fell.
+            long = (long.join(self.known_.lazy().select(*triple, "first"), on=triple, how="left")
+                    .filter(pl.col("first").is_null() | (pl.col("first") >= pl.col("timestamp").min())))
+        else:
+            long = long.join(self.known_.lazy().select(triple), on=triple, how="anti").with_columns(
+                pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("first"))
+        firsts = (long.group_by(triple)
+                  .agg(pl.col("event_id", "_asn").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min(),
+                       pl.col("first").first())
+                  .filter(pl.col("first").is_null() | (pl.col("first") == pl.col("timestamp"))).drop("first")
                   .collect())
         if firsts.is_empty():
             return _empty_scores()

@@ -158,3 +158,29 @@ def test_the_worker_sees_the_colleagues_a_file_shows(history):
     last = people[-1]["user_id"]
     assert in_file[last]["peers"] == at_live_edge[last]["peers"] == 2
     assert in_file[last]["score"] == at_live_edge[last]["score"]
+
+
+def test_colleagues_who_arrived_before_a_refit_are_still_peers(history):
+    """The worker refits every few hours. Colleagues who reached the hotel network before the refit are in its
+    history then, yet their arrivals in the lookback are still firsts: the one who arrives after the refit is
+    judged with them, as by a model fitted before any of them came (a refit's timing decides nothing)."""
+    people = list(_settled(history, 3).values())
+    arrivals = [T0, T0 + timedelta(hours=2), T0 + timedelta(hours=5)]
+    events = [_home(p, T0 - timedelta(hours=9)) for p in people]
+    for p, at in zip(people, arrivals, strict=True):
+        events += _abroad(p, at)
+    whole = frame(*events)
+    start = arrivals[-1]
+    before_all = NewContext().fit(history)
+    refit = start - timedelta(minutes=30)  # after the first two arrived, before the third
+    after_two = NewContext().fit(pl.concat([history, whole.filter(pl.col("timestamp") < refit)], how="diagonal_relaxed"))
+    lookback = whole.filter(pl.col("timestamp") >= start - before_all.context)
+    last = people[-1]["user_id"]
+    early = _by_user(before_all.score_frame(lookback, start=start))[last]
+    late = _by_user(after_two.score_frame(lookback, start=start))
+    assert early["peers"] == late[last]["peers"] == 2
+    assert late[last]["travel"] == early["travel"] > before_all.trip_factor
+    assert abs(late[last]["score"] - early["score"]) < 0.02
+    assert set(late) == {last}  # the two earlier arrivals were scored by the range they fell in, not again here
+    alone = _by_user(after_two.score_frame(lookback.filter(pl.col("user_id") == last), start=start))[last]
+    assert late[last]["score"] < alone["score"] - 0.05
