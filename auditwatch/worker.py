@@ -168,6 +168,9 @@ def run(settings: Settings) -> None:
                                 collectors=(StateCollector(pool),))
 
     def stop(*_) -> None:  # a second SIGTERM (a supervisor and its process group, `up` on Ctrl-C) is a no-op
+        # Ignored from now on, at the C level: Python resets its own handlers to the default as the interpreter
+        # finalizes, and a second SIGTERM landing then killed the worker mid-exit (status -15, not 0).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if scheduler.running:
             scheduler.shutdown(wait=False)
 

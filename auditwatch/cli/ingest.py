@@ -174,6 +174,7 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
         raise click.ClickException(f"cannot listen: {exc} (is the port in use? set AUDITWATCH_SYSLOG_UDP_PORT / "
                                    "AUDITWATCH_SYSLOG_TCP_PORT)") from None
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as the writer's: a second SIGTERM must not kill the exit
         stop_ops()
         services.close()
 
@@ -223,6 +224,8 @@ def writer(ctx: Context) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot reach the bus at {config.url}: {exc}") from None
     finally:
+        # The loop put SIGTERM back to the default as it closed: a supervisor's second one must not kill the exit.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_ops()
         ops_bus.close()
         pool.close()
