@@ -11,7 +11,7 @@ import orjson
 import requests
 
 from auditwatch import settings as settings_mod
-from ingest.demo import DemoTraffic
+from ingest.demo import DemoTraffic, history_start
 
 
 class _Client:
@@ -54,7 +54,8 @@ def run_demo(*, url: str, key: str, admin_key: str | None, seed: int = 7, users:
         echo(f"demo: {len(traffic.users)} users registered")
 
     sent = 0
-    cursor = now() - history
+    # At least a working day: a quiet weekend alone is too little for the detectors to learn from.
+    cursor = history_start(now(), history / timedelta(hours=1)) if history > timedelta(0) else now()
 
     def send(events: list[dict]) -> None:
         nonlocal sent
@@ -97,7 +98,9 @@ def run_demo(*, url: str, key: str, admin_key: str | None, seed: int = 7, users:
 @click.option("--admin-key", envvar="AUDITWATCH_DEMO_ADMIN_KEY", help="An admin key to register the demo users.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--users", "n_users", default=300, show_default=True)
-@click.option("--history-hours", default=24, show_default=True, help="Backfill this much history first.")
+@click.option("--history-hours", default=24, show_default=True,
+              help="Backfill this much history first (0: none), more when it would hold less than a working day of "
+                   "weekday hours (begun on a Sunday, it reaches back to Friday).")
 @click.option("--duration", default=0.0, help="Stop after this many seconds of live traffic (0: run until stopped).")
 def demo(url, key, admin_key, seed, n_users, history_hours, duration) -> None:
     """Send realistic audit traffic, with injected attacks, to a running server."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.demo import DemoTraffic
+from ingest.demo import DemoTraffic, history_start
 from ingest.seed import demo_labels, seed_demo
 from storage.dataapi import connect
 from tests.conftest import ROOT
@@ -80,3 +80,21 @@ def test_demo_labels_name_the_entities_an_anomaly_must_match():
     burst = next(x for x in labels if x.scenario == "failed_login_burst")
     assert len(burst.entities) == 2  # the victim and the attacking address
     assert demo_labels(start=day, end=day + timedelta(hours=1)) == []
+
+
+@pytest.mark.parametrize(("now", "begins"), [
+    ("2026-12-08T10:00", "2026-12-07T10:00"),  # a Tuesday: the last 24 hours are a working day
+    ("2026-12-05T21:50", "2026-12-04T00:50"),  # a Saturday evening: back to Friday's first hour
+    ("2026-12-06T21:50", "2026-12-04T00:50"),  # a Sunday evening: the same Friday
+    ("2026-12-07T05:00", "2026-12-04T05:00"),  # a Monday morning: 5 hours of it, 19 of Friday
+])
+def test_the_demo_history_holds_a_working_day_whenever_it_starts(now, begins):
+    """`make up` backfills 24 hours, further back at a weekend: demo people mostly rest then, and a Saturday's
+    third of a weekday's events was too little to learn from (the 01:40 permission change was missed)."""
+    end = datetime.fromisoformat(now).replace(tzinfo=UTC)
+    start = history_start(end)
+    assert start == datetime.fromisoformat(begins).replace(tzinfo=UTC)
+    assert history_start(end, hours=48) <= end - timedelta(hours=48)
+    hours = [start + timedelta(hours=k) for k in range(int((end - start) / timedelta(hours=1)))]
+    assert sum(h.weekday() < 5 for h in hours) >= 24
+    assert end - start <= timedelta(days=3)  # within the worker's default backfill (`analytics_backfill_days`)
