@@ -12,7 +12,9 @@ standing (a client they already have, nobody elsewhere at the time) start using 
 VPN or ISP, and counts towards the population's share; colleagues who arrive in a new country through the
 same network one after another are travelling together (a conference), which makes each later arrival a more
 plausible trip. Neither applies to a network that is failing logins for users it never lets in (guessing),
-and only arrivals before a first count, so live scoring and a file agree.
+and only arrivals before a first count, so live scoring and a file agree. Arrivals that a refit has since
+learnt from still count: the model keeps when it first saw each value, and a value first seen inside the
+frame being scored is a first there, wherever a refit fell.
 """
 
 from __future__ import annotations
@@ -133,19 +135,19 @@ class NewContext(Detector):
 
     def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
         triple = ["user_id", "attribute", "value"]
-        long = self._long(events)
-        if "first" in self.known_.columns:  # a model stored before version 3 knows no first-seen times
-            # A value is new where the model never saw it, or where the first time it saw it is in this frame:
-            # the lookback before a range overlaps the model's history, and arrivals there are still firsts
-            # (scored by the range they fell in, and peers of the firsts after them), wherever a refit fell.
-            long = (long.join(self.known_.lazy().select(*triple, "first"), on=triple, how="left")
-                    .filter(pl.col("first").is_null() | (pl.col("first") >= pl.col("timestamp").min())))
-        else:
-            long = long.join(self.known_.lazy().select(triple), on=triple, how="anti").with_columns(
-                pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("first"))
-        firsts = (long.group_by(triple)
-                  .agg(pl.col("event_id", "_asn").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min(),
-                       pl.col("first").first())
+        known = self.known_
+        if "first" not in known.columns:  # a model stored before version 3 knows no first-seen times
+            known = known.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("first"))
+        # A value is new where the model never saw it, or where the first time it saw it is in this frame:
+        # the lookback before a range overlaps the model's history, and arrivals there are still firsts
+        # (scored by the range they fell in, and peers of the firsts after them), wherever a refit fell.
+        begins = events.select(pl.col("timestamp").min()).collect().item()
+        seen_in_frame = (pl.col("first") >= begins).fill_null(False) if begins is not None else pl.lit(False)
+        firsts = (self._long(events)
+                  .join(known.lazy().filter(~seen_in_frame).select(triple), on=triple, how="anti")
+                  .group_by(triple)
+                  .agg(pl.col("event_id", "_asn").get(pl.col("timestamp").arg_min()), pl.col("timestamp").min())
+                  .join(known.lazy().filter(seen_in_frame).select(*triple, "first"), on=triple, how="left")
                   .filter(pl.col("first").is_null() | (pl.col("first") == pl.col("timestamp"))).drop("first")
                   .collect())
         if firsts.is_empty():
