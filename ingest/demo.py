@@ -43,14 +43,10 @@ def history_start(now: datetime, hours: float = 24.0) -> datetime:
     than a working day (24 weekday hours). Demo people mostly rest at weekends, and a weekend alone is too
     little to learn a working week from (a Saturday holds a third of a weekday's events): begun on a Sunday
     evening, the history reaches back to Friday morning."""
-    start = now - timedelta(hours=hours)
-    hour = timedelta(hours=1)
-
-    def weekday_hours(at: datetime) -> float:
-        return sum(1 for k in range(math.ceil((now - at) / hour)) if (at + k * hour).weekday() < 5)
-
-    while weekday_hours(start) < 24:
+    start, hour, weekday = now, timedelta(hours=1), 0
+    while now - start < timedelta(hours=hours) or weekday < 24:
         start -= hour
+        weekday += start.weekday() < 5
     return start
 
 

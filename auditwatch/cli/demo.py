@@ -98,7 +98,7 @@ def run_demo(*, url: str, key: str, admin_key: str | None, seed: int = 7, users:
 @click.option("--admin-key", envvar="AUDITWATCH_DEMO_ADMIN_KEY", help="An admin key to register the demo users.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--users", "n_users", default=300, show_default=True)
-@click.option("--history-hours", default=24, show_default=True,
+@click.option("--history-hours", default=24, show_default=True, type=click.IntRange(0, 24 * 366),
               help="Backfill this much history first (0: none), more when it would hold less than a working day of "
                    "weekday hours (begun on a Sunday, it reaches back to Friday).")
 @click.option("--duration", default=0.0, help="Stop after this many seconds of live traffic (0: run until stopped).")

@@ -98,3 +98,14 @@ def test_the_demo_history_holds_a_working_day_whenever_it_starts(now, begins):
     hours = [start + timedelta(hours=k) for k in range(int((end - start) / timedelta(hours=1)))]
     assert sum(h.weekday() < 5 for h in hours) >= 24
     assert end - start <= timedelta(days=3)  # within the worker's default backfill (`analytics_backfill_days`)
+
+
+@pytest.mark.parametrize("hours", ["-1", "100000", "a day"])
+def test_the_demo_refuses_a_history_it_cannot_backfill(hours):
+    """A negative, absurd or non-numeric backfill is a usage error before anything is sent or registered."""
+    from click.testing import CliRunner
+
+    from auditwatch.cli.main import main
+
+    result = CliRunner().invoke(main, ["demo", "--url", "http://127.0.0.1:9", "--key", "k", "--history-hours", hours])
+    assert result.exit_code == 2 and "--history-hours" in result.output
