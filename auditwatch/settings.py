@@ -135,6 +135,7 @@ class Settings:
     syslog_max_message_bytes: int = 16 * 1024  # longer messages are cut (UDP) or skipped (TCP)
     syslog_queue_lines: int = 4096  # bounded memory; TCP readers pause when full (back-pressure)
     syslog_max_connections: int = 1000
+    syslog_processes: int = 1  # store processes: 1 parses and writes in the listener; 2+ in worker processes
     syslog_zone: str = "UTC"  # the zone of RFC 3164 dates, which carry none
     syslog_source_zones: tuple[str, ...] = field(default=())  # per sender: "host=Europe/Berlin,10.0.0.7=UTC"
     syslog_unknown_users: str = "register"  # R4 for syslog accounts: register | host (attribute to the host)
@@ -274,6 +275,9 @@ def _validate(settings: Settings) -> Settings:
     if settings.alertmanager_urls and not all(u.strip().startswith(("http://", "https://"))
                                               for u in settings.alertmanager_urls.split(",")):
         raise SettingsError("`alertmanager_urls` takes http(s) URLs, comma-separated, e.g. http://alertmanager:9093")
+    if not 1 <= settings.syslog_processes <= 64:
+        raise SettingsError("`syslog_processes` must be 1 to 64: 1 stores in the listener process, 2 or more in "
+                            "that many worker processes (about one per core the database leaves free)")
     if settings.syslog_unknown_users not in {"register", "host"}:
         raise SettingsError("`syslog_unknown_users` must be `register` or `host`")
     if settings.bus_url and not all(u.strip().startswith(("nats://", "tls://")) for u in settings.bus_url.split(",")):

@@ -128,11 +128,12 @@ def parse_only(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def syslog_run(url: str, n: int, udp_rate: float) -> dict[str, tuple[float, int, int]]:
+def syslog_run(url: str, n: int, udp_rate: float, processes: int = 1) -> dict[str, tuple[float, int, int]]:
     udp, tcp = free_port(), free_port()
     results = {}
     # Its own ops port: two syslog processes on one machine (another run, a test) must not collide on 9465.
-    with process(["syslog", "--udp-port", str(udp), "--tcp-port", str(tcp)], url, "syslog",
+    with process(["syslog", "--udp-port", str(udp), "--tcp-port", str(tcp), "--processes", str(processes)], url,
+                 "syslog",
                  AUDITWATCH_SYSLOG_OPS_PORT=str(free_port())):
         wait_port(tcp)
         run = f"tcp{uuid.uuid4().hex[:6]}"
@@ -203,6 +204,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--udp-rate", type=float, default=8500, help="UDP lines/s offered (0: as fast as possible)")
     parser.add_argument("--skip-bus", action="store_true", help="only (a) and (b)")
+    parser.add_argument("--syslog-processes", type=int, default=1,
+                        help="the listener's store processes (`auditwatch syslog --processes`)")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
@@ -212,7 +215,7 @@ def main() -> None:
         catalog.register_users(pool, [{"user_id": f"bench{i:05d}"} for i in range(N_USERS)], "bench")
         _, key = catalog.create_key(pool, f"bench-{uuid.uuid4().hex[:8]}", Role.SYSTEM, "bench")
         pool.close()
-        for transport, (rate, stored, sent) in syslog_run(url, args.lines, args.udp_rate).items():
+        for transport, (rate, stored, sent) in syslog_run(url, args.lines, args.udp_rate, args.syslog_processes).items():
             if transport == "udp offered":
                 print(f"    UDP offered at {rate:,.0f} lines/s", flush=True)
                 continue

@@ -170,7 +170,8 @@ def unparsed_event(raw: str, *, reason: BaseException, now: datetime, peer: str 
     """
     message = SyslogMessage(timestamp=now, hostname=None, app=None, procid=None, message=raw, rfc="unknown")
     event = to_event(message, raw=raw, peer=peer, occurrence=occurrence)
-    event["metadata"]["parse_error"] = _clip(_escape(f"{reason.__class__.__name__}: {reason}"), 256)
+    kind = getattr(reason, "kind", None) or reason.__class__.__name__  # a store process's failure names its own
+    event["metadata"]["parse_error"] = _clip(_escape(f"{kind}: {reason}"), 256)
     return event
 
 

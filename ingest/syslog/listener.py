@@ -7,11 +7,12 @@ the queue is full the listener stops reading the UDP socket and lets the kernel'
 to ``udp_receive_buffer``) absorb the burst; what overflows that buffer is dropped by the kernel and counted
 (``udp_kernel_dropped``, read from /proc/net/udp), never silently. Batches are handed to ``handle`` (which
 stores them, blocking) on worker threads, ``store_batches`` at a time, so one batch is parsed while the
-one before it commits; a batch that fails is retried until it succeeds, holding
-the queue, so an outage of the database or the bus slows senders down instead of losing lines. A batch
-that keeps failing for any other reason than the store being unavailable (a parser or validation bug
-that one line trips) is split in halves, each retried on its own, so one line never holds back the
-lines that arrived with it; a single line that still fails goes to ``fallback`` (the ingestor stores
+one before it commits, or on worker processes (``executor``: the GIL keeps threads to one core, and parsing
+and writing are most of a line's CPU; a pool whose worker died is replaced). A batch that fails is retried
+until it succeeds, holding the queue, so an outage of the database or the bus slows senders down instead of
+losing lines. A batch that keeps failing for any other reason than the store being unavailable (a parser or
+validation bug that one line trips) is split in halves, each retried on its own, so one line never holds back
+the lines that arrived with it; a single line that still fails goes to ``fallback`` (the ingestor stores
 it as a raw ``syslog_message`` with the reason), and only if that fails too is it logged and counted
 as ``unstorable``.
 
@@ -29,7 +30,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -52,6 +53,24 @@ class Received:
     peer: str | None
     occurrence: int
     received_at: datetime
+
+
+class StoreFailed(Exception):
+    """A store attempt in another process failed, carried back in a form that always pickles: the original
+    exception's class name (``kind``), its message, and whether the store was only unavailable (retried as such)."""
+
+    def __init__(self, kind: str, message: str, transient: bool) -> None:
+        super().__init__(kind, message, transient)
+        self.kind, self.message, self.transient = kind, message, transient
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def of(cls, exc: BaseException) -> StoreFailed:
+        if isinstance(exc, StoreFailed):
+            return exc
+        return cls(exc.__class__.__name__, str(exc), is_transient(exc))
 
 
 @dataclass(frozen=True)
@@ -94,10 +113,17 @@ def utcnow() -> datetime:
 class SyslogListener:
     def __init__(self, config: ListenerConfig, handle: Callable[[list[Received]], object], *,
                  fallback: Callable[[list[Received], BaseException], object] | None = None,
-                 now: Callable[[], datetime] = utcnow, retry_delay: float = 1.0) -> None:
+                 now: Callable[[], datetime] = utcnow, retry_delay: float = 1.0,
+                 executor: Callable[[], Executor] | None = None,
+                 stored: Callable[[object], None] | None = None) -> None:
+        """``handle(batch)`` stores a batch (blocking) and ``fallback(batch, reason)`` stores lines it could
+        not, raw. They run on ``executor()``'s workers: by default ``store_batches`` threads of this process.
+        Given a process pool instead, they must be picklable module functions; a pool whose worker died is
+        replaced and the batch retried. ``stored`` is called on the loop with what each call returned."""
         self.config = config
         self._handle = handle
         self._fallback = fallback
+        self._stored = stored
         self._now = now
         self._retry_delay = retry_delay
         self.stats = ListenerStats()
@@ -106,7 +132,9 @@ class SyslogListener:
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task] = set()
         self._consumer: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max(1, config.store_batches), thread_name_prefix="syslog-store")
+        self._new_executor = executor or (lambda: ThreadPoolExecutor(max(1, config.store_batches),
+                                                                     thread_name_prefix="syslog-store"))
+        self._executor = self._new_executor()
         self._storing: set[asyncio.Task] = set()
         self._udp_paused = False
         self._udp_held: list[Received] = []  # the datagram that found the queue full, kept while paused
@@ -279,7 +307,7 @@ class SyslogListener:
         failures = 0
         while True:
             try:
-                await loop.run_in_executor(self._executor, self._handle, batch)
+                await self._run(loop, self._handle, batch)
                 self.stats.handled += len(batch)
                 return
             except Exception as exc:  # noqa: BLE001 - keep the lines and retry: dropping them would lose events
@@ -301,13 +329,28 @@ class SyslogListener:
                 await asyncio.sleep(delay)
                 delay = _next_delay(delay, exc)
 
+    async def _run(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
+        """``fn(*args)`` on the executor; what it returns goes to ``stored``. A worker process that died (killed,
+        out of memory) breaks its pool: the pool is replaced once, and the batch fails as transient (retried)."""
+        executor = self._executor
+        try:
+            result = await loop.run_in_executor(executor, fn, *args)
+        except BrokenExecutor as exc:
+            if self._executor is executor:
+                log.error("syslog: a store worker died (%s); starting new ones and retrying its batches", exc)
+                self._executor = self._new_executor()
+                executor.shutdown(wait=False)
+            raise
+        if self._stored is not None:
+            self._stored(result)
+
     async def _store_fallback(self, loop: asyncio.AbstractEventLoop, batch: list[Received],
                               reason: BaseException) -> None:
         """One line the handler cannot store: through ``fallback`` (retried while the store is down)."""
         delay = self._retry_delay
         while self._fallback is not None:
             try:
-                await loop.run_in_executor(self._executor, self._fallback, batch, reason)
+                await self._run(loop, self._fallback, batch, reason)
                 self.stats.handled += len(batch)
                 self.stats.fallback_lines += len(batch)
                 return
@@ -363,11 +406,17 @@ def _kernel_drops(inode: int) -> int:
 def _next_delay(delay: float, exc: BaseException) -> float:
     """Back off up to 30 s, but only to 1 s while the pool reports the database down: that refusal costs
     nothing (the pool's own probe watches for its return), and the lines are stored within a second of it."""
-    return min(delay * 2, 1.0 if isinstance(exc, DatabaseDown) else 30.0)
+    down = isinstance(exc, DatabaseDown) or (isinstance(exc, StoreFailed) and exc.kind == DatabaseDown.__name__)
+    return min(delay * 2, 1.0 if down else 30.0)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True when the store is unavailable (retry the same lines), False when the lines themselves fail."""
+    """True when the store is unavailable (retry the same lines), False when the lines themselves fail. A store
+    worker process that died is transient: its batch is retried on a new one."""
+    if isinstance(exc, StoreFailed):
+        return exc.transient
+    if isinstance(exc, BrokenExecutor):
+        return True
     return isinstance(exc, (OSError, Unavailable, DatabaseUnavailable, psycopg.OperationalError, PoolTimeout))
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -67,3 +70,88 @@ def test_bad_settings_are_usage_errors(db_url, tmp_path, monkeypatch):
     unreachable = runner.invoke(main, ["deadletters", "list"],
                                 env=_env(db_url, tmp_path, AUDITWATCH_BUS_URL=f"nats://127.0.0.1:{free_port()}"))
     assert unreachable.exit_code == 1 and "bus is unavailable" in unreachable.output
+
+
+def _store_workers(pid: int) -> list[int]:
+    """The store worker processes of a listener (not multiprocessing's resource tracker beside them)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return [c for c in found if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and 'channel="syslog"' in line)
+
+
+def test_syslog_store_processes_lose_no_line_to_a_killed_worker_or_a_sigterm(db_url, tmp_path, conn):
+    """`auditwatch syslog --processes 2`: parsing and writing run in two worker processes. One is SIGKILLed while
+    lines stream in, and the listener is SIGTERMed as soon as the last line is sent: every line is stored exactly
+    once, and the listener's ops port counts what its workers stored."""
+    tcp, ops = free_port(), free_port()
+    log = tmp_path / "syslog.log"
+    proc = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "syslog", "--udp-port", "0", "--tcp-port",
+                             str(tcp), "--processes", "2"], env=_env(db_url, tmp_path, AUDITWATCH_SYSLOG_OPS_PORT=str(ops)),
+                            cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    stored = "SELECT count(*) FROM audit_events WHERE resource_id LIKE 'pw-%%'"
+    lines = [f"<38>Nov 28 10:00:00 pw-{i % 50} sshd[{i}]: Failed password for u{i % 300} from 10.7.{i % 250}.1 "
+             f"port {i} ssh2\n".encode() for i in range(30_000)]
+    try:
+        deadline = time.monotonic() + 60
+        while ("store processes" not in log.read_text() or len(_store_workers(proc.pid)) < 2) \
+                and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        workers = _store_workers(proc.pid)
+        with socket.create_connection(("127.0.0.1", tcp)) as s:
+            s.sendall(b"".join(lines[:15_000]))
+            deadline = time.monotonic() + 60
+            while conn.execute(stored).fetchone()[0] < 2_000 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(workers[0], signal.SIGKILL)  # mid-stream: its batch and the others in flight are retried
+            s.sendall(b"".join(lines[15_000:25_000]))
+        deadline = time.monotonic() + 120
+        while conn.execute(stored).fetchone()[0] < 25_000 and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert conn.execute(stored).fetchone()[0] == 25_000, log.read_text()
+        accepted = _metric(ops, "auditwatch_ingest_events_accepted_total")
+        duplicates = _metric(ops, "auditwatch_ingest_events_duplicate_total")
+        # The killed worker may have committed a batch it never reported: its retry counts as duplicates.
+        assert accepted <= 25_000 <= accepted + duplicates, (accepted, duplicates)
+        with socket.create_connection(("127.0.0.1", tcp)) as s:
+            s.sendall(b"".join(lines[25_000:]))
+    finally:
+        proc.send_signal(signal.SIGTERM)  # at once: what was received is drained through the workers first
+        proc.wait(120)
+    assert proc.returncode == 0, log.read_text()
+    assert "a store worker died" in log.read_text()
+    assert conn.execute(stored).fetchone()[0] == 30_000
+    assert conn.execute("SELECT count(DISTINCT metadata->>'pid') FROM audit_events WHERE resource_id LIKE 'pw-%%'"
+                        ).fetchone()[0] == 30_000
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_syslog_store_workers_exit_when_the_listener_is_killed(db_url, tmp_path):
+    """A SIGKILLed listener cannot shut its workers down, and they hold its queue's write end themselves, so they
+    would wait for ever with their database connections: each notices it was orphaned and exits."""
+    log = tmp_path / "syslog.log"
+    proc = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "syslog", "--udp-port", "0", "--tcp-port",
+                             str(free_port()), "--processes", "2"],
+                            env=_env(db_url, tmp_path, AUDITWATCH_SYSLOG_OPS_PORT=str(free_port())),
+                            cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while len(_store_workers(proc.pid)) < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    workers = _store_workers(proc.pid)
+    assert len(workers) == 2, log.read_text()
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), log.read_text()
+    assert log.read_text().count("this store worker exits") == 2

@@ -328,3 +328,56 @@ def test_a_udp_burst_beyond_the_queue_waits_in_the_kernel_buffer_instead_of_bein
     assert listener.stats.dropped == 0
     assert listener.stats.udp_kernel_dropped == 0  # 400 short datagrams fit the raised buffer
     assert sorted(handled) == sorted(sent)
+
+
+# -- store workers in other processes --------------------------------------------------------------------
+
+def _store_in_worker(batch):
+    """A store worker's handle (module level, so a process pool can pickle it): refuses a batch holding a TRIP
+    line, and dies outright on the first DIE line it meets (a marker file records that it died once)."""
+    import os
+
+    from ingest.syslog.listener import StoreFailed
+    if any("DIE" in r.line for r in batch) and not os.path.exists(os.environ["AW_TEST_DIE_MARKER"]):
+        Path(os.environ["AW_TEST_DIE_MARKER"]).write_text("died")
+        os._exit(9)  # as a worker killed by the OOM killer: no exception, no reply
+    if any("TRIP" in r.line for r in batch):
+        raise StoreFailed.of(ValueError("a bug this one line trips"))
+    return [("parsed", r.line) for r in batch]
+
+
+def _raw_in_worker(batch, reason):
+    return [("raw", r.line, f"{reason.kind}: {reason}") for r in batch]
+
+
+def test_store_workers_in_other_processes_survive_a_dead_worker_and_isolate_a_refused_line(tmp_path, monkeypatch):
+    """With ``syslog_processes`` ≥ 2 the listener hands batches to a process pool. A worker that dies mid-batch
+    breaks the pool: a new one is started and the batch retried, so no line is lost; a line the store refuses is
+    split out and kept raw with the reason's own name, carried across the process boundary."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setenv("AW_TEST_DIE_MARKER", str(tmp_path / "died"))
+    pools: list[ProcessPoolExecutor] = []
+
+    def new_pool() -> ProcessPoolExecutor:
+        pools.append(ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")))
+        return pools[-1]
+
+    got: list = []
+    listener = SyslogListener(config(batch_lines=16, store_batches=4), _store_in_worker, fallback=_raw_in_worker,
+                              executor=new_pool, stored=got.extend, retry_delay=0.05)
+    lines = [f"<13>Nov 28 10:00:00 pw app: line {i}" for i in range(200)]
+    lines[60] = "<13>Nov 28 10:00:00 pw app: DIE"
+    lines[150] = "<13>Nov 28 10:00:00 pw app: TRIP"
+    with running(listener) as ports:
+        with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+            tcp.sendall("".join(line + "\n" for line in lines).encode())
+        wait_for(lambda: listener.stats.handled == 200, 60)
+    assert (tmp_path / "died").read_text() == "died"
+    assert len(pools) >= 2 and listener.stats.failed_batches >= 1  # the broken pool was replaced, the batch retried
+    parsed = [line for kind, line, *_ in got if kind == "parsed"]
+    raw = [entry for entry in got if entry[0] == "raw"]
+    assert sorted(parsed) == sorted(lines[:150] + lines[151:])  # every other line once (DIE's batch retried whole)
+    assert raw == [("raw", lines[150], "ValueError: a bug this one line trips")]
+    assert listener.stats.fallback_lines == 1 and listener.stats.unstorable == 0

@@ -1,0 +1,150 @@
+"""The syslog listener's store processes (``syslog_processes`` ≥ 2).
+
+One listener process reads every socket, frames lines and counts repeats (the ``Received`` of a line is fixed
+there, so a retried batch yields the same event ids); parsing, validation, redaction, enrichment and the write,
+almost all of a line's CPU, run in ``syslog_processes`` worker processes, each with its own pool and writer.
+The integrity chain takes one lock per commit, as for several ``auditwatch writer`` processes.
+
+Workers ignore SIGINT: Ctrl-C reaches a terminal's whole process group, and the listener, which drains its queue
+through them and then shuts them down, must find them alive. SIGTERM keeps its default: the process pool itself
+ends the survivors of a broken pool with it. A worker that dies (killed, out of memory, a service manager's SIGTERM
+to every process of the unit) is replaced and its batches retried (``SyslogListener._run``): a batch it had
+committed before dying is then stored once and counted as duplicates. A worker whose listener was killed exits.
+
+What a worker returns is a ``Stored`` summary, counted by the listener process into the progress line and the ingest
+metrics of its ops port (the workers serve none).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import util
+
+from auditwatch import logs
+from auditwatch.server import settle
+from auditwatch.services import Services
+from auditwatch.settings import Settings
+from ingest import metrics
+from ingest.pipeline import BatchResult
+from ingest.syslog.ingestor import SyslogIngestor
+from ingest.syslog.listener import Received, StoreFailed
+
+log = logging.getLogger(__name__)
+
+_ingestor: SyslogIngestor | None = None
+_busy = threading.Lock()  # held while a batch is stored
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What one store call did: counts, refusals by code, and its duration (for the batch histogram)."""
+
+    created: int
+    duplicates: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, result: BatchResult, seconds: float) -> Stored:
+        created = duplicates = 0
+        rejected: Counter[str] = Counter()
+        for r in result.results:
+            if r.status == "created":
+                created += 1
+            elif r.status == "duplicate":
+                duplicates += 1
+            elif r.error is not None:
+                rejected[r.error.code] += 1
+        return cls(created, duplicates, dict(rejected), seconds)
+
+
+class Totals:
+    """The listener process's count of what its workers stored (the progress line reads ``totals``)."""
+
+    def __init__(self) -> None:
+        self.totals: Counter[str] = Counter()
+
+    def add(self, stored: object) -> None:
+        if not isinstance(stored, Stored):
+            return
+        self.totals["created"] += stored.created
+        self.totals["duplicate"] += stored.duplicates
+        self.totals["rejected"] += sum(stored.rejected.values())
+        metrics.BATCH_SECONDS.labels("syslog").observe(stored.seconds)
+        if stored.created:
+            metrics.EVENTS_ACCEPTED.labels("syslog").inc(stored.created)
+        if stored.duplicates:
+            metrics.EVENTS_DUPLICATE.labels("syslog").inc(stored.duplicates)
+        for code, n in stored.rejected.items():
+            metrics.EVENTS_REJECTED.labels("syslog", code).inc(n)
+
+
+def pool(settings: Settings, url: str, zones: dict[str, str]) -> ProcessPoolExecutor:
+    """``settings.syslog_processes`` store workers, started fresh (spawn: nothing of the listener's threads,
+    sockets or pool is inherited)."""
+    executor = ProcessPoolExecutor(settings.syslog_processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start, initargs=(os.getpid(), settings, url, zones))
+    for _ in range(settings.syslog_processes):  # start them now, not at the first line (a worker takes ~2 s)
+        executor.submit(_ready)
+    return executor
+
+
+def _ready() -> None:
+    """Nothing: submitted once per worker so that the pool starts them all at once."""
+
+
+def _start(listener: int, settings: Settings, url: str, zones: dict[str, str]) -> None:
+    global _ingestor
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # First: a listener killed while this worker starts must not leave it behind either.
+    threading.Thread(target=_exit_when_orphaned, args=(listener,), name="orphan-watch", daemon=True).start()
+    logs.configure(settings.log_format)
+    services = Services.open(settings, url=url)
+    util.Finalize(None, services.close, exitpriority=10)  # before the interpreter waits for threads at exit
+    _ingestor = SyslogIngestor(services.pipeline, services.pool, zone=settings.syslog_zone, zones=zones,
+                               unknown_users=settings.syslog_unknown_users)  # type: ignore[arg-type]
+    settle(services.pipeline)
+
+
+def _exit_when_orphaned(parent: int, every: float = 1.0) -> None:
+    """A listener that was SIGKILLed leaves its workers waiting on a queue it can no longer write to (they hold
+    its write end too), each holding database connections: a worker whose parent is gone finishes the batch it
+    is storing, then exits."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    with _busy:
+        log.error("syslog: the listener process %d is gone; this store worker exits", parent)
+        os._exit(0)
+
+
+def handle(batch: Sequence[Received]) -> Stored:
+    """Store a batch in this worker (the listener's ``handle``)."""
+    assert _ingestor is not None, "a store worker runs _start first"
+    started = time.perf_counter()
+    try:
+        with _busy:
+            result = _ingestor(batch)
+    except Exception as exc:  # noqa: BLE001 - sent back in a form that pickles, transient or not
+        raise StoreFailed.of(exc) from None
+    return Stored.of(result, time.perf_counter() - started)
+
+
+def fallback(batch: Sequence[Received], reason: BaseException) -> Stored:
+    """Store lines raw, with the reason (the listener's ``fallback``)."""
+    assert _ingestor is not None, "a store worker runs _start first"
+    started = time.perf_counter()
+    try:
+        with _busy:
+            result = _ingestor.raw(batch, reason)
+    except Exception as exc:  # noqa: BLE001 - as in handle
+        raise StoreFailed.of(exc) from None
+    return Stored.of(result, time.perf_counter() - started)
