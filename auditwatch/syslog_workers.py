@@ -11,7 +11,7 @@ ends the survivors of a broken pool with it. A worker that dies (killed, out of 
 to every process of the unit) is replaced and its batches retried (``SyslogListener._run``): a batch it had
 committed before dying is then stored once and counted as duplicates. A worker whose listener was killed exits.
 
-What a worker returns is a ``Stored`` summary, counted by the listener process into the progress line and the ingest
+What a worker returns is a ``BatchCounts`` summary, counted by the listener process into the progress line and the ingest
 metrics of its ops port (the workers serve none).
 """
 
@@ -26,7 +26,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from multiprocessing import util
 
 from auditwatch import logs
@@ -34,7 +33,6 @@ from auditwatch.server import settle
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest import metrics
-from ingest.pipeline import BatchResult
 from ingest.syslog.ingestor import SyslogIngestor
 from ingest.syslog.listener import Received, StoreFailed
 
@@ -44,48 +42,20 @@ _ingestor: SyslogIngestor | None = None
 _busy = threading.Lock()  # held while a batch is stored
 
 
-@dataclass(frozen=True)
-class Stored:
-    """What one store call did: counts, refusals by code, and its duration (for the batch histogram)."""
-
-    created: int
-    duplicates: int
-    rejected: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @classmethod
-    def of(cls, result: BatchResult, seconds: float) -> Stored:
-        created = duplicates = 0
-        rejected: Counter[str] = Counter()
-        for r in result.results:
-            if r.status == "created":
-                created += 1
-            elif r.status == "duplicate":
-                duplicates += 1
-            elif r.error is not None:
-                rejected[r.error.code] += 1
-        return cls(created, duplicates, dict(rejected), seconds)
-
-
 class Totals:
-    """The listener process's count of what its workers stored (the progress line reads ``totals``)."""
+    """The listener process's count of what its workers stored: the progress line reads ``totals``, and the
+    ingest metrics of its ops port count each batch (the workers serve no metrics)."""
 
     def __init__(self) -> None:
         self.totals: Counter[str] = Counter()
 
-    def add(self, stored: object) -> None:
-        if not isinstance(stored, Stored):
+    def add(self, counts: object) -> None:
+        if not isinstance(counts, metrics.BatchCounts):
             return
-        self.totals["created"] += stored.created
-        self.totals["duplicate"] += stored.duplicates
-        self.totals["rejected"] += sum(stored.rejected.values())
-        metrics.BATCH_SECONDS.labels("syslog").observe(stored.seconds)
-        if stored.created:
-            metrics.EVENTS_ACCEPTED.labels("syslog").inc(stored.created)
-        if stored.duplicates:
-            metrics.EVENTS_DUPLICATE.labels("syslog").inc(stored.duplicates)
-        for code, n in stored.rejected.items():
-            metrics.EVENTS_REJECTED.labels("syslog", code).inc(n)
+        self.totals["created"] += counts.accepted
+        self.totals["duplicate"] += counts.duplicates
+        self.totals["rejected"] += sum(counts.rejected.values())
+        counts.record("syslog")
 
 
 def pool(settings: Settings, url: str, zones: dict[str, str]) -> ProcessPoolExecutor:
@@ -126,7 +96,7 @@ def _exit_when_orphaned(parent: int, every: float = 1.0) -> None:
         os._exit(0)
 
 
-def handle(batch: Sequence[Received]) -> Stored:
+def handle(batch: Sequence[Received]) -> metrics.BatchCounts:
     """Store a batch in this worker (the listener's ``handle``)."""
     assert _ingestor is not None, "a store worker runs _start first"
     started = time.perf_counter()
@@ -135,10 +105,10 @@ def handle(batch: Sequence[Received]) -> Stored:
             result = _ingestor(batch)
     except Exception as exc:  # noqa: BLE001 - sent back in a form that pickles, transient or not
         raise StoreFailed.of(exc) from None
-    return Stored.of(result, time.perf_counter() - started)
+    return metrics.BatchCounts.of(result, time.perf_counter() - started)
 
 
-def fallback(batch: Sequence[Received], reason: BaseException) -> Stored:
+def fallback(batch: Sequence[Received], reason: BaseException) -> metrics.BatchCounts:
     """Store lines raw, with the reason (the listener's ``fallback``)."""
     assert _ingestor is not None, "a store worker runs _start first"
     started = time.perf_counter()
@@ -147,4 +117,4 @@ def fallback(batch: Sequence[Received], reason: BaseException) -> Stored:
             result = _ingestor.raw(batch, reason)
     except Exception as exc:  # noqa: BLE001 - as in handle
         raise StoreFailed.of(exc) from None
-    return Stored.of(result, time.perf_counter() - started)
+    return metrics.BatchCounts.of(result, time.perf_counter() - started)

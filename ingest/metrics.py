@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import nats.errors
@@ -45,22 +46,43 @@ def channel_of(principal: str) -> str:
     return "http"
 
 
+@dataclass(frozen=True)
+class BatchCounts:
+    """What one batch did, as the metrics count it: new events, duplicates, refusals by code, its duration. Small
+    and picklable, so a syslog store worker can send it to the listener process, whose ops port counts it."""
+
+    accepted: int
+    duplicates: int
+    rejected: dict[str, int]
+    seconds: float
+
+    @classmethod
+    def of(cls, result: Any, seconds: float) -> BatchCounts:
+        accepted = duplicates = 0
+        rejected: dict[str, int] = {}
+        for r in result.results:
+            if r.status == "created":
+                accepted += 1
+            elif r.status == "duplicate":
+                duplicates += 1
+            elif r.error is not None:
+                rejected[r.error.code] = rejected.get(r.error.code, 0) + 1
+        return cls(accepted, duplicates, rejected, seconds)
+
+    def record(self, channel: str) -> None:
+        BATCH_SECONDS.labels(channel).observe(self.seconds)
+        for code, n in self.rejected.items():
+            EVENTS_REJECTED.labels(channel, code).inc(n)
+        if self.accepted:
+            EVENTS_ACCEPTED.labels(channel).inc(self.accepted)
+        if self.duplicates:
+            EVENTS_DUPLICATE.labels(channel).inc(self.duplicates)
+
+
 def record_batch(channel: str, result: T, started: float) -> T:
     """Count one ``BatchResult`` (accepted, duplicates, rejected by code) and its latency since ``started``;
     returns it, so the pipeline can hand it on in the same line."""
-    BATCH_SECONDS.labels(channel).observe(time.perf_counter() - started)
-    accepted = duplicates = 0
-    for r in result.results:
-        if r.status == "created":
-            accepted += 1
-        elif r.status == "duplicate":
-            duplicates += 1
-        elif r.error is not None:
-            EVENTS_REJECTED.labels(channel, r.error.code).inc()
-    if accepted:
-        EVENTS_ACCEPTED.labels(channel).inc(accepted)
-    if duplicates:
-        EVENTS_DUPLICATE.labels(channel).inc(duplicates)
+    BatchCounts.of(result, time.perf_counter() - started).record(channel)
     return result
 
 
