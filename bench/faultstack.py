@@ -7,7 +7,8 @@ group so that SIGKILL takes a gunicorn master and its workers at once:
 - ``api``: the API writing straight to the database (HTTP ingest, group commit);
 - ``api_bus``: a second API that publishes to JetStream (201 = stored by the bus);
 - ``writer``: the bus consumer into the database;
-- ``syslog``: the syslog TCP listener, writing straight to the database;
+- ``syslog``: the syslog TCP listener, writing straight to the database (through ``syslog_processes`` store
+  worker processes when that is 2 or more);
 - ``worker``: the scheduled jobs (checkpoints, alert rules and delivery) as the leader.
 
 Load generators (``HttpLoad``, ``SyslogLoad``) remember exactly what was acknowledged. The harness is the
@@ -89,8 +90,9 @@ class Component:
 
 
 class Stack:
-    def __init__(self, root: Path, *, api_workers: int = 1) -> None:
+    def __init__(self, root: Path, *, api_workers: int = 1, syslog_processes: int = 1) -> None:
         self.root = root
+        self.syslog_processes = syslog_processes
         self.cluster = LocalCluster(root / "data", port=free_port(), fast=True)
         self.nats_port = free_port()
         self.nats: subprocess.Popen | None = None
@@ -124,6 +126,7 @@ class Stack:
                 "AUDITWATCH_ALERTS_DISPATCH_SECONDS": "0.5", "AUDITWATCH_BUS_ACK_WAIT": "5",
                 "AUDITWATCH_WORKERS": str(self.api_workers), "AUDITWATCH_THREADS": "8",
                 "AUDITWATCH_SYSLOG_UDP_PORT": "0", "AUDITWATCH_SYSLOG_TCP_PORT": str(self.syslog_port),
+                "AUDITWATCH_SYSLOG_PROCESSES": str(self.syslog_processes),
                 "AUDITWATCH_KEY_CACHE_SECONDS": "60"}
         for name in ("AUDITWATCH_CONFIG", "AUDITWATCH_DATABASE_URL", "AUDITWATCH_BUS_URL"):
             base.pop(name, None)

@@ -28,6 +28,8 @@ def test_environment_lists_and_paths_are_coerced():
     ({"AUDITWATCH_UNKNOWN_USERS": "maybe"}, "unknown_users"),
     ({"AUDITWATCH_DATABASE_URL": "mysql://x"}, "postgresql://"),
     ({"AUDITWATCH_GEOIP": "perhaps"}, "geoip"),
+    ({"AUDITWATCH_SYSLOG_PROCESSES": "0"}, "syslog_processes` must be 1 to 64"),
+    ({"AUDITWATCH_SYSLOG_PROCESSES": "65"}, "syslog_processes` must be 1 to 64"),
 ])
 def test_bad_values_name_the_setting(environ, message):
     with pytest.raises(SettingsError, match=message):

@@ -3,7 +3,8 @@ JetStream bus) and syslog TCP while PostgreSQL is restarted and the API, the bus
 are SIGKILLed. Afterwards every acknowledged event is stored exactly once, ``auditwatch verify`` passes,
 no alert was paged twice, and every component works again without anyone fixing anything.
 
-CI-sized: 2 PostgreSQL restarts and 4 kills at once. bench/faults.py runs the larger schedule (5 restarts,
+CI-sized: 2 PostgreSQL restarts and 4 kills at once; syslog stores through two worker processes
+(``syslog_processes``; the in-process path has its own outage test in tests/ingest/test_syslog_listener.py). bench/faults.py runs the larger schedule (5 restarts,
 20 kills) and prints the recovery times.
 """
 
@@ -30,7 +31,8 @@ def _wait(predicate, timeout: float, what: str) -> float:
 
 @pytest.fixture
 def stack():
-    made = Stack(Path(tempfile.mkdtemp(prefix="auditwatch-faults-")))
+    # The syslog listener stores through two worker processes: their pools ride out the restarts too.
+    made = Stack(Path(tempfile.mkdtemp(prefix="auditwatch-faults-")), syslog_processes=2)
     try:
         made.up()
         yield made
