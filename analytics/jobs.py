@@ -419,16 +419,19 @@ def _score_ranges(pool: ConnectionPool, ranges: list[tuple[datetime, datetime]],
     log.info("scored history: %d new anomalies", result.inserted - before)
 
 
-def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes) -> pl.DataFrame:
+def reproduce(pool: ConnectionPool, anomaly: store.Anomaly, *, key: bytes,
+              late: timedelta = JobConfig.late) -> pl.DataFrame:
     """Rescore an anomaly's peak window with the model version that produced it (for audits and debugging).
 
     ``key`` is the model sealing key the worker used (``JobConfig.model_key``); there is no default, so a
-    caller cannot unseal models by forgetting it."""
+    caller cannot unseal models by forgetting it. The worker rescored the window for its late allowance
+    (``late``, ``JobConfig.late``), so what came in that hour after it counts here too (a success minutes
+    after the window resolves the failures before it)."""
     name, version = anomaly.detector, anomaly.detector_version
     detector, stored = load(pool, name, version, key=key)
     lo = anomaly.peak_at
     context_from = max(min(lo - timedelta(hours=1), stored.trained_to or lo), lo - timedelta(days=2))
-    frame = people(events.read(pool, context_from, anomaly.window_end))
+    frame = people(events.read(pool, context_from, anomaly.window_end + late))
     frame = lookback.frames({name: detector}, frame, pool=pool, low=lo, context_from=context_from,
                             bound=JobConfig.max_context, cache=lookback.LookbackCache(), now=lo)[name]
     scored = detector.score_frame(frame, start=lo)

@@ -218,3 +218,30 @@ def test_an_empty_model_key_file_is_refused_with_what_to_do(tmp_path):
     (tmp_path / "analytics-model.key").write_text("")
     with pytest.raises(SettingsError, match="delete it"):
         model_key(load(config_file=None, environ={}, overrides={"data_dir": str(tmp_path)}))
+
+
+def test_a_window_resolved_after_it_ends_is_reproduced_as_the_worker_scored_it(pool, loaded):
+    """The worker rescores a window for its late allowance (an hour), so its score counts what came after it:
+    failures that their owners followed with a success within minutes are resolved (a typo), even when the
+    success lands after the window closes. Reproducing the score must read that hour too, or it counts them."""
+    now = loaded
+    jobs.refit_job(pool, now=now - timedelta(hours=2), config=CONFIG)
+    start = jobs._floor(now - timedelta(minutes=70), timedelta(minutes=10))
+    ip = "198.51.100.7"
+    failures = [event(start + timedelta(minutes=1, seconds=12 * i), f"u{i:05d}", outcome="failure", ip=ip)
+                for i in range(40)]
+    # The last 15 were typos: each owner logs in from the same address two to five minutes after the window
+    # (the 1 h window [start - 50 min, start + 10 min) closes before them).
+    typos = [event(start + timedelta(minutes=12, seconds=10 * (i - 25)), f"u{i:05d}", ip=ip) for i in range(25, 40)]
+    _write(pool, *failures, *typos)
+    jobs.score_job(pool, now=now, config=CONFIG)
+    stored = store.anomalies_frame(pool, store.AnomalyQuery(limit=1000)).filter(
+        (pl.col("detector") == "failed_login_burst") & (pl.col("entity_value") == ip))
+    assert stored.height == 1, stored
+    row = stored.row(0, named=True)
+    anomaly = store.get_anomaly(pool, uuid.UUID(row["anomaly_id"]))
+    reproduced = jobs.reproduce(pool, anomaly, key=CONFIG.model_key)
+    assert reproduced["score"][0] == pytest.approx(row["score"])
+    # As many failures as the worker counted (the ones resolved after the window are not): scores saturate at 1.
+    assert reproduced["count"].to_list() == [orjson.loads(row["explanation"])["observed"]["count"]]
+    assert reproduced["count"].to_list() == [25]
