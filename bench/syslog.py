@@ -128,7 +128,8 @@ def parse_only(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def syslog_run(url: str, n: int, udp_rate: float, processes: int = 1) -> dict[str, tuple[float, int, int]]:
+def syslog_run(url: str, n: int, udp_rate: float, processes: int = 1,
+               connections: int = 1) -> dict[str, tuple[float, int, int]]:
     udp, tcp = free_port(), free_port()
     results = {}
     # Its own ops port: two syslog processes on one machine (another run, a test) must not collide on 9465.
@@ -137,10 +138,16 @@ def syslog_run(url: str, n: int, udp_rate: float, processes: int = 1) -> dict[st
                  AUDITWATCH_SYSLOG_OPS_PORT=str(free_port())):
         wait_port(tcp)
         run = f"tcp{uuid.uuid4().hex[:6]}"
-        payload = b"\n".join(lines(n, run)) + b"\n"
+        every = lines(n, run)
+        payloads = [b"\n".join(every[i::connections]) + b"\n" for i in range(connections)]  # one per sender
+
+        def send(payload: bytes) -> None:
+            with socket.create_connection(("127.0.0.1", tcp)) as s:
+                s.sendall(payload)  # back-pressure: this blocks while the listener's queue is full
+
         started = time.perf_counter()
-        with socket.create_connection(("127.0.0.1", tcp)) as s:
-            s.sendall(payload)  # back-pressure: this blocks while the listener's queue is full
+        with ThreadPoolExecutor(connections) as senders:
+            list(senders.map(send, payloads))
         stored, done = wait_count(url, f"{run}-%", n)
         results["tcp"] = (stored / (done - started), stored, n)
         tcp_run = run
@@ -206,6 +213,8 @@ def main() -> None:
     parser.add_argument("--skip-bus", action="store_true", help="only (a) and (b)")
     parser.add_argument("--syslog-processes", type=int, default=1,
                         help="the listener's store processes (`auditwatch syslog --processes`)")
+    parser.add_argument("--tcp-connections", type=int, default=1,
+                        help="TCP senders at once, the lines dealt out between them (relays, hosts)")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
@@ -215,7 +224,8 @@ def main() -> None:
         catalog.register_users(pool, [{"user_id": f"bench{i:05d}"} for i in range(N_USERS)], "bench")
         _, key = catalog.create_key(pool, f"bench-{uuid.uuid4().hex[:8]}", Role.SYSTEM, "bench")
         pool.close()
-        for transport, (rate, stored, sent) in syslog_run(url, args.lines, args.udp_rate, args.syslog_processes).items():
+        for transport, (rate, stored, sent) in syslog_run(url, args.lines, args.udp_rate, args.syslog_processes,
+                                                                  args.tcp_connections).items():
             if transport == "udp offered":
                 print(f"    UDP offered at {rate:,.0f} lines/s", flush=True)
                 continue
