@@ -11,8 +11,8 @@ ends the survivors of a broken pool with it. A worker that dies (killed, out of 
 to every process of the unit) is replaced and its batches retried (``SyslogListener._run``): a batch it had
 committed before dying is then stored once and counted as duplicates. A worker whose listener was killed exits.
 
-What a worker returns is a ``BatchCounts`` summary, counted by the listener process into the progress line and the ingest
-metrics of its ops port (the workers serve none).
+What a worker returns is a ``BatchCounts`` summary, counted by the listener process into the progress line and
+the ingest metrics of its ops port (the workers serve none).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import util
 
@@ -33,6 +33,7 @@ from auditwatch.server import settle
 from auditwatch.services import Services
 from auditwatch.settings import Settings
 from ingest import metrics
+from ingest.pipeline import BatchResult
 from ingest.syslog.ingestor import SyslogIngestor
 from ingest.syslog.listener import Received, StoreFailed
 
@@ -99,22 +100,21 @@ def _exit_when_orphaned(parent: int, every: float = 1.0) -> None:
 def handle(batch: Sequence[Received]) -> metrics.BatchCounts:
     """Store a batch in this worker (the listener's ``handle``)."""
     assert _ingestor is not None, "a store worker runs _start first"
-    started = time.perf_counter()
-    try:
-        with _busy:
-            result = _ingestor(batch)
-    except Exception as exc:  # noqa: BLE001 - sent back in a form that pickles, transient or not
-        raise StoreFailed.of(exc) from None
-    return metrics.BatchCounts.of(result, time.perf_counter() - started)
+    return _stored(_ingestor, batch)
 
 
 def fallback(batch: Sequence[Received], reason: BaseException) -> metrics.BatchCounts:
     """Store lines raw, with the reason (the listener's ``fallback``)."""
     assert _ingestor is not None, "a store worker runs _start first"
+    return _stored(_ingestor.raw, batch, reason)
+
+
+def _stored(store: Callable[..., BatchResult], *args: object) -> metrics.BatchCounts:
+    """``store(*args)`` while holding ``_busy``, counted; a failure is sent back in a form that pickles."""
     started = time.perf_counter()
     try:
         with _busy:
-            result = _ingestor.raw(batch, reason)
-    except Exception as exc:  # noqa: BLE001 - as in handle
+            result = store(*args)
+    except Exception as exc:  # noqa: BLE001 - sent back as StoreFailed, transient or not
         raise StoreFailed.of(exc) from None
     return metrics.BatchCounts.of(result, time.perf_counter() - started)

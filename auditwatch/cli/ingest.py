@@ -158,6 +158,7 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
         host=s.syslog_host, udp_port=s.syslog_udp_port or None, tcp_port=s.syslog_tcp_port or None,
         tls_port=s.syslog_tls_port or None, ssl_context=ssl_context, max_message_bytes=s.syslog_max_message_bytes,
         queue_lines=s.syslog_queue_lines, max_connections=s.syslog_max_connections)
+    path = "JetStream bus" if services.bus else "database"
     counted: Any = ingestor
     if s.syslog_processes > 1:  # the ingestor above only checked the zones; each worker builds its own
         from auditwatch import syslog_workers
@@ -167,11 +168,9 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
             replace(config, store_batches=2 * s.syslog_processes), syslog_workers.handle,
             fallback=syslog_workers.fallback, stored=counted.add,
             executor=lambda: syslog_workers.pool(s, ctx.url, zones))
+        path += f" ({s.syslog_processes} store processes)"
     else:
         listener = SyslogListener(config, ingestor, fallback=ingestor.raw)
-    path = "JetStream bus" if services.bus else "database"
-    if s.syslog_processes > 1:
-        path += f" ({s.syslog_processes} store processes)"
 
     last: list[str] = []
 
