@@ -401,6 +401,11 @@ def _dead_letter(msg) -> DeadLetter:
 INITIAL_SIZE_HINT = 64 * 1024  # until messages are seen: 128 per fetch at the default fetch_bytes
 MIN_SIZE_HINT = 256  # an event is rarely smaller; keeps fetches at ``batch`` for ordinary traffic
 
+# What a writer waits out while attaching: no server answering, an election under way (timeouts, no
+# responders, JetStream's 503), not a misconfiguration (BadRequestError, BusDurabilityError).
+STARTUP_ERRORS = (OSError, nats.errors.NoServersError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                  nats.errors.ConnectionClosedError, nats.js.errors.ServiceUnavailableError,
+                  nats.js.errors.NoStreamResponseError)
 AVAILABILITY_ERRORS = (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable)
 # Failures that are the message's own (a value the database refuses); checked after AVAILABILITY_ERRORS.
 DATA_ERRORS = (psycopg.Error, ValueError, TypeError, OSError)
@@ -415,6 +420,7 @@ class WriterStats:
     dead_lettered: int = 0
     slow_consumer: int = 0  # the client's or the server's slow-consumer verdicts (messages dropped, then redelivered)
     reconnects: int = 0  # the connection was lost (a server's slow-consumer cut, a node down) and came back
+    attach_retries: int = 0  # attempts to attach to the bus (connect, streams, consumer) that waited it out
     largest_fetch_bytes: int = 0
     fetches: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))  # (asked, got, bytes)
 
@@ -463,23 +469,34 @@ class BusWriter:
         async def on_reconnect() -> None:
             self.stats.reconnects += 1
 
-        nc = await nats.connect(config.servers, connect_timeout=2, max_reconnect_attempts=-1,
-                                reconnect_time_wait=0.5, name="auditwatch-writer", error_cb=on_error,
-                                reconnected_cb=on_reconnect)
-        js = nc.jetstream(timeout=10)
-        await confirm_durability(config)
-        await ensure_streams(js, config)
-        sub = await js.pull_subscribe(
-            config.subject, durable=CONSUMER, stream=config.stream,
-            config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=config.ack_wait,
-                                      max_deliver=-1, max_ack_pending=max(config.batch * 4, 1000)))
+        async def attach():
+            nc = await nats.connect(config.servers, connect_timeout=2, max_reconnect_attempts=-1,
+                                    reconnect_time_wait=0.5, name="auditwatch-writer", error_cb=on_error,
+                                    reconnected_cb=on_reconnect)
+            try:
+                js = nc.jetstream(timeout=10)
+                await confirm_durability(config)
+                await ensure_streams(js, config)
+                sub = await js.pull_subscribe(
+                    config.subject, durable=CONSUMER, stream=config.stream,
+                    config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=config.ack_wait,
+                                              max_deliver=-1, max_ack_pending=max(config.batch * 4, 1000)))
+            except BaseException:
+                await nc.close()
+                raise
+            return nc, js, sub
+
+        attached = await self._until_attached(attach, stop)
+        if attached is None:
+            return
+        nc, js, sub = attached
         loop = asyncio.get_running_loop()
         held: list[list] = []  # batches fetched and not yet settled, kept alive by _keep_alive
         keep_alive = asyncio.create_task(self._keep_alive(held))
+        observing = asyncio.create_task(self._observe(js, sub))
         writing: asyncio.Task | None = None
         try:
             while not stop.is_set():
-                await metrics.observe_bus(js, sub, config)  # lag and dead letters, every few seconds
                 if writing is not None and writing.done():
                     await writing  # its errors are the writer's own (a bug): they end the run
                     writing = None
@@ -509,13 +526,55 @@ class BusWriter:
         finally:
             if writing is not None:
                 await writing
-            keep_alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keep_alive
+            for task in (keep_alive, observing):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Flush the acks already sent, then leave; anything fetched and not acked is redelivered.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await nc.flush(timeout=5)
             await nc.close()
+
+    async def _until_attached(self, attach: Callable[[], Coroutine[Any, Any, T]], stop: asyncio.Event) -> T | None:
+        """``attach()`` retried while the bus is unreachable or busy electing leaders; None if stopped meanwhile.
+
+        A writer started beside a cluster that is still electing (or under load) saw its consumer's creation
+        time out, and exited: with the other writer gone too, nothing drained the queue. Misconfigurations (a
+        stream weaker than the settings, a refused consumer config) are not retried: they end the run."""
+        wait = 1.0
+        while True:
+            attaching = asyncio.ensure_future(attach())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({attaching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not attaching.done():  # stopped while nats.connect still waits for a server (it waits for ever)
+                attaching.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *STARTUP_ERRORS):
+                    await attaching
+                return None
+            try:
+                return attaching.result()
+            except STARTUP_ERRORS as exc:
+                log.warning("writer: the bus at %s is not ready (%s: %s); retrying in %.0f s (check that the NATS "
+                            "servers are up and that JetStream has a leader)", self.config.url,
+                            exc.__class__.__name__, exc, wait)
+                self.stats.attach_retries += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                return None
+            wait = min(wait * 2, 10.0)
+
+    async def _observe(self, js, sub) -> None:
+        """The lag and dead-letter gauges, every few seconds, beside the fetch loop and never in it.
+
+        Each read is a JetStream API request with the client's 10 s timeout. While a node is down and the
+        consumer has no leader yet, reading them in the loop held fetching back until they timed out (seen in
+        the cluster test: the consumer had a new leader 7 s after the kill, the writer fetched again 8 s
+        later, when the read gave up)."""
+        while True:
+            await metrics.observe_bus(js, sub, self.config)
+            await asyncio.sleep(1.0)
 
     async def _keep_alive(self, held: list[list]) -> None:
         """Tell JetStream every third of ``ack_wait`` that the held messages are being worked on (+WPI)."""

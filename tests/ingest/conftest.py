@@ -24,9 +24,11 @@ class NatsServer:
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, *, jetstream: bool = True) -> None:
+        """Start on the fixed port; ``jetstream=False`` is plain NATS, whose JetStream API has no responders."""
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.process = subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+        js = ["-js", "-sd", str(self.store)] if jetstream else []
+        self.process = subprocess.Popen([binary, *js, "-a", "127.0.0.1", "-p", str(self.port)],
                                         stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

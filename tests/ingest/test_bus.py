@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 
 import nats
+import nats.errors
 import pytest
 import requests
 
@@ -24,8 +25,8 @@ from storage.errors import DatabaseUnavailable
 from storage.events import EventRecord, Outcome
 from storage.timescale import catalog
 from storage.timescale.writer import EventWriter
-from tests.conftest import ROOT, start_server
-from tests.ingest.conftest import InThread
+from tests.conftest import ROOT, free_port, start_server
+from tests.ingest.conftest import InThread, NatsServer
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
@@ -124,6 +125,56 @@ def test_writer_killed_mid_batch_then_restarted_stores_every_acknowledged_event_
     assert len(ids) == len(set(ids)) == 3000
     assert set(ids) == set(acknowledged)
     assert second.returncode == 0, (tmp_path / "writer-2.log").read_text()[-2000:]
+
+
+def test_a_writer_started_before_jetstream_waits_for_it_and_a_sigterm_meanwhile_ends_it(
+        db_url, tmp_path, services, conn):
+    """A writer that meets no server, then NATS without JetStream (no responders: what a cluster still electing
+    or too busy to answer looks like to it), waits and attaches once JetStream is up. It used to exit on the
+    first JetStream timeout, leaving nobody to drain the queue."""
+    broker = NatsServer(tmp_path / "jetstream", tmp_path / "nats.log")
+    waiting = writer_process(db_url, broker.url, tmp_path, "writer-early")
+    idle = writer_process(db_url, f"nats://127.0.0.1:{free_port()}", tmp_path, "writer-idle")
+    log = tmp_path / "writer-early.log"
+    try:
+        wait_for(lambda: "Connect call failed" in log.read_text(), 30, "the writer meeting no server")
+        idle_log = tmp_path / "writer-idle.log"
+        wait_for(lambda: "Connect call failed" in idle_log.read_text(), 30, "the idle writer meeting no server")
+        idle.send_signal(signal.SIGTERM)
+        assert idle.wait(15) == 0, idle_log.read_text()[-2000:]
+
+        broker.start(jetstream=False)
+        wait_for(lambda: "is not ready" in log.read_text(), 30, "the writer finding no JetStream")
+        assert waiting.poll() is None, log.read_text()[-2000:]
+        broker.stop()
+
+        broker.start()
+        client = BusClient(BusConfig(url=broker.url))
+        try:
+            def attached() -> bool:
+                try:
+                    return client.call(lambda js: js.consumer_info(client.config.stream, CONSUMER)) is not None
+                except (nats.errors.Error, TimeoutError, Unavailable):
+                    return False
+
+            wait_for(attached, 60, "the writer's consumer")
+            records = [EventRecord(event_id=uuid.uuid4(), timestamp=datetime.now(UTC), event_type="user_login",
+                                   user_id=f"early-{i % 5}", received_at=datetime.now(UTC), source="bus-test",
+                                   metadata={"_ingest": {"sender": "apikey:bus-test"}})
+                       for i in range(300)]
+            assert all(BusPublisher(client).write(records))
+        finally:
+            client.close()
+        wait_for(lambda: len(stored_ids(conn)) == 300, 60, "the writer storing what was published")
+    finally:
+        for writer in (waiting, idle):
+            if writer.poll() is None:
+                writer.send_signal(signal.SIGTERM)
+                writer.wait(30)
+        broker.stop()
+    assert set(stored_ids(conn)) == {str(r.event_id) for r in records}
+    assert waiting.returncode == 0, log.read_text()[-2000:]
+    assert "retrying in" in log.read_text()
 
 
 def test_nats_down_means_503_and_nothing_acknowledged_is_lost(nats_server, db_url, tmp_path, services, conn):

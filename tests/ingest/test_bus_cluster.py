@@ -12,6 +12,7 @@ import threading
 import time
 
 import nats
+import nats.errors
 import requests
 
 from bench.natscluster import NatsCluster
@@ -34,6 +35,24 @@ def _stream_replicas(url: str, config: BusConfig) -> tuple[int, int]:
             await nc.close()
 
     return asyncio.run(get())
+
+
+def _consumer_state(url: str, config: BusConfig) -> str:
+    """What the consumer's leader says of it, for a failure's message."""
+    async def get():
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().consumer_info(config.stream, CONSUMER)
+            return (f"delivered {info.delivered}, ack floor {info.ack_floor}, pending {info.num_pending}, "
+                    f"ack pending {info.num_ack_pending}, redelivered {info.num_redelivered}, "
+                    f"waiting pulls {info.num_waiting}, cluster {info.cluster}")
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(get())
+    except (TimeoutError, nats.errors.Error) as exc:
+        return f"consumer info failed: {exc!r}"
 
 
 def test_a_nats_node_and_a_writer_die_during_ingest_and_every_acknowledged_event_is_stored_once(
@@ -79,6 +98,8 @@ def test_a_nats_node_and_a_writer_die_during_ingest_and_every_acknowledged_event
         wait_for(lambda: len(acknowledged) >= 1000 and len(stored_ids(conn)) >= 200, 90, "ingest under way")
         replicas, _ = _stream_replicas(cluster.urls[1], BusConfig(url=cluster.url))
         assert replicas == 3
+        for i, w in enumerate(writers):  # a writer that gave up attaching leaves nobody after the kill
+            assert w.poll() is None, (tmp_path / f"writer-{i}.log").read_text()[-2000:]
 
         cluster.kill(0)
         writers[0].send_signal(signal.SIGKILL)
@@ -90,9 +111,25 @@ def test_a_nats_node_and_a_writer_die_during_ingest_and_every_acknowledged_event
             p.join(60)
         assert not any(p.is_alive() for p in producers)
         config = BusConfig(url=cluster.url)
-        wait_for(lambda: set(acknowledged) <= set(stored_ids(conn))
-                 and _stream_replicas(cluster.urls[2], config)[1] == 0, 240,
-                 "the surviving writer storing every acknowledged event")
+        drained = {}
+
+        def settled() -> bool:
+            drained["missing"] = len(set(acknowledged) - set(stored_ids(conn)))
+            try:
+                drained["pending"] = _stream_replicas(cluster.urls[2], config)[1]
+            except (TimeoutError, nats.errors.Error) as exc:  # no consumer leader yet (an election under way)
+                drained["pending"] = repr(exc)
+                return False
+            return drained["missing"] == 0 and drained["pending"] == 0
+
+        try:
+            wait_for(settled, 240, "the surviving writer storing every acknowledged event")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: {drained['missing']} of {len(acknowledged)} acknowledged events not stored, "
+                f"{drained['pending']} messages pending on the consumer ({_consumer_state(cluster.urls[2], config)})"
+                f"\nwriter-1: {(tmp_path / 'writer-1.log').read_text()[-3000:]}"
+                + "".join(f"\nn{i}: {cluster.log(i).read_text()[-1500:]}" for i in (1, 2))) from exc
     finally:
         stop.set()
         server.stop()
