@@ -112,6 +112,9 @@ class SyslogCollector(Collector):
             ("auditwatch_syslog_store_failures", stats.failed_batches, "Batches whose store attempt failed (retried)."),
             ("auditwatch_syslog_unstorable", stats.unstorable,
              "Messages neither the parser nor the raw fallback could store (logged)."),
+            ("auditwatch_syslog_store_workers_replaced", stats.executors_replaced,
+             "Times the store worker processes were replaced because one died (syslog_processes >= 2); "
+             "its batches were retried."),
         ):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)

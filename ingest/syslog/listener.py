@@ -108,6 +108,7 @@ class ListenerStats:
     split_batches: int = 0  # batches split to isolate a line that could not be stored
     fallback_lines: int = 0  # lines stored through the fallback (raw, with the reason)
     unstorable: int = 0  # lines that neither the handler nor the fallback could store (logged)
+    executors_replaced: int = 0  # store worker pools replaced because a worker died (killed, out of memory)
     ports: dict[str, int] = field(default_factory=dict)
 
 
@@ -342,7 +343,10 @@ class SyslogListener:
             result = await loop.run_in_executor(executor, fn, *args)
         except BrokenExecutor as exc:
             if self._executor is executor:
-                log.error("syslog: a store worker died (%s); starting new ones and retrying its batches", exc)
+                self.stats.executors_replaced += 1
+                log.error("syslog: a store worker died (%s); starting new ones and retrying its batches (%d "
+                          "time(s) since start; a worker that cannot start logs its own error above)", exc,
+                          self.stats.executors_replaced)
                 self._executor = self._new_executor()
                 executor.shutdown(wait=False)
             raise

@@ -86,6 +86,11 @@ def _metric(port: int, name: str) -> float:
                if line.startswith(name + "{") and 'channel="syslog"' in line)
 
 
+def _counter(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.split(" ")[0] == name)
+
+
 def test_syslog_store_processes_lose_no_line_to_a_killed_worker_or_a_sigterm(db_url, tmp_path, conn):
     """`auditwatch syslog --processes 2`: parsing and writing run in two worker processes. One is SIGKILLed while
     lines stream in, and the listener is SIGTERMed as soon as the last line is sent: every line is stored exactly
@@ -121,6 +126,7 @@ def test_syslog_store_processes_lose_no_line_to_a_killed_worker_or_a_sigterm(db_
         duplicates = _metric(ops, "auditwatch_ingest_events_duplicate_total")
         # The killed worker may have committed a batch it never reported: its retry counts as duplicates.
         assert accepted <= 25_000 <= accepted + duplicates, (accepted, duplicates)
+        assert _counter(ops, "auditwatch_syslog_store_workers_replaced_total") >= 1
         with socket.create_connection(("127.0.0.1", tcp)) as s:
             s.sendall(b"".join(lines[25_000:]))
     finally:

@@ -206,8 +206,8 @@ def test_prometheus_scrapes_the_stack_and_promql_sees_what_happened(stack, db_ur
     while True:
         groups = requests.get(f"{prom.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        if len(rules) == 8 and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
+        if len(rules) == 9 and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert [(r["name"], r["health"]) for r in rules if r["health"] != "ok"] == []
-    assert len(rules) == 8
+    assert len(rules) == 9
