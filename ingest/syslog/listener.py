@@ -14,7 +14,11 @@ losing lines. A batch that keeps failing for any other reason than the store bei
 validation bug that one line trips) is split in halves, each retried on its own, so one line never holds back
 the lines that arrived with it; a single line that still fails goes to ``fallback`` (the ingestor stores
 it as a raw ``syslog_message`` with the reason), and only if that fails too is it logged and counted
-as ``unstorable``.
+as ``unstorable``. A store worker process that dies is not the store being unavailable for ever: a batch in
+flight at ``split_after_failures`` deaths is split the same way, so a line that kills whatever worker parses
+it (a crash, memory) is isolated and kept raw instead of stalling the listener, and a line that kills the
+fallback too is logged and counted as ``unstorable``. A batch merely in flight beside it may be split too (or,
+rarely, a line of it kept raw): nothing is lost, the retries cost time.
 
 Counting identical lines (see ``events``) takes one listener-wide table of digests, bounded by
 ``occurrence_entries`` whatever the number of peers and connections; an idle TCP connection is closed
@@ -311,6 +315,7 @@ class SyslogListener:
         """Store ``batch``, retrying with back-off while the store is unavailable (see the module doc)."""
         delay = self._retry_delay
         failures = 0
+        deaths = 0  # store worker deaths while this batch was in flight (transient each, but not for ever)
         while True:
             try:
                 await self._run(loop, self._handle, batch)
@@ -319,7 +324,8 @@ class SyslogListener:
             except Exception as exc:  # noqa: BLE001 - keep the lines and retry: dropping them would lose events
                 self.stats.failed_batches += 1
                 failures = 0 if is_transient(exc) else failures + 1
-                if failures >= self.config.split_after_failures:
+                deaths += isinstance(exc, BrokenExecutor)
+                if failures >= self.config.split_after_failures or deaths >= self.config.split_after_failures:
                     if len(batch) > 1:
                         log.error("syslog: storing %d lines failed %d times (%s: %s); storing each half on its own",
                                   len(batch), failures, exc.__class__.__name__, exc)
@@ -357,6 +363,7 @@ class SyslogListener:
                               reason: BaseException) -> None:
         """One line the handler cannot store: through ``fallback`` (retried while the store is down)."""
         delay = self._retry_delay
+        deaths = 0
         while self._fallback is not None:
             try:
                 await self._run(loop, self._fallback, batch, reason)
@@ -364,7 +371,8 @@ class SyslogListener:
                 self.stats.fallback_lines += len(batch)
                 return
             except Exception as exc:  # noqa: BLE001 - judged below: retried while transient, else logged
-                if not is_transient(exc):
+                deaths += isinstance(exc, BrokenExecutor)
+                if not is_transient(exc) or deaths >= self.config.split_after_failures:
                     reason = exc
                     break
                 await asyncio.sleep(delay)

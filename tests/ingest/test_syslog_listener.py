@@ -4,6 +4,7 @@ and every line of two real log files replayed over TCP into a real TimescaleDB."
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import subprocess
@@ -381,3 +382,58 @@ def test_store_workers_in_other_processes_survive_a_dead_worker_and_isolate_a_re
     assert sorted(parsed) == sorted(lines[:150] + lines[151:])  # every other line once (DIE's batch retried whole)
     assert raw == [("raw", lines[150], "ValueError: a bug this one line trips")]
     assert listener.stats.fallback_lines == 1 and listener.stats.unstorable == 0
+
+
+def _killed_by(batch):
+    """A store worker's handle that dies on every KILL line, as a crash or an out-of-memory kill would, each time
+    any worker meets it."""
+    import os
+
+    if any("KILL" in r.line for r in batch):
+        os._exit(9)
+    return [("parsed", r.line) for r in batch]
+
+
+def _raw_killed_by(batch, reason):
+    """The fallback: a KILL_ALSO_RAW line kills it too."""
+    import os
+
+    if any("KILL_ALSO_RAW" in r.line for r in batch):
+        os._exit(9)
+    return [("raw", r.line, reason.__class__.__name__) for r in batch]
+
+
+def test_a_line_that_kills_every_store_worker_is_isolated_instead_of_stalling_the_listener(caplog):
+    """A worker death was transient whatever caused it, so a line that kills each worker that parses it had its
+    batch retried for ever and held the listener. Now a batch in flight at ``split_after_failures`` deaths is
+    split like a failing one: the killer line is kept raw with the reason, a line that kills the fallback too is
+    logged and counted unstorable, and every other line is stored."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pools: list[ProcessPoolExecutor] = []
+
+    def new_pool() -> ProcessPoolExecutor:
+        pools.append(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+        return pools[-1]
+
+    got: list = []
+    listener = SyslogListener(config(batch_lines=4, store_batches=2, split_after_failures=2), _killed_by,
+                              fallback=_raw_killed_by, executor=new_pool, stored=got.extend, retry_delay=0.05)
+    lines = [f"<13>Nov 28 10:00:00 pw app: line {i}" for i in range(32)]
+    lines[20] = "<13>Nov 28 10:00:00 pw app: KILL"
+    lines[25] = "<13>Nov 28 10:00:00 pw app: KILL_ALSO_RAW"
+    with caplog.at_level(logging.CRITICAL, logger="ingest.syslog.listener"), running(listener) as ports:
+        with socket.create_connection(("127.0.0.1", ports["tcp"])) as tcp:
+            tcp.sendall("".join(line + "\n" for line in lines).encode())
+        wait_for(lambda: listener.stats.handled + listener.stats.unstorable == 32, 240)
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
+    parsed = [line for kind, line, *_ in got if kind == "parsed"]
+    raw = {line: why for kind, line, *why in got if kind == "raw"}
+    assert raw.get(lines[20]) == ["BrokenProcessPool"]
+    assert listener.stats.unstorable == 1
+    assert any("KILL_ALSO_RAW" in r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL)
+    others = [line for i, line in enumerate(lines) if i not in (20, 25)]
+    assert sorted(parsed + [line for line in raw if line != lines[20]]) == sorted(others)  # each once
+    assert lines[25] not in parsed and lines[25] not in raw
