@@ -31,7 +31,7 @@ from storage.platform import is_platform_source
 NAMESPACE = uuid.UUID("0b6f3a4e-8d52-5c1e-9a57-2f1d3c4b5a69")
 PARSERS: tuple[Parser, ...] = (sshd.parse, pam.parse, sudo.parse, su.parse)
 MESSAGE_BYTES = 4096  # the raw message kept in metadata, so an event stays well under R7's 10 KB
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {code: f"#{code:03o}" for code in (*range(0x20), 0x7F)}
 _HOST_SAFE = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
@@ -39,7 +39,7 @@ def _escape(text: str) -> str:
     """Control characters as rsyslog writes them (#011 for a tab): storable, visible, unambiguous."""
     if text.isprintable():  # the common case, checked in C: a printable text holds no control character
         return text
-    return _CONTROL.sub(lambda m: f"#{ord(m.group(0)):03o}", text)
+    return text.translate(_ESCAPES)  # in C: a per-match callback cost 0.5 µs a character (7 ms for 16 KB of tabs)
 
 
 def _clip(text: str, limit: int) -> str:

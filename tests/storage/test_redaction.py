@@ -322,3 +322,39 @@ def test_redact_text(text, expected):
 
 def test_redact_text_honours_configured_keys():
     assert Redactor(("ssn",)).redact_text("/p?ssn=123-45-6789&x=1") == "/p?ssn=[REDACTED]&x=1"
+
+
+# -- long digit runs: every start searched at once ------------------------------------------------------------
+
+_run_groups = st.lists(st.text(alphabet="0123456789" * 6 + "45" * 6 + "\u0665\uff14", min_size=1, max_size=6),
+                       min_size=1, max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups=_run_groups, separators=st.lists(st.sampled_from(" -"), min_size=119, max_size=119))
+def test_property_the_vectorised_search_of_a_long_run_masks_what_the_per_start_search_masks(
+        groups, separators, monkeypatch_module):
+    """``_card_ends`` (used for runs of more than ``_MANY_GROUPS`` groups) finds, for every start, the card the
+    per-start loop finds: the masked texts are identical, Unicode digits and 13-digit Visas included."""
+    from storage import redaction
+
+    run = groups[0] + "".join(sep + g for sep, g in zip(separators, groups[1:], strict=False))
+    monkeypatch_module.setattr(redaction, "_MANY_GROUPS", 10**9)
+    per_start = redaction._mask_run(run)
+    monkeypatch_module.setattr(redaction, "_MANY_GROUPS", 0)
+    assert redaction._mask_run(run) == per_start
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_a_long_run_of_digit_groups_with_cards_in_it_is_masked_like_a_short_one():
+    card = "5555 5555 5555 4444"
+    text = " ".join(["7"] * 200) + " " + card + " " + " ".join(["5"] * 200) + " " + CARDS["visa13"]
+    masked = redactor.redact_text(text)
+    assert "5555 5555 5555 4444" not in masked and CARDS["visa13"] not in masked
+    assert masked.count(REDACTED_CARD) >= 2
+    assert masked.startswith("7 7 7 ")
