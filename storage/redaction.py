@@ -57,10 +57,9 @@ def card_like(digits: str) -> bool:
             and luhn_ok(digits))
 
 
-# A card spans at most 19 groups (of one digit each). Runs of more groups than this are searched for every
-# start at once (``_card_ends``): "5 5 5 ..." over a 16 KB syslog line cost ~100 ms one start at a time.
+# Runs of more groups than this are searched for every start at once (``_card_ends``): "5 5 5 ..." over a
+# 16 KB syslog line cost ~100 ms one start at a time.
 _MANY_GROUPS = 48
-_MAX_CARD_GROUPS = 19
 
 
 def _card_ends(groups: list[str]) -> list[int]:
@@ -78,33 +77,33 @@ def _card_ends(groups: list[str]) -> list[int]:
     digits = np.frombuffer("".join(groups).encode("utf-32-le"), dtype=np.uint32).astype(np.int64) - 48
     first = digits[offsets[:-1]]
     starts = np.nonzero((first >= 2) & (first <= 6))[0]
-    if not len(starts):
-        return ends_found.tolist()
-    spans = starts[:, None] + np.arange(_MAX_CARD_GROUPS)[None, :]  # candidate last groups, one row a start
-    inside = spans < count
-    b = offsets[np.minimum(spans, count - 1) + 1]
-    length = b - offsets[starts][:, None]
-    shaped = inside & (length >= 13) & (length <= 19) & ((length > 13) | (first[starts] == 4)[:, None])
-    rows, cols = np.nonzero(shaped)
+    begin = offsets[starts]
+    # A candidate span ends where a group ends 13-19 digits after its start: offsets[lo:hi] for each start.
+    lo = np.searchsorted(offsets, begin + 13, "left")
+    hi = np.searchsorted(offsets, begin + 19, "right")
+    counts = np.maximum(hi - lo, 0)
+    rows = np.repeat(np.arange(len(starts)), counts)
     if not len(rows):
         return ends_found.tolist()
+    ends = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts) + lo[rows]  # into offsets
+    span_end = offsets[ends]
+    span_start = begin[rows]
+    shaped = (span_end - span_start > 13) | (first[starts[rows]] == 4)  # 13 digits: only Visa
     doubled = digits * 2
     doubled -= 9 * (doubled > 9)
     even = (np.arange(len(digits)) % 2) == 0
-    sums = []  # [b even: doubled at even places, plain at odd; b odd: the reverse], each one longer than digits
+    sums = []  # [a span ending at an even place: doubled digits at even places, plain at odd; the reverse]
     for doubled_at in (even, ~even):
         running = np.zeros(len(digits) + 1, dtype=np.int64)
         np.cumsum(np.where(doubled_at, doubled, digits), out=running[1:])
         sums.append(running)
-    span_end = b[rows, cols]
-    span_start = offsets[starts[rows]]
     total = np.where(span_end % 2 == 0, sums[0][span_end] - sums[0][span_start],
                      sums[1][span_end] - sums[1][span_start])
-    ok = total % 10 == 0
-    rows, cols = rows[ok], cols[ok]  # row-major, as np.nonzero gives them: each row's last is its longest card
+    ok = shaped & (total % 10 == 0)
+    rows, ends = rows[ok], ends[ok]  # by start, then by end: each start's last is its longest card
     last = np.ones(len(rows), dtype=bool)
     last[:-1] = rows[1:] != rows[:-1]
-    ends_found[starts[rows[last]]] = starts[rows[last]] + cols[last]
+    ends_found[starts[rows[last]]] = ends[last] - 1  # offsets[k] ends group k - 1
     return ends_found.tolist()
 
 
