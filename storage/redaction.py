@@ -23,8 +23,10 @@ DEFAULT_SENSITIVE_KEYS = (
     "auth", "cookie", "session", "private_key", "credential", "card_number", "cvv",
 )
 
-# A run of digit groups joined by single spaces or dashes; cards are looked for group by group inside it.
-_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+# A run of digit groups joined by single spaces or dashes, of at least 13 digits (only such a run can hold a
+# card; matching every run called back for each short one too: "5a5a5a..." beside one card cost a Python call
+# per digit); cards are looked for group by group inside it.
+_LONG_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,}")
 _SEPARATOR = re.compile(r"([ -])")
 # `name=value` as in a URL query, a cookie or a command line; the value ends at a separator.
 _PAIR = re.compile(r"([A-Za-z][A-Za-z0-9_.\-]{0,63})=([^\s&;,\"'<>()\[\]]+)")
@@ -145,7 +147,7 @@ _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}
 
 
 def _mask_digits(text: str) -> str:
-    return _DIGIT_RUN.sub(lambda m: _mask_run(m.group(0)), text)
+    return _LONG_DIGIT_RUN.sub(lambda m: _mask_run(m.group(0)), text)
 
 
 def _mask_cards(text: str) -> str:

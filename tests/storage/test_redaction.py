@@ -358,3 +358,13 @@ def test_a_long_run_of_digit_groups_with_cards_in_it_is_masked_like_a_short_one(
     assert "5555 5555 5555 4444" not in masked and CARDS["visa13"] not in masked
     assert masked.count(REDACTED_CARD) >= 2
     assert masked.startswith("7 7 7 ")
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet="0123456789 -a\u0665", max_size=200))
+def test_property_only_runs_of_13_digits_are_searched_and_nothing_else_changes(text):
+    """``_mask_digits`` looks only at runs of 13+ digits; masking every run of digit groups gives the same text."""
+    from storage import redaction
+
+    every_run = re.compile(r"\d+(?:[ -]\d+)*")
+    assert redaction._mask_digits(text) == every_run.sub(lambda m: redaction._mask_run(m.group(0)), text)
