@@ -64,7 +64,7 @@ def card_like(digits: str) -> bool:
 _MANY_GROUPS = 48
 
 
-def _card_ends(groups: list[str]) -> list[int]:
+def _card_ends(groups: list[str]) -> np.ndarray:
     """For each group i, the last group of the longest card that starts with it (-1 for none): what
     ``_mask_run``'s per-start search finds, computed for every start at once.
 
@@ -86,7 +86,7 @@ def _card_ends(groups: list[str]) -> list[int]:
     counts = np.maximum(hi - lo, 0)
     rows = np.repeat(np.arange(len(starts)), counts)
     if not len(rows):
-        return ends_found.tolist()
+        return ends_found
     ends = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts) + lo[rows]  # into offsets
     span_end = offsets[ends]
     span_start = begin[rows]
@@ -106,7 +106,7 @@ def _card_ends(groups: list[str]) -> list[int]:
     last = np.ones(len(rows), dtype=bool)
     last[:-1] = rows[1:] != rows[:-1]
     ends_found[starts[rows[last]]] = ends[last] - 1  # offsets[k] ends group k - 1
-    return ends_found.tolist()
+    return ends_found
 
 
 def _mask_run(run: str) -> str:
@@ -114,21 +114,19 @@ def _mask_run(run: str) -> str:
     cannot hide it."""
     parts = _SEPARATOR.split(run)  # group, separator, group, ...
     groups = parts[::2]
-    ends = _card_ends(groups) if len(groups) > _MANY_GROUPS else None
+    if len(groups) > _MANY_GROUPS:
+        return _mask_long_run(run, groups)
     out: list[str] = []
     i = 0
     while i < len(groups):
         card_end = None
-        if ends is not None:
-            card_end = ends[i] if ends[i] >= 0 else None
-        else:
-            digits = ""
-            for j in range(i, len(groups)):
-                digits += groups[j]
-                if len(digits) > 19:
-                    break
-                if card_like(digits):
-                    card_end = j  # keep the longest card starting here
+        digits = ""
+        for j in range(i, len(groups)):
+            digits += groups[j]
+            if len(digits) > 19:
+                break
+            if card_like(digits):
+                card_end = j  # keep the longest card starting here
         if card_end is None:
             out.append(groups[i])
             end = i
@@ -138,6 +136,29 @@ def _mask_run(run: str) -> str:
         if end < len(groups) - 1:
             out.append(parts[2 * end + 1])
         i = end + 1
+    return "".join(out)
+
+
+def _mask_long_run(run: str, groups: list[str]) -> str:
+    """``_mask_run`` for a run of many groups: every start's longest card found at once (``_card_ends``), then
+    the cards taken left to right as the per-start loop takes them, copying the text between them whole."""
+    ends = _card_ends(groups)
+    # Each separator is one character, so group k starts at its digits' offset plus k.
+    lengths = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
+    position = (np.cumsum(lengths) - lengths + np.arange(len(groups))).tolist()
+    out: list[str] = []
+    at = 0  # the first group not yet written
+    for start in np.nonzero(ends >= 0)[0].tolist():
+        if start < at:  # inside a card already taken
+            continue
+        end = int(ends[start])
+        out.append(run[position[at]:position[start]])  # the groups before it, each with its separator
+        out.append(REDACTED_CARD)
+        at = end + 1
+        if at < len(groups):
+            out.append(run[position[at] - 1])  # the separator after the card
+    if at < len(groups):
+        out.append(run[position[at]:])
     return "".join(out)
 
 
