@@ -64,18 +64,17 @@ def card_like(digits: str) -> bool:
 _MANY_GROUPS = 48
 
 
-def _card_ends(groups: list[str]) -> np.ndarray:
+def _card_ends(groups: list[str], offsets: np.ndarray) -> np.ndarray:
     """For each group i, the last group of the longest card that starts with it (-1 for none): what
     ``_mask_run``'s per-start search finds, computed for every start at once.
 
     Luhn's sum of any span comes from prefix sums: counted from a span's right end, the doubled digits are
     those with the end's parity, so two running sums (doubled digits at even places and plain at odd ones, and
     the reverse) give each span's sum in O(1). Digits are taken as ``luhn_ok`` takes them (``ord(ch) - 48``,
-    Unicode digits included), and only starts whose first digit an issuer uses are looked at."""
+    Unicode digits included), and only starts whose first digit an issuer uses are looked at. ``offsets[k]``
+    is where group k's digits begin in the groups joined, ``offsets[-1]`` their total."""
     count = len(groups)
     ends_found = np.full(count, -1, dtype=np.int64)
-    offsets = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, groups), dtype=np.int64, count=count), out=offsets[1:])
     digits = np.frombuffer("".join(groups).encode("utf-32-le"), dtype=np.uint32).astype(np.int64) - 48
     first = digits[offsets[:-1]]
     starts = np.nonzero((first >= 2) & (first <= 6))[0]
@@ -142,10 +141,11 @@ def _mask_run(run: str) -> str:
 def _mask_long_run(run: str, groups: list[str]) -> str:
     """``_mask_run`` for a run of many groups: every start's longest card found at once (``_card_ends``), then
     the cards taken left to right as the per-start loop takes them, copying the text between them whole."""
-    ends = _card_ends(groups)
-    # Each separator is one character, so group k starts at its digits' offset plus k.
-    lengths = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
-    position = (np.cumsum(lengths) - lengths + np.arange(len(groups))).tolist()
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, groups), dtype=np.int64, count=len(groups)), out=offsets[1:])
+    ends = _card_ends(groups, offsets)
+    # Each separator is one character, so group k starts in the run at its digits' offset plus k.
+    position = (offsets[:-1] + np.arange(len(groups))).tolist()
     out: list[str] = []
     at = 0  # the first group not yet written
     for start in np.nonzero(ends >= 0)[0].tolist():

@@ -328,7 +328,7 @@ class SyslogListener:
                 if failures >= self.config.split_after_failures or deaths >= self.config.split_after_failures:
                     if len(batch) > 1:
                         log.error("syslog: storing %d lines failed %d times (%s: %s); storing each half on its own",
-                                  len(batch), failures, exc.__class__.__name__, exc)
+                                  len(batch), max(failures, deaths), exc.__class__.__name__, exc)
                         self.stats.split_batches += 1
                         middle = len(batch) // 2
                         await self._store(loop, batch[:middle])
