@@ -194,6 +194,9 @@ class Settings:
     access_log: bool = True  # one line per API request
     ops_host: str = "127.0.0.1"  # where the worker, syslog listener and writer serve /healthz, /readyz, /metrics
     worker_ops_port: int = 9464
+    # A stopping worker lets its running jobs end this long, then exits without them (each resumes from its
+    # watermark at the next start). Under `up`, keep it inside up's 45 s stop budget.
+    worker_drain_seconds: float = 20.0
     syslog_ops_port: int = 9465
     writer_ops_port: int = 9466
     metrics_dir: str = ""  # gunicorn multiprocess metrics files; default <data_dir>/metrics/<port>
@@ -264,6 +267,9 @@ def _validate(settings: Settings) -> Settings:
                             "the defaults are 1000 and 8388608")
     if settings.integrity_checkpoint_seconds < 1:
         raise SettingsError("`integrity_checkpoint_seconds` must be at least 1")
+    if not 0 <= settings.worker_drain_seconds <= 3600:
+        raise SettingsError("`worker_drain_seconds` must be 0 to 3600 (how long a stopping worker waits for its "
+                            "running jobs; 20 by default)")
     if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):
         raise SettingsError("`database_url` must be a postgresql:// URL (or empty for the embedded database)")
     if settings.read_database_url and not settings.read_database_url.startswith(("postgresql://", "postgres://")):

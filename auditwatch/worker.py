@@ -11,7 +11,9 @@ import logging
 import os
 import secrets
 import signal
+import sys
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -151,9 +153,6 @@ def build_scheduler(pool, settings: Settings | None = None, leader: AdvisoryLead
     return scheduler
 
 
-DRAIN_SECONDS = 20.0  # a stopping worker lets running jobs end this long (within `up`'s 45 s stop budget)
-
-
 def run(settings: Settings) -> None:
     logs.configure(settings.log_format)
     # Jobs every few seconds: log their failures, not each run and each HTTP request.
@@ -167,21 +166,47 @@ def run(settings: Settings) -> None:
     stop_ops = health.serve_ops(settings.ops_host, settings.worker_ops_port, pool=pool,
                                 collectors=(StateCollector(pool),))
 
-    def stop(*_) -> None:  # a second SIGTERM (a supervisor and its process group, `up` on Ctrl-C) is a no-op
+    def stop(*_) -> None:  # a second signal (a supervisor and its process group, `up` on Ctrl-C) is a no-op
         # Ignored from now on, at the C level: Python resets its own handlers to the default as the interpreter
         # finalizes, and a second SIGTERM landing then killed the worker mid-exit (status -15, not 0).
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if scheduler.running:
             scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C (on `up`, the terminal sends it to every component) stops the worker the same way: not as a
+    # KeyboardInterrupt raised wherever the main thread happens to be.
+    signal.signal(signal.SIGINT, stop)
     log.info("worker started with jobs: %s", ", ".join(job.id for job in scheduler.get_jobs()))
+    status = 1
     try:
         scheduler.start()
+        status = 0
+    except Exception:
+        log.exception("the worker's scheduler failed")
+        raise
     finally:
-        if running := watcher.drain(DRAIN_SECONDS):
-            log.warning("stopping while %s still run%s: interrupted, they run again at the next start",
-                        ", ".join(running), "" if len(running) > 1 else "s")
+        running = watcher.drain(settings.worker_drain_seconds)
         stop_ops()
         leader.release()
-        pool.close()
+        pool.close(timeout=2)
+        if running:
+            _abandon(running, settings.worker_drain_seconds, status)
+
+
+def _abandon(running: list[str], waited: float, status: int) -> NoReturn:
+    """End the process without the jobs still running.
+
+    A job's thread cannot be interrupted, and a normal exit would wait for it (the interpreter joins the
+    executor's threads at exit): a job blocked on a lock, or a long first fit, held a stopping worker past
+    `up`'s 45 s budget until it was killed. Ending the process drops the job's connection, so the server rolls
+    its transaction back; every job is idempotent from a stored watermark and runs again at the next start.
+    """
+    log.warning("stopping while %s still run%s after %.0f s: interrupted, %s again at the next start "
+                "(AUDITWATCH_WORKER_DRAIN_SECONDS waits longer)", ", ".join(running),
+                "" if len(running) > 1 else "s", waited, "they run" if len(running) > 1 else "it runs")
+    logging.shutdown()  # flush every handler: os._exit skips the interpreter's own cleanup
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

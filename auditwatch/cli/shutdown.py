@@ -71,10 +71,11 @@ def _reap() -> None:
 
 
 def stop(children: Sequence[subprocess.Popen], *, budget: float = 45.0, orphan_budget: float = 5.0,
-         clock: Callable[[], float] = time.monotonic) -> list[int]:
+         kill_wait: float = 15.0, clock: Callable[[], float] = time.monotonic) -> list[int]:
     """SIGTERM the components, wait for them within ``budget`` seconds (gunicorn's own graceful stop takes up
     to 30 s) and kill what is left; then SIGTERM the orphans they left behind, and SIGKILL those still there
-    after ``orphan_budget``. Returns the orphans that had to be stopped."""
+    after ``orphan_budget``. A killed component gets ``kill_wait`` seconds to go. Returns the orphans that had
+    to be stopped."""
     for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -85,7 +86,14 @@ def stop(children: Sequence[subprocess.Popen], *, budget: float = 45.0, orphan_b
         except subprocess.TimeoutExpired:
             log.warning("component %s did not stop within %.0f s: killed", child.args, budget)
             child.kill()
-            child.wait(timeout=5)
+            try:
+                # Normally at once; a loaded machine once took longer than 5 s to tear a killed worker down.
+                child.wait(timeout=kill_wait)
+            except subprocess.TimeoutExpired:
+                # Stopping goes on (the other components, the database): a traceback here ended `up` with the
+                # database still running. The kernel ends the process; it is reaped below or by init.
+                log.error("component %s (pid %d) was killed but has not exited after %.0f s more; going on",
+                          child.args, child.pid, kill_wait)
     orphans = children_of(os.getpid())
     if orphans:
         log.warning("stopping %d process(es) left behind by the components: %s", len(orphans), orphans)
