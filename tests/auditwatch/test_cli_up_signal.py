@@ -81,7 +81,7 @@ def test_ctrl_c_on_up_stops_everything_and_exits_0(db_url, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     output = log.read_text()
-    assert code == 0, f"exit {code}:\n{output[-3000:]}"
+    assert code == 0, f"exit {code}:\n{output[-12000:]}"
     assert "stopping" in output
     left = _group_left(proc.pid)
     assert not left, f"components outlived `up`:\n{left}"
@@ -108,7 +108,7 @@ def test_ctrl_c_on_up_with_the_embedded_database_exits_0_and_stops_it(open_dir):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     output = log.read_text()
-    assert code == 0, f"exit {code}:\n{output[-3000:]}"
+    assert code == 0, f"exit {code}:\n{output[-12000:]}"
     assert "stopping" in output and "database stopped" in output
     left = _group_left(proc.pid)
     assert not left, f"components outlived `up`:\n{left}"
