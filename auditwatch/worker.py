@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
@@ -24,6 +23,7 @@ from analytics.lookback import LookbackCache
 from auditwatch import health, logs, metrics, reporting
 from auditwatch.services import archive_options, archive_root, database_url
 from auditwatch.settings import Settings, SettingsError
+from ingest.stopsignals import ignore_stop_signals, on_stop_signal
 from storage.metrics import StateCollector
 from storage.timescale import db
 from storage.timescale.leader import AdvisoryLeader
@@ -166,18 +166,14 @@ def run(settings: Settings) -> None:
     stop_ops = health.serve_ops(settings.ops_host, settings.worker_ops_port, pool=pool,
                                 collectors=(StateCollector(pool),))
 
-    def stop(*_) -> None:  # a second signal (a supervisor and its process group, `up` on Ctrl-C) is a no-op
-        # Ignored from now on, at the C level: Python resets its own handlers to the default as the interpreter
-        # finalizes, and a second SIGTERM landing then killed the worker mid-exit (status -15, not 0).
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def stop() -> None:
         if scheduler.running:
             scheduler.shutdown(wait=False)
 
-    signal.signal(signal.SIGTERM, stop)
-    # Ctrl-C (on `up`, the terminal sends it to every component) stops the worker the same way: not as a
-    # KeyboardInterrupt raised wherever the main thread happens to be.
-    signal.signal(signal.SIGINT, stop)
+    # SIGTERM, or Ctrl-C (on `up`, the terminal sends it to every component, and up a SIGTERM after it): the
+    # first stops the scheduler, the rest do nothing (ingest/stopsignals.py), and none is a KeyboardInterrupt
+    # raised wherever the main thread happens to be.
+    on_stop_signal(stop)
     log.info("worker started with jobs: %s", ", ".join(job.id for job in scheduler.get_jobs()))
     status = 1
     try:
@@ -193,6 +189,7 @@ def run(settings: Settings) -> None:
         pool.close(timeout=2)
         if running:
             _abandon(running, settings.worker_drain_seconds, status)
+        ignore_stop_signals()  # the interpreter's finalization would make a late SIGTERM fatal (status -15)
 
 
 def _abandon(running: list[str], waited: float, status: int) -> NoReturn:

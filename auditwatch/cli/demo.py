@@ -107,5 +107,8 @@ def demo(url, key, admin_key, seed, n_users, history_hours, duration) -> None:
     if url is None:
         s = settings_mod.load()
         url = f"http://{s.host}:{s.port}"
-    run_demo(url=url, key=key, admin_key=admin_key, seed=seed, users=n_users, history=timedelta(hours=history_hours),
-             duration=duration or None, echo=click.echo)
+    try:
+        run_demo(url=url, key=key, admin_key=admin_key, seed=seed, users=n_users,
+                 history=timedelta(hours=history_hours), duration=duration or None, echo=click.echo)
+    except KeyboardInterrupt:  # Ctrl-C (under `up`, every component gets it): a stop, not click's "Aborted!"
+        click.echo("demo: stopped", err=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +16,7 @@ from auditwatch.cli.context import Context, pass_ctx, whoami
 from auditwatch.server import settle
 from auditwatch.services import Services, bus_config
 from ingest.errors import IngestError
+from ingest.stopsignals import ignore_stop_signals, stop_on_signals
 from storage.errors import StorageError
 
 
@@ -192,9 +191,9 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
         raise click.ClickException(f"cannot listen: {exc} (is the port in use? set AUDITWATCH_SYSLOG_UDP_PORT / "
                                    "AUDITWATCH_SYSLOG_TCP_PORT)") from None
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as the writer's: a second SIGTERM must not kill the exit
         stop_ops()
         services.close()
+        ignore_stop_signals()  # a late SIGTERM or Ctrl-C must not kill the exit (ingest/stopsignals.py)
 
 
 @click.command("writer")
@@ -230,10 +229,7 @@ def writer(ctx: Context) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
         click.echo(f"writer: consuming {config.stream} from {config.url}", err=True)
         await bus_writer.run(stop, on_batch=progress)
 
@@ -242,11 +238,10 @@ def writer(ctx: Context) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot reach the bus at {config.url}: {exc}") from None
     finally:
-        # The loop put SIGTERM back to the default as it closed: a supervisor's second one must not kill the exit.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_ops()
         ops_bus.close()
         pool.close()
+        ignore_stop_signals()  # a supervisor's late SIGTERM must not kill the exit (ingest/stopsignals.py)
     progress(bus_writer.stats)
 
 

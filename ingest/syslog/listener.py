@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
@@ -42,6 +43,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from ingest.errors import Unavailable
+from ingest.stopsignals import stop_on_signals
 from ingest.syslog.events import Occurrences
 from ingest.syslog.framing import FrameDecoder
 from storage.errors import DatabaseDown, DatabaseUnavailable
@@ -459,14 +461,10 @@ def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
 def run_forever(listener: SyslogListener, *, report: Callable[[ListenerStats], None] | None = None,
                 every: float = 10.0, stop: asyncio.Event | None = None) -> None:
     """Run the listener until SIGINT/SIGTERM (or ``stop``), calling ``report`` every few seconds."""
-    import signal
-
     async def main() -> None:
         done = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, done.set)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            stop_on_signals(done)
         await listener.start()
         if report:
             report(listener.stats)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -161,3 +162,31 @@ def test_syslog_store_workers_exit_when_the_listener_is_killed(db_url, tmp_path)
         time.sleep(0.2)
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers), log.read_text()
     assert log.read_text().count("this store worker exits") == 2
+
+
+def test_syslog_stops_on_ctrl_c_with_status_0_and_nothing_printed_by_the_signals_that_follow(db_url, tmp_path):
+    """Under `up`, Ctrl-C's SIGINT is followed by up's SIGTERM. One landing while the listener's loop closed
+    printed "Exception ignored when trying to write to the signal wakeup fd ... Bad file descriptor", and SIGINT
+    was a KeyboardInterrupt again during the cleanup after the loop. Here a signal every few ms follows the first
+    one until the process has exited."""
+    log = tmp_path / "syslog.log"
+    proc = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "syslog", "--udp-port", "0", "--tcp-port",
+                             str(free_port())], env=_env(db_url, tmp_path, AUDITWATCH_SYSLOG_OPS_PORT=str(free_port())),
+                            cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while "received" not in log.read_text() and time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    sent = 0
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT if sent % 2 == 0 else signal.SIGTERM)
+        sent += 1
+        time.sleep(0.003)
+    output = log.read_text()
+    assert proc.wait(5) == 0, output
+    assert sent > 10  # signals kept landing while it stopped
+    for noise in ("Exception ignored", "Traceback", "KeyboardInterrupt", "Aborted"):
+        assert noise not in output, output
+    assert "received" in output.rsplit("\n", 2)[-2]  # it still printed its final report

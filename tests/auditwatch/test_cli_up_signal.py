@@ -71,6 +71,14 @@ def _group_left(pgid: int, seconds: float = 30) -> str:
     return subprocess.run(["ps", "-o", "pid,stat,args", "-g", str(pgid)], capture_output=True, text=True).stdout
 
 
+def _assert_quiet_stop(output: str) -> None:
+    """What Ctrl-C once printed on a newcomer's terminal: each component's reaction to the SIGINT and the SIGTERM
+    that follows it (ingest/stopsignals.py)."""
+    stop = output[output.index("Ctrl-C stops everything"):]
+    for noise in ("Traceback", "Exception ignored", "race condition", "Aborted!", "KeyboardInterrupt"):
+        assert noise not in stop, f"{noise!r} printed while stopping:\n{stop[-12000:]}"
+
+
 def test_ctrl_c_on_up_stops_everything_and_exits_0(db_url, tmp_path):
     proc, port, log = _start_up(db_url, tmp_path)
     try:
@@ -83,6 +91,7 @@ def test_ctrl_c_on_up_stops_everything_and_exits_0(db_url, tmp_path):
     output = log.read_text()
     assert code == 0, f"exit {code}:\n{output[-12000:]}"
     assert "stopping" in output
+    _assert_quiet_stop(output)
     left = _group_left(proc.pid)
     assert not left, f"components outlived `up`:\n{left}"
 
@@ -110,6 +119,7 @@ def test_ctrl_c_on_up_with_the_embedded_database_exits_0_and_stops_it(open_dir):
     output = log.read_text()
     assert code == 0, f"exit {code}:\n{output[-12000:]}"
     assert "stopping" in output and "database stopped" in output
+    _assert_quiet_stop(output)
     left = _group_left(proc.pid)
     assert not left, f"components outlived `up`:\n{left}"
     assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists(), "the embedded database still runs"
