@@ -114,11 +114,18 @@ class Services:
         # Reads and exports go to the streaming replica when there is one (docs/scaling.md "Read replica");
         # while it is down they fail at once with ReplicaDown (503), and nothing else is affected.
         read_url, replica = (settings.read_database_url, True) if settings.read_database_url else (url, False)
-        read_pool = db.open_pool(read_url, min_size=1, max_size=settings.read_pool_max, name="read",
-                                 statement_timeout=settings.read_statement_timeout, replica=replica)
-        export_pool = db.open_pool(read_url, min_size=0, max_size=settings.export_pool_max, name="export",
-                                   statement_timeout=settings.export_statement_timeout,
-                                   timeout=settings.export_wait_seconds, replica=replica)
+        opened = [pool]
+        try:  # the database going down between two pools: the ones opened are not left reconnecting for ever
+            read_pool = db.open_pool(read_url, min_size=1, max_size=settings.read_pool_max, name="read",
+                                     statement_timeout=settings.read_statement_timeout, replica=replica)
+            opened.append(read_pool)
+            export_pool = db.open_pool(read_url, min_size=0, max_size=settings.export_pool_max, name="export",
+                                       statement_timeout=settings.export_statement_timeout,
+                                       timeout=settings.export_wait_seconds, replica=replica)
+        except BaseException:
+            for each in opened:
+                each.close()
+            raise
         writer = EventWriter(pool, sealed=settings.integrity)
         committer = GroupCommitter(writer, max_group_events=settings.group_commit_max_events,
                                    threads=settings.group_commit_threads,

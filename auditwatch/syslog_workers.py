@@ -36,6 +36,7 @@ from ingest import metrics
 from ingest.pipeline import BatchResult
 from ingest.syslog.ingestor import SyslogIngestor
 from ingest.syslog.listener import Received, StoreFailed
+from storage.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,31 @@ def _start(listener: int, settings: Settings, url: str, zones: dict[str, str]) -
     # First: a listener killed while this worker starts must not leave it behind either.
     threading.Thread(target=_exit_when_orphaned, args=(listener,), name="orphan-watch", daemon=True).start()
     logs.configure(settings.log_format)
-    services = Services.open(settings, url=url)
+    services = _open_services(settings, url)
     util.Finalize(None, services.close, exitpriority=10)  # before the interpreter waits for threads at exit
     _ingestor = SyslogIngestor(services.pipeline, services.pool, zone=settings.syslog_zone, zones=zones,
                                unknown_users=settings.syslog_unknown_users)  # type: ignore[arg-type]
     settle(services.pipeline)
+
+
+def _open_services(settings: Settings, url: str, *, first_delay: float = 1.0, max_delay: float = 10.0) -> Services:
+    """The worker's services, waiting for as long as the database is down.
+
+    A worker starting during an outage (one replacing a worker that died while the database was down) used to
+    fail its start, which breaks the pool just as a death does: the listener counted each failed start as one,
+    and after ``split_after_failures`` of them gave its batches up as unstorable, lines lost to an outage that
+    the listener otherwise rides out by holding them. Waiting here holds them in the same way: the batches wait
+    for the worker, the queue fills, and TCP senders are slowed down.
+    """
+    delay = first_delay
+    while True:
+        try:
+            return Services.open(settings, url=url)
+        except DatabaseUnavailable as exc:
+            log.error("syslog: this store worker cannot reach the database (%s); trying again in %.0f s, its "
+                      "batches wait meanwhile", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 def _exit_when_orphaned(parent: int, every: float = 1.0) -> None:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from auditwatch.cli.main import main
 from tests.conftest import ROOT, free_port
+from tests.dbproxy import DatabaseProxy
 
 
 def _env(db_url: str, tmp_path, **extra: str) -> dict[str, str]:
@@ -190,3 +191,52 @@ def test_syslog_stops_on_ctrl_c_with_status_0_and_nothing_printed_by_the_signals
     for noise in ("Exception ignored", "Traceback", "KeyboardInterrupt", "Aborted"):
         assert noise not in output, output
     assert "received" in output.rsplit("\n", 2)[-2]  # it still printed its final report
+
+
+def test_a_store_worker_replaced_during_a_database_outage_waits_for_it_and_loses_no_line(db_url, tmp_path, conn):
+    """A store worker that dies while the database is down is replaced by one that cannot open its pool. That
+    failed start used to break the new pool just as a death does: the listener counted each as one, and after
+    three gave the waiting lines up as unstorable (lost). Now the new worker waits for the database, the lines
+    wait for it, and they are stored once it is back."""
+    proxy = DatabaseProxy(db_url)
+    tcp, ops = free_port(), free_port()
+    log = tmp_path / "syslog.log"
+    proc = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "syslog", "--udp-port", "0", "--tcp-port",
+                             str(tcp), "--processes", "2"],
+                            env=_env(proxy.url, tmp_path, AUDITWATCH_SYSLOG_OPS_PORT=str(ops)),
+                            cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    stored = "SELECT count(*) FROM audit_events WHERE resource_id = 'outage-host'"
+    try:
+        deadline = time.monotonic() + 60
+        while ("store processes" not in log.read_text() or len(_store_workers(proc.pid)) < 2) \
+                and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        proxy.cut()
+        for worker in _store_workers(proc.pid):
+            os.kill(worker, signal.SIGKILL)  # its pool is broken: the next batch finds it so and replaces it
+        with socket.create_connection(("127.0.0.1", tcp)) as s:
+            s.sendall(b"".join(f"<38>Nov 28 10:00:00 outage-host sshd[{i}]: Failed password for u{i} from "
+                               f"10.9.0.{i} port {i} ssh2\n".encode() for i in range(1, 41)))
+        deadline = time.monotonic() + 60
+        while proxy.refused == 0 and time.monotonic() < deadline:  # a new worker is trying to start
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(20)  # a failed start took 15 s (the pool's own wait): long enough for one or two of them
+        assert proc.poll() is None, log.read_text()
+        proxy.restore()
+        deadline = time.monotonic() + 60
+        while conn.execute(stored).fetchone()[0] < 40 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert conn.execute(stored).fetchone()[0] == 40, log.read_text()
+        # One replacement, for the kill: a start that waited for the database is not a death.
+        assert _counter(ops, "auditwatch_syslog_store_workers_replaced_total") == 1, log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+        proxy.close()
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    assert "could not be stored" not in output and "Exception in initializer" not in output, output
+    assert "this store worker cannot reach the database" in output, output
+    assert proxy.refused > 0  # the outage was real for the new workers
