@@ -572,8 +572,15 @@ class BusWriter:
         consumer has no leader yet, reading them in the loop held fetching back until they timed out (seen in
         the cluster test: the consumer had a new leader 7 s after the kill, the writer fetched again 8 s
         later, when the read gave up)."""
+        failing = False
         while True:
-            await metrics.observe_bus(js, sub, self.config)
+            try:
+                await metrics.observe_bus(js, sub, self.config)
+                failing = False
+            except Exception:  # noqa: BLE001 - a bug here must not freeze the gauges for the rest of the run
+                if not failing:  # once per streak, not every second
+                    log.exception("writer: reading the bus's gauges failed; they keep their last values")
+                failing = True
             await asyncio.sleep(1.0)
 
     async def _keep_alive(self, held: list[list]) -> None:

@@ -16,7 +16,7 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest import metrics
-from ingest.bus import CONSUMER, BusClient, BusConfig, BusPublisher, ensure_streams
+from ingest.bus import CONSUMER, BusClient, BusConfig, BusPublisher, BusWriter, ensure_streams
 from storage.events import EventRecord, Outcome
 from storage.timescale import catalog
 from tests.conftest import ROOT, free_port
@@ -60,6 +60,48 @@ def test_observe_bus_reports_pending_messages_their_age_and_dead_letters(nats_se
     assert metrics.BUS_PENDING._value.get() == 3
     assert metrics.BUS_DEADLETTERS._value.get() == 1
     assert 1.0 <= metrics.BUS_OLDEST_PENDING._value.get() < 60
+
+
+def test_a_failure_reading_the_gauges_is_logged_and_they_are_read_again(nats_server, services, monkeypatch, caplog):
+    """The writer reads its gauges in a task of their own. An error they did not expect (a bug) ended that task
+    silently: the gauges froze for the rest of the run and the error surfaced only at shutdown."""
+    config = BusConfig(url=nats_server.url, stream="OPS_G", subject="ops.g", deadletter_stream="OPS_G_DEAD",
+                       deadletter_subject="ops.g.dead")
+    real, calls = metrics._read_bus, []
+
+    async def flaky(js, sub, config) -> None:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            raise KeyError("a field this code did not expect")
+        await real(js, sub, config)
+
+    monkeypatch.setattr(metrics, "_read_bus", flaky)
+    monkeypatch.setattr(metrics, "_BUS_EVERY", 0.0)
+    metrics.BUS_PENDING.set(-1)
+
+    async def scenario() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            await ensure_streams(js, config)
+            for i in range(4):
+                await js.publish(config.subject, b"x%d" % i, stream=config.stream)
+            sub = await js.pull_subscribe(config.subject, durable=CONSUMER, stream=config.stream)
+            observing = asyncio.create_task(BusWriter(config, services.writer)._observe(js, sub))
+            deadline = time.monotonic() + 15
+            while metrics.BUS_PENDING._value.get() != 4 and time.monotonic() < deadline:
+                assert not observing.done(), observing.exception()
+                await asyncio.sleep(0.1)
+            observing.cancel()
+        finally:
+            await nc.close()
+
+    with caplog.at_level("ERROR", logger="ingest.bus"):
+        asyncio.run(scenario())
+    assert len(calls) >= 3
+    assert metrics.BUS_PENDING._value.get() == 4  # read again after the failures
+    failures = [r for r in caplog.records if "reading the bus's gauges failed" in r.getMessage()]
+    assert len(failures) == 1 and "KeyError" in caplog.text  # once per streak, with the error
 
 
 def test_the_writer_process_serves_its_metrics_and_logs_the_publishers_request_ids(nats_server, db_url, services,
