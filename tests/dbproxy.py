@@ -33,7 +33,8 @@ class DatabaseProxy:
         self._open: list[socket.socket] = []
         self.up = True
         self.refused = 0
-        threading.Thread(target=self._accept, name="db-proxy", daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept, name="db-proxy", daemon=True)
+        self._accepting.start()
 
     def _connect(self) -> socket.socket:
         if isinstance(self._upstream, str):
@@ -82,5 +83,8 @@ class DatabaseProxy:
 
     def close(self) -> None:
         self.cut()
+        with contextlib.suppress(OSError):  # wakes the accepting thread (close alone leaves it blocked)
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
+        self._accepting.join(5)
         shutil.rmtree(self._dir, ignore_errors=True)
