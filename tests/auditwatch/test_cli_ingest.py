@@ -82,6 +82,15 @@ def _store_workers(pid: int) -> list[int]:
     return [c for c in found if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
+def _wait_for_store_workers(proc: subprocess.Popen, log: Path, count: int = 2) -> None:
+    """Until the listener has said it stores through processes and ``count`` of them run."""
+    deadline = time.monotonic() + 60
+    while ("store processes" not in log.read_text() or len(_store_workers(proc.pid)) < count) \
+            and time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+
+
 def _metric(port: int, name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -106,11 +115,7 @@ def test_syslog_store_processes_lose_no_line_to_a_killed_worker_or_a_sigterm(db_
     lines = [f"<38>Nov 28 10:00:00 pw-{i % 50} sshd[{i}]: Failed password for u{i % 300} from 10.7.{i % 250}.1 "
              f"port {i} ssh2\n".encode() for i in range(30_000)]
     try:
-        deadline = time.monotonic() + 60
-        while ("store processes" not in log.read_text() or len(_store_workers(proc.pid)) < 2) \
-                and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+        _wait_for_store_workers(proc, log)
         workers = _store_workers(proc.pid)
         with socket.create_connection(("127.0.0.1", tcp)) as s:
             s.sendall(b"".join(lines[:15_000]))
@@ -207,11 +212,7 @@ def test_a_store_worker_replaced_during_a_database_outage_waits_for_it_and_loses
                             cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     stored = "SELECT count(*) FROM audit_events WHERE resource_id = 'outage-host'"
     try:
-        deadline = time.monotonic() + 60
-        while ("store processes" not in log.read_text() or len(_store_workers(proc.pid)) < 2) \
-                and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+        _wait_for_store_workers(proc, log)
         proxy.cut()
         for worker in _store_workers(proc.pid):
             os.kill(worker, signal.SIGKILL)  # its pool is broken: the next batch finds it so and replaces it

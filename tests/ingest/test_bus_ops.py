@@ -38,6 +38,15 @@ def scrape(url: str) -> dict[str, float]:
     return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
 
+async def _queue(nc, config: BusConfig, messages: int):
+    """The streams, ``messages`` messages on the work queue, and a pull subscription on its durable consumer."""
+    js = nc.jetstream()
+    await ensure_streams(js, config)
+    for i in range(messages):
+        await js.publish(config.subject, b"x%d" % i, stream=config.stream)
+    return js, await js.pull_subscribe(config.subject, durable=CONSUMER, stream=config.stream)
+
+
 def test_observe_bus_reports_pending_messages_their_age_and_dead_letters(nats_server):
     config = BusConfig(url=nats_server.url, stream="OPS_T", subject="ops.t", deadletter_stream="OPS_T_DEAD",
                        deadletter_subject="ops.t.dead")
@@ -45,12 +54,8 @@ def test_observe_bus_reports_pending_messages_their_age_and_dead_letters(nats_se
     async def scenario() -> None:
         nc = await nats.connect(nats_server.url)
         try:
-            js = nc.jetstream()
-            await ensure_streams(js, config)
-            for i in range(3):
-                await js.publish(config.subject, b"x%d" % i, stream=config.stream)
+            js, sub = await _queue(nc, config, 3)
             await js.publish(config.deadletter_subject, b"dead", stream=config.deadletter_stream)
-            sub = await js.pull_subscribe(config.subject, durable=CONSUMER, stream=config.stream)
             await asyncio.sleep(1.2)
             await metrics.observe_bus(js, sub, config, now=time.monotonic() + 3600)
         finally:
@@ -77,16 +82,13 @@ def test_a_failure_reading_the_gauges_is_logged_and_they_are_read_again(nats_ser
 
     monkeypatch.setattr(metrics, "_read_bus", flaky)
     monkeypatch.setattr(metrics, "_BUS_EVERY", 0.0)
+    monkeypatch.setattr(metrics, "_bus_checked", [0.0])  # a test before may have left it in the future
     metrics.BUS_PENDING.set(-1)
 
     async def scenario() -> None:
         nc = await nats.connect(nats_server.url)
         try:
-            js = nc.jetstream()
-            await ensure_streams(js, config)
-            for i in range(4):
-                await js.publish(config.subject, b"x%d" % i, stream=config.stream)
-            sub = await js.pull_subscribe(config.subject, durable=CONSUMER, stream=config.stream)
+            js, sub = await _queue(nc, config, 4)
             observing = asyncio.create_task(BusWriter(config, services.writer)._observe(js, sub))
             deadline = time.monotonic() + 15
             while metrics.BUS_PENDING._value.get() != 4 and time.monotonic() < deadline:
