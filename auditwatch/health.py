@@ -173,9 +173,10 @@ class OpsServer:
 
 
 def serve_ops(host: str, port: int, *, pool: ConnectionPool, bus: Any = None,
-              collectors: tuple[Collector, ...] = ()) -> Callable[[], None]:
+              collectors: tuple[Collector, ...] = (),
+              extra: dict[str, Callable[[], str | None]] | None = None) -> Callable[[], None]:
     """Start the ops server of a worker, listener or writer (port 0: none), with its collectors registered;
-    returns what stops it and unregisters them.
+    returns what stops it and unregisters them. ``extra``: more readiness probes (name -> problem or None).
 
     A port already taken is logged, not fatal: the process's real work matters more than its metrics.
     """
@@ -184,7 +185,7 @@ def serve_ops(host: str, port: int, *, pool: ConnectionPool, bus: Any = None,
     server = None
     if port:
         try:
-            server = OpsServer(host, port, Readiness(pool, bus),
+            server = OpsServer(host, port, Readiness(pool, bus, extra=dict(extra or {})),
                                before_scrape=lambda: storage_metrics.observe_pools([pool])).start()
         except OSError as exc:
             log.error("cannot serve /healthz, /readyz and /metrics on %s:%d (%s); set another port "

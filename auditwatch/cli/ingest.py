@@ -183,7 +183,7 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
             last[:] = [line]
 
     stop_ops = health.serve_ops(s.ops_host, s.syslog_ops_port, pool=services.pool, bus=services.bus,
-                                collectors=(SyslogCollector(listener),))
+                                collectors=(SyslogCollector(listener),), extra={"listening": listener.not_listening})
     settle(services.pipeline)
     try:
         run_forever(listener, report=report)

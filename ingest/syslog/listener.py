@@ -153,6 +153,7 @@ class SyslogListener:
         self._udp_inode: int | None = None
         self._occurrences = Occurrences(config.occurrence_entries)
         self._sessions = itertools.count()
+        self.listening = False  # every configured port bound, and not stopping (the process's /readyz)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -179,10 +180,17 @@ class SyslogListener:
                                                 ssl_handshake_timeout=10, limit=cfg.max_message_bytes * 2)
             self._servers.append(server)
             self.stats.ports["tls"] = server.sockets[0].getsockname()[1]
+        self.listening = True
         return dict(self.stats.ports)
+
+    def not_listening(self) -> str | None:
+        """A readiness probe: None once every port is bound, until stopping; else what is wrong. The ops port
+        comes up first, and a sender told "ready" before the UDP socket was bound lost its datagrams."""
+        return None if self.listening else "the syslog ports are not bound yet, or the listener is stopping"
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting, let open connections' received data in, then store what is queued."""
+        self.listening = False
         for server in self._servers:
             server.close()
         if self._udp is not None:

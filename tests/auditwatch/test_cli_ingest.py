@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import orjson
 from click.testing import CliRunner
 
 from auditwatch.cli.main import main
@@ -175,14 +176,16 @@ def test_syslog_stops_on_ctrl_c_with_status_0_and_nothing_printed_by_the_signals
     printed "Exception ignored when trying to write to the signal wakeup fd ... Bad file descriptor", and SIGINT
     was a KeyboardInterrupt again during the cleanup after the loop. Here a signal every few ms follows the first
     one until the process has exited."""
-    log = tmp_path / "syslog.log"
+    log, ops = tmp_path / "syslog.log", free_port()
     proc = subprocess.Popen([sys.executable, "-m", "auditwatch.cli", "syslog", "--udp-port", "0", "--tcp-port",
-                             str(free_port())], env=_env(db_url, tmp_path, AUDITWATCH_SYSLOG_OPS_PORT=str(free_port())),
+                             str(free_port())], env=_env(db_url, tmp_path, AUDITWATCH_SYSLOG_OPS_PORT=str(ops)),
                             cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while "received" not in log.read_text() and time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()
         time.sleep(0.1)
+    ready = orjson.loads(urllib.request.urlopen(f"http://127.0.0.1:{ops}/readyz", timeout=10).read())
+    assert ready["status"] == "ok" and ready["checks"]["listening"] == {"ok": True}, ready
     sent = 0
     deadline = time.monotonic() + 30
     while proc.poll() is None and time.monotonic() < deadline:

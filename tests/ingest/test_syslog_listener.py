@@ -154,6 +154,16 @@ def test_tls_listener(services, ingestor, conn, tmp_path):
     assert count(conn, "SELECT count(*) FROM audit_events WHERE resource_id = 'tlshost'") == 2
 
 
+def test_the_listener_is_ready_only_while_its_ports_are_bound(ingestor):
+    """The process's /readyz asks ``not_listening``: its ops port comes up before the ports are bound, and a
+    sender told "ready" then lost its UDP datagrams (seen in the Prometheus test: 0 of 21 received)."""
+    listener = SyslogListener(config(), ingestor)
+    assert listener.not_listening() is not None
+    with running(listener):
+        assert listener.not_listening() is None
+    assert "stopping" in listener.not_listening()
+
+
 def test_hostile_input_on_every_transport(services, ingestor, conn):
     listener = SyslogListener(config(max_message_bytes=512, max_connections=3), ingestor)
     with running(listener) as ports:
