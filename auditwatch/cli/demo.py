@@ -11,6 +11,7 @@ import orjson
 import requests
 
 from auditwatch import settings as settings_mod
+from auditwatch.cli import shutdown
 from ingest.demo import DemoTraffic, history_start
 
 
@@ -104,6 +105,7 @@ def run_demo(*, url: str, key: str, admin_key: str | None, seed: int = 7, users:
 @click.option("--duration", default=0.0, help="Stop after this many seconds of live traffic (0: run until stopped).")
 def demo(url, key, admin_key, seed, n_users, history_hours, duration) -> None:
     """Send realistic audit traffic, with injected attacks, to a running server."""
+    shutdown.dump_stacks_on_signal()
     if url is None:
         s = settings_mod.load()
         url = f"http://{s.host}:{s.port}"

@@ -12,6 +12,7 @@ import click
 import orjson
 
 from auditwatch import health, logs
+from auditwatch.cli import shutdown
 from auditwatch.cli.context import Context, pass_ctx, whoami
 from auditwatch.server import settle
 from auditwatch.services import Services, bus_config
@@ -121,6 +122,7 @@ def ingest_file(ctx: Context, path: str, register_users: bool, batch_size: int, 
 def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int | None, tls_port: int | None,
            processes: int | None) -> None:
     """Receive syslog (RFC 5424/3164 over UDP, TCP and TLS) and store it as audit events."""
+    shutdown.dump_stacks_on_signal()
     from ingest.metrics import SyslogCollector
     from ingest.syslog.header import SyslogError
     from ingest.syslog.ingestor import SyslogIngestor, parse_zones
@@ -200,6 +202,7 @@ def syslog(ctx: Context, host: str | None, udp_port: int | None, tcp_port: int |
 @pass_ctx
 def writer(ctx: Context) -> None:
     """Consume the JetStream bus into TimescaleDB (run any number of these)."""
+    shutdown.dump_stacks_on_signal()
     from ingest.bus import BusClient, BusWriter
     from ingest.metrics import WriterCollector
     from storage.timescale import db

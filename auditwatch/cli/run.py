@@ -31,6 +31,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     """Serve the API with gunicorn."""
     from auditwatch.server import serve as run
 
+    shutdown.dump_stacks_on_signal()  # inherited by the workers gunicorn forks
     changes = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     run(ctx.settings.replace(**changes))
 
@@ -41,6 +42,7 @@ def worker(ctx: Context) -> None:
     """Run the scheduled jobs (rollup refresh on the Apache edition)."""
     from auditwatch.worker import run
 
+    shutdown.dump_stacks_on_signal()
     try:
         run(ctx.settings)
     except StorageError as exc:

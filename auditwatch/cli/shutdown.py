@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +25,38 @@ log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 PROC = Path("/proc")
+# Asks a component for the stack of every thread (``kill -s RTMIN+1 PID``; not SIGUSR1/2, which gunicorn uses).
+DUMP_SIGNAL = signal.SIGRTMIN + 1
+
+
+def dump_stacks_on_signal() -> None:
+    """Write every thread's stack to stderr on ``DUMP_SIGNAL``, even while the main thread is stuck in C code
+    (faulthandler). Long-running components call it first; ``stop`` uses it on one that overruns its budget, so
+    the log says where it was stuck (a CI run once printed only that the worker "did not stop within 45 s")."""
+    try:  # the process's own stderr (fd 2): under click's test runner sys.stderr has no file descriptor
+        faulthandler.register(DUMP_SIGNAL, file=sys.__stderr__, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError):  # no usable stderr (closed, or none at all): no dumps
+        pass
+
+
+def _catches(pid: int, sig: int, proc: Path = PROC) -> bool:
+    """Whether ``pid`` handles ``sig`` (``SigCgt`` in /proc): a real-time signal nobody handles terminates."""
+    try:
+        for line in (proc / str(pid) / "status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _descendants(pid: int, proc: Path = PROC) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop(), proc):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def become_subreaper() -> bool:
@@ -71,7 +105,8 @@ def _reap() -> None:
 
 
 def stop(children: Sequence[subprocess.Popen], *, budget: float = 45.0, orphan_budget: float = 5.0,
-         kill_wait: float = 15.0, clock: Callable[[], float] = time.monotonic) -> list[int]:
+         kill_wait: float = 15.0, dump_wait: float = 1.0,
+         clock: Callable[[], float] = time.monotonic) -> list[int]:
     """SIGTERM the components, wait for them within ``budget`` seconds (gunicorn's own graceful stop takes up
     to 30 s) and kill what is left; then SIGTERM the orphans they left behind, and SIGKILL those still there
     after ``orphan_budget``. A killed component gets ``kill_wait`` seconds to go. Returns the orphans that had
@@ -84,7 +119,14 @@ def stop(children: Sequence[subprocess.Popen], *, budget: float = 45.0, orphan_b
         try:
             child.wait(timeout=max(0.1, deadline - clock()))
         except subprocess.TimeoutExpired:
-            log.warning("component %s did not stop within %.0f s: killed", child.args, budget)
+            asked = [pid for pid in (child.pid, *_descendants(child.pid))  # a gunicorn master's workers too
+                     if _catches(pid, DUMP_SIGNAL)]
+            log.warning("component %s did not stop within %.0f s: killed%s", child.args, budget,
+                        f"; its threads' stacks follow (pids {asked})" if asked else "")
+            for pid in asked:
+                _signal(pid, DUMP_SIGNAL)
+            if asked:
+                time.sleep(dump_wait)
             child.kill()
             try:
                 # Normally at once; a loaded machine once took longer than 5 s to tear a killed worker down.

@@ -93,3 +93,37 @@ def test_a_component_that_outlasts_its_kill_does_not_cut_the_shutdown_short():
     assert result["after"] == -15  # the next component was still stopped
     assert not _alive(result["hangs"])  # and the stubborn one was killed by the sweep of what is left
     assert result["seconds"] < 15
+
+
+STUCK = textwrap.dedent("""
+    import json, logging, subprocess, sys, time
+    from auditwatch.cli import shutdown
+
+    logging.basicConfig(level=logging.WARNING)
+    # A component stuck where its SIGTERM handler never gets to run (here: SIGTERM ignored, asleep in a named
+    # function), as the worker was when CI saw only "did not stop within 45 s".
+    stuck = subprocess.Popen([sys.executable, "-c", '''
+    import signal, time
+    from auditwatch.cli import shutdown
+    shutdown.dump_stacks_on_signal()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    def waiting_for_a_job_that_never_ends():
+        time.sleep(600)
+    print("ready", flush=True)
+    waiting_for_a_job_that_never_ends()
+    '''], stdout=subprocess.PIPE, text=True)
+    assert stuck.stdout.readline().strip() == "ready"
+    shutdown.stop([stuck], budget=1.0, kill_wait=5.0, orphan_budget=1.0)
+    print(json.dumps({"code": stuck.returncode}))
+""")
+
+
+def test_a_component_that_overruns_its_stop_budget_has_its_stacks_logged_before_it_is_killed():
+    done = subprocess.run([sys.executable, "-c", STUCK], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout.strip().splitlines()[-1]) == {"code": -9}
+    assert "its threads' stacks follow" in done.stderr
+    # faulthandler's dump, from the stuck process's own stderr: where it was.
+    assert "most recent call first" in done.stderr and "waiting_for_a_job_that_never_ends" in done.stderr, \
+        done.stderr
