@@ -30,6 +30,10 @@ def test_environment_lists_and_paths_are_coerced():
     ({"AUDITWATCH_GEOIP": "perhaps"}, "geoip"),
     ({"AUDITWATCH_SYSLOG_PROCESSES": "0"}, "syslog_processes` must be 1 to 64"),
     ({"AUDITWATCH_SYSLOG_PROCESSES": "65"}, "syslog_processes` must be 1 to 64"),
+    ({"AUDITWATCH_WORKER_DRAIN_SECONDS": "-1"}, "worker_drain_seconds` must be 0 to 3600"),
+    ({"AUDITWATCH_WORKER_DRAIN_SECONDS": "1e9"}, "worker_drain_seconds` must be 0 to 3600"),
+    ({"AUDITWATCH_WORKER_DRAIN_SECONDS": "nan"}, "worker_drain_seconds` must be 0 to 3600"),
+    ({"AUDITWATCH_WORKER_DRAIN_SECONDS": "soon"}, "worker_drain_seconds"),
 ])
 def test_bad_values_name_the_setting(environ, message):
     with pytest.raises(SettingsError, match=message):
