@@ -216,13 +216,17 @@ def _filters(q: SeriesQuery) -> Where:
     return w
 
 
-def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
-    """A tidy frame: ``bucket`` (UTC), the ``group_by`` columns, and ``events``; current to the last event."""
+def _check(q: SeriesQuery) -> None:
     if q.interval not in ROLLUPS:
         raise ValueError(f"interval must be one of {', '.join(ROLLUPS)}")
     unknown = set(q.group_by) - set(DIMENSIONS)
     if unknown:
         raise ValueError(f"cannot group by {sorted(unknown)}; choose from {', '.join(DIMENSIONS)}")
+
+
+def _parts(conn: psycopg.Connection, q: SeriesQuery, native: bool, params: list[Any]) -> list[sql.Composable]:
+    """The SELECTs whose UNION ALL holds ``q``'s counts per bucket: the rollup up to its watermark and the raw
+    tail after it (Apache edition), or the real-time aggregate (community edition). Appends their parameters."""
     table, step = ROLLUPS[q.interval]
     coarse = set(q.group_by) <= set(TYPE_DIMENSIONS) and not q.user_id and not q.source_ip and q.population == "all"
     minute_table, hour_table = ("events_type_1m", "events_type_1h") if coarse else ("events_1m", "events_1h")
@@ -230,7 +234,6 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
         table = TYPE_ROLLUPS[q.interval]
     start, end = _floor(q.start, step), q.end
     dims = [sql.Identifier(d) for d in q.group_by]
-    params: list[Any] = []
 
     def source(relation: str, time_col: str, count: str, low: datetime, high: datetime) -> sql.Composable:
         w = where().ge(time_col, low).lt(time_col, high)
@@ -244,34 +247,76 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
             groups=sql.SQL("").join(sql.SQL(", {}").format(sql.Literal(i + 2)) for i in range(len(dims))),
             where=w.sql())
 
-    native = pool_edition(pool) == "timescale"
+    if native:
+        return [source(table, "bucket", "sum(events)", start, end)]
+    marks = watermarks.read_all(conn, "rollup")
+    wm_1m = marks.get("events_1m") or start
+    wm_1h = min(marks.get("events_1h") or start, wm_1m)
+    wm_1m, wm_1h = max(min(wm_1m, end), start), max(min(wm_1h, end), start)
+    if q.interval == "1h":
+        parts = [source(hour_table, "bucket", "sum(events)", start, wm_1h),
+                 source(minute_table, "bucket", "sum(events)", wm_1h, wm_1m)]
+    else:
+        parts = [source(minute_table, "bucket", "sum(events)", start, wm_1m)]
+    parts.append(source("audit_events", "timestamp", "count(*)", wm_1m, end))
+    return parts
+
+
+def _copy_csv(conn: psycopg.Connection, statement: sql.Composable, params: list[Any]) -> bytes:
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(statement, params) as copy:
+        for block in copy:
+            buffer.write(block)
+    return buffer.getvalue()
+
+
+def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
+    """A tidy frame: ``bucket`` (UTC), the ``group_by`` columns, and ``events``; current to the last event."""
+    _check(q)
+    dims = sql.SQL("").join(sql.SQL(", ") + sql.Identifier(d) for d in q.group_by)
+    params: list[Any] = []
     with pool.connection() as conn:
-        if native:
-            parts = [source(table, "bucket", "sum(events)", start, end)]
-        else:
-            marks = watermarks.read_all(conn, "rollup")
-            wm_1m = marks.get("events_1m") or start
-            wm_1h = min(marks.get("events_1h") or start, wm_1m)
-            wm_1m, wm_1h = max(min(wm_1m, end), start), max(min(wm_1h, end), start)
-            if q.interval == "1h":
-                parts = [source(hour_table, "bucket", "sum(events)", start, wm_1h),
-                         source(minute_table, "bucket", "sum(events)", wm_1h, wm_1m)]
-            else:
-                parts = [source(minute_table, "bucket", "sum(events)", start, wm_1m)]
-            parts.append(source("audit_events", "timestamp", "count(*)", wm_1m, end))
-        outer_dims = sql.SQL("").join(sql.SQL(", ") + d for d in dims)
+        parts = _parts(conn, q, pool_edition(pool) == "timescale", params)
         statement = sql.SQL(
             "COPY (SELECT (extract(epoch FROM bucket) * 1000000)::bigint AS bucket{dims}, sum(events)::bigint "
             "AS events FROM ({union}) AS parts GROUP BY bucket{dims} ORDER BY bucket{dims}) "
             "TO STDOUT (FORMAT CSV, HEADER)"
-        ).format(dims=outer_dims, union=sql.SQL(" UNION ALL ").join(parts))
-        buffer = io.BytesIO()
-        with conn.cursor() as cur, cur.copy(statement, params) as copy:
-            for block in copy:
-                buffer.write(block)
+        ).format(dims=dims, union=sql.SQL(" UNION ALL ").join(parts))
+        data = _copy_csv(conn, statement, params)
     schema = {"bucket": pl.Int64, **{d: pl.String for d in q.group_by}, "events": pl.Int64}
-    frame = pl.read_csv(buffer.getvalue(), schema=schema) if buffer.tell() else pl.DataFrame(schema=schema)
+    frame = pl.read_csv(data, schema=schema) if data else pl.DataFrame(schema=schema)
     return frame.with_columns(pl.from_epoch("bucket", time_unit="us").dt.replace_time_zone("UTC"))
+
+
+def top(pool: ConnectionPool, queries: Sequence[SeriesQuery], dimension: str, limit: int) -> pl.DataFrame:
+    """The ``limit`` most frequent values of ``dimension`` over the union of ``queries`` (ranges that do not
+    overlap, such as minute edges around whole hours), with ``events``: most first, then by the value as it is
+    printed (an address without its /32), bytewise.
+
+    Counted in the database, so only ``limit`` rows come back, whatever the number of buckets and values.
+    """
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"cannot rank by {dimension!r}; choose from {', '.join(DIMENSIONS)}")
+    if not 1 <= limit <= 10_000:
+        raise ValueError("limit must be between 1 and 10000")
+    schema = {dimension: pl.String, "events": pl.Int64}
+    if not queries:
+        return pl.DataFrame(schema=schema)
+    params: list[Any] = []
+    with pool.connection() as conn:
+        native = pool_edition(pool) == "timescale"
+        parts = []
+        for q in queries:
+            if tuple(q.group_by) != (dimension,):
+                raise ValueError(f"each query must group by {dimension!r} alone")
+            _check(q)
+            parts += _parts(conn, q, native, params)
+        statement = sql.SQL(
+            "COPY (SELECT {dim}, sum(events)::bigint AS events FROM ({union}) AS parts GROUP BY 1 "
+            "ORDER BY 2 DESC, format('%%s', {dim}) COLLATE \"C\" LIMIT %s) TO STDOUT (FORMAT CSV, HEADER)"
+        ).format(dim=sql.Identifier(dimension), union=sql.SQL(" UNION ALL ").join(parts))
+        data = _copy_csv(conn, statement, [*params, limit])
+    return pl.read_csv(data, schema=schema) if data else pl.DataFrame(schema=schema)
 
 
 def refresh_job(pool: ConnectionPool) -> RefreshResult | None:

@@ -13,7 +13,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from storage.timescale.db import where
-from storage.timescale.rollups import SeriesQuery, series
+from storage.timescale.rollups import SeriesQuery, series, top
 
 # Raw-event aggregates (countries, ingest lag) never look further back than this.
 RAW_WINDOW_CAP = timedelta(hours=24)
@@ -86,13 +86,9 @@ def top_values(pool: ConnectionPool, dimension: str, start: datetime, end: datet
                filters: Filters = Filters(), *, event_types: tuple[str, ...] = (), outcome: str | None = None,
                limit: int = 10) -> pl.DataFrame:
     """The ``limit`` most frequent values of ``dimension`` (user_id, source_ip, ...) in [start, end), with counts."""
-    frames = [event_series(pool, low, high, (dimension,), filters, event_types=event_types, outcome=outcome,
-                           interval=interval) for low, high, interval in _exact_parts(start, end)]
-    frame = pl.concat([f.select(dimension, "events") for f in frames])
-    if not frame.height:
-        return pl.DataFrame(schema={dimension: pl.String, "events": pl.Int64})
-    return (frame.group_by(dimension).agg(pl.col("events").sum())
-            .sort(["events", dimension], descending=[True, False]).head(limit))
+    queries = [filters.series_query(low, high, interval, (dimension,), event_types=event_types, outcome=outcome)
+               for low, high, interval in _exact_parts(start, end)]
+    return top(pool, queries, dimension, limit)
 
 
 def hour_of_week(pool: ConnectionPool, start: datetime, end: datetime, filters: Filters = Filters(), *,

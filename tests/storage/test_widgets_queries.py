@@ -49,6 +49,34 @@ def test_totals_and_top_values_match_the_raw_events(pool, events):
     assert wq.total(pool, start, NOW, wq.Filters(event_type="user_login"), event_types=("file_download",)) == 0
 
 
+@pytest.mark.parametrize("dimension", ["user_id", "source_ip"])
+@pytest.mark.parametrize("outcome", [None, "failure", "success"])
+def test_top_values_rank_exactly_like_the_raw_events_across_rollup_edges_and_tail(pool, events, dimension, outcome):
+    """Counted in the database over minute edges, whole hours and the raw tail past the watermark: the same
+    counts, most first, ties by the value's text (bytewise), as counting the raw events here."""
+    start = NOW - timedelta(hours=30, minutes=17)  # not on an hour: a minute edge at each end
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.timestamp >= start and (outcome is None or e.outcome.value == outcome):
+            value = getattr(e, dimension)
+            counts[str(value)] = counts.get(str(value), 0) + 1
+    expected = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].encode()))
+    for limit in (1, 3, 100):
+        got = wq.top_values(pool, dimension, start, NOW, outcome=outcome, limit=limit)
+        assert got.rows() == expected[:limit]
+    assert wq.top_values(pool, dimension, NOW - timedelta(days=90), NOW - timedelta(days=60)).height == 0
+
+
+def test_top_refuses_what_it_cannot_rank(pool):
+    q = rollups.SeriesQuery(start=NOW - timedelta(hours=1), end=NOW, group_by=("user_id",))
+    with pytest.raises(ValueError, match="cannot rank by"):
+        rollups.top(pool, [q], "metadata", 10)
+    with pytest.raises(ValueError, match="limit must be"):
+        rollups.top(pool, [q], "user_id", 0)
+    with pytest.raises(ValueError, match="group by 'source_ip' alone"):
+        rollups.top(pool, [q], "source_ip", 10)
+
+
 def test_hour_of_week_buckets_by_weekday_and_hour(pool, events):
     start = NOW - timedelta(days=3)
     frame = wq.hour_of_week(pool, start, NOW)
