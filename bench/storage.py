@@ -54,7 +54,7 @@ def main() -> None:
             total = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
             heap = conn.execute("SELECT hypertable_size('audit_events')").fetchone()[0]
             sizes = {t: conn.execute("SELECT hypertable_size(%s)", (t,)).fetchone()[0]
-                     for t in ("events_1m", "events_1h", "events_type_1m", "events_type_1h")}
+                     for t in (t for pair in rollups.PAIRS for t in pair)}
             start, end = (now - timedelta(days=7)).replace(minute=0, second=0, microsecond=0), now
             raw_ms, raw_rows = timed(lambda: conn.execute(RAW, (start, end)).fetchall(), 5)
         query = SeriesQuery(start=start, end=end, interval="1h", group_by=("event_type",))

@@ -106,7 +106,8 @@ def build() -> Registry:
         (types_param(), outcome_param(), *entity_params(), Param("range", "Time range", "choice", "7d", RANGE_CHOICES)),
         width=6))
     registry.add(WidgetType(
-        "countries", "Source countries", "Events and failures per source country (last 24 h at most)",
+        "countries", "Source countries",
+        "Events and failures per source country (the last 24 h at most under a user or IP filter)",
         charts.render_countries, (Param("limit", "How many", "int", 10, low=1, high=50), *entity_params(), range_param()),
         width=4))
     registry.add(WidgetType(

@@ -36,7 +36,7 @@ def _tile(label: str, value: str, sub: str, *, tone: str = "", href: str | None 
 
 def catching_up(rc: RenderContext) -> html.Div | None:
     """Counts from the rollups miss events written behind their watermark (a history load, a backfill)
-    until the next refresh; the raw-event widgets (countries, latest events) already show them. Say so."""
+    until the next refresh; the raw-event widgets (latest events) already show them. Say so."""
     behind = rollups.pending(rc.pool, rc.start, rc.end)
     if not behind:
         return None

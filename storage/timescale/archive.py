@@ -361,7 +361,7 @@ def _materialise_rollups(pool: ConnectionPool, chunks: Sequence[Chunk], *, now: 
             conn.autocommit = True
             try:
                 for chunk in chunks:
-                    for minutes, hours in (("events_1m", "events_1h"), ("events_type_1m", "events_type_1h")):
+                    for minutes, hours in rollups.PAIRS:
                         for view in (minutes, hours):
                             conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
                                          (view, chunk.range_start, chunk.range_end))

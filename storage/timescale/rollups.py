@@ -1,4 +1,5 @@
-"""Rollups (events_1m, events_1h): refreshing them and reading series from them as Polars frames.
+"""Rollups (events_1m/1h and their type and country twins): refreshing them, and reading series, top values
+and countries from them as Polars frames.
 
 On the community edition the rollups are native continuous aggregates that TimescaleDB keeps
 current with its own policies and real-time aggregation. On the Apache edition they are
@@ -32,6 +33,11 @@ ROLLUPS = {"1m": ("events_1m", timedelta(minutes=1)), "1h": ("events_1h", timede
 # Coarse twins for series that need neither user_id nor source_ip (dashboards).
 TYPE_ROLLUPS = {"1m": "events_type_1m", "1h": "events_type_1h"}
 TYPE_DIMENSIONS = ("event_type", "outcome")
+# Twins by source country (the others keep none), for the dashboard's countries over any range.
+COUNTRY_ROLLUPS = {"1m": "events_country_1m", "1h": "events_country_1h"}
+COUNTRY_DIMENSIONS = ("event_type", "outcome", "source_country")
+# Every rollup as (minute, hour), the hourly one built from the minute one.
+PAIRS = (("events_1m", "events_1h"), ("events_type_1m", "events_type_1h"), ("events_country_1m", "events_country_1h"))
 REFRESH_LOCK = 0x524F_4C4C_5550  # 'ROLLUP'
 
 
@@ -76,10 +82,12 @@ _RECOMPUTE_1M = sql.SQL("""
     FROM audit_events WHERE "timestamp" >= %(low)s AND "timestamp" < %(high)s
     GROUP BY 1, 2, 3, 4, 5
 """)
+# The type twin is the country twin summed over countries: one scan of the raw events fewer per refresh
+# (on 2 M events the bulk refresh took 45.8 s with a third raw scan, against 35 s with two).
 _RECOMPUTE_TYPE_1M = sql.SQL("""
     INSERT INTO events_type_1m (bucket, event_type, outcome, events)
-    SELECT time_bucket(INTERVAL '1 minute', "timestamp"), event_type, outcome, count(*)
-    FROM audit_events WHERE "timestamp" >= %(low)s AND "timestamp" < %(high)s
+    SELECT bucket, event_type, outcome, sum(events)
+    FROM events_country_1m WHERE bucket >= %(low)s AND bucket < %(high)s
     GROUP BY 1, 2, 3
 """)
 _RECOMPUTE_TYPE_1H = sql.SQL("""
@@ -87,6 +95,18 @@ _RECOMPUTE_TYPE_1H = sql.SQL("""
     SELECT time_bucket(INTERVAL '1 hour', bucket), event_type, outcome, sum(events)
     FROM events_type_1m WHERE bucket >= %(low)s AND bucket < %(high)s
     GROUP BY 1, 2, 3
+""")
+_RECOMPUTE_COUNTRY_1M = sql.SQL("""
+    INSERT INTO events_country_1m (bucket, event_type, outcome, source_country, events)
+    SELECT time_bucket(INTERVAL '1 minute', "timestamp"), event_type, outcome, source_country, count(*)
+    FROM audit_events WHERE "timestamp" >= %(low)s AND "timestamp" < %(high)s
+    GROUP BY 1, 2, 3, 4
+""")
+_RECOMPUTE_COUNTRY_1H = sql.SQL("""
+    INSERT INTO events_country_1h (bucket, event_type, outcome, source_country, events)
+    SELECT time_bucket(INTERVAL '1 hour', bucket), event_type, outcome, source_country, sum(events)
+    FROM events_country_1m WHERE bucket >= %(low)s AND bucket < %(high)s
+    GROUP BY 1, 2, 3, 4
 """)
 _RECOMPUTE_1H = sql.SQL("""
     INSERT INTO events_1h (bucket, event_type, outcome, user_id, source_ip, events)
@@ -148,7 +168,8 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
     try:
         for low, high in _split(ranges, span):
             _recompute(conn, "events_1m", _RECOMPUTE_1M, low, high)
-            _recompute(conn, "events_type_1m", _RECOMPUTE_TYPE_1M, low, high)
+            _recompute(conn, "events_country_1m", _RECOMPUTE_COUNTRY_1M, low, high)
+            _recompute(conn, "events_type_1m", _RECOMPUTE_TYPE_1M, low, high)  # from the country twin
             if progress:
                 progress(low, high)
         _set_watermark(conn, "events_1m", end)
@@ -157,6 +178,7 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
         for low, high in _split(hours, span):
             _recompute(conn, "events_1h", _RECOMPUTE_1H, low, high)
             _recompute(conn, "events_type_1h", _RECOMPUTE_TYPE_1H, low, high)
+            _recompute(conn, "events_country_1h", _RECOMPUTE_COUNTRY_1H, low, high)
         _set_watermark(conn, "events_1h", hour_end)
     except BaseException:
         # Put the claimed ranges back so the next run recomputes them.
@@ -174,7 +196,7 @@ def _refresh_native(conn, *, now, late, end_offset, progress) -> RefreshResult:
     start = _floor(oldest, minute) if oldest else end - late
     if start < end:
         hour_end = _floor(end, hour)
-        for minutes, hours in (("events_1m", "events_1h"), ("events_type_1m", "events_type_1h")):
+        for minutes, hours in PAIRS:
             conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
                          (minutes, start, end))
             if _floor(start, hour) < hour_end:
@@ -219,19 +241,27 @@ def _filters(q: SeriesQuery) -> Where:
 def _check(q: SeriesQuery) -> None:
     if q.interval not in ROLLUPS:
         raise ValueError(f"interval must be one of {', '.join(ROLLUPS)}")
-    unknown = set(q.group_by) - set(DIMENSIONS)
+    unknown = set(q.group_by) - set(DIMENSIONS) - {"source_country"}
     if unknown:
         raise ValueError(f"cannot group by {sorted(unknown)}; choose from {', '.join(DIMENSIONS)}")
+    if "source_country" in q.group_by and (not set(q.group_by) <= set(COUNTRY_DIMENSIONS) or q.user_id
+                                          or q.source_ip or q.population != "all"):
+        raise ValueError("source_country is counted with event_type and outcome only, without a user, address "
+                         "or population filter")
 
 
 def _parts(conn: psycopg.Connection, q: SeriesQuery, native: bool, params: list[Any]) -> list[sql.Composable]:
     """The SELECTs whose UNION ALL holds ``q``'s counts per bucket: the rollup up to its watermark and the raw
     tail after it (Apache edition), or the real-time aggregate (community edition). Appends their parameters."""
-    table, step = ROLLUPS[q.interval]
+    step = ROLLUPS[q.interval][1]
     coarse = set(q.group_by) <= set(TYPE_DIMENSIONS) and not q.user_id and not q.source_ip and q.population == "all"
-    minute_table, hour_table = ("events_type_1m", "events_type_1h") if coarse else ("events_1m", "events_1h")
-    if coarse:
-        table = TYPE_ROLLUPS[q.interval]
+    if "source_country" in q.group_by:
+        minute_table, hour_table = COUNTRY_ROLLUPS["1m"], COUNTRY_ROLLUPS["1h"]
+    elif coarse:
+        minute_table, hour_table = TYPE_ROLLUPS["1m"], TYPE_ROLLUPS["1h"]
+    else:
+        minute_table, hour_table = ROLLUPS["1m"][0], ROLLUPS["1h"][0]
+    table = minute_table if q.interval == "1m" else hour_table
     start, end = _floor(q.start, step), q.end
     dims = [sql.Identifier(d) for d in q.group_by]
 
@@ -319,6 +349,34 @@ def top(pool: ConnectionPool, queries: Sequence[SeriesQuery], dimension: str, li
     return pl.read_csv(data, schema=schema) if data else pl.DataFrame(schema=schema)
 
 
+def countries(pool: ConnectionPool, queries: Sequence[SeriesQuery], limit: int) -> pl.DataFrame:
+    """Events and failures per source country (a missing one as ``unknown``) over the union of ``queries``
+    (ranges that do not overlap, each grouped by source_country and outcome), from the country rollups: most
+    events first, then by name; ``limit`` rows at most."""
+    if not 1 <= limit <= 10_000:
+        raise ValueError("limit must be between 1 and 10000")
+    schema = {"country": pl.String, "events": pl.Int64, "failures": pl.Int64}
+    if not queries:
+        return pl.DataFrame(schema=schema)
+    params: list[Any] = []
+    with pool.connection() as conn:
+        native = pool_edition(pool) == "timescale"
+        parts = []
+        for q in queries:
+            if tuple(q.group_by) != ("source_country", "outcome"):
+                raise ValueError("each query must group by source_country and outcome")
+            _check(q)
+            parts += _parts(conn, q, native, params)
+        statement = sql.SQL(
+            "COPY (SELECT coalesce(source_country, 'unknown') AS country, sum(events)::bigint AS events, "
+            "coalesce(sum(events) FILTER (WHERE outcome = 'failure'), 0)::bigint AS failures "
+            "FROM ({union}) AS parts GROUP BY 1 "
+            "ORDER BY 2 DESC, coalesce(source_country, 'unknown') COLLATE \"C\" LIMIT %s) TO STDOUT (FORMAT CSV, HEADER)"
+        ).format(union=sql.SQL(" UNION ALL ").join(parts))
+        data = _copy_csv(conn, statement, [*params, limit])
+    return pl.read_csv(data, schema=schema) if data else pl.DataFrame(schema=schema)
+
+
 def refresh_job(pool: ConnectionPool) -> RefreshResult | None:
     """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run."""
     if pool_edition(pool) == "timescale":
@@ -338,7 +396,7 @@ def status(pool: ConnectionPool) -> list[RollupStatus]:
     native = pool_edition(pool) == "timescale"
     with pool.connection() as conn:
         found = []
-        for table in (*(t for t, _ in ROLLUPS.values()), *TYPE_ROLLUPS.values()):
+        for table in (table for pair in PAIRS for table in pair):
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
             # Native aggregates keep their watermark in TimescaleDB's catalogue (and serve the
             # tail in real time), so only ours is reported.

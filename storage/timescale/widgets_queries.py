@@ -12,10 +12,11 @@ import polars as pl
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from storage.timescale import rollups
 from storage.timescale.db import where
 from storage.timescale.rollups import SeriesQuery, series, top
 
-# Raw-event aggregates (countries, ingest lag) never look further back than this.
+# Raw-event aggregates (ingest lag; countries under a user or address cross-filter) never look further back.
 RAW_WINDOW_CAP = timedelta(hours=24)
 
 
@@ -107,16 +108,22 @@ _COUNTRIES = sql.SQL("""
     SELECT coalesce(source_country, 'unknown') AS country, count(*) AS events,
            count(*) FILTER (WHERE outcome = 'failure') AS failures
     FROM audit_events{where}
-    GROUP BY 1 ORDER BY 2 DESC LIMIT %s
+    GROUP BY 1 ORDER BY 2 DESC, coalesce(source_country, 'unknown') COLLATE "C" LIMIT %s
 """)
 
 
 def countries(pool: ConnectionPool, start: datetime, end: datetime, filters: Filters = Filters(), *,
               limit: int = 20) -> tuple[pl.DataFrame, datetime]:
-    """Events and failures per source country; the rollups keep no country, so the window is capped.
+    """Events and failures per source country in [start, end) (to the minute), most first.
 
-    Returns the frame and the start actually used (at most RAW_WINDOW_CAP before ``end``).
+    From the country rollups, over any range. They keep no user or address, so a cross-filter on either is
+    counted from the raw events, and that window is capped at RAW_WINDOW_CAP before ``end``.
+    Returns the frame and the start actually used.
     """
+    if not (filters.user_id or filters.source_ip):
+        queries = [filters.series_query(low, high, interval, ("source_country", "outcome"))
+                   for low, high, interval in _exact_parts(start, end)]
+        return rollups.countries(pool, queries, limit), start
     start = max(start, end - RAW_WINDOW_CAP)
     w = (where().ge("timestamp", start).lt("timestamp", end).eq("event_type", filters.event_type or None)
          .eq("outcome", filters.outcome or None).eq("user_id", filters.user_id or None)

@@ -1,5 +1,5 @@
-"""The overview's "Events in range" after a history load: the rollups have not counted the loaded history
-yet while raw-event widgets (source countries) have; the tile says so until the refresh catches up."""
+"""The overview after a history load: the rollups have not counted the loaded history yet while raw-event
+widgets (latest events) show it; "Events in range" and "Source countries" say so until the refresh catches up."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dashboard.render import RenderContext
-from dashboard.widgets import kpi
+from dashboard.widgets import charts, kpi
 from storage.events import EventRecord, Outcome
 from storage.timescale import rollups
 from storage.timescale import widgets_queries as wq
@@ -47,8 +47,12 @@ def test_the_events_tile_says_rollups_are_catching_up_after_a_history_load(pool)
     # The demo's history load: a day's events written into the past, behind the rollups' watermark.
     writer.write(_events(now, 480, oldest=timedelta(hours=20), newest=timedelta(hours=3), tag="history"))
     countries, _ = wq.countries(pool, start, now)
-    assert countries["events"].sum() == 600  # raw events: the countries table sees the history at once
+    assert countries["events"].sum() == 120  # from the country rollups: not counted yet either
     assert wq.total(pool, start, now) == 120  # the rollups do not, until the refresh
+    # Under a user cross-filter the countries come from the raw events (a day at most), history included.
+    assert wq.countries(pool, start, now, wq.Filters(user_id="history3"))[0]["events"].sum() == 480 // 7 + 1
+    countries_tile = text_of(charts.render_countries(rc, {"limit": 10}))
+    assert "rollups catching up" in countries_tile and "120" in countries_tile, countries_tile
     behind = rollups.pending(pool, start, now)
     assert len(behind) == 1 and behind[0][0] <= now - timedelta(hours=20) and behind[0][1] >= now - timedelta(hours=3, minutes=5)
     lagging = text_of(kpi.render(rc, {"metric": "events_total"}))
@@ -61,4 +65,6 @@ def test_the_events_tile_says_rollups_are_catching_up_after_a_history_load(pool)
     rollups.refresh(pool, now=now)
     caught_up = text_of(kpi.render(rc, {"metric": "events_total"}))
     assert "600" in caught_up and "catching up" not in caught_up
+    countries_tile = text_of(charts.render_countries(rc, {"limit": 10}))
+    assert "600" in countries_tile and "catching up" not in countries_tile, countries_tile
     assert rollups.pending(pool, start, now) == []

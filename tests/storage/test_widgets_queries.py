@@ -88,13 +88,29 @@ def test_hour_of_week_buckets_by_weekday_and_hour(pool, events):
     assert {(w, h): n for w, h, n in frame.iter_rows()} == expected
 
 
-def test_countries_read_at_most_a_day_of_raw_events(pool, events):
-    frame, used = wq.countries(pool, NOW - timedelta(days=30), NOW)
-    assert used == NOW - wq.RAW_WINDOW_CAP
-    day = [e for e in events if e.timestamp >= used]
-    assert dict((c, n) for c, n, _ in frame.iter_rows()) == {
-        "US": sum(1 for e in day if e.source_country == "US"), "GB": sum(1 for e in day if e.source_country == "GB")}
-    assert dict((c, f) for c, _, f in frame.iter_rows())["US"] == sum(1 for e in day if e.source_country == "US")
+@pytest.mark.parametrize("days", [1, 3, 30])
+def test_countries_over_any_range_match_the_raw_events(pool, events, days):
+    """From the country rollups, exact to the minute (edges, whole hours, the raw tail past the watermark)."""
+    start = NOW - timedelta(days=days, minutes=13)
+    frame, used = wq.countries(pool, start, NOW)
+    assert used == start
+    in_range = [e for e in events if e.timestamp >= start]
+    assert frame.rows() == sorted(
+        [(c, sum(1 for e in in_range if e.source_country == c),
+          sum(1 for e in in_range if e.source_country == c and e.outcome == Outcome.FAILURE)) for c in ("GB", "US")],
+        key=lambda row: -row[1])
+    by_type = wq.countries(pool, start, NOW, wq.Filters(event_type="file_download", outcome="success"))[0]
+    assert dict((c, n) for c, n, _ in by_type.iter_rows()) == {
+        "GB": sum(1 for e in in_range if e.event_type == "file_download" and e.outcome == Outcome.SUCCESS)}
+
+
+def test_countries_under_a_user_or_address_filter_read_at_most_a_day_of_raw_events(pool, events):
+    for filters in (wq.Filters(user_id="mallory"), wq.Filters(source_ip="203.0.113.0/24")):
+        frame, used = wq.countries(pool, NOW - timedelta(days=30), NOW, filters)
+        assert used == NOW - wq.RAW_WINDOW_CAP
+        day = [e for e in events if e.timestamp >= used and e.user_id == "mallory"]
+        assert frame.rows() == [("US", len(day), len(day))]
+    assert wq.countries(pool, NOW - timedelta(days=30), NOW, wq.Filters(user_id="nobody"))[0].height == 0
 
 
 def test_ingest_lag_over_the_recent_window(pool, events):
