@@ -63,6 +63,10 @@ class AuditwatchServer(BaseApplication):
 
         app = create_app(self._settings)
         settle(app.extensions["auditwatch"].pipeline)
+        if self._settings.dashboard:
+            import dashboard
+
+            dashboard.warm_up(app)
         return app
 
 
