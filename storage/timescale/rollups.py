@@ -318,6 +318,29 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
     return frame.with_columns(pl.from_epoch("bucket", time_unit="us").dt.replace_time_zone("UTC"))
 
 
+def _ranked(pool: ConnectionPool, queries: Sequence[SeriesQuery], group_by: tuple[str, ...],
+            outer: Callable[[sql.Composable], sql.Composable], limit: int, schema: dict[str, Any]) -> pl.DataFrame:
+    """``outer(union)``, a SELECT over the union of ``queries``' parts (each grouped by ``group_by``) ending in
+    ``LIMIT %s``: the ranked reads, counted in the database so only ``limit`` rows come back."""
+    if not 1 <= limit <= 10_000:
+        raise ValueError("limit must be between 1 and 10000")
+    if not queries:
+        return pl.DataFrame(schema=schema)
+    params: list[Any] = []
+    with pool.connection() as conn:
+        native = pool_edition(pool) == "timescale"
+        parts = []
+        for q in queries:
+            if tuple(q.group_by) != group_by:
+                raise ValueError(f"each query must group by {' and '.join(map(repr, group_by))} alone")
+            _check(q)
+            parts += _parts(conn, q, native, params)
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT CSV, HEADER)").format(
+            outer(sql.SQL(" UNION ALL ").join(parts)))
+        data = _copy_csv(conn, statement, [*params, limit])
+    return pl.read_csv(data, schema=schema) if data else pl.DataFrame(schema=schema)
+
+
 def top(pool: ConnectionPool, queries: Sequence[SeriesQuery], dimension: str, limit: int) -> pl.DataFrame:
     """The ``limit`` most frequent values of ``dimension`` over the union of ``queries`` (ranges that do not
     overlap, such as minute edges around whole hours), with ``events``: most first, then by the value as it is
@@ -327,54 +350,27 @@ def top(pool: ConnectionPool, queries: Sequence[SeriesQuery], dimension: str, li
     """
     if dimension not in DIMENSIONS:
         raise ValueError(f"cannot rank by {dimension!r}; choose from {', '.join(DIMENSIONS)}")
-    if not 1 <= limit <= 10_000:
-        raise ValueError("limit must be between 1 and 10000")
-    schema = {dimension: pl.String, "events": pl.Int64}
-    if not queries:
-        return pl.DataFrame(schema=schema)
-    params: list[Any] = []
-    with pool.connection() as conn:
-        native = pool_edition(pool) == "timescale"
-        parts = []
-        for q in queries:
-            if tuple(q.group_by) != (dimension,):
-                raise ValueError(f"each query must group by {dimension!r} alone")
-            _check(q)
-            parts += _parts(conn, q, native, params)
-        statement = sql.SQL(
-            "COPY (SELECT {dim}, sum(events)::bigint AS events FROM ({union}) AS parts GROUP BY 1 "
-            "ORDER BY 2 DESC, format('%%s', {dim}) COLLATE \"C\" LIMIT %s) TO STDOUT (FORMAT CSV, HEADER)"
-        ).format(dim=sql.Identifier(dimension), union=sql.SQL(" UNION ALL ").join(parts))
-        data = _copy_csv(conn, statement, [*params, limit])
-    return pl.read_csv(data, schema=schema) if data else pl.DataFrame(schema=schema)
+    def outer(union: sql.Composable) -> sql.Composable:
+        return sql.SQL("SELECT {dim}, sum(events)::bigint AS events FROM ({union}) AS parts GROUP BY 1 "
+                       "ORDER BY 2 DESC, format('%%s', {dim}) COLLATE \"C\" LIMIT %s").format(
+            dim=sql.Identifier(dimension), union=union)
+
+    return _ranked(pool, queries, (dimension,), outer, limit, {dimension: pl.String, "events": pl.Int64})
 
 
 def countries(pool: ConnectionPool, queries: Sequence[SeriesQuery], limit: int) -> pl.DataFrame:
     """Events and failures per source country (a missing one as ``unknown``) over the union of ``queries``
     (ranges that do not overlap, each grouped by source_country and outcome), from the country rollups: most
     events first, then by name; ``limit`` rows at most."""
-    if not 1 <= limit <= 10_000:
-        raise ValueError("limit must be between 1 and 10000")
-    schema = {"country": pl.String, "events": pl.Int64, "failures": pl.Int64}
-    if not queries:
-        return pl.DataFrame(schema=schema)
-    params: list[Any] = []
-    with pool.connection() as conn:
-        native = pool_edition(pool) == "timescale"
-        parts = []
-        for q in queries:
-            if tuple(q.group_by) != ("source_country", "outcome"):
-                raise ValueError("each query must group by source_country and outcome")
-            _check(q)
-            parts += _parts(conn, q, native, params)
-        statement = sql.SQL(
-            "COPY (SELECT coalesce(source_country, 'unknown') AS country, sum(events)::bigint AS events, "
-            "coalesce(sum(events) FILTER (WHERE outcome = 'failure'), 0)::bigint AS failures "
-            "FROM ({union}) AS parts GROUP BY 1 "
-            "ORDER BY 2 DESC, coalesce(source_country, 'unknown') COLLATE \"C\" LIMIT %s) TO STDOUT (FORMAT CSV, HEADER)"
-        ).format(union=sql.SQL(" UNION ALL ").join(parts))
-        data = _copy_csv(conn, statement, [*params, limit])
-    return pl.read_csv(data, schema=schema) if data else pl.DataFrame(schema=schema)
+    def outer(union: sql.Composable) -> sql.Composable:
+        return sql.SQL("SELECT coalesce(source_country, 'unknown') AS country, sum(events)::bigint AS events, "
+                       "coalesce(sum(events) FILTER (WHERE outcome = 'failure'), 0)::bigint AS failures "
+                       "FROM ({union}) AS parts GROUP BY 1 "
+                       "ORDER BY 2 DESC, coalesce(source_country, 'unknown') COLLATE \"C\" LIMIT %s").format(
+            union=union)
+
+    return _ranked(pool, queries, ("source_country", "outcome"), outer, limit,
+                   {"country": pl.String, "events": pl.Int64, "failures": pl.Int64})
 
 
 def refresh_job(pool: ConnectionPool) -> RefreshResult | None:
