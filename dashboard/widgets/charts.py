@@ -125,8 +125,10 @@ def render_countries(rc: RenderContext, params: dict[str, Any]) -> Any:
     frame, used_start = wq.countries(rc.pool, rc.start, rc.end, rc.merged_filters(params), limit=params["limit"])
     if not frame.height:
         return empty(NO_DATA, NO_DATA_HINT)
-    capped = used_start > rc.start  # a user or address cross-filter: raw events, the last day only
-    note = f"last {int((rc.end - used_start) / timedelta(hours=1))} h only" if capped else catching_up(rc)
+    if used_start > rc.start:  # a user or address cross-filter: raw events, the last day only
+        note = html.Div(f"last {int((rc.end - used_start) / timedelta(hours=1))} h only", className="aw-note")
+    else:
+        note = catching_up(rc)
     top = max(frame["events"].max(), 1)
     rows = [html.Tr([html.Td(country), html.Td(short_number(events), className="num"),
                      html.Td(short_number(failures), className="num bad" if failures else "num"),
@@ -137,7 +139,7 @@ def render_countries(rc: RenderContext, params: dict[str, Any]) -> Any:
         html.Table([html.Thead(html.Tr([html.Th("country"), html.Th("events", className="num"),
                                         html.Th("failures", className="num"), html.Th("")])),
                     html.Tbody(rows)], className="aw-table"),
-        html.Div(note, className="aw-note") if isinstance(note, str) else note,
+        note,
     ])
 
 

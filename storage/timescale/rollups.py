@@ -305,8 +305,9 @@ def series(pool: ConnectionPool, q: SeriesQuery) -> pl.DataFrame:
     _check(q)
     dims = sql.SQL("").join(sql.SQL(", ") + sql.Identifier(d) for d in q.group_by)
     params: list[Any] = []
+    native = pool_edition(pool) == "timescale"  # before taking a connection: asking may need one of its own
     with pool.connection() as conn:
-        parts = _parts(conn, q, pool_edition(pool) == "timescale", params)
+        parts = _parts(conn, q, native, params)
         statement = sql.SQL(
             "COPY (SELECT (extract(epoch FROM bucket) * 1000000)::bigint AS bucket{dims}, sum(events)::bigint "
             "AS events FROM ({union}) AS parts GROUP BY bucket{dims} ORDER BY bucket{dims}) "
@@ -327,8 +328,8 @@ def _ranked(pool: ConnectionPool, queries: Sequence[SeriesQuery], group_by: tupl
     if not queries:
         return pl.DataFrame(schema=schema)
     params: list[Any] = []
+    native = pool_edition(pool) == "timescale"  # before taking a connection: asking may need one of its own
     with pool.connection() as conn:
-        native = pool_edition(pool) == "timescale"
         parts = []
         for q in queries:
             if tuple(q.group_by) != group_by:

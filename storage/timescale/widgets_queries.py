@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.timescale import rollups
 from storage.timescale.db import where
-from storage.timescale.rollups import SeriesQuery, series, top
+from storage.timescale.rollups import SeriesQuery, series
 
 # Raw-event aggregates (ingest lag; countries under a user or address cross-filter) never look further back.
 RAW_WINDOW_CAP = timedelta(hours=24)
@@ -89,7 +89,7 @@ def top_values(pool: ConnectionPool, dimension: str, start: datetime, end: datet
     """The ``limit`` most frequent values of ``dimension`` (user_id, source_ip, ...) in [start, end), with counts."""
     queries = [filters.series_query(low, high, interval, (dimension,), event_types=event_types, outcome=outcome)
                for low, high, interval in _exact_parts(start, end)]
-    return top(pool, queries, dimension, limit)
+    return rollups.top(pool, queries, dimension, limit)
 
 
 def hour_of_week(pool: ConnectionPool, start: datetime, end: datetime, filters: Filters = Filters(), *,

@@ -197,3 +197,21 @@ def test_the_country_rollups_are_filled_from_history_when_they_are_added(pool, c
     assert _country(conn, "events_country_1m") == expected_1m
     assert _country(conn, "events_country_1h") == expected_1h
     assert all(row[0] < result.watermark_1h for row in expected_1h)
+
+
+def test_reads_need_one_connection_even_on_a_pool_of_one(db_url, traffic):
+    """The edition is asked before a read takes its connection: asked inside, on a fresh pool of one, the read
+    waited for its own connection until the pool's timeout."""
+    from storage.timescale import db
+
+    pool = db.open_pool(db_url, min_size=1, max_size=1, name="pool-of-one", timeout=5)
+    try:
+        q = SeriesQuery(start=NOW - timedelta(hours=4), end=NOW, interval="1h", group_by=("user_id",))
+        assert rollups.series(pool, q)["events"].sum() == len(traffic)
+    finally:
+        pool.close()
+    pool = db.open_pool(db_url, min_size=1, max_size=1, name="pool-of-one", timeout=5)
+    try:
+        assert rollups.top(pool, [q], "user_id", 2).height == 2
+    finally:
+        pool.close()
