@@ -27,6 +27,7 @@ import polars as pl
 import polars.selectors as cs
 
 from analytics import features as F
+from analytics import geo
 from analytics.detectors.base import Detector, with_scores
 from analytics.detectors.counts import _empty_scores
 
@@ -56,6 +57,10 @@ class NewContext(Detector):
         (travelling together) is this much less surprising again (the square root of it with one).
     peer_hours : float, default 6.0
         How far back other users' arrivals on the same network count as peers of a first.
+    flight_kmh : float, default 1000.0
+        The fastest anyone travels between countries (an airliner's cruise, door to door is slower). A new country
+        the user could only have reached faster than this from where they were seen in the ``peer_hours`` around
+        it, by the least distance between the two countries (``analytics.geo``), is not a plausible trip.
 
     Attributes
     ----------
@@ -70,17 +75,19 @@ class NewContext(Detector):
     """
 
     name = "new_context"
-    version = "3"  # peers counted wherever a refit falls between their arrival and a first
+    version = "4"  # a trip faster than an airliner is not a plausible trip
     context_events: ClassVar[tuple[str, ...]] = ("user_login",)
 
     def __init__(self, *, window: str = "10m", min_history: int = 20, hour_prior: float = 50.0,
-                 travel_hours: float = 2.0, trip_factor: float = 10.0, peer_hours: float = 6.0) -> None:
+                 travel_hours: float = 2.0, trip_factor: float = 10.0, peer_hours: float = 6.0,
+                 flight_kmh: float = 1000.0) -> None:
         self.window = window
         self.min_history = min_history
         self.hour_prior = hour_prior
         self.travel_hours = travel_hours
         self.trip_factor = trip_factor
         self.peer_hours = peer_hours
+        self.flight_kmh = flight_kmh
 
     @property
     def context(self) -> timedelta:
@@ -213,7 +220,7 @@ class NewContext(Detector):
         new = (firsts.filter(pl.col("attribute") == "source_country")
                .select("user_id", "window_start", pl.col("value").alias("_country"), pl.col("timestamp").alias("_t"))
                .unique(["user_id", "window_start"], keep="first"))
-        schema = {"travel": pl.Float64, "elsewhere_minutes": pl.Float64}
+        schema = {"travel": pl.Float64, "elsewhere_minutes": pl.Float64, "needed_kmh": pl.Float64}
         if new.is_empty():
             return frame.with_columns(*(pl.lit(None, dtype=t).alias(c) for c, t in schema.items())).with_columns(
                 pl.col("travel").fill_null(1.0))
@@ -221,18 +228,29 @@ class NewContext(Detector):
         around = (events.filter((pl.col("outcome") != "failure") & pl.col("source_country").is_not_null())
                   .join(new.lazy().select("user_id").unique(), on="user_id", how="semi")
                   .select("user_id", pl.col("timestamp").alias("_at"), "source_country").collect())
-        gap = (new.join(around, on="user_id")
-               .filter((pl.col("source_country") != pl.col("_country"))
-                       & ((pl.col("_at") - pl.col("_t")).abs() <= span))
+        pairs = (new.join(around, on="user_id")
+                 .filter((pl.col("source_country") != pl.col("_country"))
+                         & ((pl.col("_at") - pl.col("_t")).abs() <= max(span, self.context)))
+                 .with_columns(((pl.col("_at") - pl.col("_t")).abs().dt.total_seconds() / 3600).alias("_hours")))
+        # How fast the user would have had to travel from (or back to) anywhere else they were seen in the hours
+        # around the first; the distance is the least between the two countries (``analytics.geo``).
+        apart = pl.DataFrame(
+            [(a, b, geo.least_km(a, b)) for a, b in pairs.select("_country", "source_country").unique().iter_rows()],
+            schema={"_country": pl.String, "source_country": pl.String, "_km": pl.Float64}, orient="row")
+        gap = (pairs.join(apart, on=["_country", "source_country"], how="left")
                .group_by("user_id", "window_start")
-               .agg(((pl.col("_at") - pl.col("_t")).abs().min().dt.total_seconds() / 60).alias("elsewhere_minutes")))
+               .agg((pl.col("_hours").filter(pl.col("_hours") <= self.travel_hours).min() * 60)
+                    .alias("elsewhere_minutes"),
+                    (pl.col("_km") / pl.col("_hours").clip(lower_bound=1 / 60)).max().alias("needed_kmh")))
         client_known = pl.col("p_client") >= 1.0
         hours = pl.col("elsewhere_minutes") / 60
         # Closer than an hour is two places at once (the full factor); at ``travel_hours`` it fades to none.
         at_once = pl.lit(1.0 / self.trip_factor) ** (1 - (hours - 1).clip(0) / max(self.travel_hours - 1, 1e-9))
+        # A trip no airliner could have made is not a plausible trip, whatever the client.
+        flown = pl.col("needed_kmh").fill_null(0.0) <= getattr(self, "flight_kmh", 1000.0)  # older models: none
         travel = (pl.when(pl.col("_new_country").is_null()).then(1.0)
                   .when(pl.col("elsewhere_minutes").is_not_null()).then(at_once)
-                  .when(client_known).then(self.trip_factor).otherwise(1.0))
+                  .when(client_known & flown).then(self.trip_factor).otherwise(1.0))
         return (frame.join(new.select("user_id", "window_start", pl.lit(True).alias("_new_country"))
                            .rename({"user_id": "entity_value"}), on=["entity_value", "window_start"], how="left")
                 .join(gap.rename({"user_id": "entity_value"}), on=["entity_value", "window_start"], how="left")
@@ -244,8 +262,8 @@ class NewContext(Detector):
         population's share of the value (``p_location``), and a plausible trip with peers is ``trip_factor``
         times less rare again (its square root with one peer).
 
-        In good standing: a client the user already has, and nobody from another country within
-        ``travel_hours``. No peers count while the network fails logins for more users it never let in
+        In good standing: a client the user already has, nobody from another country within
+        ``travel_hours``, and no trip faster than ``flight_kmh``. No peers count while the network fails logins for more users it never let in
         (within the same hours) than half the peers: a guessing attacker's address is nobody's office.
         """
         keep = frame.columns
@@ -256,7 +274,8 @@ class NewContext(Detector):
                  .with_columns(pl.when(pl.col("_loc_attr") == "source_asn").then(pl.col("_loc_value"))
                                .otherwise(pl.concat_str(pl.col("_loc_value"), pl.col("_asn"), separator="|"))
                                .alias("_key")))
-        good = place.filter((pl.col("p_client") >= 1.0) & pl.col("elsewhere_minutes").is_null())
+        good = place.filter((pl.col("p_client") >= 1.0) & pl.col("elsewhere_minutes").is_null()
+                            & (pl.col("needed_kmh").fill_null(0.0) <= getattr(self, "flight_kmh", 1000.0)))
         span = self.context
         candidates = (place.select("entity_value", "window_start", "_key", "_asn", "_loc_t")
                       .join(good.select(pl.col("entity_value").alias("_peer"), pl.col("_key"),
@@ -311,6 +330,8 @@ class NewContext(Detector):
             "hour": {"hour_utc": row["hour"], "share_of_user_activity": round(float(row["p_hour"]), 6)},
             **({"travel": {"seen_in_another_country_minutes_away": round(float(row["elsewhere_minutes"]), 1),
                            "plausible_trip": False}} if row.get("elsewhere_minutes") is not None else
+               {"travel": {"needed_kmh_at_least": round(float(row["needed_kmh"])), "plausible_trip": False}}
+               if (row.get("needed_kmh") or 0.0) > getattr(self, "flight_kmh", 1000.0) else
                {"travel": {"plausible_trip": True}} if (row.get("travel") or 1.0) > 1.0 else {}),
         }
 

@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import orjson
 import polars as pl
+import pytest
 
+from analytics import geo
 from analytics.detectors import NewContext
 from tests.analytics.conftest import T0, event, frame
 
@@ -184,3 +186,41 @@ def test_colleagues_who_arrived_before_a_refit_are_still_peers(history):
     assert set(late) == {last}  # the two earlier arrivals were scored by the range they fell in, not again here
     alone = _by_user(after_two.score_frame(lookback.filter(pl.col("user_id") == last), start=start))[last]
     assert late[last]["score"] < alone["score"] - 0.05
+
+
+NETWORKS = {"NZ": ("202.36.1.9", "AS9790"), "SG": ("116.12.1.9", "AS9506"), "BR": ("177.1.1.9", "AS28573"),
+            "CA": ("24.114.1.9", "AS812"), "MX": ("187.1.1.9", "AS8151"), "DE": ("91.1.1.9", "AS3320"),
+            "FR": ("90.1.1.9", "AS3215"), "ES": ("83.44.7.7", "AS3352")}
+
+
+def test_a_trip_no_airliner_could_make_is_not_a_plausible_trip(history):
+    detector = NewContext().fit(history)
+    home = _regular(history)
+    user, ua, country = home["user_id"], home["user_agent"], home["source_country"]
+    at_home = dict(ip=home["source_ip"], country=country, asn=home["source_asn"], ua=ua)
+    others = [c for c in NETWORKS if c != country]
+    far = max(others, key=lambda c: geo.least_km(country, c))
+    near = next(c for c in others if geo.least_km(country, c) == 0.0)  # a neighbour, or a short hop away
+    assert geo.least_km(country, far) > 3 * detector.flight_kmh  # too far for three hours in the air
+
+    def away(where: str, hours: float) -> pl.DataFrame:
+        ip, asn = NETWORKS[where]
+        return frame(event(T0 - timedelta(hours=hours), user, **at_home),
+                     event(T0, user, ip=ip, country=where, asn=asn, ua=ua))
+
+    def scored(where: str, hours: float) -> pl.DataFrame:
+        return detector.score_frame(away(where, hours), start=T0 - timedelta(minutes=5))
+
+    # Three hours after a session at home: too soon for the far country, a plausible trip to the neighbour.
+    flew = scored(far, 3)
+    assert flew["travel"].to_list() == [1.0]  # no trip bonus, and not "two places at once" either
+    assert flew["needed_kmh"][0] == pytest.approx(geo.least_km(country, far) / 3)
+    assert scored(near, 3)["travel"].to_list() == [detector.trip_factor]
+    later = scored(far, 23)  # a day's flight later: the same first, and a plausible trip
+    assert later["travel"].to_list() == [detector.trip_factor]
+    assert flew["score"][0] > later["score"][0]
+    found = detector.detect(away(far, 3), start=T0 - timedelta(minutes=5))
+    assert found["entity_value"].to_list() == [user]
+    travel = orjson.loads(found["explanation"][0])["travel"]
+    assert travel == {"needed_kmh_at_least": round(flew["needed_kmh"][0]), "plausible_trip": False}
+    assert detector.detect(away(far, 23), start=T0 - timedelta(minutes=5)).is_empty()
