@@ -11,11 +11,12 @@ import orjson
 import polars as pl
 
 from alerts.rule_yaml import parse_duration
-from analytics import evaluation, pipeline
+from analytics import coverage, evaluation, pipeline
 from analytics.detectors import SeasonalSeries
 from analytics.errors import AnalyticsError, MalformedInput
 from analytics.events import read_ndjson, read_series_csv
 from auditwatch.cli.context import Context, pass_ctx
+from ingest.enrich import geo_lookup
 
 ON_ERROR = click.Choice(["stop", "skip"])
 
@@ -84,8 +85,12 @@ REFIT_HELP = ("How often models are refitted while scoring, e.g. 6h to match a w
               show_default=True, help="Days at the start of the file only learned from; every later window is "
               "scored by models fitted on the events before it (ignored with --baseline-until).")
 @click.option("--refit-every", default="auto", show_default=True, help=REFIT_HELP)
-def analyze(events_path: Path, out: Path, on_error: str, baseline_until: str | None, min_score: float | None,
-            warmup_days: float, refit_every: str) -> None:
+@click.option("--geo/--no-geo", default=True, show_default=True,
+              help="Fill each event's missing source_country and source_asn from its source_ip, as ingest does "
+              "(R8, with the geo database the settings name); what the file gives is kept.")
+@pass_ctx
+def analyze(ctx: Context, events_path: Path, out: Path, on_error: str, baseline_until: str | None,
+            min_score: float | None, warmup_days: float, refit_every: str, geo: bool) -> None:
     """Run every detector over a file of events (the ingest schema); history in the file is the baseline."""
     until = _parse_time(baseline_until, "--baseline-until")
     every = _parse_every(refit_every)
@@ -95,6 +100,16 @@ def analyze(events_path: Path, out: Path, on_error: str, baseline_until: str | N
     frame = _read_with_progress(events_path, read_ndjson, on_error, "reading events")
     if frame.is_empty():
         raise click.ClickException(f"{events_path} holds no events; it needs one JSON event per line")
+    located = ""
+    settings = ctx.settings
+    if geo and settings.geoip:
+        lookup = geo_lookup(settings.geoip_mmdb or None, settings.geoip_asn_mmdb or None)
+        frame, columns, events = coverage.fill_locations(frame, lookup.lookup)
+        if columns:
+            located = (f"\n{' and '.join(columns)} (none in the file) filled from source_ip as ingest does: "
+                       f"{events:,} events located; --no-geo leaves them out")
+    for note in coverage.gaps(frame):
+        click.echo(f"note: {note}", err=True)
     warmup = timedelta(days=warmup_days)
     how = pipeline.plan(frame.sort("timestamp"), baseline_until=until, warmup=warmup, refit_every=every)
     try:
@@ -111,7 +126,7 @@ def analyze(events_path: Path, out: Path, on_error: str, baseline_until: str | N
                 "explanation": orjson.loads(row["explanation"])}) + b"\n")
     by_detector = found.group_by("detector").len().sort("detector").iter_rows()
     click.echo(f"{found.height} anomalies in {frame.height:,} events → {out}"
-               + "".join(f"\n  {name}: {n}" for name, n in by_detector) + f"\n{how.describe()}")
+               + "".join(f"\n  {name}: {n}" for name, n in by_detector) + f"\n{how.describe()}" + located)
 
 
 @click.command("analyze-series")

@@ -125,3 +125,54 @@ def test_analyze_series_wants_the_header(run, tmp_path):
     path.write_text("time,val\n2024-01-01T00:00:00Z,1\n")
     result = run("analyze-series", str(path), "--out", str(tmp_path / "s.csv"))
     assert result.exit_code == 1 and "line 1: the header must be exactly `timestamp,value`" in result.output
+
+
+def _home(history: pl.DataFrame) -> dict:
+    """A user with plenty of history from one public address and one client."""
+    humans = history.filter(pl.col("user_id").str.starts_with("u") & (pl.col("outcome") == "success")
+                            & ~pl.col("source_ip").str.starts_with("10."))
+    counts = humans.group_by("user_id").agg(pl.len(), pl.col("source_ip").n_unique().alias("ips"))
+    user = counts.filter(pl.col("ips") == 1).sort("len", "user_id")["user_id"][-1]
+    return humans.filter(pl.col("user_id") == user).row(-1, named=True)
+
+
+def test_analyze_locates_addresses_a_file_gives_without_countries_as_ingest_would(run, tmp_path, history):
+    """A file with addresses only (no country, no network) is judged with the countries ingest would have
+    stored; --no-geo leaves them out and says what that costs."""
+    start = history["timestamp"].min()
+    two_days = history.filter(pl.col("timestamp") < start + timedelta(days=2)).drop("source_country", "source_asn")
+    home = _home(two_days)
+    at = (start + timedelta(days=2, hours=3)).replace(minute=7, second=0, microsecond=0)
+    # A session from a British address on a client the user never had, at night.
+    stolen = [event(at + timedelta(minutes=k), home["user_id"], "user_login" if k == 0 else "file_download",
+                    ip="81.2.69.142", country=None, asn=None, ua="python-requests/2.31") for k in range(3)]
+    events = tmp_path / "events.ndjson"
+    _write_events(events, two_days, stolen)
+
+    located = run("analyze", str(events), "--out", str(tmp_path / "geo.jsonl"), "--warmup", "2")
+    assert located.exit_code == 0, located.output
+    assert "source_country and source_asn (none in the file) filled from source_ip as ingest does" in located.output
+    assert "has a country" not in located.output  # no note about countries once they are filled
+    found = [orjson.loads(line) for line in (tmp_path / "geo.jsonl").read_bytes().splitlines()]
+    context = next(a for a in found if a["detector"] == "new_context" and a["entity_value"] == home["user_id"])
+    assert context["explanation"]["observed"]["source_country"] == "GB"
+
+    blind = run("analyze", str(events), "--out", str(tmp_path / "nogeo.jsonl"), "--warmup", "2", "--no-geo")
+    assert blind.exit_code == 0, blind.output
+    assert "filled from source_ip" not in blind.output
+    assert "note: none of the" in blind.output and "has a country" in blind.output
+    for line in (tmp_path / "nogeo.jsonl").read_bytes().splitlines():
+        assert "source_country" not in orjson.loads(line)["explanation"].get("observed", {})
+
+
+def test_analyze_names_the_inputs_a_file_lacks_and_how_to_send_them(run, tmp_path, history):
+    start = history["timestamp"].min()
+    day = history.filter(pl.col("timestamp") < start + timedelta(days=1))
+    exports = [event(start + timedelta(hours=9, minutes=k), "u00003", "data_export", metadata={"dataset": "crm"})
+               for k in range(4)]
+    events = tmp_path / "events.ndjson"
+    _write_events(events, day, exports)
+    result = run("analyze", str(events), "--out", str(tmp_path / "a.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert "note: export_volume: 4 of" in result.output and "Send the rows exported as metadata.rows" in result.output
+    assert "note: no event has a source_ip" not in result.output  # the file has addresses
