@@ -167,12 +167,29 @@ def test_analyze_locates_addresses_a_file_gives_without_countries_as_ingest_woul
 
 def test_analyze_names_the_inputs_a_file_lacks_and_how_to_send_them(run, tmp_path, history):
     start = history["timestamp"].min()
-    day = history.filter(pl.col("timestamp") < start + timedelta(days=1))
-    exports = [event(start + timedelta(hours=9, minutes=k), "u00003", "data_export", metadata={"dataset": "crm"})
-               for k in range(4)]
+    # A day of history from a source whose exports never say how many rows left.
+    day = history.filter(pl.col("timestamp") < start + timedelta(days=1)).with_columns(
+        pl.when(pl.col("event_type") == "data_export").then(pl.lit('{"dataset": "crm"}'))
+        .otherwise(pl.col("metadata")).alias("metadata"))
+    exports = day.filter(pl.col("event_type").is_in(["data_export", "export_requested"]))
+    without = exports.filter(pl.col("event_type") == "data_export").height
+    assert without > 0.01 * exports.height
     events = tmp_path / "events.ndjson"
-    _write_events(events, day, exports)
+    _write_events(events, day, [])
     result = run("analyze", str(events), "--out", str(tmp_path / "a.jsonl"))
     assert result.exit_code == 0, result.output
-    assert "note: export_volume: 4 of" in result.output and "Send the rows exported as metadata.rows" in result.output
+    assert f"note: export_volume: {without:,} of {exports.height:,} exports" in result.output
+    assert "Send the rows exported as metadata.rows" in result.output
     assert "note: no event has a source_ip" not in result.output  # the file has addresses
+
+
+def test_a_field_missing_from_a_sliver_of_its_events_is_no_note():
+    from analytics import coverage
+
+    at = T0.isoformat()
+    rows = [{"timestamp": at, "event_type": "data_export", "user_id": "u1", "outcome": "success",
+             "metadata": orjson.dumps({"rows": 10}).decode()} for _ in range(200)]
+    frame = pl.DataFrame(rows + [{**rows[0], "metadata": "{}"}])  # 1 of 201 without rows
+    assert not [n for n in coverage.gaps(frame) if "metadata.rows" in n]
+    frame = pl.DataFrame(rows + [{**rows[0], "metadata": "{}"}] * 3)  # 3 of 203
+    assert [n for n in coverage.gaps(frame) if n.startswith("export_volume: 3 of 203 exports")]
