@@ -16,6 +16,7 @@ from analytics.detectors import SeasonalSeries
 from analytics.errors import AnalyticsError, MalformedInput
 from analytics.events import read_ndjson, read_series_csv
 from auditwatch.cli.context import Context, pass_ctx
+from auditwatch.settings import Settings
 from ingest.enrich import geo_lookup
 
 ON_ERROR = click.Choice(["stop", "skip"])
@@ -38,6 +39,22 @@ def _read_with_progress(path: Path, reader, on_error: str, label: str):
         if len(errors) > 20:
             click.echo(f"  ... and {len(errors) - 20} more", err=True)
     return frame
+
+
+def _located(frame: pl.DataFrame, settings: Settings | None) -> tuple[pl.DataFrame, str]:
+    """The file's events as ingest would have stored them: countries and networks from the addresses when the
+    file carries none (with ``settings``' geo database; None: left out), and a note for each input it lacks.
+    Returns the frame and a line for the summary ("" when nothing was filled)."""
+    located = ""
+    if settings is not None and settings.geoip:
+        lookup = geo_lookup(settings.geoip_mmdb or None, settings.geoip_asn_mmdb or None)
+        frame, columns, events = coverage.fill_locations(frame, lookup.lookup)
+        if columns:
+            located = (f"\n{' and '.join(columns)} (none in the file) filled from source_ip as ingest does: "
+                       f"{events:,} events located; --no-geo leaves them out")
+    for note in coverage.gaps(frame):
+        click.echo(f"note: {note}", err=True)
+    return frame, located
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
@@ -100,16 +117,7 @@ def analyze(ctx: Context, events_path: Path, out: Path, on_error: str, baseline_
     frame = _read_with_progress(events_path, read_ndjson, on_error, "reading events")
     if frame.is_empty():
         raise click.ClickException(f"{events_path} holds no events; it needs one JSON event per line")
-    located = ""
-    settings = ctx.settings
-    if geo and settings.geoip:
-        lookup = geo_lookup(settings.geoip_mmdb or None, settings.geoip_asn_mmdb or None)
-        frame, columns, events = coverage.fill_locations(frame, lookup.lookup)
-        if columns:
-            located = (f"\n{' and '.join(columns)} (none in the file) filled from source_ip as ingest does: "
-                       f"{events:,} events located; --no-geo leaves them out")
-    for note in coverage.gaps(frame):
-        click.echo(f"note: {note}", err=True)
+    frame, located = _located(frame, ctx.settings if geo else None)
     warmup = timedelta(days=warmup_days)
     how = pipeline.plan(frame.sort("timestamp"), baseline_until=until, warmup=warmup, refit_every=every)
     try:
@@ -173,9 +181,13 @@ def analyze_series(series_path: Path, out: Path, window: int, on_error: str) -> 
               "≤ 1 false incident per day per 1,000 users).")
 @click.option("--refit-every", default="auto", show_default=True,
               help="With --plain: analyze's --refit-every (e.g. 6h, the worker's cadence). " + REFIT_HELP)
-def eval_command(generator: str | None, users: int | None, days: int | None, attack_days: int | None,
+@click.option("--geo/--no-geo", default=True, show_default=True,
+              help="With --events: fill missing countries and networks from the addresses, as analyze does.")
+@pass_ctx
+def eval_command(ctx: Context, generator: str | None, users: int | None, days: int | None, attack_days: int | None,
                  seed: int | None, no_attacks: bool, plain: bool, events_path: Path | None, labels_path: Path | None,
-                 anomalies_path: Path | None, json_path: Path | None, strict: bool, refit_every: str) -> None:
+                 anomalies_path: Path | None, json_path: Path | None, strict: bool, refit_every: str,
+                 geo: bool) -> None:
     """Recall and delay per attack class, false incidents per day per 1,000 users, precision per detector."""
     def note(message: str) -> None:
         click.echo(f"… {message}", err=True)
@@ -192,7 +204,8 @@ def eval_command(generator: str | None, users: int | None, days: int | None, att
         if generator or users or days or attack_days or seed is not None or no_attacks:
             raise click.UsageError("--generator, --users, --days, --attack-days, --seed and --no-attacks are for "
                                    "generated data; files come with their own labels")
-        figures = [_eval_files(events_path, labels_path, anomalies_path, plain, note, every)]
+        figures = [_eval_files(events_path, labels_path, anomalies_path, plain, note, every,
+                               settings=ctx.settings if geo else None)]
     else:
         if attack_days is not None and days is not None and attack_days >= days:
             raise click.UsageError("--attack-days must be fewer than --days: the detectors need attack-free history")
@@ -214,7 +227,7 @@ def eval_command(generator: str | None, users: int | None, days: int | None, att
 
 
 def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Path | None, plain: bool, note,
-                refit_every: timedelta | None = None) -> dict:
+                refit_every: timedelta | None = None, *, settings: Settings | None = None) -> dict:
     from analytics import labels as labels_mod
     from analytics import scorecard
 
@@ -233,6 +246,9 @@ def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Pat
             raise click.ClickException(f"{anomalies_path}: {exc}") from None
     else:
         frame = _read_with_progress(events_path, read_ndjson, "stop", "reading events")
+        frame, located = _located(frame, settings)
+        if located:
+            note(located.strip())
         note(f"analyzing {frame.height:,} events")
     card = evaluation.score_labels(labels, anomalies=found, events=frame, plain=plain, refit_every=refit_every)
     click.echo(f"labels {labels_path} (generator {labels.generator or '?'}), anomalies "

@@ -90,3 +90,22 @@ def test_eval_says_what_to_give(run, tmp_path):
     assert result.exit_code == 1 and "lacks scored_from, end or users" in result.output
     result = run("eval", "--labels", str(bad), "--anomalies", str(tmp_path / "a.jsonl"), "--users", "50")
     assert result.exit_code == 2 and "files come with their own labels" in result.output
+
+
+def test_eval_of_an_addresses_only_file_locates_it_as_analyze_does(run, tmp_path):
+    events, labels, bare = tmp_path / "events.ndjson", tmp_path / "labels.json", tmp_path / "bare.ndjson"
+    result = run("generate", "--generator", "b", "--users", "80", "--days", "6", "--seed", "4", "--out", str(events),
+                 "--labels", str(labels))
+    assert result.exit_code == 0, result.output
+    with open(events, "rb") as source, open(bare, "wb") as out:
+        for line in source:
+            event = orjson.loads(line)
+            event.pop("source_country", None)
+            event.pop("source_asn", None)
+            out.write(orjson.dumps(event) + b"\n")
+    located = run("eval", "--labels", str(labels), "--events", str(bare))
+    assert located.exit_code == 0, located.output
+    assert "source_country and source_asn (none in the file) filled from source_ip as ingest does" in located.output
+    blind = run("eval", "--labels", str(labels), "--events", str(bare), "--no-geo")
+    assert blind.exit_code == 0, blind.output
+    assert "filled from source_ip" not in blind.output and "has a country" in blind.output
