@@ -20,6 +20,8 @@ from analytics.events import normalize
 Lookup = Callable[[str], tuple[str | None, str | None]]
 # A field missing from a sliver of its events (a few odd records among many) is not worth a note on every run.
 NOTABLE_SHARE = 0.01
+# The event types the detectors read; anything else only feeds the per-user-hour outlier and the rollups.
+READ_TYPES = ("user_login", *F.EXPORT_TYPES, *F.DOWNLOAD_TYPES, *F.PRIVILEGED_TYPES)
 
 
 def fill_locations(frame: pl.DataFrame, lookup: Lookup) -> tuple[pl.DataFrame, tuple[str, ...], int]:
@@ -60,7 +62,14 @@ def gaps(frame: pl.DataFrame) -> list[str]:
         pl.col("source_country").is_not_null().sum().alias("located"),
         pl.col("user_agent").is_not_null().sum().alias("clients"),
         pl.col("outcome").is_in(["success", "failure"]).sum().alias("outcomes"),
+        (pl.col("event_type") == "user_login").sum().alias("logins"),
+        pl.col("event_type").is_in(READ_TYPES).sum().alias("read"),
     ).collect().row(0, named=True)
+
+    def common(column: str) -> str:
+        top = frame.get_column(column).drop_nulls().value_counts(sort=True).head(3)
+        return ", ".join(f"{v!r}" for v in top[column].to_list()) or "none"
+
     notes = []
     if counts["no_rows"] > NOTABLE_SHARE * counts["exports"]:
         notes.append(f"export_volume: {counts['no_rows']:,} of {counts['exports']:,} exports "
@@ -83,6 +92,15 @@ def gaps(frame: pl.DataFrame) -> list[str]:
         notes.append("no event has a user_agent: new_context cannot tell a known device from a new one, so no "
                      "first country counts as a plausible trip. Send the client as user_agent.")
     if not counts["outcomes"]:
-        notes.append("no event has outcome success or failure: the failed-login detectors (failed_login_burst, "
-                     "password_spraying, failure_then_success, slow_failures) see nothing. Send outcome.")
+        seen = common("outcome") if "outcome" in frame.columns else "none"
+        notes.append(f"no event has outcome success or failure (the file's most common: {seen}): the failed-login "
+                     "detectors (failed_login_burst, password_spraying, failure_then_success, slow_failures) see "
+                     "nothing. Send outcome as success, failure or unknown.")
+    if not counts["read"]:
+        notes.append(f"none of the file's event types is one the detectors read ({', '.join(READ_TYPES)}; the "
+                     f"file's most common: {common('event_type')}): name them as the catalogue does "
+                     "(GET /api/v1/event-types).")
+    elif not counts["logins"]:
+        notes.append("no user_login events: the failed-login detectors and new_context see nothing. Send sign-ins "
+                     "as user_login.")
     return notes

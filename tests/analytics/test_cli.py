@@ -193,3 +193,17 @@ def test_a_field_missing_from_a_sliver_of_its_events_is_no_note():
     assert not [n for n in coverage.gaps(frame) if "metadata.rows" in n]
     frame = pl.DataFrame(rows + [{**rows[0], "metadata": "{}"}] * 3)  # 3 of 203
     assert [n for n in coverage.gaps(frame) if n.startswith("export_volume: 3 of 203 exports")]
+
+
+def test_a_file_in_its_own_vocabulary_is_told_which_names_the_detectors_read():
+    from analytics import coverage
+
+    at = T0.isoformat()
+    frame = pl.DataFrame([{"timestamp": at, "event_type": t, "user_id": "u1", "outcome": o, "source_ip": "81.2.69.142",
+                           "user_agent": "curl/8"} for t, o in [("login", "FAILED"), ("login", "OK"), ("logout", "OK")]])
+    notes = coverage.gaps(frame)
+    assert any("no event has outcome success or failure (the file's most common: 'OK', 'FAILED')" in n for n in notes)
+    assert any("none of the file's event types is one the detectors read" in n and "'login', 'logout'" in n
+               for n in notes)
+    exports_only = frame.with_columns(pl.lit("data_export").alias("event_type"), pl.lit("success").alias("outcome"))
+    assert [n for n in coverage.gaps(exports_only) if n.startswith("no user_login events")]
