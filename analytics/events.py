@@ -67,6 +67,17 @@ def normalize(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return out.with_columns(pl.col("outcome").fill_null("unknown"))
 
 
+def stored_once(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The events as ingest stores them (R5): one of each ``event_id`` and ``timestamp``, the first in the file
+    (a shipper's retry, a file concatenated twice); and how many repeats were left out. Events without an id
+    are all kept."""
+    if "event_id" not in frame.columns or frame.is_empty():
+        return frame, 0
+    keyed = pl.col("event_id").is_not_null()
+    kept = frame.filter(~keyed | pl.struct("event_id", "timestamp").is_first_distinct())
+    return kept, frame.height - kept.height
+
+
 def _event_row(line_no: int, raw: bytes) -> dict:
     if len(raw) > MAX_LINE_BYTES:
         raise MalformedInput(line_no, f"the line is over {MAX_LINE_BYTES} bytes")

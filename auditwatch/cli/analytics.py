@@ -14,7 +14,7 @@ from alerts.rule_yaml import parse_duration
 from analytics import coverage, evaluation, pipeline
 from analytics.detectors import SeasonalSeries
 from analytics.errors import AnalyticsError, MalformedInput
-from analytics.events import read_ndjson, read_series_csv
+from analytics.events import read_ndjson, read_series_csv, stored_once
 from auditwatch.cli.context import Context, pass_ctx
 from auditwatch.settings import Settings
 from ingest.enrich import geo_lookup
@@ -41,20 +41,22 @@ def _read_with_progress(path: Path, reader, on_error: str, label: str):
     return frame
 
 
-def _located(frame: pl.DataFrame, settings: Settings | None) -> tuple[pl.DataFrame, str]:
-    """The file's events as ingest would have stored them: countries and networks from the addresses when the
-    file carries none (with ``settings``' geo database; None: left out), and a note for each input it lacks.
-    Returns the frame and a line for the summary ("" when nothing was filled)."""
-    located = ""
+def _as_ingested(frame: pl.DataFrame, settings: Settings | None) -> tuple[pl.DataFrame, str]:
+    """The file's events as ingest would have stored them: each event once (R5), countries and networks from the
+    addresses when the file carries none (with ``settings``' geo database; None: left out), and a note for each
+    input it lacks. Returns the frame and lines for the summary ("" when nothing changed)."""
+    frame, repeated = stored_once(frame)
+    changes = (f"\n{repeated:,} repeated events (the same event_id and timestamp) counted once, as ingest stores "
+               "them" if repeated else "")
     if settings is not None and settings.geoip:
         lookup = geo_lookup(settings.geoip_mmdb or None, settings.geoip_asn_mmdb or None)
         frame, columns, events = coverage.fill_locations(frame, lookup.lookup)
         if columns:
-            located = (f"\n{' and '.join(columns)} (none in the file) filled from source_ip as ingest does: "
+            changes += (f"\n{' and '.join(columns)} (none in the file) filled from source_ip as ingest does: "
                        f"{events:,} events located; --no-geo leaves them out")
     for note in coverage.gaps(frame):
         click.echo(f"note: {note}", err=True)
-    return frame, located
+    return frame, changes
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
@@ -117,7 +119,7 @@ def analyze(ctx: Context, events_path: Path, out: Path, on_error: str, baseline_
     frame = _read_with_progress(events_path, read_ndjson, on_error, "reading events")
     if frame.is_empty():
         raise click.ClickException(f"{events_path} holds no events; it needs one JSON event per line")
-    frame, located = _located(frame, ctx.settings if geo else None)
+    frame, changes = _as_ingested(frame, ctx.settings if geo else None)
     warmup = timedelta(days=warmup_days)
     how = pipeline.plan(frame.sort("timestamp"), baseline_until=until, warmup=warmup, refit_every=every)
     try:
@@ -134,7 +136,7 @@ def analyze(ctx: Context, events_path: Path, out: Path, on_error: str, baseline_
                 "explanation": orjson.loads(row["explanation"])}) + b"\n")
     by_detector = found.group_by("detector").len().sort("detector").iter_rows()
     click.echo(f"{found.height} anomalies in {frame.height:,} events → {out}"
-               + "".join(f"\n  {name}: {n}" for name, n in by_detector) + f"\n{how.describe()}" + located)
+               + "".join(f"\n  {name}: {n}" for name, n in by_detector) + f"\n{how.describe()}" + changes)
 
 
 @click.command("analyze-series")
@@ -246,9 +248,9 @@ def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Pat
             raise click.ClickException(f"{anomalies_path}: {exc}") from None
     else:
         frame = _read_with_progress(events_path, read_ndjson, "stop", "reading events")
-        frame, located = _located(frame, settings)
-        if located:
-            note(located.strip())
+        frame, changes = _as_ingested(frame, settings)
+        if changes:
+            note(changes.strip())
         note(f"analyzing {frame.height:,} events")
     card = evaluation.score_labels(labels, anomalies=found, events=frame, plain=plain, refit_every=refit_every)
     click.echo(f"labels {labels_path} (generator {labels.generator or '?'}), anomalies "

@@ -207,3 +207,24 @@ def test_a_file_in_its_own_vocabulary_is_told_which_names_the_detectors_read():
                for n in notes)
     exports_only = frame.with_columns(pl.lit("data_export").alias("event_type"), pl.lit("success").alias("outcome"))
     assert [n for n in coverage.gaps(exports_only) if n.startswith("no user_login events")]
+
+
+def test_analyze_counts_a_repeated_event_once_as_ingest_stores_it(run, tmp_path, history):
+    """A shipper that retried, or a file concatenated twice: the same event_id and timestamp is one event (R5),
+    so the file gives the anomalies its events give once."""
+    start = history["timestamp"].min()
+    two_days = history.filter(pl.col("timestamp") < start + timedelta(days=2))
+    attack_at = (start + timedelta(days=2, hours=10)).replace(minute=0, second=0, microsecond=0)
+    once, twice = tmp_path / "once.ndjson", tmp_path / "twice.ndjson"
+    _write_events(once, two_days, burst(attack_at, "u00001", 50, seconds=120))
+    twice.write_bytes(once.read_bytes() * 2)
+    runs = {}
+    for path in (once, twice):
+        result = run("analyze", str(path), "--out", str(tmp_path / f"{path.stem}.jsonl"), "--warmup", "2")
+        assert result.exit_code == 0, result.output
+        runs[path.stem] = result.output
+    lines = once.read_bytes().count(b"\n")
+    assert "repeated events" not in runs["once"]
+    assert f"{lines:,} repeated events (the same event_id and timestamp) counted once" in runs["twice"]
+    assert (tmp_path / "once.jsonl").read_bytes() == (tmp_path / "twice.jsonl").read_bytes()
+    assert (tmp_path / "once.jsonl").read_bytes()  # the burst is there, once
