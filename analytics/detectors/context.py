@@ -59,7 +59,7 @@ class NewContext(Detector):
         How far back other users' arrivals on the same network count as peers of a first.
     flight_kmh : float, default 1000.0
         The fastest anyone travels between countries (an airliner's cruise, door to door is slower). A new country
-        the user could only have reached faster than this from where they were seen in the ``peer_hours`` around
+        the user could only have reached faster than this from where they were seen in the ``peer_hours`` before
         it, by the least distance between the two countries (``analytics.geo``), is not a plausible trip.
 
     Attributes
@@ -228,12 +228,15 @@ class NewContext(Detector):
         around = (events.filter((pl.col("outcome") != "failure") & pl.col("source_country").is_not_null())
                   .join(new.lazy().select("user_id").unique(), on="user_id", how="semi")
                   .select("user_id", pl.col("timestamp").alias("_at"), "source_country").collect())
+        apart_in_time = (pl.col("_at") - pl.col("_t")).abs()
         pairs = (new.join(around, on="user_id")
                  .filter((pl.col("source_country") != pl.col("_country"))
-                         & ((pl.col("_at") - pl.col("_t")).abs() <= max(span, self.context)))
-                 .with_columns(((pl.col("_at") - pl.col("_t")).abs().dt.total_seconds() / 3600).alias("_hours")))
-        # How fast the user would have had to travel from (or back to) anywhere else they were seen in the hours
-        # around the first; the distance is the least between the two countries (``analytics.geo``).
+                         & ((apart_in_time <= span)
+                            | ((pl.col("_at") <= pl.col("_t")) & (apart_in_time <= self.context))))
+                 .with_columns((apart_in_time.dt.total_seconds() / 3600).alias("_hours")))
+        # How fast the user would have had to travel from anywhere else they were seen in the hours before the first
+        # (only before: the worker scores a first with what came before it, and a file must agree); the distance
+        # is the least between the two countries (``analytics.geo``).
         apart = pl.DataFrame(
             [(a, b, geo.least_km(a, b)) for a, b in pairs.select("_country", "source_country").unique().iter_rows()],
             schema={"_country": pl.String, "source_country": pl.String, "_km": pl.Float64}, orient="row")
@@ -241,7 +244,8 @@ class NewContext(Detector):
                .group_by("user_id", "window_start")
                .agg((pl.col("_hours").filter(pl.col("_hours") <= self.travel_hours).min() * 60)
                     .alias("elsewhere_minutes"),
-                    (pl.col("_km") / pl.col("_hours").clip(lower_bound=1 / 60)).max().alias("needed_kmh")))
+                    (pl.col("_km") / pl.col("_hours").clip(lower_bound=1 / 60)).filter(pl.col("_at") <= pl.col("_t"))
+                    .max().alias("needed_kmh")))
         client_known = pl.col("p_client") >= 1.0
         hours = pl.col("elsewhere_minutes") / 60
         # Closer than an hour is two places at once (the full factor); at ``travel_hours`` it fades to none.

@@ -224,3 +224,9 @@ def test_a_trip_no_airliner_could_make_is_not_a_plausible_trip(history):
     travel = orjson.loads(found["explanation"][0])["travel"]
     assert travel == {"needed_kmh_at_least": round(flew["needed_kmh"][0]), "plausible_trip": False}
     assert detector.detect(away(far, 23), start=T0 - timedelta(minutes=5)).is_empty()
+    # Only what came before the first counts, as the worker scores it: home again three hours later is no evidence.
+    back = frame(event(T0 - timedelta(hours=23), user, **at_home),
+                 event(T0, user, ip=NETWORKS[far][0], country=far, asn=NETWORKS[far][1], ua=ua),
+                 event(T0 + timedelta(hours=3), user, **at_home))
+    returned = detector.score_frame(back, start=T0 - timedelta(minutes=5)).filter(pl.col("window_start") <= T0)
+    assert returned["travel"].to_list() == [detector.trip_factor] and returned["needed_kmh"].is_null().all()
