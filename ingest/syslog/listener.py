@@ -34,6 +34,7 @@ import logging
 import ssl
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -488,4 +489,32 @@ def run_forever(listener: SyslogListener, *, report: Callable[[ListenerStats], N
         if report:
             report(listener.stats)
 
-    asyncio.run(main())
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main())
+    finally:
+        _close(loop)
+        asyncio.set_event_loop(None)
+
+
+def _close(loop: asyncio.AbstractEventLoop, timeout: float = 10.0) -> None:
+    """``asyncio.run``'s clean-up, bounded: what is still pending once the listener has stopped (and stored what
+    it received) is cancelled and given ``timeout`` seconds. A task that outlives that is logged with where it
+    waits, and the process exits anyway; ``asyncio.run`` waited for it for ever (a CI run stuck 29 minutes after a
+    SIGTERM that followed a store worker's death)."""
+    try:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
+            for task in stuck:
+                where = "".join(traceback.format_stack(task.get_stack(limit=1)[0], limit=5)) if task.get_stack(
+                    limit=1) else ""
+                log.error("syslog: a task did not stop within %.0f s of shutdown, left behind: %r\n%s",
+                          timeout, task, where)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(asyncio.wait([loop.create_task(loop.shutdown_default_executor())], timeout=timeout))
+    finally:
+        loop.close()
