@@ -54,7 +54,6 @@ def gaps(frame: pl.DataFrame) -> list[str]:
     exports = pl.col("event_type").is_in(F.EXPORT_TYPES)
     downloads = pl.col("event_type").is_in(F.DOWNLOAD_TYPES)
     counts = normalize(frame).select(
-        pl.len().alias("events"),
         exports.sum().alias("exports"), (exports & F.metadata_number("rows").is_null()).sum().alias("no_rows"),
         downloads.sum().alias("downloads"),
         (downloads & F.metadata_number("bytes").is_null()).sum().alias("no_bytes"),

@@ -10,7 +10,7 @@ It is a lower bound on purpose: neighbours come out at 0, so only a move no airl
 from __future__ import annotations
 
 import csv
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -34,7 +34,7 @@ def _points() -> dict[str, np.ndarray]:
     return out
 
 
-@cache
+@lru_cache(maxsize=65_536)  # bounded: a file may name any strings as countries
 def least_km(a: str, b: str) -> float | None:
     """The least distance anyone in country ``a`` could be from anyone in ``b`` (ISO 3166 alpha-2; 0 for the
     same country or neighbours); ``None`` when either code is unknown, which is no evidence either way."""

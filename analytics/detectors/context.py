@@ -90,6 +90,11 @@ class NewContext(Detector):
         self.flight_kmh = flight_kmh
 
     @property
+    def _fastest_kmh(self) -> float:
+        """``flight_kmh``; a model stored before version 4 has none and takes the default."""
+        return getattr(self, "flight_kmh", 1000.0)
+
+    @property
     def context(self) -> timedelta:
         """The logins of the ``peer_hours`` before a scored range, read for peers (``analytics.lookback``), so
         the worker sees the colleagues a file shows."""
@@ -251,7 +256,7 @@ class NewContext(Detector):
         # Closer than an hour is two places at once (the full factor); at ``travel_hours`` it fades to none.
         at_once = pl.lit(1.0 / self.trip_factor) ** (1 - (hours - 1).clip(0) / max(self.travel_hours - 1, 1e-9))
         # A trip no airliner could have made is not a plausible trip, whatever the client.
-        flown = pl.col("needed_kmh").fill_null(0.0) <= getattr(self, "flight_kmh", 1000.0)  # older models: none
+        flown = pl.col("needed_kmh").fill_null(0.0) <= self._fastest_kmh
         travel = (pl.when(pl.col("_new_country").is_null()).then(1.0)
                   .when(pl.col("elsewhere_minutes").is_not_null()).then(at_once)
                   .when(client_known & flown).then(self.trip_factor).otherwise(1.0))
@@ -266,9 +271,9 @@ class NewContext(Detector):
         population's share of the value (``p_location``), and a plausible trip with peers is ``trip_factor``
         times less rare again (its square root with one peer).
 
-        In good standing: a client the user already has, nobody from another country within
-        ``travel_hours``, and no trip faster than ``flight_kmh``. No peers count while the network fails logins for more users it never let in
-        (within the same hours) than half the peers: a guessing attacker's address is nobody's office.
+        In good standing: a client the user already has, nobody from another country within ``travel_hours``,
+        and no trip faster than ``flight_kmh``. No peers count while the network fails logins for more users it
+        never let in (within the same hours) than half the peers: a guessing attacker's address is nobody's office.
         """
         keep = frame.columns
         # A country is a place only with its network: without the ASN, two trips to one country say nothing.
@@ -279,7 +284,7 @@ class NewContext(Detector):
                                .otherwise(pl.concat_str(pl.col("_loc_value"), pl.col("_asn"), separator="|"))
                                .alias("_key")))
         good = place.filter((pl.col("p_client") >= 1.0) & pl.col("elsewhere_minutes").is_null()
-                            & (pl.col("needed_kmh").fill_null(0.0) <= getattr(self, "flight_kmh", 1000.0)))
+                            & (pl.col("needed_kmh").fill_null(0.0) <= self._fastest_kmh))
         span = self.context
         candidates = (place.select("entity_value", "window_start", "_key", "_asn", "_loc_t")
                       .join(good.select(pl.col("entity_value").alias("_peer"), pl.col("_key"),
@@ -335,7 +340,7 @@ class NewContext(Detector):
             **({"travel": {"seen_in_another_country_minutes_away": round(float(row["elsewhere_minutes"]), 1),
                            "plausible_trip": False}} if row.get("elsewhere_minutes") is not None else
                {"travel": {"needed_kmh_at_least": round(float(row["needed_kmh"])), "plausible_trip": False}}
-               if (row.get("needed_kmh") or 0.0) > getattr(self, "flight_kmh", 1000.0) else
+               if (row.get("needed_kmh") or 0.0) > self._fastest_kmh else
                {"travel": {"plausible_trip": True}} if (row.get("travel") or 1.0) > 1.0 else {}),
         }
 

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import logging
 import ssl
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -510,11 +510,12 @@ def _close(loop: asyncio.AbstractEventLoop, timeout: float = 10.0) -> None:
         if pending:
             _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
             for task in stuck:
-                where = "".join(traceback.format_stack(task.get_stack(limit=1)[0], limit=5)) if task.get_stack(
-                    limit=1) else ""
-                log.error("syslog: a task did not stop within %.0f s of shutdown, left behind: %r\n%s",
-                          timeout, task, where)
+                where = io.StringIO()
+                task.print_stack(limit=5, file=where)
+                log.error("syslog: a task did not stop within %.0f s of shutdown, left behind: %s",
+                          timeout, where.getvalue())
         loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(asyncio.wait([loop.create_task(loop.shutdown_default_executor())], timeout=timeout))
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), timeout))
     finally:
         loop.close()

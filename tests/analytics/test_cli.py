@@ -228,3 +228,16 @@ def test_analyze_counts_a_repeated_event_once_as_ingest_stores_it(run, tmp_path,
     assert f"{lines:,} repeated events (the same event_id and timestamp) counted once" in runs["twice"]
     assert (tmp_path / "once.jsonl").read_bytes() == (tmp_path / "twice.jsonl").read_bytes()
     assert (tmp_path / "once.jsonl").read_bytes()  # the burst is there, once
+
+
+def test_addresses_that_are_not_addresses_stay_without_a_place():
+    """A file's source_ip is any string: garbage, oversized, a CIDR, a zone id. The real lookup says nothing of it,
+    and nothing stops; a real public address next to them is located."""
+    from analytics import coverage
+    from ingest.enrich import geo_lookup
+
+    hostile = ["not-an-ip", "999.1.1.1", "", "x" * 10_000, "1.2.3.4/24", "\x00", "fe80::1%eth0", "10.0.0.1"]
+    frame = pl.DataFrame({"source_ip": [*hostile, "81.2.69.142"]})
+    filled, columns, located = coverage.fill_locations(frame, geo_lookup(None).lookup)
+    assert columns == ("source_country", "source_asn") and located == 1
+    assert filled["source_country"].to_list() == [None] * len(hostile) + ["GB"]

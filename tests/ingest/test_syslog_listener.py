@@ -447,3 +447,31 @@ def test_a_line_that_kills_every_store_worker_is_isolated_instead_of_stalling_th
     others = [line for i, line in enumerate(lines) if i not in (20, 25)]
     assert sorted(parsed + [line for line in raw if line != lines[20]]) == sorted(others)  # each once
     assert lines[25] not in parsed and lines[25] not in raw
+
+
+def test_the_shutdown_gives_up_on_a_task_that_will_not_stop_and_says_where_it_waits(caplog):
+    """``asyncio.run`` waited for ever on a task that outlived its cancellation (a CI run stuck 29 minutes):
+    the listener's clean-up gives it a bounded time, logs it with its stack, and closes the loop."""
+    import asyncio
+
+    from ingest.syslog.listener import _close
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # swallows every cancellation
+
+    async def polite() -> None:
+        await asyncio.sleep(3600)
+
+    loop = asyncio.new_event_loop()
+    tasks = [loop.create_task(stubborn()), loop.create_task(polite())]
+    loop.run_until_complete(asyncio.sleep(0))
+    with caplog.at_level("ERROR", logger="ingest.syslog.listener"):
+        _close(loop, timeout=0.2)
+    assert loop.is_closed()
+    assert tasks[1].cancelled() and not tasks[0].done()
+    (record,) = [r for r in caplog.records if "did not stop within" in r.getMessage()]
+    assert "stubborn" in record.getMessage()
