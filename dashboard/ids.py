@@ -137,3 +137,9 @@ def event_row(event_id: Any) -> dict[str, Any]:
 def alert_action(action: str, fingerprint: Any) -> dict[str, Any]:
     """Acknowledge / silence buttons of the alert feed."""
     return {"type": "aw-alert", "action": action, "fp": fingerprint}
+
+
+def tree(kind: Any, key: Any) -> dict[str, Any]:
+    """A static subtree drawn by one component (``dashboard.tree.Tree``) whose ``click`` prop carries the
+    value of what was clicked; ``kind`` says which callback reads it (``xf``, ``open``, ``alert``, ``event``)."""
+    return {"type": "aw-tree", "kind": kind, "key": key}

@@ -21,6 +21,7 @@ from dashboard.auth import user
 from dashboard.context import current
 from dashboard.render import search_href
 from dashboard.timerange import DEFAULT, PRESETS
+from dashboard.tree import click_value
 from dashboard.widgets import anomalies as anomaly_widget
 from dashboard.widgets.alerts import SILENCE_HOURS
 from storage.timescale import anomalies as anomaly_store
@@ -128,12 +129,13 @@ def register_callbacks(app: Dash) -> None:
         Output(ids.CROSSFILTER, "data"),
         Input(ids.graph(ALL), "clickData"),
         Input(ids.filter_link(ALL), "n_clicks"),
+        Input(ids.tree("xf", ALL), "click"),
         Input(ids.filter_chip_remove(ALL), "n_clicks"),
         Input(ids.CROSSFILTER_CLEAR, "n_clicks"),
         State(ids.CROSSFILTER, "data"),
         prevent_initial_call=True,
     )
-    def crossfilter(_clicks, _links, _removes, _clear, current_filters):
+    def crossfilter(_clicks, _links, _tree_links, _removes, _clear, current_filters):
         """Any chart point or table cell narrows every widget; chips and Clear widen again."""
         trigger = ctx.triggered_id
         value = ctx.triggered[0]["value"] if ctx.triggered else None
@@ -146,10 +148,12 @@ def register_callbacks(app: Dash) -> None:
         if kind == "aw-xf-remove":
             filters.pop(trigger["key"], None)
             return filters
-        raw = trigger["f"] if kind == "aw-xf" else _clicked(value)
+        raw = trigger["f"] if kind == "aw-xf" else click_value(value) if kind == "aw-tree" else _clicked(value)
         try:
             chosen = json.loads(raw) if raw else {}
         except (TypeError, ValueError):
+            return no_update
+        if not isinstance(chosen, dict):
             return no_update
         chosen = {k: str(v) for k, v in chosen.items() if k in FILTER_KEYS and v}
         return {**filters, **chosen} if chosen else no_update
@@ -164,16 +168,19 @@ def register_callbacks(app: Dash) -> None:
         Output(ids.MODAL, "className"), Output(ids.MODAL_BODY, "children"),
         Input(ids.anomaly_graph(ALL), "clickData"),
         Input(ids.anomaly_row(ALL), "n_clicks"),
+        Input(ids.tree("open", ALL), "click"),
         Input(ids.MODAL_CLOSE, "n_clicks"),
         prevent_initial_call=True,
     )
-    def explain(_clicks, _rows, _close):
+    def explain(_clicks, _rows, _tree_rows, _close):
         """Clicking an anomaly opens its explanation."""
         trigger = ctx.triggered_id
         value = ctx.triggered[0]["value"] if ctx.triggered else None
         if trigger is None or not value or trigger == ids.MODAL_CLOSE:
             return "aw-modal", no_update
-        raw = trigger["anomaly_id"] if trigger.get("type") == "aw-anomaly-row" else _clicked(value)
+        kind = trigger.get("type")
+        raw = (trigger["anomaly_id"] if kind == "aw-anomaly-row" else click_value(value) if kind == "aw-tree"
+               else _clicked(value))
         try:
             anomaly_id = uuid.UUID(str(raw))
         except ValueError:
@@ -183,15 +190,25 @@ def register_callbacks(app: Dash) -> None:
     @app.callback(
         Output(ids.ALERTS_VERSION, "data"), Output(ids.ALERTS_STATUS, "children"),
         Input(ids.alert_action(ALL, ALL), "n_clicks"),
+        Input(ids.tree("alert", ALL), "click"),
         State(ids.ALERTS_VERSION, "data"),
         prevent_initial_call=True,
     )
-    def alert_action(_clicks, version):
+    def alert_action(_clicks, _tree_clicks, version):
         """Acknowledge or silence from the feed; only roles that configure may, and it is audited."""
         trigger = ctx.triggered_id
-        if trigger is None or not (ctx.triggered[0]["value"] or 0):
+        value = ctx.triggered[0]["value"] if ctx.triggered else None
+        if trigger is None or not value:
             return no_update, no_update
-        return (version or 0) + 1, act_on_alert(trigger["action"], trigger["fp"], now=datetime.now(UTC))
+        if trigger.get("type") == "aw-tree":
+            chosen = click_value(value)
+            if not isinstance(chosen, dict) or chosen.get("action") not in ("ack", "silence") \
+                    or not isinstance(chosen.get("fp"), str):
+                return no_update, no_update
+            action, fingerprint = chosen["action"], chosen["fp"]
+        else:
+            action, fingerprint = trigger["action"], trigger["fp"]
+        return (version or 0) + 1, act_on_alert(action, fingerprint, now=datetime.now(UTC))
 
 
 def _clicked(click_data: Any) -> Any:

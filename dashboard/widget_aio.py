@@ -22,6 +22,7 @@ from dashboard.context import current
 from dashboard.errors import DashboardError
 from dashboard.registry import HEIGHTS, WIDTHS, Param, Registry
 from dashboard.render import RenderContext, empty
+from dashboard.tree import compact
 from storage.errors import StorageError
 from storage.events import Outcome
 from storage.timescale.widgets_queries import Filters
@@ -86,7 +87,8 @@ class WidgetAIO(html.Div):
         super().__init__([
             dcc.Store(id=ids.widget("config", aio_id), data=widget),
             html.Div([html.H3(widget["title"], id=ids.widget("title", aio_id), className="aw-card-title"),
-                      html.Div(tools, className="aw-tools")], className="aw-card-head"),
+                      # no empty tools box on a read-only card: every Dash component costs the page (dashboard.tree)
+                      html.Div(tools, className="aw-tools") if tools else None], className="aw-card-head"),
             editor,
             html.Div(html.Div("Loading…", className="aw-loading"), id=ids.widget("body", aio_id),
                      className="aw-card-body"),
@@ -229,7 +231,7 @@ def render_widget(registry: Registry, widget: dict[str, Any], time_range: Any, c
             body = empty("Cannot show this widget", str(exc))
         except (StorageError, psycopg.OperationalError) as exc:
             body = empty("The database did not answer", f"Retry in a moment ({type(exc).__name__}).")
-    return html.Div(body, className="aw-body-inner", **{"data-render": token})
+    return html.Div(compact(body), className="aw-body-inner", **{"data-render": token})
 
 
 def grid(registry: Registry, widgets: list[dict[str, Any]], *, editable: bool) -> html.Div:

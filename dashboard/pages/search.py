@@ -15,6 +15,7 @@ from dashboard.auth import user
 from dashboard.context import current
 from dashboard.errors import DashboardError
 from dashboard.registry import EVENT_TYPES, Registry
+from dashboard.tree import click_value, compact
 from storage.errors import InvalidCursor
 from storage.timescale import queries
 
@@ -120,7 +121,7 @@ def search_page(values: dict[str, Any], time_range: dict | None, paging: dict, d
             html.Button(f"Export {fmt.upper()}", type="submit", name="format", value=fmt,
                         className="aw-button small ghost") for fmt in ("csv", "ndjson")]],
             method="POST", action="/dashboard/export", className="aw-actions")
-    results = _results(page.events) if page.events else html.Div("No events match these filters in this range.",
+    results = compact(_results(page.events)) if page.events else html.Div("No events match these filters in this range.",
                                                                  className="aw-empty")
     return results, status, paging, export
 
@@ -175,13 +176,18 @@ def register(app: Dash, registry: Registry) -> None:
 
     @app.callback(
         Output(ids.SEARCH_DETAIL, "children"),
-        Input(ids.event_row(ALL), "n_clicks"), Input(ids.SEARCH_INITIAL, "data"),
+        Input(ids.event_row(ALL), "n_clicks"), Input(ids.tree("event", ALL), "click"),
+        Input(ids.SEARCH_INITIAL, "data"),
     )
-    def detail(_clicks, initial):
+    def detail(_clicks, _tree_clicks, initial):
         trigger = ctx.triggered_id
         if isinstance(trigger, dict):
-            if not ctx.triggered[0]["value"]:
+            value = ctx.triggered[0]["value"]
+            if not value:
                 return no_update
+            if trigger.get("type") == "aw-tree":  # a row of the compacted results table (dashboard.tree)
+                chosen = click_value(value)
+                return event_detail(chosen) if isinstance(chosen, str) else no_update
             return event_detail(trigger["event_id"])
         if initial and initial.get("event_id"):
             return event_detail(initial["event_id"])

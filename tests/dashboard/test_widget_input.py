@@ -70,7 +70,7 @@ def widget_reads(conn: psycopg.Connection, outcome: str = "success") -> list[dic
 
 
 def rows_shown(body: str) -> int:
-    return body.count("className='aw-o-")  # one outcome cell per event row
+    return body.count("'aw-o-")  # one outcome cell per event row (as a component or inside a dashboard.tree.Tree)
 
 
 def test_a_huge_limit_is_refused_before_anything_is_read(draw, conn):
