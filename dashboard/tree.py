@@ -2,16 +2,16 @@
 
 Dash's renderer runs a selector for every mounted Dash component on every store update, and it sends one
 update for every component it mounts. The overview's cost in the browser therefore grew with the square of
-its components: 443 components and ~900 updates cost ~350 ms of selectors per view (Chromium profile,
-50,000 events). Most of those components were table cells, list items and spans that never change on their
+its components: 443 components and ~900 updates cost ~350 ms of selectors per view (a Chromium profile with
+the unminified renderer, 50,000 events). Most of those components were table cells, list items and spans that never change on their
 own. ``compact`` turns each maximal such subtree into one ``Tree`` component holding it as data, which React
 draws as plain elements. Renderers keep building ordinary ``html``/``dcc`` trees; what cannot be drawn that
 way (a chart, an input, a component a callback names by id) stays a Dash component.
 
 A clickable element keeps working through the ``Tree``'s ``click`` prop (``{"value", "n"}``), and the
 Tree's id says which callback reads it (``ids.tree(kind, key)``): a cross-filter cell is ``xf``, an anomaly
-row ``open``, an alert action ``alert``, a search result ``event``. Only a Tree with something to click has an id, so the others are
-no callback's input; a subtree that mixes kinds is split.
+row ``open``, an alert action ``alert``, a search result ``event``. Only a Tree with something to click has
+an id, so the others are no callback's input; a subtree that mixes kinds is split.
 """
 
 from __future__ import annotations

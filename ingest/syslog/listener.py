@@ -23,6 +23,13 @@ rarely, a line of it kept raw): nothing is lost, the retries cost time.
 Counting identical lines (see ``events``) takes one listener-wide table of digests, bounded by
 ``occurrence_entries`` whatever the number of peers and connections; an idle TCP connection is closed
 after ``idle_timeout`` so it does not hold one of the ``max_connections`` slots.
+
+Stopping drains, it does not cut: new connections are refused, open ones are read on for up to
+``drain_seconds`` or until each is quiet (a sender that finishes in that time has every line it sent
+stored; a relay that keeps its connection open but idle does not hold the stop), then each remaining
+connection stops reading and its task queues what it had already read, up to its last complete line, before
+it ends (no cancellation, which asyncio's ``wait_for`` in Python 3.11 can swallow). Only then is the queue
+closed and drained through the store.
 """
 
 from __future__ import annotations
@@ -101,6 +108,7 @@ class ListenerConfig:
     split_after_failures: int = 3  # a batch failing this many times in a row is split in halves
     store_batches: int = 2  # batches stored at once: parsing the next overlaps the commit of the last
     udp_receive_buffer: int = 8 * 1024 * 1024  # bytes asked of the kernel (capped at net.core.rmem_max)
+    drain_seconds: float = 2.0  # on stop, open TCP connections are read on this long (a closing sender finishes)
 
 
 @dataclass
@@ -115,8 +123,12 @@ class ListenerStats:
     split_batches: int = 0  # batches split to isolate a line that could not be stored
     fallback_lines: int = 0  # lines stored through the fallback (raw, with the reason)
     unstorable: int = 0  # lines that neither the handler nor the fallback could store (logged)
+    cut_partial_lines: int = 0  # a connection still sending at shutdown: its unfinished last line (logged)
     executors_replaced: int = 0  # store worker pools replaced because a worker died (killed, out of memory)
     ports: dict[str, int] = field(default_factory=dict)
+
+
+QUIET_SECONDS = 0.2  # a connection that has waited this long for data is not in the middle of sending
 
 
 def utcnow() -> datetime:
@@ -144,6 +156,9 @@ class SyslogListener:
         self._servers: list[asyncio.AbstractServer] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task] = set()
+        self._streams: dict[asyncio.Task, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}  # open TCP
+        self._cut: set[asyncio.Task] = set()  # connections told to stop reading by ``stop``
+        self._waiting_since: dict[asyncio.Task, float] = {}  # connections waiting for data, since (loop time)
         self._consumer: asyncio.Task | None = None
         self._new_executor = executor or (lambda: ThreadPoolExecutor(max(1, config.store_batches),
                                                                      thread_name_prefix="syslog-store"))
@@ -190,16 +205,29 @@ class SyslogListener:
         return None if self.listening else "the syslog ports are not bound yet, or the listener is stopping"
 
     async def stop(self, timeout: float = 30.0) -> None:
-        """Stop accepting, let open connections' received data in, then store what is queued."""
+        """Stop accepting, let open connections' received data in (see the module doc), then store what is
+        queued."""
         self.listening = False
         for server in self._servers:
             server.close()
         if self._udp is not None:
             self._udp.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_seconds
+        while self._connections and loop.time() < deadline:  # until every sender is done or quiet
+            now = loop.time()
+            if all(now - self._waiting_since.get(task, now) >= QUIET_SECONDS for task in self._connections):
+                break
+            await asyncio.sleep(0.05)
         for task in list(self._connections):
-            task.cancel()
+            self._cut.add(task)
+            # Stop reading now (TLS too, with no close_notify wait): the reader keeps what it holds, then ends.
+            self._streams[task][1].transport.abort()
         if self._connections:
-            await asyncio.wait(self._connections, timeout=5)
+            _, stuck = await asyncio.wait(set(self._connections), timeout=5)
+            for task in stuck:  # blocked past 5 s with the consumer running: should not happen; do not wait on
+                log.error("syslog: a connection did not finish queuing its lines within 5 s of shutdown")
+                task.cancel()
         if self._queue is not None and self._consumer is not None:
             self._resume_udp()
             await self._queue.put(None)
@@ -263,24 +291,37 @@ class SyslogListener:
             return
         assert task is not None and self._queue is not None
         self._connections.add(task)
+        self._streams[task] = (reader, writer)
         peername = writer.get_extra_info("peername")
         peer = peername[0] if peername else None
         decoder = FrameDecoder(self.config.max_message_bytes)
         session = f"tcp/{peer}/{next(self._sessions)}"  # a reconnecting relay starts counting afresh
         try:
             while True:
+                self._waiting_since[task] = asyncio.get_running_loop().time()
                 data = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout)
+                self._waiting_since.pop(task, None)  # reading or queuing: not quiet
                 if not data:
                     break
                 for frame in decoder.feed(data):
                     await self._queue.put(self._received(frame, peer, session))  # waits when full: back-pressure
-            for frame in decoder.close():
-                await self._queue.put(self._received(frame, peer, session))
+            last = decoder.close()
+            if task in self._cut and last:
+                # Cut by the shutdown, not ended by the sender: an unfinished line would be stored truncated.
+                self.stats.cut_partial_lines += len(last)
+                log.warning("syslog: shutdown cut the connection from %s in the middle of a line; the %d bytes "
+                            "received of it were not stored", peer, sum(len(f) for f in last))
+            else:
+                for frame in last:
+                    await self._queue.put(self._received(frame, peer, session))
         except (TimeoutError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             log.info("syslog: connection from %s ended: %s", peer, exc.__class__.__name__)
         finally:
             self.stats.oversized += decoder.oversized
             self._connections.discard(task)
+            self._streams.pop(task, None)
+            self._cut.discard(task)
+            self._waiting_since.pop(task, None)
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 5)

@@ -475,3 +475,39 @@ def test_the_shutdown_gives_up_on_a_task_that_will_not_stop_and_says_where_it_wa
     assert tasks[1].cancelled() and not tasks[0].done()
     (record,) = [r for r in caplog.records if "did not stop within" in r.getMessage()]
     assert "stubborn" in record.getMessage()
+
+
+def test_a_shutdown_drains_a_closing_sender_and_keeps_only_whole_lines_of_an_open_one(caplog):
+    """Stopping used to cancel every connection at once: lines a sender had already handed to TCP, still in the
+    listener's buffers behind a slow store, were lost. Now a sender that finishes has every line stored, and a
+    relay that keeps its connection open has every complete line stored and its unfinished last one dropped and
+    logged, never stored truncated; an idle connection does not hold the stop for ``drain_seconds``."""
+    stored: list[str] = []
+    lock = threading.Lock()
+
+    def slow(batch):
+        time.sleep(0.02)  # slower than the sender: the queue fills and the connection's lines wait in buffers
+        with lock:
+            stored.extend(item.line for item in batch)
+
+    listener = SyslogListener(config(udp_port=None, queue_lines=50, batch_lines=10, drain_seconds=30), slow)
+    closing = [f"<13>Nov 28 10:00:00 h app: closing {i}" for i in range(1500)]
+    open_lines = [f"<13>Nov 28 10:00:00 h app: open {i}" for i in range(20)]
+    with caplog.at_level("WARNING", logger="ingest.syslog.listener"):
+        with running(listener) as ports:
+            relay = socket.create_connection(("127.0.0.1", ports["tcp"]))
+            relay.sendall("\n".join(open_lines).encode() + b"\n<13>Nov 28 10:00:00 h app: unfinish")
+            wait_for(lambda: len(stored) >= 20)
+            sender = socket.create_connection(("127.0.0.1", ports["tcp"]))
+            sender.sendall("\n".join(closing).encode() + b"\n")
+            sender.close()
+            wait_for(lambda: listener.stats.received >= 30)
+            began = time.monotonic()
+            assert len(stored) < len(closing), "the store kept up: nothing was waiting in the buffers"
+        stopped_in = time.monotonic() - began
+        relay.close()
+    assert sorted(stored) == sorted(open_lines + closing)
+    assert listener.stats.cut_partial_lines == 1
+    assert any("in the middle of a line" in r.getMessage() for r in caplog.records)
+    # 1,500 lines at 10 per 20 ms batch take about 1.5 s to store; the idle relay did not hold the stop for 30 s.
+    assert stopped_in < 15, stopped_in
