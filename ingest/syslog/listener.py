@@ -159,6 +159,7 @@ class SyslogListener:
         self._streams: dict[asyncio.Task, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}  # open TCP
         self._cut: set[asyncio.Task] = set()  # connections told to stop reading by ``stop``
         self._waiting_since: dict[asyncio.Task, float] = {}  # connections waiting for data, since (loop time)
+        self._refusing = False  # set by ``stop`` once the connections are drained
         self._consumer: asyncio.Task | None = None
         self._new_executor = executor or (lambda: ThreadPoolExecutor(max(1, config.store_batches),
                                                                      thread_name_prefix="syslog-store"))
@@ -213,12 +214,16 @@ class SyslogListener:
         if self._udp is not None:
             self._udp.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.drain_seconds
-        while self._connections and loop.time() < deadline:  # until every sender is done or quiet
+        began = loop.time()
+        # Until every sender is done or quiet; at least QUIET_SECONDS, so that a connection accepted just before
+        # the stop, whose task has not started yet, is drained too.
+        while loop.time() < began + self.config.drain_seconds:
             now = loop.time()
-            if all(now - self._waiting_since.get(task, now) >= QUIET_SECONDS for task in self._connections):
+            if now - began >= QUIET_SECONDS and all(
+                    now - self._waiting_since.get(task, now) >= QUIET_SECONDS for task in self._connections):
                 break
             await asyncio.sleep(0.05)
+        self._refusing = True  # a connection whose task starts from now on is closed unread (see _on_tcp)
         for task in list(self._connections):
             self._cut.add(task)
             # Stop reading now (TLS too, with no close_notify wait): the reader keeps what it holds, then ends.
@@ -285,6 +290,12 @@ class SyslogListener:
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        if self._refusing:  # accepted as the listener stopped, after the drain: the queue will not take its lines
+            self.stats.refused_connections += 1
+            log.warning("syslog: a connection from %s arrived as the listener stopped; closed unread",
+                        (writer.get_extra_info("peername") or ("?",))[0])
+            writer.transport.abort()
+            return
         if len(self._connections) >= self.config.max_connections:
             self.stats.refused_connections += 1
             writer.close()

@@ -142,7 +142,7 @@ def test_syslog_store_processes_lose_no_line_to_a_killed_worker_or_a_sigterm(db_
         proc.wait(120)
     assert proc.returncode == 0, log.read_text()
     assert "a store worker died" in log.read_text()
-    assert conn.execute(stored).fetchone()[0] == 30_000
+    assert conn.execute(stored).fetchone()[0] == 30_000, log.read_text()
     assert conn.execute("SELECT count(DISTINCT metadata->>'pid') FROM audit_events WHERE resource_id LIKE 'pw-%%'"
                         ).fetchone()[0] == 30_000
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

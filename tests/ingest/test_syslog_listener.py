@@ -511,3 +511,46 @@ def test_a_shutdown_drains_a_closing_sender_and_keeps_only_whole_lines_of_an_ope
     assert any("in the middle of a line" in r.getMessage() for r in caplog.records)
     # 1,500 lines at 10 per 20 ms batch take about 1.5 s to store; the idle relay did not hold the stop for 30 s.
     assert stopped_in < 15, stopped_in
+
+
+@pytest.mark.parametrize("late", [0.1, 1.0])
+def test_a_connection_accepted_just_before_the_stop_is_drained_or_closed_unread_never_left_blocked(late, caplog):
+    """The CI hang of the store-process test: a connection accepted as the SIGTERM arrived started its task after
+    the stop had looked at the open connections, read its lines after the queue was closed, and blocked on the
+    full queue for ever (asyncio.run waited on it). A task that starts within the stop's first QUIET_SECONDS is
+    drained like any other; one that starts later is closed unread and logged, and blocks nothing."""
+    stored: list[str] = []
+    listener = SyslogListener(config(udp_port=None, queue_lines=20, batch_lines=10, drain_seconds=0.5),
+                              lambda batch: stored.extend(item.line for item in batch))
+    handler = listener._on_tcp
+    finished = threading.Event()
+
+    async def starts_late(reader, writer):  # the accepted connection's task gets to run only after `late` s
+        await asyncio.sleep(late)
+        try:
+            await handler(reader, writer)
+        finally:
+            finished.set()
+
+    listener._on_tcp = starts_late
+    lines = [f"<13>Nov 28 10:00:00 h app: late {i}" for i in range(200)]  # more than the queue holds
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level("WARNING", logger="ingest.syslog.listener"):
+            ports = asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
+            with socket.create_connection(("127.0.0.1", ports["tcp"])) as sender:
+                sender.sendall("\n".join(lines).encode() + b"\n")
+            time.sleep(0.02)  # accepted by the loop, its task not started yet
+            asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(10)
+            assert finished.wait(late + 5), "the late connection's task is still running after the stop"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    if late < 0.2:
+        assert sorted(stored) == sorted(lines)
+    else:
+        assert stored == [] and listener.stats.refused_connections == 1
+        assert any("arrived as the listener stopped; closed unread" in r.getMessage() for r in caplog.records)
