@@ -19,6 +19,7 @@ from dashboard.auth import user
 from dashboard.context import current
 from dashboard.registry import Registry
 from dashboard.render import SEVERITY_COLORS, empty
+from dashboard.tree import compact
 
 STATES = ("pending", "firing", "resolved")
 SEVERITIES = ("critical", "warning", "info")
@@ -68,10 +69,10 @@ def alert_list(actions: Any, pool: Any, *, state: str, severity: str, rule: str,
                 html.Td(f"{a.count:,}", className="num"), html.Td(alert_detail.when(a.started_at)),
                 html.Td(alert_detail.when(a.updated_at)),
             ], className="aw-alert-row"))
-        body = html.Div(html.Table([
+        body = html.Div(compact(html.Table([  # up to LIST_LIMIT rows: one component each part, not per cell
             html.Thead(html.Tr([html.Th(h) for h in ("Severity", "Alert", "State", "Rule", "Entity", "Count",
                                                      "Started", "Last change")])),
-            html.Tbody(rows)], className="aw-table", id="aw-alerts-table"), className="aw-results")
+            html.Tbody(rows)], className="aw-table", id="aw-alerts-table")), className="aw-results")
     note = f"{len(shown)} of {len(every)} alert(s)" + (f" (the newest {LIST_LIMIT})" if len(every) >= LIST_LIMIT
                                                        else "")
     return html.Div([form, html.Div(note, className="aw-note aw-count"), html.Div(body, className="aw-panel")])
