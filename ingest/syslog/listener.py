@@ -54,6 +54,7 @@ from ingest.errors import Unavailable
 from ingest.stopsignals import stop_on_signals
 from ingest.syslog.events import Occurrences
 from ingest.syslog.framing import FrameDecoder
+from ingest.syslog.pools import release_broken
 from storage.errors import DatabaseDown, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -417,6 +418,7 @@ class SyslogListener:
                           "time(s) since start; a worker that cannot start logs its own error above)", exc,
                           self.stats.executors_replaced)
                 self._executor = self._new_executor()
+                release_broken(executor)  # else, on Python < 3.11.5, it never finishes shutting down (gh-94777)
                 executor.shutdown(wait=False)
             raise
         if self._stored is not None:
