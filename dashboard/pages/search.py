@@ -150,6 +150,15 @@ def event_detail(event_id: str) -> html.Div:
     ])
 
 
+def _parse_id(prop_id: str) -> Any:
+    """The component id of a triggered ``prop_id`` (a pattern-matching id is JSON before the last dot)."""
+    component = prop_id.rsplit(".", 1)[0]
+    try:
+        return json.loads(component) if component.startswith("{") else component
+    except ValueError:
+        return component
+
+
 def register(app: Dash, registry: Registry) -> None:
     dash.register_page("dashboard.pages.search", path="/search", name="Search", title="Event search · Auditwatch",
                        layout=layout)
@@ -180,15 +189,21 @@ def register(app: Dash, registry: Registry) -> None:
         Input(ids.SEARCH_INITIAL, "data"),
     )
     def detail(_clicks, _tree_clicks, initial):
-        trigger = ctx.triggered_id
-        if isinstance(trigger, dict):
-            value = ctx.triggered[0]["value"]
-            if not value:
-                return no_update
+        # Several inputs can fire together: the page's first call (the event asked for in the URL) and the
+        # results' rows appearing, which are not clicks. Only a real click replaces the event in the URL.
+        for fired in ctx.triggered:
+            trigger = ctx.triggered_id if len(ctx.triggered) == 1 else _parse_id(fired["prop_id"])
+            value = fired["value"]
+            if not isinstance(trigger, dict) or not value:
+                continue
             if trigger.get("type") == "aw-tree":  # a row of the compacted results table (dashboard.tree)
                 chosen = click_value(value)
-                return event_detail(chosen) if isinstance(chosen, str) else no_update
-            return event_detail(trigger["event_id"])
-        if initial and initial.get("event_id"):
+                if isinstance(chosen, str):
+                    return event_detail(chosen)
+            elif trigger.get("type") == "aw-event-row":
+                return event_detail(str(trigger.get("event_id")))
+        if initial and initial.get("event_id") and (
+                ctx.triggered_id is None or any(f["prop_id"].startswith(f"{ids.SEARCH_INITIAL}.")
+                                                for f in ctx.triggered)):
             return event_detail(initial["event_id"])
         return no_update

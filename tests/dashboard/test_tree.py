@@ -146,7 +146,7 @@ def test_markup_in_the_data_stays_text_and_every_click_still_works(browser, host
         page.evaluate("window.__stayed = true")
         card(page, "latest").locator("tbody tr a").first.click()
         page.wait_for_url("**/dashboard/search?event_id=*")
-        expect(page.locator("#aw-event-json")).to_contain_text("onerror")
+        expect(page.locator("#aw-event-json")).to_contain_text("onerror", timeout=TIMEOUT)  # a loaded CI box
         assert page.evaluate("window.__stayed") is True
         assert page.evaluate("window.__pwned") is None
     finally:
