@@ -121,8 +121,8 @@ def search_page(values: dict[str, Any], time_range: dict | None, paging: dict, d
             html.Button(f"Export {fmt.upper()}", type="submit", name="format", value=fmt,
                         className="aw-button small ghost") for fmt in ("csv", "ndjson")]],
             method="POST", action="/dashboard/export", className="aw-actions")
-    results = compact(_results(page.events)) if page.events else html.Div("No events match these filters in this range.",
-                                                                 className="aw-empty")
+    results = (compact(_results(page.events)) if page.events
+               else html.Div("No events match these filters in this range.", className="aw-empty"))
     return results, status, paging, export
 
 
@@ -148,15 +148,6 @@ def event_detail(event_id: str) -> html.Div:
                  className="aw-actions"),
         html.Pre(json.dumps(data, indent=2, default=str), className="aw-json", id="aw-event-json"),
     ])
-
-
-def _parse_id(prop_id: str) -> Any:
-    """The component id of a triggered ``prop_id`` (a pattern-matching id is JSON before the last dot)."""
-    component = prop_id.rsplit(".", 1)[0]
-    try:
-        return json.loads(component) if component.startswith("{") else component
-    except ValueError:
-        return component
 
 
 def register(app: Dash, registry: Registry) -> None:
@@ -191,8 +182,7 @@ def register(app: Dash, registry: Registry) -> None:
     def detail(_clicks, _tree_clicks, initial):
         # Several inputs can fire together: the page's first call (the event asked for in the URL) and the
         # results' rows appearing, which are not clicks. Only a real click replaces the event in the URL.
-        for fired in ctx.triggered:
-            trigger = ctx.triggered_id if len(ctx.triggered) == 1 else _parse_id(fired["prop_id"])
+        for fired, trigger in zip(ctx.triggered, ctx.triggered_prop_ids.values(), strict=False):
             value = fired["value"]
             if not isinstance(trigger, dict) or not value:
                 continue
@@ -203,7 +193,6 @@ def register(app: Dash, registry: Registry) -> None:
             elif trigger.get("type") == "aw-event-row":
                 return event_detail(str(trigger.get("event_id")))
         if initial and initial.get("event_id") and (
-                ctx.triggered_id is None or any(f["prop_id"].startswith(f"{ids.SEARCH_INITIAL}.")
-                                                for f in ctx.triggered)):
+                ctx.triggered_id is None or f"{ids.SEARCH_INITIAL}.data" in ctx.triggered_prop_ids):
             return event_detail(initial["event_id"])
         return no_update
