@@ -157,7 +157,7 @@ class SyslogListener:
         self._servers: list[asyncio.AbstractServer] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task] = set()
-        self._streams: dict[asyncio.Task, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}  # open TCP
+        self._writers: dict[asyncio.Task, asyncio.StreamWriter] = {}  # open TCP connections
         self._cut: set[asyncio.Task] = set()  # connections told to stop reading by ``stop``
         self._waiting_since: dict[asyncio.Task, float] = {}  # connections waiting for data, since (loop time)
         self._refusing = False  # set by ``stop`` once the connections are drained
@@ -228,7 +228,7 @@ class SyslogListener:
         for task in list(self._connections):
             self._cut.add(task)
             # Stop reading now (TLS too, with no close_notify wait): the reader keeps what it holds, then ends.
-            self._streams[task][1].transport.abort()
+            self._writers[task].transport.abort()
         if self._connections:
             _, stuck = await asyncio.wait(set(self._connections), timeout=5)
             for task in stuck:  # blocked past 5 s with the consumer running: should not happen; do not wait on
@@ -303,7 +303,7 @@ class SyslogListener:
             return
         assert task is not None and self._queue is not None
         self._connections.add(task)
-        self._streams[task] = (reader, writer)
+        self._writers[task] = writer
         peername = writer.get_extra_info("peername")
         peer = peername[0] if peername else None
         decoder = FrameDecoder(self.config.max_message_bytes)
@@ -331,7 +331,7 @@ class SyslogListener:
         finally:
             self.stats.oversized += decoder.oversized
             self._connections.discard(task)
-            self._streams.pop(task, None)
+            self._writers.pop(task, None)
             self._cut.discard(task)
             self._waiting_since.pop(task, None)
             writer.close()
