@@ -41,7 +41,7 @@ SEARCH_RESULTS = "aw-search-results"
 SEARCH_STATUS = "aw-search-status"
 SEARCH_DETAIL = "aw-search-detail"
 SEARCH_EXPORT = "aw-search-export"
-SEARCH_INITIAL = "aw-search-initial"  # store: the event id asked for in the URL
+SEARCH_INITIAL = "aw-search-initial"  # store: the time range the URL asked for (start_time, end_time)
 
 # -- entity view --------------------------------------------------------------------------------
 ENTITY_KIND = "aw-entity-kind"

@@ -136,6 +136,15 @@ class DemoTraffic:
 
     def hour(self, hour: datetime) -> list[dict[str, Any]]:
         """All events of one UTC hour, sorted by time."""
+        return self._hour(hour)[0]
+
+    def injected_times(self, incident: Incident) -> list[datetime]:
+        """When the events of one injected incident happen (an incident's events are drawn inside its window,
+        so a range that cuts the window may hold some, all or none of them)."""
+        hour = incident.start.replace(minute=0, second=0, microsecond=0)
+        return self._hour(hour)[1].get(incident.scenario, [])
+
+    def _hour(self, hour: datetime) -> tuple[list[dict[str, Any]], dict[str, list[datetime]]]:
         rng = random.Random(f"{self.seed}:{hour.isoformat()}")
         out: list[dict[str, Any]] = []
         weekend = hour.weekday() >= 5
@@ -153,11 +162,14 @@ class DemoTraffic:
             shape = 0.6 + 0.6 * math.sin(math.pi * (offset + 0.5) / user.day_hours)
             count = _poisson(rng, self.rate * shape)
             self._session(rng, user, hour, out, count=count, login=offset == 0, logout=offset == user.day_hours - 1)
+        injected: dict[str, list[datetime]] = {}
         for incident in self.incidents(hour):
             if hour <= incident.start < hour + timedelta(hours=1):
+                first = len(out)
                 self._inject(rng, incident, out)
+                injected[incident.scenario] = sorted(datetime.fromisoformat(e["timestamp"]) for e in out[first:])
         out.sort(key=lambda e: e["timestamp"])
-        return out
+        return out, injected
 
     # -- pieces -------------------------------------------------------------------------------------------
 

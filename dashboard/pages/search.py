@@ -29,10 +29,15 @@ def _first(value: Any) -> Any:
 def layout(**query: Any) -> html.Div:
     types = query.get("event_type") or []
     types = [types] if isinstance(types, str) else list(types)
+    # The event the address names is drawn here, with the page, not by a callback after it: on a move inside
+    # the app, the results' rows appearing re-ran that callback while its first call was still on its way, and
+    # Dash kept only the second answer (no click, so nothing), which left the placeholder in about 1 move in 8.
+    event_id = _first(query.get("event_id"))
+    shown = (event_detail(str(event_id)) if event_id
+             else html.Div("Click an event to see all of its fields.", className="aw-note"))
     return html.Div([
         html.Div(html.H1("Event search"), className="aw-page-head"),
-        dcc.Store(id=ids.SEARCH_INITIAL, data={"event_id": _first(query.get("event_id")),
-                                               "start_time": _first(query.get("start_time")),
+        dcc.Store(id=ids.SEARCH_INITIAL, data={"start_time": _first(query.get("start_time")),
                                                "end_time": _first(query.get("end_time"))}),
         dcc.Store(id=ids.SEARCH_PAGING, data={"cursors": [None], "page": 0}),
         html.Div([
@@ -63,8 +68,7 @@ def layout(**query: Any) -> html.Div:
                           html.Button("Older →", id=ids.SEARCH_OLDER, n_clicks=0, className="aw-button small ghost")],
                          className="aw-actions aw-pager"),
             ], className="aw-search-main"),
-            html.Aside(id=ids.SEARCH_DETAIL, className="aw-detail",
-                       children=html.Div("Click an event to see all of its fields.", className="aw-note")),
+            html.Aside(id=ids.SEARCH_DETAIL, className="aw-detail", children=shown),
         ], className="aw-search"),
     ])
 
@@ -177,11 +181,11 @@ def register(app: Dash, registry: Registry) -> None:
     @app.callback(
         Output(ids.SEARCH_DETAIL, "children"),
         Input(ids.event_row(ALL), "n_clicks"), Input(ids.tree("event", ALL), "click"),
-        Input(ids.SEARCH_INITIAL, "data"),
+        prevent_initial_call=True,
     )
-    def detail(_clicks, _tree_clicks, initial):
-        # Several inputs can fire together: the page's first call (the event asked for in the URL) and the
-        # results' rows appearing, which are not clicks. Only a real click replaces the event in the URL.
+    def detail(_clicks, _tree_clicks):
+        # The results' rows appearing fire this too, with no click: only a real click replaces the event shown
+        # (the one the address names is drawn by ``layout``).
         for fired, trigger in zip(ctx.triggered, ctx.triggered_prop_ids.values(), strict=False):
             value = fired["value"]
             if not isinstance(trigger, dict) or not value:
@@ -192,7 +196,4 @@ def register(app: Dash, registry: Registry) -> None:
                     return event_detail(chosen)
             elif trigger.get("type") == "aw-event-row":
                 return event_detail(str(trigger.get("event_id")))
-        if initial and initial.get("event_id") and (
-                ctx.triggered_id is None or f"{ids.SEARCH_INITIAL}.data" in ctx.triggered_prop_ids):
-            return event_detail(initial["event_id"])
         return no_update

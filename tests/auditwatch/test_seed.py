@@ -82,6 +82,31 @@ def test_demo_labels_name_the_entities_an_anomaly_must_match():
     assert demo_labels(start=day, end=day + timedelta(hours=1)) == []
 
 
+def test_a_range_that_cuts_an_attack_labels_it_only_once_its_events_are_in_it():
+    # CI at 20:41 on a Sunday scored a history ending at 01:41: the 01:40-01:45 permission change was a label,
+    # and its one event (01:43) was not stored yet, so "not found" was a miss no detector could avoid.
+    day = datetime(2026, 12, 6, tzinfo=UTC)
+    traffic = DemoTraffic(seed=7, users=80, service_accounts=2)
+    change = next(i for i in traffic.incidents(day) if i.scenario == "unusual_permission_change")
+    (at,) = traffic.injected_times(change)
+    assert change.start < at < change.end
+    stored = {e["timestamp"] for e in traffic.events(day, at) if e["event_type"] == "permission_change"}
+    assert stored == set()
+    before = demo_labels(start=day, end=at, users=80, service_accounts=2)
+    after = demo_labels(start=day, end=at + timedelta(microseconds=1), users=80, service_accounts=2)
+    assert "unusual_permission_change" not in [x.scenario for x in before]
+    assert [x.scenario for x in after].count("unusual_permission_change") == 1
+    # A burst cut in its middle is a label from both sides: each holds some of its 40 failures.
+    burst = next(i for i in traffic.incidents(day) if i.scenario == "failed_login_burst")
+    times = traffic.injected_times(burst)
+    assert len(times) == 40
+    middle = times[20]
+    assert "failed_login_burst" in [x.scenario for x in demo_labels(start=day, end=middle, users=80,
+                                                                    service_accounts=2)]
+    assert "failed_login_burst" in [x.scenario for x in demo_labels(start=middle, end=day + timedelta(days=1),
+                                                                    users=80, service_accounts=2)]
+
+
 @pytest.mark.parametrize(("now", "begins"), [
     ("2026-12-08T10:00", "2026-12-07T10:00"),  # a Tuesday: the last 24 hours are a working day
     ("2026-12-05T21:50", "2026-12-04T00:50"),  # a Saturday evening: back to Friday's first hour

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.dashboard.browser import TIMEOUT, box, card, expect, shot, sign_in, wait_for_widgets
+from tests.dashboard.browser import DRAW_TIMEOUT, TIMEOUT, box, card, expect, shot, sign_in, wait_for_widgets
 from tests.dashboard.conftest import SCREENSHOTS
 
 
@@ -134,6 +134,13 @@ def test_a_chart_click_cross_filters_and_drills_down_to_an_event(context, live, 
     expect(detail).to_contain_text('"reason": "bad_password"')
     assert page.locator("#aw-search-export button").count() == 0  # viewers do not export
     shot(page, "05-search-detail")
+    # An address that names no event says so in the detail, as text.
+    aside = page.locator(".aw-detail")
+    page.goto(live.url + "/dashboard/search?event_id=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+    expect(aside).to_have_text("That is not an event id.")
+    page.goto(live.url + "/dashboard/search?event_id=00000000-0000-4000-8000-000000000000")
+    expect(aside).to_have_text("No stored event has this id (it may have been erased).")
+    expect(results).to_have_count(25)  # the search itself still runs
 
 
 def test_the_entity_view_shows_one_users_activity_anomalies_and_baseline(context, live, keys):
@@ -174,8 +181,15 @@ def test_auto_refresh_ticks_and_pauses_while_the_tab_is_hidden(context, live, ke
     choose_refresh.click()
     page.get_by_role("option", name="Every 10 s", exact=True).click()
     first = token.get_attribute("data-render")
+    before = page.eval_on_selector_all(".aw-card-body [data-render]", "els => els.map(e => e.dataset.render)")
     page.clock.run_for(11_000)
     expect(token).not_to_have_attribute("data-render", first)
+    # Every widget has drawn the tick before the tab hides: a draw still in flight is not a hidden tab's request
+    # (under load, 4 of the tick's 15 draws were still on their way when counting began).
+    page.wait_for_function("""(before) => {
+        const now = [...document.querySelectorAll('.aw-card-body [data-render]')].map(e => e.dataset.render);
+        return now.length === before.length && now.every((token, i) => token !== before[i]);
+    }""", arg=before, timeout=DRAW_TIMEOUT)
     wait_for_widgets(page, 15)
     # Hidden tab: the interval keeps running in the browser, but no widget asks the server for anything.
     page.evaluate("Object.defineProperty(document, 'hidden', {value: true, configurable: true})")
