@@ -3,6 +3,7 @@ hostile text stays text in a real browser while cross-filter cells, anomaly rows
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -130,6 +131,12 @@ def test_markup_in_the_data_stays_text_and_every_click_still_works(browser, host
         expect(card(page, "anomalies").locator(".aw-anomaly-list")).to_contain_text(HOSTILE)
         assert page.locator(".aw-card img").count() == 0
         assert page.evaluate("window.__pwned") is None
+        # A clickable Tree's element carries its id as Dash writes a pattern-matching id (the renderer hands the
+        # component its id already as that text), one per Tree.
+        dom_ids = page.eval_on_selector_all("[id]", "els => els.map(e => e.id)")
+        trees = [json.loads(i) for i in dom_ids if i.startswith("{") and '"aw-tree"' in i]
+        assert trees and all(set(t) == {"type", "kind", "key"} for t in trees)
+        assert "[object Object]" not in dom_ids and len(dom_ids) == len(set(dom_ids))
         # The hostile user's cell cross-filters on exactly that value.
         card(page, "top-users").get_by_role("button", name=HOSTILE, exact=True).click()
         expect(page.locator(".aw-chip")).to_have_text([f"user: {HOSTILE}✕"])
