@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
+import psycopg
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from dashboard import csrf, ids, search_filters, timerange
@@ -16,7 +17,7 @@ from dashboard.context import current
 from dashboard.errors import DashboardError
 from dashboard.registry import EVENT_TYPES, Registry
 from dashboard.tree import click_value, compact
-from storage.errors import InvalidCursor
+from storage.errors import DatabaseUnavailable, InvalidCursor
 from storage.timescale import queries
 
 PAGE_SIZE = 25
@@ -137,7 +138,11 @@ def event_detail(event_id: str) -> html.Div:
     except ValueError:
         return html.Div("That is not an event id.", className="aw-error")
     context = current()
-    found = queries.get(context.reads, key)
+    try:
+        found = queries.get(context.reads, key)
+    except (DatabaseUnavailable, psycopg.OperationalError) as exc:  # the page still draws, and says why
+        return html.Div(f"The database did not answer; reload in a moment ({type(exc).__name__}).",
+                        className="aw-error")
     context.audit("query_executed", who.principal, metadata={"route": "dashboard_event", "event_id": event_id,
                                                              "found": found is not None})
     if found is None:
