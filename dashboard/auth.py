@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import flask
+import psycopg
 from flask import Flask, g, redirect, request, session
 from flask.sessions import SecureCookieSessionInterface
 from markupsafe import escape
@@ -20,6 +21,7 @@ from dashboard import csrf
 from dashboard.context import current
 from dashboard.errors import NotAllowed
 from storage.auth import ROLE_PERMISSIONS, Permission, Role
+from storage.errors import DatabaseUnavailable
 from storage.timescale import catalog
 
 PREFIX = "/dashboard/"
@@ -106,9 +108,19 @@ def install(server: Flask, *, secret: str, session_hours: float) -> None:
     def guard() -> Any:
         if not request.path.startswith(PREFIX) and request.path != PREFIX.rstrip("/"):
             return None
-        g.dashboard_user = who = _session_user()
         callback = request.path.startswith("/dashboard/_dash")
         public = request.path.startswith(PUBLIC_PREFIXES)
+        try:
+            g.dashboard_user = who = _session_user()
+        except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            # The session's key cannot be looked up. Scripts, styles and the sign-in page need no database;
+            # a page says so in words and tries again; a callback answers 503, which assets/outage.js shows.
+            if public:
+                g.dashboard_user = who = None
+            elif request.method == "GET" and not callback:
+                return _outage_page(exc), 503, {"Retry-After": "10"}
+            else:
+                raise
         if who is None and not public:
             if request.method == "GET" and not callback:
                 return redirect(f"/dashboard/login?next={_safe_next(request.full_path)}")
@@ -149,11 +161,14 @@ def _safe_next(target: str | None) -> str:
 
 def _login() -> Any:
     target = _safe_next(request.values.get("next"))
-    if request.method == "GET":
-        if _session_user() is not None:
-            return redirect(target)
-        return _login_page(target, None)
-    key = current().authenticate((request.form.get("key") or "").strip()[:512])
+    try:
+        if request.method == "GET":
+            if _session_user() is not None:
+                return redirect(target)
+            return _login_page(target, None)
+        key = current().authenticate((request.form.get("key") or "").strip()[:512])
+    except (DatabaseUnavailable, psycopg.OperationalError) as exc:  # no key can be checked now: say so
+        return _outage_page(exc), 503, {"Retry-After": "10"}
     if key is None:
         return _login_page(target, "That API key is unknown, malformed or revoked."), 401
     if key.role == Role.SYSTEM:
@@ -170,6 +185,23 @@ def _login() -> Any:
 def _logout() -> Any:
     session.clear()
     return redirect("/dashboard/login")
+
+
+def _outage_page(exc: Exception) -> str:
+    """What a signed-in user who opens a page while the database does not answer sees: words, not a JSON
+    error, and the page opening by itself once the database is back."""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="refresh" content="10">
+<title>Database unavailable · Auditwatch</title>
+<link rel="stylesheet" href="/dashboard/assets/style.css"></head>
+<body class="aw-login-body"><main class="aw-login" id="aw-outage-page">
+<h1><span class="aw-logo">◉</span> Auditwatch</h1>
+<p class="aw-login-error" role="alert">Auditwatch cannot reach its database ({escape(type(exc).__name__)}).</p>
+<p class="aw-note">This page tries again every 10 seconds and opens by itself once the database answers.
+Events acknowledged before the outage are kept; what senders send meanwhile is refused or queued, never
+acknowledged and then lost.
+Operators: <code>auditwatch db status</code> and the server's log say what failed.</p>
+</main></body></html>"""
 
 
 def _login_page(target: str, error: str | None) -> str:
