@@ -1,5 +1,6 @@
 /*
- * A banner when the server stops answering the dashboard's updates (a database outage answers them 503).
+ * A banner when the server stops answering the dashboard's updates (a database outage answers them 503), or
+ * answers that the session has ended (401: expired, or its key revoked).
  *
  * Why: Dash keeps the last drawn widgets when an update fails and says nothing, so an analyst watching a live
  * view during an outage would read stale numbers as current. Every `_dash-update-component` response is
@@ -36,6 +37,17 @@
         node.hidden = false;
     }
 
+    function signedOut() {
+        var node = banner();
+        node.textContent = "Your session has ended (it expired, you signed out elsewhere, or its key was " +
+            "revoked), so what is on screen no longer updates. ";
+        var link = document.createElement("a");
+        link.href = "/dashboard/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+        link.textContent = "Sign in again";
+        node.appendChild(link);
+        node.hidden = false;
+    }
+
     function hide() {
         since = null;
         var node = document.getElementById("aw-outage");
@@ -47,7 +59,9 @@
         var result = original(input, init);
         if (url.indexOf("_dash-update-component") === -1) return result;
         result.then(function (response) {
-            if (response.status >= 500) {
+            if (response.status === 401) {
+                signedOut();
+            } else if (response.status >= 500) {
                 response.clone().json().then(function (body) {
                     show("HTTP " + response.status + ": " + String((body && body.message) || response.statusText)
                         .slice(0, 200));

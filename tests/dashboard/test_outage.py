@@ -82,3 +82,35 @@ def test_an_outage_is_said_while_it_lasts_and_the_dashboard_recovers_by_itself(b
         expect(other.locator("h1")).to_have_text("Event search")
     finally:
         context.close()
+
+
+def test_a_session_that_ends_under_a_live_view_says_so_and_offers_sign_in(browser, seeded, live):
+    pool = db.open_pool(seeded.url, min_size=1, max_size=2, name="outage-revoke")
+    try:
+        key = catalog.create_key(pool, "revoked-under-a-live-view", Role.VIEWER, "tests")[1]
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context.set_default_timeout(TIMEOUT)
+        try:
+            page = context.new_page()
+            page.clock.install()
+            sign_in(page, live.url, key, "/dashboard/?from=revoked")
+            wait_for_widgets(page, 15)
+            page.locator("#aw-refresh").click()
+            page.get_by_role("option", name="Every 10 s", exact=True).click()
+            catalog.revoke_key(pool, "revoked-under-a-live-view", "tests")
+            banner = page.locator("#aw-outage")
+            # The server looks a session's key up again every key_cache_seconds (5 s by default).
+            for _ in range(10):
+                page.wait_for_timeout(1_000)
+                page.clock.run_for(11_000)
+                if banner.is_visible():
+                    break
+            expect(banner).to_be_visible(timeout=DRAW_TIMEOUT)
+            expect(banner).to_contain_text("Your session has ended")
+            link = banner.get_by_role("link", name="Sign in again")
+            assert link.get_attribute("href") == "/dashboard/login?next=%2Fdashboard%2F%3Ffrom%3Drevoked"
+            shot(page, "42-session-ended-banner")
+        finally:
+            context.close()
+    finally:
+        pool.close()
