@@ -36,6 +36,31 @@ def test_bundled_database_knows_other_countries(bundled):
     assert all(c is None or (len(c) == 2 and c.isupper()) for c in countries)
 
 
+def test_the_direct_table_read_gives_what_the_librarys_lookup_gives(bundled):
+    # The direct read of geoip2fast's tables (no result object, no CIDR strings) against the library's own
+    # lookup, over random addresses of the whole IPv4 space, the edges of its ranges, and IPv6.
+    import ipaddress
+    import random
+
+    from ingest.enrich import direct_lookup
+
+    db = bundled.load()
+    direct = direct_lookup(db)
+    rng = random.Random(8)
+    addresses = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(30_000)]
+    addresses += ["0.0.0.0", "0.0.0.1", "255.255.255.255", "224.0.0.1", "100.64.0.1", "1.0.0.0", "223.255.255.255"]
+    addresses += [str(ipaddress.IPv6Address(rng.getrandbits(128))) for _ in range(3_000)]
+    addresses += [str(ipaddress.IPv6Address((0x2001_0000 + rng.getrandbits(16)) << 96 | rng.getrandbits(96)))
+                  for _ in range(3_000)]  # inside 2000::/3, where most networks are
+    addresses += ["::", "::1", "2001:4860:4860::8888", "fe80::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]
+    different = [(ip, direct(ip), bundled._library_lookup(db, ip)) for ip in addresses
+                 if direct(ip) != bundled._library_lookup(db, ip)]
+    assert different == []
+    found = [direct(ip) for ip in addresses]
+    assert sum(country is not None for country, _ in found) > 20_000  # most of the space is someone's
+    assert sum(asn is not None for _, asn in found) > 15_000
+
+
 @pytest.mark.parametrize("ip", [
     "10.0.0.1", "172.16.5.4", "192.168.1.1", "127.0.0.1", "169.254.1.1", "100.64.0.1", "0.0.0.0",
     "255.255.255.255", "::1", "fe80::1", "fc00::1", "fd12:3456:789a::1", "2001:db8::1", "192.0.2.1",
