@@ -65,7 +65,8 @@ def layout() -> html.Div:
                              persistence_type="session", options=REFRESH_OPTIONS, className="aw-select aw-refresh"),
             ], className="aw-controls"),
             html.Div([
-                html.Span([who.name, html.Span(str(who.role), className=f"aw-role aw-role-{who.role}")],
+                html.Span([html.Span(who.name, className="aw-user-name", title=who.name),
+                           html.Span(str(who.role), className=f"aw-role aw-role-{who.role}")],
                           className="aw-user") if who else None,
                 html.Form([csrf.hidden_field() if who else None,
                            html.Button("Sign out", type="submit", className="aw-button small ghost")],
