@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -37,6 +38,17 @@ class Seeded:
     def count(self, since: datetime, **match) -> int:
         return sum(1 for e in self.events if e.timestamp >= since and all(getattr(e, k) == v
                                                                           for k, v in match.items()))
+
+
+def text_of(component: Any) -> str:
+    """Every string in a rendered Dash component tree, in order."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return " ".join(text_of(c) for c in component)
+    return text_of(getattr(component, "children", None))
 
 
 def seed_events(now: datetime, n: int = 1200) -> list[EventRecord]:

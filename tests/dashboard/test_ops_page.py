@@ -12,17 +12,7 @@ from auditwatch.app import create_app
 from dashboard.pages import ops
 from storage.timescale import sealing
 from storage.timescale.leader import AdvisoryLeader
-
-
-def text_of(component) -> str:
-    """Every string in a Dash component tree, in order."""
-    if component is None:
-        return ""
-    if isinstance(component, str | int | float):
-        return str(component)
-    if isinstance(component, list | tuple):
-        return " ".join(text_of(c) for c in component)
-    return text_of(getattr(component, "children", None))
+from tests.dashboard.conftest import text_of
 
 
 def tiles(page) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from dashboard.render import RenderContext
 from dashboard.widgets import charts, kpi
@@ -13,6 +12,7 @@ from storage.events import EventRecord, Outcome
 from storage.timescale import rollups
 from storage.timescale import widgets_queries as wq
 from storage.timescale.writer import EventWriter
+from tests.dashboard.conftest import text_of
 
 
 def _events(now: datetime, n: int, *, oldest: timedelta, newest: timedelta, tag: str) -> list[EventRecord]:
@@ -20,17 +20,6 @@ def _events(now: datetime, n: int, *, oldest: timedelta, newest: timedelta, tag:
     return [EventRecord(event_id=uuid.uuid4(), timestamp=now - oldest + step * i, received_at=now,
                         event_type="user_login", user_id=f"{tag}{i % 7}", outcome=Outcome.SUCCESS,
                         source_ip="81.2.69.10", source_country="GB", metadata={"tag": tag}) for i in range(n)]
-
-
-def text_of(component: Any) -> str:
-    """Every string in a rendered Dash component tree."""
-    if component is None:
-        return ""
-    if isinstance(component, str | int | float):
-        return str(component)
-    if isinstance(component, list | tuple):
-        return " ".join(text_of(c) for c in component)
-    return text_of(getattr(component, "children", None))
 
 
 def test_the_events_tile_says_rollups_are_catching_up_after_a_history_load(pool):

@@ -12,17 +12,7 @@ from dashboard.auth import DashboardUser
 from dashboard.context import EXTENSION, DashboardContext
 from dashboard.pages.search import event_detail, layout
 from storage.auth import Role
-
-
-def _text(component) -> str:
-    """Every string in a component tree, joined."""
-    if component is None:
-        return ""
-    if isinstance(component, str | int | float):
-        return str(component)
-    if isinstance(component, list | tuple):
-        return " ".join(_text(c) for c in component)
-    return _text(getattr(component, "children", None))
+from tests.dashboard.conftest import text_of
 
 
 def _app(pool: ConnectionPool, audited: list) -> flask.Flask:
@@ -41,13 +31,13 @@ def test_a_database_that_does_not_answer_is_said_in_the_detail_and_the_page_stil
         with _app(pool, audited).test_request_context("/dashboard/search"):
             flask.g.dashboard_user = DashboardUser(uuid.uuid4(), "analyst", Role.VIEWER)
             shown = event_detail(str(uuid.uuid4()))
-            assert "The database did not answer; reload in a moment" in _text(shown)
+            assert "The database did not answer; reload in a moment" in text_of(shown)
             page = layout(event_id=str(uuid.uuid4()), user_id="mallory")
-            assert "The database did not answer" in _text(page)
-            assert "Event search" in _text(page)
+            assert "The database did not answer" in text_of(page)
+            assert "Event search" in text_of(page)
             # A refused id never reaches the database, and says what is wrong.
-            assert _text(event_detail("<img src=x>")) == "That is not an event id."
-            assert "Click an event" in _text(layout())
+            assert text_of(event_detail("<img src=x>")) == "That is not an event id."
+            assert "Click an event" in text_of(layout())
     finally:
         pool.close()
     assert audited == []  # nothing was read, so no read is recorded
