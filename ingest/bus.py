@@ -2,9 +2,11 @@
 
 Publishers (API and syslog nodes) hand the pipeline's finished records (validated, redacted, enriched)
 to JetStream and return only when JetStream has acknowledged every one of them, so an event the client
-was told about is on disk in the stream. Each message carries ``Nats-Msg-Id = event_id/timestamp``:
-JetStream drops a re-publish within its duplicate window, and the writers' ``ON CONFLICT DO NOTHING``
-(R5) drops any later one, so retries and redeliveries are harmless.
+was told about is on disk in the stream. A message holds one encoded record per line, up to
+``message_events``/``message_bytes`` (``pack``). Each message carries a ``Nats-Msg-Id`` (the event's
+``event_id/timestamp``, or a digest of its events' ids): JetStream drops a re-publish within its duplicate
+window, and the writers' ``ON CONFLICT DO NOTHING`` (R5) drops any later one, so retries and redeliveries
+are harmless.
 
 Writers (``auditwatch writer``, any number) share one durable pull consumer: fetch a batch, write it in
 one transaction, ack after commit; the next batch is fetched and checked while the previous one commits
@@ -12,14 +14,15 @@ one transaction, ack after commit; the next batch is fetched and checked while t
 make JetStream redeliver them. A writer killed mid-batch never acked, so JetStream redelivers the
 batch after ``ack_wait`` to whichever writer is alive. A message whose write fails for a reason in the
 data (not because the database is down) is retried; on its ``max_failures``-th delivery (R10) it is
-published to the dead-letter stream with the error and removed from the work queue. Dead letters are
+published to the dead-letter stream with the error and removed from the work queue. An event that fails
+inside a message of many is re-published alone (``_split``) and goes that way by itself. Dead letters are
 listed and replayed through ``DeadLetters`` (the API and the CLI).
 
 Kafka would slot in behind the same two seams: a publisher with ``write(records) -> list[bool]`` that
 returns after the broker's ack (``acks=all``), and a consumer group that commits offsets after the
 database commit, with a dead-letter topic.
 
-Why one module of ~600 lines: the publisher, the writer and the dead letters share the wire format,
+Why one module of ~800 lines: the publisher, the writer and the dead letters share the wire format,
 the message id and the failure rules above, and a change to one is a change to all three.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -69,7 +73,9 @@ class BusConfig:
     publish_timeout: float = 5.0
     ack_wait: float = 30.0
     max_failures: int = 3
-    batch: int = 1000
+    batch: int = 1000  # events per writer transaction, about (whole messages are fetched)
+    message_events: int = 500  # events per published message at most (see pack)
+    message_bytes: int = 256 * 1024  # and bytes, below the server's max_payload; a larger event goes alone
     fetch_bytes: int = 8 * 1024 * 1024  # what one fetch may bring at most (see BusWriter.next_fetch_size)
     replicas: int = 1  # the streams' copies; what an ack means: ingest.busdurability
     sync: str = "always"  # the server fsyncs every write ("always") or periodically ("interval")
@@ -116,6 +122,52 @@ def decode(data: bytes) -> EventRecord:
 
 def message_id(record: EventRecord) -> str:
     return f"{record.event_id}/{record.timestamp.isoformat()}"
+
+
+def pack(records: Sequence[EventRecord], *, max_events: int, max_bytes: int) -> list[tuple[int, bytes, str]]:
+    """The records as messages: ``(how many records, body, Nats-Msg-Id)``, in order.
+
+    A body is one encoded record per line (orjson never writes a raw newline), so a message of one record is
+    the old one-event format and a writer reads both alike. Records are cut into messages of at most
+    ``max_events`` and ``max_bytes``; a record larger than ``max_bytes`` goes alone. One message per event cost
+    a JetStream write (and, with ``sync: always``, an fsync), a reply and an ack each: per-event work that
+    held the bus path at a fraction of the direct one.
+
+    The id of a one-record message is the record's own, as before; a larger message's id is a digest of its
+    records' ids, so a node that re-publishes the same batch (a client's retry) is absorbed by JetStream's
+    duplicate window, and anything else by the writers' R5."""
+    out: list[tuple[int, bytes, str]] = []
+    lines: list[bytes] = []
+    ids: list[str] = []
+    size = 0
+
+    def close() -> None:
+        if len(lines) == 1:
+            out.append((1, lines[0], ids[0]))
+        elif lines:
+            digest = hashlib.blake2b("\n".join(ids).encode(), digest_size=20).hexdigest()
+            out.append((len(lines), b"\n".join(lines), f"batch/{len(lines)}/{digest}"))
+        lines.clear()
+        ids.clear()
+
+    for record in records:
+        line = encode(record)
+        if lines and (len(lines) >= max_events or size + 1 + len(line) > max_bytes):
+            close()
+            size = 0
+        lines.append(line)
+        ids.append(message_id(record))
+        size += len(line) + 1
+    close()
+    return out
+
+
+def unpack(data: bytes) -> list[bytes]:
+    """A message's records, one encoded record each (blank lines skipped); the whole body if it has none."""
+    if b"\n" not in data:
+        return [data]
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    return lines or [data]
 
 
 async def confirm_durability(config: BusConfig) -> None:
@@ -250,7 +302,8 @@ class BusPublisher:
         self.config = client.config
 
     def write(self, records: Sequence[EventRecord], timeout: float | None = None) -> list[bool]:
-        """Publish and wait for JetStream's acks; True where the event was new to the stream's window."""
+        """Publish and wait for JetStream's acks; True where the event's message was new to the stream's window
+        (a message of many events is new or a duplicate as a whole: see ``pack``)."""
         if not records:
             return []
         config = self.config
@@ -260,10 +313,12 @@ class BusPublisher:
             # One reply subscription per batch instead of a future, a semaphore and a PubAck per message
             # (publish_async's): the publishing node's CPU per event is what bounds the bus path.
             nc = self._client._nc
+            messages = pack(records, max_events=config.message_events,
+                            max_bytes=max(1, min(config.message_bytes, nc.max_payload - 16 * 1024)))
             inbox = nc.new_inbox()
             cut = len(inbox) + 1
-            answers: list[bool | BaseException | None] = [None] * len(records)
-            left = [len(records)]
+            answers: list[bool | BaseException | None] = [None] * len(messages)
+            left = [len(messages)]
             done = asyncio.get_running_loop().create_future()
 
             async def on_reply(msg) -> None:
@@ -281,20 +336,22 @@ class BusPublisher:
                 if not left[0] and not done.done():
                     done.set_result(None)
 
-            sub = await nc.subscribe(f"{inbox}.*", cb=on_reply, pending_msgs_limit=max(len(records), 65536))
+            sub = await nc.subscribe(f"{inbox}.*", cb=on_reply, pending_msgs_limit=max(len(messages), 65536))
             try:
-                for i, r in enumerate(records):
-                    await nc.publish(config.subject, encode(r), reply=f"{inbox}.{i}",
-                                     headers={api.Header.MSG_ID: message_id(r),
+                for i, (_, body, msg_id) in enumerate(messages):
+                    await nc.publish(config.subject, body, reply=f"{inbox}.{i}",
+                                     headers={api.Header.MSG_ID: msg_id,
                                               api.Header.EXPECTED_STREAM: config.stream, **trace})
                 await asyncio.wait_for(done, config.publish_timeout)
             finally:
                 with contextlib.suppress(nats.errors.Error):
                     await sub.unsubscribe()
-            for answer in answers:
+            statuses: list[bool] = []
+            for (count, _, _), answer in zip(messages, answers, strict=True):
                 if isinstance(answer, BaseException):
                     raise answer
-            return answers  # type: ignore[return-value]
+                statuses += [bool(answer)] * count
+            return statuses
 
         return self._client.call(publish)
 
@@ -418,6 +475,7 @@ class WriterStats:
     batches: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    split: int = 0  # events that failed inside a message of many, re-published alone to go through R10 on their own
     slow_consumer: int = 0  # the client's or the server's slow-consumer verdicts (messages dropped, then redelivered)
     reconnects: int = 0  # the connection was lost (a server's slow-consumer cut, a node down) and came back
     attach_retries: int = 0  # attempts to attach to the bus (connect, streams, consumer) that waited it out
@@ -434,9 +492,11 @@ class BusWriter:
         self._guard = guard or BusGuard(writer.pool)
         self.stats = WriterStats()
         self._size_hint = INITIAL_SIZE_HINT
+        self._events_hint = max(1, config.batch)  # events per message, at most, in the last fetch
 
     def next_fetch_size(self) -> int:
-        """How many messages to ask for: ``fetch_bytes`` over the largest message seen lately.
+        """How many messages to ask for: about ``batch`` events, and ``fetch_bytes`` over the largest message
+        seen lately.
 
         A fetch of ``batch`` messages that are each near the server's max_payload (1 MB: a raw publisher, a
         misconfigured producer) is a gigabyte pushed at once: the client drops it as a slow consumer and the
@@ -444,14 +504,20 @@ class BusWriter:
         but nats-py's ``fetch`` does not expose it, so the writer sizes each fetch from what it has seen:
         it starts at 128, grows while messages stay small (the hint decays by an eighth per fetch), and shrinks
         at once when a large one arrives. What stays unbounded is the one fetch in which large messages first
-        appear after a long run of small ones: ``batch`` messages at most, and the next fetch is bounded again."""
-        return max(1, min(self.config.batch, self.config.fetch_bytes // self._size_hint))
+        appear after a long run of small ones: ``batch`` messages at most, and the next fetch is bounded again.
+
+        A message holds one event or many (``pack``): the count is ``batch`` over the most events a message
+        of the last fetch held. Until a fetch has been seen that is one message, so the first transaction is
+        never ``batch`` messages of hundreds of events each."""
+        by_events = max(1, self.config.batch // self._events_hint)
+        return max(1, min(by_events, self.config.fetch_bytes // self._size_hint))
 
     def _saw(self, msgs: list) -> None:
         sizes = [len(m.data or b"") for m in msgs]
         if sizes:
             self.stats.largest_fetch_bytes = max(self.stats.largest_fetch_bytes, sum(sizes))
             self._size_hint = max(MIN_SIZE_HINT, max(sizes), self._size_hint - self._size_hint // 8)
+            self._events_hint = max((m.data or b"").count(b"\n") + 1 for m in msgs)
 
     async def run(self, stop: asyncio.Event, *, on_batch: Callable[[WriterStats], None] | None = None) -> None:
         """Fetch, check and decode the next batch while the previous one commits; one batch in flight at most.
@@ -512,7 +578,7 @@ class BusWriter:
                 self.stats.fetches.append((asked, len(msgs), sum(len(m.data or b"") for m in msgs)))
                 self._saw(msgs)
                 held.append(msgs)
-                good: list[tuple[Any, EventRecord]] = []
+                good: list[tuple[Any, list[tuple[bytes, EventRecord]]]] = []
                 try:
                     good = await self._prepare(js, msgs, loop, stop)
                 finally:
@@ -594,20 +660,24 @@ class BusWriter:
                         with contextlib.suppress(nats.errors.Error):
                             await msg.in_progress()
 
-    def _checked(self, msgs: list) -> list[tuple[Any, EventRecord | ValueError]]:
-        """Each message decoded into the record the guard lets be stored (received_at: when JetStream stored
-        the message), or why not."""
-        out: list[tuple[Any, EventRecord | ValueError]] = []
+    def _checked(self, msgs: list) -> list[tuple[Any, list[tuple[bytes, EventRecord | ValueError]]]]:
+        """Each message's events decoded into the records the guard lets be stored (received_at: when JetStream
+        stored the message), or why not."""
+        out: list[tuple[Any, list[tuple[bytes, EventRecord | ValueError]]]] = []
         for msg in msgs:
-            try:
-                record = decode(msg.data)
-            except ValueError as exc:
-                out.append((msg, ValueError(f"malformed message: {exc}")))
-                continue
-            try:
-                out.append((msg, self._guard.check(record, msg.metadata.timestamp)))
-            except ValueError as exc:
-                out.append((msg, ValueError(f"refused on re-validation: {exc}")))
+            at = msg.metadata.timestamp
+            outcomes: list[tuple[bytes, EventRecord | ValueError]] = []
+            for line in unpack(msg.data or b""):
+                try:
+                    record = decode(line)
+                except ValueError as exc:
+                    outcomes.append((line, ValueError(f"malformed message: {exc}")))
+                    continue
+                try:
+                    outcomes.append((line, self._guard.check(record, at)))
+                except ValueError as exc:
+                    outcomes.append((line, ValueError(f"refused on re-validation: {exc}")))
+            out.append((msg, outcomes))
         return out
 
     async def _until_available(self, what: str, call: Callable[[], T], msgs: list, stop: asyncio.Event,
@@ -633,21 +703,51 @@ class BusWriter:
             wait = min(wait * 2, 10.0)
 
     async def _prepare(self, js, msgs: list, loop: asyncio.AbstractEventLoop,
-                       stop: asyncio.Event) -> list[tuple[Any, EventRecord]]:
-        """Decode and re-validate a batch (off the event loop); failures go to R10 at once."""
+                       stop: asyncio.Event) -> list[tuple[Any, list[tuple[bytes, EventRecord]]]]:
+        """Decode and re-validate a batch (off the event loop); failures go to R10 at once: a message's own, or
+        the event's alone when it came in a message of many (``_split``)."""
         checked = await self._until_available("checking a batch", lambda: self._checked(msgs), msgs, stop, loop)
         if checked is None:
             return []
-        good: list[tuple[Any, EventRecord]] = []
-        for msg, outcome in checked:
-            if isinstance(outcome, EventRecord):
-                good.append((msg, outcome))
+        good: list[tuple[Any, list[tuple[bytes, EventRecord]]]] = []
+        for msg, outcomes in checked:
+            if len(outcomes) == 1 and isinstance(outcomes[0][1], ValueError):
+                await self._failed(js, msg, str(outcomes[0][1]))
+                continue
+            records = [(line, r) for line, r in outcomes if isinstance(r, EventRecord)]
+            refused = [(line, str(r)) for line, r in outcomes if not isinstance(r, EventRecord)]
+            if refused and not await self._split(js, msg, refused):
+                continue
+            if records:
+                good.append((msg, records))
             else:
-                await self._failed(js, msg, str(outcome))
+                await msg.ack()
         return good
 
-    async def _store(self, js, good: list[tuple[Any, EventRecord]], msgs: list, held: list[list],
-                     loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+    async def _split(self, js, msg, refused: list[tuple[bytes, str]]) -> bool:
+        """Re-publish events that failed inside a message of many as messages of their own, which then go
+        through R10 alone (retried, then dead-lettered one by one, with their own error), and the rest of
+        their message is stored. False (the message handed back for a retry) if JetStream did not take them."""
+        seq = msg.metadata.sequence.stream
+        try:
+            for line, error in refused:
+                digest = hashlib.blake2b(line, digest_size=12).hexdigest()
+                await js.publish(self.config.subject, line, stream=self.config.stream,
+                                 headers={api.Header.MSG_ID: f"split/{seq}/{digest}", "Auditwatch-Split-From": str(seq),
+                                          "Auditwatch-Error": error[:1000]})
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("writer: could not set apart %d failed events of message %d (%s); it is retried",
+                        len(refused), seq, exc)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak(delay=2)
+            return False
+        self.stats.split += len(refused)
+        log.warning("writer: %d of the events in message %d failed (%s); each is retried alone", len(refused), seq,
+                    refused[0][1])
+        return True
+
+    async def _store(self, js, good: list[tuple[Any, list[tuple[bytes, EventRecord]]]], msgs: list,
+                     held: list[list], loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
                      on_batch: Callable[[WriterStats], None] | None) -> None:
         """Write a prepared batch in one transaction and ack it after commit."""
         try:
@@ -658,25 +758,16 @@ class BusWriter:
         if on_batch:
             on_batch(self.stats)
 
-    async def _write(self, js, good: list[tuple[Any, EventRecord]], loop: asyncio.AbstractEventLoop,
-                     stop: asyncio.Event) -> None:
-        records = [r for _, r in good]
+    async def _write(self, js, good: list[tuple[Any, list[tuple[bytes, EventRecord]]]],
+                     loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        records = [r for _, events in good for _, r in events]
         try:
             statuses = await self._until_available("writing a batch", lambda: self._writer.write(records),
                                                    [m for m, _ in good], stop, loop)
         except DATA_ERRORS as exc:
-            log.warning("writer: batch of %d failed (%s); writing one by one to find the bad ones", len(good), exc)
-            for msg, record in good:
-                try:
-                    statuses_one = await loop.run_in_executor(None, self._writer.write, [record])
-                except AVAILABILITY_ERRORS:
-                    await msg.nak(delay=2)
-                    continue
-                except DATA_ERRORS as one_exc:
-                    await self._failed(js, msg, f"{one_exc.__class__.__name__}: {one_exc}".strip())
-                    continue
-                await msg.ack()
-                self._count(statuses_one)
+            log.warning("writer: batch of %d failed (%s); writing one by one to find the bad ones", len(records), exc)
+            for msg, events in good:
+                await self._write_one_by_one(js, msg, events, loop)
             return
         if statuses is None:  # stopped during an outage: handed back
             return
@@ -685,8 +776,31 @@ class BusWriter:
         for msg, _ in good:
             await msg.ack()
         self._count(statuses)
-        log.info("writer: stored %d events (%d new)", len(good), sum(statuses),
+        log.info("writer: stored %d events (%d new)", len(records), sum(statuses),
                  extra={"request_ids": request_ids.from_headers(m.headers for m, _ in good)})
+
+    async def _write_one_by_one(self, js, msg, events: list[tuple[bytes, EventRecord]],
+                                loop: asyncio.AbstractEventLoop) -> None:
+        """A message's events written alone, after its batch failed: the bad ones go to R10 (``_failed`` for a
+        message of one, ``_split`` otherwise), the message is acked once the rest are stored."""
+        refused: list[tuple[bytes, str]] = []
+        statuses: list[bool] = []
+        for line, record in events:
+            try:
+                statuses += await loop.run_in_executor(None, self._writer.write, [record])
+            except AVAILABILITY_ERRORS:
+                self._count(statuses)
+                await msg.nak(delay=2)  # the whole message again later; what was stored is absorbed by R5
+                return
+            except DATA_ERRORS as exc:
+                refused.append((line, f"{exc.__class__.__name__}: {exc}".strip()))
+        self._count(statuses)
+        if refused and len(events) == 1 and len(unpack(msg.data or b"")) == 1:
+            await self._failed(js, msg, refused[0][1])
+            return
+        if refused and not await self._split(js, msg, refused):
+            return
+        await msg.ack()
 
     def _count(self, statuses: list[bool]) -> None:
         new = sum(statuses)

@@ -18,7 +18,19 @@ import nats.errors
 import pytest
 import requests
 
-from ingest.bus import CONSUMER, BusClient, BusConfig, BusPublisher, BusWriter, decode, encode
+from ingest.bus import (
+    CONSUMER,
+    BusClient,
+    BusConfig,
+    BusPublisher,
+    BusWriter,
+    DeadLetters,
+    decode,
+    encode,
+    message_id,
+    pack,
+    unpack,
+)
 from ingest.errors import Unavailable
 from storage.auth import Role
 from storage.errors import DatabaseUnavailable
@@ -74,6 +86,30 @@ def test_message_format_round_trips_and_refuses_poison():
     for poison in [b"", b"\xff", b"[]", b'{"event_id": "nope"}', b'{"unexpected": 1}']:
         with pytest.raises(ValueError):
             decode(poison)
+
+
+def test_records_are_packed_into_messages_bounded_by_count_and_bytes_and_read_back_in_order():
+    now = datetime.now(UTC)
+    records = [EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id=f"u{i}",
+                           received_at=now, metadata={"note": "line\nbreak" if i == 3 else "x" * (i % 7)})
+               for i in range(1200)]
+    big = EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="big",
+                      received_at=now, metadata={"blob": "y" * 20_000})
+    sequence = [*records[:700], big, *records[700:]]
+    messages = pack(sequence, max_events=500, max_bytes=16_384)
+    assert sum(count for count, _, _ in messages) == len(sequence)
+    assert [decode(line) for _, body, _ in messages for line in unpack(body)] == sequence  # order kept
+    for count, body, _ in messages:
+        assert count == len(unpack(body)) <= 500
+        assert len(body) <= 16_384 or count == 1  # only a record larger than the bound goes over it, alone
+    assert (1, encode(big), message_id(big)) in messages
+    # A message of one record is the one-event format, so writers read what older publishers left queued.
+    assert pack(records[:1], max_events=500, max_bytes=16_384) == [(1, encode(records[0]), message_id(records[0]))]
+    # The same batch gets the same ids (a retried request is absorbed by JetStream's duplicate window).
+    assert pack(sequence, max_events=500, max_bytes=16_384) == messages
+    ids = [msg_id for _, _, msg_id in pack(records, max_events=100, max_bytes=1 << 20)]
+    assert len(set(ids)) == len(ids) == 12
+    assert unpack(b"\x00garbage\n") == [b"\x00garbage"] and unpack(b"") == [b""]
 
 
 def test_writer_killed_mid_batch_then_restarted_stores_every_acknowledged_event_once(
@@ -262,7 +298,8 @@ def test_a_database_outage_holds_the_batch_without_redeliveries(nats_server, ser
     sent = {"_ingest": {"sender": "apikey:bus-test"}}
     records = [EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="fine",
                            received_at=now, source="bus-test", metadata=sent) for _ in range(300)]
-    assert BusPublisher(client).write(records) == [True] * 300
+    for start in range(0, 300, 10):  # 30 messages of 10 events
+        assert BusPublisher(client).write(records[start:start + 10]) == [True] * 10
     inner = _WriterDuringAnOutage(services.pool)
     inner.down.set()
     writer = BusWriter(config, inner)
@@ -278,7 +315,9 @@ def test_a_database_outage_holds_the_batch_without_redeliveries(nats_server, ser
             return 0
 
     try:
-        wait_for(lambda: fetched() >= 200, 30, "two batches fetched")
+        # The first fetch is one message (how many events a message holds is not known yet), the next one
+        # batch // 10 = 10 messages: a hundred events, as `batch` says.
+        wait_for(lambda: fetched() >= 11, 30, "two batches fetched")
         time.sleep(3 * config.ack_wait)  # three ack_waits into the outage
         during = consumer()
         inner.down.clear()
@@ -289,8 +328,8 @@ def test_a_database_outage_holds_the_batch_without_redeliveries(nats_server, ser
     after = consumer()
     client.close()
     # One batch committing, the next one prepared, and nothing else taken or redelivered meanwhile.
-    assert during.delivered.consumer_seq == 200 and during.num_redelivered == 0, during
-    assert after.num_redelivered == 0 and after.delivered.consumer_seq == 300, after
+    assert during.delivered.consumer_seq == 11 and during.num_redelivered == 0, during
+    assert after.num_redelivered == 0 and after.delivered.consumer_seq == 30, after
     ids = stored_ids(conn)
     assert len(ids) == len(set(ids)) == 300 and writer.stats.stored == 300
 
@@ -306,18 +345,32 @@ def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(na
                         received_at=now, source="bus-test", metadata=sent) for _ in range(20)]
     bad = EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id="poison",
                       received_at=now, source="bus-test", metadata=sent)
-    assert publisher.write(good[:10] + [bad] + good[10:]) == [True] * 21
-    assert publisher.write(good[:3]) == [False] * 3  # JetStream's duplicate window absorbs a re-publish
+    assert publisher.write(good[:10] + [bad] + good[10:]) == [True] * 21  # one message of 21 events
+    # JetStream's duplicate window absorbs a re-publish of the same batch (a retried request); a different
+    # batch holding some of the same events is new to JetStream, and the writers' R5 stores each event once.
+    assert publisher.write(good[:10] + [bad] + good[10:]) == [False] * 21
+    assert publisher.write(good[:3]) == [True] * 3
     client.call(lambda js: js.publish(config.subject, b"\x00garbage", stream=config.stream))
     writer = BusWriter(config, EventWriter(services.pool))
     running = InThread(lambda stop: writer.run(stop))
     try:
         wait_for(lambda: writer.stats.dead_lettered == 2, 60, "two dead letters")
+        letters = DeadLetters(BusClient(config))
+        dead = letters.list()
+        letters.close()
     finally:
         running.stop()
         client.close()
-    assert len(stored_ids(conn)) == 20 and writer.stats.stored == 20
+    ids = stored_ids(conn)
+    assert len(ids) == len(set(ids)) == 20 and writer.stats.stored == 20 and writer.stats.duplicates == 3
+    # The poison event failed inside its message of 21: the other 20 were stored, and it alone was set apart
+    # as a message of its own, which then failed three times and became a dead letter holding it alone.
+    assert writer.stats.split == 1
     assert writer.stats.retried == 4  # each of the two failed twice before its third, final delivery
+    assert sorted((d.event or {}).get("user_id", d.raw) for d in dead) == ["\x00garbage", "poison"]
+    assert all(d.deliveries == 3 for d in dead)
+    poison = next(d for d in dead if d.event)
+    assert poison.event["event_id"] == str(bad.event_id) and "test_no_poison" in poison.error
 
 
 def test_the_writer_re_validates_every_message_and_sets_received_at_itself(nats_server, services, conn):
@@ -351,6 +404,8 @@ def test_the_writer_re_validates_every_message_and_sets_received_at_itself(nats_
     try:
         wait_for(lambda: writer.stats.stored == 2 and writer.stats.dead_lettered == len(forged), 60,
                  "two stored and every forged message dead-lettered")
+        # They were published as one message: each forged event was set apart and dead-lettered on its own.
+        assert writer.stats.split == len(forged)
     finally:
         running.stop()
         client.close()
