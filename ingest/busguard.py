@@ -13,6 +13,7 @@ accounts or credentials, so that only API and syslog nodes can.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from psycopg_pool import ConnectionPool
 
@@ -39,27 +40,38 @@ class BusGuard:
 
     def check(self, record: EventRecord, stored_at: datetime) -> EventRecord:
         """The record to store, or EventRejected (a ValueError) saying why the message is refused."""
-        metadata = dict(record.metadata)
+        return self.check_encoded(record.to_json(), stored_at)
+
+    def check_encoded(self, obj: dict[str, Any], stored_at: datetime) -> EventRecord:
+        """``check`` for a record as it was encoded (``ingest.bus.parse``): validated from its JSON form at
+        once, as ingest validates a client's, without building a record only to write it back out first
+        (about a third of the writer's CPU per event)."""
+        metadata = obj.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise EventRejected("wrong_type", "`metadata` must be a JSON object", "metadata")
+        metadata = dict(metadata)
         stamp = metadata.pop(INGEST_KEY, None)
         sender = stamp.get("sender") if isinstance(stamp, dict) and len(stamp) == 1 else None
         if not isinstance(sender, str) or not sender or len(sender) > LIMITS["user_id"]:
             raise EventRejected("missing_sender", f"a bus message must carry `metadata.{INGEST_KEY}.sender`, the "
                                 "principal that sent it to the publishing node", "metadata")
         stored_at = stored_at.astimezone(UTC)
-        obj = {name: value for name, value in record.to_json().items() if name in _CLIENT_FIELDS and value is not None}
-        obj["metadata"] = metadata
+        client = {name: value for name in _CLIENT_FIELDS if (value := obj.get(name)) is not None}
+        client["metadata"] = metadata
         # History is allowed (a node accepts backfill from system keys); the future is not.
-        event = validate_event(obj, now=stored_at, policy=self._policy, backfill=True)
+        event = validate_event(client, now=stored_at, policy=self._policy, backfill=True)
         self._types.check(event.event_type)
+        geo = []
         for name in ("source_country", "source_asn"):
-            value = getattr(record, name)
+            value = obj.get(name)
             if value is not None and (not isinstance(value, str) or len(value) > 256):
                 raise EventRejected("wrong_type", f"`{name}` must be a short string", name)
+            geo.append(value)
         redact_text = self._redactor.redact_text
         return EventRecord(
             event_id=event.event_id, timestamp=event.timestamp, event_type=event.event_type, user_id=event.user_id,
             received_at=stored_at, outcome=event.outcome, source=redact_text(event.source),
-            source_ip=event.source_ip, source_country=record.source_country, source_asn=record.source_asn,
+            source_ip=event.source_ip, source_country=geo[0], source_asn=geo[1],
             user_agent=redact_text(event.user_agent), resource_id=redact_text(event.resource_id),
-            metadata={**self._redactor.redact(event.metadata), INGEST_KEY: {"sender": sender}},
+            metadata={**self._redactor.redact_object(event.metadata), INGEST_KEY: {"sender": sender}},
         )

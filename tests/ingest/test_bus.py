@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import nats
 import nats.errors
+import orjson
 import pytest
 import requests
 
@@ -29,6 +30,7 @@ from ingest.bus import (
     encode,
     message_id,
     pack,
+    parse,
     unpack,
 )
 from ingest.errors import Unavailable
@@ -83,9 +85,12 @@ def test_message_format_round_trips_and_refuses_poison():
                          received_at=datetime.now(UTC), outcome=Outcome.FAILURE, source_ip="2001:db8::1",
                          metadata={"k": [1, {"x": None}]})
     assert decode(encode(record)) == record
+    assert parse(encode(record)) == orjson.loads(encode(record))
     for poison in [b"", b"\xff", b"[]", b'{"event_id": "nope"}', b'{"unexpected": 1}']:
         with pytest.raises(ValueError):
             decode(poison)
+        with pytest.raises(ValueError):
+            parse(poison)
 
 
 def test_records_are_packed_into_messages_bounded_by_count_and_bytes_and_read_back_in_order():
