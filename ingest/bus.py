@@ -685,6 +685,7 @@ class BusWriter:
         out: list[tuple[Any, list[tuple[bytes, EventRecord | ValueError]]]] = []
         for msg in msgs:
             at = msg.metadata.timestamp
+            validate = self._guard.validator(at)
             outcomes: list[tuple[bytes, EventRecord | ValueError]] = []
             for line in unpack(msg.data or b""):
                 try:
@@ -693,7 +694,7 @@ class BusWriter:
                     outcomes.append((line, ValueError(f"malformed message: {exc}")))
                     continue
                 try:
-                    outcomes.append((line, self._guard.check_encoded(obj, at)))
+                    outcomes.append((line, self._guard.check_encoded(obj, at, validate)))
                 except ValueError as exc:
                     outcomes.append((line, ValueError(f"refused on re-validation: {exc}")))
             out.append((msg, outcomes))
@@ -800,8 +801,21 @@ class BusWriter:
 
     async def _write_one_by_one(self, js, msg, events: list[tuple[bytes, EventRecord]],
                                 loop: asyncio.AbstractEventLoop) -> None:
-        """A message's events written alone, after its batch failed: the bad ones go to R10 (``_failed`` for a
-        message of one, ``_split`` otherwise), the message is acked once the rest are stored."""
+        """A message's events after its batch failed: in one transaction, and if that fails too, one by one; the
+        bad ones go to R10 (``_failed`` for a message of one, ``_split`` otherwise), and the message is acked
+        once the rest are stored."""
+        if len(events) > 1:  # most messages of a failed batch are fine: one transaction each first
+            try:
+                statuses_all = await loop.run_in_executor(None, self._writer.write, [r for _, r in events])
+            except AVAILABILITY_ERRORS:
+                await msg.nak(delay=2)
+                return
+            except DATA_ERRORS:
+                pass
+            else:
+                self._count(statuses_all)
+                await msg.ack()
+                return
         refused: list[tuple[bytes, str]] = []
         statuses: list[bool] = []
         for line, record in events:

@@ -128,7 +128,8 @@ class SyslogCollector(Collector):
 # -- the bus writer ----------------------------------------------------------------------------------------
 
 BUS_PENDING = Gauge("auditwatch_bus_pending_messages",
-                    "Messages in the work queue not yet delivered to a writer (the writers' lag in messages).")
+                    "Messages in the work queue not yet delivered to a writer (the writers' lag in messages, of up to "
+                    "500 events each).")
 BUS_ACK_PENDING = Gauge("auditwatch_bus_ack_pending_messages",
                         "Messages delivered to a writer and not yet acknowledged.")
 BUS_DEADLETTERS = Gauge("auditwatch_bus_deadletter_messages", "Messages waiting in the dead-letter stream.")
@@ -151,6 +152,8 @@ class WriterCollector(Collector):
             ("auditwatch_bus_writer_events_duplicate", stats.duplicates, "Events the writer found already stored."),
             ("auditwatch_bus_writer_retries", stats.retried, "Messages handed back for redelivery after a failure."),
             ("auditwatch_bus_dead_lettered", stats.dead_lettered, "Messages moved to the dead-letter stream."),
+            ("auditwatch_bus_writer_events_split", stats.split,
+             "Events that failed inside a message of many and were re-published alone (R10 then applies to each)."),
         ):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)

@@ -114,7 +114,8 @@ def test_the_writer_process_serves_its_metrics_and_logs_the_publishers_request_i
     try:
         structlog.contextvars.bind_contextvars(request_id="bus-req-42")
         try:
-            assert BusPublisher(client).write([record(), record()]) == [True, True]
+            # One message of three events, the last refused on re-validation (a platform principal).
+            assert BusPublisher(client).write([record(), record(), record("apikey:forged")]) == [True] * 3
         finally:
             structlog.contextvars.clear_contextvars()
         client.call(lambda js: js.publish(config.subject, b"not an event", stream=config.stream))  # poison
@@ -138,8 +139,9 @@ def test_the_writer_process_serves_its_metrics_and_logs_the_publishers_request_i
             except requests.RequestException:
                 return False
             return (seen.get("auditwatch_bus_writer_events_stored_total") == 2
-                    and seen.get("auditwatch_bus_dead_lettered_total") == 1
-                    and seen.get("auditwatch_bus_deadletter_messages") == 1
+                    and seen.get("auditwatch_bus_writer_events_split_total") == 1
+                    and seen.get("auditwatch_bus_dead_lettered_total") == 2
+                    and seen.get("auditwatch_bus_deadletter_messages") == 2
                     and seen.get("auditwatch_bus_pending_messages") == 0
                     and seen.get("auditwatch_bus_lag_seconds") == 0)
 

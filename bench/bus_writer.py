@@ -1,0 +1,128 @@
+"""The bus writer alone: draining a filled work queue against writing the same events straight to the database.
+
+One nats-server (JetStream, fsync always) and one durable TimescaleDB. Each round (a) writes N events with
+``EventWriter.write`` in batches of ``--batch`` (the ceiling: what the database and the writer's COPY take),
+then (b) publishes N other events through ``BusPublisher`` (as an API node does), and times a ``BusWriter``
+in this process draining them: fetch, decode, re-validate (``BusGuard``), write in one transaction per batch,
+ack. Reported per round: events/s and this process's CPU per event for each, and (b)/(a). The publish is
+timed apart, and is not part of (b).
+
+What (b) adds to (a) is the writer's own work per event (decode, re-validation, redaction, fetch and acks),
+all under one GIL; the publishing node's CPU and the NATS server's are not in it.
+
+    python -m bench.bus_writer [--events 60000] [--batch 1000] [--rounds 3] [--url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+from bench.harness import database
+from bench.ingest import N_USERS, event_json
+from bench.syslog import nats_server
+from ingest.bus import BusClient, BusConfig, BusPublisher, BusWriter
+from storage.events import EventRecord, Outcome
+from storage.timescale import catalog, db
+from storage.timescale.writer import EventWriter
+
+
+def records(n: int) -> list[EventRecord]:
+    """``bench.ingest``'s events as a publishing node hands them on: enriched, stamped with the sender."""
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        e = event_json(i, now)
+        out.append(EventRecord(
+            event_id=uuid.uuid4(), timestamp=datetime.fromisoformat(e["timestamp"]), event_type=e["event_type"],
+            user_id=e["user_id"], received_at=now, outcome=Outcome(e.get("outcome", "unknown")),
+            source=e.get("source"), source_ip=e.get("source_ip"), source_country="DE", source_asn="AS3320 Example",
+            user_agent=e.get("user_agent"), resource_id=e.get("resource_id"),
+            metadata={**(e.get("metadata") or {}), "_ingest": {"sender": "apikey:bench"}}))
+    return out
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def direct(writer: EventWriter, n: int, batch: int) -> tuple[float, float]:
+    events = records(n)
+    started, used = time.perf_counter(), cpu()
+    for start in range(0, n, batch):
+        writer.write(events[start:start + batch])
+    return n / (time.perf_counter() - started), (cpu() - used) / n * 1e6
+
+
+def through_the_bus(config: BusConfig, pool, n: int) -> tuple[float, float, float]:
+    client = BusClient(config)
+    try:
+        publisher = BusPublisher(client)
+        events = records(n)
+        started = time.perf_counter()
+        for start in range(0, n, 1000):
+            publisher.write(events[start:start + 1000])
+        published = time.perf_counter() - started
+    finally:
+        client.close()
+    writer = BusWriter(config, EventWriter(pool))
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+
+    def watch() -> None:
+        while writer.stats.stored + writer.stats.duplicates < n:
+            time.sleep(0.01)
+        loop.call_soon_threadsafe(stop.set)
+
+    started, used = time.perf_counter(), cpu()
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        loop.run_until_complete(writer.run(stop))
+    finally:
+        loop.close()
+    return n / (time.perf_counter() - started), (cpu() - used) / n * 1e6, published
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="an existing migrated-or-empty database (default: a fresh durable cluster)")
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--batch", type=int, default=1000, help="events per transaction, both ways")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    rows = []
+    with database(args.url) as url, nats_server() as bus_url:
+        pool = db.open_pool(url, min_size=1, max_size=4)
+        try:
+            catalog.register_users(pool, [{"user_id": f"bench{i:05d}"} for i in range(N_USERS)], "bench")
+            config = BusConfig(url=bus_url, batch=args.batch)
+            for round_ in range(1, args.rounds + 1):
+                ceiling = direct(EventWriter(pool), args.events, args.batch)
+                print(f"round {round_}: (a) direct {ceiling[0]:,.0f} events/s, {ceiling[1]:.1f} µs CPU per event",
+                      flush=True)
+                bus = through_the_bus(config, pool, args.events)
+                print(f"round {round_}: (b) bus writer {bus[0]:,.0f} events/s, {bus[1]:.1f} µs CPU per event "
+                      f"(published in {bus[2]:.1f} s beforehand); (b)/(a) {bus[0] / ceiling[0]:.2f}", flush=True)
+                rows.append((ceiling, bus))
+        finally:
+            pool.close()
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print("| round | direct events/s | µs CPU/event | bus writer events/s | µs CPU/event | writer / direct |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for i, ((d_rate, d_cpu), (b_rate, b_cpu, _)) in enumerate(rows, 1):
+        print(f"| {i} | {d_rate:,.0f} | {d_cpu:.1f} | {b_rate:,.0f} | {b_cpu:.1f} | {b_rate / d_rate:.2f} |")
+    ratios = [b[0] / d[0] for d, b in rows]
+    print(f"\nmedian writer / direct: {statistics.median(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
