@@ -181,6 +181,9 @@ def pack(records: Sequence[EventRecord], *, max_events: int, max_bytes: int) -> 
     return out
 
 
+MAX_MESSAGE_EVENTS = 5000  # a message with more lines did not come from a publisher here: refused whole
+
+
 def unpack(data: bytes) -> list[bytes]:
     """A message's records, one encoded record each (blank lines skipped); the whole body if it has none."""
     if b"\n" not in data:
@@ -687,7 +690,13 @@ class BusWriter:
             at = msg.metadata.timestamp
             validate = self._guard.validator(at)
             outcomes: list[tuple[bytes, EventRecord | ValueError]] = []
-            for line in unpack(msg.data or b""):
+            lines = unpack(msg.data or b"")
+            if len(lines) > MAX_MESSAGE_EVENTS:  # one bad message must not become thousands of split ones
+                out.append((msg, [(msg.data, ValueError(
+                    f"malformed message: {len(lines):,} lines, more than the {MAX_MESSAGE_EVENTS:,} events a "
+                    "message may hold"))]))
+                continue
+            for line in lines:
                 try:
                     obj = parse(line)
                 except ValueError as exc:

@@ -356,10 +356,12 @@ def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(na
     assert publisher.write(good[:10] + [bad] + good[10:]) == [False] * 21
     assert publisher.write(good[:3]) == [True] * 3
     client.call(lambda js: js.publish(config.subject, b"\x00garbage", stream=config.stream))
+    # A raw publisher's message of 6,000 one-byte lines is refused whole, not split into 6,000 messages.
+    client.call(lambda js: js.publish(config.subject, b"x\n" * 6000, stream=config.stream))
     writer = BusWriter(config, EventWriter(services.pool))
     running = InThread(lambda stop: writer.run(stop))
     try:
-        wait_for(lambda: writer.stats.dead_lettered == 2, 60, "two dead letters")
+        wait_for(lambda: writer.stats.dead_lettered == 3, 60, "three dead letters")
         letters = DeadLetters(BusClient(config))
         dead = letters.list()
         letters.close()
@@ -371,8 +373,9 @@ def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(na
     # The poison event failed inside its message of 21: the other 20 were stored, and it alone was set apart
     # as a message of its own, which then failed three times and became a dead letter holding it alone.
     assert writer.stats.split == 1
-    assert writer.stats.retried == 4  # each of the two failed twice before its third, final delivery
-    assert sorted((d.event or {}).get("user_id", d.raw) for d in dead) == ["\x00garbage", "poison"]
+    assert writer.stats.retried == 6  # each of the three failed twice before its third, final delivery
+    assert sorted(d.event["user_id"] if d.event else d.raw[:2] for d in dead) == ["\x00g", "poison", "x\n"]
+    assert any("6,000 lines" in d.error for d in dead)
     assert all(d.deliveries == 3 for d in dead)
     poison = next(d for d in dead if d.event)
     assert poison.event["event_id"] == str(bad.event_id) and "test_no_poison" in poison.error
