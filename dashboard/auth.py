@@ -118,7 +118,7 @@ def install(server: Flask, *, secret: str, session_hours: float) -> None:
             if public:
                 g.dashboard_user = who = None
             elif request.method == "GET" and not callback:
-                return _outage_page(exc), 503, {"Retry-After": "10"}
+                return _outage_response(exc)
             else:
                 raise
         if who is None and not public:
@@ -168,7 +168,7 @@ def _login() -> Any:
             return _login_page(target, None)
         key = current().authenticate((request.form.get("key") or "").strip()[:512])
     except (DatabaseUnavailable, psycopg.OperationalError) as exc:  # no key can be checked now: say so
-        return _outage_page(exc), 503, {"Retry-After": "10"}
+        return _outage_response(exc)
     if key is None:
         return _login_page(target, "That API key is unknown, malformed or revoked."), 401
     if key.role == Role.SYSTEM:
@@ -187,9 +187,13 @@ def _logout() -> Any:
     return redirect("/dashboard/login")
 
 
-def _outage_page(exc: Exception) -> str:
+def _outage_response(exc: Exception) -> tuple[str, int, dict[str, str]]:
     """What a signed-in user who opens a page while the database does not answer sees: words, not a JSON
-    error, and the page opening by itself once the database is back."""
+    error, and the page opening by itself once the database is back (503, retry in 10 s)."""
+    return _outage_page(exc), 503, {"Retry-After": "10"}
+
+
+def _outage_page(exc: Exception) -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="refresh" content="10">
 <title>Database unavailable · Auditwatch</title>
