@@ -130,7 +130,7 @@ def render_countries(rc: RenderContext, params: dict[str, Any]) -> Any:
     else:
         note = catching_up(rc)
     top = max(frame["events"].max(), 1)
-    rows = [html.Tr([html.Td(country), html.Td(short_number(events), className="num"),
+    rows = [html.Tr([html.Td(_country_label(country)), html.Td(short_number(events), className="num"),
                      html.Td(short_number(failures), className="num bad" if failures else "num"),
                      html.Td(html.Span(style={"width": f"{100 * events / top:.0f}%"}, className="aw-bar"),
                              className="aw-bar-cell")])
@@ -141,6 +141,19 @@ def render_countries(rc: RenderContext, params: dict[str, Any]) -> Any:
                     html.Tbody(rows)], className="aw-table"),
         note,
     ])
+
+
+NO_COUNTRY = "no country"
+NO_COUNTRY_HINT = ("Events whose address has no country: private or internal networks (service accounts, VPN pools, "
+                   "office NAT), addresses the geo database does not list, or no address at all.")
+
+
+def _country_label(country: str) -> Any:
+    """A country code, or, for the rows the queries call ``unknown``, what they are: on most sites the busiest
+    row is internal traffic, and "unknown" on top of a first screen read as a fault."""
+    if country != "unknown":
+        return country
+    return html.Span(NO_COUNTRY, title=NO_COUNTRY_HINT, className="aw-no-country")
 
 
 def render_baseline(rc: RenderContext, params: dict[str, Any]) -> Any:

@@ -57,3 +57,30 @@ def test_the_events_tile_says_rollups_are_catching_up_after_a_history_load(pool)
     countries_tile = text_of(charts.render_countries(rc, {"limit": 10}))
     assert "600" in countries_tile and "catching up" not in countries_tile, countries_tile
     assert rollups.pending(pool, start, now) == []
+
+
+def test_events_without_a_country_are_named_for_what_they_are_not_unknown(pool):
+    """The demo's busiest senders are service accounts on private addresses: their row said "unknown" on top of
+    the first screen. It now says "no country", and its hover says which addresses those are."""
+    now = datetime.now(UTC)
+    internal = [EventRecord(event_id=uuid.uuid4(), timestamp=now - timedelta(minutes=30), received_at=now,
+                            event_type="user_login", user_id=f"svc{i}", outcome=Outcome.SUCCESS, source_ip="10.1.2.3",
+                            metadata={}) for i in range(9)]
+    EventWriter(pool).write(internal + _events(now, 4, oldest=timedelta(minutes=40), newest=timedelta(minutes=5),
+                                               tag="office"))
+    rollups.refresh(pool, now=now)
+    tile = charts.render_countries(RenderContext(pool=pool, aio_id="countries", start=now - timedelta(hours=1),
+                                                 end=now, now=now), {"limit": 10})
+    text = text_of(tile)
+    assert "no country" in text and "GB" in text and "unknown" not in text, text
+    assert text.index("no country") < text.index("GB")  # the busier row first, as before
+    spans = [c for c in _walk(tile) if getattr(c, "className", None) == "aw-no-country"]
+    assert len(spans) == 1 and "private or internal networks" in spans[0].title
+
+
+def _walk(component):
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children] if children is not None else []:
+        if hasattr(child, "to_plotly_json"):
+            yield from _walk(child)
