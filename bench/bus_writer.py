@@ -22,31 +22,22 @@ import os
 import resource
 import statistics
 import time
-import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
 
+from bench import integrity
 from bench.harness import database
-from bench.ingest import N_USERS, event_json
+from bench.ingest import N_USERS
 from bench.syslog import nats_server
 from ingest.bus import BusClient, BusConfig, BusPublisher, BusWriter
-from storage.events import EventRecord, Outcome
+from storage.events import EventRecord
 from storage.timescale import catalog, db
 from storage.timescale.writer import EventWriter
 
 
 def records(n: int) -> list[EventRecord]:
-    """``bench.ingest``'s events as a publishing node hands them on: enriched, stamped with the sender."""
-    now = datetime.now(UTC)
-    out = []
-    for i in range(n):
-        e = event_json(i, now)
-        out.append(EventRecord(
-            event_id=uuid.uuid4(), timestamp=datetime.fromisoformat(e["timestamp"]), event_type=e["event_type"],
-            user_id=e["user_id"], received_at=now, outcome=Outcome(e.get("outcome", "unknown")),
-            source=e.get("source"), source_ip=e.get("source_ip"), source_country="DE", source_asn="AS3320 Example",
-            user_agent=e.get("user_agent"), resource_id=e.get("resource_id"),
-            metadata={**(e.get("metadata") or {}), "_ingest": {"sender": "apikey:bench"}}))
-    return out
+    """``bench.integrity``'s events as a publishing node hands them on: enriched, stamped with the sender."""
+    return [replace(r, source_country="DE", source_asn="AS3320 Example",
+                    metadata={**r.metadata, "_ingest": {"sender": "apikey:bench"}}) for r in integrity.records(n)]
 
 
 def cpu() -> float:

@@ -92,14 +92,28 @@ def encode(record: EventRecord) -> bytes:
     return orjson.dumps(record.to_json())
 
 
-def decode(data: bytes) -> EventRecord:
-    """The record a publisher encoded; ValueError for anything else (a poison message)."""
+_REQUIRED_FIELDS = frozenset(("event_id", "timestamp", "event_type", "user_id", "received_at"))
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """An encoded record's JSON object, checked for the shape ``encode`` writes (the fields of an
+    EventRecord, the required ones present); ValueError for anything else (a poison message). The writer
+    validates the values themselves (``BusGuard.check_encoded``)."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict) or not obj.keys() <= _EVENT_FIELDS:
         raise ValueError("not an encoded audit event")
+    missing = _REQUIRED_FIELDS - obj.keys()
+    if missing:
+        raise ValueError(f"not an encoded audit event: KeyError '{sorted(missing)[0]}'")
+    return obj
+
+
+def decode(data: bytes) -> EventRecord:
+    """The record a publisher encoded; ValueError for anything else (a poison message)."""
+    obj = parse(data)
     try:
         return EventRecord(
             event_id=uuid.UUID(obj["event_id"]),
@@ -118,25 +132,6 @@ def decode(data: bytes) -> EventRecord:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not an encoded audit event: {exc.__class__.__name__} {exc}") from None
-
-
-_REQUIRED_FIELDS = frozenset(("event_id", "timestamp", "event_type", "user_id", "received_at"))
-
-
-def parse(data: bytes) -> dict[str, Any]:
-    """An encoded record's JSON object, checked for the shape ``encode`` writes (the fields of an
-    EventRecord, the required ones present); ValueError for anything else (a poison message). The writer
-    validates the values themselves (``BusGuard.check_encoded``)."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(obj, dict) or not obj.keys() <= _EVENT_FIELDS:
-        raise ValueError("not an encoded audit event")
-    missing = _REQUIRED_FIELDS - obj.keys()
-    if missing:
-        raise ValueError(f"not an encoded audit event: KeyError '{sorted(missing)[0]}'")
-    return obj
 
 
 def message_id(record: EventRecord) -> str:
