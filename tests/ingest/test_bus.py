@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import nats
 import nats.errors
@@ -115,6 +116,21 @@ def test_records_are_packed_into_messages_bounded_by_count_and_bytes_and_read_ba
     ids = [msg_id for _, _, msg_id in pack(records, max_events=100, max_bytes=1 << 20)]
     assert len(set(ids)) == len(ids) == 12
     assert unpack(b"\x00garbage\n") == [b"\x00garbage"] and unpack(b"") == [b""]
+
+
+def test_the_writer_asks_for_about_batch_events_whatever_a_message_holds():
+    writer = BusWriter(BusConfig(url="nats://127.0.0.1:1", batch=1000), SimpleNamespace(pool=None),
+                       guard=SimpleNamespace())
+    assert writer.next_fetch_size() == 1  # nothing seen yet: one message, which may hold hundreds of events
+    packed = SimpleNamespace(data=b"\n".join([b'{"e": 1}'] * 500))
+    writer._saw([packed, packed])
+    assert writer.next_fetch_size() == 2  # two messages of 500 events
+    single = SimpleNamespace(data=b'{"e": 1}')
+    for _ in range(40):  # the byte hint decays by an eighth per fetch of small messages
+        writer._saw([single] * 2)
+    assert writer.next_fetch_size() == 1000  # one event per message: `batch` messages
+    writer._saw([SimpleNamespace(data=b"x" * 900_000)])  # and the byte bound still holds for large ones
+    assert writer.next_fetch_size() == BusConfig(url="").fetch_bytes // 900_000
 
 
 def test_writer_killed_mid_batch_then_restarted_stores_every_acknowledged_event_once(
