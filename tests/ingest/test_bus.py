@@ -397,6 +397,38 @@ def test_poison_and_refused_messages_are_dead_lettered_after_three_deliveries(na
     assert poison.event["event_id"] == str(bad.event_id) and "test_no_poison" in poison.error
 
 
+def test_a_packed_message_an_older_writer_dead_lettered_is_stored_once_replayed(nats_server, services, conn):
+    """The upgrade path (docs/operations/upgrade.md): a writer from before packing reads a message of many
+    events as malformed and dead-letters it whole; replayed once the writers are upgraded, every event in it is
+    stored."""
+    config = BusConfig(url=nats_server.url, ack_wait=5, batch=100)
+    client = BusClient(config)
+    now = datetime.now(UTC)
+    sent = {"_ingest": {"sender": "apikey:bus-test"}}
+    records = [EventRecord(event_id=uuid.uuid4(), timestamp=now, event_type="user_login", user_id=f"old{i}",
+                           received_at=now, source="bus-test", metadata=sent) for i in range(30)]
+    [(count, body, msg_id)] = pack(records, max_events=500, max_bytes=256 * 1024)
+    assert count == 30
+    with pytest.raises(ValueError):
+        decode(body)  # what the older writer did with it
+    client.call(lambda js: js.publish(config.deadletter_subject, body, stream=config.deadletter_stream, headers={
+        "Auditwatch-Error": "malformed message: not JSON: trailing data", "Auditwatch-Deliveries": "3",
+        "Nats-Msg-Id": "dead/1", "Auditwatch-Original-Id": msg_id}))
+    letters = DeadLetters(client)
+    [letter] = letters.list()
+    assert letter.event is None and letter.raw.startswith("{")  # listed as raw, not as one event
+    assert letters.replay() == 1 and letters.list() == []
+    writer = BusWriter(config, EventWriter(services.pool))
+    running = InThread(lambda stop: writer.run(stop))
+    try:
+        wait_for(lambda: writer.stats.stored == 30, 60, "the replayed message's 30 events stored")
+    finally:
+        running.stop()
+        client.close()
+    assert sorted(stored_ids(conn)) == sorted(str(r.event_id) for r in records)
+    assert writer.stats.dead_lettered == writer.stats.split == 0
+
+
 def test_the_writer_re_validates_every_message_and_sets_received_at_itself(nats_server, services, conn):
     """Anyone who can publish to the subject must not be able to write what ingest refuses (issue 14 #3)."""
     config = BusConfig(url=nats_server.url, ack_wait=5, batch=50, max_failures=1)
