@@ -190,11 +190,7 @@ def _logout() -> Any:
 def _outage_response(exc: Exception) -> tuple[str, int, dict[str, str]]:
     """What a signed-in user who opens a page while the database does not answer sees: words, not a JSON
     error, and the page opening by itself once the database is back (503, retry in 10 s)."""
-    return _outage_page(exc), 503, {"Retry-After": "10"}
-
-
-def _outage_page(exc: Exception) -> str:
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="refresh" content="10">
 <title>Database unavailable · Auditwatch</title>
 <link rel="stylesheet" href="/dashboard/assets/style.css"></head>
@@ -206,6 +202,7 @@ Events acknowledged before the outage are kept; what senders send meanwhile is r
 acknowledged and then lost.
 Operators: <code>auditwatch db status</code> and the server's log say what failed.</p>
 </main></body></html>"""
+    return page, 503, {"Retry-After": "10"}
 
 
 def _login_page(target: str, error: str | None) -> str:

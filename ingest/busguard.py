@@ -39,10 +39,6 @@ class BusGuard:
         self._redactor = redactor or Redactor()
         self._policy = policy
 
-    def check(self, record: EventRecord, stored_at: datetime) -> EventRecord:
-        """The record to store, or EventRejected (a ValueError) saying why the message is refused."""
-        return self.check_encoded(record.to_json(), stored_at)
-
     def validator(self, stored_at: datetime) -> BatchValidator:
         """``validate_event`` for the events of one message (what repeats across them decided once): pass it
         to ``check_encoded`` for each."""
@@ -50,10 +46,10 @@ class BusGuard:
 
     def check_encoded(self, obj: dict[str, Any], stored_at: datetime,
                       validate: BatchValidator | None = None) -> EventRecord:
-        """``check`` for a record as it was encoded (``ingest.bus.parse``): validated from its JSON form at
-        once, as ingest validates a client's, without building a record only to write it back out first
-        (about a third of the writer's CPU per event). ``validate``: ``validator(stored_at)``, shared by the
-        events of one message."""
+        """The record to store from one as it was encoded (``ingest.bus.parse``), or EventRejected (a ValueError)
+        saying why it is refused. Validated from its JSON form at once, as ingest validates a client's, without
+        building a record only to write it back out first (about a third of the writer's CPU per event).
+        ``validate``: ``validator(stored_at)``, shared by the events of one message."""
         metadata = obj.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise EventRejected("wrong_type", "`metadata` must be a JSON object", "metadata")

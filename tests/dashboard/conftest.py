@@ -40,6 +40,16 @@ class Seeded:
                                                                           for k, v in match.items()))
 
 
+def components_of(component: Any) -> Iterator[Any]:
+    """Every Dash component in a rendered tree, parents before their children."""
+    if isinstance(component, list | tuple):
+        for c in component:
+            yield from components_of(c)
+    elif hasattr(component, "children"):
+        yield component
+        yield from components_of(component.children)
+
+
 def text_of(component: Any) -> str:
     """Every string in a rendered Dash component tree, in order."""
     if component is None:

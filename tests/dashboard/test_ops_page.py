@@ -12,24 +12,12 @@ from auditwatch.app import create_app
 from dashboard.pages import ops
 from storage.timescale import sealing
 from storage.timescale.leader import AdvisoryLeader
-from tests.dashboard.conftest import text_of
+from tests.dashboard.conftest import components_of, text_of
 
 
 def tiles(page) -> dict[str, str]:
-    found = {}
-
-    def walk(component) -> None:
-        if isinstance(component, list | tuple):
-            for c in component:
-                walk(c)
-            return
-        if hasattr(component, "children"):
-            if "aw-ops-tile" in (getattr(component, "className", "") or "").split():
-                found[text_of(component.children[0])] = component.to_plotly_json()["props"]["data-ok"]
-            walk(component.children)
-
-    walk(page)
-    return found
+    return {text_of(c.children[0]): c.to_plotly_json()["props"]["data-ok"] for c in components_of(page)
+            if "aw-ops-tile" in (getattr(c, "className", "") or "").split()}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from storage.events import EventRecord, Outcome
 from storage.timescale import rollups
 from storage.timescale import widgets_queries as wq
 from storage.timescale.writer import EventWriter
-from tests.dashboard.conftest import text_of
+from tests.dashboard.conftest import components_of, text_of
 
 
 def _events(now: datetime, n: int, *, oldest: timedelta, newest: timedelta, tag: str) -> list[EventRecord]:
@@ -74,13 +74,5 @@ def test_events_without_a_country_are_named_for_what_they_are_not_unknown(pool):
     text = text_of(tile)
     assert "no country" in text and "GB" in text and "unknown" not in text, text
     assert text.index("no country") < text.index("GB")  # the busier row first, as before
-    spans = [c for c in _walk(tile) if getattr(c, "className", None) == "aw-no-country"]
+    spans = [c for c in components_of(tile) if getattr(c, "className", None) == "aw-no-country"]
     assert len(spans) == 1 and "private or internal networks" in spans[0].title
-
-
-def _walk(component):
-    yield component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, list) else [children] if children is not None else []:
-        if hasattr(child, "to_plotly_json"):
-            yield from _walk(child)
