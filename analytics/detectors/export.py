@@ -19,7 +19,9 @@ close), that is a cohort shift, and a window is anomalous only if it is rare for
 also among the windows of the peers who moved with them. Without known peer groups, cohorts are
 inferred from shared resources (``features.infer_cohorts``); users in none form one group. The
 baselines are learned from ordinary periods: a group's cohort shifts in the history are left out of
-them, so a close's third day is judged against the days before the close, not a mix of both.
+them, so a close's third day is judged against the days before the close, not a mix of both; and so are
+the windows the detector would itself have alarmed on, so a thief's second afternoon is not judged
+against their first.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class ExportVolume(Detector):
     min_count_mean : float, default 0.25
         Floor of the expected number of exports beyond the first in a window with any, so a user who has
         always exported one file at a time is not alarmed by three.
+    alarm_score : float, default 0.6
+        A user's exports in a history window that scored this much are left out of their baselines (what was
+        alarmed on is not learned as normal); 1.0 learns from everything.
 
     Attributes
     ----------
@@ -87,7 +92,7 @@ class ExportVolume(Detector):
     """
 
     name = "export_volume"
-    version = "3"
+    version = "4"
     context_events = F.EXPORT_TYPES + F.DOWNLOAD_TYPES
     scores_windows_closing_in_range = True  # a 4-hour window that began before the range is scored whole there
 
@@ -100,7 +105,8 @@ class ExportVolume(Detector):
 
     def __init__(self, *, windows: tuple[str, ...] = ("10m", "1h", "4h"), peer_groups: Mapping[str, str] | None = None,
                  shrinkage: float = 10.0, min_scale: float = 0.5, df: float = 30.0, cohort_z: float = 2.5,
-                 min_cohort: int = 5, cohort_period: str = "1d", min_count_mean: float = 0.25) -> None:
+                 min_cohort: int = 5, cohort_period: str = "1d", min_count_mean: float = 0.25,
+                 alarm_score: float = 0.6) -> None:
         self.windows = windows
         self.peer_groups = peer_groups
         self.shrinkage = shrinkage
@@ -110,6 +116,7 @@ class ExportVolume(Detector):
         self.min_cohort = min_cohort
         self.cohort_period = cohort_period
         self.min_count_mean = min_count_mean
+        self.alarm_score = alarm_score
 
     def _volumes(self, events: pl.LazyFrame, window: str) -> pl.LazyFrame:
         """Per user and window: the measures' sums, the number of exports, their mean log size, sample ids.
@@ -158,12 +165,24 @@ class ExportVolume(Detector):
         # in, it lifts every member's baseline, so on the close's third day fewer members look moved, the shift
         # goes unseen, and a member is judged on an own baseline the close has half absorbed (a heavy exporter
         # flagged; data taken under cover of the close looking ordinary). Those periods are learned without.
-        self.shifted_ = self._shifted(exports, volumes)
-        if self.shifted_.height:
+        scored = self._score_exports(exports.lazy(), volumes) if exports.height else None
+        self.shifted_ = self._shifted(exports, scored)
+        # Nor is what this detector alarmed on: a thief's first afternoon, left in, becomes their normal (hopping
+        # windows count it several times over), and their second is judged against it.
+        alarmed = (scored.filter(pl.col("score") >= self.alarm_score).select("user_id", "window_start", "window_end")
+                   if scored is not None and self.alarm_score < 1.0 else None)
+        if self.shifted_.height or (alarmed is not None and alarmed.height):
             keys = ["_period", "peer_group"]
-            ordinary = (exports.with_columns(self._period(), self._group())
-                        .join(self.shifted_, on=keys, how="anti").drop(keys))
-            self._fit_baselines(ordinary, {
+            ordinary = exports
+            if alarmed is not None and alarmed.height:
+                taken = (exports.select("user_id", "timestamp", "event_id").join(alarmed, on="user_id")
+                         .filter(pl.col("timestamp").is_between(pl.col("window_start"), pl.col("window_end"),
+                                                                closed="left"))
+                         .select("event_id").unique())
+                ordinary = exports.join(taken, on="event_id", how="anti")
+                volumes = {window: self._volumes(ordinary.lazy(), window).collect() for window in self.windows}
+            ordinary = ordinary.with_columns(self._period(), self._group()).join(self.shifted_, on=keys, how="anti")
+            self._fit_baselines(ordinary.drop(keys), {
                 window: (frame.with_columns(self._period("window_start"))
                          .join(self.shifted_, on=keys, how="anti").drop("_period"))
                 for window, frame in volumes.items()})
@@ -176,13 +195,13 @@ class ExportVolume(Detector):
         """The user's peer group (``peer_group``); users in none form the group ``all``."""
         return pl.col("user_id").replace_strict(self.groups_, default="all").alias("peer_group")
 
-    def _shifted(self, exports: pl.DataFrame, volumes: dict[str, pl.DataFrame]) -> pl.DataFrame:
-        """The (period, peer group) pairs of the history in which the group shifted together, leaving out a
-        group's shifts when they fill half its periods or more (then shifting is how that group works)."""
+    def _shifted(self, exports: pl.DataFrame, scored: pl.DataFrame | None) -> pl.DataFrame:
+        """The (period, peer group) pairs of the history in which the group shifted together (``scored``: its
+        windows' scores), leaving out a group's shifts when they fill half its periods or more (then shifting is
+        how that group works)."""
         keys = ["_period", "peer_group"]
-        if exports.is_empty():
+        if scored is None:
             return pl.DataFrame(schema={"_period": exports.schema["timestamp"], "peer_group": pl.String})
-        scored = self._score_exports(exports.lazy(), volumes)
         periods = (exports.select(self._period(), self._group()).unique().group_by("peer_group")
                    .agg(pl.len().alias("_periods")))
         return (scored.filter(pl.col("cohort") > 0).select(self._period("window_start"), "peer_group").unique()

@@ -19,6 +19,10 @@ from analytics import features as F
 from analytics.detectors.base import Detector, with_scores
 from analytics.detectors.counts import _empty_scores
 
+# Around an alarmed action, the actor's other events left out of what is learned of them (the rest of the
+# escalation: the key created a minute later, the audit setting changed after it).
+ALARM_MARGIN = timedelta(minutes=10)
+
 
 class PrivilegedAction(Detector):
     """Privileged actions (permission_change, api_key_created, config_change, another's password_change).
@@ -41,6 +45,10 @@ class PrivilegedAction(Detector):
     self_prior : float, default 1.0
         Pseudo-count of self-targeted changes in each type's population share (so a type never seen
         self-targeted is rare, not impossible).
+    alarm_score : float, default 0.6
+        An actor's events within ``ALARM_MARGIN`` of a history action that scored this much, at an hour odd for
+        them or on their own account, are left out of what is learned of them (an escalation alarmed on is not
+        learned as their habit); 1.0 learns from everything.
 
     Attributes
     ----------
@@ -57,10 +65,11 @@ class PrivilegedAction(Detector):
     """
 
     name = "privileged_action"
+    version = "2"
 
     def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4,
                  min_cohort: int = 4, cohort_period: str = "6h", odd_hour: float = 0.02,
-                 self_prior: float = 1.0) -> None:
+                 self_prior: float = 1.0, alarm_score: float = 0.6) -> None:
         self.type_prior = type_prior
         self.hour_prior = hour_prior
         self.min_type_share = min_type_share
@@ -68,6 +77,7 @@ class PrivilegedAction(Detector):
         self.cohort_period = cohort_period
         self.odd_hour = odd_hour
         self.self_prior = self_prior
+        self.alarm_score = alarm_score
 
     @property
     def context(self) -> timedelta:
@@ -84,19 +94,43 @@ class PrivilegedAction(Detector):
             pl.col("timestamp").dt.hour().alias("hour"), F.target_user().alias("target"))
 
     def _fit(self, events: pl.DataFrame) -> None:
+        self._learn(events)
+        if self.alarm_score >= 1.0 or events.is_empty():
+            return
+        # An escalation alarmed on is not learned as the actor's habit: someone who granted themselves admin at
+        # 18:15 on Tuesday is not, by Friday, an actor who does that at that hour. Alarmed, and at an hour odd for
+        # them or on their own account: a rare change made in working hours is still learned (the admin's second
+        # quarterly change is routine). Their events around each such alarm (the escalation's other steps) go too;
+        # the population shares keep them (one actor hardly moves those). Each action is judged as if it had been
+        # left out of the history, as it was when it happened.
+        alarmed = self._score(events.lazy(), learned=True).filter(
+            (pl.col("score") >= self.alarm_score) & ((pl.col("p_hour") < self.odd_hour) | (pl.col("p_self") < 1.0)))
+        if alarmed.height:
+            around = alarmed.select(pl.col("entity_value").alias("user_id"),
+                                    (pl.col("window_start") - ALARM_MARGIN).alias("_lo"),
+                                    (pl.col("window_end") + ALARM_MARGIN).alias("_hi"))
+            taken = (events.select("user_id", "timestamp", "event_id").join(around, on="user_id")
+                     .filter(pl.col("timestamp").is_between(pl.col("_lo"), pl.col("_hi"), closed="left"))
+                     .select("event_id").unique())
+            self._learn(events.join(taken, on="event_id", how="anti"), population=False)
+
+    def _learn(self, events: pl.DataFrame, *, population: bool = True) -> None:
+        """Each actor's counts and hours from ``events``; with ``population``, the population's shares too."""
         lf = events.lazy()
         total = max(events.height, 1)
         self.actors_ = lf.group_by("user_id").agg(pl.len().alias("events")).collect()
         actions = self._actions(lf).collect()
         self.action_counts_ = actions.group_by("user_id", "event_type").agg(pl.len().alias("done"))
+        hours = lf.with_columns(pl.col("timestamp").dt.hour().alias("hour"))
+        self.hours_ = hours.group_by("user_id", "hour").agg(pl.len().alias("at_hour")).collect()
+        if not population:
+            return
         mine = actions.filter(pl.col("target") == pl.col("user_id")).group_by("event_type").agg(pl.len().alias("k"))
         every = actions.group_by("event_type").agg(pl.len().alias("n")).join(mine, on="event_type", how="left")
         self.self_share_ = {t: (float(k or 0) + self.self_prior) / (float(n) + 2 * self.self_prior)
                             for t, n, k in every.select("event_type", "n", "k").iter_rows()}
         self.type_share_ = {t: max(actions.filter(pl.col("event_type") == t).height / total, self.min_type_share)
                             for t in F.PRIVILEGED_TYPES}
-        hours = lf.with_columns(pl.col("timestamp").dt.hour().alias("hour"))
-        self.hours_ = hours.group_by("user_id", "hour").agg(pl.len().alias("at_hour")).collect()
         per_hour = hours.group_by("hour").agg(pl.len().alias("n")).collect()
         share = np.full(24, 1.0)
         share[per_hour["hour"].to_numpy()] += per_hour["n"].to_numpy()
@@ -108,16 +142,18 @@ class PrivilegedAction(Detector):
         self.hours_seen_ = np.zeros(24, dtype=bool)
         self.hours_seen_[per_hour.filter(pl.col("n") > 0)["hour"].to_numpy()] = True
 
-    def _score(self, events: pl.LazyFrame) -> pl.DataFrame:
+    def _score(self, events: pl.LazyFrame, *, learned: bool = False) -> pl.DataFrame:
+        """``learned``: ``events`` are the history just learned, each scored as if it had been left out of it."""
         found = self._actions(events).collect()
         if found.is_empty():
             return _empty_scores()
         found = (found.join(self.actors_, on="user_id", how="left")
                  .join(self.action_counts_, on=["user_id", "event_type"], how="left")
                  .join(self.hours_, on=["user_id", "hour"], how="left"))
-        n = found["events"].fill_null(0).to_numpy().astype(float)
-        done = found["done"].fill_null(0).to_numpy().astype(float)
-        at_hour = found["at_hour"].fill_null(0).to_numpy().astype(float)
+        mine = 1.0 if learned else 0.0
+        n = np.maximum(found["events"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
+        done = np.maximum(found["done"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
+        at_hour = np.maximum(found["at_hour"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
         type_share = found["event_type"].replace_strict(self.type_share_, default=self.min_type_share,
                                                         return_dtype=pl.Float64).to_numpy()
         hour_share = self.hour_share_[found["hour"].to_numpy()]

@@ -266,3 +266,26 @@ def test_user_ip_pairs_are_an_entity_on_request(history):
     detector = FailedLoginBurst(entity_types=("user_ip",), windows=("1m",)).fit(history)
     found = detector.detect(frame(*burst(T0, "u00005", 30, ip="45.155.3.3")))
     assert set(found["entity_type"]) == {"user_ip"} and set(found["entity_value"]) == {"u00005|45.155.3.3"}
+
+
+def test_an_escalation_alarmed_on_is_not_learned_as_the_actors_habit(history):
+    """Someone who never does privileged actions grants themselves admin and creates a key one evening; three
+    days later, at the same hour, they do it again. Refitted in between (as analyze and the worker refit), the
+    first escalation is in the history: learned as their habit, it would make the second ordinary."""
+    never = next(u for u in history["user_id"].unique().sort() if u.startswith("u")
+                 and history.filter((pl.col("user_id") == u) & pl.col("event_type").is_in(
+                     ["permission_change", "api_key_created", "config_change"])).is_empty())
+
+    def escalation(at: datetime) -> list[dict]:
+        return [event(at, never, "permission_change", resource=never, metadata={"granted": "admin",
+                                                                                 "target_user": never}),
+                event(at + timedelta(seconds=50), never, "api_key_created", metadata={"key": "k"})]
+
+    first = T0.replace(hour=19, minute=5) - timedelta(days=3)
+    refitted = pl.concat([history, frame(*escalation(first))], how="diagonal_relaxed").sort("timestamp")
+    again = frame(*escalation(T0.replace(hour=19, minute=12)))
+    assert first < history["timestamp"].max()  # inside the history the model is refitted on
+    found = PrivilegedAction().fit(refitted).detect(again)
+    assert found["entity_value"].unique().to_list() == [never]
+    learned = PrivilegedAction(alarm_score=1.0).fit(refitted).detect(again, min_score=0.0)
+    assert learned["score"].max() < 0.6 <= found["score"].max(), (learned["score"].max(), found["score"].max())
