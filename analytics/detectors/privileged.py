@@ -103,7 +103,10 @@ class PrivilegedAction(Detector):
         # quarterly change is routine). Their events around each such alarm (the escalation's other steps) go too;
         # the population shares keep them (one actor hardly moves those). Each action is judged as if it had been
         # left out of the history, as it was when it happened.
-        alarmed = self._score(events.lazy(), learned=True).filter(
+        scored = self._score(events.lazy(), learned=True)
+        if scored.is_empty():  # no privileged action in the history
+            return
+        alarmed = scored.filter(
             (pl.col("score") >= self.alarm_score) & ((pl.col("p_hour") < self.odd_hour) | (pl.col("p_self") < 1.0)))
         if alarmed.height:
             around = alarmed.select(pl.col("entity_value").alias("user_id"),
