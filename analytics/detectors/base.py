@@ -150,3 +150,14 @@ def with_scores(frame: pl.DataFrame, p: np.ndarray) -> pl.DataFrame:
     """Attach ``p_value`` and the calibrated ``score``."""
     p = np.clip(np.asarray(p, dtype=float), 1e-300, 1.0)
     return frame.with_columns(pl.Series("p_value", p), pl.Series("score", calibration.score_from_p(p)))
+
+
+def without_spans(events: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
+    """``events`` less each user's events inside any of their ``spans`` (``user_id``, ``start``, ``end``, the end
+    excluded): what a detector leaves out of what it learns (an alarmed window, an escalation and its minutes)."""
+    key = ["event_id", "timestamp"]
+    inside = (events.select("user_id", *key).join(spans.select("user_id", "start", "end"), on="user_id")
+              .filter(pl.col("timestamp").is_between(pl.col("start"), pl.col("end"), closed="left"))
+              .select(key).unique())
+    # In the events' own order: sums over the rest (a baseline's) then add up alike on every run.
+    return events.join(inside, on=key, how="anti", maintain_order="left") if inside.height else events

@@ -35,7 +35,7 @@ import polars as pl
 from scipy import stats
 
 from analytics import features as F
-from analytics.detectors.base import Detector, with_scores
+from analytics.detectors.base import Detector, with_scores, without_spans
 from analytics.detectors.counts import _empty_scores
 
 MEASURES = {"export_rows": F.export_rows, "download_bytes": F.download_bytes}
@@ -169,18 +169,14 @@ class ExportVolume(Detector):
         self.shifted_ = self._shifted(exports, scored)
         # Nor is what this detector alarmed on: a thief's first afternoon, left in, becomes their normal (hopping
         # windows count it several times over), and their second is judged against it.
-        alarmed = (scored.filter(pl.col("score") >= self.alarm_score).select("user_id", "window_start", "window_end")
-                   if scored is not None and self.alarm_score < 1.0 else None)
-        if self.shifted_.height or (alarmed is not None and alarmed.height):
-            keys = ["_period", "peer_group"]
-            ordinary = exports
-            if alarmed is not None and alarmed.height:
-                taken = (exports.select("user_id", "timestamp", "event_id").join(alarmed, on="user_id")
-                         .filter(pl.col("timestamp").is_between(pl.col("window_start"), pl.col("window_end"),
-                                                                closed="left"))
-                         .select("event_id").unique())
-                ordinary = exports.join(taken, on="event_id", how="anti")
+        ordinary = exports
+        if scored is not None and self.alarm_score < 1.0:
+            ordinary = without_spans(exports, scored.filter(pl.col("score") >= self.alarm_score).select(
+                "user_id", pl.col("window_start").alias("start"), pl.col("window_end").alias("end")))
+            if ordinary.height < exports.height:
                 volumes = {window: self._volumes(ordinary.lazy(), window).collect() for window in self.windows}
+        if self.shifted_.height or ordinary.height < exports.height:
+            keys = ["_period", "peer_group"]
             ordinary = ordinary.with_columns(self._period(), self._group()).join(self.shifted_, on=keys, how="anti")
             self._fit_baselines(ordinary.drop(keys), {
                 window: (frame.with_columns(self._period("window_start"))

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from analytics import features as F
-from analytics.detectors.base import Detector, with_scores
+from analytics.detectors.base import Detector, with_scores, without_spans
 from analytics.detectors.counts import _empty_scores
 
 # Around an alarmed action, the actor's other events left out of what is learned of them (the rest of the
@@ -109,13 +109,9 @@ class PrivilegedAction(Detector):
         alarmed = scored.filter(
             (pl.col("score") >= self.alarm_score) & ((pl.col("p_hour") < self.odd_hour) | (pl.col("p_self") < 1.0)))
         if alarmed.height:
-            around = alarmed.select(pl.col("entity_value").alias("user_id"),
-                                    (pl.col("window_start") - ALARM_MARGIN).alias("_lo"),
-                                    (pl.col("window_end") + ALARM_MARGIN).alias("_hi"))
-            taken = (events.select("user_id", "timestamp", "event_id").join(around, on="user_id")
-                     .filter(pl.col("timestamp").is_between(pl.col("_lo"), pl.col("_hi"), closed="left"))
-                     .select("event_id").unique())
-            self._learn(events.join(taken, on="event_id", how="anti"), population=False)
+            self._learn(without_spans(events, alarmed.select(
+                pl.col("entity_value").alias("user_id"), (pl.col("window_start") - ALARM_MARGIN).alias("start"),
+                (pl.col("window_end") + ALARM_MARGIN).alias("end"))), population=False)
 
     def _learn(self, events: pl.DataFrame, *, population: bool = True) -> None:
         """Each actor's counts and hours from ``events``; with ``population``, the population's shares too."""
