@@ -8,6 +8,7 @@ ack. Reported per round: events/s and this process's CPU per event for each, and
 timed apart, and is not part of (b); (b)'s rate runs from its first batch's ack to its last (attaching to
 the bus, about a second, is not in it; its CPU is, spread over the events).
 
+The process's collector is set as `auditwatch writer` sets it (``auditwatch.server.settle``), for both.
 What (b) adds to (a) is the writer's own work per event (decode, re-validation, redaction, fetch and acks),
 all under one GIL; the publishing node's CPU and the NATS server's are not in it.
 
@@ -24,6 +25,7 @@ import statistics
 import time
 from dataclasses import replace
 
+from auditwatch.server import settle
 from bench import integrity
 from bench.harness import database
 from bench.ingest import N_USERS
@@ -99,6 +101,7 @@ def main() -> None:
         try:
             catalog.register_users(pool, [{"user_id": f"bench{i:05d}"} for i in range(N_USERS)], "bench")
             config = BusConfig(url=bus_url, batch=args.batch)
+            settle()  # the collector as `auditwatch writer` has it (start-up heap frozen, young generation 10,000)
             for round_ in range(1, args.rounds + 1):
                 ceiling = direct(EventWriter(pool), args.events, args.batch)
                 print(f"round {round_}: (a) direct {ceiling[0]:,.0f} events/s, {ceiling[1]:.1f} µs CPU per event",

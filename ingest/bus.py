@@ -105,9 +105,8 @@ def parse(data: bytes) -> dict[str, Any]:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict) or not obj.keys() <= _EVENT_FIELDS:
         raise ValueError("not an encoded audit event")
-    missing = _REQUIRED_FIELDS - obj.keys()
-    if missing:
-        raise ValueError(f"not an encoded audit event: KeyError '{sorted(missing)[0]}'")
+    if not _REQUIRED_FIELDS <= obj.keys():
+        raise ValueError(f"not an encoded audit event: KeyError '{sorted(_REQUIRED_FIELDS - obj.keys())[0]}'")
     return obj
 
 
@@ -683,7 +682,7 @@ class BusWriter:
         out: list[tuple[Any, list[tuple[bytes, EventRecord | ValueError]]]] = []
         for msg in msgs:
             at = msg.metadata.timestamp
-            validate = self._guard.validator(at)
+            checks = self._guard.validator(at)
             outcomes: list[tuple[bytes, EventRecord | ValueError]] = []
             lines = unpack(msg.data or b"")
             if len(lines) > MAX_MESSAGE_EVENTS:  # one bad message must not become thousands of split ones
@@ -698,7 +697,7 @@ class BusWriter:
                     outcomes.append((line, ValueError(f"malformed message: {exc}")))
                     continue
                 try:
-                    outcomes.append((line, self._guard.check_encoded(obj, at, validate)))
+                    outcomes.append((line, self._guard.check_encoded(obj, at, checks)))
                 except ValueError as exc:
                     outcomes.append((line, ValueError(f"refused on re-validation: {exc}")))
             out.append((msg, outcomes))
