@@ -145,7 +145,10 @@ class ExportVolume(Detector):
             *(pl.when(pl.col(f"{name}_k") > 0).then(pl.col(f"{name}_slog") / pl.col(f"{name}_k"))
               .alias(f"{name}_mlog") for name in MEASURES),
             self._group(),
-            (pl.col("window_start") + F.WINDOWS[window]).alias("window_end"))
+            (pl.col("window_start") + F.WINDOWS[window]).alias("window_end")
+        # In one order on every run (a group_by emits its groups in none): the fits' float sums over these rows
+        # (the count model's dispersion) then add up alike, and a rerun gives the same p-values to the last digit.
+        ).sort("user_id", "window_start")
 
     @staticmethod
     def _exports(events: pl.LazyFrame) -> pl.LazyFrame:
