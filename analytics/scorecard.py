@@ -126,6 +126,7 @@ class Scorecard:
     scored_from: datetime
     end: datetime
     false_examples: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)  # each incident no alert met, in time order
 
     @property
     def false_per_day_per_1000_users(self) -> float:
@@ -167,6 +168,15 @@ class Scorecard:
         ]
         return out
 
+    def detail_lines(self) -> list[str]:
+        """Which incidents were missed, and the highest-scoring false incidents: where to look next."""
+        out = []
+        if self.missed:
+            out += ["missed incidents:", *(f"  {line}" for line in self.missed)]
+        if self.false_examples:
+            out += ["highest-scoring false incidents:", *(f"  {line}" for line in self.false_examples)]
+        return out
+
     def to_dict(self) -> dict:
         return {
             "classes": [{"scenario": c.scenario, "incidents": c.incidents, "detected": c.detected, "recall": c.recall,
@@ -178,6 +188,7 @@ class Scorecard:
             "days": self.days, "users": self.users, "anomaly_windows": self.anomalies,
             "ignored_before_scored_from": self.ignored_before, "scored_from": self.scored_from.isoformat(),
             "end": self.end.isoformat(), "passed": self.passed(), "targets": TARGETS,
+            "missed_incidents": self.missed, "false_examples": self.false_examples,
         }
 
 
@@ -237,6 +248,9 @@ def score(anomalies: pl.DataFrame, labels: Labels, *, classes: Sequence[str] = (
     explained = set(blamed["_row"].to_list())
     examples = [f"{r['detector']} {r['entity_value']} {r['start']:%m-%d %H:%M}–{r['end']:%H:%M} peak {r['peak']:.2f} "
                 f"({r['windows']} windows)" for r in false.sort("peak", descending=True).head(8).iter_rows(named=True)]
+    missed = [f"{i.scenario} {', '.join(sorted(i.entities))} {i.start:%m-%d %H:%M}–{i.end:%m-%d %H:%M}"
+              + (f": {i.note}" if i.note else "")
+              for _, k, i in sorted((i.start, k, i) for k, i in enumerate(incidents) if k not in first)]
     return Scorecard(results, detectors, cohorts, false.height, false.height - len(explained),
                      (hi - lo).total_seconds() / 86400, labels.users, inside.height,
-                     anomalies.height - inside.height, lo, hi, examples)
+                     anomalies.height - inside.height, lo, hi, examples, missed)

@@ -61,7 +61,8 @@ class BusGuard:
         """The record to store from one as it was encoded (``ingest.bus.parse``), or EventRejected (a ValueError)
         saying why it is refused. Validated from its JSON form at once, as ingest validates a client's, without
         building a record only to write it back out first (about a third of the writer's CPU per event).
-        ``checks``: ``validator(stored_at)``, shared by the events of one message."""
+        ``checks``: ``validator(stored_at)``, shared by the events of one message (its time is then the one
+        ``received_at`` is stamped with)."""
         metadata = obj.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise EventRejected("wrong_type", "`metadata` must be a JSON object", "metadata")

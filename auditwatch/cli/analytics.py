@@ -215,12 +215,8 @@ def eval_command(ctx: Context, generator: str | None, users: int | None, days: i
         for name in (["a", "b"] if generator == "both" else [generator or "b"]):
             result = evaluation.run(name, users=users, days=days, seed=seed, attacks=not no_attacks,
                                     attack_days=attack_days, plain=plain, refit_every=every, progress=note)
-            for line in result.lines():
+            for line in [*result.lines(), *result.scorecard.detail_lines()]:
                 click.echo(line)
-            if result.scorecard.false_examples:
-                click.echo("highest-scoring false incidents:")
-                for line in result.scorecard.false_examples:
-                    click.echo(f"  {line}")
             figures.append(result.to_dict())
     if json_path:
         json_path.write_bytes(orjson.dumps({"evaluations": figures}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
@@ -255,7 +251,7 @@ def _eval_files(events_path: Path | None, labels_path: Path, anomalies_path: Pat
     card = evaluation.score_labels(labels, anomalies=found, events=frame, plain=plain, refit_every=refit_every)
     click.echo(f"labels {labels_path} (generator {labels.generator or '?'}), anomalies "
                f"{anomalies_path or f'from analyzing {events_path}'}")
-    for line in card.lines():
+    for line in [*card.lines(), *card.detail_lines()]:
         click.echo(line)
     return {"generator": labels.generator, "labels": str(labels_path), **card.to_dict()}
 

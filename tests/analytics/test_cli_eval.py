@@ -35,6 +35,9 @@ def test_eval_of_generator_a_small_meets_the_targets_in_a_subprocess(tmp_path):
         "recall": False, "false_incidents_per_day_per_1000_users": True}
     assert set(figures["detectors"]) and all("precision" in d for d in figures["detectors"].values())
     assert "recall" in done.stdout and "generator a" in done.stderr
+    # The miss is named, in the report and in the JSON: which incident, whose, when.
+    assert figures["missed_incidents"] and all(m.startswith("exfiltration ") for m in figures["missed_incidents"])
+    assert "missed incidents:\n  exfiltration " in done.stdout
 
 
 def test_generate_analyze_then_eval_the_files_as_a_user_would(run, tmp_path):

@@ -77,6 +77,10 @@ def test_score_gives_recall_delay_false_rate_precision_and_cohort_blame():
     assert card.unexplained_false == 2
     assert card.ignored_before == 1 and card.anomalies == 7
     assert card.passed() == {"recall": False, "false_incidents_per_day_per_1000_users": False}
+    # What was missed, named, so a data scientist knows where to look (the spray before the span is not counted).
+    assert card.missed == ["exfil u4 01-07 06:00–01-07 07:00"]
+    assert card.detail_lines()[:2] == ["missed incidents:", "  exfil u4 01-07 06:00–01-07 07:00"]
+    assert card.to_dict()["missed_incidents"] == card.missed
 
 
 def test_nothing_found_on_a_quiet_month_meets_the_false_rate_target():
