@@ -31,6 +31,7 @@ from analytics.scenarios import Incident
 MERGE_GAP = timedelta(hours=1)
 GRACE = timedelta(hours=1)
 TARGETS = {"recall": 0.95, "false_incidents_per_day_per_1000_users": 1.0}
+MISSED_SHOWN = 40  # missed incidents printed; the JSON has them all
 _SPANS = {"key": pl.Int64, "entity": pl.String, "lo": TS, "hi": TS}
 
 
@@ -172,7 +173,10 @@ class Scorecard:
         """Which incidents were missed, and the highest-scoring false incidents: where to look next."""
         out = []
         if self.missed:
-            out += ["missed incidents:", *(f"  {line}" for line in self.missed)]
+            shown = self.missed[:MISSED_SHOWN]
+            out += ["missed incidents:", *(f"  {line}" for line in shown)]
+            if len(self.missed) > len(shown):
+                out.append(f"  … and {len(self.missed) - len(shown)} more (all of them in --json's missed_incidents)")
         if self.false_examples:
             out += ["highest-scoring false incidents:", *(f"  {line}" for line in self.false_examples)]
         return out

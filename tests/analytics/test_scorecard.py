@@ -81,6 +81,9 @@ def test_score_gives_recall_delay_false_rate_precision_and_cohort_blame():
     assert card.missed == ["exfil u4 01-07 06:00–01-07 07:00"]
     assert card.detail_lines()[:2] == ["missed incidents:", "  exfil u4 01-07 06:00–01-07 07:00"]
     assert card.to_dict()["missed_incidents"] == card.missed
+    many = scorecard.Scorecard(**{**card.__dict__, "missed": [f"x u{i}" for i in range(45)]})
+    assert many.detail_lines()[41:43] == ["  … and 5 more (all of them in --json's missed_incidents)",
+                                          "highest-scoring false incidents:"]
 
 
 def test_nothing_found_on_a_quiet_month_meets_the_false_rate_target():
