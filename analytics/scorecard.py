@@ -254,7 +254,7 @@ def score(anomalies: pl.DataFrame, labels: Labels, *, classes: Sequence[str] = (
                 f"({r['windows']} windows)" for r in false.sort("peak", descending=True).head(8).iter_rows(named=True)]
     missed = [f"{i.scenario} {', '.join(sorted(i.entities))} {i.start:%m-%d %H:%M}–{i.end:%m-%d %H:%M}"
               + (f": {i.note}" if i.note else "")
-              for _, k, i in sorted((i.start, k, i) for k, i in enumerate(incidents) if k not in first)]
+              for i in sorted((i for k, i in enumerate(incidents) if k not in first), key=lambda i: i.start)]
     return Scorecard(results, detectors, cohorts, false.height, false.height - len(explained),
                      (hi - lo).total_seconds() / 86400, labels.users, inside.height,
                      anomalies.height - inside.height, lo, hi, examples, missed)

@@ -682,7 +682,7 @@ class BusWriter:
         out: list[tuple[Any, list[tuple[bytes, EventRecord | ValueError]]]] = []
         for msg in msgs:
             at = msg.metadata.timestamp
-            checks = self._guard.validator(at)
+            checks = self._guard.message_checks(at)
             outcomes: list[tuple[bytes, EventRecord | ValueError]] = []
             lines = unpack(msg.data or b"")
             if len(lines) > MAX_MESSAGE_EVENTS:  # one bad message must not become thousands of split ones

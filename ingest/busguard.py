@@ -50,7 +50,7 @@ class BusGuard:
         self._redactor = redactor or Redactor()
         self._policy = policy
 
-    def validator(self, stored_at: datetime) -> MessageChecks:
+    def message_checks(self, stored_at: datetime) -> MessageChecks:
         """What the events of one message share (their ``received_at``, what repeats across them decided once):
         pass it to ``check_encoded`` for each."""
         at = stored_at.astimezone(UTC)
@@ -61,7 +61,7 @@ class BusGuard:
         """The record to store from one as it was encoded (``ingest.bus.parse``), or EventRejected (a ValueError)
         saying why it is refused. Validated from its JSON form at once, as ingest validates a client's, without
         building a record only to write it back out first (about a third of the writer's CPU per event).
-        ``checks``: ``validator(stored_at)``, shared by the events of one message (its time is then the one
+        ``checks``: ``message_checks(stored_at)``, shared by the events of one message (its time is then the one
         ``received_at`` is stamped with)."""
         metadata = obj.get("metadata") or {}
         if not isinstance(metadata, dict):
@@ -73,7 +73,7 @@ class BusGuard:
             raise EventRejected("missing_sender", f"a bus message must carry `metadata.{INGEST_KEY}.sender`, the "
                                 "principal that sent it to the publishing node", "metadata")
         if checks is None:
-            checks = self.validator(stored_at)
+            checks = self.message_checks(stored_at)
         client = {name: value for name in _CLIENT_FIELDS if (value := obj.get(name)) is not None}
         client["metadata"] = metadata
         # History is allowed (a node accepts backfill from system keys); the future is not.

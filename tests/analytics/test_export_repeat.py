@@ -65,7 +65,6 @@ def test_learned_from_everything_the_first_theft_would_have_hidden_the_second(fo
     assert found.filter(pl.col("entity_value") == THIEF)["score"].max() < 0.6
 
 
-
 def test_a_refit_on_the_same_events_gives_the_same_p_values_to_the_last_digit(small_dataset, history):
     """A rerun (the worker's next pass, ``analyze`` again) must rewrite no stored anomaly. The fit's float sums ran
     over its windows in the order a group_by happened to emit them, which varies from run to run: the count model's
