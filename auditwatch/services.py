@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 from auditwatch import privacy
 from auditwatch.settings import Settings
 from ingest.bus import BusClient, BusConfig, BusPublisher
+from ingest.bussign import BusKeys
 from ingest.enrich import geo_lookup
 from ingest.pipeline import IngestPipeline, IngestPolicy
 from ingest.redact import DEFAULT_SENSITIVE_KEYS, Redactor
@@ -91,7 +92,7 @@ def bus_config(settings: Settings) -> BusConfig | None:
                      max_failures=settings.bus_max_failures, batch=settings.writer_batch,
                      fetch_bytes=settings.writer_fetch_bytes,
                      replicas=settings.bus_replicas, sync=settings.bus_sync,
-                     monitor_url=settings.bus_monitor_url)
+                     monitor_url=settings.bus_monitor_url, keys=BusKeys.from_setting(settings.bus_signing_key))
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.bussign import BusKeys, SigningKeyError
 from storage.location import DEFAULT_DATA_DIR, DEFAULT_DB_PORT
 
 ENV_PREFIX = "AUDITWATCH_"
@@ -154,6 +155,11 @@ class Settings:
     # acks may sit in the page cache until the server's periodic fsync (2 min by default).
     bus_sync: str = "always"
     bus_monitor_url: str = ""  # http://nats-host:8222: the client confirms bus_sync from /varz at connect
+    # Nodes sign each message they checked (HMAC-SHA256); writers holding the key store it without checking it
+    # again (ingest/bussign.py). Base64 of >= 32 bytes, the same on nodes and writers (prefer the environment,
+    # AUDITWATCH_BUS_SIGNING_KEY); comma-separated to rotate (the first signs, each verifies). Empty: writers
+    # re-validate every event.
+    bus_signing_key: str = ""
     writer_batch: int = 1000  # events per writer transaction, about (whole bus messages are fetched)
     writer_fetch_bytes: int = 8 * 1024 * 1024  # at most this much per bus fetch (large messages: fewer per fetch)
     # Compliance reports (reports/): each schedule NAME|CRON|PERIOD[|SCOPE], e.g. "access-review|0 6 1 * *|month"
@@ -295,6 +301,10 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError("`bus_replicas` must be 1 to 5 (JetStream's limit; 3 on a cluster)")
     if settings.bus_monitor_url and not settings.bus_monitor_url.startswith(("http://", "https://")):
         raise SettingsError("`bus_monitor_url` must be the NATS server's http:// monitoring URL (or empty)")
+    try:
+        BusKeys.from_setting(settings.bus_signing_key)
+    except SigningKeyError as exc:
+        raise SettingsError(f"`bus_signing_key`: {exc}") from None
     for entry in settings.syslog_source_zones:
         if "=" not in entry:
             raise SettingsError(f"`syslog_source_zones` entry {entry!r} must be host=Area/City")

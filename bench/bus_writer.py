@@ -4,9 +4,11 @@ One nats-server (JetStream, fsync always) and one durable TimescaleDB. Each roun
 ``EventWriter.write`` in batches of ``--batch`` (the ceiling: what the database and the writer's COPY take),
 then (b) publishes N other events through ``BusPublisher`` (as an API node does), and times a ``BusWriter``
 in this process draining them: fetch, decode, re-validate (``BusGuard``), write in one transaction per batch,
-ack. Reported per round: events/s and this process's CPU per event for each, and (b)/(a). The publish is
+ack; then (c) the same with ``bus_signing_key`` set on both sides (``ingest.bussign``: the node signs each
+message, the writer verifies it and does not re-validate). Reported per round: events/s and this process's
+CPU per event for each, and (b)/(a), (c)/(a). The publish is
 timed apart, and is not part of (b); (b)'s rate runs from its first batch's ack to its last (attaching to
-the bus, about a second, is not in it; its CPU is, spread over the events).
+the bus, about a second, is not in it; its CPU is, spread over the events). So is (c)'s.
 
 The process's collector is set as `auditwatch writer` sets it (``auditwatch.server.settle``), for both.
 What (b) adds to (a) is the writer's own work per event (decode, re-validation, redaction, fetch and acks),
@@ -31,6 +33,7 @@ from bench.harness import database
 from bench.ingest import N_USERS
 from bench.syslog import nats_server
 from ingest.bus import BusClient, BusConfig, BusPublisher, BusWriter
+from ingest.bussign import BusKeys
 from storage.events import EventRecord
 from storage.timescale import catalog, db
 from storage.timescale.writer import EventWriter
@@ -101,6 +104,7 @@ def main() -> None:
         try:
             catalog.register_users(pool, [{"user_id": f"bench{i:05d}"} for i in range(N_USERS)], "bench")
             config = BusConfig(url=bus_url, batch=args.batch)
+            signed = replace(config, keys=BusKeys((os.urandom(32),)))
             settle()  # the collector as `auditwatch writer` has it (start-up heap frozen, young generation 10,000)
             for round_ in range(1, args.rounds + 1):
                 ceiling = direct(EventWriter(pool), args.events, args.batch)
@@ -109,16 +113,22 @@ def main() -> None:
                 bus = through_the_bus(config, pool, args.events)
                 print(f"round {round_}: (b) bus writer {bus[0]:,.0f} events/s, {bus[1]:.1f} µs CPU per event "
                       f"(published in {bus[2]:.1f} s beforehand); (b)/(a) {bus[0] / ceiling[0]:.2f}", flush=True)
-                rows.append((ceiling, bus))
+                trusted = through_the_bus(signed, pool, args.events)
+                print(f"round {round_}: (c) signed messages {trusted[0]:,.0f} events/s, {trusted[1]:.1f} µs CPU per "
+                      f"event (published in {trusted[2]:.1f} s beforehand); (c)/(a) {trusted[0] / ceiling[0]:.2f}",
+                      flush=True)
+                rows.append((ceiling, bus, trusted))
         finally:
             pool.close()
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    print("| round | direct events/s | µs CPU/event | bus writer events/s | µs CPU/event | writer / direct |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for i, ((d_rate, d_cpu), (b_rate, b_cpu, _)) in enumerate(rows, 1):
-        print(f"| {i} | {d_rate:,.0f} | {d_cpu:.1f} | {b_rate:,.0f} | {b_cpu:.1f} | {b_rate / d_rate:.2f} |")
-    ratios = [b[0] / d[0] for d, b in rows]
-    print(f"\nmedian writer / direct: {statistics.median(ratios):.2f}")
+    print("| round | direct events/s | µs CPU/event | bus writer events/s | µs CPU/event | writer / direct "
+          "| signed events/s | µs CPU/event | signed / direct |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for i, ((d_rate, d_cpu), (b_rate, b_cpu, _), (s_rate, s_cpu, _)) in enumerate(rows, 1):
+        print(f"| {i} | {d_rate:,.0f} | {d_cpu:.1f} | {b_rate:,.0f} | {b_cpu:.1f} | {b_rate / d_rate:.2f} "
+              f"| {s_rate:,.0f} | {s_cpu:.1f} | {s_rate / d_rate:.2f} |")
+    print(f"\nmedian writer / direct: {statistics.median(b[0] / d[0] for d, b, _ in rows):.2f}; "
+          f"signed / direct: {statistics.median(t[0] / d[0] for d, _, t in rows):.2f}")
 
 
 if __name__ == "__main__":

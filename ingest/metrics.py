@@ -154,6 +154,11 @@ class WriterCollector(Collector):
             ("auditwatch_bus_dead_lettered", stats.dead_lettered, "Messages moved to the dead-letter stream."),
             ("auditwatch_bus_writer_events_split", stats.split,
              "Events that failed inside a message of many and were re-published alone (R10 then applies to each)."),
+            ("auditwatch_bus_writer_messages_signed", stats.signed,
+             "Messages whose node's signature verified: stored as the node checked them, not re-validated."),
+            ("auditwatch_bus_writer_bad_signatures", stats.bad_signatures,
+             "Messages whose signature did not verify (keys differ between nodes and writers, or altered): "
+             "re-validated instead."),
         ):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)

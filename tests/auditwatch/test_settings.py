@@ -34,6 +34,8 @@ def test_environment_lists_and_paths_are_coerced():
     ({"AUDITWATCH_WORKER_DRAIN_SECONDS": "1e9"}, "worker_drain_seconds` must be 0 to 3600"),
     ({"AUDITWATCH_WORKER_DRAIN_SECONDS": "nan"}, "worker_drain_seconds` must be 0 to 3600"),
     ({"AUDITWATCH_WORKER_DRAIN_SECONDS": "soon"}, "worker_drain_seconds"),
+    ({"AUDITWATCH_BUS_SIGNING_KEY": "c2hvcnQ="}, "bus_signing_key`: .* at least 32 bytes, not 5: make one with"),
+    ({"AUDITWATCH_BUS_SIGNING_KEY": "A" * 44 + ",not base64!"}, "bus_signing_key`: bus signing key 2 of 2 is not base64"),
 ])
 def test_bad_values_name_the_setting(environ, message):
     with pytest.raises(SettingsError, match=message):

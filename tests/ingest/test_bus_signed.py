@@ -1,0 +1,160 @@
+"""Messages signed by the node that checked them: a writer holding the key stores them without checking them
+again, and anything else (unsigned, another key, a body changed after signing) is re-validated as before."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+import requests
+from nats.js import api
+
+from auditwatch.services import bus_config
+from auditwatch.settings import load
+from ingest.bus import BusClient, BusConfig, BusPublisher, BusWriter, decode_signed, encode, pack
+from ingest.bussign import HEADER, BusKeys, SigningKeyError
+from storage.events import EventRecord
+from storage.timescale.writer import EventWriter
+from tests.conftest import free_port
+from tests.ingest.conftest import InThread
+from tests.ingest.test_bus import wait_for, writer_process
+from tests.ingest.test_bus_ops import scrape
+
+NODE_KEY, OTHER_KEY = os.urandom(32), os.urandom(32)
+SENT = {"_ingest": {"sender": "apikey:bus-test"}}
+
+
+def record(**fields) -> EventRecord:
+    now = datetime.now(UTC)
+    base = {"event_id": uuid.uuid4(), "timestamp": now, "event_type": "user_login", "user_id": "fine",
+            "received_at": now, "source": "bus-test", "metadata": SENT}
+    return EventRecord(**{**base, **fields})
+
+
+def test_a_signature_holds_to_its_key_and_its_exact_body():
+    keys = BusKeys((NODE_KEY,))
+    body = b'{"a":1}\n{"b":2}'
+    signature = keys.sign(body)
+    assert signature.startswith("v1 ") and keys.verify(body, signature)
+    assert not keys.verify(body + b" ", signature)  # one byte more
+    assert not keys.verify(body.replace(b"1", b"2"), signature)
+    assert not BusKeys((OTHER_KEY,)).verify(body, signature)  # another key, even with the same id claimed
+    forged_id = signature.split(" ")[1]
+    assert not keys.verify(body, f"v1 {forged_id} {'0' * 64}")
+    assert not keys.verify(body, None) and not keys.verify(body, "") and not keys.verify(body, "v2 x y")
+    # Rotation: the nodes sign with the new key first; writers that hold both accept what either signed.
+    rotated = BusKeys((OTHER_KEY, NODE_KEY))
+    assert rotated.verify(body, signature) and rotated.verify(body, rotated.sign(body))
+    assert not keys.verify(body, rotated.sign(body))
+
+
+def test_the_setting_takes_base64_keys_and_says_what_is_wrong():
+    text = f"{base64.b64encode(NODE_KEY).decode()}, {base64.b64encode(OTHER_KEY).decode()}"
+    assert BusKeys.from_setting(text) == BusKeys((NODE_KEY, OTHER_KEY))
+    assert BusKeys.from_setting("") is None and BusKeys.from_setting(" , ") is None
+    with pytest.raises(SigningKeyError, match="at least 32 bytes, not 16: make one with `openssl rand"):
+        BusKeys.from_setting(base64.b64encode(os.urandom(16)).decode())
+    settings = load(config_file=None, environ={"AUDITWATCH_BUS_URL": "nats://127.0.0.1:4222",
+                                               "AUDITWATCH_BUS_SIGNING_KEY": text})
+    assert bus_config(settings).keys == BusKeys((NODE_KEY, OTHER_KEY))
+    assert bus_config(load(config_file=None, environ={"AUDITWATCH_BUS_URL": "nats://127.0.0.1:4222"})).keys is None
+
+
+def test_a_signed_record_is_read_back_as_the_node_built_it_with_received_at_restamped():
+    sent = record(user_agent="Mozilla/5.0", source_ip="10.0.0.1", source_country="DE", source_asn="AS3320",
+                  resource_id="doc-1", metadata={**SENT, "rows": 3})
+    stored_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert decode_signed(encode(sent), stored_at) == replace(sent, received_at=stored_at)
+    with pytest.raises(ValueError, match="not an encoded audit event"):
+        decode_signed(b'{"event_id":"nope","timestamp":"2026-01-01T00:00:00+00:00","event_type":"x",'
+                      b'"user_id":"u","received_at":"2026-01-01T00:00:00+00:00"}', stored_at)
+
+
+def test_a_writer_trusts_what_verifies_and_re_validates_the_rest(nats_server, services, conn):
+    """The node's signed message is stored as sent; a forged body under a copied signature, a message signed
+    with another key and an unsigned one are each re-validated, so their forged events are refused."""
+    keys = BusKeys((NODE_KEY,))
+    config = BusConfig(url=nats_server.url, ack_wait=5, batch=50, max_failures=1, keys=keys)
+    client = BusClient(config)
+    # Signed by the node: its checks ran there. R9 redaction was the node's too, so the writer keeps the text.
+    honest = [record(user_agent=f"agent {i}") for i in range(5)]
+    assert BusPublisher(client).write(honest) == [True] * 5
+    # The same message re-published verbatim (a replay of what anyone on the bus saw): stored once (R5).
+    [(_, honest_body, _)] = pack(honest, max_events=500, max_bytes=256 * 1024)
+    signature = keys.sign(honest_body)
+
+    def publish(body: bytes, msg_id: str, signature: str | None) -> None:
+        headers = {api.Header.MSG_ID: msg_id} | ({HEADER: signature} if signature else {})
+        client.call(lambda js: js.publish(config.subject, body, stream=config.stream, headers=headers))
+
+    publish(honest_body, "replayed", signature)
+    forged = {
+        "copied signature": record(user_id="apikey:admin"),
+        "another key": record(event_type="event_erased"),
+        "unsigned": record(source="auditwatch"),
+    }
+    kept = {name: record(user_agent="curl/8 ?token=s3cr3t-value") for name in forged}
+    bodies = {name: pack([kept[name], bad], max_events=500, max_bytes=256 * 1024)[0][1]
+              for name, bad in forged.items()}
+    publish(bodies["copied signature"], "copied", signature)
+    publish(bodies["another key"], "other", BusKeys((OTHER_KEY,)).sign(bodies["another key"]))
+    publish(bodies["unsigned"], "unsigned", None)
+    writer = BusWriter(config, EventWriter(services.pool))
+    running = InThread(lambda stop: writer.run(stop))
+    try:
+        wait_for(lambda: writer.stats.stored == 8 and writer.stats.dead_lettered == 3, 60,
+                 "the honest and the kept events stored, the three forged ones dead-lettered")
+    finally:
+        running.stop()
+        client.close()
+    assert writer.stats.signed == 2  # the node's message and its verbatim replay
+    assert writer.stats.bad_signatures == 2  # the copied signature and the other key's
+    assert writer.stats.duplicates == 5 and writer.stats.split == 3
+    rows = {r[0]: r[1:] for r in conn.execute(
+        "SELECT event_id::text, user_agent, received_at FROM audit_events WHERE source = 'bus-test'")}
+    assert set(rows) == {str(r.event_id) for r in honest + list(kept.values())}
+    for r in honest:
+        assert rows[str(r.event_id)][0] == r.user_agent
+    for r in kept.values():  # re-validated, so redacted again on the writer
+        assert rows[str(r.event_id)][0] == "curl/8 ?token=[REDACTED]"
+    for _, received_at in rows.values():  # JetStream's time of storing, signed or not
+        assert abs((received_at - honest[0].received_at).total_seconds()) < 60
+    assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'event_erased' "
+                        "OR user_id = 'apikey:admin' OR source = 'auditwatch'").fetchone()[0] == 0
+
+
+def test_the_writer_process_takes_its_key_from_the_environment_and_counts_signatures(nats_server, db_url, services,
+                                                                                     tmp_path):
+    """`auditwatch writer` with AUDITWATCH_BUS_SIGNING_KEY: what the node signed is trusted, what another key
+    signed is re-validated and counted, both in its metrics."""
+    config = BusConfig(url=nats_server.url, keys=BusKeys((NODE_KEY,)))
+    client, other = BusClient(config), BusClient(replace(config, keys=BusKeys((OTHER_KEY,))))
+    try:
+        assert BusPublisher(client).write([record(), record()]) == [True, True]
+        assert BusPublisher(other).write([record()]) == [True]
+    finally:
+        client.close()
+        other.close()
+    port = free_port()
+    proc = writer_process(db_url, nats_server.url, tmp_path, "signed", AUDITWATCH_WRITER_OPS_PORT=str(port),
+                          AUDITWATCH_BUS_SIGNING_KEY=base64.b64encode(NODE_KEY).decode())
+    try:
+        def counted() -> bool:
+            assert proc.poll() is None, (tmp_path / "signed.log").read_text()
+            try:
+                seen = scrape(f"http://127.0.0.1:{port}/metrics")
+            except requests.RequestException:
+                return False
+            return (seen.get("auditwatch_bus_writer_events_stored_total") == 3
+                    and seen.get("auditwatch_bus_writer_messages_signed_total") == 1
+                    and seen.get("auditwatch_bus_writer_bad_signatures_total") == 1)
+
+        wait_for(counted, 90, "three events stored, one message trusted and one re-validated")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "does not verify (signed with a key this writer does not hold" in (tmp_path / "signed.log").read_text()
