@@ -15,8 +15,10 @@ from nats.js import api
 
 from auditwatch.services import bus_config
 from auditwatch.settings import load
-from ingest.bus import BusClient, BusConfig, BusPublisher, BusWriter, decode_signed, encode, pack
+from ingest.bus import BusClient, BusConfig, BusPublisher, BusWriter, encode, pack, parse
+from ingest.busguard import BusGuard
 from ingest.bussign import HEADER, BusKeys, SigningKeyError
+from ingest.errors import EventRejected
 from storage.events import EventRecord
 from storage.timescale.writer import EventWriter
 from tests.conftest import free_port
@@ -64,23 +66,35 @@ def test_the_setting_takes_base64_keys_and_says_what_is_wrong():
     assert bus_config(load(config_file=None, environ={"AUDITWATCH_BUS_URL": "nats://127.0.0.1:4222"})).keys is None
 
 
-def test_a_signed_record_is_read_back_as_the_node_built_it_with_received_at_restamped():
+def test_a_signed_record_is_read_back_as_the_node_built_it_with_received_at_restamped(services):
+    guard = BusGuard(services.pool)
     sent = record(user_agent="Mozilla/5.0", source_ip="10.0.0.1", source_country="DE", source_asn="AS3320",
                   resource_id="doc-1", metadata={**SENT, "rows": 3})
-    stored_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert decode_signed(encode(sent), stored_at) == replace(sent, received_at=stored_at)
-    with pytest.raises(ValueError, match="not an encoded audit event"):
-        decode_signed(b'{"event_id":"nope","timestamp":"2026-01-01T00:00:00+00:00","event_type":"x",'
-                      b'"user_id":"u","received_at":"2026-01-01T00:00:00+00:00"}', stored_at)
+    stored_at = datetime.now(UTC)
+    checks = guard.message_checks(stored_at)
+    assert guard.check_signed(parse(encode(sent)), stored_at, checks) == replace(sent, received_at=stored_at)
+    # What the field checks would refuse is not looked for again: the node ran them (a stolen key's reach).
+    odd = record(user_agent="curl/8 ?token=s3cr3t-value\x01")
+    assert guard.check_signed(parse(encode(odd)), stored_at, checks).user_agent == odd.user_agent
+    # What guards the platform's own records is, with the error an unsigned message gets.
+    for forged, code in [(record(event_type="event_erased"), "reserved_event_type"),
+                         (record(user_id="cli:root"), "reserved_principal"),
+                         (record(source="Auditwatch-verify"), "reserved_source"),
+                         (record(metadata={"rows": 1}), "missing_sender"),
+                         (record(timestamp=datetime(2099, 1, 1, tzinfo=UTC)), "timestamp_out_of_window"),
+                         (record(event_type="not_in_catalogue"), "unknown_event_type")]:
+        with pytest.raises(EventRejected) as refused:
+            guard.check_signed(parse(encode(forged)), stored_at, checks)
+        assert refused.value.code == code
 
 
 def test_a_writer_trusts_what_verifies_and_re_validates_the_rest(nats_server, services, conn):
-    """The node's signed message is stored as sent; a forged body under a copied signature, a message signed
-    with another key and an unsigned one are each re-validated, so their forged events are refused."""
+    """The node's signed message is stored as sent, except for what would pass for the platform's own records;
+    a forged body under a copied signature, a message signed with another key and an unsigned one are each
+    re-validated in full."""
     keys = BusKeys((NODE_KEY,))
     config = BusConfig(url=nats_server.url, ack_wait=5, batch=50, max_failures=1, keys=keys)
     client = BusClient(config)
-    # Signed by the node: its checks ran there. R9 redaction was the node's too, so the writer keeps the text.
     honest = [record(user_agent=f"agent {i}") for i in range(5)]
     assert BusPublisher(client).write(honest) == [True] * 5
     # The same message re-published verbatim (a replay of what anyone on the bus saw): stored once (R5).
@@ -92,6 +106,14 @@ def test_a_writer_trusts_what_verifies_and_re_validates_the_rest(nats_server, se
         client.call(lambda js: js.publish(config.subject, body, stream=config.stream, headers=headers))
 
     publish(honest_body, "replayed", signature)
+    # Signed with the node's key (a stolen one), yet none of these passes for the platform's own records. R9 was
+    # the node's, so a secret it would have redacted is stored as the key's holder sent it.
+    unredacted = record(user_agent="curl/8 ?token=s3cr3t-value")
+    with_the_key = [unredacted, record(event_type="event_erased", metadata={
+        **SENT, "integrity": {"erased_leaves": ["00" * 32]}}), record(user_id="apikey:admin"),
+        record(source="auditwatch"), record(metadata={}), record(timestamp=datetime(2099, 1, 1, tzinfo=UTC))]
+    body = pack(with_the_key, max_events=500, max_bytes=256 * 1024)[0][1]
+    publish(body, "with the key", keys.sign(body))
     forged = {
         "copied signature": record(user_id="apikey:admin"),
         "another key": record(event_type="event_erased"),
@@ -106,25 +128,26 @@ def test_a_writer_trusts_what_verifies_and_re_validates_the_rest(nats_server, se
     writer = BusWriter(config, EventWriter(services.pool))
     running = InThread(lambda stop: writer.run(stop))
     try:
-        wait_for(lambda: writer.stats.stored == 8 and writer.stats.dead_lettered == 3, 60,
-                 "the honest and the kept events stored, the three forged ones dead-lettered")
+        wait_for(lambda: writer.stats.stored == 9 and writer.stats.dead_lettered == 8, 60,
+                 "the honest and the kept events stored, the eight forged ones dead-lettered")
     finally:
         running.stop()
         client.close()
-    assert writer.stats.signed == 2  # the node's message and its verbatim replay
+    assert writer.stats.signed == 3  # the node's message, its verbatim replay, and the stolen key's
     assert writer.stats.bad_signatures == 2  # the copied signature and the other key's
-    assert writer.stats.duplicates == 5 and writer.stats.split == 3
+    assert writer.stats.duplicates == 5 and writer.stats.split == 8
     rows = {r[0]: r[1:] for r in conn.execute(
         "SELECT event_id::text, user_agent, received_at FROM audit_events WHERE source = 'bus-test'")}
-    assert set(rows) == {str(r.event_id) for r in honest + list(kept.values())}
-    for r in honest:
+    assert set(rows) == {str(r.event_id) for r in [*honest, unredacted, *kept.values()]}
+    for r in [*honest, unredacted]:
         assert rows[str(r.event_id)][0] == r.user_agent
     for r in kept.values():  # re-validated, so redacted again on the writer
         assert rows[str(r.event_id)][0] == "curl/8 ?token=[REDACTED]"
     for _, received_at in rows.values():  # JetStream's time of storing, signed or not
         assert abs((received_at - honest[0].received_at).total_seconds()) < 60
-    assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'event_erased' "
-                        "OR user_id = 'apikey:admin' OR source = 'auditwatch'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM audit_events WHERE event_type = 'event_erased' OR user_id = "
+                        "'apikey:admin' OR source = 'auditwatch' OR timestamp > now() + interval '1 day'"
+                        ).fetchone()[0] == 0
 
 
 def test_the_writer_process_takes_its_key_from_the_environment_and_counts_signatures(nats_server, db_url, services,
