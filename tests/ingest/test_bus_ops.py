@@ -38,6 +38,15 @@ def scrape(url: str) -> dict[str, float]:
     return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
 
+def scrape_process(proc: subprocess.Popen, log, url: str) -> dict[str, float]:
+    """A live process's metrics ({} while it is not serving yet); fails at once, with its log, if it died."""
+    assert proc.poll() is None, log.read_text()
+    try:
+        return scrape(url)
+    except requests.RequestException:
+        return {}
+
+
 async def _queue(nc, config: BusConfig, messages: int):
     """The streams, ``messages`` messages on the work queue, and a pull subscription on its durable consumer."""
     js = nc.jetstream()
@@ -133,11 +142,7 @@ def test_the_writer_process_serves_its_metrics_and_logs_the_publishers_request_i
     base = f"http://127.0.0.1:{port}"
     try:
         def settled() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                seen = scrape(f"{base}/metrics")
-            except requests.RequestException:
-                return False
+            seen = scrape_process(proc, log, f"{base}/metrics")
             return (seen.get("auditwatch_bus_writer_events_stored_total") == 2
                     and seen.get("auditwatch_bus_writer_events_split_total") == 1
                     and seen.get("auditwatch_bus_dead_lettered_total") == 2

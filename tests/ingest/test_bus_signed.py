@@ -10,7 +10,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-import requests
 from nats.js import api
 
 from auditwatch.services import bus_config
@@ -24,7 +23,7 @@ from storage.timescale.writer import EventWriter
 from tests.conftest import free_port
 from tests.ingest.conftest import InThread
 from tests.ingest.test_bus import wait_for, writer_process
-from tests.ingest.test_bus_ops import scrape
+from tests.ingest.test_bus_ops import scrape_process
 
 NODE_KEY, OTHER_KEY = os.urandom(32), os.urandom(32)
 SENT = {"_ingest": {"sender": "apikey:bus-test"}}
@@ -167,11 +166,7 @@ def test_the_writer_process_takes_its_key_from_the_environment_and_counts_signat
                           AUDITWATCH_BUS_SIGNING_KEY=base64.b64encode(NODE_KEY).decode())
     try:
         def counted() -> bool:
-            assert proc.poll() is None, (tmp_path / "signed.log").read_text()
-            try:
-                seen = scrape(f"http://127.0.0.1:{port}/metrics")
-            except requests.RequestException:
-                return False
+            seen = scrape_process(proc, tmp_path / "signed.log", f"http://127.0.0.1:{port}/metrics")
             return (seen.get("auditwatch_bus_writer_events_stored_total") == 3
                     and seen.get("auditwatch_bus_writer_messages_signed_total") == 1
                     and seen.get("auditwatch_bus_writer_bad_signatures_total") == 1)
