@@ -9,12 +9,16 @@ On one 2-core machine the writers, the three NATS nodes, the API and PostgreSQL 
 more writers mostly show the contention; the figure that carries to real hardware is whether a
 writer adds throughput until PostgreSQL or the cluster saturates.
 
-    python -m bench.bus_scale [--events 50000] [--writers 1,2,4] [--url postgresql://...]
+``--signed`` gives the API and the writers one ``bus_signing_key`` (``ingest.bussign``): the API signs what it
+checked, and the writers keep only the checks that guard the platform's own records.
+
+    python -m bench.bus_scale [--events 50000] [--writers 1,2,4] [--signed] [--url postgresql://...]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import tempfile
 import uuid
@@ -34,6 +38,7 @@ def main() -> None:
     parser.add_argument("--url", help="an existing migrated-or-empty database (default: a fresh durable cluster)")
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--writers", default="1,2,4", help="writer counts to measure, comma-separated")
+    parser.add_argument("--signed", action="store_true", help="sign messages on the API, trust them on the writers")
     args = parser.parse_args()
     counts = [int(n) for n in args.writers.split(",")]
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
@@ -52,6 +57,8 @@ def main() -> None:
         cluster.start()
         try:
             bus_env = {"AUDITWATCH_BUS_URL": cluster.url, "AUDITWATCH_BUS_REPLICAS": "3"}
+            if args.signed:
+                bus_env["AUDITWATCH_BUS_SIGNING_KEY"] = base64.b64encode(os.urandom(32)).decode()
             rows = []
             for n in counts:
                 with ExitStack() as stack:
