@@ -1,10 +1,12 @@
-"""Bus messages signed by the node that checked them, so a writer need not check them again.
+"""Bus messages signed by the node that checked them, so a writer need not check them all again.
 
 A node publishes only what its pipeline has validated, redacted and enriched. Without proof of that, the writer
 re-runs every check on every event (``ingest.busguard``): a third of its CPU per event, for work already done.
 With ``bus_signing_key`` set on the nodes and the writers, each published message carries an HMAC-SHA256 of its
 body under that key (``Auditwatch-Signature: v1 <key id> <hex>``). A writer that verifies it stores the message's
-records as they were sent (with ``received_at`` stamped, as always, from the time JetStream stored the message).
+records as they were sent, with ``received_at`` stamped, as always, from the time JetStream stored the message,
+after only the checks that guard the platform's own records (``BusGuard.check_signed``): a stolen key must not
+be able to forge an erasure or an operator's action.
 
 A message that is unsigned, or whose signature does not verify (another key, a changed body), is not refused: it
 is re-validated as before, so a key rotated on the nodes first, or a message re-published by hand, loses nothing.
@@ -70,7 +72,7 @@ class BusKeys:
     def sign(self, body: bytes) -> str:
         """The header value that proves ``body`` came from a holder of the first key."""
         key = self.keys[0]
-        return f"{_SCHEME} {_key_id(key)} {hmac.new(key, body, hashlib.sha256).hexdigest()}"
+        return f"{_SCHEME} {_key_id(key)} {hmac.digest(key, body, 'sha256').hex()}"
 
     def verify(self, body: bytes, signature: str | None) -> bool:
         """True when ``signature`` is one of these keys' over exactly ``body``."""
@@ -80,7 +82,11 @@ class BusKeys:
         if len(parts) != 3 or parts[0] != _SCHEME:
             return False
         _, key_id, mac = parts
+        try:
+            given = bytes.fromhex(mac)  # a header is anyone's text: not hex (or not ASCII) is simply not valid
+        except ValueError:
+            return False
         for key in self.keys:
             if _key_id(key) == key_id:
-                return hmac.compare_digest(hmac.new(key, body, hashlib.sha256).hexdigest(), mac)
+                return hmac.compare_digest(hmac.digest(key, body, "sha256"), given)
         return False

@@ -47,6 +47,9 @@ def test_a_signature_holds_to_its_key_and_its_exact_body():
     forged_id = signature.split(" ")[1]
     assert not keys.verify(body, f"v1 {forged_id} {'0' * 64}")
     assert not keys.verify(body, None) and not keys.verify(body, "") and not keys.verify(body, "v2 x y")
+    for hostile in (f"v1 {forged_id} {'é' * 64}", f"v1 {forged_id} {'zz' * 32}", f"v1 {forged_id} 00",
+                    "v1  ", " " * 3, "v1 " + "a" * 10_000 + " b"):  # refused, never an exception in the writer
+        assert not keys.verify(body, hostile)
     # Rotation: the nodes sign with the new key first; writers that hold both accept what either signed.
     rotated = BusKeys((OTHER_KEY, NODE_KEY))
     assert rotated.verify(body, signature) and rotated.verify(body, rotated.sign(body))
