@@ -7,7 +7,7 @@ import base64
 import os
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from nats.js import api
@@ -18,7 +18,7 @@ from ingest.bus import BusClient, BusConfig, BusPublisher, BusWriter, encode, pa
 from ingest.busguard import BusGuard
 from ingest.bussign import HEADER, BusKeys, SigningKeyError
 from ingest.errors import EventRejected
-from storage.events import EventRecord
+from storage.events import EventRecord, Outcome
 from storage.timescale.writer import EventWriter
 from tests.conftest import free_port
 from tests.ingest.conftest import InThread
@@ -179,3 +179,22 @@ def test_the_writer_process_takes_its_key_from_the_environment_and_counts_signat
         proc.terminate()
         proc.wait(timeout=30)
     assert "does not verify (signed with a key this writer does not hold" in (tmp_path / "signed.log").read_text()
+
+
+def test_for_what_a_node_sends_trusting_the_signature_gives_the_record_re_validating_gives(services):
+    """The signed path stores the same rows as the full re-validation would, for records a node builds."""
+    guard = BusGuard(services.pool)
+    stored_at = datetime.now(UTC)
+    checks = guard.message_checks(stored_at)
+    east = timezone(timedelta(hours=9))
+    sent = [
+        record(),
+        record(outcome=Outcome.FAILURE, source_ip="2001:db8::1", source_country="JP", source_asn="AS2907 Example",
+               user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", resource_id="s3://bucket/key?x=1"),
+        record(timestamp=datetime(2020, 2, 29, 23, 59, 59, 999_999, tzinfo=east), event_type="data_export",
+               metadata={**SENT, "rows": 12_345, "nested": {"list": [1, 2.5, None, True, "ü"]}, "token": "[REDACTED]"}),
+        record(source="billing-api", user_agent="curl/8 ?token=[REDACTED]", outcome=Outcome.SUCCESS),
+    ]
+    for r in sent:
+        obj = parse(encode(r))
+        assert guard.check_signed(obj, stored_at, checks) == guard.check_encoded(parse(encode(r)), stored_at, checks)
