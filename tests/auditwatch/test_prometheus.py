@@ -22,7 +22,7 @@ import requests
 from storage.auth import Role
 from storage.timescale import catalog, db
 from tests.auditwatch.conftest import event
-from tests.auditwatch.test_ops_files import grafana_exprs
+from tests.auditwatch.test_ops_files import grafana_exprs, shipped_rules
 from tests.conftest import ROOT, free_port, start_server
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -203,11 +203,12 @@ def test_prometheus_scrapes_the_stack_and_promql_sees_what_happened(stack, db_ur
     for expr in grafana_exprs():
         prom.query(expr.replace("$__rate_interval", "1m"))
     deadline = time.monotonic() + 30
+    shipped = len(shipped_rules())
     while True:
         groups = requests.get(f"{prom.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        if len(rules) == 9 and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
+        if len(rules) == shipped and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert [(r["name"], r["health"]) for r in rules if r["health"] != "ok"] == []
-    assert len(rules) == 9
+    assert len(rules) == shipped
