@@ -262,6 +262,10 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
     if config.series:
         mark = watermarks.job_watermark(pool, SERIES_JOB)
         start = min((mark or end - config.first_run) - config.late, end)
+        # The series are read from the rollups, which count a minute when they refresh it: events that arrived
+        # since (a backfill's last hour, a shipper catching up) would read as zeros before the live minutes,
+        # a drop and then a spike that page. So the rollups are brought up to date first (Apache edition).
+        rollups.refresh_job(pool, now=now)
         _score_series(pool, start=start, end=end, config=config, scopes=scopes, now=now, result=result)
         watermarks.advance_job(pool, SERIES_JOB, end)
     if result.inserted or result.suppressed:

@@ -374,11 +374,11 @@ def countries(pool: ConnectionPool, queries: Sequence[SeriesQuery], limit: int) 
                    {"country": pl.String, "events": pl.Int64, "failures": pl.Int64})
 
 
-def refresh_job(pool: ConnectionPool) -> RefreshResult | None:
+def refresh_job(pool: ConnectionPool, *, now: datetime | None = None) -> RefreshResult | None:
     """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run."""
     if pool_edition(pool) == "timescale":
         return None
-    return refresh(pool, now=datetime.now(UTC))
+    return refresh(pool, now=now or datetime.now(UTC))
 
 
 @dataclass(frozen=True)

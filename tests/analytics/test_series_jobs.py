@@ -9,6 +9,7 @@ import polars as pl
 from analytics import jobs
 from analytics.events import from_records
 from storage.timescale import anomalies as store
+from storage.timescale import rollups
 from storage.timescale.writer import EventWriter
 from tests.analytics.conftest import event, records
 
@@ -47,3 +48,26 @@ def test_a_burst_after_a_steady_series_is_still_found(pool):
     assert not found.is_empty()
     assert "event_type=file_download" in found["entity_value"][0]
     assert found["window_start"].min() >= NOW - timedelta(minutes=21)
+
+
+def test_minutes_that_arrive_after_the_rollups_counted_them_are_read_as_they_are_not_as_zeros(pool):
+    """`up`'s demo sends its history's last hour in one go, and the rollups had already counted those minutes
+    as empty: read as they stood, the live minutes after an hour of zeros paged as critical spikes (session 25,
+    a `make up` run). The scoring job now brings the rollups up to date before it reads the series."""
+    start = NOW - timedelta(hours=6)
+    arrived_late = NOW - timedelta(hours=1)
+    times = [start + timedelta(minutes=m, seconds=s) for m in range(6 * 60) for s in range(0, 60, 3)]
+    steady = [(at, event(at, f"u{at.second:03d}", "file_download")) for at in times]  # twenty downloads a minute
+    _write(pool, [e for at, e in steady if at < arrived_late])
+    rollups.refresh(pool, now=NOW - timedelta(minutes=5))  # counts most of that hour: nothing there yet
+    _write(pool, [e for at, e in steady if at >= arrived_late])  # then it arrives
+
+    def minutes() -> list[int]:
+        read = rollups.series(pool, rollups.SeriesQuery(start=NOW - timedelta(hours=2), end=NOW - timedelta(minutes=1),
+                                                        interval="1m", group_by=("event_type", "outcome")))
+        return read["events"].to_list()
+
+    assert len(minutes()) < 119  # what the scorer read before: the late hour's minutes missing (zeros)
+    jobs.score_job(pool, now=NOW, config=SERIES_ONLY)
+    assert minutes() == [20] * 119
+    assert _series_anomalies(pool).is_empty()
