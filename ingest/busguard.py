@@ -29,11 +29,10 @@ from ingest.catalogue import EventTypes
 from ingest.errors import EventRejected
 from ingest.fastpath import BatchValidator
 from ingest.redact import Redactor
-from ingest.validate import INGEST_KEY, LIMITS, ValidationPolicy
-from storage.events import EventRecord, Outcome
+from ingest.validate import _OUTCOMES, INGEST_KEY, LIMITS, ValidationPolicy
+from storage.events import EventRecord
 from storage.platform import is_platform_principal, is_platform_source
 
-_OUTCOMES = {str(o): o for o in Outcome}
 _CLIENT_FIELDS = ("event_id", "timestamp", "event_type", "user_id", "outcome", "source", "source_ip", "user_agent",
                   "resource_id")
 # Redaction may lengthen what a node validated ("token=x" becomes "token=[REDACTED]"): allow for it.
