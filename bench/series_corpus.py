@@ -12,6 +12,11 @@ Metrics come in the shapes operations teams watch: a generic gauge, **latency** 
 right-skewed noise), **CPU** (a percentage, quantised, that saturates at 100), **request rates** (large
 overdispersed counts with a strong daily and weekly rhythm) and **noisy plateaus** (a gauge that moves between
 a few recurring levels at irregular times, like an autoscaled pool: benign once each level has been seen).
+A third family, **schedule** (20 more series per split, their own seeds): an on/off load that switches up at
+about the same time every day and back down (business hours, a batch window, weekdays only in some), a few
+points earlier or later each day; a switch at the usual time is routine however large the step. Its
+anomalies: switched on at an unusual time, a day's window skipped, stuck half-way for a day, switched off
+early, a spike.
 
 Then what real collection and real systems do to a series: benign 3-4 sigma blips, a nightly job's spike at
 the same time every day, values quantised by the exporter, isolated missing points and missing stretches, and
@@ -60,16 +65,20 @@ class Ranges:
     flavours: tuple[float, float, float, float, float]  # gauge, latency, cpu, requests, plateau
     nightly: float  # chance of a benign spike at the same time every day
     quantised: float  # chance that an exporter rounds a metric
+    schedules: range = range(0)  # seeds of on/off loads (``schedule``), after the others
+    switch_jitter: int = 2  # up to this many steps, a load switches on or off earlier or later than usual
 
 SPLITS = {
     "tune": Ranges(seeds=range(0, 80), length=(1_000, 16_000), spike=(5.0, 12.0), shift=(3.0, 8.0),
                    ramp=(4.0, 10.0), variance=(3.0, 6.0), noise_mix=(0.4, 0.2, 0.2, 0.2), benign_rate=1.0,
                    counts=0.25, missing=0.3, irregular=0.2, jitter=0.2,
-                   flavours=(0.4, 0.15, 0.15, 0.15, 0.15), nightly=0.15, quantised=0.25),
+                   flavours=(0.4, 0.15, 0.15, 0.15, 0.15), nightly=0.15, quantised=0.25,
+                   schedules=range(500, 520), switch_jitter=2),
     "report": Ranges(seeds=range(10_000, 10_080), length=(1_500, 20_000), spike=(4.0, 15.0), shift=(2.5, 10.0),
                      ramp=(3.0, 12.0), variance=(2.5, 8.0), noise_mix=(0.25, 0.3, 0.25, 0.2), benign_rate=2.0,
                      counts=0.3, missing=0.4, irregular=0.25, jitter=0.35,
-                     flavours=(0.3, 0.2, 0.2, 0.15, 0.15), nightly=0.25, quantised=0.35),
+                     flavours=(0.3, 0.2, 0.2, 0.15, 0.15), nightly=0.25, quantised=0.35,
+                     schedules=range(20_500, 20_520), switch_jitter=4),
 }
 
 
@@ -87,7 +96,88 @@ class Series:
 def corpus(split: str) -> list[Series]:
     """Every series of a split, in seed order."""
     ranges = SPLITS[split]
-    return [generate(seed, ranges) for seed in ranges.seeds]
+    return [generate(seed, ranges) for seed in ranges.seeds] + [schedule(seed, ranges) for seed in ranges.schedules]
+
+
+SCHEDULE_KINDS = ("wrong_on", "skipped", "stuck_mid", "early_off", "spike")
+
+
+def schedule(seed: int, ranges: Ranges) -> Series:
+    """An on/off load: a level that switches up at about the same time every day (business hours, a batch
+    window, on weekdays only in some) and back down, with day-to-day jitter in the switch times. Anomalies:
+    switched on at an unusual time, a day's window skipped, stuck half-way for a day, switched off early, a
+    spike. A switch at the usual time is routine however large the step."""
+    rng = np.random.default_rng(seed)
+    step = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=10))[rng.integers(3)]
+    per_day = int(timedelta(days=1) / step)
+    n = int(rng.uniform(7, 21) * per_day) if per_day < 1000 else int(rng.uniform(5, 12) * per_day)
+    n = min(n, ranges.length[1])
+    start, duration = int(rng.integers(0, per_day)), int(rng.uniform(0.2, 0.6) * per_day)
+    weekdays_only = rng.random() < 0.3
+    low = rng.uniform(0, 50)
+    sigma = rng.uniform(0.5, 3.0)
+    high = low + rng.uniform(8, 40) * sigma
+    edge = int(rng.integers(0, 4))  # steps a switch takes
+    on = np.zeros(n)
+    days = n // per_day + 2
+    for day in range(-1, days):
+        if weekdays_only and (day % 7) >= 5:  # T0 is a Monday
+            continue
+        lo = day * per_day + start + int(rng.integers(-ranges.switch_jitter, ranges.switch_jitter + 1))
+        hi = lo + duration + int(rng.integers(-ranges.switch_jitter, ranges.switch_jitter + 1))
+        for k in range(max(lo, 0), min(hi + edge, n)):
+            rise = 1.0 if edge == 0 else min((k - lo + 1) / (edge + 1), 1.0)
+            fall = 1.0 if edge == 0 else min((hi + edge - k) / (edge + 1), 1.0)
+            on[k] = max(on[k], min(rise, fall)) if k >= lo else on[k]
+    anomalies, kinds = [], []
+    for at in _slots(rng, n):
+        kind = SCHEDULE_KINDS[rng.integers(len(SCHEDULE_KINDS))]
+        day = at // per_day
+        window = day * per_day + start
+        if kind == "wrong_on":  # on, in what is usually an off stretch
+            margin = 2 * ranges.switch_jitter + edge + 3  # clear of the usual switches
+            near = np.convolve(on > 0, np.ones(2 * margin + 1), mode="same") > 0
+            off = [k for k in range(at, min(at + per_day, n)) if not near[k]]
+            if not off:
+                continue
+            at = off[int(rng.integers(0, max(1, len(off) // 2)))]
+            length = max(3, min(int(rng.uniform(0.05, 0.2) * per_day), int(np.argmax(near[at:])) - margin
+                                if near[at:].any() else n - at))
+            on[at:at + length] = np.where(on[at:at + length] == 0, 1.0, on[at:at + length])
+        elif kind in ("skipped", "stuck_mid", "early_off"):
+            if window < at:
+                window += per_day
+            if window + duration >= n or on[window + ranges.switch_jitter + edge + 1] == 0:
+                continue  # no window expected there (a weekend), or past the end
+            if kind == "skipped":
+                at = window + ranges.switch_jitter + edge + 1  # when it should have been on by now
+                on[window - ranges.switch_jitter - 1:window + duration + ranges.switch_jitter + edge + 1] = 0.0
+            elif kind == "stuck_mid":
+                at = window + duration // 3
+                on[at:at + per_day] = 0.5
+            else:
+                at = window + int(rng.uniform(0.3, 0.7) * duration)
+                on[at:window + duration + ranges.switch_jitter + edge + 1] = 0.0
+        else:
+            at = int(at)
+        anomalies.append(int(at))
+        kinds.append(kind)
+    values = low + (high - low) * on
+    if rng.random() < 0.5:
+        values = values + rng.normal(0, sigma, n)
+    else:  # multiplicative
+        values = values * np.exp(rng.normal(0, sigma / max(high, 1.0), n))
+    blips = rng.random(n) < ranges.benign_rate / 1000
+    values[blips] += rng.choice([-1, 1], size=blips.sum()) * rng.uniform(3, 4, size=blips.sum()) * sigma
+    for at, kind in zip(anomalies, kinds, strict=True):
+        if kind == "spike":
+            values[at:at + int(rng.integers(1, 4))] += rng.uniform(*ranges.spike) * sigma * 1.5
+    values = np.maximum(values, 0.0)
+    stamps = [T0 + step * k for k in range(n)]
+    frame = pl.DataFrame({"timestamp": pl.Series(stamps, dtype=pl.Datetime("us", "UTC")), "value": values})
+    order = np.argsort(anomalies, kind="stable")
+    return Series(name=f"sched{seed}-{int(step.total_seconds() // 60)}m-{n}", frame=frame,
+                  anomalies=[anomalies[k] for k in order], kinds=[kinds[k] for k in order], family="schedule")
 
 
 def generate(seed: int, ranges: Ranges) -> Series:

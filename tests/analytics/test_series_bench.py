@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.series_corpus import SPLITS, _nightly, _shape, corpus, generate
+from bench.series_corpus import SPLITS, _nightly, _shape, corpus, generate, schedule
 from bench.series_score import PROFILES, perfect_detector, probation, score_corpus, windows
 
 STANDARD = PROFILES["standard"]
@@ -105,7 +105,7 @@ def test_the_corpus_has_what_real_collection_does_to_a_series():
 
 def test_the_corpus_has_the_shapes_operations_teams_watch():
     tune = corpus("tune")
-    assert {s.family for s in tune} == {"counts", "gauge", "latency", "cpu", "requests", "plateau"}
+    assert {s.family for s in tune} == {"counts", "gauge", "latency", "cpu", "requests", "plateau", "schedule"}
     for s in tune:
         values = s.frame["value"].to_numpy()
         if s.family == "cpu":  # a percentage, as an exporter keeps it
@@ -134,3 +134,28 @@ def test_a_nightly_job_recurs_at_the_same_time_every_day():
     days = out.reshape(5, 288)
     assert np.all((days != 0).sum(axis=1) >= 1)
     assert len({int(np.flatnonzero(day)[0]) for day in days}) == 1  # the same phase every day
+
+
+def test_an_on_off_load_switches_at_about_the_same_time_every_day_and_its_anomalies_break_that():
+    ranges = SPLITS["tune"]
+    loads = [schedule(seed, ranges) for seed in ranges.schedules]
+    assert {"wrong_on", "skipped", "stuck_mid", "early_off", "spike"} <= {k for s in loads for k in s.kinds}
+    for s in loads:
+        values = s.frame["value"].to_numpy()
+        per_day = round(86_400 / np.median(s.frame["timestamp"].diff().dt.total_seconds().drop_nulls().to_numpy()))
+        before = values[: min(s.anomalies, default=values.size)]
+        high = before > (np.percentile(before, 5) + np.percentile(before, 95)) / 2
+        ups = np.flatnonzero(high[1:] & ~high[:-1]) + 1
+        phases = ups % per_day
+        # every switch on before the first anomaly within a few points of the usual moment (blips aside)
+        apart = np.abs(phases[:, None] - phases[None, :]) % per_day
+        apart = np.minimum(apart, per_day - apart)  # on the clock: 23:58 and 00:01 are 3 minutes apart
+        near = apart[np.argmin(apart.sum(axis=1))] <= 2 * ranges.switch_jitter + 4
+        assert near.mean() >= 0.8, (s.name, phases)
+        assert probation(values.size) < min(s.anomalies, default=10**9)
+    wrong = [(s, a) for s in loads for a, k in zip(s.anomalies, s.kinds, strict=True) if k == "wrong_on"]
+    for s, at in wrong:  # switched on in what is usually an off stretch: at the low level just before
+        values = s.frame["value"].to_numpy()
+        assert values[at] > values[at - 1] and values[at - 1] < np.median(values)
+    assert set(SPLITS["tune"].schedules).isdisjoint(SPLITS["report"].schedules)
+    assert SPLITS["report"].switch_jitter > SPLITS["tune"].switch_jitter  # the report split is harder
