@@ -178,7 +178,7 @@ def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(
 def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshResult:
     minute, hour = timedelta(minutes=1), timedelta(hours=1)
     end = _floor(now - end_offset, minute)
-    _raise_threshold(conn, end)  # first: the events read below are all those not noted
+    _raise_threshold(conn, end)  # first: earlier writes are visible below, later ones note what lies behind
     watermark = _watermark(conn, "events_1m")
     if watermark is None:
         oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
