@@ -17,6 +17,8 @@ series is current to the last event, like real-time aggregation.
 from __future__ import annotations
 
 import io
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +43,7 @@ COUNTRY_ROLLUPS = {"1m": "events_country_1m", "1h": "events_country_1h"}
 COUNTRY_DIMENSIONS = ("event_type", "outcome", "source_country")
 # Every rollup as (minute, hour), the hourly one built from the minute one.
 PAIRS = (("events_1m", "events_1h"), ("events_type_1m", "events_type_1h"), ("events_country_1m", "events_country_1h"))
+log = logging.getLogger(__name__)
 REFRESH_LOCK = 0x524F_4C4C_5550  # 'ROLLUP'
 
 
@@ -134,22 +137,49 @@ def _set_watermark(conn: psycopg.Connection, rollup: str, watermark: datetime) -
     watermarks.advance(conn, "rollup", rollup, watermark)
 
 
-# The threshold moves forward only. The table lock, not the UPDATE's row lock alone: under steady ingest the
-# writers' FOR SHARE locks overlap, and a row lock's waiter never gets in between them (measured: 88 and 124 s
-# behind two writers); EXCLUSIVE conflicts with their ROW SHARE and queues the refresh ahead of later writers.
+# The threshold moves forward only.
 _RAISE_THRESHOLD = """
     INSERT INTO rollup_thresholds (rollup, threshold) VALUES ('events_1m', %s) ON CONFLICT (rollup) DO UPDATE
     SET threshold = greatest(rollup_thresholds.threshold, EXCLUDED.threshold), moved_at = now()
 """
+# Transactions with an id that were running when the threshold moved, and still are.
+_STILL_RUNNING = ("SELECT count(*) FROM pg_catalog.unnest(%s::pg_catalog.xid8[]) AS x "
+                  "WHERE pg_catalog.pg_xact_status(x) = 'in progress'")
 # The window the community edition refreshes while there are no events (the late allowance's old default).
 _NATIVE_EMPTY_WINDOW = timedelta(hours=1)
+# How long a refresh waits for the transactions that were writing when it moved the threshold.
+WRITERS_TIMEOUT = 30.0
 
 
-def _raise_threshold(conn: psycopg.Connection, end: datetime) -> None:
-    """Note every later write before ``end``; on return, every earlier one is committed (Apache edition)."""
+class RefreshDeferred(RuntimeError):
+    """A transaction that was writing when the refresh moved its threshold is still open: nothing was recomputed
+    and the watermark stayed (series are read from the raw events past it meanwhile); the next run tries again."""
+
+
+def _raise_threshold(conn: psycopg.Connection, end: datetime, timeout: float | None = None) -> None:
+    """Note every later write before ``end``; on return, every earlier one has committed or rolled back.
+
+    Writers read the threshold without a lock (``writer._NOTE_BEHIND_ROLLUPS``), in the transaction that has
+    already written their rows. One that read it before the move may have rows behind ``end`` that it does not
+    note, so the refresh waits until every transaction that held an id when the move committed has ended:
+    then those rows are visible to what the refresh reads next. Later statements read the new threshold. Nobody
+    waits for the refresh: a long writing transaction delays only the rollups (``RefreshDeferred``).
+    """
     with conn.transaction():
-        conn.execute("LOCK TABLE rollup_thresholds IN EXCLUSIVE MODE")
         conn.execute(_RAISE_THRESHOLD, (end,))
+    running = conn.execute("SELECT pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot())::text"
+                           ).fetchall()
+    xids = [row[0] for row in running]
+    timeout = WRITERS_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while xids and conn.execute(_STILL_RUNNING, (xids,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise RefreshDeferred(f"transactions that were writing when the rollup refresh began are still open "
+                                  f"after {timeout:g} s; the rollups stay at their watermark and the next refresh "
+                                  "tries again (look for long transactions in pg_stat_activity)")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(0),
@@ -398,11 +428,20 @@ def countries(pool: ConnectionPool, queries: Sequence[SeriesQuery], limit: int) 
                    {"country": pl.String, "events": pl.Int64, "failures": pl.Int64})
 
 
-def refresh_job(pool: ConnectionPool, *, now: datetime | None = None) -> RefreshResult | None:
-    """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run."""
+def refresh_job(pool: ConnectionPool, *, now: datetime | None = None, quiet: bool = True) -> RefreshResult | None:
+    """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run.
+
+    A refresh deferred by a long writing transaction is said as a warning and returns None (``quiet``), or
+    raises ``RefreshDeferred`` for a caller that must not go on with stale rollups."""
     if pool_edition(pool) == "timescale":
         return None
-    return refresh(pool, now=now or datetime.now(UTC))
+    try:
+        return refresh(pool, now=now or datetime.now(UTC))
+    except RefreshDeferred as exc:
+        if not quiet:
+            raise
+        log.warning("rollup refresh deferred: %s", exc)
+        return None
 
 
 @dataclass(frozen=True)

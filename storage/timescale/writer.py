@@ -54,13 +54,13 @@ _INSERT = sql.SQL(
 ).format(cols=_COLUMN_LIST, staging=_STAGING)
 
 # A batch behind the rollups' invalidation threshold (migration 0025) is noted for the refresh, in the transaction
-# that writes it. FOR SHARE, held to commit, makes the refresh's raise of the threshold (rollups.py) wait for this
-# transaction, and a writer that comes after the raise reads the new threshold: no batch slips between the two.
-# MATERIALIZED so that the row is locked whether the batch is behind or not. No threshold yet (never refreshed):
-# nothing to note, the first refresh starts from the oldest event.
+# that writes it, after its rows (so the transaction holds an id: a refresh that moves the threshold meanwhile waits
+# for it to end before it reads, rollups._raise_threshold, and a statement after the move reads the new threshold).
+# No lock: nothing a writer does waits for the refresh. No threshold yet (never refreshed): nothing to note, the
+# first refresh starts from the oldest event.
 _NOTE_BEHIND_ROLLUPS = """
-    WITH mark AS MATERIALIZED (SELECT threshold FROM rollup_thresholds WHERE rollup = 'events_1m' FOR SHARE)
-    INSERT INTO rollup_invalidations (low, high) SELECT %(low)s, %(high)s FROM mark WHERE %(low)s < mark.threshold
+    INSERT INTO rollup_invalidations (low, high) SELECT %(low)s, %(high)s FROM rollup_thresholds
+     WHERE rollup = 'events_1m' AND %(low)s < threshold
 """
 # Events older than this when written fall behind the scoring jobs' window and are recorded for them to score
 # again (history scoring; the rollups have their exact threshold above).

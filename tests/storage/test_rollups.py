@@ -261,15 +261,17 @@ def test_late_events_are_counted_and_only_their_minutes_recomputed(apache, pool,
     assert rollups.pending(pool, mark - timedelta(days=4), mark) == []
 
 
-def _waiting_for_the_threshold(conn, timeout: float = 10.0) -> bool:
-    """Whether a session waits on a lock at the refresh's raise of the threshold (polled up to ``timeout``)."""
+def _waiting_for_the_threshold(conn, above: datetime, refresh: threading.Thread, timeout: float = 10.0) -> bool:
+    """Whether the refresh has raised the threshold past ``above`` and is still running (waiting for the
+    transactions that were writing then), polled up to ``timeout``."""
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE 'LOCK TABLE rollup_thresholds%%'").fetchone()[0]:
-            return True
+        row = conn.execute("SELECT threshold FROM rollup_thresholds WHERE rollup = 'events_1m'").fetchone()
+        if row and row[0] > above:
+            time.sleep(0.3)
+            return refresh.is_alive()
         time.sleep(0.05)
     return False
 
@@ -303,7 +305,7 @@ def test_a_refresh_waits_for_writers_that_read_the_old_threshold(apache, pool, c
         results: list = []
         refresh = threading.Thread(target=lambda: results.append(rollups.refresh(pool, now=NOW + timedelta(minutes=4))))
         refresh.start()
-        assert _waiting_for_the_threshold(conn)
+        assert _waiting_for_the_threshold(conn, mark, refresh)
         release.set()
         late_thread.join(10)
         assert not late_thread.is_alive()
@@ -316,6 +318,67 @@ def test_a_refresh_waits_for_writers_that_read_the_old_threshold(apache, pool, c
                              (mark, mark + timedelta(minutes=2))]
     assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
     assert _country(conn, "events_country_1m") == _raw_country(conn, "1 minute")
+
+
+def test_writers_do_not_wait_for_a_refresh_that_waits_for_an_open_transaction(apache, pool, conn, db_url, traffic,
+                                                                             make_event):
+    """A writing transaction left open (a slow client, a long self-audited block) holds the refresh back, and only
+    the refresh: other batches are stored meanwhile, at once."""
+    import psycopg
+
+    from storage.timescale.writer import insert_rows, row_of
+
+    mark = rollups.refresh(pool, now=NOW + timedelta(minutes=2)).watermark_1m
+    with psycopg.connect(db_url) as held:
+        with held.cursor() as cur:
+            insert_rows(cur, [row_of(make_event(timestamp=mark + timedelta(seconds=10), event_type="password_change"))])
+        results: list = []
+        refresh = threading.Thread(target=lambda: results.append(rollups.refresh(pool, now=NOW + timedelta(minutes=4))))
+        refresh.start()
+        assert _waiting_for_the_threshold(conn, mark, refresh)
+        others = [make_event(timestamp=mark - timedelta(minutes=3), event_type="password_change"),
+                  make_event(timestamp=mark + timedelta(seconds=40), event_type="password_change")]
+        stored: list = []
+        writer = threading.Thread(target=lambda: stored.append(EventWriter(pool).write(others)))
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive() and stored == [[True, True]]
+        assert refresh.is_alive()
+        held.commit()
+    refresh.join(30)
+    assert results  # it claimed the late batch's note after the wait: all three batches are counted
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+
+
+def test_a_refresh_held_back_too_long_is_deferred_and_changes_nothing(apache, pool, conn, db_url, traffic, make_event,
+                                                                      monkeypatch, caplog):
+    """Past ``WRITERS_TIMEOUT`` the refresh gives up for this run: the watermark and the noted ranges stay, the
+    scheduled job says so as a warning, and the next run, once the transaction has ended, counts everything."""
+    import logging
+
+    import psycopg
+
+    from storage.timescale.writer import insert_rows, row_of
+
+    mark = rollups.refresh(pool, now=NOW + timedelta(minutes=2)).watermark_1m
+    EventWriter(pool).write([make_event(timestamp=mark - timedelta(minutes=20), event_type="password_change")])
+    noted = rollups.pending(pool, mark - timedelta(hours=1), mark)
+    assert noted
+    monkeypatch.setattr(rollups, "WRITERS_TIMEOUT", 0.3)
+    with psycopg.connect(db_url) as held:
+        with held.cursor() as cur:
+            insert_rows(cur, [row_of(make_event(timestamp=mark + timedelta(seconds=10), event_type="password_change"))])
+        with pytest.raises(rollups.RefreshDeferred, match="still open"):
+            rollups.refresh(pool, now=NOW + timedelta(minutes=4))
+        with caplog.at_level(logging.WARNING, logger="storage.timescale.rollups"):
+            assert rollups.refresh_job(pool, now=NOW + timedelta(minutes=4)) is None
+        assert "rollup refresh deferred" in caplog.text
+        assert [r.watermark for r in rollups.status(pool) if r.rollup == "events_1m"] == [mark]
+        assert rollups.pending(pool, mark - timedelta(hours=1), mark) == noted
+        held.commit()
+    result = rollups.refresh(pool, now=NOW + timedelta(minutes=4))
+    assert result.watermark_1m > mark
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
 
 
 def test_a_write_after_the_threshold_moved_is_noted(apache, pool, conn, traffic, make_event):

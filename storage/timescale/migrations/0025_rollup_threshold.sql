@@ -6,18 +6,20 @@
 -- minutes a minute, and at the legacy peak (8,500 events/s, 30 M events an hour) more than the refresh can recompute
 -- (about 43,000 events/s, bench.storage). With a threshold the notes are exact, and the refresh recomputes only the
 -- minutes past its watermark and the ranges actually written behind it:
--- * every transaction that writes events reads the threshold under FOR SHARE, held to commit, and notes its batch
---   in rollup_invalidations when the batch's oldest event is behind it (storage/timescale/writer.py);
--- * the refresh first raises the threshold to its new end in a transaction of its own, under LOCK TABLE ... IN
---   EXCLUSIVE MODE: that waits for the writers already holding the share lock (their events are committed, and
---   so visible, before the refresh reads them) and queues the writers after it, which then read the new threshold.
+-- * every transaction that writes events reads the threshold, after its rows (so it holds a transaction id), and
+--   notes its batch in rollup_invalidations when the batch's oldest event is behind it (storage/timescale/writer.py);
+-- * the refresh first raises the threshold to its new end in a transaction of its own, then waits until every
+--   transaction that held an id at that moment has ended (pg_current_snapshot's running ids, pg_xact_status): a
+--   writer that read the old threshold has committed, so its events are visible to what the refresh reads next,
+--   and a writer's later statements read the new one (storage/timescale/rollups.py). No lock: a writer never waits
+--   for the refresh, and a long writing transaction only defers the refresh (the rollups stay at their watermark,
+--   and readers take the raw events past it).
 --
--- A table of its own rather than a row of rollup_watermarks: the refresh locks it whole (a row lock alone is
--- starved by writers whose share locks overlap), and rollup_watermarks is read by every series read and written
--- by the refresh at its end; the threshold also moves at a different time (before the recompute, the watermark
--- after it). One row per rollup family, named by its minute rollup ('events_1m': every rollup is refreshed
--- together, behind events_1m's watermark). Plain PostgreSQL on both editions; the community edition never adds
--- the row (TimescaleDB tracks its own invalidations), so there the writers note nothing.
+-- A table of its own rather than a row of rollup_watermarks: the threshold moves at a different time (before the
+-- recompute; the watermark after it), and a writer reads it in every write. One row per rollup family, named by
+-- its minute rollup ('events_1m': every rollup is refreshed together, behind events_1m's watermark). Plain
+-- PostgreSQL on both editions; the community edition never adds the row (TimescaleDB tracks its own
+-- invalidations), so there the writers note nothing.
 CREATE TABLE rollup_thresholds (
     rollup    text        PRIMARY KEY,
     threshold timestamptz NOT NULL,  -- a write behind this is noted: the refresh has counted, or is counting, it
