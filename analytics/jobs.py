@@ -265,9 +265,13 @@ def score_job(pool: ConnectionPool, *, now: datetime | None = None, config: JobC
         # The series are read from the rollups, which count a minute when they refresh it: events that arrived
         # since (a backfill's last hour, a shipper catching up) would read as zeros before the live minutes,
         # a drop and then a spike that page. So the rollups are brought up to date first (Apache edition).
-        rollups.refresh_job(pool, now=now)
-        _score_series(pool, start=start, end=end, config=config, scopes=scopes, now=now, result=result)
-        watermarks.advance_job(pool, SERIES_JOB, end)
+        try:
+            rollups.refresh_job(pool, now=now, quiet=False)
+        except rollups.RefreshDeferred as exc:  # the next run scores these minutes, from current rollups
+            log.warning("the series were not scored this run: %s", exc)
+        else:
+            _score_series(pool, start=start, end=end, config=config, scopes=scopes, now=now, result=result)
+            watermarks.advance_job(pool, SERIES_JOB, end)
     if result.inserted or result.suppressed:
         log.info("scored %s: %d new anomalies, %d updated, %d suppressed by feedback",
                  ", ".join(result.ranges), result.inserted, result.updated, result.suppressed)

@@ -4,9 +4,12 @@ and countries from them as Polars frames.
 On the community edition the rollups are native continuous aggregates that TimescaleDB keeps
 current with its own policies and real-time aggregation. On the Apache edition they are
 hypertables that ``refresh`` recomputes, window by window, behind a stored watermark:
-[watermark - late allowance, now - end offset) on every run, plus any range the writer,
-erasure or retention marked as changed. A recompute deletes and re-inserts its buckets, so
-running twice, or from two workers at once (an advisory lock serialises them), changes nothing.
+[watermark, now - end offset) on every run, plus every range written behind it, which the
+writer, erasure and retention note as they change it. The writer's notes are exact, as in
+TimescaleDB's own aggregates, through an invalidation threshold (migration 0025) that each
+refresh raises to its end before it reads the events. A recompute deletes and re-inserts its
+buckets, so running twice, or from two workers at once (an advisory lock serialises them),
+changes nothing.
 Readers take the rollup up to its watermark and aggregate the raw tail after it, so a
 series is current to the last event, like real-time aggregation.
 """
@@ -14,6 +17,8 @@ series is current to the last event, like real-time aggregation.
 from __future__ import annotations
 
 import io
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +43,7 @@ COUNTRY_ROLLUPS = {"1m": "events_country_1m", "1h": "events_country_1h"}
 COUNTRY_DIMENSIONS = ("event_type", "outcome", "source_country")
 # Every rollup as (minute, hour), the hourly one built from the minute one.
 PAIRS = (("events_1m", "events_1h"), ("events_type_1m", "events_type_1h"), ("events_country_1m", "events_country_1h"))
+log = logging.getLogger(__name__)
 REFRESH_LOCK = 0x524F_4C4C_5550  # 'ROLLUP'
 
 
@@ -131,11 +137,58 @@ def _set_watermark(conn: psycopg.Connection, rollup: str, watermark: datetime) -
     watermarks.advance(conn, "rollup", rollup, watermark)
 
 
-def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(hours=1),
+# The threshold moves forward only.
+_RAISE_THRESHOLD = """
+    INSERT INTO rollup_thresholds (rollup, threshold) VALUES ('events_1m', %s) ON CONFLICT (rollup) DO UPDATE
+    SET threshold = greatest(rollup_thresholds.threshold, EXCLUDED.threshold), moved_at = now()
+"""
+# Transactions with an id that were running when the threshold moved, and still are.
+_STILL_RUNNING = ("SELECT count(*) FROM pg_catalog.unnest(%s::pg_catalog.xid8[]) AS x "
+                  "WHERE pg_catalog.pg_xact_status(x) = 'in progress'")
+# The window the community edition refreshes while there are no events (the late allowance's old default).
+_NATIVE_EMPTY_WINDOW = timedelta(hours=1)
+# How long a refresh waits for the transactions that were writing when it moved the threshold.
+WRITERS_TIMEOUT = 30.0
+
+
+class RefreshDeferred(RuntimeError):
+    """A transaction that was writing when the refresh moved its threshold is still open: nothing was recomputed
+    and the watermark stayed (series are read from the raw events past it meanwhile); the next run tries again."""
+
+
+def _raise_threshold(conn: psycopg.Connection, end: datetime, timeout: float | None = None) -> None:
+    """Note every later write before ``end``; on return, every earlier one has committed or rolled back.
+
+    Writers read the threshold without a lock (``writer._NOTE_BEHIND_ROLLUPS``), in the transaction that has
+    already written their rows. One that read it before the move may have rows behind ``end`` that it does not
+    note, so the refresh waits until every transaction that held an id when the move committed has ended:
+    then those rows are visible to what the refresh reads next. Later statements read the new threshold. Nobody
+    waits for the refresh: a long writing transaction delays only the rollups (``RefreshDeferred``).
+    """
+    with conn.transaction():
+        conn.execute(_RAISE_THRESHOLD, (end,))
+    running = conn.execute("SELECT pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot())::text"
+                           ).fetchall()
+    xids = [row[0] for row in running]
+    timeout = WRITERS_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while xids and conn.execute(_STILL_RUNNING, (xids,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise RefreshDeferred(f"transactions that were writing when the rollup refresh began are still open "
+                                  f"after {timeout:g} s; the rollups stay at their watermark and the next refresh "
+                                  "tries again (look for long transactions in pg_stat_activity)")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(0),
             end_offset: timedelta = timedelta(minutes=1), span: timedelta = timedelta(hours=6),
             progress: Callable[[datetime, datetime], None] | None = None) -> RefreshResult:
     """Bring events_1m and events_1h up to ``now - end_offset`` (Apache edition).
 
+    Recomputes from the watermark and the ranges written behind it; ``late`` recomputes that much
+    more behind the watermark on every run, which exact invalidations no longer need.
     On the community edition TimescaleDB's policies do this; here it refreshes the native
     aggregates over the same window, which is what a test or a backfill wants.
     """
@@ -144,7 +197,7 @@ def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(
         conn.autocommit = True
         try:
             if native:
-                return _refresh_native(conn, now=now, late=late, end_offset=end_offset, progress=progress)
+                return _refresh_native(conn, now=now, end_offset=end_offset, progress=progress)
             with advisory_lock(conn, REFRESH_LOCK):
                 return _refresh_tables(conn, now=now, late=late, end_offset=end_offset, span=span,
                                        progress=progress)
@@ -155,6 +208,7 @@ def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(
 def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshResult:
     minute, hour = timedelta(minutes=1), timedelta(hours=1)
     end = _floor(now - end_offset, minute)
+    _raise_threshold(conn, end)  # first: earlier writes are visible below, later ones note what lies behind
     watermark = _watermark(conn, "events_1m")
     if watermark is None:
         oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
@@ -189,11 +243,11 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
     return RefreshResult(ranges, end, hour_end)
 
 
-def _refresh_native(conn, *, now, late, end_offset, progress) -> RefreshResult:
+def _refresh_native(conn, *, now, end_offset, progress) -> RefreshResult:
     minute, hour = timedelta(minutes=1), timedelta(hours=1)
     end = _floor(now - end_offset, minute)
     oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
-    start = _floor(oldest, minute) if oldest else end - late
+    start = _floor(oldest, minute) if oldest else end - _NATIVE_EMPTY_WINDOW
     if start < end:
         hour_end = _floor(end, hour)
         for minutes, hours in PAIRS:
@@ -374,11 +428,20 @@ def countries(pool: ConnectionPool, queries: Sequence[SeriesQuery], limit: int) 
                    {"country": pl.String, "events": pl.Int64, "failures": pl.Int64})
 
 
-def refresh_job(pool: ConnectionPool, *, now: datetime | None = None) -> RefreshResult | None:
-    """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run."""
+def refresh_job(pool: ConnectionPool, *, now: datetime | None = None, quiet: bool = True) -> RefreshResult | None:
+    """The scheduled refresh (Apache edition); a no-op where TimescaleDB's own policies run.
+
+    A refresh deferred by a long writing transaction is said as a warning and returns None (``quiet``), or
+    raises ``RefreshDeferred`` for a caller that must not go on with stale rollups."""
     if pool_edition(pool) == "timescale":
         return None
-    return refresh(pool, now=now or datetime.now(UTC))
+    try:
+        return refresh(pool, now=now or datetime.now(UTC))
+    except RefreshDeferred as exc:
+        if not quiet:
+            raise
+        log.warning("rollup refresh deferred: %s", exc)
+        return None
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,18 @@ _INSERT = sql.SQL(
     'ON CONFLICT DO NOTHING RETURNING event_id, "timestamp"'
 ).format(cols=_COLUMN_LIST, staging=_STAGING)
 
-# Events older than this when written fall behind the rollup refresh window (whose late
-# allowance is an hour) and are recorded as an invalidation for it.
+# A batch behind the rollups' invalidation threshold (migration 0025) is noted for the refresh, in the transaction
+# that writes it, after its rows (so the transaction holds an id: a refresh that moves the threshold meanwhile waits
+# for it to end before it reads, rollups._raise_threshold, and a statement after the move reads the new threshold).
+# No lock: nothing a writer does waits for the refresh. No threshold yet (never refreshed): nothing to note, the
+# first refresh starts from the oldest event.
+_NOTE_BEHIND_ROLLUPS = """
+    INSERT INTO rollup_invalidations (low, high) SELECT %(low)s, %(high)s FROM rollup_thresholds
+     WHERE rollup = 'events_1m' AND %(low)s < threshold
+"""
+# Events older than this when written fall behind the scoring jobs' window and are recorded for them to score
+# again (history scoring; the rollups have their exact threshold above).
 LATE_AFTER = timedelta(minutes=30)
-_NOTE_LATE = "INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)"
 _NOTE_UNSCORED = "INSERT INTO score_invalidations (low, high) VALUES (%s, %s)"  # the scoring job's share
 
 # Under a sustained load a burst of group commits may never end: its commits still link at least this often, so
@@ -179,6 +187,18 @@ def _sealed_wire_rows(records: Sequence[EventRecord], ids: Sequence[bytes], meta
     ]
 
 
+def _note_behind_rollups(target: psycopg.Connection | psycopg.Cursor, oldest: datetime, newest: datetime) -> None:
+    """Note [oldest, newest] for the rollup refresh if it lies behind the threshold, in the caller's transaction
+    (every write of events does, so the refresh recomputes only what was written behind it)."""
+    target.execute(_NOTE_BEHIND_ROLLUPS, {"low": oldest, "high": newest})
+
+
+def _note_rows(target: psycopg.Connection | psycopg.Cursor, rows: Sequence[tuple]) -> None:
+    if rows:
+        times = [row[1] for row in rows]  # row_of's order: the timestamp second
+        _note_behind_rollups(target, min(times), max(times))
+
+
 def copy_rows(cursor: psycopg.Cursor, statement: sql.Composable, rows, types: list[str] = _COLUMN_TYPES) -> None:
     with cursor.copy(statement) as copy:
         copy.set_types(types)
@@ -237,13 +257,13 @@ class EventWriter:
         self._linked_at = time.monotonic()
         _link(conn)
 
-    def _note_late(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
-        """Mark the range of events that land behind the rollups' refresh window, in the same
-        transaction, so the refresh recomputes it (backfills; ordinary traffic is never late)."""
+    def _note(self, conn: psycopg.Connection, records: Sequence[EventRecord]) -> None:
+        """Mark the batch's range for what has counted past it, in the same transaction: the rollups (behind
+        their threshold) and the scoring jobs (older than ``late_after``: backfills, never ordinary traffic)."""
         oldest = min(r.timestamp for r in records)
+        newest = max(r.timestamp for r in records)
+        _note_behind_rollups(conn, oldest, newest)
         if oldest < datetime.now(UTC) - self._late_after:
-            newest = max(r.timestamp for r in records)
-            conn.execute(_NOTE_LATE, (oldest, newest))
             conn.execute(_NOTE_UNSCORED, (oldest, newest))
 
     def write(self, records: Sequence[EventRecord]) -> list[bool]:
@@ -272,7 +292,7 @@ class EventWriter:
                             sealing.seal_prepared(cur, batch, records, leaves)
                         else:
                             copy_rows(cur, _COPY_DIRECT, [row_of(r) for r in records])
-                    self._note_late(conn, records)
+                    self._note(conn, records)
                     self._seen.note(conn, due)
                     conn.commit()
                     self._seen.committed(due)
@@ -307,7 +327,7 @@ class EventWriter:
             else:
                 cur.execute(_INSERT)
                 inserted = {(row[0], row[1]) for row in cur.fetchall()}
-        self._note_late(conn, records)
+        self._note(conn, records)
         self._seen.note(conn, due)
         conn.commit()
         return inserted
@@ -331,6 +351,7 @@ def _link(conn: psycopg.Connection) -> None:
 def insert_rows(cursor: psycopg.Cursor, rows: Sequence[tuple]) -> None:
     """COPY rows into the hypertable within the caller's transaction (unsealed: verify flags them)."""
     copy_rows(cursor, _COPY_DIRECT, rows)
+    _note_rows(cursor, rows)
 
 
 def insert_rows_sealed(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
@@ -339,12 +360,15 @@ def insert_rows_sealed(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
     with conn.cursor() as cur:
         copy_rows(cur, _COPY_STAGING, rows)
         sealing.insert_sealed(cur, _STAGING)
+        _note_rows(cur, rows)
 
 
 def copy_direct(pool: ConnectionPool, rows: Sequence[tuple]) -> None:
-    """Raw binary COPY into the hypertable, no dedup: the ingest ceiling the benchmark compares against."""
+    """Raw binary COPY into the hypertable, no dedup: the ingest ceiling the benchmark compares against (noted
+    behind the rollups' threshold like every write, one statement per call)."""
     with pool.connection() as conn, conn.cursor() as cur:
         copy_rows(cur, _COPY_DIRECT, rows)
+        _note_rows(cur, rows)
 
 
 class _Pending:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -55,6 +57,21 @@ def check(pool, key):
         return verify.verify(pool, trusted_keys=[checkpoints.public_bytes(key)], **kwargs)
 
     return run
+
+
+@pytest.fixture
+def old_writes(monkeypatch):
+    """``with old_writes():`` writes as a release before migration 0025 did, on a schema without its
+    rollup_thresholds table: nothing noted for the rollups. Writes after the block go today's way."""
+    from storage.timescale import writer
+
+    @contextmanager
+    def writing() -> Iterator[None]:
+        with monkeypatch.context() as patched:
+            patched.setattr(writer, "_note_behind_rollups", lambda *args: None)
+            yield
+
+    return writing
 
 
 def migrate_up_to(conn, version: int) -> None:

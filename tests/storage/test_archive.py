@@ -174,7 +174,13 @@ def test_a_backfill_into_an_exported_chunk_is_re_exported_before_the_drop(pool, 
             landed["done"] = True
             write(pool, [late])
 
-    run(pool, store, hook=hook)
+    first = run(pool, store, hook=hook)
+    # The backfill landed behind the rollups too (every write notes that), so the re-exported chunk waits for a
+    # refresh to count it before its raw rows leave.
+    assert [why for _, why in first.skipped] == [
+        "the rollups have not yet materialised this range; run `auditwatch storage refresh`"]
+    rollups.refresh(pool, now=NOW)
+    run(pool, store)
     [f] = archive.list_files(pool, states=("complete",))
     assert f.rows == 11
     failed = archive.list_files(pool, states=("failed",))

@@ -411,13 +411,13 @@ def test_archived_ranges_are_verified_from_the_cold_rows(pool, make_event, check
 
 # -- rows that existed before migration 0005 ---------------------------------------------------------------
 
-def test_rows_from_before_the_migration_are_adopted_and_verifiable(empty_db_url, make_event, key):
+def test_rows_from_before_the_migration_are_adopted_and_verifiable(empty_db_url, make_event, key, old_writes):
     from storage.timescale import db
 
     with psycopg.connect(empty_db_url, autocommit=True) as c:
         migrate_up_to(c, 4)
         events = [make_event(timestamp=T0 - timedelta(hours=9 * i), metadata={"x": -0.0, "n": i}) for i in range(8)]
-        with c.cursor() as cur:
+        with old_writes(), c.cursor() as cur:
             insert_rows(cur, [row_of(e) for e in events])
         migrations.migrate(c)
         # one legacy batch per day of event time: the events span four days

@@ -180,7 +180,8 @@ def test_integrity_functions_pin_their_search_path(conn):
 
 # -- removals recorded before migration 0011 -------------------------------------------------------------------
 
-def test_removals_recorded_before_the_chain_are_adopted_with_their_records(empty_db_url, make_event, key):
+def test_removals_recorded_before_the_chain_are_adopted_with_their_records(empty_db_url, make_event, key,
+                                                                          old_writes):
     import psycopg
 
     from storage.timescale import db, migrations, self_audit
@@ -194,9 +195,9 @@ def test_removals_recorded_before_the_chain_are_adopted_with_their_records(empty
         # Sealed as a writer on the 0010 schema did: linked at once, through integrity_append (today's writer
         # seals through integrity_seal, migration 0021).
         for batch in (archived, deleted):
-            with legacy.connection() as c:
+            with old_writes(), legacy.connection() as c:
                 insert_rows_sealed(c, [row_of(e) for e in batch])
-        with legacy.connection() as c:  # what the archiver did before 0011: a plain row and its self-audit record
+        with old_writes(), legacy.connection() as c:  # what the archiver did before 0011: a row and its record
             c.execute("DELETE FROM audit_events WHERE \"timestamp\" < %s", (T0 - timedelta(days=40),))
             c.execute("INSERT INTO integrity_removals (lo, hi, reason, rows, archive_ref, removed_by) "
                       "VALUES (%s, %s, 'archive', 3, 'chunk_1', 'archiver')",

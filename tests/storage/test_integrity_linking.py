@@ -161,7 +161,7 @@ def test_a_rolled_back_seal_leaves_a_gap_in_batch_seq_that_nothing_waits_for(poo
     assert check().ok
 
 
-def test_a_store_sealed_before_0021_keeps_verifying(empty_db_url, make_event, key):
+def test_a_store_sealed_before_0021_keeps_verifying(empty_db_url, make_event, key, old_writes):
     from storage.integrity import checkpoints
     from storage.timescale import db, migrations
     from storage.timescale.writer import insert_rows_sealed
@@ -169,7 +169,7 @@ def test_a_store_sealed_before_0021_keeps_verifying(empty_db_url, make_event, ke
     with psycopg.connect(empty_db_url, autocommit=True) as c:
         migrate_up_to(c, 20)
         for i in range(3):  # sealed and linked at once, as every writer did then
-            with c.transaction():
+            with old_writes(), c.transaction():
                 insert_rows_sealed(c, [row_of(make_event(user_id=f"old{i}{j}")) for j in range(2)])
         migrations.migrate(c)
         assert c.execute("SELECT array_agg(linked_pos ORDER BY linked_pos) FROM integrity_seals").fetchone()[0] == [

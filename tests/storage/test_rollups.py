@@ -215,3 +215,243 @@ def test_reads_need_one_connection_even_on_a_pool_of_one(db_url, traffic):
         assert rollups.top(pool, [q], "user_id", 2).height == 2
     finally:
         pool.close()
+
+
+# -- exact invalidations (Apache edition): the threshold of migration 0025 ----------------------------------
+
+MINUTE = timedelta(minutes=1)
+
+
+@pytest.fixture
+def apache(conn):
+    from storage.timescale import db
+
+    if db.edition_of(conn) == "timescale":
+        pytest.skip("community edition: TimescaleDB's own aggregates track their invalidations")
+
+
+def test_a_refresh_after_a_refresh_recomputes_only_the_new_minutes(apache, pool, traffic):
+    first = rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    second = rollups.refresh(pool, now=NOW + timedelta(minutes=5))
+    assert second.ranges == [(first.watermark_1m, NOW + timedelta(minutes=4))]
+    third = rollups.refresh(pool, now=NOW + timedelta(minutes=5))
+    assert third.ranges == []  # nothing new, nothing written behind: nothing recomputed
+
+
+def test_late_events_are_counted_and_only_their_minutes_recomputed(apache, pool, conn, traffic, make_event):
+    """Written by EventWriter 10 min (not late enough for the old note), 45 min (past the old hour's allowance
+    on the next run) and 3 days behind the watermark, one batch each."""
+    mark = rollups.refresh(pool, now=NOW + timedelta(minutes=2)).watermark_1m
+    writer = EventWriter(pool)
+    behind = (timedelta(minutes=10), timedelta(minutes=45), timedelta(days=3))
+    for lag in behind:
+        writer.write([make_event(timestamp=mark - lag + timedelta(seconds=5), event_type="password_change"),
+                      make_event(timestamp=mark - lag + timedelta(seconds=40), event_type="password_change")])
+    assert rollups.pending(pool, mark - timedelta(days=4), mark) == [
+        (mark - lag + timedelta(seconds=5), mark - lag + timedelta(seconds=40, microseconds=1))
+        for lag in reversed(behind)]
+    result = rollups.refresh(pool, now=NOW + timedelta(minutes=3))
+    assert result.ranges == [(mark - lag, mark - lag + MINUTE) for lag in reversed(behind)] + [
+        (mark, mark + MINUTE)]
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+    assert _country(conn, "events_country_1m") == _raw_country(conn, "1 minute")
+    hourly = conn.execute("SELECT bucket, event_type, sum(events)::bigint FROM events_type_1h WHERE bucket < %s "
+                          "GROUP BY 1, 2 ORDER BY 1, 2", (result.watermark_1h,)).fetchall()
+    assert hourly == [r for r in _raw_series(conn, "1 hour") if r[0] < result.watermark_1h]
+    assert rollups.pending(pool, mark - timedelta(days=4), mark) == []
+
+
+def _waiting_for_the_threshold(conn, above: datetime, refresh: threading.Thread, timeout: float = 10.0) -> bool:
+    """Whether the refresh has raised the threshold past ``above`` and is still running (waiting for the
+    transactions that were writing then), polled up to ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT threshold FROM rollup_thresholds WHERE rollup = 'events_1m'").fetchone()
+        if row and row[0] > above:
+            time.sleep(0.3)
+            return refresh.is_alive()
+        time.sleep(0.05)
+    return False
+
+
+def test_a_refresh_waits_for_writers_that_read_the_old_threshold(apache, pool, conn, db_url, traffic, make_event,
+                                                                 monkeypatch):
+    """Two write transactions open while a refresh starts: an EventWriter batch 10 minutes behind the watermark
+    (noted, but not committed) and a batch just past the watermark (not behind the threshold it read, so not
+    noted). The refresh's raise of the threshold waits for both; once they commit, that refresh counts both."""
+    import psycopg
+
+    from storage.timescale.writer import insert_rows, row_of
+
+    mark = rollups.refresh(pool, now=NOW + timedelta(minutes=2)).watermark_1m
+    late = [make_event(timestamp=mark - timedelta(minutes=10, seconds=-5), event_type="password_change")]
+    edge = [make_event(timestamp=mark + timedelta(seconds=30), event_type="password_change")]
+    written, release = threading.Event(), threading.Event()
+    writer = EventWriter(pool)
+
+    def hold(conn_, due):  # the writer's last step before its commit: the transaction stays open here
+        written.set()
+        assert release.wait(30)
+
+    monkeypatch.setattr(writer._seen, "note", hold)
+    late_thread = threading.Thread(target=writer.write, args=(late,))
+    late_thread.start()
+    assert written.wait(10)
+    with psycopg.connect(db_url) as edge_conn:
+        with edge_conn.cursor() as cur:
+            insert_rows(cur, [row_of(e) for e in edge])  # not committed yet
+        results: list = []
+        refresh = threading.Thread(target=lambda: results.append(rollups.refresh(pool, now=NOW + timedelta(minutes=4))))
+        refresh.start()
+        assert _waiting_for_the_threshold(conn, mark, refresh)
+        release.set()
+        late_thread.join(10)
+        assert not late_thread.is_alive()
+        refresh.join(0.5)
+        assert refresh.is_alive()  # still waiting for the other writer
+        edge_conn.commit()
+    refresh.join(30)
+    (result,) = results
+    assert result.ranges == [(mark - timedelta(minutes=10), mark - timedelta(minutes=9)),
+                             (mark, mark + timedelta(minutes=2))]
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+    assert _country(conn, "events_country_1m") == _raw_country(conn, "1 minute")
+
+
+def test_writers_do_not_wait_for_a_refresh_that_waits_for_an_open_transaction(apache, pool, conn, db_url, traffic,
+                                                                             make_event):
+    """A writing transaction left open (a slow client, a long self-audited block) holds the refresh back, and only
+    the refresh: other batches are stored meanwhile, at once."""
+    import psycopg
+
+    from storage.timescale.writer import insert_rows, row_of
+
+    mark = rollups.refresh(pool, now=NOW + timedelta(minutes=2)).watermark_1m
+    with psycopg.connect(db_url) as held:
+        with held.cursor() as cur:
+            insert_rows(cur, [row_of(make_event(timestamp=mark + timedelta(seconds=10), event_type="password_change"))])
+        results: list = []
+        refresh = threading.Thread(target=lambda: results.append(rollups.refresh(pool, now=NOW + timedelta(minutes=4))))
+        refresh.start()
+        assert _waiting_for_the_threshold(conn, mark, refresh)
+        others = [make_event(timestamp=mark - timedelta(minutes=3), event_type="password_change"),
+                  make_event(timestamp=mark + timedelta(seconds=40), event_type="password_change")]
+        stored: list = []
+        writer = threading.Thread(target=lambda: stored.append(EventWriter(pool).write(others)))
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive() and stored == [[True, True]]
+        assert refresh.is_alive()
+        held.commit()
+    refresh.join(30)
+    assert results  # it claimed the late batch's note after the wait: all three batches are counted
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+
+
+def test_a_refresh_held_back_too_long_is_deferred_and_changes_nothing(apache, pool, conn, db_url, traffic, make_event,
+                                                                      monkeypatch, caplog):
+    """Past ``WRITERS_TIMEOUT`` the refresh gives up for this run: the watermark and the noted ranges stay, the
+    scheduled job says so as a warning, and the next run, once the transaction has ended, counts everything."""
+    import logging
+
+    import psycopg
+
+    from storage.timescale.writer import insert_rows, row_of
+
+    mark = rollups.refresh(pool, now=NOW + timedelta(minutes=2)).watermark_1m
+    EventWriter(pool).write([make_event(timestamp=mark - timedelta(minutes=20), event_type="password_change")])
+    noted = rollups.pending(pool, mark - timedelta(hours=1), mark)
+    assert noted
+    monkeypatch.setattr(rollups, "WRITERS_TIMEOUT", 0.3)
+    with psycopg.connect(db_url) as held:
+        with held.cursor() as cur:
+            insert_rows(cur, [row_of(make_event(timestamp=mark + timedelta(seconds=10), event_type="password_change"))])
+        with pytest.raises(rollups.RefreshDeferred, match="still open"):
+            rollups.refresh(pool, now=NOW + timedelta(minutes=4))
+        with caplog.at_level(logging.WARNING, logger="storage.timescale.rollups"):
+            assert rollups.refresh_job(pool, now=NOW + timedelta(minutes=4)) is None
+        assert "rollup refresh deferred" in caplog.text
+        assert [r.watermark for r in rollups.status(pool) if r.rollup == "events_1m"] == [mark]
+        assert rollups.pending(pool, mark - timedelta(hours=1), mark) == noted
+        held.commit()
+    result = rollups.refresh(pool, now=NOW + timedelta(minutes=4))
+    assert result.watermark_1m > mark
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+
+
+def test_a_write_after_the_threshold_moved_is_noted(apache, pool, conn, traffic, make_event):
+    """A batch written while a refresh recomputes, into the minutes that refresh has just counted: it read the
+    raised threshold, so it is noted, and the next refresh recomputes its minute."""
+    mark = rollups.refresh(pool, now=NOW + timedelta(minutes=2)).watermark_1m
+    during = make_event(timestamp=mark + timedelta(seconds=20), event_type="password_change")
+
+    def write_behind(low, high):
+        assert low <= during.timestamp < high
+        EventWriter(pool).write([during])
+
+    result = rollups.refresh(pool, now=NOW + timedelta(minutes=3), progress=write_behind)
+    assert result.ranges == [(mark, mark + MINUTE)]
+    assert rollups.pending(pool, mark, result.watermark_1m) == [
+        (during.timestamp, during.timestamp + timedelta(microseconds=1))]
+    assert conn.execute(ROLLUP_1M).fetchall() != conn.execute(RAW_1M).fetchall()  # not counted yet
+    after = rollups.refresh(pool, now=NOW + timedelta(minutes=3))
+    assert after.ranges == [(mark, mark + MINUTE)]
+    assert conn.execute(ROLLUP_1M).fetchall() == conn.execute(RAW_1M).fetchall()
+
+
+def test_each_way_of_writing_events_notes_a_batch_behind_the_threshold(apache, pool, conn, db_url, make_event):
+    """insert_rows, insert_rows_sealed and copy_direct (EventWriter's two paths are tested above and in
+    test_writer): behind the threshold a batch is noted, at or past it nothing is."""
+    import psycopg
+
+    from storage.timescale.writer import copy_direct, insert_rows, insert_rows_sealed, row_of
+
+    assert rollups.refresh(pool, now=NOW).watermark_1m == NOW - MINUTE  # no events: the threshold is set
+    behind, ahead = NOW - timedelta(minutes=5), NOW
+    for at in (behind, ahead):
+        with psycopg.connect(db_url) as c:
+            with c.cursor() as cur:
+                insert_rows(cur, [row_of(make_event(timestamp=at))])
+            insert_rows_sealed(c, [row_of(make_event(timestamp=at + timedelta(seconds=1)))])
+        copy_direct(pool, [row_of(make_event(timestamp=at + timedelta(seconds=2)))])
+    assert conn.execute("SELECT low - %s, high - %s FROM rollup_invalidations ORDER BY low, high",
+                        (behind, behind)).fetchall() == [
+        (timedelta(0), timedelta(0)), (timedelta(seconds=1), timedelta(seconds=1)),
+        (timedelta(seconds=2), timedelta(seconds=2))]
+
+
+def test_an_upgraded_store_starts_its_threshold_at_the_watermark(empty_db_url, make_event, old_writes):
+    """Migration 0025 on a store an older release refreshed: the threshold starts at the events_1m watermark, and
+    the first refresh recomputes the hour the old late allowance would have, where the old writer left events
+    up to 30 minutes late unnoted."""
+    import psycopg
+
+    from storage.timescale import db, migrations
+    from tests.storage.conftest import migrate_up_to
+
+    mark = NOW - timedelta(minutes=5)
+    with psycopg.connect(empty_db_url, autocommit=True) as c:
+        if db.edition_of(c) == "timescale":
+            pytest.skip("community edition: no watermark, no threshold")
+        migrate_up_to(c, 24)
+        # What the last refresh of the old release left: the rollups up to the watermark ...
+        c.execute("INSERT INTO rollup_watermarks (rollup, watermark) VALUES ('events_1m', %s), ('events_1h', %s)",
+                  (mark, mark.replace(minute=0)))
+    upgraded = db.open_pool(empty_db_url, min_size=1, max_size=4)
+    try:
+        with old_writes():  # ... and events that arrived after it, behind the watermark, unnoted
+            EventWriter(upgraded).write([make_event(timestamp=mark - timedelta(minutes=m, seconds=10))
+                                         for m in (1, 20, 50)])
+        with psycopg.connect(empty_db_url, autocommit=True) as c:
+            migrations.migrate(c)
+            assert c.execute("SELECT rollup, threshold FROM rollup_thresholds").fetchall() == [("events_1m", mark)]
+            assert c.execute("SELECT low, high FROM rollup_invalidations").fetchall() == [
+                (mark - timedelta(hours=1), mark - timedelta(microseconds=1))]
+            result = rollups.refresh(upgraded, now=NOW)
+            assert result.ranges == [(mark - timedelta(hours=1), NOW - MINUTE)]
+            assert c.execute(ROLLUP_1M).fetchall() == c.execute(RAW_1M).fetchall()
+            assert c.execute("SELECT threshold FROM rollup_thresholds").fetchone()[0] == NOW - MINUTE
+    finally:
+        upgraded.close()
