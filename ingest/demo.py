@@ -253,8 +253,8 @@ class DemoTraffic:
             for _ in range(25):
                 out.append(self._event(rng, at(), "data_export", incident.user_id, ip=incident.source_ip,
                                        metadata={"rows": rng.randrange(200_000, 900_000), "dataset": "crm"}))
-        elif incident.scenario == "unusual_permission_change":
-            target = rng.choice(self._humans).user_id
+        elif incident.scenario == "unusual_permission_change":  # a non-admin grants themselves admin at night
+            target = incident.user_id
             out.append(self._event(rng, at(), "permission_change", incident.user_id, ip=incident.source_ip,
                                    resource=target, metadata={"granted": "admin", "target_user": target}))
 
