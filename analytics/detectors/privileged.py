@@ -65,7 +65,7 @@ class PrivilegedAction(Detector):
     """
 
     name = "privileged_action"
-    version = "2"
+    version = "3"  # 3: an alarmed action is not learned as the population's either
 
     def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4,
                  min_cohort: int = 4, cohort_period: str = "6h", odd_hour: float = 0.02,
@@ -112,6 +112,18 @@ class PrivilegedAction(Detector):
             self._learn(without_spans(events, alarmed.select(
                 pl.col("entity_value").alias("user_id"), (pl.col("window_start") - ALARM_MARGIN).alias("start"),
                 (pl.col("window_end") + ALARM_MARGIN).alias("end"))), population=False)
+            # Nor is it learned as the population's: while fewer than ``min_cohort`` actors were alarmed for a kind
+            # of action, their alarmed actions leave its shares. Where such actions are rare, one escalation moved
+            # them a lot: after a single alarmed self-grant, the only permission change on record, the next
+            # actor's self-grant looked ordinary (the self share went from 1/2 to 2/3). A practice many actors
+            # share (self-service elevation, a release night) is still learned.
+            few = (alarmed.group_by("event_type").agg(pl.col("entity_value").n_unique().alias("actors"))
+                   .filter(pl.col("actors") < self.min_cohort)["event_type"])
+            leave = alarmed.filter(pl.col("event_type").is_in(few.implode()))
+            if leave.height:
+                ids = leave.select(pl.col("sample_event_ids").list.first().alias("event_id"))
+                self._population(self._actions(events.lazy()).collect().join(ids, on="event_id", how="anti"),
+                                 max(events.height, 1))
 
     def _learn(self, events: pl.DataFrame, *, population: bool = True) -> None:
         """Each actor's counts and hours from ``events``; with ``population``, the population's shares too."""
@@ -124,12 +136,7 @@ class PrivilegedAction(Detector):
         self.hours_ = hours.group_by("user_id", "hour").agg(pl.len().alias("at_hour")).collect()
         if not population:
             return
-        mine = actions.filter(pl.col("target") == pl.col("user_id")).group_by("event_type").agg(pl.len().alias("k"))
-        every = actions.group_by("event_type").agg(pl.len().alias("n")).join(mine, on="event_type", how="left")
-        self.self_share_ = {t: (float(k or 0) + self.self_prior) / (float(n) + 2 * self.self_prior)
-                            for t, n, k in every.select("event_type", "n", "k").iter_rows()}
-        self.type_share_ = {t: max(actions.filter(pl.col("event_type") == t).height / total, self.min_type_share)
-                            for t in F.PRIVILEGED_TYPES}
+        self._population(actions, total)
         per_hour = hours.group_by("hour").agg(pl.len().alias("n")).collect()
         share = np.full(24, 1.0)
         share[per_hour["hour"].to_numpy()] += per_hour["n"].to_numpy()
@@ -140,6 +147,18 @@ class PrivilegedAction(Detector):
         # 01:00 beside two quiet night hours still is. With neither side known the hour is no evidence.
         self.hours_seen_ = np.zeros(24, dtype=bool)
         self.hours_seen_[per_hour.filter(pl.col("n") > 0)["hour"].to_numpy()] = True
+
+    def _population(self, actions: pl.DataFrame, total: int) -> None:
+        """The population's shares of each privileged type among ``total`` events, and of self-targeting in each."""
+        mine = actions.filter(pl.col("target") == pl.col("user_id")).group_by("event_type").agg(pl.len().alias("k"))
+        every = actions.group_by("event_type").agg(pl.len().alias("n")).join(mine, on="event_type", how="left")
+        self.self_counts_ = {t: (float(n), float(k or 0)) for t, n, k in every.select("event_type", "n", "k").iter_rows()}
+        self.self_share_ = {t: self._self_share(n, k) for t, (n, k) in self.self_counts_.items()}
+        self.type_share_ = {t: max(actions.filter(pl.col("event_type") == t).height / total, self.min_type_share)
+                            for t in F.PRIVILEGED_TYPES}
+
+    def _self_share(self, n: float, k: float) -> float:
+        return (k + self.self_prior) / (n + 2 * self.self_prior)
 
     def _score(self, events: pl.LazyFrame, *, learned: bool = False) -> pl.DataFrame:
         """``learned``: ``events`` are the history just learned, each scored as if it had been left out of it."""
@@ -165,7 +184,10 @@ class PrivilegedAction(Detector):
         if not seen.all():
             p_hour = np.where(seen | known, p_hour, 1.0)
         own = (found["target"] == found["user_id"]).fill_null(False).to_numpy()
-        share_self = found["event_type"].replace_strict(self.self_share_, default=0.5, return_dtype=pl.Float64)
+        # Judged as if left out of the history: a self-targeted change learned is one of its own type's count.
+        shares = ({t: self._self_share(max(n - 1, 0.0), max(k - 1, 0.0)) for t, (n, k) in self.self_counts_.items()}
+                  if learned else self.self_share_)
+        share_self = found["event_type"].replace_strict(shares, default=0.5, return_dtype=pl.Float64)
         p_self = np.where(own, share_self.to_numpy(), 1.0)
         # A release night: several actors doing this kind of action at an hour odd for each of them. The hour is
         # explained by the cohort (a planned change), so only the action's rarity for the actor remains.

@@ -289,3 +289,29 @@ def test_an_escalation_alarmed_on_is_not_learned_as_the_actors_habit(history):
     assert found["entity_value"].unique().to_list() == [never]
     learned = PrivilegedAction(alarm_score=1.0).fit(refitted).detect(again, min_score=0.0)
     assert learned["score"].max() < 0.6 <= found["score"].max(), (learned["score"].max(), found["score"].max())
+
+
+def test_an_escalation_alarmed_on_is_not_learned_as_the_populations_either(history):
+    """The demo's nights, in small: where self-grants are rare, last night's alarmed one made tonight's, by
+    someone else, look ordinary (the population's self share went from 1/2 to 2/3: 0.62 became 0.60, no
+    anomaly). It leaves the population's shares; a practice enough actors share is still learned."""
+    privileged = ["permission_change", "api_key_created", "config_change"]
+    never = [u for u in history["user_id"].unique().sort() if u.startswith("u") and history.filter(
+        (pl.col("user_id") == u) & (pl.col("event_type").is_in(privileged) | (pl.col("timestamp").dt.hour() < 6))
+    ).is_empty()]
+
+    def grant(at: datetime, who: str) -> dict:
+        return event(at, who, "permission_change", resource=who, metadata={"granted": "admin", "target_user": who})
+
+    tonight = frame(grant(T0.replace(hour=3, minute=12), never[0]))
+    base = PrivilegedAction().fit(history).score_frame(tonight)["score"][0]
+    last_night = frame(grant(T0.replace(hour=3, minute=5) - timedelta(days=1), never[1]))
+    refitted = pl.concat([history, last_night], how="diagonal_relaxed").sort("timestamp")
+    assert PrivilegedAction().fit(refitted).score_frame(last_night)["score"][0] >= 0.6  # alarmed, as it happened
+    unlearned = PrivilegedAction().fit(refitted).score_frame(tonight)["score"][0]
+    learned = PrivilegedAction(alarm_score=1.0).fit(refitted).score_frame(tonight)["score"][0]
+    assert unlearned == pytest.approx(base, abs=1e-3) and learned < base - 0.01, (base, unlearned, learned)
+    # Five actors who each did it (a self-service elevation the organisation uses): learned as the population's.
+    practice = frame(*(grant(T0.replace(hour=3, minute=5) - timedelta(days=d), u) for d, u in enumerate(never[1:6], 1)))
+    shared = pl.concat([history, practice], how="diagonal_relaxed").sort("timestamp")
+    assert PrivilegedAction().fit(shared).score_frame(tonight)["score"][0] < base - 0.01

@@ -258,3 +258,31 @@ def test_at_the_live_edge_a_failure_its_owner_may_still_resolve_waits_and_a_spra
     spray = [dict(sprayed[0], user_id=f"u{i:05d}", event_id=f"00000000-0000-4000-8000-{i:012d}") for i in range(12)]
     live = pl.concat([seen, normalize(frame(*spray)).collect()])
     assert "185.220.9.9" in set(model.detect(live, now=now)["entity_value"])
+
+
+def _escalation(at, who: str) -> list[dict]:
+    return [event(at, who), event(at + timedelta(minutes=2), who, "permission_change", resource=who,
+                                  metadata={"granted": "admin", "target_user": who}),
+            event(at + timedelta(minutes=4), who, "config_change", metadata={"setting": "audit.retention_days"}),
+            event(at + timedelta(minutes=6), who, "config_change", metadata={"setting": "mfa.required"})]
+
+
+def test_an_alarmed_chain_in_the_history_does_not_make_the_next_one_ordinary(history):
+    """The demo's nights: each night someone else escalates. Learned as the population's, the two earlier
+    chains in the refit's history made tonight's steps 2^6 times likelier each (37 bits, not an anomaly). Chains
+    alarmed on leave the population's shares of their rare steps, each judged as if left out of the history, so
+    two earlier chains cannot vouch for each other; a step many actors take stays learned."""
+    tonight = frame(*_escalation(T0.replace(hour=1, minute=40), "contractor-9"))
+    base = SessionChain().fit(history).score_frame(tonight)["score"].max()
+    earlier = [e for d in (1, 2) for e in _escalation(T0.replace(hour=1, minute=41) - timedelta(days=d),
+                                                         f"contractor-{d}")]
+    refitted = pl.concat([history, frame(*earlier)], how="diagonal_relaxed").sort("timestamp")
+    detector = SessionChain().fit(refitted)
+    assert "permission_change/admin/self" not in detector.population_
+    assert detector.score_frame(tonight)["score"].max() == pytest.approx(base, abs=0.02)
+    assert base >= calibration.ANOMALY_SCORE
+    # Five actors each granting themselves admin (self-service elevation): the organisation's practice, learned.
+    practice = [e for d in range(1, 6) for e in _escalation(T0.replace(hour=1, minute=41) - timedelta(days=d),
+                                                            f"contractor-{d}")[1:2]]
+    shared = SessionChain().fit(pl.concat([history, frame(*practice)], how="diagonal_relaxed").sort("timestamp"))
+    assert shared.population_["permission_change/admin/self"] > 0
