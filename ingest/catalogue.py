@@ -1,7 +1,7 @@
 """R3 and the reserved types: the event-type catalogue as the pipeline and the bus writer check it.
 
 A type must be in the catalogue (R3), and must not be one only the platform writes (``reserved``,
-migration 0013): an ingested ``event_erased`` or ``api_key_created`` could pass for the platform's own
+migration 0013): an ingested ``event_erased`` or ``events_expired`` could pass for the platform's own
 record, and ``verify`` trusts erasure tombstones.
 """
 

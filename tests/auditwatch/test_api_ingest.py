@@ -250,7 +250,7 @@ def test_an_ingest_key_cannot_forge_the_platforms_records(client, make_key, user
                       metadata={"integrity": {"erased_leaves": ["ab" * 32]}})
     for sent, code, field in [
         ({**tombstone, "source": "app"}, "reserved_event_type", "event_type"),
-        (event("alice", event_type="api_key_created"), "reserved_event_type", "event_type"),
+        (event("alice", event_type="events_expired"), "reserved_event_type", "event_type"),
         (event("apikey:admin-1", event_type="data_export"), "reserved_principal", "user_id"),
         (event("alice", source="auditwatch"), "reserved_source", "source"),
         (event("alice", metadata={"_ingest": {"sender": "apikey:admin-1"}}), "reserved_metadata", "metadata"),

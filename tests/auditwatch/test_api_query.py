@@ -440,7 +440,7 @@ def test_event_types_are_added_and_then_accepted(client, make_key, users, conn):
     assert {"user_login", "query_executed", "event_erased"} <= {t["event_type"] for t in builtin}
     assert all(t["builtin"] for t in builtin)
     # Only the platform writes these; ingest refuses them (issue 14 #3).
-    assert {t["event_type"] for t in builtin if t["reserved"]} >= {"query_executed", "event_erased", "api_key_created"}
+    assert {t["event_type"] for t in builtin if t["reserved"]} >= {"query_executed", "event_erased", "events_expired"}
     assert not any(t["reserved"] for t in builtin if t["event_type"] in ("user_login", "config_change"))
 
     body = {"event_type": "vpn.connect", "description": "A VPN session began", "ocsf_class": "Network [4001]"}

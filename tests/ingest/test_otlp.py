@@ -318,7 +318,7 @@ def test_records_posing_as_the_platform_are_rejected_and_the_sender_recorded(cli
     users("alice")
     body = json_request(
         record("event_erased", **{"audit.metadata": {"integrity": {"erased_leaves": ["ab" * 32]}}}),
-        record("api_key_created"),
+        record("events_expired"),
         record("user_login", "apikey:admin"),
         record("user_login", **{"audit.source": "auditwatch"}),
         record("user_login"),

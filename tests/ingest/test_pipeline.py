@@ -192,7 +192,7 @@ def test_r3_a_short_catalog_ttl_picks_up_new_types_quickly(services, users):
 
 # -- what only the platform writes (issue 14 #3) ------------------------------------------------------------------
 
-PLATFORM_ONLY = ("query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
+PLATFORM_ONLY = ("query_executed", "export_requested", "event_erased",
                  "events_expired", "events_archived", "legal_hold", "report_generated",
                  # data subjects and PHI (migration 0019)
                  "gdpr_access_exported", "gdpr_erasure_requested", "gdpr_erasure_approved", "gdpr_erasure_started",
@@ -213,6 +213,20 @@ def test_reserved_event_types_are_refused(services, users, conn, event_type):
     error = result.results[0].error
     assert (error.field, error.status) == ("event_type", 422) and "only Auditwatch writes it" in error.message
     assert stored(conn, sent["event_id"]) is None
+
+
+@pytest.mark.parametrize("event_type", ["api_key_created", "api_key_revoked"])
+def test_an_applications_own_api_key_events_are_stored_the_platforms_cannot_be_posed_as(services, users, conn,
+                                                                                          event_type):
+    """Migration 0026: an application records the keys it creates (the insider chain's key step reaches the
+    detectors); what marks the platform's own key records, its principals and its source, stays refused."""
+    users("alice")
+    sent = body(event_type=event_type, source="crm", metadata={"scope": "admin", "key_id": "k_1"})
+    assert statuses(services.pipeline.ingest([sent], CTX)) == ["created"]
+    assert stored(conn, sent["event_id"])["event_type"] == event_type
+    posing = [body(event_type=event_type, source="auditwatch"), body("apikey:admin-1", event_type=event_type)]
+    assert codes(services.pipeline.ingest(posing, CTX)) == ["reserved_source", "reserved_principal"]
+    assert [stored(conn, p["event_id"]) for p in posing] == [None, None]
 
 
 def test_a_forged_erasure_tombstone_is_refused(services, users, conn):

@@ -151,10 +151,9 @@ def test_event_types_add_and_list(pool):
     # (0010), data_query (0014), report_generated (0016), and the GDPR workflow's five and phi_revealed (0019)
     assert len(before) == 18 + 7 + 1 + 1 + 6
     assert {t.event_type for t in before if t.reserved} == {
-        "query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
-        "events_expired", "events_archived", "legal_hold", "report_generated", "gdpr_access_exported",
-        "gdpr_erasure_requested", "gdpr_erasure_approved", "gdpr_erasure_started", "gdpr_erasure_executed",
-        "phi_revealed"}
+        "query_executed", "export_requested", "event_erased", "events_expired", "events_archived", "legal_hold",
+        "report_generated", "gdpr_access_exported", "gdpr_erasure_requested", "gdpr_erasure_approved",
+        "gdpr_erasure_started", "gdpr_erasure_executed", "phi_revealed"}  # api_key_created/revoked: open (0026)
     assert all(t.builtin for t in before)
     assert [t.event_type for t in before] == sorted(t.event_type for t in before)
 

@@ -34,7 +34,8 @@ PLATFORM_TYPES = {"event_erased", "legal_hold", "events_archived", "events_expir
                   *(GDPR_TYPES := {"gdpr_access_exported", "gdpr_erasure_requested", "gdpr_erasure_approved",
                                    "gdpr_erasure_started", "gdpr_erasure_executed", "phi_revealed"})}
 # Only the platform writes these; ingest refuses them (0014, 0016).
-RESERVED_TYPES = {"query_executed", "export_requested", "api_key_created", "api_key_revoked", "event_erased",
+# Applications record their own API keys (0026): those two are open again.
+RESERVED_TYPES = {"query_executed", "export_requested", "event_erased",
                   "events_expired", "events_archived", "legal_hold", "report_generated", *GDPR_TYPES}
 
 

@@ -1,0 +1,11 @@
+-- Applications' own API keys are theirs to record (issue 13).
+--
+-- 0014 reserved api_key_created and api_key_revoked with the types only the platform writes, so an application
+-- that creates or revokes a key of its own could not record it: the issue's own insider chain (a self-grant, a
+-- new API key, an audit setting cut, within minutes) could not reach the detectors over the API, the bus,
+-- syslog or OTLP, only from a file given to `auditwatch analyze`. Like config_change and user_login, these are
+-- events every application has. The platform's own key records stay its own the way those types' are: ingest
+-- refuses the platform's principals (`apikey:…`, `cli:…`) and its source (`auditwatch…`), and the platform
+-- writes its key records in the same transaction as the key itself (storage.timescale.catalog). Nothing trusts
+-- a key record by its type (verify reads erasure and expiry records only, and those stay reserved).
+UPDATE event_types SET reserved = false WHERE event_type IN ('api_key_created', 'api_key_revoked');
