@@ -253,10 +253,20 @@ class DemoTraffic:
             for _ in range(25):
                 out.append(self._event(rng, at(), "data_export", incident.user_id, ip=incident.source_ip,
                                        metadata={"rows": rng.randrange(200_000, 900_000), "dataset": "crm"}))
-        elif incident.scenario == "unusual_permission_change":  # a non-admin grants themselves admin at night
-            target = incident.user_id
-            out.append(self._event(rng, at(), "permission_change", incident.user_id, ip=incident.source_ip,
-                                   resource=target, metadata={"granted": "admin", "target_user": target}))
+        elif incident.scenario == "unusual_permission_change":
+            # A night-time escalation by a non-admin, within minutes: they log in, grant themselves admin,
+            # create an API key and shorten the audit log's retention to a day. Each step is modest on its own
+            # (a single self-grant scored 0.57-0.62 over the demo's history, on either side of the 0.6 an
+            # anomaly needs, with the time of day); the session is not.
+            who, t = incident.user_id, incident.start + timedelta(seconds=rng.uniform(0, 60))
+            steps = (("user_login", {"method": "password"}, None),
+                     ("permission_change", {"granted": "admin", "target_user": who}, who),
+                     ("api_key_created", {"scope": "admin", "key_id": f"k_{rng.getrandbits(32):08x}"}, None),
+                     ("config_change", {"setting": "audit.retention_days", "value": 1}, None))
+            for kind, metadata, resource in steps:
+                out.append(self._event(rng, t, kind, who, ip=incident.source_ip, resource=resource,
+                                       metadata=metadata))
+                t += timedelta(seconds=rng.uniform(20, 70))
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

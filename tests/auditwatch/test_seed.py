@@ -84,14 +84,17 @@ def test_demo_labels_name_the_entities_an_anomaly_must_match():
 
 def test_a_range_that_cuts_an_attack_labels_it_only_once_its_events_are_in_it():
     # CI at 20:41 on a Sunday scored a history ending at 01:41: the 01:40-01:45 permission change was a label,
-    # and its one event (01:43) was not stored yet, so "not found" was a miss no detector could avoid.
+    # and its one event (01:43) was not stored yet, so "not found" was a miss no detector could avoid. The
+    # escalation is now a session of four steps; it is a label once its first is stored.
     day = datetime(2026, 12, 6, tzinfo=UTC)
     traffic = DemoTraffic(seed=7, users=80, service_accounts=2)
     change = next(i for i in traffic.incidents(day) if i.scenario == "unusual_permission_change")
-    (at,) = traffic.injected_times(change)
-    assert change.start < at < change.end
-    stored = {e["timestamp"] for e in traffic.events(day, at) if e["event_type"] == "permission_change"}
-    assert stored == set()
+    steps = traffic.injected_times(change)
+    at = steps[0]
+    assert len(steps) == 4 and change.start < at and steps[-1] < change.end
+    injected = {e["timestamp"] for e in traffic.events(change.start, change.end) if e["source_ip"] == change.source_ip}
+    assert {datetime.fromisoformat(t) for t in injected} == set(steps)
+    assert [e for e in traffic.events(day, at) if e["event_type"] == "permission_change"] == []
     before = demo_labels(start=day, end=at, users=80, service_accounts=2)
     after = demo_labels(start=day, end=at + timedelta(microseconds=1), users=80, service_accounts=2)
     assert "unusual_permission_change" not in [x.scenario for x in before]
