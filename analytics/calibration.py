@@ -43,8 +43,9 @@ class EmpiricalTail:
     thousand samples.
     """
 
-    def __init__(self, *, tail_fraction: float = 0.01) -> None:
+    def __init__(self, *, tail_fraction: float = 0.01, min_scale: float = 1e-9) -> None:
         self.tail_fraction = tail_fraction
+        self.min_scale = min_scale
 
     def fit(self, raw: np.ndarray) -> EmpiricalTail:
         raw = np.sort(np.asarray(raw, dtype=float))
@@ -57,7 +58,7 @@ class EmpiricalTail:
         excess = raw[-k:] - self.threshold_
         # The exponential's scale from the median excess (scale * ln 2): a few extreme samples in the history
         # (last week's attack, still in the refit's window) cannot stretch the tail that judges the next one.
-        self.scale_ = max(float(np.median(excess)) / np.log(2), float(excess.mean()) / 4, 1e-9)
+        self.scale_ = max(float(np.median(excess)) / np.log(2), float(excess.mean()) / 4, self.min_scale)
         self.tail_p_ = k / (raw.size + 1)
         return self
 

@@ -286,3 +286,25 @@ def test_an_alarmed_chain_in_the_history_does_not_make_the_next_one_ordinary(his
                                                             f"contractor-{d}")[1:2]]
     shared = SessionChain().fit(pl.concat([history, frame(*practice)], how="diagonal_relaxed").sort("timestamp"))
     assert shared.population_["permission_change/admin/self"] > 0
+
+
+def test_in_a_days_history_two_alarmed_chains_do_not_stretch_the_tail(history):
+    """`make up`'s first days: a small history, so the calibration's tail is fitted on its top ten sessions or
+    so, and the two earlier chains among them stretched it (here its scale from 2 bits to 4, and tonight's chain
+    scored 0.37 instead of 1.0). Judged against that tail they were not alarmed either, and stayed learned: in
+    `make up`'s store the scale went from about 3.5 bits to 6 and the third night's chain scored 0.40. Alarms
+    are judged against the sessions without rare actions, and leave the tail."""
+    day = history.filter(pl.col("timestamp") >= history["timestamp"].max() - timedelta(hours=30))
+    tonight = frame(*_escalation(T0.replace(hour=1, minute=40), "contractor-9"))
+    alone = SessionChain().fit(day)
+    earlier = [e for d in (1, 2) for e in _escalation(T0.replace(hour=1, minute=41) - timedelta(days=d),
+                                                         f"contractor-{d}")]
+    detector = SessionChain().fit(pl.concat([day, frame(*earlier)], how="diagonal_relaxed").sort("timestamp"))
+    assert alone.score_frame(tonight)["score"].max() >= calibration.ANOMALY_SCORE
+    assert detector.score_frame(tonight)["score"].max() == pytest.approx(alone.score_frame(tonight)["score"].max(),
+                                                                         abs=0.02)
+    assert detector.tail_.scale_ == pytest.approx(alone.tail_.scale_, rel=0.05)
+    learned = SessionChain(alarm_score=1.0).fit(pl.concat([day, frame(*earlier)], how="diagonal_relaxed")
+                                                .sort("timestamp"))
+    assert learned.score_frame(tonight)["score"].max() < calibration.ANOMALY_SCORE
+    assert learned.tail_.scale_ > 1.5 * alone.tail_.scale_
