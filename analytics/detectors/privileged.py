@@ -65,7 +65,7 @@ class PrivilegedAction(Detector):
     """
 
     name = "privileged_action"
-    version = "3"  # 3: an alarmed action is not learned as the population's either
+    version = "4"  # 3: an alarmed action is not learned as the population's either; 4: judged without its minute
 
     def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4,
                  min_cohort: int = 4, cohort_period: str = "6h", odd_hour: float = 0.02,
@@ -94,7 +94,7 @@ class PrivilegedAction(Detector):
             pl.col("timestamp").dt.hour().alias("hour"), F.target_user().alias("target"))
 
     def _fit(self, events: pl.DataFrame) -> None:
-        self._learn(events)
+        actions = self._learn(events)
         if self.alarm_score >= 1.0 or events.is_empty():
             return
         # An escalation alarmed on is not learned as the actor's habit: someone who granted themselves admin at
@@ -121,12 +121,19 @@ class PrivilegedAction(Detector):
                    .filter(pl.col("actors") < self.min_cohort)["event_type"])
             leave = alarmed.filter(pl.col("event_type").is_in(few.implode()))
             if leave.height:
-                ids = leave.select(pl.col("sample_event_ids").list.first().alias("event_id"))
-                self._population(self._actions(events.lazy()).collect().join(ids, on="event_id", how="anti"),
+                # Every action of those kinds in the alarmed minute, not only the rarest that the minute's row
+                # names: two self-grants in one minute are one escalation.
+                minutes = leave.select(pl.col("entity_value").alias("user_id"),
+                                       pl.col("window_start").alias("_minute")).unique()
+                taken = (actions.with_columns(pl.col("timestamp").dt.truncate("1m").alias("_minute"))
+                         .filter(pl.col("event_type").is_in(few.implode()))
+                         .join(minutes, on=["user_id", "_minute"], how="semi"))
+                self._population(actions.join(taken.select("event_id"), on="event_id", how="anti"),
                                  max(events.height, 1))
 
-    def _learn(self, events: pl.DataFrame, *, population: bool = True) -> None:
-        """Each actor's counts and hours from ``events``; with ``population``, the population's shares too."""
+    def _learn(self, events: pl.DataFrame, *, population: bool = True) -> pl.DataFrame:
+        """Each actor's counts and hours from ``events``; with ``population``, the population's shares too.
+        Returns the privileged actions among ``events``."""
         lf = events.lazy()
         total = max(events.height, 1)
         self.actors_ = lf.group_by("user_id").agg(pl.len().alias("events")).collect()
@@ -135,7 +142,7 @@ class PrivilegedAction(Detector):
         hours = lf.with_columns(pl.col("timestamp").dt.hour().alias("hour"))
         self.hours_ = hours.group_by("user_id", "hour").agg(pl.len().alias("at_hour")).collect()
         if not population:
-            return
+            return actions
         self._population(actions, total)
         per_hour = hours.group_by("hour").agg(pl.len().alias("n")).collect()
         share = np.full(24, 1.0)
@@ -147,6 +154,7 @@ class PrivilegedAction(Detector):
         # 01:00 beside two quiet night hours still is. With neither side known the hour is no evidence.
         self.hours_seen_ = np.zeros(24, dtype=bool)
         self.hours_seen_[per_hour.filter(pl.col("n") > 0)["hour"].to_numpy()] = True
+        return actions
 
     def _population(self, actions: pl.DataFrame, total: int) -> None:
         """The population's shares of each privileged type among ``total`` events, and of self-targeting in each."""
@@ -161,16 +169,27 @@ class PrivilegedAction(Detector):
         return (k + self.self_prior) / (n + 2 * self.self_prior)
 
     def _score(self, events: pl.LazyFrame, *, learned: bool = False) -> pl.DataFrame:
-        """``learned``: ``events`` are the history just learned, each scored as if it had been left out of it."""
+        """``learned``: ``events`` are the history just learned, each action scored as if it had been left out of
+        it with the actor's other privileged actions of the same minute."""
         found = self._actions(events).collect()
         if found.is_empty():
             return _empty_scores()
         found = (found.join(self.actors_, on="user_id", how="left")
                  .join(self.action_counts_, on=["user_id", "event_type"], how="left")
                  .join(self.hours_, on=["user_id", "hour"], how="left"))
-        mine = 1.0 if learned else 0.0
+        own = (found["target"] == found["user_id"]).fill_null(False).to_numpy()
+        # Judged as if left out of the history, with the rest of its minute: two grants in one minute are one
+        # escalation, and the one kept in would vouch for the other (a novice's second grant is not "done once").
+        if learned:
+            minute = [pl.col("user_id"), pl.col("timestamp").dt.truncate("1m")]
+            left = found.with_columns(pl.Series("own", own)).select(
+                pl.len().over(minute).alias("all"), pl.len().over(*minute, "event_type").alias("type"),
+                pl.col("own").sum().over(*minute, "event_type"))
+            mine, mine_type, mine_own = (left[c].to_numpy().astype(float) for c in ("all", "type", "own"))
+        else:
+            mine = mine_type = mine_own = np.zeros(found.height)
         n = np.maximum(found["events"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
-        done = np.maximum(found["done"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
+        done = np.maximum(found["done"].fill_null(0).to_numpy().astype(float) - mine_type, 0.0)
         at_hour = np.maximum(found["at_hour"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
         type_share = found["event_type"].replace_strict(self.type_share_, default=self.min_type_share,
                                                         return_dtype=pl.Float64).to_numpy()
@@ -183,12 +202,16 @@ class PrivilegedAction(Detector):
         p_hour = (at_hour + self.hour_prior * hour_share) / (n + self.hour_prior)
         if not seen.all():
             p_hour = np.where(seen | known, p_hour, 1.0)
-        own = (found["target"] == found["user_id"]).fill_null(False).to_numpy()
-        # Judged as if left out of the history: a self-targeted change learned is one of its own type's count.
-        shares = ({t: self._self_share(max(n - 1, 0.0), max(k - 1, 0.0)) for t, (n, k) in self.self_counts_.items()}
-                  if learned else self.self_share_)
-        share_self = found["event_type"].replace_strict(shares, default=0.5, return_dtype=pl.Float64)
-        p_self = np.where(own, share_self.to_numpy(), 1.0)
+        if learned:  # the type's counts without the minute's actions of that type
+            counts = found["event_type"].replace_strict(
+                {t: list(c) for t, c in self.self_counts_.items()}, default=[0.0, 0.0],
+                return_dtype=pl.List(pl.Float64)).list.to_array(2).to_numpy()
+            share_self = self._self_share(np.maximum(counts[:, 0] - mine_type, 0.0),
+                                          np.maximum(counts[:, 1] - mine_own, 0.0))
+        else:
+            share_self = found["event_type"].replace_strict(self.self_share_, default=0.5,
+                                                            return_dtype=pl.Float64).to_numpy()
+        p_self = np.where(own, share_self, 1.0)
         # A release night: several actors doing this kind of action at an hour odd for each of them. The hour is
         # explained by the cohort (a planned change), so only the action's rarity for the actor remains.
         # Counted on two grids half a period apart, so a night that straddles a boundary is seen whole.

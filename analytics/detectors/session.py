@@ -136,11 +136,9 @@ class SessionChain(Detector):
     def _fit(self, events: pl.DataFrame) -> None:
         steps = actions(events.lazy()).collect()
         self.history_events_ = steps.height
-        self.actors_ = steps.group_by("user_id").agg(pl.len().alias("n"))
-        self.actor_actions_ = steps.group_by("user_id", "action").agg(pl.len().alias("c"))
+        self._learn_actors(steps)
         self.actor_hours_ = steps.group_by("user_id", "hour").agg(pl.len().alias("h"))
-        total = max(steps.height, 1)
-        self.population_ = dict(steps.group_by("action").agg((pl.len() / total).alias("s")).iter_rows())
+        self.population_ = _shares(steps, steps.height)
         share = np.ones(24)
         per_hour = steps.group_by("hour").agg(pl.len().alias("k"))
         share[per_hour["hour"].to_numpy()] += per_hour["k"].to_numpy()
@@ -151,6 +149,11 @@ class SessionChain(Detector):
         evidence = self._evidence(sample, leave_one_out=True)
         self.tail_ = EmpiricalTail(min_scale=BIT).fit(evidence["evidence"].to_numpy() if evidence.height else np.zeros(1))
         self._unlearn_alarms(steps, evidence)
+
+    def _learn_actors(self, steps: pl.DataFrame) -> None:
+        """Each actor's number of steps (``actors_``) and of each action (``actor_actions_``)."""
+        self.actors_ = steps.group_by("user_id").agg(pl.len().alias("n"))
+        self.actor_actions_ = steps.group_by("user_id", "action").agg(pl.len().alias("c"))
 
     def _unlearn_alarms(self, steps: pl.DataFrame, calibration: pl.DataFrame) -> None:
         """The history's alarmed sessions are not learned: not in the population's shares of their rare actions,
@@ -190,14 +193,11 @@ class SessionChain(Detector):
         left = (alarmed.select(pl.col("steps").list.eval(pl.element().struct.field("action")).alias("action"),
                                pl.col("sample_event_ids").alias("event_id"))
                 .explode("action", "event_id").filter(pl.col("action").is_in(rare.implode())).select("event_id"))
-        kept = steps.join(left, on="event_id", how="anti")
-        self.population_ = dict(kept.group_by("action").agg((pl.len() / max(steps.height, 1)).alias("s")).iter_rows())
+        self.population_ = _shares(steps.join(left, on="event_id", how="anti"), steps.height)
         # Nor, any of its steps, as the actor's habit: fitted on a span that holds the chain itself (the worker's
         # first day is learnt whole), their own steps made it ordinary for them (a 74-bit chain became 39).
-        theirs = without_spans(steps, alarmed.select("user_id", "start",
-                                                     (pl.col("last") + timedelta(microseconds=1)).alias("end")))
-        self.actors_ = theirs.group_by("user_id").agg(pl.len().alias("n"))
-        self.actor_actions_ = theirs.group_by("user_id", "action").agg(pl.len().alias("c"))
+        self._learn_actors(without_spans(steps, alarmed.select(
+            "user_id", "start", (pl.col("last") + timedelta(microseconds=1)).alias("end"))))
         # Nor as the normal sessions the tail is fitted on.
         normal = calibration.join(alarmed.select("user_id", "start"), on=["user_id", "start"], how="anti")
         if normal.height < calibration.height:
@@ -319,6 +319,11 @@ class SessionChain(Detector):
             "peers": {"population_share": {s["action"]: self.population_.get(s["action"], 0.0) for s in steps}},
             "steps": [hour, *steps],
         }
+
+
+def _shares(steps: pl.DataFrame, total: int) -> dict[str, float]:
+    """Each action's share of ``total`` steps."""
+    return dict(steps.group_by("action").agg((pl.len() / max(total, 1)).alias("s")).iter_rows())
 
 
 def _iso(moment: datetime) -> str:

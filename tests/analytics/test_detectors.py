@@ -315,3 +315,25 @@ def test_an_escalation_alarmed_on_is_not_learned_as_the_populations_either(histo
     practice = frame(*(grant(T0.replace(hour=3, minute=5) - timedelta(days=d), u) for d, u in enumerate(never[1:6], 1)))
     shared = pl.concat([history, practice], how="diagonal_relaxed").sort("timestamp")
     assert PrivilegedAction().fit(shared).score_frame(tonight)["score"][0] < base - 0.01
+
+
+def test_an_escalation_of_several_grants_in_one_minute_leaves_the_populations_shares_whole(history):
+    """The alarmed minute's row names its rarest action; the escalation is every grant in that minute. Two
+    self-grants in one minute last night, both left out, so tonight's lone self-grant scores as before them."""
+    never = [u for u in history["user_id"].unique().sort() if u.startswith("u") and history.filter(
+        (pl.col("user_id") == u) & (pl.col("event_type").is_in(["permission_change", "api_key_created",
+                                                                 "config_change"]) | (pl.col("timestamp").dt.hour() < 6))
+    ).is_empty()]
+
+    def grant(at: datetime, who: str, role: str) -> dict:
+        return event(at, who, "permission_change", resource=who, metadata={"granted": role, "target_user": who})
+
+    tonight = frame(grant(T0.replace(hour=3, minute=12), never[0], "admin"))
+    base = PrivilegedAction().fit(history).score_frame(tonight)["score"][0]
+    night = T0.replace(hour=3, minute=5) - timedelta(days=1)
+    last_night = frame(grant(night, never[1], "admin"), grant(night + timedelta(seconds=20), never[1], "owner"))
+    refitted = pl.concat([history, last_night], how="diagonal_relaxed").sort("timestamp")
+    fitted = PrivilegedAction().fit(refitted)
+    assert fitted.score_frame(last_night)["score"].max() >= 0.6  # alarmed, as it happened
+    assert fitted.self_counts_.get("permission_change", (0.0, 0.0))[1] == 0.0, fitted.self_counts_
+    assert fitted.score_frame(tonight)["score"][0] == pytest.approx(base, abs=1e-3)
