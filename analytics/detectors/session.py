@@ -115,7 +115,7 @@ class SessionChain(Detector):
     """
 
     name = "session_chain"
-    version = "2"  # 2: an alarmed chain's rare steps are not learned as the population's
+    version = "3"  # 2: an alarmed chain's rare steps are not learned as the population's; 3: their repeats neither
 
     def __init__(self, *, gap_minutes: float = 30.0, max_span_minutes: float = 120.0, prior: float = 20.0, hour_prior: float = 50.0,
                  free_bits: float = 4.0, min_population_share: float = 1e-6,
@@ -190,9 +190,10 @@ class SessionChain(Detector):
                                & pl.col("steps").is_not_null())
         if alarmed.is_empty():
             return
-        left = (alarmed.select(pl.col("steps").list.eval(pl.element().struct.field("action")).alias("action"),
-                               pl.col("sample_event_ids").alias("event_id"))
-                .explode("action", "event_id").filter(pl.col("action").is_in(rare.implode())).select("event_id"))
+        # Every step of a rare action in the session, its repeats too (a session's row names each action once).
+        left = (steps.filter(pl.col("action").is_in(rare.implode()))
+                .join(alarmed.select("user_id", "start", "last"), on="user_id")
+                .filter(pl.col("timestamp").is_between(pl.col("start"), pl.col("last"))).select("event_id"))
         self.population_ = _shares(steps.join(left, on="event_id", how="anti"), steps.height)
         # Nor, any of its steps, as the actor's habit: fitted on a span that holds the chain itself (the worker's
         # first day is learnt whole), their own steps made it ordinary for them (a 74-bit chain became 39).

@@ -288,6 +288,22 @@ def test_an_alarmed_chain_in_the_history_does_not_make_the_next_one_ordinary(his
     assert shared.population_["permission_change/admin/self"] > 0
 
 
+def test_an_alarmed_chain_that_repeats_a_rare_step_leaves_every_repeat_out_of_the_population(history):
+    """A session's row names each of its actions once (its first occurrence); a chain that granted itself admin
+    twice left the second grant in the population's shares, so tonight's self-grant by someone else was a
+    step the population had taken."""
+    tonight = frame(*_escalation(T0.replace(hour=1, minute=40), "contractor-9"))
+    base = SessionChain().fit(history).score_frame(tonight)["score"].max()
+    at = T0.replace(hour=1, minute=41) - timedelta(days=1)
+    earlier = _escalation(at, "contractor-1")
+    again = event(at + timedelta(minutes=3), "contractor-1", "permission_change",
+                  resource="contractor-1", metadata={"granted": "admin", "target_user": "contractor-1"})
+    refitted = pl.concat([history, frame(*earlier, again)], how="diagonal_relaxed").sort("timestamp")
+    detector = SessionChain().fit(refitted)
+    assert "permission_change/admin/self" not in detector.population_, detector.population_
+    assert detector.score_frame(tonight)["score"].max() == pytest.approx(base, abs=0.02)
+
+
 def test_in_a_days_history_two_alarmed_chains_do_not_stretch_the_tail(history):
     """`make up`'s first days: a small history, so the calibration's tail is fitted on its top ten sessions or
     so, and the two earlier chains among them stretched it (here its scale from 2 bits to 4, and tonight's chain
