@@ -203,11 +203,10 @@ class PrivilegedAction(Detector):
         if not seen.all():
             p_hour = np.where(seen | known, p_hour, 1.0)
         if learned:  # the type's counts without the minute's actions of that type
-            counts = found["event_type"].replace_strict(
-                {t: list(c) for t, c in self.self_counts_.items()}, default=[0.0, 0.0],
-                return_dtype=pl.List(pl.Float64)).list.to_array(2).to_numpy()
-            share_self = self._self_share(np.maximum(counts[:, 0] - mine_type, 0.0),
-                                          np.maximum(counts[:, 1] - mine_own, 0.0))
+            of_type, own_of_type = (found["event_type"].replace_strict(
+                {t: c[i] for t, c in self.self_counts_.items()}, default=0.0, return_dtype=pl.Float64).to_numpy()
+                for i in (0, 1))
+            share_self = self._self_share(np.maximum(of_type - mine_type, 0.0), np.maximum(own_of_type - mine_own, 0.0))
         else:
             share_self = found["event_type"].replace_strict(self.self_share_, default=0.5,
                                                             return_dtype=pl.Float64).to_numpy()

@@ -147,7 +147,7 @@ class SessionChain(Detector):
         share = min(1.0, self.calibration_events / max(steps.height, 1))
         sample = steps.filter(pl.col("user_id").hash(7) % 10_000 < int(share * 10_000)) if share < 1 else steps
         evidence = self._evidence(sample, leave_one_out=True)
-        self.tail_ = EmpiricalTail(min_scale=BIT).fit(evidence["evidence"].to_numpy() if evidence.height else np.zeros(1))
+        self.tail_ = _tail(evidence["evidence"].to_numpy() if evidence.height else np.zeros(0))
         self._unlearn_alarms(steps, evidence)
 
     def _learn_actors(self, steps: pl.DataFrame) -> None:
@@ -179,9 +179,9 @@ class SessionChain(Detector):
             steps.filter(pl.col("action").is_in(rare.implode()))["user_id"].unique().implode()))
         with_rare = pl.col("steps").list.eval(pl.element().struct.field("action").is_in(rare.implode())).list.any()
         ordinary = calibration.filter(~with_rare.fill_null(False))["evidence"].to_numpy()
-        judge = EmpiricalTail(min_scale=BIT).fit(ordinary) if ordinary.size >= 100 else self.tail_
-        learned = self.population_
-        self.population_ = {a: s for a, s in learned.items() if a not in set(rare.to_list())}
+        judge = _tail(ordinary) if ordinary.size >= 100 else self.tail_
+        learned, unseen = self.population_, set(rare.to_list())
+        self.population_ = {a: s for a, s in learned.items() if a not in unseen}
         found = self._evidence(takers, leave_one_out=True)
         self.population_ = learned
         if found.is_empty():
@@ -202,7 +202,7 @@ class SessionChain(Detector):
         # Nor as the normal sessions the tail is fitted on.
         normal = calibration.join(alarmed.select("user_id", "start"), on=["user_id", "start"], how="anti")
         if normal.height < calibration.height:
-            self.tail_ = EmpiricalTail(min_scale=BIT).fit(normal["evidence"].to_numpy() if normal.height else np.zeros(1))
+            self.tail_ = _tail(normal["evidence"].to_numpy())
 
     def _cohorts(self, steps: pl.DataFrame) -> pl.DataFrame:
         """(period, action) taken by many distinct actors at once, far beyond the population's share of it."""
@@ -320,6 +320,11 @@ class SessionChain(Detector):
             "peers": {"population_share": {s["action"]: self.population_.get(s["action"], 0.0) for s in steps}},
             "steps": [hour, *steps],
         }
+
+
+def _tail(evidence: np.ndarray) -> EmpiricalTail:
+    """The calibration's tail of session evidence (bits), never lighter than ``BIT``; a 0 when there is none."""
+    return EmpiricalTail(min_scale=BIT).fit(evidence if evidence.size else np.zeros(1))
 
 
 def _shares(steps: pl.DataFrame, total: int) -> dict[str, float]:
