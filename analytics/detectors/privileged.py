@@ -65,7 +65,9 @@ class PrivilegedAction(Detector):
     """
 
     name = "privileged_action"
-    version = "4"  # 3: an alarmed action is not learned as the population's either; 4: judged without its minute
+    # 3: an alarmed action is not learned as the population's either; 4: judged without its minute; 5: without
+    # the span an alarm on it leaves out (its minute and ``ALARM_MARGIN`` either side)
+    version = "5"
 
     def __init__(self, *, type_prior: float = 50.0, hour_prior: float = 50.0, min_type_share: float = 1e-4,
                  min_cohort: int = 4, cohort_period: str = "6h", odd_hour: float = 0.02,
@@ -109,9 +111,7 @@ class PrivilegedAction(Detector):
         alarmed = scored.filter(
             (pl.col("score") >= self.alarm_score) & ((pl.col("p_hour") < self.odd_hour) | (pl.col("p_self") < 1.0)))
         if alarmed.height:
-            self._learn(without_spans(events, alarmed.select(
-                pl.col("entity_value").alias("user_id"), (pl.col("window_start") - ALARM_MARGIN).alias("start"),
-                (pl.col("window_end") + ALARM_MARGIN).alias("end"))), population=False)
+            self._learn(without_spans(events, _spans(alarmed)), population=False)
             # Nor is it learned as the population's: while fewer than ``min_cohort`` actors were alarmed for a kind
             # of action, their alarmed actions leave its shares. Where such actions are rare, one escalation moved
             # them a lot: after a single alarmed self-grant, the only permission change on record, the next
@@ -121,15 +121,11 @@ class PrivilegedAction(Detector):
                    .filter(pl.col("actors") < self.min_cohort)["event_type"])
             leave = alarmed.filter(pl.col("event_type").is_in(few.implode()))
             if leave.height:
-                # Every action of those kinds in the alarmed minute, not only the rarest that the minute's row
-                # names: two self-grants in one minute are one escalation.
-                minutes = leave.select(pl.col("entity_value").alias("user_id"),
-                                       pl.col("window_start").alias("_minute")).unique()
-                taken = (actions.with_columns(pl.col("timestamp").dt.truncate("1m").alias("_minute"))
-                         .filter(pl.col("event_type").is_in(few.implode()))
-                         .join(minutes, on=["user_id", "_minute"], how="semi"))
-                self._population(actions.join(taken.select("event_id"), on="event_id", how="anti"),
-                                 max(events.height, 1))
+                # Every action of those kinds in the escalation's span, not only the rarest that the alarmed
+                # minute's row names: two self-grants, in one minute or three apart, are one escalation.
+                is_few = pl.col("event_type").is_in(few.implode())
+                kept = without_spans(actions.filter(is_few), _spans(leave))
+                self._population(pl.concat([actions.filter(~is_few), kept]), max(events.height, 1))
 
     def _learn(self, events: pl.DataFrame, *, population: bool = True) -> pl.DataFrame:
         """Each actor's counts and hours from ``events``; with ``population``, the population's shares too.
@@ -170,7 +166,7 @@ class PrivilegedAction(Detector):
 
     def _score(self, events: pl.LazyFrame, *, learned: bool = False) -> pl.DataFrame:
         """``learned``: ``events`` are the history just learned, each action scored as if it had been left out of
-        it with the actor's other privileged actions of the same minute."""
+        it with the actor's other events within ``ALARM_MARGIN`` of its minute."""
         found = self._actions(events).collect()
         if found.is_empty():
             return _empty_scores()
@@ -178,19 +174,17 @@ class PrivilegedAction(Detector):
                  .join(self.action_counts_, on=["user_id", "event_type"], how="left")
                  .join(self.hours_, on=["user_id", "hour"], how="left"))
         own = (found["target"] == found["user_id"]).fill_null(False).to_numpy()
-        # Judged as if left out of the history, with the rest of its minute: two grants in one minute are one
-        # escalation, and the one kept in would vouch for the other (a novice's second grant is not "done once").
+        # Judged as if left out of the history with the actor's other events around it, the span an alarm on it
+        # would leave out: an escalation's grants vouch for none of each other (a novice's second grant, a
+        # minute or three after the first, is not "done once"), nor does the login that began it vouch for
+        # its hour.
         if learned:
-            minute = [pl.col("user_id"), pl.col("timestamp").dt.truncate("1m")]
-            left = found.with_columns(pl.Series("own", own)).select(
-                pl.len().over(minute).alias("all"), pl.len().over(*minute, "event_type").alias("type"),
-                pl.col("own").sum().over(*minute, "event_type"))
-            mine, mine_type, mine_own = (left[c].to_numpy().astype(float) for c in ("all", "type", "own"))
+            mine, mine_hour, mine_type, mine_own = self._around(events, found, own)
         else:
-            mine = mine_type = mine_own = np.zeros(found.height)
+            mine = mine_hour = mine_type = mine_own = np.zeros(found.height)
         n = np.maximum(found["events"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
         done = np.maximum(found["done"].fill_null(0).to_numpy().astype(float) - mine_type, 0.0)
-        at_hour = np.maximum(found["at_hour"].fill_null(0).to_numpy().astype(float) - mine, 0.0)
+        at_hour = np.maximum(found["at_hour"].fill_null(0).to_numpy().astype(float) - mine_hour, 0.0)
         type_share = found["event_type"].replace_strict(self.type_share_, default=self.min_type_share,
                                                         return_dtype=pl.Float64).to_numpy()
         hour_share = self.hour_share_[found["hour"].to_numpy()]
@@ -202,7 +196,7 @@ class PrivilegedAction(Detector):
         p_hour = (at_hour + self.hour_prior * hour_share) / (n + self.hour_prior)
         if not seen.all():
             p_hour = np.where(seen | known, p_hour, 1.0)
-        if learned:  # the type's counts without the minute's actions of that type
+        if learned:  # the type's counts without the span's actions of that type
             of_type, own_of_type = (found["event_type"].replace_strict(
                 {t: c[i] for t, c in self.self_counts_.items()}, default=0.0, return_dtype=pl.Float64).to_numpy()
                 for i in (0, 1))
@@ -234,6 +228,24 @@ class PrivilegedAction(Detector):
         # One row per actor and minute: the rarest action in it.
         return (scored.sort("p_value", "timestamp", "event_id")
                 .group_by("entity_value", "window_start", maintain_order=True).first())
+
+    @staticmethod
+    def _around(events: pl.LazyFrame, found: pl.DataFrame, own: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per action in ``found``, the actor's history within ``ALARM_MARGIN`` of its minute: events, events at its
+        hour of day, privileged actions of its type, and those of its type on their own account."""
+        minute = pl.col("timestamp").dt.truncate("1m")
+        hour = pl.col("timestamp").dt.truncate("1h")
+        points = found.select("user_id", "event_type", lo=minute - ALARM_MARGIN,
+                              hi=minute + timedelta(minutes=1) + ALARM_MARGIN, h0=hour, h1=hour + timedelta(hours=1))
+        mine = events.select("user_id", "timestamp").join(points.lazy().select("user_id").unique(), on="user_id",
+                                                          how="semi").collect()
+        actions = found.select("user_id", "event_type", "timestamp", pl.Series("own", own))
+        lo, hi = pl.col("lo"), pl.col("hi")
+        return (_within(points, mine, ["user_id"], lo, hi),
+                _within(points, mine, ["user_id"], pl.max_horizontal(lo, "h0"), pl.min_horizontal(hi, "h1")),
+                _within(points, actions, ["user_id", "event_type"], lo, hi),
+                _within(points, actions.filter("own"), ["user_id", "event_type"], lo, hi))
 
     def _beside(self, found: pl.DataFrame, at_hour: np.ndarray, hour_share: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,6 +291,30 @@ class PrivilegedAction(Detector):
                       "actors_at_odd_hours_alike": int(row["cohort"]),
                       "population_share_at_hour": round(float(row["pop_hour_share"]), 6)},
         }
+
+
+def _spans(alarmed: pl.DataFrame) -> pl.DataFrame:
+    """Each alarmed row's span: the actor's events a minute's alarm leaves out, ``ALARM_MARGIN`` either side."""
+    return alarmed.select(pl.col("entity_value").alias("user_id"), (pl.col("window_start") - ALARM_MARGIN).alias("start"),
+                          (pl.col("window_end") + ALARM_MARGIN).alias("end"))
+
+
+def _within(points: pl.DataFrame, among: pl.DataFrame, by: list[str], lo: pl.Expr, hi: pl.Expr) -> np.ndarray:
+    """Per row of ``points``: the rows of ``among`` with its ``by`` values and a timestamp in [``lo``, ``hi``)."""
+    if among.is_empty():
+        return np.zeros(points.height)
+    keys = among.select(by).unique(maintain_order=True).with_row_index("_g")
+    ms = among.join(keys, on=by).select(pl.col("_g").cast(pl.Int64), t=pl.col("timestamp").dt.epoch("ms"))
+    at = (points.join(keys, on=by, how="left", maintain_order="left")
+          .select(pl.col("_g").cast(pl.Int64).fill_null(-1), lo=lo.dt.epoch("ms"), hi=hi.dt.epoch("ms")))
+    t0 = min(ms["t"].min(), at["lo"].min())
+    stride = max(ms["t"].max(), at["hi"].max()) - t0 + 1
+    sorted_keys = np.sort((ms["_g"] * stride + ms["t"] - t0).to_numpy())
+    g = at["_g"].to_numpy()
+    lo_k = np.maximum(g, 0) * stride + at["lo"].to_numpy() - t0
+    hi_k = np.maximum(g, 0) * stride + at["hi"].to_numpy() - t0
+    counts = np.searchsorted(sorted_keys, hi_k, "left") - np.searchsorted(sorted_keys, lo_k, "left")
+    return np.where(g >= 0, counts, 0).astype(float)
 
 
 def _share(a: float, b: float) -> float:

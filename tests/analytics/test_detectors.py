@@ -291,49 +291,71 @@ def test_an_escalation_alarmed_on_is_not_learned_as_the_actors_habit(history):
     assert learned["score"].max() < 0.6 <= found["score"].max(), (learned["score"].max(), found["score"].max())
 
 
-def test_an_escalation_alarmed_on_is_not_learned_as_the_populations_either(history):
+@pytest.fixture
+def novices(history) -> list[str]:
+    """People in ``history`` who never did a privileged action, nor anything before 06:00."""
+    return [u for u in history["user_id"].unique().sort() if u.startswith("u") and history.filter(
+        (pl.col("user_id") == u) & (pl.col("event_type").is_in(["permission_change", "api_key_created",
+                                                                 "config_change"]) | (pl.col("timestamp").dt.hour() < 6))
+    ).is_empty()]
+
+
+def self_grant(at: datetime, who: str, role: str = "admin") -> dict:
+    return event(at, who, "permission_change", resource=who, metadata={"granted": role, "target_user": who})
+
+
+def test_an_escalation_alarmed_on_is_not_learned_as_the_populations_either(history, novices):
     """The demo's nights, in small: where self-grants are rare, last night's alarmed one made tonight's, by
     someone else, look ordinary (the population's self share went from 1/2 to 2/3: 0.62 became 0.60, no
     anomaly). It leaves the population's shares; a practice enough actors share is still learned."""
-    privileged = ["permission_change", "api_key_created", "config_change"]
-    never = [u for u in history["user_id"].unique().sort() if u.startswith("u") and history.filter(
-        (pl.col("user_id") == u) & (pl.col("event_type").is_in(privileged) | (pl.col("timestamp").dt.hour() < 6))
-    ).is_empty()]
-
-    def grant(at: datetime, who: str) -> dict:
-        return event(at, who, "permission_change", resource=who, metadata={"granted": "admin", "target_user": who})
-
-    tonight = frame(grant(T0.replace(hour=3, minute=12), never[0]))
+    tonight = frame(self_grant(T0.replace(hour=3, minute=12), novices[0]))
     base = PrivilegedAction().fit(history).score_frame(tonight)["score"][0]
-    last_night = frame(grant(T0.replace(hour=3, minute=5) - timedelta(days=1), never[1]))
+    last_night = frame(self_grant(T0.replace(hour=3, minute=5) - timedelta(days=1), novices[1]))
     refitted = pl.concat([history, last_night], how="diagonal_relaxed").sort("timestamp")
     assert PrivilegedAction().fit(refitted).score_frame(last_night)["score"][0] >= 0.6  # alarmed, as it happened
     unlearned = PrivilegedAction().fit(refitted).score_frame(tonight)["score"][0]
     learned = PrivilegedAction(alarm_score=1.0).fit(refitted).score_frame(tonight)["score"][0]
     assert unlearned == pytest.approx(base, abs=1e-3) and learned < base - 0.01, (base, unlearned, learned)
     # Five actors who each did it (a self-service elevation the organisation uses): learned as the population's.
-    practice = frame(*(grant(T0.replace(hour=3, minute=5) - timedelta(days=d), u) for d, u in enumerate(never[1:6], 1)))
+    practice = frame(*(self_grant(T0.replace(hour=3, minute=5) - timedelta(days=d), u)
+                       for d, u in enumerate(novices[1:6], 1)))
     shared = pl.concat([history, practice], how="diagonal_relaxed").sort("timestamp")
     assert PrivilegedAction().fit(shared).score_frame(tonight)["score"][0] < base - 0.01
 
 
-def test_an_escalation_of_several_grants_in_one_minute_leaves_the_populations_shares_whole(history):
-    """The alarmed minute's row names its rarest action; the escalation is every grant in that minute. Two
-    self-grants in one minute last night, both left out, so tonight's lone self-grant scores as before them."""
-    never = [u for u in history["user_id"].unique().sort() if u.startswith("u") and history.filter(
-        (pl.col("user_id") == u) & (pl.col("event_type").is_in(["permission_change", "api_key_created",
-                                                                 "config_change"]) | (pl.col("timestamp").dt.hour() < 6))
-    ).is_empty()]
-
-    def grant(at: datetime, who: str, role: str) -> dict:
-        return event(at, who, "permission_change", resource=who, metadata={"granted": role, "target_user": who})
-
-    tonight = frame(grant(T0.replace(hour=3, minute=12), never[0], "admin"))
+@pytest.mark.parametrize("gap", [timedelta(seconds=20), timedelta(minutes=3), timedelta(minutes=8)],
+                         ids=["one minute", "three minutes apart", "eight minutes apart"])
+def test_an_escalation_of_several_grants_leaves_the_populations_shares_whole(history, novices, gap):
+    """Two self-grants last night: the alarmed minute's row names only its rarest action, and judged each
+    with only its own minute left out, grants minutes apart vouched for each other (3 minutes apart: 0.54 in
+    the history, not alarmed, both learned, and tonight's lone self-grant fell from 0.85 to 0.80). Both are
+    judged as left out together, both leave the population's shares, and tonight scores as before them."""
+    tonight = frame(self_grant(T0.replace(hour=3, minute=12), novices[0]))
     base = PrivilegedAction().fit(history).score_frame(tonight)["score"][0]
     night = T0.replace(hour=3, minute=5) - timedelta(days=1)
-    last_night = frame(grant(night, never[1], "admin"), grant(night + timedelta(seconds=20), never[1], "owner"))
+    last_night = frame(self_grant(night, novices[1]), self_grant(night + gap, novices[1], "owner"))
     refitted = pl.concat([history, last_night], how="diagonal_relaxed").sort("timestamp")
     fitted = PrivilegedAction().fit(refitted)
-    assert fitted.score_frame(last_night)["score"].max() >= 0.6  # alarmed, as it happened
+    assert fitted.score_frame(last_night)["score"].min() >= 0.6  # alarmed, as it happened
     assert fitted.self_counts_.get("permission_change", (0.0, 0.0))[1] == 0.0, fitted.self_counts_
     assert fitted.score_frame(tonight)["score"][0] == pytest.approx(base, abs=1e-3)
+
+
+@pytest.mark.parametrize("reads", [8, 16])
+def test_the_session_that_led_to_a_night_action_does_not_vouch_for_its_hour(history, novices, reads):
+    """A novice logs in at 03:01, reads a few records and creates an API key at 03:05: alarmed live (0.74).
+    Judged in the history with only its minute left out, the session's own login and reads made 03:00 one of
+    their hours, so it was not alarmed, was learned, and the same night three days later scored 0.39-0.41. Judged
+    without the span an alarm leaves out, it is unlearned, and the repeat scores as the first did."""
+    def night(at: datetime) -> list[dict]:
+        session = [event(at - timedelta(minutes=4) + timedelta(seconds=15 * i), novices[0],
+                         "record_read" if i else "user_login") for i in range(reads)]
+        return [*session, event(at, novices[0], "api_key_created", metadata={"key": "k"})]
+
+    first = frame(*night(T0.replace(hour=3, minute=5) - timedelta(days=3)))
+    live = PrivilegedAction().fit(history).score_frame(first)["score"][0]
+    refitted = pl.concat([history, first], how="diagonal_relaxed").sort("timestamp")
+    again = PrivilegedAction().fit(refitted).score_frame(frame(*night(T0.replace(hour=3, minute=7))))["score"][0]
+    learned = PrivilegedAction(alarm_score=1.0).fit(refitted).score_frame(
+        frame(*night(T0.replace(hour=3, minute=7))))["score"][0]
+    assert live >= 0.6 and again == pytest.approx(live, abs=1e-3) and learned < 0.6, (live, again, learned)
