@@ -50,6 +50,7 @@ class MultivariateOutlier(Detector):
     """
 
     name = "multivariate_outlier"
+    version = "2"  # 2: calibrated by the exponential's predictive tail (a day's warm-up claims no more than it can)
 
     def __init__(self, *, n_estimators: int = 100, max_train: int = 50_000, per_entity: int = 24,
                  random_state: int = 0) -> None:
