@@ -9,7 +9,8 @@ writer, erasure and retention note as they change it. The writer's notes are exa
 TimescaleDB's own aggregates, through an invalidation threshold (migration 0025) that each
 refresh raises to its end before it reads the events. A recompute deletes and re-inserts its
 buckets, so running twice, or from two workers at once (an advisory lock serialises them),
-changes nothing.
+changes nothing. The noted ranges are deleted with the watermarks' advance, once all is
+recomputed, so a refresh that dies half-way leaves them for the next one.
 Readers take the rollup up to its watermark and aggregate the raw tail after it, so a
 series is current to the last event, like real-time aggregation.
 """
@@ -210,36 +211,36 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
     end = _floor(now - end_offset, minute)
     _raise_threshold(conn, end)  # first: earlier writes are visible below, later ones note what lies behind
     watermark = _watermark(conn, "events_1m")
+    held = _watermark(conn, "events_1h")  # every hour before it is in the hourly rollups
     if watermark is None:
         oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
         start = _floor(oldest, minute) if oldest else end
     else:
         start = min(_floor(watermark - late, minute), end)
-    with conn.transaction():
-        claimed = conn.execute("DELETE FROM rollup_invalidations RETURNING low, high").fetchall()
+    # Read, not yet deleted: they go with the watermarks' advance below, so a refresh that dies before (a
+    # SIGKILL, a lost connection) leaves them for the next run. The advisory lock keeps other refreshes out.
+    noted = conn.execute("SELECT id, low, high FROM rollup_invalidations").fetchall()
     ranges = _merge([(start, end)] + [(_floor(lo, minute), min(_ceil(hi + timedelta(microseconds=1), minute), end))
-                                      for lo, hi in claimed])
-    try:
-        for low, high in _split(ranges, span):
-            _recompute(conn, "events_1m", _RECOMPUTE_1M, low, high)
-            _recompute(conn, "events_country_1m", _RECOMPUTE_COUNTRY_1M, low, high)
-            _recompute(conn, "events_type_1m", _RECOMPUTE_TYPE_1M, low, high)  # from the country twin
-            if progress:
-                progress(low, high)
+                                      for _, lo, hi in noted])
+    for low, high in _split(ranges, span):
+        _recompute(conn, "events_1m", _RECOMPUTE_1M, low, high)
+        _recompute(conn, "events_country_1m", _RECOMPUTE_COUNTRY_1M, low, high)
+        _recompute(conn, "events_type_1m", _RECOMPUTE_TYPE_1M, low, high)  # from the country twin
+        if progress:
+            progress(low, high)
+    hour_end = _floor(end, hour)
+    # From the hourly watermark too: the hours a refresh that died after its minutes left behind.
+    hours = _merge([(_floor(lo, hour), min(_ceil(hi, hour), hour_end)) for lo, hi in ranges]
+                   + ([(held, hour_end)] if held is not None else []))
+    for low, high in _split(hours, span):
+        _recompute(conn, "events_1h", _RECOMPUTE_1H, low, high)
+        _recompute(conn, "events_type_1h", _RECOMPUTE_TYPE_1H, low, high)
+        _recompute(conn, "events_country_1h", _RECOMPUTE_COUNTRY_1H, low, high)
+    with conn.transaction():
         _set_watermark(conn, "events_1m", end)
-        hour_end = _floor(end, hour)
-        hours = _merge([(_floor(lo, hour), min(_ceil(hi, hour), hour_end)) for lo, hi in ranges])
-        for low, high in _split(hours, span):
-            _recompute(conn, "events_1h", _RECOMPUTE_1H, low, high)
-            _recompute(conn, "events_type_1h", _RECOMPUTE_TYPE_1H, low, high)
-            _recompute(conn, "events_country_1h", _RECOMPUTE_COUNTRY_1H, low, high)
         _set_watermark(conn, "events_1h", hour_end)
-    except BaseException:
-        # Put the claimed ranges back so the next run recomputes them.
-        if claimed:
-            with conn.cursor() as cur:
-                cur.executemany("INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)", claimed)
-        raise
+        if noted:
+            conn.execute("DELETE FROM rollup_invalidations WHERE id = ANY(%s)", ([row[0] for row in noted],))
     return RefreshResult(ranges, end, hour_end)
 
 
