@@ -484,6 +484,66 @@ def _floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+# -- an hour the hourly rollups hold, updated by a late minute's difference (Apache edition) ----------------------
+
+
+def test_late_events_in_an_earlier_hour_leave_every_rollup_the_raw_count(apache, pool, conn, traffic, make_event):
+    """Events written behind the hourly watermark, into a minute of an hour the hourly rollups hold: keys that
+    hour has and keys it lacks, a NULL address and country among them."""
+    first = rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    earlier = first.watermark_1h - 2 * HOUR  # wholly within the traffic
+    late = earlier + timedelta(minutes=17)
+    EventWriter(pool).write([
+        make_event(timestamp=late + timedelta(seconds=5), event_type="user_login", user_id="user0",
+                   source_ip="10.0.0.1", source_country=None),
+        make_event(timestamp=late + timedelta(seconds=6), event_type="user_login", user_id="late-user",
+                   source_ip=None, source_country=None),
+        make_event(timestamp=late + timedelta(seconds=7), event_type="password_change", user_id="user1",
+                   outcome=Outcome.FAILURE, source_ip="10.0.1.2", source_country="GB")])
+    EventWriter(pool).write([make_event(timestamp=late + timedelta(minutes=20), event_type="password_change",
+                                        user_id="user1", source_ip=None, source_country="FR")])
+    result = rollups.refresh(pool, now=NOW + timedelta(minutes=3))
+    assert result.ranges[:2] == [(late, late + MINUTE), (late + timedelta(minutes=20), late + timedelta(minutes=21))]
+    _assert_every_rollup_is_the_raw_count(conn)
+
+
+def test_an_erasure_in_an_earlier_hour_removes_the_rows_it_empties(apache, pool, conn, traffic, make_event):
+    """The only event of its type, user, address (NULL) and country (NULL) in an hour the hourly rollups hold,
+    erased: its rows go from every rollup, they are not left at 0."""
+    solo = make_event(timestamp=_floor_hour(NOW) - 2 * HOUR + timedelta(minutes=25, seconds=10),
+                      event_type="solo_login", user_id="solo", outcome=Outcome.FAILURE, source_ip=None,
+                      source_country=None)
+    EventWriter(pool).write([solo])
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    counted = "SELECT count(*) FROM {} WHERE event_type = 'solo_login'"
+    for table in (t for pair in rollups.PAIRS for t in pair):
+        assert conn.execute(sql.SQL(counted).format(sql.Identifier(table))).fetchone()[0] == 1, table
+    erasure.erase_event(pool, solo.event_id,
+                        lambda erased: make_event(event_type="event_erased", timestamp=NOW - timedelta(seconds=30)))
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    for table in (t for pair in rollups.PAIRS for t in pair):
+        assert conn.execute(sql.SQL(counted).format(sql.Identifier(table))).fetchone()[0] == 0, table
+    _assert_every_rollup_is_the_raw_count(conn)
+
+
+def test_an_earlier_hour_is_updated_by_the_late_minute_not_recomputed(apache, pool, conn, traffic, make_event):
+    """The late minute's difference is added to the hour: an hourly row it does not change is not rewritten
+    (here one made wrong on purpose stays wrong, where a recompute of the hour from its minutes would mend it)."""
+    first = rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    earlier = first.watermark_1h - 2 * HOUR
+    untouched = "SELECT events FROM events_type_1h WHERE bucket = %s AND event_type = 'file_download' AND outcome = 'success'"
+    right = conn.execute(untouched, (earlier,)).fetchone()[0]
+    conn.execute("UPDATE events_type_1h SET events = events + 1000 WHERE bucket = %s AND event_type = 'file_download' "
+                 "AND outcome = 'success'", (earlier,))
+    EventWriter(pool).write([make_event(timestamp=earlier + timedelta(minutes=33), event_type="user_login")])
+    rollups.refresh(pool, now=NOW + timedelta(minutes=3))
+    assert conn.execute(untouched, (earlier,)).fetchone()[0] == right + 1000
+    hourly = "SELECT events FROM events_type_1h WHERE bucket = %s AND event_type = 'user_login' AND outcome = 'success'"
+    assert conn.execute(hourly, (earlier,)).fetchone()[0] == conn.execute(
+        "SELECT count(*) FROM audit_events WHERE \"timestamp\" >= %s AND \"timestamp\" < %s AND event_type = 'user_login' "
+        "AND outcome = 'success'", (earlier, earlier + HOUR)).fetchone()[0]
+
+
 # -- a refresh that dies half-way (Apache edition) ----------------------------------------------------------------
 
 _REFRESH = """
