@@ -9,7 +9,11 @@ writer, erasure and retention note as they change it. The writer's notes are exa
 TimescaleDB's own aggregates, through an invalidation threshold (migration 0025) that each
 refresh raises to its end before it reads the events. A recompute deletes and re-inserts its
 buckets, so running twice, or from two workers at once (an advisory lock serialises them),
-changes nothing.
+changes nothing. An hour the hourly rollups already hold (behind their watermark) in which only some
+minutes are recomputed, a late event or an erasure there, is updated by those minutes' difference
+(counts add up) in the transaction that recomputes them, rather than recomputed from its sixty minutes.
+The noted ranges are deleted with the watermarks' advance, once all is recomputed, so a refresh that
+dies half-way leaves them for the next one.
 Readers take the rollup up to its watermark and aggregate the raw tail after it, so a
 series is current to the last event, like real-time aggregation.
 """
@@ -122,11 +126,87 @@ _RECOMPUTE_1H = sql.SQL("""
 """)
 
 
+# Every rollup pair, minute and hour, with its dimensions and the recompute of its minutes (the type twin after the
+# country twin it is built from).
+_MINUTE_RECOMPUTES = (("events_1m", "events_1h", DIMENSIONS, _RECOMPUTE_1M),
+                      ("events_country_1m", "events_country_1h", COUNTRY_DIMENSIONS, _RECOMPUTE_COUNTRY_1M),
+                      ("events_type_1m", "events_type_1h", TYPE_DIMENSIONS, _RECOMPUTE_TYPE_1M))
+# Dimensions that may be NULL, matched with IS NOT DISTINCT FROM; the others with =, which the indexes serve
+# (events_1h's (user_id, bucket) finds a late minute's rows among an hour's tens of thousands).
+_NULLABLE = frozenset({"source_ip", "source_country"})
+
+
 def _recompute(conn: psycopg.Connection, table: str, insert: sql.Composable, low: datetime, high: datetime) -> None:
     with conn.transaction():
         conn.execute(sql.SQL("DELETE FROM {} WHERE bucket >= %(low)s AND bucket < %(high)s").format(
             sql.Identifier(table)), {"low": low, "high": high})
         conn.execute(insert, {"low": low, "high": high})
+
+
+def _recompute_by_difference(conn: psycopg.Connection, low: datetime, high: datetime) -> None:
+    """Recompute the minutes [low, high), all in one hour that the hourly rollups hold, and add to that hour what
+    they changed, in one transaction: the minute and hourly rollups never disagree, whatever stops the refresh.
+
+    The difference is the new minute rows less the old ones by hour and dimensions; each hourly row it touches is
+    replaced by the old count plus it, and dropped where that comes to 0. Exact because counts add up and every
+    hour behind the hourly watermark holds the sum of its minute rows: only the refresh writes them, an hour's
+    rows from its minute rows or, here, with them in one transaction.
+    """
+    hour_low = _floor(low, timedelta(hours=1))
+    bounds = {"low": low, "high": high, "hour_low": hour_low, "hour_high": hour_low + timedelta(hours=1)}
+    with conn.transaction():
+        for minutes, hours, dims, insert in _MINUTE_RECOMPUTES:
+            difference = sql.Identifier(f"{hours}_difference")
+            columns = sql.SQL(", ").join(sql.Identifier(d) for d in dims)
+            groups = sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(dims) + 1))
+            # A temporary table rather than one statement: analysed, it steers the hourly DELETE to the index.
+            changed = conn.execute(sql.SQL("""
+                CREATE TEMPORARY TABLE {difference} ON COMMIT DROP AS
+                WITH removed AS (
+                    DELETE FROM {minutes} WHERE bucket >= %(low)s AND bucket < %(high)s RETURNING bucket, {columns}, events
+                ), added AS ({insert} RETURNING bucket, {columns}, events)
+                SELECT time_bucket(INTERVAL '1 hour', bucket) AS bucket, {columns}, sum(events)::bigint AS events
+                FROM (SELECT bucket, {columns}, -events AS events FROM removed
+                      UNION ALL SELECT bucket, {columns}, events FROM added) AS changes
+                GROUP BY {groups} HAVING sum(events) <> 0
+            """).format(difference=difference, minutes=sql.Identifier(minutes), columns=columns, insert=insert,
+                        groups=groups), bounds).rowcount
+            if not changed:
+                continue
+            conn.execute(sql.SQL("ANALYZE {}").format(difference))
+            matches = sql.SQL(" AND ").join(
+                sql.SQL("h.{c} IS NOT DISTINCT FROM d.{c}" if d in _NULLABLE else "h.{c} = d.{c}").format(
+                    c=sql.Identifier(d)) for d in dims)
+            conn.execute(sql.SQL("""
+                WITH old AS (
+                    DELETE FROM {hours} AS h USING {difference} AS d
+                    WHERE h.bucket >= %(hour_low)s AND h.bucket < %(hour_high)s AND h.bucket = d.bucket AND {matches}
+                    RETURNING h.bucket, {h_columns}, h.events
+                )
+                INSERT INTO {hours} (bucket, {columns}, events)
+                SELECT bucket, {columns}, sum(events)
+                FROM (SELECT * FROM old UNION ALL SELECT bucket, {columns}, events FROM {difference}) AS updated
+                GROUP BY {groups} HAVING sum(events) <> 0
+            """).format(hours=sql.Identifier(hours), difference=difference, matches=matches, columns=columns,
+                        h_columns=sql.SQL(", ").join(sql.SQL("h.{}").format(sql.Identifier(d)) for d in dims),
+                        groups=groups), bounds)
+
+
+def _by_hour(ranges: list[tuple[datetime, datetime]], held: datetime | None
+             ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """The minute ranges cut at the hours: the parts of hours before ``held`` (the hourly watermark) that they do
+    not cover whole, each within one hour, and the rest, merged."""
+    hour = timedelta(hours=1)
+    partial, rest = [], []
+    for low, high in ranges:
+        while low < high:
+            top = min(high, _floor(low, hour) + hour)
+            if held is not None and top - low < hour and _floor(low, hour) + hour <= held:
+                partial.append((low, top))
+            else:
+                rest.append((low, top))
+            low = top
+    return partial, _merge(rest)
 
 
 def _watermark(conn: psycopg.Connection, rollup: str) -> datetime | None:
@@ -210,36 +290,42 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
     end = _floor(now - end_offset, minute)
     _raise_threshold(conn, end)  # first: earlier writes are visible below, later ones note what lies behind
     watermark = _watermark(conn, "events_1m")
+    held = _watermark(conn, "events_1h")  # every hour before it is in the hourly rollups
     if watermark is None:
         oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
         start = _floor(oldest, minute) if oldest else end
     else:
         start = min(_floor(watermark - late, minute), end)
-    with conn.transaction():
-        claimed = conn.execute("DELETE FROM rollup_invalidations RETURNING low, high").fetchall()
+    # Read, not yet deleted: they go with the watermarks' advance below, so a refresh that dies before (a
+    # SIGKILL, a lost connection) leaves them for the next run. The advisory lock keeps other refreshes out.
+    noted = conn.execute("SELECT id, low, high FROM rollup_invalidations").fetchall()
     ranges = _merge([(start, end)] + [(_floor(lo, minute), min(_ceil(hi + timedelta(microseconds=1), minute), end))
-                                      for lo, hi in claimed])
-    try:
-        for low, high in _split(ranges, span):
+                                      for _, lo, hi in noted])
+    partial, whole = _by_hour(ranges, held)
+    pieces = sorted([(low, high, True) for low, high in partial]
+                    + [(low, high, False) for low, high in _split(whole, span)])
+    for low, high, by_difference in pieces:
+        if by_difference:
+            _recompute_by_difference(conn, low, high)
+        else:
             _recompute(conn, "events_1m", _RECOMPUTE_1M, low, high)
             _recompute(conn, "events_country_1m", _RECOMPUTE_COUNTRY_1M, low, high)
             _recompute(conn, "events_type_1m", _RECOMPUTE_TYPE_1M, low, high)  # from the country twin
-            if progress:
-                progress(low, high)
+        if progress:
+            progress(low, high)
+    hour_end = _floor(end, hour)
+    # From the hourly watermark too: the hours a refresh that died after its minutes left behind.
+    hours = _merge([(_floor(lo, hour), min(_ceil(hi, hour), hour_end)) for lo, hi in whole]
+                   + ([(held, hour_end)] if held is not None else []))
+    for low, high in _split(hours, span):
+        _recompute(conn, "events_1h", _RECOMPUTE_1H, low, high)
+        _recompute(conn, "events_type_1h", _RECOMPUTE_TYPE_1H, low, high)
+        _recompute(conn, "events_country_1h", _RECOMPUTE_COUNTRY_1H, low, high)
+    with conn.transaction():
         _set_watermark(conn, "events_1m", end)
-        hour_end = _floor(end, hour)
-        hours = _merge([(_floor(lo, hour), min(_ceil(hi, hour), hour_end)) for lo, hi in ranges])
-        for low, high in _split(hours, span):
-            _recompute(conn, "events_1h", _RECOMPUTE_1H, low, high)
-            _recompute(conn, "events_type_1h", _RECOMPUTE_TYPE_1H, low, high)
-            _recompute(conn, "events_country_1h", _RECOMPUTE_COUNTRY_1H, low, high)
         _set_watermark(conn, "events_1h", hour_end)
-    except BaseException:
-        # Put the claimed ranges back so the next run recomputes them.
-        if claimed:
-            with conn.cursor() as cur:
-                cur.executemany("INSERT INTO rollup_invalidations (low, high) VALUES (%s, %s)", claimed)
-        raise
+        if noted:
+            conn.execute("DELETE FROM rollup_invalidations WHERE id = ANY(%s)", ([row[0] for row in noted],))
     return RefreshResult(ranges, end, hour_end)
 
 

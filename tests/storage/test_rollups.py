@@ -455,3 +455,173 @@ def test_an_upgraded_store_starts_its_threshold_at_the_watermark(empty_db_url, m
             assert c.execute("SELECT threshold FROM rollup_thresholds").fetchone()[0] == NOW - MINUTE
     finally:
         upgraded.close()
+
+
+# -- every rollup against the raw events (Apache edition) ---------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+_DIMENSIONS = {"events_1m": rollups.DIMENSIONS, "events_type_1m": rollups.TYPE_DIMENSIONS,
+               "events_country_1m": rollups.COUNTRY_DIMENSIONS}
+
+
+def _assert_every_rollup_is_the_raw_count(conn) -> None:
+    """Each of the six rollups up to its watermark, row by row, is the raw events counted the same way: no row
+    missing or extra, none at 0, no key twice, a NULL address or country included."""
+    marks = dict(conn.execute("SELECT rollup, watermark FROM rollup_watermarks").fetchall())
+    for minutes, hours in rollups.PAIRS:
+        columns = sql.SQL(", ").join(map(sql.Identifier, _DIMENSIONS[minutes]))
+        for table, step, mark in ((minutes, "1 minute", marks["events_1m"]), (hours, "1 hour", marks["events_1h"])):
+            stored = conn.execute(sql.SQL("SELECT bucket, {c}, events FROM {t} WHERE bucket < %s "
+                                          "ORDER BY 1, {c}").format(c=columns, t=sql.Identifier(table)),
+                                  (mark,)).fetchall()
+            raw = conn.execute(sql.SQL('SELECT time_bucket(%s::interval, "timestamp"), {c}, count(*) FROM audit_events '
+                                       'WHERE "timestamp" < %s GROUP BY 1, {c} ORDER BY 1, {c}').format(c=columns),
+                               (step, mark)).fetchall()
+            assert stored == raw, table
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+# -- an hour the hourly rollups hold, updated by a late minute's difference (Apache edition) ----------------------
+
+
+def test_late_events_in_an_earlier_hour_leave_every_rollup_the_raw_count(apache, pool, conn, traffic, make_event):
+    """Events written behind the hourly watermark, into a minute of an hour the hourly rollups hold: keys that
+    hour has and keys it lacks, a NULL address and country among them."""
+    first = rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    earlier = first.watermark_1h - 2 * HOUR  # wholly within the traffic
+    late = earlier + timedelta(minutes=17)
+    EventWriter(pool).write([
+        make_event(timestamp=late + timedelta(seconds=5), event_type="user_login", user_id="user0",
+                   source_ip="10.0.0.1", source_country=None),
+        make_event(timestamp=late + timedelta(seconds=6), event_type="user_login", user_id="late-user",
+                   source_ip=None, source_country=None),
+        make_event(timestamp=late + timedelta(seconds=7), event_type="password_change", user_id="user1",
+                   outcome=Outcome.FAILURE, source_ip="10.0.1.2", source_country="GB")])
+    EventWriter(pool).write([make_event(timestamp=late + timedelta(minutes=20), event_type="password_change",
+                                        user_id="user1", source_ip=None, source_country="FR")])
+    result = rollups.refresh(pool, now=NOW + timedelta(minutes=3))
+    assert result.ranges[:2] == [(late, late + MINUTE), (late + timedelta(minutes=20), late + timedelta(minutes=21))]
+    _assert_every_rollup_is_the_raw_count(conn)
+
+
+def test_an_erasure_in_an_earlier_hour_removes_the_rows_it_empties(apache, pool, conn, traffic, make_event):
+    """The only event of its type, user, address (NULL) and country (NULL) in an hour the hourly rollups hold,
+    erased: its rows go from every rollup, they are not left at 0."""
+    solo = make_event(timestamp=_floor_hour(NOW) - 2 * HOUR + timedelta(minutes=25, seconds=10),
+                      event_type="solo_login", user_id="solo", outcome=Outcome.FAILURE, source_ip=None,
+                      source_country=None)
+    EventWriter(pool).write([solo])
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    counted = "SELECT count(*) FROM {} WHERE event_type = 'solo_login'"
+    for table in (t for pair in rollups.PAIRS for t in pair):
+        assert conn.execute(sql.SQL(counted).format(sql.Identifier(table))).fetchone()[0] == 1, table
+    erasure.erase_event(pool, solo.event_id,
+                        lambda erased: make_event(event_type="event_erased", timestamp=NOW - timedelta(seconds=30)))
+    rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    for table in (t for pair in rollups.PAIRS for t in pair):
+        assert conn.execute(sql.SQL(counted).format(sql.Identifier(table))).fetchone()[0] == 0, table
+    _assert_every_rollup_is_the_raw_count(conn)
+
+
+def test_an_earlier_hour_is_updated_by_the_late_minute_not_recomputed(apache, pool, conn, traffic, make_event):
+    """The late minute's difference is added to the hour: an hourly row it does not change is not rewritten
+    (here one made wrong on purpose stays wrong, where a recompute of the hour from its minutes would mend it)."""
+    first = rollups.refresh(pool, now=NOW + timedelta(minutes=2))
+    earlier = first.watermark_1h - 2 * HOUR
+    untouched = "SELECT events FROM events_type_1h WHERE bucket = %s AND event_type = 'file_download' AND outcome = 'success'"
+    right = conn.execute(untouched, (earlier,)).fetchone()[0]
+    conn.execute("UPDATE events_type_1h SET events = events + 1000 WHERE bucket = %s AND event_type = 'file_download' "
+                 "AND outcome = 'success'", (earlier,))
+    EventWriter(pool).write([make_event(timestamp=earlier + timedelta(minutes=33), event_type="user_login")])
+    rollups.refresh(pool, now=NOW + timedelta(minutes=3))
+    assert conn.execute(untouched, (earlier,)).fetchone()[0] == right + 1000
+    hourly = "SELECT events FROM events_type_1h WHERE bucket = %s AND event_type = 'user_login' AND outcome = 'success'"
+    assert conn.execute(hourly, (earlier,)).fetchone()[0] == conn.execute(
+        "SELECT count(*) FROM audit_events WHERE \"timestamp\" >= %s AND \"timestamp\" < %s AND event_type = 'user_login' "
+        "AND outcome = 'success'", (earlier, earlier + HOUR)).fetchone()[0]
+
+
+# -- a refresh that dies half-way (Apache edition) ----------------------------------------------------------------
+
+_REFRESH = """
+import sys
+from datetime import datetime
+
+from storage.timescale import db, rollups
+
+pool = db.open_pool(sys.argv[1], min_size=1, max_size=2)
+rollups.refresh(pool, now=datetime.fromisoformat(sys.argv[2]))
+"""
+
+
+def _killed_while_blocked_on(db_url: str, table: str, now: datetime, log) -> None:
+    """Run a refresh in a process of its own until it waits for ``table`` (locked meanwhile), then SIGKILL it and
+    wait until its database session has ended."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psycopg
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with psycopg.connect(db_url, autocommit=True) as holder, psycopg.connect(db_url, autocommit=True) as watcher:
+        holder.execute("BEGIN")
+        holder.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(table)))
+        process = subprocess.Popen([sys.executable, "-c", _REFRESH, db_url, now.isoformat()], env=env,
+                                   stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while not (blocked := watcher.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s "
+                    "AND wait_event_type = 'Lock' AND query ILIKE %s", (holder.info.backend_pid, f"%{table}%"),
+            ).fetchall()):
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"the refresh never waited for {table}:\n{log.read_text()}"
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        holder.execute("ROLLBACK")
+        deadline = time.monotonic() + 60
+        while watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (blocked[0][0],)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the killed refresh's session never ended"
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("table", ["events_1m", "rollup_watermarks"], ids=["before-the-minutes", "before-the-marks"])
+def test_noted_ranges_survive_a_refresh_killed_half_way(apache, pool, conn, db_url, traffic, make_event, tmp_path,
+                                                        table):
+    """A late event in an earlier hour is noted; the refresh that would count it is SIGKILLed before it recomputes
+    anything, or once it has added the late minute to its hour but before its watermarks move: the note is still
+    there, and the next refresh counts the event once."""
+    hour = _floor_hour(NOW)
+    rollups.refresh(pool, now=hour - timedelta(minutes=29))
+    late = make_event(timestamp=hour - 2 * HOUR + timedelta(minutes=10, seconds=5), event_type="password_change")
+    EventWriter(pool).write([late])
+    noted = rollups.pending(pool, hour - 3 * HOUR, hour)
+    assert noted == [(late.timestamp, late.timestamp + timedelta(microseconds=1))]
+    _killed_while_blocked_on(db_url, table, hour + MINUTE, tmp_path / "refresh.log")
+    assert rollups.pending(pool, hour - 3 * HOUR, hour) == noted
+    counted = conn.execute("SELECT coalesce(sum(events), 0) FROM events_type_1h WHERE event_type = 'password_change'"
+                           ).fetchone()[0]
+    assert counted == (1 if table == "rollup_watermarks" else 0)  # the late minute already added to its hour, or not
+    rollups.refresh(pool, now=hour + MINUTE)
+    assert rollups.pending(pool, hour - 3 * HOUR, hour) == []
+    _assert_every_rollup_is_the_raw_count(conn)
+
+
+def test_a_refresh_killed_after_its_minutes_leaves_no_hour_behind(apache, pool, conn, db_url, traffic, tmp_path):
+    """SIGKILLed after recomputing minutes up to an hour's end, before the hourly rollups: the next refresh at the
+    same moment still counts that hour."""
+    hour = _floor_hour(NOW)
+    rollups.refresh(pool, now=hour - timedelta(minutes=29))
+    _killed_while_blocked_on(db_url, "events_1h", hour + MINUTE, tmp_path / "refresh.log")
+    result = rollups.refresh(pool, now=hour + MINUTE)
+    assert result.watermark_1h == hour
+    _assert_every_rollup_is_the_raw_count(conn)
