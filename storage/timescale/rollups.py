@@ -264,11 +264,14 @@ def _raise_threshold(conn: psycopg.Connection, end: datetime, timeout: float | N
 
 def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(0),
             end_offset: timedelta = timedelta(minutes=1), span: timedelta = timedelta(hours=6),
-            progress: Callable[[datetime, datetime], None] | None = None) -> RefreshResult:
+            progress: Callable[[datetime, datetime], None] | None = None,
+            since: datetime | None = None) -> RefreshResult:
     """Bring events_1m and events_1h up to ``now - end_offset`` (Apache edition).
 
     Recomputes from the watermark and the ranges written behind it; ``late`` recomputes that much
-    more behind the watermark on every run, which exact invalidations no longer need.
+    more behind the watermark on every run, which exact invalidations no longer need. ``since``
+    recomputes every rollup from the start of its hour, whole hours from the raw events: the mend for
+    rollups believed wrong (a late minute in an earlier hour only adds its difference to that hour).
     On the community edition TimescaleDB's policies do this; here it refreshes the native
     aggregates over the same window, which is what a test or a backfill wants.
     """
@@ -280,12 +283,12 @@ def refresh(pool: ConnectionPool, *, now: datetime, late: timedelta = timedelta(
                 return _refresh_native(conn, now=now, end_offset=end_offset, progress=progress)
             with advisory_lock(conn, REFRESH_LOCK):
                 return _refresh_tables(conn, now=now, late=late, end_offset=end_offset, span=span,
-                                       progress=progress)
+                                       progress=progress, since=since)
         finally:
             conn.autocommit = False
 
 
-def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshResult:
+def _refresh_tables(conn, *, now, late, end_offset, span, progress, since=None) -> RefreshResult:
     minute, hour = timedelta(minutes=1), timedelta(hours=1)
     end = _floor(now - end_offset, minute)
     _raise_threshold(conn, end)  # first: earlier writes are visible below, later ones note what lies behind
@@ -296,6 +299,8 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress) -> RefreshRe
         start = _floor(oldest, minute) if oldest else end
     else:
         start = min(_floor(watermark - late, minute), end)
+    if since is not None:  # whole hours, so none of them is taken by difference
+        start = min(start, _floor(since, hour))
     # Read, not yet deleted: they go with the watermarks' advance below, so a refresh that dies before (a
     # SIGKILL, a lost connection) leaves them for the next run. The advisory lock keeps other refreshes out.
     noted = conn.execute("SELECT id, low, high FROM rollup_invalidations").fetchall()

@@ -202,6 +202,35 @@ def test_storage_refresh_and_status(run, conn, tmp_path):
         assert "materialised up to 20" in status.output
 
 
+def test_storage_refresh_since_rebuilds_rollups_believed_wrong(run, conn, tmp_path):
+    """A late event only adds its minute's difference to an hour the hourly rollups hold, so an hour already wrong
+    stays wrong; `--since` recomputes whole hours from the raw events. A time that is not one, or not in the past,
+    is refused before anything is touched."""
+    run("users", "add", "alice")
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(json.dumps(e) for e in _events(90, days_ago=2)))
+    assert run("ingest", str(path)).exit_code == 0
+    assert run("storage", "refresh").exit_code == 0
+    edition = conn.execute("SELECT extversion, current_setting('timescaledb.license', true) FROM pg_extension "
+                           "WHERE extname = 'timescaledb'").fetchone()[1]
+    hour, right = conn.execute("SELECT bucket, events FROM events_1h WHERE user_id = 'alice' ORDER BY bucket LIMIT 1"
+                               ).fetchone()
+    if edition == "apache":  # the community edition's aggregates are TimescaleDB's own, not ours to break
+        conn.execute("UPDATE events_1h SET events = events + 1000 WHERE user_id = 'alice' AND bucket = %s", (hour,))
+        assert run("storage", "refresh").exit_code == 0
+        assert conn.execute("SELECT events FROM events_1h WHERE user_id = 'alice' AND bucket = %s", (hour,)
+                            ).fetchone()[0] == right + 1000  # a refresh does not look behind its watermark
+    rebuilt = run("storage", "refresh", "--since", (hour + timedelta(minutes=30)).isoformat())
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert edition != "apache" or f"recomputed {hour:%Y-%m-%d %H:%M}" in rebuilt.output  # from its hour's start
+    assert conn.execute("SELECT events FROM events_1h WHERE user_id = 'alice' AND bucket = %s", (hour,)
+                        ).fetchone()[0] == right
+    assert conn.execute("SELECT sum(events) FROM events_1h WHERE user_id = 'alice'").fetchone()[0] == 90
+    for bad, said in (("yesterday", "is not an ISO 8601 time"), ("2999-01-01T00:00:00+00:00", "is not in the past")):
+        refused = run("storage", "refresh", "--since", bad)
+        assert refused.exit_code == 2 and said in refused.output, refused.output
+
+
 def test_worker_keeps_the_rollups_current(db_url, tmp_path, conn):
     conn.execute("INSERT INTO users (user_id) VALUES ('bob')")
     conn.execute(
