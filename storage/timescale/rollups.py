@@ -299,8 +299,9 @@ def _refresh_tables(conn, *, now, late, end_offset, span, progress, since=None) 
         start = _floor(oldest, minute) if oldest else end
     else:
         start = min(_floor(watermark - late, minute), end)
-    if since is not None:  # whole hours, so none of them is taken by difference
-        start = min(start, _floor(since, hour))
+    if since is not None:  # whole hours, so none of them is taken by difference; none before the first event
+        oldest = conn.execute('SELECT min("timestamp") FROM audit_events').fetchone()[0]
+        start = min(start, max(_floor(since, hour), _floor(oldest or end, hour)))
     # Read, not yet deleted: they go with the watermarks' advance below, so a refresh that dies before (a
     # SIGKILL, a lost connection) leaves them for the next run. The advisory lock keeps other refreshes out.
     noted = conn.execute("SELECT id, low, high FROM rollup_invalidations").fetchall()

@@ -226,6 +226,11 @@ def test_storage_refresh_since_rebuilds_rollups_believed_wrong(run, conn, tmp_pa
     assert conn.execute("SELECT events FROM events_1h WHERE user_id = 'alice' AND bucket = %s", (hour,)
                         ).fetchone()[0] == right
     assert conn.execute("SELECT sum(events) FROM events_1h WHERE user_id = 'alice'").fetchone()[0] == 90
+    # Long before any event (a typo, a hostile 0001): the rebuild starts at the first event's hour, not there.
+    ancient = run("storage", "refresh", "--since", "0001-01-01T00:00:00+00:00")
+    assert ancient.exit_code == 0, ancient.output
+    assert edition != "apache" or f"recomputed {hour:%Y-%m-%d %H:%M}" in ancient.output, ancient.output
+    assert ancient.output.count("recomputed") <= 10, ancient.output
     for bad, said in (("yesterday", "is not an ISO 8601 time"), ("2999-01-01T00:00:00+00:00", "is not in the past")):
         refused = run("storage", "refresh", "--since", bad)
         assert refused.exit_code == 2 and said in refused.output, refused.output
